@@ -1,0 +1,29 @@
+// The interface every backend implements (shm now; tcp and mpi later). Collectives are
+// called by every rank in the same order; each carries a sequence number and a fingerprint
+// (operation, element count, root) that backends check, so a mismatch is an error, not a hang.
+
+export type ReduceOp = 'sum' | 'mean';
+
+export interface Communicator {
+  readonly backend: string;
+  readonly rank: number;
+  readonly size: number;
+  /** Bytes this rank has put on the wire (for shm: written into shared memory for peers to read). */
+  readonly bytesSent: number;
+  /** Every rank ends with the element-wise reduction of all ranks' buffers. */
+  allreduce(buffer: Float32Array, op?: ReduceOp): Promise<void>;
+  /** Reduces into this rank's share of `buffer` only; returns that share as [start, end). */
+  reduceScatter(buffer: Float32Array, op?: ReduceOp): Promise<[number, number]>;
+  /** recv[r·n .. (r+1)·n) = rank r's send, n = send.length, on every rank. */
+  allgather(send: Float32Array, recv: Float32Array): Promise<void>;
+  /** At `root`, recv[r·n .. (r+1)·n) = rank r's send; recv is ignored (may be null) elsewhere. */
+  gather(send: Float32Array, recv: Float32Array | null, root: number): Promise<void>;
+  /** Every rank's buffer becomes root's. */
+  broadcast(buffer: Float32Array, root: number): Promise<void>;
+  barrier(): Promise<void>;
+  /** Tells every peer this rank has failed, so that they stop waiting for it. */
+  abort(reason: string): void;
+}
+
+export const operations = ['idle', 'allreduce', 'reduceScatter', 'allgather', 'gather', 'broadcast', 'barrier'] as const;
+export type Operation = (typeof operations)[number];

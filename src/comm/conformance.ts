@@ -1,0 +1,145 @@
+// The conformance suite: every backend must pass these, run on every rank of a group. Values
+// are small integers, so sums are exact whatever the reduction order and results can be
+// compared with ===. Each case throws on the first wrong element.
+
+import type { Communicator } from './communicator.js';
+
+function expectEqual(comm: Communicator, what: string, actual: ArrayLike<number>, expected: (i: number) => number, length = actual.length): void {
+  for (let i = 0; i < length; i++) {
+    const e = expected(i);
+    if (actual[i] !== e) throw new Error(`rank ${comm.rank}/${comm.size}: ${what}[${i}] = ${actual[i]}, expected ${e}`);
+  }
+}
+
+/** rank r's contribution at index i: distinct per (rank, index), integer-valued */
+const value = (rank: number, i: number, round = 0) => ((i * 7 + rank * 13 + round) % 101) - 50;
+const sumOver = (size: number, i: number, round = 0) => {
+  let s = 0;
+  for (let r = 0; r < size; r++) s += value(r, i, round);
+  return s;
+};
+
+// lengths that are empty per rank, not divisible by the size, and large
+const LENGTHS = [1, 2, 7, 1000, 65537];
+
+export const conformanceCases: Record<string, (comm: Communicator) => Promise<void>> = {
+  async allreduceSum(comm) {
+    for (const n of LENGTHS) {
+      const buffer = Float32Array.from({ length: n }, (_, i) => value(comm.rank, i));
+      await comm.allreduce(buffer, 'sum');
+      expectEqual(comm, `allreduce sum n=${n}`, buffer, (i) => sumOver(comm.size, i));
+    }
+  },
+
+  async allreduceMean(comm) {
+    const n = 999;
+    const buffer = Float32Array.from({ length: n }, () => comm.rank * comm.size);
+    await comm.allreduce(buffer, 'mean');
+    // mean of r·P over r = P(P−1)/2 — an integer, so exact
+    expectEqual(comm, 'allreduce mean', buffer, () => (comm.size * (comm.size - 1)) / 2);
+  },
+
+  async manyAllreducesInARow(comm) {
+    // back-to-back operations must never read a buffer a peer is still writing
+    const buffer = new Float32Array(33);
+    for (let round = 0; round < 500; round++) {
+      for (let i = 0; i < buffer.length; i++) buffer[i] = value(comm.rank, i, round);
+      await comm.allreduce(buffer);
+      expectEqual(comm, `round ${round}`, buffer, (i) => sumOver(comm.size, i, round));
+    }
+  },
+
+  async reduceScatter(comm) {
+    for (const n of LENGTHS) {
+      const buffer = Float32Array.from({ length: n }, (_, i) => value(comm.rank, i));
+      const [start, end] = await comm.reduceScatter(buffer);
+      if (start < 0 || end > n || start > end) throw new Error(`rank ${comm.rank}: reduceScatter share [${start}, ${end}) of ${n}`);
+      for (let i = start; i < end; i++) {
+        if (buffer[i] !== sumOver(comm.size, i)) throw new Error(`rank ${comm.rank}: reduceScatter n=${n} [${i}] = ${buffer[i]}`);
+      }
+      // the shares of all ranks tile [0, n)
+      const shares = new Float32Array(2 * comm.size);
+      await comm.allgather(Float32Array.from([start, end]), shares);
+      let expectedStart = 0;
+      for (let r = 0; r < comm.size; r++) {
+        if (shares[2 * r] !== expectedStart) throw new Error(`rank ${comm.rank}: shares do not tile: rank ${r} starts at ${shares[2 * r]}`);
+        expectedStart = shares[2 * r + 1];
+      }
+      if (expectedStart !== n) throw new Error(`rank ${comm.rank}: shares end at ${expectedStart}, not ${n}`);
+    }
+  },
+
+  async allgather(comm) {
+    for (const n of [1, 5, 4096]) {
+      const recv = new Float32Array(n * comm.size).fill(NaN);
+      await comm.allgather(Float32Array.from({ length: n }, (_, i) => value(comm.rank, i)), recv);
+      expectEqual(comm, `allgather n=${n}`, recv, (j) => value(Math.floor(j / n), j % n));
+    }
+  },
+
+  async gather(comm) {
+    for (let root = 0; root < comm.size; root++) {
+      const n = 17;
+      const recv = comm.rank === root ? new Float32Array(n * comm.size).fill(NaN) : null;
+      await comm.gather(Float32Array.from({ length: n }, (_, i) => value(comm.rank, i, root)), recv, root);
+      if (recv) expectEqual(comm, `gather root ${root}`, recv, (j) => value(Math.floor(j / n), j % n, root));
+    }
+  },
+
+  async broadcast(comm) {
+    for (let root = 0; root < comm.size; root++) {
+      for (const n of [1, 3001]) {
+        const buffer = Float32Array.from({ length: n }, (_, i) => (comm.rank === root ? value(root, i) : -999));
+        await comm.broadcast(buffer, root);
+        expectEqual(comm, `broadcast root ${root} n=${n}`, buffer, (i) => value(root, i));
+      }
+    }
+  },
+
+  async barrier(comm) {
+    for (let i = 0; i < 200; i++) await comm.barrier();
+  },
+
+  async bytesAreCounted(comm) {
+    const before = comm.bytesSent;
+    await comm.allreduce(new Float32Array(1024));
+    if (comm.size > 1 && !(comm.bytesSent > before)) throw new Error(`rank ${comm.rank}: bytesSent did not grow (${before} → ${comm.bytesSent})`);
+  },
+};
+
+/**
+ * Failure scenarios: rank 1 misbehaves after a first barrier; every other rank enters an
+ * all-reduce and must fail fast with an error naming rank 1. Survivors report their error
+ * through `report` before rethrowing, so a test can check every rank's message.
+ */
+export const failureCases: Record<string, (comm: Communicator, report: (message: string) => void) => Promise<void>> = {
+  async throws(comm, report) {
+    await comm.barrier();
+    if (comm.rank === 1) throw new Error('boom');
+    await survive(comm, report, () => comm.allreduce(new Float32Array(8)));
+  },
+  async dies(comm, report) {
+    await comm.barrier();
+    if (comm.rank === 1) process.exit(7);
+    await survive(comm, report, () => comm.allreduce(new Float32Array(8)));
+  },
+  async stalls(comm, report) {
+    await comm.barrier();
+    if (comm.rank === 1) await new Promise((resolve) => setTimeout(resolve, 600_000));
+    await survive(comm, report, () => comm.allreduce(new Float32Array(8)));
+  },
+  async mismatch(comm, report) {
+    await comm.barrier();
+    await survive(comm, report, () => (comm.rank === 1 ? comm.broadcast(new Float32Array(8), 0) : comm.allreduce(new Float32Array(8))));
+  },
+};
+
+async function survive(comm: Communicator, report: (message: string) => void, operation: () => Promise<unknown>): Promise<void> {
+  try {
+    await operation();
+  } catch (error) {
+    report((error as Error).message);
+    throw error;
+  }
+  throw new Error(`rank ${comm.rank}: the operation succeeded although a peer misbehaved`);
+}

@@ -1,0 +1,360 @@
+// The shared-memory backend: ranks are worker threads of one process; the data moves through a
+// SharedArrayBuffer and ranks synchronise with Atomics. All-reduce is reduce-scatter then
+// all-gather: each rank sums only its 1/P share of every rank's contribution, so the work and
+// memory traffic per rank do not grow with P.
+//
+// Memory is double-buffered by operation parity: operation k uses set k mod 2. A rank can
+// only start writing operation k+2 after passing a barrier of operation k+1, which every rank
+// reaches only after finishing operation k, so one barrier per operation is enough.
+
+import { Worker } from 'node:worker_threads';
+import { capacityExceeded, commTimeout, CommunicationError, peerFailed } from '../errors.js';
+import { operations, type Communicator, type Operation, type ReduceOp } from './communicator.js';
+
+// control words
+const COUNT = 0; // ranks arrived at the current barrier
+const GENERATION = 1; // barrier generation; waiters sleep on it
+const ABORTED = 2; // 0, or the failed rank + 1
+const ABORT_LOCK = 3; // first failure wins the right to write its message
+const MESSAGE_LENGTH = 4;
+const STATUS = 8; // per rank: [operation code, sequence number]; code 0 = computing
+const MESSAGE_BYTES = 2048;
+const SPIN = 20000; // brief spinning before sleeping: a wake-up costs ≈ 28 µs, a spin ≈ 4 µs
+
+export interface ShmHandle {
+  size: number;
+  capacity: number; // floats per rank per operation
+  timeoutMs: number;
+  control: SharedArrayBuffer;
+  message: SharedArrayBuffer;
+  data: SharedArrayBuffer;
+}
+
+export function createShmHandle(size: number, capacity: number, timeoutMs: number): ShmHandle {
+  const controlWords = STATUS + 2 * size + 2 * size * 3;
+  return {
+    size,
+    capacity,
+    timeoutMs,
+    control: new SharedArrayBuffer(4 * controlWords),
+    message: new SharedArrayBuffer(MESSAGE_BYTES),
+    // per set: one slot per rank + one result region
+    data: new SharedArrayBuffer(4 * 2 * (size + 1) * capacity),
+  };
+}
+
+function recordBase(size: number): number {
+  return STATUS + 2 * size;
+}
+
+/** Marks the group failed on behalf of `rank`; the first failure's message is kept. */
+export function abortGroup(handle: ShmHandle, rank: number, reason: string): void {
+  const control = new Int32Array(handle.control);
+  if (Atomics.compareExchange(control, ABORT_LOCK, 0, 1) === 0) {
+    const bytes = new TextEncoder().encode(reason).subarray(0, MESSAGE_BYTES);
+    new Uint8Array(handle.message).set(bytes);
+    Atomics.store(control, MESSAGE_LENGTH, bytes.length);
+    Atomics.store(control, ABORTED, rank + 1);
+  }
+  Atomics.notify(control, GENERATION);
+}
+
+/** The first failure's message, or null while the group is healthy. */
+export function abortMessage(handle: ShmHandle): string | null {
+  const control = new Int32Array(handle.control);
+  if (Atomics.load(control, ABORTED) === 0) return null;
+  const length = Atomics.load(control, MESSAGE_LENGTH);
+  return new TextDecoder().decode(new Uint8Array(handle.message).slice(0, length));
+}
+
+/** What `rank` was doing, as "allreduce #12", or "" when it was between operations. */
+export function rankActivity(handle: ShmHandle, rank: number): string {
+  const control = new Int32Array(handle.control);
+  const code = Atomics.load(control, STATUS + 2 * rank);
+  const seq = Atomics.load(control, STATUS + 2 * rank + 1);
+  return code ? `${operations[code]} #${seq}` : seq ? `computing after operation #${seq}` : 'start-up';
+}
+
+export class ShmCommunicator implements Communicator {
+  readonly backend = 'shm';
+  readonly size: number;
+  bytesSent = 0;
+  private readonly control: Int32Array;
+  private readonly data: Float32Array;
+  private readonly capacity: number;
+  private seq = 0;
+
+  constructor(private readonly handle: ShmHandle, readonly rank: number) {
+    this.size = handle.size;
+    this.capacity = handle.capacity;
+    this.control = new Int32Array(handle.control);
+    this.data = new Float32Array(handle.data);
+  }
+
+  private slot(set: number, rank: number): number {
+    return (set * (this.size + 1) + rank) * this.capacity;
+  }
+
+  private result(set: number): number {
+    return this.slot(set, this.size);
+  }
+
+  /** Opens operation `seq`: checks the group is alive, records status and fingerprint. */
+  private begin(operation: Operation, count: number, root: number): number {
+    this.checkAborted(operation);
+    if (count > this.capacity) throw capacityExceeded(`shm ${operation}`, count, this.capacity);
+    this.seq++;
+    const code = operations.indexOf(operation);
+    const set = this.seq & 1;
+    const record = recordBase(this.size) + (set * this.size + this.rank) * 3;
+    Atomics.store(this.control, record, code);
+    Atomics.store(this.control, record + 1, count);
+    Atomics.store(this.control, record + 2, root);
+    Atomics.store(this.control, STATUS + 2 * this.rank + 1, this.seq);
+    Atomics.store(this.control, STATUS + 2 * this.rank, code);
+    return set;
+  }
+
+  private end(): void {
+    Atomics.store(this.control, STATUS + 2 * this.rank, 0);
+  }
+
+  /** After the first barrier of an operation: every rank must be in the same operation. */
+  private checkFingerprints(operation: Operation, set: number): void {
+    const base = recordBase(this.size) + set * this.size * 3;
+    const mine = base + this.rank * 3;
+    for (let r = 0; r < this.size; r++) {
+      const theirs = base + r * 3;
+      if (this.control[theirs] !== this.control[mine] || this.control[theirs + 1] !== this.control[mine + 1]
+        || this.control[theirs + 2] !== this.control[mine + 2]) {
+        const describe = (at: number) => `${operations[this.control[at]]} of ${this.control[at + 1]} floats (root ${this.control[at + 2]})`;
+        const message = `rank ${this.rank}: collective #${this.seq} mismatch: rank ${this.rank} called ${describe(mine)} but rank ${r} called ${describe(theirs)}; every rank must call the same collectives in the same order.`;
+        this.abort(message);
+        throw new CommunicationError(message, 'COLLECTIVE_MISMATCH');
+      }
+    }
+  }
+
+  private checkAborted(operation: string): void {
+    const failed = Atomics.load(this.control, ABORTED);
+    if (failed === 0) return;
+    const reason = abortMessage(this.handle) ?? 'unknown failure';
+    if (failed - 1 === this.rank) throw new CommunicationError(reason, 'ABORTED');
+    throw peerFailed(this.rank, operation, reason);
+  }
+
+  private barrierWait(operation: Operation): void {
+    const c = this.control;
+    const generation = Atomics.load(c, GENERATION);
+    if (Atomics.add(c, COUNT, 1) === this.size - 1) {
+      Atomics.store(c, COUNT, 0);
+      Atomics.add(c, GENERATION, 1);
+      Atomics.notify(c, GENERATION);
+      return;
+    }
+    for (let i = 0; i < SPIN; i++) if (Atomics.load(c, GENERATION) !== generation) return;
+    const deadline = performance.now() + this.handle.timeoutMs;
+    while (Atomics.load(c, GENERATION) === generation) {
+      this.checkAborted(`${operation} #${this.seq}`);
+      const left = deadline - performance.now();
+      if (left <= 0) {
+        const error = commTimeout(this.rank, `${operation} #${this.seq}`, this.handle.timeoutMs / 1000, this.laggards());
+        this.abort(error.message);
+        throw error;
+      }
+      Atomics.wait(c, GENERATION, generation, Math.min(left, 1000));
+    }
+  }
+
+  /** The ranks that have not reached this operation, and what they are doing. */
+  private laggards(): string {
+    const behind: string[] = [];
+    for (let r = 0; r < this.size; r++) {
+      if (r === this.rank) continue;
+      const theirSeq = Atomics.load(this.control, STATUS + 2 * r + 1);
+      const theirCode = Atomics.load(this.control, STATUS + 2 * r);
+      if (theirSeq < this.seq || (theirSeq === this.seq && theirCode === 0)) behind.push(`rank ${r} (${rankActivity(this.handle, r)})`);
+    }
+    return behind.length ? behind.join(', ') : 'the other ranks';
+  }
+
+  private sync(operation: Operation, set: number): void {
+    this.barrierWait(operation);
+    this.checkFingerprints(operation, set);
+  }
+
+  async allreduce(buffer: Float32Array, op: ReduceOp = 'sum'): Promise<void> {
+    const n = buffer.length;
+    const set = this.begin('allreduce', n, op === 'mean' ? -2 : -1);
+    const d = this.data;
+    d.set(buffer, this.slot(set, this.rank));
+    this.sync('allreduce', set);
+    const [start, end] = share(n, this.rank, this.size);
+    const result = this.result(set);
+    reduceShare(d, this.slot(set, 0), this.capacity, this.size, start, end, d, result, op === 'mean' ? 1 / this.size : 1);
+    this.barrierWait('allreduce');
+    buffer.set(d.subarray(result, result + n));
+    this.bytesSent += 4 * (n + end - start);
+    this.end();
+  }
+
+  async reduceScatter(buffer: Float32Array, op: ReduceOp = 'sum'): Promise<[number, number]> {
+    const n = buffer.length;
+    const set = this.begin('reduceScatter', n, op === 'mean' ? -2 : -1);
+    this.data.set(buffer, this.slot(set, this.rank));
+    this.sync('reduceScatter', set);
+    const [start, end] = share(n, this.rank, this.size);
+    reduceShare(this.data, this.slot(set, 0), this.capacity, this.size, start, end, buffer, 0, op === 'mean' ? 1 / this.size : 1);
+    this.bytesSent += 4 * n;
+    this.end();
+    return [start, end];
+  }
+
+  async allgather(send: Float32Array, recv: Float32Array): Promise<void> {
+    const n = send.length;
+    if (recv.length !== n * this.size) throw new CommunicationError(`rank ${this.rank}: allgather needs recv of ${n * this.size} floats (size × send), got ${recv.length}.`, 'BAD_ARGUMENT');
+    const set = this.begin('allgather', n, -1);
+    this.data.set(send, this.slot(set, this.rank));
+    this.sync('allgather', set);
+    for (let r = 0; r < this.size; r++) recv.set(this.data.subarray(this.slot(set, r), this.slot(set, r) + n), r * n);
+    this.bytesSent += 4 * n;
+    this.end();
+  }
+
+  async gather(send: Float32Array, recv: Float32Array | null, root: number): Promise<void> {
+    const n = send.length;
+    if (this.rank === root && (!recv || recv.length !== n * this.size)) {
+      throw new CommunicationError(`rank ${this.rank}: gather at the root needs recv of ${n * this.size} floats (size × send), got ${recv?.length ?? 'none'}.`, 'BAD_ARGUMENT');
+    }
+    const set = this.begin('gather', n, root);
+    if (this.rank !== root) {
+      this.data.set(send, this.slot(set, this.rank));
+      this.bytesSent += 4 * n;
+    }
+    this.sync('gather', set);
+    if (this.rank === root && recv) {
+      for (let r = 0; r < this.size; r++) {
+        if (r === root) recv.set(send, r * n);
+        else recv.set(this.data.subarray(this.slot(set, r), this.slot(set, r) + n), r * n);
+      }
+    }
+    this.end();
+  }
+
+  async broadcast(buffer: Float32Array, root: number): Promise<void> {
+    const n = buffer.length;
+    const set = this.begin('broadcast', n, root);
+    if (this.rank === root) {
+      this.data.set(buffer, this.slot(set, root));
+      this.bytesSent += 4 * n;
+    }
+    this.sync('broadcast', set);
+    if (this.rank !== root) buffer.set(this.data.subarray(this.slot(set, root), this.slot(set, root) + n));
+    this.end();
+  }
+
+  async barrier(): Promise<void> {
+    const set = this.begin('barrier', 0, -1);
+    this.sync('barrier', set);
+    this.end();
+  }
+
+  abort(reason: string): void {
+    abortGroup(this.handle, this.rank, reason);
+  }
+}
+
+function share(n: number, rank: number, size: number): [number, number] {
+  return [Math.floor((n * rank) / size), Math.floor((n * (rank + 1)) / size)];
+}
+
+/** target[at + i] = scale · Σ_r source[first + r·stride + i] for i in [start, end), in rank order. */
+function reduceShare(source: Float32Array, first: number, stride: number, size: number, start: number, end: number,
+  target: Float32Array, at: number, scale: number): void {
+  for (let i = start; i < end; i++) target[at + i] = source[first + i];
+  for (let r = 1; r < size; r++) {
+    const base = first + r * stride;
+    for (let i = start; i < end; i++) target[at + i] += source[base + i];
+  }
+  if (scale !== 1) for (let i = start; i < end; i++) target[at + i] *= scale;
+}
+
+// ---- the group: spawns one worker thread per rank and turns any failure into a fast, clear error
+
+export interface WorkerMessage {
+  type: 'result' | 'error' | 'event';
+  rank: number;
+  value?: unknown;
+  message?: string;
+}
+
+export interface RunOptions {
+  /** Called with every 'event' message a rank posts (progress, logs). */
+  onEvent?: (rank: number, value: unknown) => void;
+  /** Per-rank data given to the worker as workerData.data. */
+  data: (rank: number) => unknown;
+  /** Extra options for each worker thread (e.g. resource limits). */
+  execArgv?: string[];
+}
+
+/**
+ * Runs `script` on `handle.size` worker threads and resolves with each rank's result. A rank
+ * that throws, posts an error or exits early makes the group fail: the others are told at
+ * once through shared memory, any still running after a grace period are terminated, and the
+ * promise rejects with the first failure's message.
+ */
+export function runGroup(handle: ShmHandle, script: URL, options: RunOptions): Promise<unknown[]> {
+  return new Promise((resolve, reject) => {
+    const results: unknown[] = new Array(handle.size);
+    const done = new Array<boolean>(handle.size).fill(false);
+    let firstFailure: string | null = null;
+    let remaining = handle.size;
+    let killTimer: NodeJS.Timeout | undefined;
+    const workers: Worker[] = [];
+
+    const fail = (rank: number, message: string) => {
+      if (firstFailure === null) {
+        firstFailure = message;
+        abortGroup(handle, rank, message);
+        // ranks busy computing notice at their next collective; do not wait for ever
+        killTimer = setTimeout(() => workers.forEach((w) => void w.terminate()), Math.min(5000, handle.timeoutMs));
+        killTimer.unref();
+      }
+    };
+
+    const finish = (rank: number) => {
+      if (done[rank]) return;
+      done[rank] = true;
+      if (--remaining === 0) {
+        if (killTimer) clearTimeout(killTimer);
+        // the root cause is whoever aborted the group first, whichever message reached us first
+        if (firstFailure !== null) reject(new CommunicationError(abortMessage(handle) ?? firstFailure, 'GROUP_FAILED'));
+        else resolve(results);
+      }
+    };
+
+    for (let rank = 0; rank < handle.size; rank++) {
+      const worker = new Worker(script, { workerData: { handle, rank, data: options.data(rank) }, execArgv: options.execArgv });
+      workers.push(worker);
+      let reported = false;
+      worker.on('message', (message: WorkerMessage) => {
+        if (message.type === 'event') options.onEvent?.(rank, message.value);
+        else if (message.type === 'result') {
+          results[rank] = message.value;
+          reported = true;
+        } else if (message.type === 'error') {
+          reported = true;
+          fail(rank, message.message ?? `rank ${rank} failed`);
+        }
+      });
+      worker.on('error', (error) => {
+        reported = true;
+        fail(rank, `rank ${rank} crashed during ${rankActivity(handle, rank)}: ${error.message}`);
+      });
+      worker.on('exit', (code) => {
+        if (!reported) fail(rank, `rank ${rank} exited with code ${code} during ${rankActivity(handle, rank)} without finishing`);
+        finish(rank);
+      });
+    }
+  });
+}

@@ -1,0 +1,72 @@
+// Deterministic shuffling and sharding. Each epoch has one permutation of the training set,
+// made from (seed, epoch). Step s of the epoch takes the next P·b indices of it, and worker r
+// takes its b-index slice, so the workers' shards are disjoint and P workers with batch b see
+// exactly the samples one worker with batch P·b would see.
+
+import { Random, mixSeed } from '../tensor/random.js';
+import type { Batch } from '../models/model.js';
+import type { Split } from './dataset.js';
+
+/** Fills `order` with a permutation of 0..order.length−1 for this epoch (Fisher–Yates). */
+export function epochOrder(order: Uint32Array, seed: number, epoch: number): Uint32Array {
+  for (let i = 0; i < order.length; i++) order[i] = i;
+  const random = new Random(mixSeed(seed, epoch, 0x5eed));
+  for (let i = order.length - 1; i > 0; i--) {
+    const j = random.below(i + 1);
+    const t = order[i];
+    order[i] = order[j];
+    order[j] = t;
+  }
+  return order;
+}
+
+/** Whole global batches per epoch; the remainder (< P·b samples) is dropped. */
+export function stepsPerEpoch(samples: number, workers: number, batch: number): number {
+  return Math.floor(samples / (workers * batch));
+}
+
+/** One reusable batch buffer: fills itself from a split without allocating. */
+export class BatchMaker {
+  readonly batch: Batch;
+  private readonly sampleSize: number;
+
+  constructor(private readonly split: Split, sampleShape: readonly number[], capacity: number) {
+    this.sampleSize = sampleShape.reduce((a, b) => a * b, 1);
+    this.batch = { x: new Float32Array(capacity * this.sampleSize), y: new Int32Array(capacity), size: 0 };
+  }
+
+  /** The batch of `order[start .. start + count)`. */
+  fromOrder(order: Uint32Array, start: number, count: number): Batch {
+    const { x, y } = this.batch;
+    const d = this.sampleSize;
+    const images = this.split.images;
+    const scale = 1 / 255;
+    for (let i = 0; i < count; i++) {
+      const index = order[start + i];
+      const source = index * d;
+      const target = i * d;
+      for (let j = 0; j < d; j++) x[target + j] = images[source + j] * scale;
+      y[i] = this.split.labels[index];
+    }
+    this.batch.size = count;
+    return this.batch;
+  }
+
+  /** The batch of samples first .. first + count − 1, in order (for evaluation). */
+  range(first: number, count: number): Batch {
+    const { x, y } = this.batch;
+    const d = this.sampleSize;
+    const images = this.split.images;
+    const scale = 1 / 255;
+    const base = first * d;
+    for (let i = 0; i < count * d; i++) x[i] = images[base + i] * scale;
+    for (let i = 0; i < count; i++) y[i] = this.split.labels[first + i];
+    this.batch.size = count;
+    return this.batch;
+  }
+}
+
+/** The contiguous share [start, end) of `count` items that rank `rank` of `size` takes. */
+export function shareOf(count: number, rank: number, size: number): [number, number] {
+  return [Math.floor((count * rank) / size), Math.floor((count * (rank + 1)) / size)];
+}

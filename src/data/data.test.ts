@@ -1,0 +1,94 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { encodeIdx, parseIdx, readIdx } from './idx.js';
+import { loadDataset, loadIdxDataset, knownDatasets } from './dataset.js';
+import { BatchMaker, epochOrder, shareOf, stepsPerEpoch } from './batches.js';
+
+function writeSet(dir: string, trainImages: number, trainLabels: number, options: { gzip?: boolean } = {}): void {
+  const write = (name: string, shape: number[]) => {
+    const data = Uint8Array.from({ length: shape.reduce((a, b) => a * b, 1) }, (_, i) => i % 7);
+    const bytes = encodeIdx(shape, data);
+    writeFileSync(join(dir, options.gzip ? `${name}.gz` : name), options.gzip ? gzipSync(bytes) : bytes);
+  };
+  write('train-images-idx3-ubyte', [trainImages, 4, 3]);
+  write('train-labels-idx1-ubyte', [trainLabels]);
+  write('t10k-images-idx3-ubyte', [5, 4, 3]);
+  write('t10k-labels-idx1-ubyte', [5]);
+}
+
+test('IDX files load raw and gzipped', () => {
+  for (const gzip of [false, true]) {
+    const dir = mkdtempSync(join(tmpdir(), 'converge-idx-'));
+    writeSet(dir, 9, 9, { gzip });
+    const data = loadIdxDataset('tiny', dir);
+    assert.deepEqual(data.shape, [1, 4, 3]);
+    assert.equal(data.train.count, 9);
+    assert.equal(data.test.count, 5);
+    assert.equal(data.classes, 7);
+    assert.ok(data.train.images.buffer instanceof SharedArrayBuffer);
+  }
+});
+
+test('bad IDX input gives one clear error each', () => {
+  assert.throws(() => parseIdx(new Uint8Array([1, 2, 3, 4, 5]), 'x.idx'), /x\.idx: not an IDX file \(magic bytes 01 02 03 04/);
+  const good = encodeIdx([10, 2, 2], new Uint8Array(40));
+  assert.throws(() => parseIdx(good.subarray(0, good.length - 3), 'cut.idx'), /cut\.idx: truncated: header promises 40 bytes.*holds 37/);
+  assert.throws(() => parseIdx(good.subarray(0, 9), 'head.idx'), /truncated in its header/);
+  const gz = gzipSync(good);
+  assert.throws(() => parseIdx(gz.subarray(0, gz.length - 10), 'bad.gz'), /bad\.gz: gzip data is damaged/);
+  assert.throws(() => readIdx('/nonexistent/file.idx'), /IDX file not found at \/nonexistent\/file\.idx/);
+  const dir = mkdtempSync(join(tmpdir(), 'converge-idx-'));
+  writeSet(dir, 9, 8);
+  assert.throws(() => loadIdxDataset('tiny', dir), /train-labels-idx1-ubyte against .*train-images-idx3-ubyte: expected one label per image \(9\), got 8 labels/);
+  assert.throws(() => loadIdxDataset('tiny', join(dir, 'missing')), /data set 'tiny' not found at .*missing; give --data-dir/);
+  const empty = mkdtempSync(join(tmpdir(), 'converge-idx-'));
+  assert.throws(() => loadIdxDataset('tiny', empty), /train-images-idx3-ubyte\(\.gz\) not found/);
+  assert.throws(() => loadDataset('cifar'), /unknown dataset 'cifar'; choose one of: fashion-mnist, mnist, synthetic/);
+});
+
+test('Fashion-MNIST from the Debian package, when installed', { skip: !existsSync(knownDatasets['fashion-mnist'] as string) }, () => {
+  const data = loadDataset('fashion-mnist');
+  assert.equal(data.train.count, 60000);
+  assert.equal(data.test.count, 10000);
+  assert.deepEqual(data.shape, [1, 28, 28]);
+  assert.equal(data.classes, 10);
+});
+
+test('epoch order is a permutation, deterministic from (seed, epoch), and differs between epochs', () => {
+  const a = epochOrder(new Uint32Array(1000), 7, 0);
+  assert.deepEqual([...a].sort((x, y) => x - y), Array.from({ length: 1000 }, (_, i) => i));
+  assert.deepEqual(epochOrder(new Uint32Array(1000), 7, 0), a);
+  assert.notDeepEqual(epochOrder(new Uint32Array(1000), 7, 1), a);
+  assert.notDeepEqual(epochOrder(new Uint32Array(1000), 8, 0), a);
+});
+
+test('worker shards of one step are disjoint and together make the global batch', () => {
+  const order = epochOrder(new Uint32Array(100), 3, 0);
+  const workers = 3;
+  const batch = 4;
+  assert.equal(stepsPerEpoch(100, workers, batch), 8);
+  const seen = new Set<number>();
+  for (let step = 0; step < 8; step++) {
+    for (let rank = 0; rank < workers; rank++) {
+      const start = (step * workers + rank) * batch;
+      for (let i = 0; i < batch; i++) seen.add(order[start + i]);
+    }
+  }
+  assert.equal(seen.size, 96);
+  assert.deepEqual(shareOf(10, 0, 3), [0, 3]);
+  assert.deepEqual(shareOf(10, 2, 3), [6, 10]);
+});
+
+test('batch maker scales pixels to [0, 1] and copies labels without allocating', () => {
+  const images = Uint8Array.from([0, 255, 51, 102]);
+  const split = { images, labels: Uint8Array.from([3, 4]), count: 2 };
+  const maker = new BatchMaker(split, [2], 2);
+  const batch = maker.fromOrder(Uint32Array.from([1, 0]), 0, 2);
+  assert.deepEqual([...batch.x].map((v) => +v.toFixed(2)), [0.2, 0.4, 0, 1]);
+  assert.deepEqual([...batch.y], [4, 3]);
+  assert.equal(maker.range(1, 1).x, batch.x, 'same buffer reused');
+});

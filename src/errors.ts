@@ -1,0 +1,70 @@
+// Every error a user can meet is made here, by a small factory that says what went wrong,
+// where, and what to do. The CLI prints `error.message` as one line and exits non-zero.
+
+export class ConvergeError extends Error {
+  override name = 'ConvergeError';
+  constructor(message: string, readonly code: string) {
+    super(message);
+  }
+}
+
+export class CommunicationError extends ConvergeError {
+  override name = 'CommunicationError';
+}
+
+export function badOption(option: string, value: unknown, expected: string): ConvergeError {
+  return new ConvergeError(`${option}: got ${JSON.stringify(value)}; expected ${expected}.`, 'BAD_OPTION');
+}
+
+export function unknownName(kind: string, name: string, known: readonly string[]): ConvergeError {
+  return new ConvergeError(`unknown ${kind} '${name}'; choose one of: ${known.join(', ')}.`, 'UNKNOWN_NAME');
+}
+
+export function duplicateName(kind: string, name: string): ConvergeError {
+  return new ConvergeError(`${kind} '${name}' is already registered; register each name once.`, 'DUPLICATE_NAME');
+}
+
+export function missingData(what: string, path: string, hint: string): ConvergeError {
+  return new ConvergeError(`${what} not found at ${path}; ${hint}`, 'MISSING_DATA');
+}
+
+export function corruptFile(path: string, problem: string, hint: string): ConvergeError {
+  return new ConvergeError(`${path}: ${problem}; ${hint}`, 'CORRUPT_FILE');
+}
+
+export function shapeMismatch(where: string, expected: string, got: string): ConvergeError {
+  return new ConvergeError(`${where}: expected ${expected}, got ${got}.`, 'SHAPE_MISMATCH');
+}
+
+export function checkpointMismatch(path: string, problem: string): ConvergeError {
+  return new ConvergeError(
+    `checkpoint ${path} ${problem}; resume with the same --model/--hidden it was saved with, or start without --resume.`,
+    'CHECKPOINT_MISMATCH',
+  );
+}
+
+export function divergence(step: number, epoch: number, loss: number, lr: number): ConvergeError {
+  return new ConvergeError(
+    `loss became ${loss} at step ${step} (epoch ${epoch + 1}) with learning rate ${lr}; training stopped — try a lower --lr (e.g. ${+(lr / 4).toPrecision(2)}) or a warm-up (--warmup-epochs 1).`,
+    'DIVERGED',
+  );
+}
+
+export function commTimeout(rank: number, operation: string, seconds: number, waitingFor: string): CommunicationError {
+  return new CommunicationError(
+    `rank ${rank}: ${operation} timed out after ${seconds} s waiting for ${waitingFor}; a rank is stalled or dead — check its output, or raise --timeout.`,
+    'COMM_TIMEOUT',
+  );
+}
+
+/** `reason` is the failed rank's own message, which names it and what it was doing. */
+export function peerFailed(rank: number, operation: string, reason: string): CommunicationError {
+  return new CommunicationError(`rank ${rank}: ${operation} aborted: ${reason}`, 'PEER_FAILED');
+}
+
+export function capacityExceeded(operation: string, elements: number, capacity: number): CommunicationError {
+  return new CommunicationError(
+    `${operation} of ${elements} elements exceeds the communicator's capacity of ${capacity}; create the group with a larger capacity.`,
+    'CAPACITY',
+  );
+}

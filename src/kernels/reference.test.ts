@@ -1,0 +1,149 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Random } from '../tensor/random.js';
+import { referenceKernels as K, im2col, col2im } from './reference.js';
+import { convGeometry, poolGeometry } from './types.js';
+import { kernel, registerKernel, useBackend, activeBackend } from './registry.js';
+
+const random = new Random(42);
+const rand = (n: number) => random.fillUniform(new Float32Array(n));
+
+function close(actual: Float32Array, expected: Float32Array | number[], tolerance: number, what: string): void {
+  assert.equal(actual.length, expected.length, `${what}: length`);
+  for (let i = 0; i < actual.length; i++) {
+    const e = expected[i];
+    if (!(Math.abs(actual[i] - e) <= tolerance * (1 + Math.abs(e)))) {
+      assert.fail(`${what}[${i}] = ${actual[i]}, expected ${e}`);
+    }
+  }
+}
+
+test('gemm matches the textbook triple loop for every transpose and odd shapes', () => {
+  for (const [m, n, k] of [[1, 1, 1], [3, 5, 7], [17, 1, 9], [1, 13, 4], [33, 31, 29]]) {
+    for (const transA of [false, true]) {
+      for (const transB of [false, true]) {
+        const a = rand(m * k);
+        const b = rand(k * n);
+        const c = rand(m * n);
+        const expected = new Float64Array(m * n);
+        for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) {
+          let s = 0;
+          for (let p = 0; p < k; p++) s += (transA ? a[p * m + i] : a[i * k + p]) * (transB ? b[j * k + p] : b[p * n + j]);
+          expected[i * n + j] = 1.5 * s + 0.5 * c[i * n + j];
+        }
+        K.gemm(transA, transB, m, n, k, 1.5, a, b, 0.5, c);
+        close(c, Array.from(expected), 1e-5, `gemm ${transA ? 'T' : 'N'}${transB ? 'T' : 'N'} ${m}x${n}x${k}`);
+      }
+    }
+  }
+});
+
+test('gemm with beta 0 ignores NaN already in the output', () => {
+  const c = new Float32Array([NaN, NaN]);
+  K.gemm(false, false, 1, 2, 1, 1, new Float32Array([2]), new Float32Array([1, 3]), 0, c);
+  close(c, [2, 6], 0, 'gemm beta 0');
+});
+
+test('convolution forward matches a direct convolution (padding, stride, odd sizes)', () => {
+  for (const [C, H, W, F, Kz, pad, stride] of [[1, 5, 5, 2, 3, 1, 1], [3, 7, 6, 4, 3, 0, 2], [2, 4, 9, 3, 1, 0, 1], [2, 6, 5, 5, 3, 2, 1]]) {
+    const g = convGeometry(C, H, W, F, Kz, pad, stride);
+    const batch = 2;
+    const x = rand(batch * C * H * W);
+    const w = rand(F * C * Kz * Kz);
+    const bias = rand(F);
+    const out = new Float32Array(batch * F * g.outHeight * g.outWidth);
+    K.convForward(x, w, bias, out, batch, g, new Float32Array(C * Kz * Kz * g.outHeight * g.outWidth));
+    const expected: number[] = [];
+    for (let n = 0; n < batch; n++) for (let f = 0; f < F; f++) for (let oh = 0; oh < g.outHeight; oh++) for (let ow = 0; ow < g.outWidth; ow++) {
+      let s = bias[f];
+      for (let c = 0; c < C; c++) for (let kh = 0; kh < Kz; kh++) for (let kw = 0; kw < Kz; kw++) {
+        const ih = oh * stride - pad + kh;
+        const iw = ow * stride - pad + kw;
+        if (ih >= 0 && ih < H && iw >= 0 && iw < W) s += x[((n * C + c) * H + ih) * W + iw] * w[((f * C + c) * Kz + kh) * Kz + kw];
+      }
+      expected.push(s);
+    }
+    close(out, expected, 1e-5, `conv ${[C, H, W, F, Kz, pad, stride]}`);
+  }
+});
+
+test('col2im is the adjoint of im2col: <im2col(x), y> = <x, col2im(y)>', () => {
+  const g = convGeometry(3, 6, 5, 1, 3, 1, 2);
+  const x = rand(3 * 6 * 5);
+  const columns = new Float32Array(3 * 9 * g.outHeight * g.outWidth);
+  im2col(x, 0, g, columns);
+  const y = rand(columns.length);
+  const back = new Float32Array(x.length);
+  col2im(y, g, back, 0);
+  let left = 0;
+  let right = 0;
+  for (let i = 0; i < y.length; i++) left += columns[i] * y[i];
+  for (let i = 0; i < x.length; i++) right += x[i] * back[i];
+  assert.ok(Math.abs(left - right) < 1e-4 * (1 + Math.abs(left)), `${left} vs ${right}`);
+});
+
+test('max pooling picks the window maximum and routes the gradient to it', () => {
+  const g = poolGeometry(1, 4, 5, 2);
+  const x = new Float32Array([
+    1, 2, 3, 4, 99,
+    5, 0, 8, 7, 99,
+    -1, -2, 6, 6, 99,
+    -4, -3, 0, 9, 99,
+  ]);
+  const out = new Float32Array(4);
+  const argmax = new Int32Array(4);
+  K.maxPoolForward(x, out, argmax, 1, g);
+  close(out, [5, 8, -1, 9], 0, 'pool');
+  const gradX = rand(x.length);
+  K.maxPoolBackward(new Float32Array([1, 2, 3, 4]), argmax, gradX, 4, x.length);
+  const expected = new Array(x.length).fill(0);
+  expected[5] = 1; expected[7] = 2; expected[10] = 3; expected[18] = 4;
+  close(gradX, expected, 0, 'pool backward');
+});
+
+test('softmax cross-entropy: loss of a known case and gradient by finite differences', () => {
+  const logits = new Float32Array([0, 0, 0, 1000, 0, 0]);
+  const grad = new Float32Array(6);
+  const loss = K.softmaxCrossEntropy(logits, new Int32Array([2, 0]), 2, 3, grad);
+  assert.ok(Math.abs(loss - Math.log(3) / 2) < 1e-6, 'uniform row costs log 3, a confident right row 0');
+  const z = rand(12);
+  const labels = new Int32Array([0, 3, 1]);
+  const g = new Float32Array(12);
+  K.softmaxCrossEntropy(z, labels, 3, 4, g);
+  const scratch = new Float32Array(12);
+  for (let i = 0; i < 12; i++) {
+    const saved = z[i];
+    z[i] = saved + 1e-2;
+    const up = K.softmaxCrossEntropy(z, labels, 3, 4, scratch);
+    z[i] = saved - 1e-2;
+    const down = K.softmaxCrossEntropy(z, labels, 3, 4, scratch);
+    z[i] = saved;
+    assert.ok(Math.abs((up - down) / 2e-2 - g[i]) < 1e-3, `d loss / d z[${i}]`);
+  }
+});
+
+test('relu forward and backward', () => {
+  const x = new Float32Array([-1, 0, 2]);
+  const y = new Float32Array(3);
+  K.reluForward(x, y, 3);
+  close(y, [0, 0, 2], 0, 'relu');
+  const gradX = new Float32Array(3);
+  K.reluBackward(y, new Float32Array([5, 6, 7]), gradX, 3);
+  close(gradX, [0, 0, 7], 0, 'relu backward');
+});
+
+test('registry: lookup by name, fallback to the reference, duplicates refused', () => {
+  const calls: number[] = [];
+  registerKernel('test-backend', 'reluForward', (x, y, n) => { calls.push(n); });
+  assert.throws(() => registerKernel('test-backend', 'reluForward', () => {}), /already registered/);
+  assert.throws(() => useBackend('no-such-backend'), /unknown kernel backend 'no-such-backend'/);
+  const before = activeBackend();
+  useBackend('test-backend');
+  try {
+    kernel('reluForward')(new Float32Array(1), new Float32Array(1), 1);
+    assert.deepEqual(calls, [1]);
+    assert.equal(kernel('gemm'), K.gemm, 'kernels the backend lacks come from the reference');
+  } finally {
+    useBackend(before);
+  }
+});

@@ -1,0 +1,241 @@
+// The reference kernels: plain TypeScript, short and obviously right, and not wasteful
+// (loops ordered so the innermost one walks memory contiguously; no allocation per call).
+// Every faster implementation is tested against these.
+
+import type { ConvGeometry, KernelSet, PoolGeometry } from './types.js';
+
+/** gemm on sub-ranges of larger buffers, so per-sample loops need no subarray views. */
+export function gemmAt(transA: boolean, transB: boolean, m: number, n: number, k: number, alpha: number,
+  a: Float32Array, aOffset: number, b: Float32Array, bOffset: number, beta: number, c: Float32Array, cOffset: number): void {
+  const cEnd = cOffset + m * n;
+  if (beta === 0) c.fill(0, cOffset, cEnd);
+  else if (beta !== 1) for (let i = cOffset; i < cEnd; i++) c[i] *= beta;
+  if (!transA && !transB) {
+    // c[i,:] += a[i,p] · b[p,:]
+    for (let i = 0; i < m; i++) {
+      const cRow = cOffset + i * n;
+      const aRow = aOffset + i * k;
+      for (let p = 0; p < k; p++) {
+        const s = alpha * a[aRow + p];
+        if (s === 0) continue;
+        const bRow = bOffset + p * n;
+        for (let j = 0; j < n; j++) c[cRow + j] += s * b[bRow + j];
+      }
+    }
+  } else if (transA && !transB) {
+    // a is [k,m]: c[i,:] += a[p,i] · b[p,:]
+    for (let p = 0; p < k; p++) {
+      const aRow = aOffset + p * m;
+      const bRow = bOffset + p * n;
+      for (let i = 0; i < m; i++) {
+        const s = alpha * a[aRow + i];
+        if (s === 0) continue;
+        const cRow = cOffset + i * n;
+        for (let j = 0; j < n; j++) c[cRow + j] += s * b[bRow + j];
+      }
+    }
+  } else if (!transA && transB) {
+    // b is [n,k]: c[i,j] += a[i,:] · b[j,:]
+    for (let i = 0; i < m; i++) {
+      const aRow = aOffset + i * k;
+      const cRow = cOffset + i * n;
+      for (let j = 0; j < n; j++) {
+        const bRow = bOffset + j * k;
+        let sum = 0;
+        for (let p = 0; p < k; p++) sum += a[aRow + p] * b[bRow + p];
+        c[cRow + j] += alpha * sum;
+      }
+    }
+  } else {
+    // a is [k,m], b is [n,k]
+    for (let i = 0; i < m; i++) {
+      const cRow = cOffset + i * n;
+      for (let j = 0; j < n; j++) {
+        const bRow = bOffset + j * k;
+        let sum = 0;
+        for (let p = 0; p < k; p++) sum += a[aOffset + p * m + i] * b[bRow + p];
+        c[cRow + j] += alpha * sum;
+      }
+    }
+  }
+}
+
+/** columns[(c·K + kh)·K + kw, oh·OW + ow] = x[c, oh·s − pad + kh, ow·s − pad + kw] (0 outside) */
+export function im2col(x: Float32Array, xOffset: number, g: ConvGeometry, columns: Float32Array): void {
+  const { channels, height, width, kernelSize: K, pad, stride, outHeight, outWidth } = g;
+  let row = 0;
+  for (let c = 0; c < channels; c++) {
+    const plane = xOffset + c * height * width;
+    for (let kh = 0; kh < K; kh++) {
+      for (let kw = 0; kw < K; kw++, row++) {
+        let o = row * outHeight * outWidth;
+        for (let oh = 0; oh < outHeight; oh++) {
+          const ih = oh * stride - pad + kh;
+          if (ih < 0 || ih >= height) {
+            columns.fill(0, o, o + outWidth);
+            o += outWidth;
+            continue;
+          }
+          const line = plane + ih * width;
+          for (let ow = 0; ow < outWidth; ow++, o++) {
+            const iw = ow * stride - pad + kw;
+            columns[o] = iw >= 0 && iw < width ? x[line + iw] : 0;
+          }
+        }
+      }
+    }
+  }
+}
+
+/** The adjoint of im2col: gradX[c, ih, iw] += columns[row, o] for every place the pixel was copied. */
+export function col2im(columns: Float32Array, g: ConvGeometry, gradX: Float32Array, xOffset: number): void {
+  const { channels, height, width, kernelSize: K, pad, stride, outHeight, outWidth } = g;
+  gradX.fill(0, xOffset, xOffset + channels * height * width);
+  let row = 0;
+  for (let c = 0; c < channels; c++) {
+    const plane = xOffset + c * height * width;
+    for (let kh = 0; kh < K; kh++) {
+      for (let kw = 0; kw < K; kw++, row++) {
+        let o = row * outHeight * outWidth;
+        for (let oh = 0; oh < outHeight; oh++) {
+          const ih = oh * stride - pad + kh;
+          if (ih < 0 || ih >= height) {
+            o += outWidth;
+            continue;
+          }
+          const line = plane + ih * width;
+          for (let ow = 0; ow < outWidth; ow++, o++) {
+            const iw = ow * stride - pad + kw;
+            if (iw >= 0 && iw < width) gradX[line + iw] += columns[o];
+          }
+        }
+      }
+    }
+  }
+}
+
+export const referenceKernels: KernelSet = {
+  gemm(transA, transB, m, n, k, alpha, a, b, beta, c) {
+    gemmAt(transA, transB, m, n, k, alpha, a, 0, b, 0, beta, c, 0);
+  },
+
+  denseForward(x, w, bias, out, batch, inputs, outputs) {
+    gemmAt(false, true, batch, outputs, inputs, 1, x, 0, w, 0, 0, out, 0);
+    for (let i = 0; i < batch; i++) {
+      const row = i * outputs;
+      for (let j = 0; j < outputs; j++) out[row + j] += bias[j];
+    }
+  },
+
+  denseBackward(x, w, gradOut, gradW, gradBias, gradX, batch, inputs, outputs) {
+    gemmAt(true, false, outputs, inputs, batch, 1, gradOut, 0, x, 0, 0, gradW, 0);
+    gradBias.fill(0, 0, outputs);
+    for (let i = 0; i < batch; i++) {
+      const row = i * outputs;
+      for (let j = 0; j < outputs; j++) gradBias[j] += gradOut[row + j];
+    }
+    if (gradX) gemmAt(false, false, batch, inputs, outputs, 1, gradOut, 0, w, 0, 0, gradX, 0);
+  },
+
+  convForward(x, w, bias, out, batch, g, columns) {
+    const { channels, height, width, filters, kernelSize: K, outHeight, outWidth } = g;
+    const inSize = channels * height * width;
+    const outPlane = outHeight * outWidth;
+    const patch = channels * K * K;
+    for (let n = 0; n < batch; n++) {
+      im2col(x, n * inSize, g, columns);
+      const o = n * filters * outPlane;
+      gemmAt(false, false, filters, outPlane, patch, 1, w, 0, columns, 0, 0, out, o);
+      for (let f = 0; f < filters; f++) {
+        const bf = bias[f];
+        const start = o + f * outPlane;
+        for (let i = start; i < start + outPlane; i++) out[i] += bf;
+      }
+    }
+  },
+
+  convBackward(x, w, gradOut, gradW, gradBias, gradX, batch, g, columns) {
+    const { channels, height, width, filters, kernelSize: K, outHeight, outWidth } = g;
+    const inSize = channels * height * width;
+    const outPlane = outHeight * outWidth;
+    const patch = channels * K * K;
+    gradBias.fill(0, 0, filters);
+    for (let n = 0; n < batch; n++) {
+      const o = n * filters * outPlane;
+      im2col(x, n * inSize, g, columns);
+      gemmAt(false, true, filters, patch, outPlane, 1, gradOut, o, columns, 0, n === 0 ? 0 : 1, gradW, 0);
+      for (let f = 0; f < filters; f++) {
+        let sum = 0;
+        const start = o + f * outPlane;
+        for (let i = start; i < start + outPlane; i++) sum += gradOut[i];
+        gradBias[f] += sum;
+      }
+      if (gradX) {
+        gemmAt(true, false, patch, outPlane, filters, 1, w, 0, gradOut, o, 0, columns, 0);
+        col2im(columns, g, gradX, n * inSize);
+      }
+    }
+  },
+
+  maxPoolForward(x, out, argmax, batch, g: PoolGeometry) {
+    const { channels, height, width, size, outHeight, outWidth } = g;
+    let o = 0;
+    for (let plane = 0; plane < batch * channels; plane++) {
+      const base = plane * height * width;
+      for (let oh = 0; oh < outHeight; oh++) {
+        for (let ow = 0; ow < outWidth; ow++, o++) {
+          let best = -Infinity;
+          let bestIndex = base + oh * size * width + ow * size;
+          for (let dh = 0; dh < size; dh++) {
+            const line = base + (oh * size + dh) * width + ow * size;
+            for (let dw = 0; dw < size; dw++) {
+              const v = x[line + dw];
+              if (v > best) {
+                best = v;
+                bestIndex = line + dw;
+              }
+            }
+          }
+          out[o] = best;
+          argmax[o] = bestIndex;
+        }
+      }
+    }
+  },
+
+  maxPoolBackward(gradOut, argmax, gradX, length, inputLength) {
+    gradX.fill(0, 0, inputLength);
+    for (let i = 0; i < length; i++) gradX[argmax[i]] += gradOut[i];
+  },
+
+  reluForward(x, y, length) {
+    for (let i = 0; i < length; i++) {
+      const v = x[i];
+      y[i] = v > 0 ? v : 0;
+    }
+  },
+
+  reluBackward(y, gradY, gradX, length) {
+    for (let i = 0; i < length; i++) gradX[i] = y[i] > 0 ? gradY[i] : 0;
+  },
+
+  softmaxCrossEntropy(logits, labels, batch, classes, gradLogits) {
+    let total = 0;
+    const scale = 1 / batch;
+    for (let i = 0; i < batch; i++) {
+      const row = i * classes;
+      let max = -Infinity;
+      for (let j = 0; j < classes; j++) if (logits[row + j] > max) max = logits[row + j];
+      let sum = 0;
+      for (let j = 0; j < classes; j++) sum += Math.exp(logits[row + j] - max);
+      const label = labels[i];
+      total += Math.log(sum) - (logits[row + label] - max);
+      const inverse = 1 / sum;
+      for (let j = 0; j < classes; j++) {
+        const p = Math.exp(logits[row + j] - max) * inverse;
+        gradLogits[row + j] = (p - (j === label ? 1 : 0)) * scale;
+      }
+    }
+    return total / batch;
+  },
+};

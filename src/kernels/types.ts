@@ -1,0 +1,63 @@
+// The numeric kernels a model may call, by name. All arrays are row-major and contiguous;
+// every output is written in place into a buffer the caller allocated once.
+
+export interface ConvGeometry {
+  channels: number; // input channels C
+  height: number; // input H
+  width: number; // input W
+  filters: number; // output channels F
+  kernelSize: number; // square kernel K
+  pad: number;
+  stride: number;
+  outHeight: number; // OH = (H + 2·pad − K) / stride + 1
+  outWidth: number;
+}
+
+export interface PoolGeometry {
+  channels: number;
+  height: number;
+  width: number;
+  size: number; // square window, stride = size
+  outHeight: number;
+  outWidth: number;
+}
+
+export interface KernelSet {
+  /** c[m,n] = alpha · op(a)[m,k] · op(b)[k,n] + beta · c, op = transpose when the flag is set. */
+  gemm(transA: boolean, transB: boolean, m: number, n: number, k: number, alpha: number,
+    a: Float32Array, b: Float32Array, beta: number, c: Float32Array): void;
+  /** out[n,f] = x[n,k] · w[f,k]ᵀ + bias[f]  (a dense layer; w is [out, in]) */
+  denseForward(x: Float32Array, w: Float32Array, bias: Float32Array, out: Float32Array, batch: number, inputs: number, outputs: number): void;
+  /** gradW = gradOutᵀ · x, gradBias = Σ rows of gradOut, gradX = gradOut · w (skipped when gradX is null); gradients are overwritten */
+  denseBackward(x: Float32Array, w: Float32Array, gradOut: Float32Array, gradW: Float32Array, gradBias: Float32Array,
+    gradX: Float32Array | null, batch: number, inputs: number, outputs: number): void;
+  /** out[N,F,OH,OW] = conv(x[N,C,H,W], w[F,C,K,K]) + bias[F]; `columns` holds C·K·K·OH·OW floats */
+  convForward(x: Float32Array, w: Float32Array, bias: Float32Array, out: Float32Array, batch: number, g: ConvGeometry, columns: Float32Array): void;
+  /** gradW = Σ_n gradOut_n · im2col(x_n)ᵀ, gradBias = Σ gradOut, gradX = col2im(wᵀ · gradOut_n) (skipped when null); overwritten */
+  convBackward(x: Float32Array, w: Float32Array, gradOut: Float32Array, gradW: Float32Array, gradBias: Float32Array,
+    gradX: Float32Array | null, batch: number, g: ConvGeometry, columns: Float32Array): void;
+  /** out = max over each window; argmax records the winning input index for the backward pass */
+  maxPoolForward(x: Float32Array, out: Float32Array, argmax: Int32Array, batch: number, g: PoolGeometry): void;
+  /** gradX = 0, then gradX[argmax[i]] += gradOut[i] */
+  maxPoolBackward(gradOut: Float32Array, argmax: Int32Array, gradX: Float32Array, length: number, inputLength: number): void;
+  /** y = max(x, 0) over the first `length` elements (in place allowed) */
+  reluForward(x: Float32Array, y: Float32Array, length: number): void;
+  /** gradX = gradY where y > 0, else 0 (in place allowed) */
+  reluBackward(y: Float32Array, gradY: Float32Array, gradX: Float32Array, length: number): void;
+  /** mean cross-entropy of softmax(logits[n,k]) against labels; writes gradLogits = (softmax − onehot)/n */
+  softmaxCrossEntropy(logits: Float32Array, labels: Int32Array, batch: number, classes: number, gradLogits: Float32Array): number;
+}
+
+export type KernelName = keyof KernelSet;
+
+export function convGeometry(channels: number, height: number, width: number, filters: number, kernelSize: number, pad: number, stride = 1): ConvGeometry {
+  return {
+    channels, height, width, filters, kernelSize, pad, stride,
+    outHeight: Math.floor((height + 2 * pad - kernelSize) / stride) + 1,
+    outWidth: Math.floor((width + 2 * pad - kernelSize) / stride) + 1,
+  };
+}
+
+export function poolGeometry(channels: number, height: number, width: number, size: number): PoolGeometry {
+  return { channels, height, width, size, outHeight: Math.floor(height / size), outWidth: Math.floor(width / size) };
+}

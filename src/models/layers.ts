@@ -1,0 +1,139 @@
+// The layers the built-in models are made of. Each owns the buffers it writes, sized once for
+// the largest batch, so a training step allocates nothing.
+
+import type { KernelSet, ConvGeometry, PoolGeometry } from '../kernels/types.js';
+import { convGeometry, poolGeometry } from '../kernels/types.js';
+import type { TensorSpec } from '../tensor/layout.js';
+import type { Random } from '../tensor/random.js';
+
+export type Views = Record<string, Float32Array>;
+
+export interface Layer {
+  readonly params: TensorSpec[];
+  readonly outputShape: readonly number[]; // per sample
+  forward(p: Views, x: Float32Array, batch: number): Float32Array;
+  /** Writes this layer's parameter gradients into g and, unless gradX is null, the input gradient. */
+  backward(p: Views, g: Views, x: Float32Array, gradOut: Float32Array, gradX: Float32Array | null, batch: number): void;
+  init(p: Views, random: Random): void;
+}
+
+const sizeOf = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
+
+function initUniform(w: Float32Array, b: Float32Array, fanIn: number, random: Random): void {
+  const bound = 1 / Math.sqrt(fanIn);
+  random.fillUniform(w, -bound, bound);
+  random.fillUniform(b, -bound, bound);
+}
+
+export class Dense implements Layer {
+  readonly params: TensorSpec[];
+  readonly outputShape: number[];
+  private readonly out: Float32Array;
+
+  constructor(private readonly k: KernelSet, private readonly name: string, private readonly inputs: number,
+    private readonly outputs: number, maxBatch: number) {
+    this.params = [
+      { name: `${name}.weight`, shape: [outputs, inputs] }, // [out, in]
+      { name: `${name}.bias`, shape: [outputs] },
+    ];
+    this.outputShape = [outputs];
+    this.out = new Float32Array(maxBatch * outputs);
+  }
+
+  forward(p: Views, x: Float32Array, batch: number): Float32Array {
+    this.k.denseForward(x, p[`${this.name}.weight`], p[`${this.name}.bias`], this.out, batch, this.inputs, this.outputs);
+    return this.out;
+  }
+
+  backward(p: Views, g: Views, x: Float32Array, gradOut: Float32Array, gradX: Float32Array | null, batch: number): void {
+    this.k.denseBackward(x, p[`${this.name}.weight`], gradOut, g[`${this.name}.weight`], g[`${this.name}.bias`], gradX,
+      batch, this.inputs, this.outputs);
+  }
+
+  init(p: Views, random: Random): void {
+    initUniform(p[`${this.name}.weight`], p[`${this.name}.bias`], this.inputs, random);
+  }
+}
+
+/** ReLU in place: its output overwrites its input, and the backward pass masks in place too. */
+export class Relu implements Layer {
+  readonly params: TensorSpec[] = [];
+  constructor(private readonly k: KernelSet, readonly outputShape: readonly number[]) {}
+
+  forward(_p: Views, x: Float32Array, batch: number): Float32Array {
+    this.k.reluForward(x, x, batch * sizeOf(this.outputShape));
+    return x;
+  }
+
+  backward(_p: Views, _g: Views, y: Float32Array, gradOut: Float32Array, gradX: Float32Array | null, batch: number): void {
+    if (gradX) this.k.reluBackward(y, gradOut, gradX, batch * sizeOf(this.outputShape));
+  }
+
+  init(): void {}
+}
+
+export class Conv2d implements Layer {
+  readonly params: TensorSpec[];
+  readonly outputShape: number[];
+  readonly geometry: ConvGeometry;
+  private readonly out: Float32Array;
+  private readonly columns: Float32Array;
+
+  constructor(private readonly k: KernelSet, private readonly name: string, inputShape: readonly number[],
+    filters: number, kernelSize: number, pad: number, maxBatch: number) {
+    const [channels, height, width] = inputShape;
+    this.geometry = convGeometry(channels, height, width, filters, kernelSize, pad);
+    const { outHeight, outWidth } = this.geometry;
+    this.params = [
+      { name: `${name}.weight`, shape: [filters, channels, kernelSize, kernelSize] }, // [F, C, K, K]
+      { name: `${name}.bias`, shape: [filters] },
+    ];
+    this.outputShape = [filters, outHeight, outWidth];
+    this.out = new Float32Array(maxBatch * sizeOf(this.outputShape));
+    this.columns = new Float32Array(channels * kernelSize * kernelSize * outHeight * outWidth);
+  }
+
+  forward(p: Views, x: Float32Array, batch: number): Float32Array {
+    this.k.convForward(x, p[`${this.name}.weight`], p[`${this.name}.bias`], this.out, batch, this.geometry, this.columns);
+    return this.out;
+  }
+
+  backward(p: Views, g: Views, x: Float32Array, gradOut: Float32Array, gradX: Float32Array | null, batch: number): void {
+    this.k.convBackward(x, p[`${this.name}.weight`], gradOut, g[`${this.name}.weight`], g[`${this.name}.bias`], gradX,
+      batch, this.geometry, this.columns);
+  }
+
+  init(p: Views, random: Random): void {
+    const { channels, kernelSize } = this.geometry;
+    initUniform(p[`${this.name}.weight`], p[`${this.name}.bias`], channels * kernelSize * kernelSize, random);
+  }
+}
+
+export class MaxPool2d implements Layer {
+  readonly params: TensorSpec[] = [];
+  readonly outputShape: number[];
+  private readonly geometry: PoolGeometry;
+  private readonly out: Float32Array;
+  private readonly argmax: Int32Array;
+  private readonly inputSize: number;
+
+  constructor(private readonly k: KernelSet, inputShape: readonly number[], size: number, maxBatch: number) {
+    const [channels, height, width] = inputShape;
+    this.geometry = poolGeometry(channels, height, width, size);
+    this.outputShape = [channels, this.geometry.outHeight, this.geometry.outWidth];
+    this.inputSize = sizeOf(inputShape);
+    this.out = new Float32Array(maxBatch * sizeOf(this.outputShape));
+    this.argmax = new Int32Array(this.out.length);
+  }
+
+  forward(_p: Views, x: Float32Array, batch: number): Float32Array {
+    this.k.maxPoolForward(x, this.out, this.argmax, batch, this.geometry);
+    return this.out;
+  }
+
+  backward(_p: Views, _g: Views, _x: Float32Array, gradOut: Float32Array, gradX: Float32Array | null, batch: number): void {
+    if (gradX) this.k.maxPoolBackward(gradOut, this.argmax, gradX, batch * sizeOf(this.outputShape), batch * this.inputSize);
+  }
+
+  init(): void {}
+}

@@ -1,0 +1,75 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Random } from '../tensor/random.js';
+import { createModel, type Model } from './index.js';
+
+// Finite differences in float32 need a coarse step; the loss is accumulated in float64.
+function checkGradient(model: Model, seed: number, batchSize: number): void {
+  const random = new Random(seed);
+  const params = model.layout.allocate();
+  model.init(params, random);
+  const inputSize = model.inputShape.reduce((a, b) => a * b, 1);
+  const batch = {
+    x: random.fillUniform(new Float32Array(batchSize * inputSize), 0, 1),
+    y: Int32Array.from({ length: batchSize }, () => random.below(model.classes)),
+    size: batchSize,
+  };
+  const grad = model.layout.allocate();
+  grad.fill(NaN); // every element must be written
+  model.lossAndGrad(params, batch, grad);
+  const scratch = model.layout.allocate();
+  const eps = 1e-2;
+  for (const slot of model.layout.slots) {
+    // every tensor, a spread of its coordinates (all of them when small)
+    const stride = Math.max(1, Math.floor(slot.size / 40));
+    for (let i = slot.offset; i < slot.offset + slot.size; i += stride) {
+      const saved = params[i];
+      params[i] = saved + eps;
+      const up = model.lossAndGrad(params, batch, scratch);
+      params[i] = saved - eps;
+      const down = model.lossAndGrad(params, batch, scratch);
+      params[i] = saved;
+      const numeric = (up - down) / (2 * eps);
+      assert.ok(Math.abs(numeric - grad[i]) <= 2e-3 + 2e-2 * Math.abs(numeric),
+        `${model.name} ${slot.name}[${i - slot.offset}]: analytic ${grad[i]} vs numeric ${numeric}`);
+    }
+  }
+}
+
+test('softmax regression gradient matches finite differences (odd shapes)', () => {
+  checkGradient(createModel('softmax', { inputShape: [1, 3, 5], classes: 7, maxBatch: 5 }), 1, 5);
+});
+
+test('MLP gradient matches finite differences for every layer (odd widths, batch 1 and 3)', () => {
+  const model = createModel('mlp', { inputShape: [11], classes: 3, maxBatch: 3, hidden: [9, 5] });
+  checkGradient(model, 2, 3);
+  checkGradient(model, 3, 1);
+});
+
+test('CNN gradient matches finite differences for every layer (odd image sizes)', () => {
+  const model = createModel('cnn', { inputShape: [2, 9, 6], classes: 4, maxBatch: 2, cnnWidths: [3, 5, 6] });
+  assert.deepEqual(model.layout.slots.map((s) => `${s.name}[${s.shape}]`), [
+    'conv1.weight[3,2,3,3]', 'conv1.bias[3]', 'conv2.weight[5,3,3,3]', 'conv2.bias[5]',
+    'fc1.weight[6,10]', 'fc1.bias[6]', 'fc2.weight[4,6]', 'fc2.bias[4]',
+  ]);
+  checkGradient(model, 4, 2);
+});
+
+test('the default models have the layouts the issue names', () => {
+  const mlp = createModel('mlp', { inputShape: [1, 28, 28], classes: 10, maxBatch: 1 });
+  assert.equal(mlp.layout.size, 784 * 512 + 512 + 512 * 256 + 256 + 256 * 10 + 10);
+  const cnn = createModel('cnn', { inputShape: [1, 28, 28], classes: 10, maxBatch: 1 });
+  assert.equal(cnn.layout.slot('fc1.weight').shape.join('x'), '128x3136');
+  assert.throws(() => createModel('resnet', { inputShape: [1], classes: 2, maxBatch: 1 }), /unknown model 'resnet'; choose one of: softmax, mlp, cnn/);
+});
+
+test('predict returns the arg-max class and refuses batches beyond its buffers', () => {
+  const model = createModel('softmax', { inputShape: [2], classes: 2, maxBatch: 2 });
+  const params = model.layout.allocate();
+  const { 'fc.weight': w } = model.layout.views(params);
+  w.set([1, 0, 0, 1]); // logits = x
+  const out = new Int32Array(2);
+  model.predict(params, new Float32Array([3, 1, 0, 2]), 2, out);
+  assert.deepEqual([...out], [0, 1]);
+  assert.throws(() => model.predict(params, new Float32Array(6), 3, new Int32Array(3)), /batch of 1\.\.2/);
+});
