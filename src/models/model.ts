@@ -20,6 +20,8 @@ export interface Model {
   init(params: Float32Array, random: Random): void;
   /** Writes the gradient of the mean loss over the batch into `grad`; returns the mean loss. */
   lossAndGrad(params: Float32Array, batch: Batch, grad: Float32Array): number;
+  /** Mean loss and number of correct predictions on a labelled batch (no gradient). */
+  evaluate(params: Float32Array, batch: Batch): { loss: number; correct: number };
   /** Writes the predicted class of each of the first `count` samples of x (count ≤ maxBatch). */
   predict(params: Float32Array, x: Float32Array, count: number, out: Int32Array): void;
 }

@@ -57,13 +57,22 @@ export class Sequential implements Model {
     return loss;
   }
 
+  evaluate(params: Float32Array, batch: Batch): { loss: number; correct: number } {
+    const logits = this.forward(params, batch.x, batch.size);
+    const loss = this.kernels.softmaxCrossEntropy(logits, batch.y, batch.size, this.classes, this.gradLogits);
+    let correct = 0;
+    for (let i = 0; i < batch.size; i++) if (argmax(logits, i * this.classes, this.classes) === batch.y[i]) correct++;
+    return { loss, correct };
+  }
+
   predict(params: Float32Array, x: Float32Array, count: number, out: Int32Array): void {
     const logits = this.forward(params, x, count);
-    const k = this.classes;
-    for (let i = 0; i < count; i++) {
-      let best = 0;
-      for (let j = 1; j < k; j++) if (logits[i * k + j] > logits[i * k + best]) best = j;
-      out[i] = best;
-    }
+    for (let i = 0; i < count; i++) out[i] = argmax(logits, i * this.classes, this.classes);
   }
+}
+
+function argmax(values: Float32Array, start: number, length: number): number {
+  let best = 0;
+  for (let j = 1; j < length; j++) if (values[start + j] > values[start + best]) best = j;
+  return best;
 }

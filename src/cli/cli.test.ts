@@ -1,0 +1,124 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync, readFileSync, existsSync, readdirSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { encodeIdx } from '../data/idx.js';
+
+const main = fileURLToPath(new URL('./main.js', import.meta.url));
+const quick = ['--dataset', 'synthetic', '--hidden', '16', '--epochs', '1', '--workers', '2'];
+
+function converge(...args: string[]) {
+  const result = spawnSync(process.execPath, [main, ...args], { encoding: 'utf8', timeout: 120_000 });
+  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+/** The run failed with exactly one error line matching `pattern`. */
+function failsWith(args: string[], pattern: RegExp): void {
+  const { code, stderr } = converge(...args);
+  assert.notEqual(code, 0, `converge ${args.join(' ')} should fail`);
+  const errors = stderr.split('\n').filter((line) => line.startsWith('converge: error:'));
+  assert.equal(errors.length, 1, `one error line, got: ${stderr}`);
+  assert.match(errors[0], pattern);
+}
+
+function idxFolder(options: { magic?: boolean; truncate?: boolean; labels?: number; images?: number } = {}): string {
+  const dir = mkdtempSync(join(tmpdir(), 'converge-cli-'));
+  const images = options.images ?? 20;
+  let trainImages = encodeIdx([images, 4, 4], new Uint8Array(images * 16).map((_, i) => i % 251));
+  if (options.magic) trainImages = Uint8Array.from([0x50, 0x4b, 3, 4, ...trainImages.subarray(4)]);
+  if (options.truncate) trainImages = trainImages.subarray(0, trainImages.length - 5);
+  writeFileSync(join(dir, 'train-images-idx3-ubyte'), trainImages);
+  writeFileSync(join(dir, 'train-labels-idx1-ubyte'), encodeIdx([options.labels ?? images], new Uint8Array(options.labels ?? images).map((_, i) => i % 3)));
+  writeFileSync(join(dir, 't10k-images-idx3-ubyte'), encodeIdx([6, 4, 4], new Uint8Array(96)));
+  writeFileSync(join(dir, 't10k-labels-idx1-ubyte'), encodeIdx([6], new Uint8Array(6)));
+  return dir;
+}
+
+test('converge train runs end to end and reports the test accuracy', () => {
+  const { code, stdout, stderr } = converge('train', ...quick);
+  assert.equal(code, 0, stderr);
+  assert.match(stdout, /^test accuracy \d+\.\d\d% after 1 epoch \(mlp, allreduce, 2 workers, [\d,]+ samples\/s, [\d.]+ s\)\n$/);
+  assert.match(stderr, /epoch 1\/1 {2}train loss [\d.]+ {2}test loss [\d.]+ {2}test accuracy [\d.]+%/);
+});
+
+test('--help documents every option', () => {
+  const { code, stdout } = converge('train', '--help');
+  assert.equal(code, 0);
+  for (const option of ['dataset', 'data-dir', 'model', 'hidden', 'workers', 'strategy', 'epochs', 'batch', 'lr', 'optimizer', 'momentum',
+    'weight-decay', 'schedule', 'warmup-epochs', 'seed', 'save', 'resume', 'log', 'timeout']) {
+    assert.match(stdout, new RegExp(`--${option} `), option);
+  }
+});
+
+test('bad names and numbers: one line naming the option and the valid choices', () => {
+  failsWith(['train', ...quick, '--model', 'resnet'], /unknown model 'resnet'; choose one of: softmax, mlp, cnn\./);
+  failsWith(['train', ...quick, '--strategy', 'gossip'], /unknown strategy 'gossip'; choose one of: allreduce, ps\./);
+  failsWith(['train', ...quick, '--dataset', 'imagenet'], /unknown dataset 'imagenet'; choose one of: fashion-mnist, mnist, synthetic\./);
+  failsWith(['train', ...quick, '--optimizer', 'lion'], /unknown optimizer 'lion'; choose one of: sgd, momentum, nesterov, adam\./);
+  failsWith(['train', ...quick, '--workers', '0'], /--workers: got 0; expected a positive integer\./);
+  failsWith(['train', ...quick, '--lr', 'fast'], /--lr: got "fast"; expected a number\./);
+  failsWith(['train', ...quick, '--lr', '-0.1'], /--lr: got -0\.1; expected a positive number\./);
+  failsWith(['train', ...quick, '--batch', '-3'], /--batch: got -3; expected a positive integer\./);
+  failsWith(['train', ...quick, '--batch', 'x'], /--batch: got "x"; expected a number\./);
+  failsWith(['train', ...quick, '--epochs', '1.5'], /--epochs: got 1\.5; expected a positive integer\./);
+  failsWith(['train', ...quick, '--epochs', '-2'], /--epochs: got -2; expected a positive integer\./);
+  failsWith(['train', '--frobnicate'], /Unknown option '--frobnicate'.*converge train --help/);
+  failsWith(['fly'], /unknown command 'fly'/);
+});
+
+test('bad data: missing, wrong magic, truncated, mismatched labels, too many workers', () => {
+  failsWith(['train', '--dataset', 'fashion-mnist', '--data-dir', '/nonexistent/fmnist'], /data set 'fashion-mnist' not found at \/nonexistent\/fmnist; install it with apt-get install dataset-fashion-mnist, or give --data-dir\./);
+  const empty = mkdtempSync(join(tmpdir(), 'converge-cli-'));
+  failsWith(['train', '--dataset', 'mine', '--data-dir', empty], /train-images-idx3-ubyte\(\.gz\) not found at .*; point --data-dir at a folder/);
+  failsWith(['train', '--dataset', 'mine', '--data-dir', idxFolder({ magic: true })], /train-images-idx3-ubyte: not an IDX file \(magic bytes 50 4b 03 04/);
+  failsWith(['train', '--dataset', 'mine', '--data-dir', idxFolder({ truncate: true })], /train-images-idx3-ubyte: truncated: header promises 320 bytes/);
+  failsWith(['train', '--dataset', 'mine', '--data-dir', idxFolder({ labels: 19 })], /expected one label per image \(20\), got 19 labels/);
+  failsWith(['train', '--dataset', 'mine', '--data-dir', idxFolder({ images: 5, labels: 5 }), '--workers', '6'], /--workers: got 6; expected at most the 5 training samples of mine/);
+  failsWith(['train', '--dataset', 'mine', '--data-dir', idxFolder(), '--workers', '2', '--batch', '11'], /--batch: got 11; expected a global batch \(workers × batch = 22\) no larger than the 20 training samples/);
+});
+
+test('an IDX folder of any name trains (user data via --data-dir)', () => {
+  const { code, stderr } = converge('train', '--dataset', 'mine', '--data-dir', idxFolder(), '--workers', '2', '--batch', '4', '--epochs', '1', '--model', 'softmax');
+  assert.equal(code, 0, stderr);
+});
+
+test('checkpoints: a different model or a damaged file is refused; nothing is half-written', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'converge-cli-'));
+  const checkpoint = join(dir, 'run.ckpt');
+  assert.equal(converge('train', ...quick, '--save', checkpoint).code, 0);
+  failsWith(['train', ...quick, '--hidden', '17', '--resume', checkpoint], /checkpoint .*run\.ckpt holds model 'mlp' \(fc1\.weight\[16x64\].*not 'mlp' \(fc1\.weight\[17x64\].*resume with the same --model/);
+  failsWith(['train', ...quick, '--model', 'softmax', '--resume', checkpoint], /holds model 'mlp'.*not 'softmax'/);
+  const bytes = readFileSync(checkpoint);
+  const flipped = Buffer.from(bytes);
+  flipped[flipped.length - 10] ^= 0xff;
+  writeFileSync(join(dir, 'flipped.ckpt'), flipped);
+  failsWith(['train', ...quick, '--resume', join(dir, 'flipped.ckpt')], /flipped\.ckpt: fails its CRC-32 check; the file is damaged/);
+  writeFileSync(join(dir, 'cut.ckpt'), bytes.subarray(0, bytes.length - 100));
+  failsWith(['train', ...quick, '--resume', join(dir, 'cut.ckpt')], /cut\.ckpt: holds \d+ payload bytes, header promises \d+/);
+  writeFileSync(join(dir, 'junk.ckpt'), 'not a checkpoint at all');
+  failsWith(['train', ...quick, '--resume', join(dir, 'junk.ckpt')], /junk\.ckpt: is not a converge checkpoint \(bad magic\)/);
+  failsWith(['train', ...quick, '--resume', join(dir, 'none.ckpt')], /checkpoint not found at .*none\.ckpt/);
+  // a run that fails before its first save leaves no file, finished or temporary
+  const failed = join(dir, 'sub');
+  mkdirSync(failed);
+  failsWith(['train', ...quick, '--lr', '1e30', '--save', join(failed, 'x.ckpt')], /loss became/);
+  assert.deepEqual(readdirSync(failed), []);
+});
+
+test('a diverging run stops, names the step and suggests a lower learning rate', () => {
+  failsWith(['train', ...quick, '--lr', '1e30'], /loss became (NaN|Infinity) at step \d+ \(epoch 1\) with learning rate 2e\+30; training stopped — try a lower --lr/);
+});
+
+test('--log writes JSONL ending in a summary; a failed run logs its error', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'converge-cli-'));
+  assert.equal(converge('train', ...quick, '--log', join(dir, 'ok.jsonl')).code, 0);
+  const last = JSON.parse(readFileSync(join(dir, 'ok.jsonl'), 'utf8').trim().split('\n').pop()!);
+  assert.equal(last.type, 'summary');
+  converge('train', ...quick, '--lr', '1e30', '--log', join(dir, 'bad.jsonl'));
+  const records = readFileSync(join(dir, 'bad.jsonl'), 'utf8').trim().split('\n').map((line) => JSON.parse(line));
+  assert.equal(records[records.length - 1].type, 'error');
+  assert.ok(existsSync(join(dir, 'bad.jsonl')));
+});

@@ -1,0 +1,40 @@
+#!/usr/bin/env node
+// converge's command line. Every failure ends as one line on stderr and a non-zero exit code.
+
+import { ConvergeError } from '../errors.js';
+import { trainCommand, trainHelp } from './train.js';
+
+const usage = `converge — parallel and distributed training in TypeScript
+
+Usage:
+  converge train [options]     train a model (converge train --help for the options)
+
+`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'train':
+      return trainCommand(rest);
+    case undefined:
+    case '-h':
+    case '--help':
+    case 'help':
+      process.stdout.write(usage + trainHelp());
+      return 0;
+    default:
+      throw new ConvergeError(`unknown command '${command}'; use one of: train (see converge --help).`, 'UNKNOWN_COMMAND');
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    const message = error instanceof Error ? error.message : String(error);
+    process.stderr.write(`\nconverge: error: ${message.split('\n')[0]}\n`);
+    if (process.env.CONVERGE_DEBUG && error instanceof Error && !(error instanceof ConvergeError)) process.stderr.write(`${error.stack}\n`);
+    process.exitCode = 1;
+  },
+);

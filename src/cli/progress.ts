@@ -1,0 +1,44 @@
+// A one-line progress bar per epoch on a terminal (loss, samples/s, ETA); on anything else,
+// one line per epoch, so logs captured from CI stay readable.
+
+import type { StrategyEvent } from '../strategies/context.js';
+
+const WIDTH = 24;
+
+function duration(seconds: number): string {
+  if (!Number.isFinite(seconds)) return '?';
+  if (seconds < 60) return `${seconds.toFixed(0)}s`;
+  return `${Math.floor(seconds / 60)}m${String(Math.round(seconds % 60)).padStart(2, '0')}s`;
+}
+
+export class ProgressBar {
+  private epochStarted = 0;
+  private epochSamplesAtStart = 0;
+  private currentEpoch = -1;
+
+  constructor(private readonly epochs: number, private readonly stream: NodeJS.WriteStream = process.stderr) {}
+
+  private get live(): boolean {
+    return Boolean(this.stream.isTTY);
+  }
+
+  update = (event: StrategyEvent, elapsed: number): void => {
+    if (event.kind === 'step') {
+      if (event.epoch !== this.currentEpoch) {
+        this.currentEpoch = event.epoch;
+        this.epochStarted = elapsed;
+        this.epochSamplesAtStart = event.samples - ((event.step + 1) * event.samples) / (event.epoch * event.stepsPerEpoch + event.step + 1);
+      }
+      if (!this.live) return;
+      const fraction = (event.step + 1) / event.stepsPerEpoch;
+      const seconds = Math.max(elapsed - this.epochStarted, 1e-9);
+      const rate = (event.samples - this.epochSamplesAtStart) / seconds;
+      const eta = (seconds / fraction) * (1 - fraction);
+      const filled = Math.round(fraction * WIDTH);
+      this.stream.write(`\repoch ${event.epoch + 1}/${this.epochs} [${'='.repeat(filled)}${' '.repeat(WIDTH - filled)}] ${(100 * fraction).toFixed(0).padStart(3)}%  loss ${event.loss.toFixed(4)}  ${Math.round(rate).toLocaleString('en-US')} samples/s  ETA ${duration(eta)}   `);
+    } else {
+      if (this.live) this.stream.write('\r\x1b[K');
+      this.stream.write(`epoch ${event.epoch + 1}/${this.epochs}  train loss ${event.trainLoss.toFixed(4)}  test loss ${event.testLoss.toFixed(4)}  test accuracy ${(100 * event.testAccuracy).toFixed(2)}%  ${Math.round(event.samples / event.trainSeconds).toLocaleString('en-US')} samples/s  ${event.trainSeconds.toFixed(1)} s\n`);
+    }
+  };
+}

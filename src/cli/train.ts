@@ -1,0 +1,140 @@
+// `converge train`: options → TrainConfig → a run on worker threads, with a progress bar.
+
+import { parseArgs } from 'node:util';
+import { badOption, ConvergeError } from '../errors.js';
+import { defaults, type TrainConfig } from '../train/config.js';
+import { trainOnThreads } from '../launch/threads.js';
+import { strategies } from '../strategies/index.js';
+import { ProgressBar } from './progress.js';
+
+const options = {
+  dataset: { type: 'string', help: `fashion-mnist | mnist | synthetic, or any name with --data-dir (default ${defaults.dataset})` },
+  'data-dir': { type: 'string', help: 'folder with the four MNIST-format IDX files (gzipped or raw); default: where the Debian package puts them' },
+  model: { type: 'string', help: `softmax | mlp | cnn (default ${defaults.model})` },
+  hidden: { type: 'string', help: `MLP hidden widths, comma-separated (default ${defaults.hidden.join(',')})` },
+  workers: { type: 'string', help: 'gradient workers, one thread each (default: one per core)' },
+  strategy: { type: 'string', help: `${Object.entries(strategies).map(([name, s]) => `${name} (${s.description})`).join('; ')} (default ${defaults.strategy})` },
+  epochs: { type: 'string', help: `passes over the training set (default ${defaults.epochs})` },
+  batch: { type: 'string', help: `samples per worker per step; the global batch is workers × batch (default ${defaults.batch})` },
+  lr: { type: 'string', help: `learning rate for one worker's batch (default ${defaults.lr})` },
+  'lr-scaling': { type: 'string', help: `linear: lr × workers, the linear scaling rule, so lr stays "per ${defaults.batch} samples" | none (default ${defaults.lrScaling})` },
+  optimizer: { type: 'string', help: `sgd | momentum | nesterov | adam (default ${defaults.optimizer})` },
+  momentum: { type: 'string', help: `momentum for momentum/nesterov (default ${defaults.momentum})` },
+  'weight-decay': { type: 'string', help: `L2 penalty added to the gradient (default ${defaults.weightDecay})` },
+  schedule: { type: 'string', help: `constant | step | cosine (default ${defaults.schedule})` },
+  'warmup-epochs': { type: 'string', help: `linear warm-up from 0 over this many epochs (default ${defaults.warmupEpochs})` },
+  'step-epochs': { type: 'string', help: `step schedule: multiply the lr by --gamma every this many epochs (default ${defaults.stepEpochs})` },
+  gamma: { type: 'string', help: `step schedule factor (default ${defaults.gamma})` },
+  seed: { type: 'string', help: `seed of the initial parameters and of the data order (default ${defaults.seed})` },
+  save: { type: 'string', help: 'checkpoint file, written atomically after every epoch (and on Ctrl-C)' },
+  'save-every': { type: 'string', help: 'also checkpoint every N steps (default 0: epoch ends only)' },
+  resume: { type: 'string', help: 'continue from a checkpoint (the same model; any number of workers)' },
+  log: { type: 'string', help: 'JSONL log: step and epoch records, then a summary object' },
+  timeout: { type: 'string', help: `seconds a rank waits for its peers before failing (default ${defaults.timeoutSeconds})` },
+  'stop-after-steps': { type: 'string', help: 'stop after N steps of this run, saving with --save (an interruption on purpose)' },
+  help: { type: 'boolean', short: 'h', help: 'show this help' },
+} as const;
+
+export function trainHelp(): string {
+  const lines = Object.entries(options).map(([name, o]) => `  --${name.padEnd(18)} ${o.help}`);
+  return `Usage: converge train [options]\n\nTrains a model on worker threads (all cores by default), evaluating on the test split after each epoch.\n\n${lines.join('\n')}\n`;
+}
+
+function number(option: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  const parsed = Number(value);
+  if (value.trim() === '' || !Number.isFinite(parsed)) throw badOption(`--${option}`, value, 'a number');
+  return parsed;
+}
+
+/** `--lr -0.1` would read as two options; join a negative number to its option so it is judged as a value. */
+function joinNegativeNumbers(args: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const next = args[i + 1];
+    if (args[i].startsWith('--') && !args[i].includes('=') && next !== undefined && /^-\d|^-\.\d|^-Infinity$/.test(next)) {
+      out.push(`${args[i]}=${next}`);
+      i++;
+    } else out.push(args[i]);
+  }
+  return out;
+}
+
+export function parseTrainArgs(rawArgs: string[]): TrainConfig | 'help' {
+  const args = joinNegativeNumbers(rawArgs);
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    const parseOptions = Object.fromEntries(Object.entries(options).map(([k, o]) => [k, { type: o.type, ...('short' in o ? { short: o.short } : {}) }]));
+    ({ values } = parseArgs({ args, options: parseOptions as never, strict: true, allowPositionals: false }));
+  } catch (error) {
+    throw new ConvergeError(`${(error as Error).message.split('\n')[0]} (see converge train --help)`, 'BAD_OPTION');
+  }
+  if (values.help) return 'help';
+  const s = (name: string) => values[name] as string | undefined;
+  const n = (name: string, fallback: number) => number(name, s(name), fallback);
+  const hidden = s('hidden');
+  return {
+    ...defaults,
+    dataset: s('dataset') ?? defaults.dataset,
+    dataDir: s('data-dir'),
+    model: s('model') ?? defaults.model,
+    hidden: hidden === undefined ? defaults.hidden : hidden.split(',').map((w) => number('hidden', w, NaN)),
+    workers: n('workers', defaults.workers),
+    strategy: s('strategy') ?? defaults.strategy,
+    epochs: n('epochs', defaults.epochs),
+    batch: n('batch', defaults.batch),
+    lr: n('lr', defaults.lr),
+    lrScaling: (s('lr-scaling') ?? defaults.lrScaling) as TrainConfig['lrScaling'],
+    optimizer: (s('optimizer') ?? defaults.optimizer) as TrainConfig['optimizer'],
+    momentum: n('momentum', defaults.momentum),
+    weightDecay: n('weight-decay', defaults.weightDecay),
+    schedule: (s('schedule') ?? defaults.schedule) as TrainConfig['schedule'],
+    warmupEpochs: n('warmup-epochs', defaults.warmupEpochs),
+    stepEpochs: n('step-epochs', defaults.stepEpochs),
+    gamma: n('gamma', defaults.gamma),
+    seed: n('seed', defaults.seed),
+    save: s('save'),
+    saveEvery: n('save-every', defaults.saveEvery),
+    resume: s('resume'),
+    log: s('log'),
+    timeoutSeconds: n('timeout', defaults.timeoutSeconds),
+    stopAfterSteps: s('stop-after-steps') === undefined ? undefined : n('stop-after-steps', 0),
+  };
+}
+
+export async function trainCommand(args: string[]): Promise<number> {
+  const config = parseTrainArgs(args);
+  if (config === 'help') {
+    process.stdout.write(trainHelp());
+    return 0;
+  }
+  const stopFlag = new SharedArrayBuffer(4);
+  let interrupts = 0;
+  const onSignal = () => {
+    if (++interrupts > 1) process.exit(130);
+    Atomics.store(new Int32Array(stopFlag), 0, 1);
+    process.stderr.write(`\nstopping after this step${config.save ? ` and saving ${config.save}` : ''} (press Ctrl-C again to quit at once)\n`);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    const result = await trainOnThreads(config, {
+      stopFlag,
+      onStart: (monitor, info) => {
+        const c = info.config;
+        process.stderr.write(`converge: ${c.model} (${info.parameters.toLocaleString('en-US')} parameters) on ${info.dataset.name} (${info.dataset.train.count} train / ${info.dataset.test.count} test), `
+          + `${c.strategy}, ${c.workers} worker${c.workers > 1 ? 's' : ''} × batch ${c.batch}, ${c.optimizer} lr ${c.lr}${c.lrScaling === 'linear' && c.workers > 1 ? ` × ${c.workers} (linear scaling)` : ''}, kernels ${info.kernels}`
+          + `${info.resumedFrom ? `, resumed at epoch ${info.resumedFrom.epoch + 1} step ${info.resumedFrom.step}` : ''}\n`);
+        monitor.listen(new ProgressBar(c.epochs).update);
+      },
+    });
+    const s = result.summary;
+    process.stdout.write(s.stoppedEarly
+      ? `stopped early after ${s.wallSeconds.toFixed(1)} s${config.save ? `; resume with --resume ${config.save}` : ''}\n`
+      : `test accuracy ${(100 * s.testAccuracy).toFixed(2)}% after ${config.epochs} epoch${config.epochs > 1 ? 's' : ''} (${s.model}, ${s.strategy}, ${s.workers} workers, ${Math.round(s.samplesPerSecond).toLocaleString('en-US')} samples/s, ${s.wallSeconds.toFixed(1)} s)\n`);
+    return 0;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}

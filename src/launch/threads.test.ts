@@ -1,0 +1,78 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, existsSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { defaults, type TrainConfig } from '../train/config.js';
+import { trainOnThreads } from './threads.js';
+
+const base: TrainConfig = { ...defaults, dataset: 'synthetic', model: 'mlp', hidden: [32, 16], epochs: 1, lrScaling: 'none', lr: 0.05, seed: 5 };
+
+function maxRelativeDifference(a: Float32Array, b: Float32Array): number {
+  assert.equal(a.length, b.length);
+  let worst = 0;
+  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]) / (1e-3 + Math.abs(b[i])));
+  return worst;
+}
+
+test('P workers with batch b end where one worker with batch P·b does (allreduce and ps, P = 2, 3)', async () => {
+  for (const model of ['mlp', 'cnn']) {
+    const config = { ...base, model, epochs: model === 'cnn' ? 1 : 2 };
+    const reference = await trainOnThreads({ ...config, workers: 1, batch: 48, strategy: 'allreduce' });
+    for (const strategy of ['allreduce', 'ps']) {
+      for (const workers of [2, 3]) {
+        const parallel = await trainOnThreads({ ...config, workers, batch: 48 / workers, strategy });
+        const difference = maxRelativeDifference(parallel.params, reference.params);
+        assert.ok(difference < 1e-3, `${model} ${strategy} ×${workers}: parameters differ by up to ${difference} (relative)`);
+      }
+    }
+  }
+});
+
+test('the parameter server with one worker is exactly sequential SGD', async () => {
+  const sequential = await trainOnThreads({ ...base, workers: 1, strategy: 'allreduce' });
+  const server = await trainOnThreads({ ...base, workers: 1, strategy: 'ps' });
+  assert.deepEqual(server.params, sequential.params);
+});
+
+test('an interrupted run resumed from its checkpoint ends bit-identical to an uninterrupted run', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'converge-resume-'));
+  for (const [strategy, optimizer] of [['allreduce', 'momentum'], ['ps', 'adam'], ['allreduce', 'adam']] as const) {
+    const config = { ...base, workers: 2, epochs: 2, strategy, optimizer, lr: optimizer === 'adam' ? 0.002 : 0.05 };
+    const whole = await trainOnThreads(config);
+    const checkpoint = join(dir, `${strategy}-${optimizer}.ckpt`);
+    // 16 steps per epoch: stop in the middle of the first epoch
+    const first = await trainOnThreads({ ...config, save: checkpoint, stopAfterSteps: 7 });
+    assert.equal(first.summary.stoppedEarly, true);
+    assert.ok(existsSync(checkpoint));
+    const resumed = await trainOnThreads({ ...config, resume: checkpoint });
+    assert.deepEqual(resumed.resumedFrom, { epoch: 0, step: 7 });
+    assert.deepEqual(resumed.params, whole.params, `${strategy}/${optimizer}: resumed parameters differ`);
+  }
+  assert.deepEqual(readdirSync(dir).filter((f) => f.includes('.tmp')), [], 'no temporary files left behind');
+});
+
+test('a checkpoint resumes on another number of workers, after the same number of samples', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'converge-resume-'));
+  const checkpoint = join(dir, 'a.ckpt');
+  await trainOnThreads({ ...base, workers: 2, batch: 32, save: checkpoint, stopAfterSteps: 6 });
+  const resumed = await trainOnThreads({ ...base, workers: 1, batch: 32, resume: checkpoint });
+  assert.deepEqual(resumed.resumedFrom, { epoch: 0, step: 12 });
+  assert.ok(resumed.summary.testAccuracy > 0.5);
+});
+
+test('the JSONL log holds step and epoch records and ends with the summary', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'converge-log-'));
+  const log = join(dir, 'run.jsonl');
+  const result = await trainOnThreads({ ...base, workers: 2, epochs: 2, log });
+  const records = readFileSync(log, 'utf8').trim().split('\n').map((line) => JSON.parse(line));
+  assert.ok(records.some((r) => r.type === 'step' && typeof r.loss === 'number' && r.bytesSent > 0 && typeof r.time === 'number'));
+  assert.equal(records.filter((r) => r.type === 'epoch').length, 2);
+  const summary = records[records.length - 1];
+  assert.equal(summary.type, 'summary');
+  for (const key of ['testAccuracy', 'trainLoss', 'samplesPerSecond', 'wallSeconds', 'epochs', 'workers', 'strategy']) assert.ok(key in summary, key);
+  assert.equal(summary.workers, 2);
+  assert.equal(summary.epochs, 2);
+  assert.equal(summary.testAccuracy, result.summary.testAccuracy);
+  assert.ok(summary.testAccuracy > 0.3, `better than chance (0.1) on synthetic data: ${summary.testAccuracy}`);
+});

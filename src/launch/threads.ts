@@ -1,0 +1,74 @@
+// Runs a training job on worker threads of this process (the embedded default): loads the data
+// once into shared memory, prepares the starting state, starts one thread per rank, and turns
+// any rank's failure into one error.
+
+import { createShmHandle, runGroup } from '../comm/shm.js';
+import { loadDataset, loadIdxDataset, type Dataset } from '../data/dataset.js';
+import { stepsPerEpoch } from '../data/batches.js';
+import { badOption } from '../errors.js';
+import { activeBackend } from '../kernels/registry.js';
+import { createModel } from '../models/index.js';
+import { Optimizer, defaultOptimizer } from '../optim/optimizers.js';
+import { strategy } from '../strategies/index.js';
+import type { TrainingState } from '../strategies/context.js';
+import { Random } from '../tensor/random.js';
+import { readCheckpoint } from '../train/checkpoint.js';
+import { validate, type TrainConfig } from '../train/config.js';
+import { Monitor, type Summary } from '../train/monitor.js';
+import type { RankInput, RankOutput } from '../train/rank.js';
+
+export interface TrainResult {
+  summary: Summary;
+  params: Float32Array;
+  resumedFrom?: { epoch: number; step: number };
+}
+
+export interface LaunchHooks {
+  /** Called once everything is validated and loaded, before the threads start. */
+  onStart?: (monitor: Monitor, info: { config: TrainConfig; dataset: Dataset; parameters: number; kernels: string; resumedFrom?: { epoch: number; step: number } }) => void;
+  /** Set [0] to 1 to ask the run to stop at the next step (and save, with --save). */
+  stopFlag?: SharedArrayBuffer;
+}
+
+export async function trainOnThreads(requested: TrainConfig, hooks: LaunchHooks = {}): Promise<TrainResult> {
+  const config = { ...requested };
+  validate(config);
+  const dataset = config.dataDir ? loadIdxDataset(config.dataset, config.dataDir) : loadDataset(config.dataset, undefined, config.seed);
+  if (config.workers > dataset.train.count) throw badOption('--workers', config.workers, `at most the ${dataset.train.count} training samples of ${dataset.name}`);
+  if (stepsPerEpoch(dataset.train.count, config.workers, config.batch) === 0) {
+    throw badOption('--batch', config.batch, `a global batch (workers × batch = ${config.workers * config.batch}) no larger than the ${dataset.train.count} training samples`);
+  }
+  const model = createModel(config.model, { inputShape: dataset.shape, classes: dataset.classes, maxBatch: 1, hidden: config.hidden });
+
+  let start: TrainingState;
+  let resumedFrom: { epoch: number; step: number } | undefined;
+  if (config.resume) {
+    const { header, state } = readCheckpoint(config.resume, config.model, model.layout);
+    // a resume with another global batch continues after the same number of samples
+    const step = Math.floor((state.step * header.globalBatch) / (config.workers * config.batch));
+    start = { ...state, step };
+    config.seed = header.seed;
+    resumedFrom = { epoch: state.epoch, step };
+  } else {
+    const params = model.layout.allocate();
+    model.init(params, new Random(config.seed));
+    const optimizer = new Optimizer({ ...defaultOptimizer, name: config.optimizer }, model.layout.size);
+    start = { params, optimizerState: optimizer.state, optimizerSteps: 0, epoch: 0, step: 0 };
+  }
+
+  const monitor = new Monitor(config.log, { dataset: dataset.name, model: config.model, strategy: config.strategy, workers: config.workers, kernels: activeBackend(), batch: config.batch });
+  hooks.onStart?.(monitor, { config, dataset, parameters: model.layout.size, kernels: activeBackend(), resumedFrom });
+  const ranks = strategy(config.strategy).ranks(config.workers);
+  const handle = createShmHandle(ranks, model.layout.size + 2, config.timeoutSeconds * 1000);
+  const input: RankInput = { config, dataset, start, stopFlag: hooks.stopFlag ?? new SharedArrayBuffer(4) };
+  try {
+    const outputs = (await runGroup(handle, new URL('./train-worker.js', import.meta.url), { data: () => input, onEvent: monitor.onEvent })) as RankOutput[];
+    const summary = monitor.summary(outputs[0].stoppedEarly);
+    return { summary, params: outputs[0].params as Float32Array, resumedFrom };
+  } catch (error) {
+    monitor.fail((error as Error).message);
+    throw error;
+  } finally {
+    monitor.close();
+  }
+}

@@ -1,0 +1,51 @@
+// What the training layer hands a strategy: the model, this rank's communicator, the data,
+// the optimiser and schedule, the state to start from, and callbacks to report and save.
+// A strategy owns the step loop; it knows nothing of files, threads or terminals.
+
+import type { Communicator } from '../comm/communicator.js';
+import type { Split } from '../data/dataset.js';
+import type { Model } from '../models/model.js';
+import type { Optimizer } from '../optim/optimizers.js';
+
+export interface TrainingState {
+  params: Float32Array;
+  optimizerState: Record<string, Float32Array>;
+  optimizerSteps: number;
+  epoch: number; // the epoch to run next
+  step: number; // the step within it to run next
+}
+
+export type StrategyEvent =
+  | { kind: 'step'; epoch: number; step: number; stepsPerEpoch: number; samples: number; loss: number; lr: number; bytesSent: number }
+  | { kind: 'epoch'; epoch: number; trainLoss: number; testLoss: number; testAccuracy: number; trainSeconds: number; samples: number; bytesSent: number };
+
+export interface StrategyContext {
+  comm: Communicator;
+  model: Model;
+  train: Split;
+  test: Split;
+  sampleShape: number[];
+  workers: number; // ranks that compute gradients (excludes a parameter server)
+  batch: number; // per worker
+  epochs: number;
+  seed: number;
+  /** Learning rate at a fractional epoch, scaling rule and schedule applied. */
+  learningRate(epoch: number): number;
+  makeOptimizer(): Optimizer;
+  /** The state to start from; only the rank that owns the parameters needs the real values. */
+  start: TrainingState;
+  report(event: StrategyEvent): void;
+  /** Persists a state (called by the rank that owns the parameters). */
+  save(state: TrainingState): void;
+  /** Steps between mid-epoch checkpoints (0: only at epoch ends). */
+  saveEvery: number;
+  /** True once the user asked to stop (checked by the deciding rank only). */
+  stopRequested(): boolean;
+}
+
+export interface StrategyResult {
+  params: Float32Array;
+  stoppedEarly: boolean;
+}
+
+export type Strategy = (context: StrategyContext) => Promise<StrategyResult>;

@@ -1,0 +1,85 @@
+// The synchronous parameter server. Rank 0 is the server and holds the parameters and the
+// optimiser; ranks 1..P are workers. Each step the server broadcasts the parameters (with the
+// stop decision in one extra float), every worker computes the gradient of its minibatch and
+// the server gathers all P of them (with their losses), averages them and updates. The server
+// receives P gradients per step: the bottleneck this strategy is known for.
+
+import { BatchMaker, epochOrder, stepsPerEpoch } from '../data/batches.js';
+import type { Strategy, StrategyContext } from './context.js';
+import { StepReporter, checkFinite, evaluate } from './common.js';
+
+export const parameterServer: Strategy = async (context: StrategyContext) => {
+  const { comm, model, train, batch, epochs, seed, workers, start } = context;
+  const isServer = comm.rank === 0;
+  const size = model.layout.size;
+  // [parameters | stop], broadcast by the server
+  const outgoing = new Float32Array(size + 1);
+  const params = outgoing.subarray(0, size);
+  params.set(start.params);
+  // [gradient | loss], gathered at the server
+  const update = new Float32Array(size + 1);
+  const grad = update.subarray(0, size);
+  const gathered = isServer ? new Float32Array((workers + 1) * (size + 1)) : null;
+  const optimizer = isServer ? context.makeOptimizer() : null;
+  if (optimizer) {
+    for (const [name, values] of Object.entries(start.optimizerState)) optimizer.state[name].set(values);
+    optimizer.steps = start.optimizerSteps;
+  }
+  const worker = comm.rank - 1;
+  const order = new Uint32Array(train.count);
+  const trainMaker = new BatchMaker(train, context.sampleShape, batch);
+  const testMaker = new BatchMaker(context.test, context.sampleShape, model.maxBatch);
+  const steps = stepsPerEpoch(train.count, workers, batch);
+  const reporter = new StepReporter();
+
+  for (let epoch = start.epoch; epoch < epochs; epoch++) {
+    if (!isServer) epochOrder(order, seed, epoch);
+    const epochStart = performance.now();
+    const firstStep = epoch === start.epoch ? start.step : 0;
+    let lossSum = 0;
+    for (let step = firstStep; step < steps; step++) {
+      outgoing[size] = isServer && context.stopRequested() ? 1 : 0;
+      await comm.broadcast(outgoing, 0);
+      if (!isServer) update[size] = model.lossAndGrad(params, trainMaker.fromOrder(order, (step * workers + worker) * batch, batch), grad);
+      await comm.gather(update, gathered, 0);
+      const stop = outgoing[size] > 0;
+      if (gathered && optimizer) {
+        const lr = context.learningRate(epoch + (step + 1) / steps);
+        const meanLoss = averageUpdates(gathered, workers, size, grad);
+        checkFinite(meanLoss, epoch * steps + step, epoch, lr);
+        optimizer.step(params, grad, lr);
+        lossSum += meanLoss;
+        if (reporter.due(step, steps)) {
+          context.report({ kind: 'step', epoch, step, stepsPerEpoch: steps, samples: (epoch * steps + step + 1) * workers * batch, loss: meanLoss, lr, bytesSent: comm.bytesSent });
+        }
+        if (stop || (context.saveEvery > 0 && (step + 1) % context.saveEvery === 0 && step + 1 < steps)) {
+          context.save({ params, optimizerState: optimizer.state, optimizerSteps: optimizer.steps, epoch, step: step + 1 });
+        }
+      }
+      if (stop) return { params, stoppedEarly: true };
+    }
+    const trainSeconds = (performance.now() - epochStart) / 1000;
+    await comm.broadcast(params, 0); // the epoch's final parameters, so every rank can evaluate a share
+    const { loss, accuracy } = await evaluate(context, params, testMaker);
+    if (isServer && optimizer) {
+      context.report({ kind: 'epoch', epoch, trainLoss: lossSum / (steps - firstStep), testLoss: loss, testAccuracy: accuracy, trainSeconds, samples: (steps - firstStep) * workers * batch, bytesSent: comm.bytesSent });
+      context.save({ params, optimizerState: optimizer.state, optimizerSteps: optimizer.steps, epoch: epoch + 1, step: 0 });
+    }
+  }
+  return { params, stoppedEarly: false };
+};
+
+/** grad = mean of the workers' gradients (ranks 1..P, in rank order); returns their mean loss. */
+function averageUpdates(gathered: Float32Array, workers: number, size: number, grad: Float32Array): number {
+  const stride = size + 1;
+  grad.set(gathered.subarray(stride, stride + size));
+  let loss = gathered[stride + size];
+  for (let w = 2; w <= workers; w++) {
+    const base = w * stride;
+    for (let i = 0; i < size; i++) grad[i] += gathered[base + i];
+    loss += gathered[base + size];
+  }
+  const scale = 1 / workers;
+  for (let i = 0; i < size; i++) grad[i] *= scale;
+  return loss * scale;
+}

@@ -1,0 +1,91 @@
+// Everything a training run is configured by, its defaults, and the checks that turn bad
+// values into one clear error before any work starts.
+
+import { availableParallelism } from 'node:os';
+import { badOption, unknownName } from '../errors.js';
+import { knownDatasets } from '../data/dataset.js';
+import { modelNames } from '../models/index.js';
+import { optimizerNames, type OptimizerName } from '../optim/optimizers.js';
+import { scheduleNames, type ScheduleName } from '../optim/schedules.js';
+import { strategyNames } from '../strategies/index.js';
+
+export interface TrainConfig {
+  dataset: string;
+  dataDir?: string;
+  model: string;
+  hidden: number[]; // MLP hidden widths
+  workers: number;
+  strategy: string;
+  epochs: number;
+  batch: number; // per worker
+  lr: number; // for a global batch of one worker's batch; see lrScaling
+  lrScaling: 'linear' | 'none';
+  optimizer: OptimizerName;
+  momentum: number;
+  weightDecay: number;
+  schedule: ScheduleName;
+  warmupEpochs: number;
+  stepEpochs: number;
+  gamma: number;
+  seed: number;
+  save?: string;
+  saveEvery: number;
+  resume?: string;
+  log?: string;
+  timeoutSeconds: number;
+  /** Stop (and save, with --save) after this many steps of the run: an interruption on purpose. */
+  stopAfterSteps?: number;
+}
+
+export const defaults: TrainConfig = {
+  dataset: 'fashion-mnist',
+  model: 'mlp',
+  hidden: [512, 256],
+  workers: availableParallelism(), // one per core
+  strategy: 'allreduce',
+  epochs: 2,
+  batch: 64,
+  lr: 0.05,
+  lrScaling: 'linear',
+  optimizer: 'momentum',
+  momentum: 0.9,
+  weightDecay: 0,
+  schedule: 'constant',
+  warmupEpochs: 0,
+  stepEpochs: 1,
+  gamma: 0.1,
+  seed: 1,
+  saveEvery: 0,
+  timeoutSeconds: 120,
+};
+
+const positiveInteger = (option: string, value: number) => {
+  if (!Number.isInteger(value) || value <= 0) throw badOption(option, value, 'a positive integer');
+};
+const nonNegative = (option: string, value: number) => {
+  if (!Number.isFinite(value) || value < 0) throw badOption(option, value, 'a number ≥ 0');
+};
+
+/** Checks what can be checked without the data; throws the first problem found. */
+export function validate(config: TrainConfig): void {
+  if (!(config.dataset in knownDatasets) && !config.dataDir) throw unknownName('dataset', config.dataset, Object.keys(knownDatasets));
+  if (!modelNames.includes(config.model)) throw unknownName('model', config.model, modelNames);
+  if (!strategyNames.includes(config.strategy)) throw unknownName('strategy', config.strategy, strategyNames);
+  if (!(optimizerNames as readonly string[]).includes(config.optimizer)) throw unknownName('optimizer', config.optimizer, optimizerNames);
+  if (!(scheduleNames as readonly string[]).includes(config.schedule)) throw unknownName('schedule', config.schedule, scheduleNames);
+  if (!['linear', 'none'].includes(config.lrScaling)) throw badOption('--lr-scaling', config.lrScaling, "'linear' or 'none'");
+  positiveInteger('--workers', config.workers);
+  positiveInteger('--epochs', config.epochs);
+  positiveInteger('--batch', config.batch);
+  if (!Number.isFinite(config.lr) || config.lr <= 0) throw badOption('--lr', config.lr, 'a positive number');
+  nonNegative('--momentum', config.momentum);
+  nonNegative('--weight-decay', config.weightDecay);
+  nonNegative('--warmup-epochs', config.warmupEpochs);
+  if (!Number.isFinite(config.stepEpochs) || config.stepEpochs <= 0) throw badOption('--step-epochs', config.stepEpochs, 'a positive number');
+  nonNegative('--gamma', config.gamma);
+  if (!Number.isInteger(config.seed) || config.seed < 0) throw badOption('--seed', config.seed, 'a non-negative integer');
+  if (!Number.isInteger(config.saveEvery) || config.saveEvery < 0) throw badOption('--save-every', config.saveEvery, 'a non-negative integer');
+  if (!Number.isFinite(config.timeoutSeconds) || config.timeoutSeconds <= 0) throw badOption('--timeout', config.timeoutSeconds, 'a positive number of seconds');
+  if (config.hidden.length === 0 || config.hidden.some((h) => !Number.isInteger(h) || h <= 0)) throw badOption('--hidden', config.hidden.join(','), 'comma-separated positive widths, e.g. 512,256');
+  if (config.stopAfterSteps !== undefined) positiveInteger('--stop-after-steps', config.stopAfterSteps);
+}

@@ -1,0 +1,95 @@
+// Turns the events ranks report into the run's evidence: a JSONL log (one object per report,
+// then a summary), live figures for a progress display, and the summary itself.
+
+import { closeSync, openSync, writeSync } from 'node:fs';
+import type { StrategyEvent } from '../strategies/context.js';
+
+export interface Summary {
+  type: 'summary';
+  dataset: string;
+  model: string;
+  strategy: string;
+  workers: number;
+  kernels: string;
+  epochs: number; // epochs completed in this run
+  testAccuracy: number;
+  testLoss: number;
+  trainLoss: number;
+  samples: number; // trained in this run
+  samplesPerSecond: number; // samples / seconds spent in training steps (evaluation excluded)
+  wallSeconds: number; // the whole run, start-up and evaluation included
+  bytesPerWorkerPerStep: number;
+  stoppedEarly: boolean;
+}
+
+export type Listener = (event: StrategyEvent, elapsedSeconds: number) => void;
+
+export class Monitor {
+  private readonly started = performance.now();
+  private readonly fd: number | null;
+  private trainSeconds = 0;
+  private samples = 0;
+  private steps = 0;
+  private epochsDone = 0;
+  private lastEpoch: Extract<StrategyEvent, { kind: 'epoch' }> | null = null;
+  private lastBytes = 0;
+  private listeners: Listener[] = [];
+
+  constructor(logPath: string | undefined, private readonly run: { dataset: string; model: string; strategy: string; workers: number; kernels: string; batch: number }) {
+    this.fd = logPath ? openSync(logPath, 'w') : null;
+  }
+
+  listen(listener: Listener): void {
+    this.listeners.push(listener);
+  }
+
+  elapsed(): number {
+    return (performance.now() - this.started) / 1000;
+  }
+
+  private write(record: object): void {
+    if (this.fd !== null) writeSync(this.fd, `${JSON.stringify(record)}\n`);
+  }
+
+  onEvent = (_rank: number, value: unknown): void => {
+    const event = value as StrategyEvent;
+    const time = +this.elapsed().toFixed(4);
+    if (event.kind === 'step') {
+      this.write({ type: 'step', time, epoch: event.epoch, step: event.step, samples: event.samples, loss: event.loss, lr: event.lr, bytesSent: event.bytesSent });
+    } else {
+      this.epochsDone++;
+      this.trainSeconds += event.trainSeconds;
+      this.samples += event.samples;
+      this.steps += event.samples / (this.run.batch * this.run.workers);
+      this.lastBytes = event.bytesSent;
+      this.lastEpoch = event;
+      this.write({ type: 'epoch', time, epoch: event.epoch, trainLoss: event.trainLoss, testLoss: event.testLoss, testAccuracy: event.testAccuracy,
+        samplesPerSecond: event.samples / event.trainSeconds, trainSeconds: event.trainSeconds, bytesSent: event.bytesSent });
+    }
+    for (const listener of this.listeners) listener(event, time);
+  };
+
+  summary(stoppedEarly: boolean): Summary {
+    const last = this.lastEpoch;
+    const summary: Summary = {
+      type: 'summary', ...pick(this.run), epochs: this.epochsDone,
+      testAccuracy: last?.testAccuracy ?? NaN, testLoss: last?.testLoss ?? NaN, trainLoss: last?.trainLoss ?? NaN,
+      samples: this.samples, samplesPerSecond: this.trainSeconds > 0 ? this.samples / this.trainSeconds : 0,
+      wallSeconds: this.elapsed(), bytesPerWorkerPerStep: this.steps > 0 ? this.lastBytes / this.steps : 0, stoppedEarly,
+    };
+    this.write(summary);
+    return summary;
+  }
+
+  fail(message: string): void {
+    this.write({ type: 'error', time: this.elapsed(), message });
+  }
+
+  close(): void {
+    if (this.fd !== null) closeSync(this.fd);
+  }
+}
+
+function pick(run: { dataset: string; model: string; strategy: string; workers: number; kernels: string }) {
+  return { dataset: run.dataset, model: run.model, strategy: run.strategy, workers: run.workers, kernels: run.kernels };
+}

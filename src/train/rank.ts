@@ -1,0 +1,57 @@
+// One rank of a training run: builds the model and the strategy context, runs the strategy.
+
+import type { Communicator } from '../comm/communicator.js';
+import type { Dataset } from '../data/dataset.js';
+import { createModel } from '../models/index.js';
+import { Optimizer, defaultOptimizer } from '../optim/optimizers.js';
+import { learningRate, scaledLearningRate } from '../optim/schedules.js';
+import { strategy } from '../strategies/index.js';
+import type { StrategyContext, TrainingState } from '../strategies/context.js';
+import { writeCheckpoint } from './checkpoint.js';
+import type { TrainConfig } from './config.js';
+
+export interface RankInput {
+  config: TrainConfig;
+  dataset: Dataset;
+  start: TrainingState;
+  stopFlag: SharedArrayBuffer; // [0] = 1 when the user asked to stop
+}
+
+/** Evaluation and the largest batch the model's buffers are sized for. */
+export const EVAL_BATCH = 128;
+
+export interface RankOutput {
+  params: Float32Array | null; // from rank 0, which owns the final parameters in every strategy
+  stoppedEarly: boolean;
+}
+
+export async function trainRank(comm: Communicator, input: RankInput, emit: (value: unknown) => void): Promise<RankOutput> {
+  const { config, dataset, start } = input;
+  const model = createModel(config.model, {
+    inputShape: dataset.shape, classes: dataset.classes, maxBatch: Math.max(config.batch, EVAL_BATCH), hidden: config.hidden,
+  });
+  const baseLr = scaledLearningRate(config.lr, config.workers, config.lrScaling);
+  const schedule = { name: config.schedule, baseLr, epochs: config.epochs, warmupEpochs: config.warmupEpochs, stepEpochs: config.stepEpochs, gamma: config.gamma };
+  const stopFlag = new Int32Array(input.stopFlag);
+  let stepsAsked = 0;
+  const context: StrategyContext = {
+    comm, model, train: dataset.train, test: dataset.test, sampleShape: dataset.shape,
+    workers: config.workers, batch: config.batch, epochs: config.epochs, seed: config.seed,
+    learningRate: (epoch) => learningRate(schedule, epoch),
+    makeOptimizer: () => new Optimizer({ ...defaultOptimizer, name: config.optimizer, momentum: config.momentum, weightDecay: config.weightDecay }, model.layout.size),
+    start,
+    report: emit,
+    save: (state) => {
+      if (config.save) {
+        writeCheckpoint(config.save, state, { model: config.model, layout: model.layout, optimizer: config.optimizer, globalBatch: config.workers * config.batch, seed: config.seed });
+      }
+    },
+    saveEvery: config.saveEvery,
+    stopRequested: () => {
+      stepsAsked++;
+      return Atomics.load(stopFlag, 0) === 1 || (config.stopAfterSteps !== undefined && stepsAsked >= config.stopAfterSteps);
+    },
+  };
+  const result = await strategy(config.strategy).run(context);
+  return { params: comm.rank === 0 ? result.params : null, stoppedEarly: result.stoppedEarly };
+}
