@@ -120,6 +120,7 @@ export async function trainCommand(args: string[]): Promise<number> {
   try {
     const result = await trainOnThreads(config, {
       stopFlag,
+      notice: (line) => process.stderr.write(`${line}\n`),
       onStart: (monitor, info) => {
         const c = info.config;
         process.stderr.write(`converge: ${c.model} (${info.parameters.toLocaleString('en-US')} parameters) on ${info.dataset.name} (${info.dataset.train.count} train / ${info.dataset.test.count} test), `
@@ -131,7 +132,7 @@ export async function trainCommand(args: string[]): Promise<number> {
     const s = result.summary;
     process.stdout.write(s.stoppedEarly
       ? `stopped early after ${s.wallSeconds.toFixed(1)} s${config.save ? `; resume with --resume ${config.save}` : ''}\n`
-      : `test accuracy ${(100 * s.testAccuracy).toFixed(2)}% after ${config.epochs} epoch${config.epochs > 1 ? 's' : ''} (${s.model}, ${s.strategy}, ${s.workers} workers, ${Math.round(s.samplesPerSecond).toLocaleString('en-US')} samples/s, ${s.wallSeconds.toFixed(1)} s)\n`);
+      : `test accuracy ${(100 * s.testAccuracy).toFixed(2)}% after ${config.epochs} epoch${config.epochs > 1 ? 's' : ''} (${s.model}, ${s.strategy}, ${s.workers} worker${s.workers > 1 ? "s" : ""}, ${Math.round(s.samplesPerSecond).toLocaleString('en-US')} samples/s, ${s.wallSeconds.toFixed(1)} s)\n`);
     return 0;
   } finally {
     process.off('SIGINT', onSignal);

@@ -238,4 +238,26 @@ export const referenceKernels: KernelSet = {
     }
     return total / batch;
   },
+
+  sgdUpdate(params, grad, length, lr, weightDecay) {
+    for (let i = 0; i < length; i++) params[i] -= lr * (grad[i] + weightDecay * params[i]);
+  },
+
+  momentumUpdate(params, grad, velocity, length, lr, momentum, weightDecay, nesterov) {
+    // the velocity starts at zero, so the first step sets it to g′, as PyTorch's buffer does
+    for (let i = 0; i < length; i++) {
+      const g = grad[i] + weightDecay * params[i];
+      const v = (velocity[i] = momentum * velocity[i] + g);
+      params[i] -= lr * (nesterov ? g + momentum * v : v);
+    }
+  },
+
+  adamUpdate(params, grad, m, v, length, stepSize, sqrtCorrection2, beta1, beta2, epsilon, weightDecay) {
+    for (let i = 0; i < length; i++) {
+      const g = grad[i] + weightDecay * params[i];
+      const mi = (m[i] = beta1 * m[i] + (1 - beta1) * g);
+      const vi = (v[i] = beta2 * v[i] + (1 - beta2) * g * g);
+      params[i] -= (stepSize * mi) / (Math.sqrt(vi) / sqrtCorrection2 + epsilon);
+    }
+  },
 };

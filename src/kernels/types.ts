@@ -46,6 +46,14 @@ export interface KernelSet {
   reluBackward(y: Float32Array, gradY: Float32Array, gradX: Float32Array, length: number): void;
   /** mean cross-entropy of softmax(logits[n,k]) against labels; writes gradLogits = (softmax − onehot)/n */
   softmaxCrossEntropy(logits: Float32Array, labels: Int32Array, batch: number, classes: number, gradLogits: Float32Array): number;
+  /** p −= lr·(g + wd·p) over the first `length` elements */
+  sgdUpdate(params: Float32Array, grad: Float32Array, length: number, lr: number, weightDecay: number): void;
+  /** v = μ·v + g′; p −= lr·v (Nesterov: p −= lr·(g′ + μ·v)), g′ = g + wd·p */
+  momentumUpdate(params: Float32Array, grad: Float32Array, velocity: Float32Array, length: number, lr: number, momentum: number,
+    weightDecay: number, nesterov: boolean): void;
+  /** Adam: m, v moments; stepSize = lr / (1 − β1ᵗ), sqrtCorrection2 = √(1 − β2ᵗ) */
+  adamUpdate(params: Float32Array, grad: Float32Array, m: Float32Array, v: Float32Array, length: number, stepSize: number,
+    sqrtCorrection2: number, beta1: number, beta2: number, epsilon: number, weightDecay: number): void;
 }
 
 export type KernelName = keyof KernelSet;

@@ -6,7 +6,7 @@ import { createShmHandle, runGroup } from '../comm/shm.js';
 import { loadDataset, loadIdxDataset, type Dataset } from '../data/dataset.js';
 import { stepsPerEpoch } from '../data/batches.js';
 import { badOption } from '../errors.js';
-import { activeBackend } from '../kernels/registry.js';
+import { selectKernels } from '../kernels/select.js';
 import { createModel } from '../models/index.js';
 import { Optimizer, defaultOptimizer } from '../optim/optimizers.js';
 import { strategy } from '../strategies/index.js';
@@ -28,11 +28,14 @@ export interface LaunchHooks {
   onStart?: (monitor: Monitor, info: { config: TrainConfig; dataset: Dataset; parameters: number; kernels: string; resumedFrom?: { epoch: number; step: number } }) => void;
   /** Set [0] to 1 to ask the run to stop at the next step (and save, with --save). */
   stopFlag?: SharedArrayBuffer;
+  /** Receives one-line notices (e.g. that the native kernels are unavailable). */
+  notice?: (line: string) => void;
 }
 
 export async function trainOnThreads(requested: TrainConfig, hooks: LaunchHooks = {}): Promise<TrainResult> {
   const config = { ...requested };
   validate(config);
+  const kernels = selectKernels(undefined, hooks.notice);
   const dataset = config.dataDir ? loadIdxDataset(config.dataset, config.dataDir) : loadDataset(config.dataset, undefined, config.seed);
   if (config.workers > dataset.train.count) throw badOption('--workers', config.workers, `at most the ${dataset.train.count} training samples of ${dataset.name}`);
   if (stepsPerEpoch(dataset.train.count, config.workers, config.batch) === 0) {
@@ -56,11 +59,11 @@ export async function trainOnThreads(requested: TrainConfig, hooks: LaunchHooks 
     start = { params, optimizerState: optimizer.state, optimizerSteps: 0, epoch: 0, step: 0 };
   }
 
-  const monitor = new Monitor(config.log, { dataset: dataset.name, model: config.model, strategy: config.strategy, workers: config.workers, kernels: activeBackend(), batch: config.batch });
-  hooks.onStart?.(monitor, { config, dataset, parameters: model.layout.size, kernels: activeBackend(), resumedFrom });
+  const monitor = new Monitor(config.log, { dataset: dataset.name, model: config.model, strategy: config.strategy, workers: config.workers, kernels, batch: config.batch });
+  hooks.onStart?.(monitor, { config, dataset, parameters: model.layout.size, kernels, resumedFrom });
   const ranks = strategy(config.strategy).ranks(config.workers);
   const handle = createShmHandle(ranks, model.layout.size + 2, config.timeoutSeconds * 1000);
-  const input: RankInput = { config, dataset, start, stopFlag: hooks.stopFlag ?? new SharedArrayBuffer(4) };
+  const input: RankInput = { config, dataset, start, kernels, stopFlag: hooks.stopFlag ?? new SharedArrayBuffer(4) };
   try {
     const outputs = (await runGroup(handle, new URL('./train-worker.js', import.meta.url), { data: () => input, onEvent: monitor.onEvent })) as RankOutput[];
     const summary = monitor.summary(outputs[0].stoppedEarly);

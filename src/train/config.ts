@@ -46,7 +46,7 @@ export const defaults: TrainConfig = {
   epochs: 2,
   batch: 64,
   lr: 0.05,
-  lrScaling: 'linear',
+  lrScaling: 'none',
   optimizer: 'momentum',
   momentum: 0.9,
   weightDecay: 0,

@@ -2,6 +2,7 @@
 
 import type { Communicator } from '../comm/communicator.js';
 import type { Dataset } from '../data/dataset.js';
+import { selectKernels } from '../kernels/select.js';
 import { createModel } from '../models/index.js';
 import { Optimizer, defaultOptimizer } from '../optim/optimizers.js';
 import { learningRate, scaledLearningRate } from '../optim/schedules.js';
@@ -15,6 +16,7 @@ export interface RankInput {
   dataset: Dataset;
   start: TrainingState;
   stopFlag: SharedArrayBuffer; // [0] = 1 when the user asked to stop
+  kernels: string; // the backend the launcher chose; every rank uses the same
 }
 
 /** Evaluation and the largest batch the model's buffers are sized for. */
@@ -27,6 +29,7 @@ export interface RankOutput {
 
 export async function trainRank(comm: Communicator, input: RankInput, emit: (value: unknown) => void): Promise<RankOutput> {
   const { config, dataset, start } = input;
+  selectKernels(input.kernels);
   const model = createModel(config.model, {
     inputShape: dataset.shape, classes: dataset.classes, maxBatch: Math.max(config.batch, EVAL_BATCH), hidden: config.hidden,
   });

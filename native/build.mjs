@@ -1,0 +1,21 @@
+// Builds the native kernels at install time with the node-gyp that npm ships, against the Node
+// headers already on the machine (never downloaded). A failed build is not fatal: converge then
+// runs on its reference kernels, and says so once at start-up.
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+
+const nodeGyp = process.env.npm_config_node_gyp
+  ?? [join(dirname(process.execPath), '../lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js')].find(existsSync);
+if (!nodeGyp) {
+  console.warn('converge: node-gyp not found; native kernels not built, the reference kernels will be used');
+  process.exit(0);
+}
+const args = [nodeGyp, 'rebuild'];
+// the headers of the running Node (Debian puts them in /usr/include/node)
+const nodedir = process.env.npm_config_nodedir ?? (existsSync('/usr/include/node/node_api.h') ? '/usr' : undefined);
+if (nodedir) args.push(`--nodedir=${nodedir}`);
+const result = spawnSync(process.execPath, args, { stdio: 'inherit' });
+if (result.status !== 0) {
+  console.warn('converge: the native kernels did not build (is libopenblas-dev installed?); the reference kernels will be used');
+}

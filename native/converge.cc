@@ -1,0 +1,354 @@
+// converge's native kernels: OpenBLAS sgemm for the matrix products, plain C++ loops for the
+// rest. Every function works in place on the memory of the Float32Arrays it is given (plain or
+// SharedArrayBuffer-backed), allocates nothing, and runs on the calling thread: each worker
+// thread is one core, so OpenBLAS is told to use one thread.
+
+#define NAPI_VERSION 8
+#define NODE_ADDON_API_DISABLE_DEPRECATED
+#include <napi.h>
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+extern "C" void openblas_set_num_threads(int);
+extern "C" char* openblas_get_config(void);
+extern "C" char* openblas_get_corename(void);
+
+namespace {
+
+// ---- argument access: no validation beyond what the JavaScript wrapper already did
+
+inline float* floats(const Napi::CallbackInfo& info, size_t i) {
+  return info[i].As<Napi::TypedArrayOf<float>>().Data();
+}
+inline int32_t* ints(const Napi::CallbackInfo& info, size_t i) {
+  return info[i].As<Napi::TypedArrayOf<int32_t>>().Data();
+}
+inline int integer(const Napi::CallbackInfo& info, size_t i) {
+  return info[i].As<Napi::Number>().Int32Value();
+}
+inline double number(const Napi::CallbackInfo& info, size_t i) {
+  return info[i].As<Napi::Number>().DoubleValue();
+}
+inline bool flag(const Napi::CallbackInfo& info, size_t i) {
+  return info[i].As<Napi::Boolean>().Value();
+}
+
+struct Conv {
+  int channels, height, width, filters, kernel, pad, stride, outHeight, outWidth;
+};
+
+// the geometry travels as nine integers from argument `at` on (no object look-ups per call)
+Conv conv(const Napi::CallbackInfo& info, size_t at) {
+  return {integer(info, at), integer(info, at + 1), integer(info, at + 2), integer(info, at + 3), integer(info, at + 4),
+          integer(info, at + 5), integer(info, at + 6), integer(info, at + 7), integer(info, at + 8)};
+}
+
+// columns[(c·K + kh)·K + kw, oh·OW + ow] = x[c, oh·s − pad + kh, ow·s − pad + kw], 0 outside
+void im2col(const float* x, const Conv& g, float* columns) {
+  const int plane = g.outHeight * g.outWidth;
+  for (int c = 0; c < g.channels; c++) {
+    const float* image = x + static_cast<size_t>(c) * g.height * g.width;
+    for (int kh = 0; kh < g.kernel; kh++) {
+      for (int kw = 0; kw < g.kernel; kw++) {
+        float* row = columns + static_cast<size_t>((c * g.kernel + kh) * g.kernel + kw) * plane;
+        for (int oh = 0; oh < g.outHeight; oh++) {
+          const int ih = oh * g.stride - g.pad + kh;
+          float* out = row + oh * g.outWidth;
+          if (ih < 0 || ih >= g.height) {
+            std::memset(out, 0, sizeof(float) * g.outWidth);
+            continue;
+          }
+          const float* line = image + ih * g.width;
+          if (g.stride == 1) {
+            // the valid output range for this kw, then a straight copy
+            const int first = std::max(0, g.pad - kw);
+            const int last = std::min(g.outWidth, g.width + g.pad - kw);
+            for (int ow = 0; ow < first; ow++) out[ow] = 0;
+            if (last > first) std::memcpy(out + first, line + first - g.pad + kw, sizeof(float) * (last - first));
+            for (int ow = std::max(first, last); ow < g.outWidth; ow++) out[ow] = 0;
+          } else {
+            for (int ow = 0; ow < g.outWidth; ow++) {
+              const int iw = ow * g.stride - g.pad + kw;
+              out[ow] = iw >= 0 && iw < g.width ? line[iw] : 0.0f;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// gradX = the adjoint of im2col applied to columns
+void col2im(const float* columns, const Conv& g, float* gradX) {
+  const int plane = g.outHeight * g.outWidth;
+  std::memset(gradX, 0, sizeof(float) * g.channels * g.height * g.width);
+  for (int c = 0; c < g.channels; c++) {
+    float* image = gradX + static_cast<size_t>(c) * g.height * g.width;
+    for (int kh = 0; kh < g.kernel; kh++) {
+      for (int kw = 0; kw < g.kernel; kw++) {
+        const float* row = columns + static_cast<size_t>((c * g.kernel + kh) * g.kernel + kw) * plane;
+        for (int oh = 0; oh < g.outHeight; oh++) {
+          const int ih = oh * g.stride - g.pad + kh;
+          if (ih < 0 || ih >= g.height) continue;
+          float* line = image + ih * g.width;
+          const float* in = row + oh * g.outWidth;
+          for (int ow = 0; ow < g.outWidth; ow++) {
+            const int iw = ow * g.stride - g.pad + kw;
+            if (iw >= 0 && iw < g.width) line[iw] += in[ow];
+          }
+        }
+      }
+    }
+  }
+}
+
+// ---- kernels, in the argument order of KernelSet (src/kernels/types.ts), geometry objects flattened
+// to integers by the adapter in src/kernels/native.ts
+
+Napi::Value Gemm(const Napi::CallbackInfo& info) {
+  const bool transA = flag(info, 0), transB = flag(info, 1);
+  const int m = integer(info, 2), n = integer(info, 3), k = integer(info, 4);
+  const float alpha = static_cast<float>(number(info, 5));
+  const float beta = static_cast<float>(number(info, 8));
+  float* c = floats(info, 9);
+  if (beta == 0.0f) std::memset(c, 0, sizeof(float) * m * n);  // so NaN already in c cannot leak through
+  cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans, m, n, k, alpha,
+              floats(info, 6), transA ? m : k, floats(info, 7), transB ? k : n, beta, c, n);
+  return info.Env().Undefined();
+}
+
+// out[n,f] = x[n,k] · w[f,k]ᵀ + bias[f]
+Napi::Value DenseForward(const Napi::CallbackInfo& info) {
+  const float *x = floats(info, 0), *w = floats(info, 1), *bias = floats(info, 2);
+  float* out = floats(info, 3);
+  const int batch = integer(info, 4), inputs = integer(info, 5), outputs = integer(info, 6);
+  for (int i = 0; i < batch; i++) std::memcpy(out + static_cast<size_t>(i) * outputs, bias, sizeof(float) * outputs);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, outputs, inputs, 1.0f, x, inputs, w, inputs, 1.0f, out, outputs);
+  return info.Env().Undefined();
+}
+
+Napi::Value DenseBackward(const Napi::CallbackInfo& info) {
+  const float *x = floats(info, 0), *w = floats(info, 1), *gradOut = floats(info, 2);
+  float *gradW = floats(info, 3), *gradBias = floats(info, 4);
+  const bool wantGradX = !info[5].IsNull();
+  const int batch = integer(info, 6), inputs = integer(info, 7), outputs = integer(info, 8);
+  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, outputs, inputs, batch, 1.0f, gradOut, outputs, x, inputs, 0.0f, gradW, inputs);
+  std::memset(gradBias, 0, sizeof(float) * outputs);
+  for (int i = 0; i < batch; i++) {
+    const float* row = gradOut + static_cast<size_t>(i) * outputs;
+    for (int j = 0; j < outputs; j++) gradBias[j] += row[j];
+  }
+  if (wantGradX) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, batch, inputs, outputs, 1.0f, gradOut, outputs, w, inputs, 0.0f,
+                floats(info, 5), inputs);
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Value ConvForward(const Napi::CallbackInfo& info) {
+  const float *x = floats(info, 0), *w = floats(info, 1), *bias = floats(info, 2);
+  float* out = floats(info, 3);
+  const int batch = integer(info, 4);
+  float* columns = floats(info, 5);
+  const Conv g = conv(info, 6);
+  const int plane = g.outHeight * g.outWidth;
+  const int patch = g.channels * g.kernel * g.kernel;
+  const size_t inSize = static_cast<size_t>(g.channels) * g.height * g.width;
+  for (int n = 0; n < batch; n++) {
+    float* o = out + static_cast<size_t>(n) * g.filters * plane;
+    for (int f = 0; f < g.filters; f++) std::fill(o + static_cast<size_t>(f) * plane, o + static_cast<size_t>(f + 1) * plane, bias[f]);
+    im2col(x + n * inSize, g, columns);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g.filters, plane, patch, 1.0f, w, patch, columns, plane, 1.0f, o, plane);
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Value ConvBackward(const Napi::CallbackInfo& info) {
+  const float *x = floats(info, 0), *w = floats(info, 1), *gradOut = floats(info, 2);
+  float *gradW = floats(info, 3), *gradBias = floats(info, 4);
+  const bool wantGradX = !info[5].IsNull();
+  float* gradX = wantGradX ? floats(info, 5) : nullptr;
+  const int batch = integer(info, 6);
+  float* columns = floats(info, 7);
+  const Conv g = conv(info, 8);
+  const int plane = g.outHeight * g.outWidth;
+  const int patch = g.channels * g.kernel * g.kernel;
+  const size_t inSize = static_cast<size_t>(g.channels) * g.height * g.width;
+  std::memset(gradBias, 0, sizeof(float) * g.filters);
+  for (int n = 0; n < batch; n++) {
+    const float* go = gradOut + static_cast<size_t>(n) * g.filters * plane;
+    im2col(x + n * inSize, g, columns);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g.filters, patch, plane, 1.0f, go, plane, columns, plane,
+                n == 0 ? 0.0f : 1.0f, gradW, patch);
+    for (int f = 0; f < g.filters; f++) {
+      const float* row = go + static_cast<size_t>(f) * plane;
+      float sum = 0;
+      for (int i = 0; i < plane; i++) sum += row[i];
+      gradBias[f] += sum;
+    }
+    if (wantGradX) {
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, patch, plane, g.filters, 1.0f, w, patch, go, plane, 0.0f, columns, plane);
+      col2im(columns, g, gradX + n * inSize);
+    }
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Value MaxPoolForward(const Napi::CallbackInfo& info) {
+  const float* x = floats(info, 0);
+  float* out = floats(info, 1);
+  int32_t* argmax = ints(info, 2);
+  const int batch = integer(info, 3);
+  const int channels = integer(info, 4), height = integer(info, 5), width = integer(info, 6), size = integer(info, 7);
+  const int outHeight = integer(info, 8), outWidth = integer(info, 9);
+  size_t o = 0;
+  for (int plane = 0; plane < batch * channels; plane++) {
+    const int base = plane * height * width;
+    for (int oh = 0; oh < outHeight; oh++) {
+      for (int ow = 0; ow < outWidth; ow++, o++) {
+        float best = -INFINITY;
+        int bestIndex = base + oh * size * width + ow * size;
+        for (int dh = 0; dh < size; dh++) {
+          const int line = base + (oh * size + dh) * width + ow * size;
+          for (int dw = 0; dw < size; dw++) {
+            const float v = x[line + dw];
+            if (v > best) {
+              best = v;
+              bestIndex = line + dw;
+            }
+          }
+        }
+        out[o] = best;
+        argmax[o] = bestIndex;
+      }
+    }
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Value MaxPoolBackward(const Napi::CallbackInfo& info) {
+  const float* gradOut = floats(info, 0);
+  const int32_t* argmax = ints(info, 1);
+  float* gradX = floats(info, 2);
+  const int length = integer(info, 3), inputLength = integer(info, 4);
+  std::memset(gradX, 0, sizeof(float) * inputLength);
+  for (int i = 0; i < length; i++) gradX[argmax[i]] += gradOut[i];
+  return info.Env().Undefined();
+}
+
+Napi::Value ReluForward(const Napi::CallbackInfo& info) {
+  const float* x = floats(info, 0);
+  float* y = floats(info, 1);
+  const int length = integer(info, 2);
+  for (int i = 0; i < length; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+  return info.Env().Undefined();
+}
+
+Napi::Value ReluBackward(const Napi::CallbackInfo& info) {
+  const float *y = floats(info, 0), *gradY = floats(info, 1);
+  float* gradX = floats(info, 2);
+  const int length = integer(info, 3);
+  for (int i = 0; i < length; i++) gradX[i] = y[i] > 0.0f ? gradY[i] : 0.0f;
+  return info.Env().Undefined();
+}
+
+Napi::Value SoftmaxCrossEntropy(const Napi::CallbackInfo& info) {
+  const float* logits = floats(info, 0);
+  const int32_t* labels = ints(info, 1);
+  const int batch = integer(info, 2), classes = integer(info, 3);
+  float* grad = floats(info, 4);
+  double total = 0;
+  const double scale = 1.0 / batch;
+  for (int i = 0; i < batch; i++) {
+    const float* row = logits + static_cast<size_t>(i) * classes;
+    float* g = grad + static_cast<size_t>(i) * classes;
+    double max = -INFINITY;
+    for (int j = 0; j < classes; j++) max = std::max(max, static_cast<double>(row[j]));
+    double sum = 0;
+    for (int j = 0; j < classes; j++) sum += std::exp(row[j] - max);
+    const int label = labels[i];
+    total += std::log(sum) - (row[label] - max);
+    const double inverse = 1.0 / sum;
+    for (int j = 0; j < classes; j++) g[j] = static_cast<float>((std::exp(row[j] - max) * inverse - (j == label ? 1.0 : 0.0)) * scale);
+  }
+  return Napi::Number::New(info.Env(), total / batch);
+}
+
+// ---- optimiser updates over the flat buffer (src/kernels/reference.ts has the same loops)
+
+Napi::Value SgdUpdate(const Napi::CallbackInfo& info) {
+  float* p = floats(info, 0);
+  const float* g = floats(info, 1);
+  const int length = integer(info, 2);
+  const float lr = static_cast<float>(number(info, 3)), wd = static_cast<float>(number(info, 4));
+  for (int i = 0; i < length; i++) p[i] -= lr * (g[i] + wd * p[i]);
+  return info.Env().Undefined();
+}
+
+Napi::Value MomentumUpdate(const Napi::CallbackInfo& info) {
+  float* p = floats(info, 0);
+  const float* g = floats(info, 1);
+  float* v = floats(info, 2);
+  const int length = integer(info, 3);
+  const float lr = static_cast<float>(number(info, 4)), mu = static_cast<float>(number(info, 5)), wd = static_cast<float>(number(info, 6));
+  const bool nesterov = flag(info, 7);
+  for (int i = 0; i < length; i++) {
+    const float gi = g[i] + wd * p[i];
+    const float vi = v[i] = mu * v[i] + gi;
+    p[i] -= lr * (nesterov ? gi + mu * vi : vi);
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Value AdamUpdate(const Napi::CallbackInfo& info) {
+  float* p = floats(info, 0);
+  const float* g = floats(info, 1);
+  float *m = floats(info, 2), *v = floats(info, 3);
+  const int length = integer(info, 4);
+  const double stepSize = number(info, 5), sqrtCorrection2 = number(info, 6);
+  const float beta1 = static_cast<float>(number(info, 7)), beta2 = static_cast<float>(number(info, 8));
+  const double epsilon = number(info, 9);
+  const float wd = static_cast<float>(number(info, 10));
+  for (int i = 0; i < length; i++) {
+    const float gi = g[i] + wd * p[i];
+    const float mi = m[i] = beta1 * m[i] + (1 - beta1) * gi;
+    const float vi = v[i] = beta2 * v[i] + (1 - beta2) * gi * gi;
+    p[i] -= static_cast<float>((stepSize * mi) / (std::sqrt(static_cast<double>(vi)) / sqrtCorrection2 + epsilon));
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Value Info(const Napi::CallbackInfo& info) {
+  Napi::Object out = Napi::Object::New(info.Env());
+  out.Set("blas", openblas_get_config());
+  out.Set("core", openblas_get_corename());
+  return out;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  // one worker thread per core: OpenBLAS must not start threads of its own
+  openblas_set_num_threads(1);
+  exports.Set("gemm", Napi::Function::New(env, Gemm, "gemm"));
+  exports.Set("denseForward", Napi::Function::New(env, DenseForward, "denseForward"));
+  exports.Set("denseBackward", Napi::Function::New(env, DenseBackward, "denseBackward"));
+  exports.Set("convForward", Napi::Function::New(env, ConvForward, "convForward"));
+  exports.Set("convBackward", Napi::Function::New(env, ConvBackward, "convBackward"));
+  exports.Set("maxPoolForward", Napi::Function::New(env, MaxPoolForward, "maxPoolForward"));
+  exports.Set("maxPoolBackward", Napi::Function::New(env, MaxPoolBackward, "maxPoolBackward"));
+  exports.Set("reluForward", Napi::Function::New(env, ReluForward, "reluForward"));
+  exports.Set("reluBackward", Napi::Function::New(env, ReluBackward, "reluBackward"));
+  exports.Set("softmaxCrossEntropy", Napi::Function::New(env, SoftmaxCrossEntropy, "softmaxCrossEntropy"));
+  exports.Set("sgdUpdate", Napi::Function::New(env, SgdUpdate, "sgdUpdate"));
+  exports.Set("momentumUpdate", Napi::Function::New(env, MomentumUpdate, "momentumUpdate"));
+  exports.Set("adamUpdate", Napi::Function::New(env, AdamUpdate, "adamUpdate"));
+  exports.Set("info", Napi::Function::New(env, Info, "info"));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(converge_native, Init)

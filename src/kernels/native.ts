@@ -1,0 +1,49 @@
+// The native backend: OpenBLAS and C++ loops through a Node-API addon (native/converge.cc).
+// This file only adapts argument shapes; the kernels' meaning is in types.ts and reference.ts.
+
+import { createRequire } from 'node:module';
+import type { KernelSet } from './types.js';
+
+interface Addon {
+  gemm: KernelSet['gemm'];
+  denseForward: KernelSet['denseForward'];
+  denseBackward: KernelSet['denseBackward'];
+  convForward(x: Float32Array, w: Float32Array, bias: Float32Array, out: Float32Array, batch: number, columns: Float32Array,
+    ...geometry: number[]): void;
+  convBackward(x: Float32Array, w: Float32Array, gradOut: Float32Array, gradW: Float32Array, gradBias: Float32Array,
+    gradX: Float32Array | null, batch: number, columns: Float32Array, ...geometry: number[]): void;
+  maxPoolForward(x: Float32Array, out: Float32Array, argmax: Int32Array, batch: number, ...geometry: number[]): void;
+  maxPoolBackward: KernelSet['maxPoolBackward'];
+  reluForward: KernelSet['reluForward'];
+  reluBackward: KernelSet['reluBackward'];
+  softmaxCrossEntropy: KernelSet['softmaxCrossEntropy'];
+  sgdUpdate: KernelSet['sgdUpdate'];
+  momentumUpdate: KernelSet['momentumUpdate'];
+  adamUpdate: KernelSet['adamUpdate'];
+  info(): { blas: string; core: string };
+}
+
+export const addonPath = new URL('../../build/Release/converge_native.node', import.meta.url);
+
+/** Loads the addon; throws (with the loader's reason) when it is missing or broken. */
+export function loadNativeKernels(): { kernels: KernelSet; info: { blas: string; core: string } } {
+  const addon = createRequire(import.meta.url)(addonPath.pathname) as Addon;
+  const kernels: KernelSet = {
+    gemm: addon.gemm,
+    denseForward: addon.denseForward,
+    denseBackward: addon.denseBackward,
+    convForward: (x, w, bias, out, batch, g, columns) => addon.convForward(x, w, bias, out, batch, columns,
+      g.channels, g.height, g.width, g.filters, g.kernelSize, g.pad, g.stride, g.outHeight, g.outWidth),
+    convBackward: (x, w, gradOut, gradW, gradBias, gradX, batch, g, columns) => addon.convBackward(x, w, gradOut, gradW, gradBias, gradX, batch, columns,
+      g.channels, g.height, g.width, g.filters, g.kernelSize, g.pad, g.stride, g.outHeight, g.outWidth),
+    maxPoolForward: (x, out, argmax, batch, g) => addon.maxPoolForward(x, out, argmax, batch, g.channels, g.height, g.width, g.size, g.outHeight, g.outWidth),
+    maxPoolBackward: addon.maxPoolBackward,
+    reluForward: addon.reluForward,
+    reluBackward: addon.reluBackward,
+    softmaxCrossEntropy: addon.softmaxCrossEntropy,
+    sgdUpdate: addon.sgdUpdate,
+    momentumUpdate: addon.momentumUpdate,
+    adamUpdate: addon.adamUpdate,
+  };
+  return { kernels, info: addon.info() };
+}
