@@ -101,7 +101,7 @@ export class ShmCommunicator implements Communicator {
 
   /** Opens operation `seq`: checks the group is alive, records status and fingerprint. */
   private begin(operation: Operation, count: number, root: number): number {
-    this.checkAborted(operation);
+    this.checkAborted(`${operation} #${this.seq + 1}`);
     if (count > this.capacity) throw capacityExceeded(`shm ${operation}`, count, this.capacity);
     this.seq++;
     const code = operations.indexOf(operation);

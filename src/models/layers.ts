@@ -29,29 +29,33 @@ export class Dense implements Layer {
   readonly params: TensorSpec[];
   readonly outputShape: number[];
   private readonly out: Float32Array;
+  private readonly weight: string;
+  private readonly bias: string;
 
-  constructor(private readonly k: KernelSet, private readonly name: string, private readonly inputs: number,
+  constructor(private readonly k: KernelSet, name: string, private readonly inputs: number,
     private readonly outputs: number, maxBatch: number) {
+    this.weight = `${name}.weight`;
+    this.bias = `${name}.bias`;
     this.params = [
-      { name: `${name}.weight`, shape: [outputs, inputs] }, // [out, in]
-      { name: `${name}.bias`, shape: [outputs] },
+      { name: this.weight, shape: [outputs, inputs] }, // [out, in]
+      { name: this.bias, shape: [outputs] },
     ];
     this.outputShape = [outputs];
     this.out = new Float32Array(maxBatch * outputs);
   }
 
   forward(p: Views, x: Float32Array, batch: number): Float32Array {
-    this.k.denseForward(x, p[`${this.name}.weight`], p[`${this.name}.bias`], this.out, batch, this.inputs, this.outputs);
+    this.k.denseForward(x, p[this.weight], p[this.bias], this.out, batch, this.inputs, this.outputs);
     return this.out;
   }
 
   backward(p: Views, g: Views, x: Float32Array, gradOut: Float32Array, gradX: Float32Array | null, batch: number): void {
-    this.k.denseBackward(x, p[`${this.name}.weight`], gradOut, g[`${this.name}.weight`], g[`${this.name}.bias`], gradX,
+    this.k.denseBackward(x, p[this.weight], gradOut, g[this.weight], g[this.bias], gradX,
       batch, this.inputs, this.outputs);
   }
 
   init(p: Views, random: Random): void {
-    initUniform(p[`${this.name}.weight`], p[`${this.name}.bias`], this.inputs, random);
+    initUniform(p[this.weight], p[this.bias], this.inputs, random);
   }
 }
 
@@ -78,15 +82,19 @@ export class Conv2d implements Layer {
   readonly geometry: ConvGeometry;
   private readonly out: Float32Array;
   private readonly columns: Float32Array;
+  private readonly weight: string;
+  private readonly bias: string;
 
-  constructor(private readonly k: KernelSet, private readonly name: string, inputShape: readonly number[],
+  constructor(private readonly k: KernelSet, name: string, inputShape: readonly number[],
     filters: number, kernelSize: number, pad: number, maxBatch: number) {
+    this.weight = `${name}.weight`;
+    this.bias = `${name}.bias`;
     const [channels, height, width] = inputShape;
     this.geometry = convGeometry(channels, height, width, filters, kernelSize, pad);
     const { outHeight, outWidth } = this.geometry;
     this.params = [
-      { name: `${name}.weight`, shape: [filters, channels, kernelSize, kernelSize] }, // [F, C, K, K]
-      { name: `${name}.bias`, shape: [filters] },
+      { name: this.weight, shape: [filters, channels, kernelSize, kernelSize] }, // [F, C, K, K]
+      { name: this.bias, shape: [filters] },
     ];
     this.outputShape = [filters, outHeight, outWidth];
     this.out = new Float32Array(maxBatch * sizeOf(this.outputShape));
@@ -94,18 +102,18 @@ export class Conv2d implements Layer {
   }
 
   forward(p: Views, x: Float32Array, batch: number): Float32Array {
-    this.k.convForward(x, p[`${this.name}.weight`], p[`${this.name}.bias`], this.out, batch, this.geometry, this.columns);
+    this.k.convForward(x, p[this.weight], p[this.bias], this.out, batch, this.geometry, this.columns);
     return this.out;
   }
 
   backward(p: Views, g: Views, x: Float32Array, gradOut: Float32Array, gradX: Float32Array | null, batch: number): void {
-    this.k.convBackward(x, p[`${this.name}.weight`], gradOut, g[`${this.name}.weight`], g[`${this.name}.bias`], gradX,
+    this.k.convBackward(x, p[this.weight], gradOut, g[this.weight], g[this.bias], gradX,
       batch, this.geometry, this.columns);
   }
 
   init(p: Views, random: Random): void {
     const { channels, kernelSize } = this.geometry;
-    initUniform(p[`${this.name}.weight`], p[`${this.name}.bias`], channels * kernelSize * kernelSize, random);
+    initUniform(p[this.weight], p[this.bias], channels * kernelSize * kernelSize, random);
   }
 }
 

@@ -73,3 +73,37 @@ test('predict returns the arg-max class and refuses batches beyond its buffers',
   assert.deepEqual([...out], [0, 1]);
   assert.throws(() => model.predict(params, new Float32Array(6), 3, new Int32Array(3)), /batch of 1\.\.2/);
 });
+
+import { nativeKernelInfo } from '../kernels/select.js';
+import { useBackend, activeBackend } from '../kernels/registry.js';
+import { Optimizer, defaultOptimizer } from '../optim/optimizers.js';
+
+test('training steps give the same loss trajectory on the reference and native kernels', { skip: nativeKernelInfo() ? false : 'native kernels not built' }, () => {
+  const before = activeBackend();
+  try {
+    for (const [name, inputShape, extra] of [['softmax', [1, 12, 12], {}], ['mlp', [1, 12, 12], { hidden: [40, 20] }], ['cnn', [1, 12, 12], { cnnWidths: [4, 8, 16] }]] as const) {
+      const trajectories: number[][] = [];
+      for (const backend of ['reference', 'native']) {
+        useBackend(backend);
+        const model = createModel(name, { inputShape, classes: 10, maxBatch: 16, ...extra });
+        const random = new Random(11);
+        const params = model.layout.allocate();
+        model.init(params, random);
+        const grad = model.layout.allocate();
+        const optimizer = new Optimizer({ ...defaultOptimizer }, model.layout.size);
+        const losses: number[] = [];
+        for (let step = 0; step < 30; step++) {
+          const batch = { x: random.fillUniform(new Float32Array(16 * 144), 0, 1), y: Int32Array.from({ length: 16 }, (_, i) => (i * 7 + step) % 10), size: 16 };
+          losses.push(model.lossAndGrad(params, batch, grad));
+          optimizer.step(params, grad, 0.05);
+        }
+        trajectories.push(losses);
+      }
+      const [reference, native] = trajectories;
+      reference.forEach((loss, step) => assert.ok(Math.abs(loss - native[step]) < 1e-3 * (1 + loss), `${name} step ${step}: reference ${loss}, native ${native[step]}`));
+      assert.ok(reference[29] < reference[0], `${name} learned something`);
+    }
+  } finally {
+    useBackend(before);
+  }
+});

@@ -1,0 +1,116 @@
+// The native kernels held to the reference on random shapes. Skipped when the addon is not
+// built, unless CONVERGE_REQUIRE_NATIVE=1 (CI sets it), where a missing addon is a failure.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Random } from '../tensor/random.js';
+import { referenceKernels as R } from './reference.js';
+import { loadNativeKernels } from './native.js';
+import { convGeometry, poolGeometry, type KernelSet } from './types.js';
+
+let N: KernelSet | null = null;
+let loadError = '';
+try {
+  N = loadNativeKernels().kernels;
+} catch (error) {
+  loadError = (error as Error).message;
+}
+const required = process.env.CONVERGE_REQUIRE_NATIVE === '1';
+const skip = !N && !required ? `native kernels not built (${loadError.split('\n')[0]})` : false;
+
+const random = new Random(7);
+const rand = (n: number) => random.fillUniform(new Float32Array(n));
+
+function close(actual: Float32Array, expected: Float32Array, what: string, tolerance = 1e-4): void {
+  assert.equal(actual.length, expected.length);
+  let scale = 0;
+  for (const v of expected) scale = Math.max(scale, Math.abs(v));
+  for (let i = 0; i < actual.length; i++) {
+    if (!(Math.abs(actual[i] - expected[i]) <= tolerance * (1 + scale))) assert.fail(`${what}[${i}]: native ${actual[i]}, reference ${expected[i]}`);
+  }
+}
+
+/** Runs `call` with reference and native kernels on identical copies of `outputs`; compares them. */
+function same(what: string, outputs: Float32Array[], call: (k: KernelSet, out: Float32Array[]) => number | void): void {
+  const ref = outputs.map((o) => o.slice());
+  const nat = outputs.map((o) => o.slice());
+  const a = call(R, ref);
+  const b = call(N!, nat);
+  if (typeof a === 'number') assert.ok(Math.abs(a - (b as number)) < 1e-5 * (1 + Math.abs(a)), `${what}: ${a} vs ${b}`);
+  ref.forEach((r, i) => close(nat[i], r, `${what} output ${i}`));
+}
+
+test('native kernels load when required', { skip: !required }, () => {
+  assert.ok(N, `CONVERGE_REQUIRE_NATIVE=1 but the addon failed to load: ${loadError}`);
+});
+
+test('native gemm matches the reference: every transpose, odd shapes, alpha/beta, shared memory', { skip }, () => {
+  for (const [m, n, k] of [[1, 1, 1], [1, 10, 784], [64, 512, 784], [7, 13, 5], [129, 3, 257], [300, 200, 100]]) {
+    for (const transA of [false, true]) for (const transB of [false, true]) {
+      const a = rand(m * k);
+      const b = rand(k * n);
+      const shared = new Float32Array(new SharedArrayBuffer(4 * m * n));
+      shared.set(rand(m * n));
+      for (const [alpha, beta] of [[1, 0], [0.5, 1], [-2, 0.25]]) {
+        same(`gemm ${transA ? 'T' : 'N'}${transB ? 'T' : 'N'} ${m}x${n}x${k} α${alpha} β${beta}`, [shared], (K, [c]) => K.gemm(transA, transB, m, n, k, alpha, a, b, beta, c));
+      }
+    }
+  }
+});
+
+test('native dense forward and backward match the reference (batch 1, odd, large)', { skip }, () => {
+  for (const [batch, inputs, outputs] of [[1, 784, 512], [3, 7, 5], [256, 33, 10]]) {
+    const x = rand(batch * inputs);
+    const w = rand(outputs * inputs);
+    const bias = rand(outputs);
+    same(`dense forward ${batch}x${inputs}x${outputs}`, [new Float32Array(batch * outputs)], (K, [out]) => K.denseForward(x, w, bias, out, batch, inputs, outputs));
+    const gradOut = rand(batch * outputs);
+    same(`dense backward ${batch}x${inputs}x${outputs}`, [new Float32Array(outputs * inputs), new Float32Array(outputs), new Float32Array(batch * inputs)],
+      (K, [gw, gb, gx]) => K.denseBackward(x, w, gradOut, gw, gb, gx, batch, inputs, outputs));
+    same('dense backward without gradX', [new Float32Array(outputs * inputs), new Float32Array(outputs)],
+      (K, [gw, gb]) => K.denseBackward(x, w, gradOut, gw, gb, null, batch, inputs, outputs));
+  }
+});
+
+test('native convolution forward and backward match the reference (padding, stride, odd sizes)', { skip }, () => {
+  for (const [C, H, W, F, Kz, pad, stride, batch] of [[1, 28, 28, 32, 3, 1, 1, 2], [32, 14, 14, 64, 3, 1, 1, 1], [3, 7, 6, 4, 3, 0, 2, 3], [2, 5, 9, 3, 5, 2, 1, 2], [2, 4, 4, 2, 1, 0, 1, 1]]) {
+    const g = convGeometry(C, H, W, F, Kz, pad, stride);
+    const x = rand(batch * C * H * W);
+    const w = rand(F * C * Kz * Kz);
+    const bias = rand(F);
+    const outSize = batch * F * g.outHeight * g.outWidth;
+    const columns = () => new Float32Array(C * Kz * Kz * g.outHeight * g.outWidth);
+    same(`conv forward ${[C, H, W, F, Kz, pad, stride]}`, [new Float32Array(outSize)], (K, [out]) => K.convForward(x, w, bias, out, batch, g, columns()));
+    const gradOut = rand(outSize);
+    same(`conv backward ${[C, H, W, F, Kz, pad, stride]}`, [new Float32Array(w.length), new Float32Array(F), new Float32Array(x.length)],
+      (K, [gw, gb, gx]) => K.convBackward(x, w, gradOut, gw, gb, gx, batch, g, columns()));
+  }
+});
+
+test('native pooling, ReLU, softmax cross-entropy and optimiser updates match the reference', { skip }, () => {
+  const g = poolGeometry(3, 7, 6, 2);
+  const batch = 2;
+  const x = rand(batch * 3 * 7 * 6);
+  const outLength = batch * 3 * g.outHeight * g.outWidth;
+  const argmaxR = new Int32Array(outLength);
+  const argmaxN = new Int32Array(outLength);
+  const outR = new Float32Array(outLength);
+  const outN = new Float32Array(outLength);
+  R.maxPoolForward(x, outR, argmaxR, batch, g);
+  N!.maxPoolForward(x, outN, argmaxN, batch, g);
+  close(outN, outR, 'maxpool');
+  assert.deepEqual(argmaxN, argmaxR);
+  const gradOut = rand(outLength);
+  same('maxpool backward', [rand(x.length)], (K, [gx]) => K.maxPoolBackward(gradOut, argmaxR, gx, outLength, x.length));
+  same('relu forward', [new Float32Array(x.length)], (K, [y]) => K.reluForward(x, y, x.length));
+  const gradY = rand(x.length);
+  same('relu backward', [new Float32Array(x.length)], (K, [gx]) => K.reluBackward(x, gradY, gx, x.length));
+  const logits = rand(37 * 10).map((v) => v * 20);
+  const labels = Int32Array.from({ length: 37 }, (_, i) => i % 10);
+  same('softmax cross-entropy', [new Float32Array(370)], (K, [grad]) => K.softmaxCrossEntropy(logits, labels, 37, 10, grad));
+  const n = 1001;
+  const grad = rand(n);
+  same('sgd update', [rand(n)], (K, [p]) => K.sgdUpdate(p, grad, n, 0.1, 0.01));
+  const velocity = rand(n);
+  for (const nesterov of [false, true]) same(`momentum update nesterov=${nesterov}`, [rand(n), velocity], (K, [p, v]) => K.momentumUpdate(p, grad, v, n, 0.1, 0.9, 0.001, nesterov));
+  same('adam update', [rand(n), rand(n), rand(n).map(Math.abs)], (K, [p, m, v]) => K.adamUpdate(p, grad, m, v, n, 0.01, 0.3, 0.9, 0.999, 1e-8, 0.01));
+});
