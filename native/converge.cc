@@ -278,6 +278,32 @@ Napi::Value SoftmaxCrossEntropy(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), total / batch);
 }
 
+Napi::Value ReduceStrided(const Napi::CallbackInfo& info) {
+  const float* source = floats(info, 0);
+  const int64_t first = integer(info, 1), stride = integer(info, 2);
+  const int count = integer(info, 3), start = integer(info, 4), end = integer(info, 5);
+  float* target = floats(info, 6) + integer(info, 7);
+  const float scale = static_cast<float>(number(info, 8));
+  const float* base = source + first;
+  // target may be one of the sources (the in-place all-reduce), so each block is summed into a
+  // local buffer before it is written; float32 adds in rank order, exactly as the reference does
+  constexpr int BLOCK = 512;
+  float sum[BLOCK];
+  for (int block = start; block < end; block += BLOCK) {
+    const int length = std::min(BLOCK, end - block);
+    const float* s0 = base + block;
+    for (int i = 0; i < length; i++) sum[i] = s0[i];
+    for (int r = 1; r < count; r++) {
+      const float* sr = base + r * stride + block;
+      for (int i = 0; i < length; i++) sum[i] += sr[i];
+    }
+    float* t = target + block;
+    if (scale == 1.0f) std::memcpy(t, sum, sizeof(float) * length);
+    else for (int i = 0; i < length; i++) t[i] = sum[i] * scale;
+  }
+  return info.Env().Undefined();
+}
+
 // ---- optimiser updates over the flat buffer (src/kernels/reference.ts has the same loops)
 
 Napi::Value SgdUpdate(const Napi::CallbackInfo& info) {
@@ -342,6 +368,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("reluForward", Napi::Function::New(env, ReluForward, "reluForward"));
   exports.Set("reluBackward", Napi::Function::New(env, ReluBackward, "reluBackward"));
   exports.Set("softmaxCrossEntropy", Napi::Function::New(env, SoftmaxCrossEntropy, "softmaxCrossEntropy"));
+  exports.Set("reduceStrided", Napi::Function::New(env, ReduceStrided, "reduceStrided"));
   exports.Set("sgdUpdate", Napi::Function::New(env, SgdUpdate, "sgdUpdate"));
   exports.Set("momentumUpdate", Napi::Function::New(env, MomentumUpdate, "momentumUpdate"));
   exports.Set("adamUpdate", Napi::Function::New(env, AdamUpdate, "adamUpdate"));

@@ -8,12 +8,19 @@ export interface Communicator {
   readonly backend: string;
   readonly rank: number;
   readonly size: number;
-  /** Bytes this rank has put on the wire (for shm: written into shared memory for peers to read). */
+  /** Bytes this rank has put on the wire (for shm: bytes of its data its peers read). */
   readonly bytesSent: number;
+  /**
+   * A buffer this backend's collectives handle fastest (shm: in shared memory, read by peers in
+   * place). Every rank allocates the same lengths in the same order. Any Float32Array works too.
+   */
+  allocate(length: number): Float32Array;
   /** Every rank ends with the element-wise reduction of all ranks' buffers. */
   allreduce(buffer: Float32Array, op?: ReduceOp): Promise<void>;
   /** Reduces into this rank's share of `buffer` only; returns that share as [start, end). */
   reduceScatter(buffer: Float32Array, op?: ReduceOp): Promise<[number, number]>;
+  /** The inverse of reduceScatter: every rank ends with each rank's share of `buffer` (shares as reduceScatter gives them). */
+  allgatherShares(buffer: Float32Array): Promise<void>;
   /** recv[r·n .. (r+1)·n) = rank r's send, n = send.length, on every rank. */
   allgather(send: Float32Array, recv: Float32Array): Promise<void>;
   /** At `root`, recv[r·n .. (r+1)·n) = rank r's send; recv is ignored (may be null) elsewhere. */
@@ -25,5 +32,5 @@ export interface Communicator {
   abort(reason: string): void;
 }
 
-export const operations = ['idle', 'allreduce', 'reduceScatter', 'allgather', 'gather', 'broadcast', 'barrier'] as const;
+export const operations = ['idle', 'allreduce', 'reduceScatter', 'allgatherShares', 'allgather', 'gather', 'broadcast', 'barrier'] as const;
 export type Operation = (typeof operations)[number];

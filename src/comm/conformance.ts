@@ -49,6 +49,21 @@ export const conformanceCases: Record<string, (comm: Communicator) => Promise<vo
     }
   },
 
+  async allreduceOnAllocatedBuffers(comm) {
+    // two buffers from allocate(), used alternately and back to back, sum and mean
+    const a = comm.allocate(1001);
+    const b = comm.allocate(7);
+    for (let round = 0; round < 200; round++) {
+      const buffer = round % 2 ? b : a;
+      for (let i = 0; i < buffer.length; i++) buffer[i] = value(comm.rank, i, round);
+      await comm.allreduce(buffer, 'sum');
+      expectEqual(comm, `allocated round ${round}`, buffer, (i) => sumOver(comm.size, i, round));
+    }
+    a.fill(comm.rank * comm.size);
+    await comm.allreduce(a, 'mean');
+    expectEqual(comm, 'allocated mean', a, () => (comm.size * (comm.size - 1)) / 2);
+  },
+
   async reduceScatter(comm) {
     for (const n of LENGTHS) {
       const buffer = Float32Array.from({ length: n }, (_, i) => value(comm.rank, i));
@@ -66,6 +81,20 @@ export const conformanceCases: Record<string, (comm: Communicator) => Promise<vo
         expectedStart = shares[2 * r + 1];
       }
       if (expectedStart !== n) throw new Error(`rank ${comm.rank}: shares end at ${expectedStart}, not ${n}`);
+    }
+  },
+
+  async reduceScatterThenAllgatherShares(comm) {
+    // private buffers and allocate()d ones: the pair is an all-reduce
+    const allocated = comm.allocate(4099);
+    for (const buffer of [new Float32Array(4099), allocated, new Float32Array(3), allocated.subarray(0, 3)]) {
+      for (let round = 0; round < 20; round++) {
+        for (let i = 0; i < buffer.length; i++) buffer[i] = value(comm.rank, i, round);
+        const [start, end] = await comm.reduceScatter(buffer);
+        for (let i = start; i < end; i++) buffer[i] *= 2; // work on our share, as a sharded optimiser does
+        await comm.allgatherShares(buffer);
+        expectEqual(comm, `reduceScatter+allgatherShares n=${buffer.length} round ${round}`, buffer, (i) => 2 * sumOver(comm.size, i, round));
+      }
     }
   },
 
@@ -127,6 +156,11 @@ export const failureCases: Record<string, (comm: Communicator, report: (message:
     await comm.barrier();
     if (comm.rank === 1) await new Promise((resolve) => setTimeout(resolve, 600_000));
     await survive(comm, report, () => comm.allreduce(new Float32Array(8)));
+  },
+  async allocatedVersusPrivate(comm, report) {
+    const shared = comm.allocate(8);
+    await comm.barrier();
+    await survive(comm, report, () => comm.allreduce(comm.rank === 1 ? new Float32Array(8) : shared));
   },
   async mismatch(comm, report) {
     await comm.barrier();

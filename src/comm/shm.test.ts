@@ -25,11 +25,12 @@ const failures: Record<string, { root: RegExp; survivor: RegExp }> = {
   throws: { root: /^rank 1 failed during computing after operation #1: boom$/, survivor: /^rank [02]: allreduce #2 aborted: rank 1 failed during computing after operation #1: boom$/ },
   dies: { root: /^rank 1 exited with code 7 during computing after operation #1 without finishing$/, survivor: /^rank [02]: allreduce #2 aborted: rank 1 exited with code 7/ },
   stalls: { root: /^rank [02]: allreduce #2 timed out after 0\.5 s waiting for rank 1 \(computing after operation #1\)/, survivor: /^rank [02]: allreduce #2 (timed out after 0\.5 s waiting for rank 1|aborted: rank [02]: allreduce #2 timed out)/ },
-  mismatch: { root: /collective #2 mismatch: rank \d called (allreduce|broadcast) of 8 floats \(root -?\d\) but rank \d called (allreduce|broadcast)/, survivor: /mismatch|aborted: rank \d: collective #2 mismatch/ },
+  allocatedVersusPrivate: { root: /collective #2 mismatch: rank \d called allreduce of 8 floats \(sum(, allocate\(\)d buffer at 0)?\) but rank \d called allreduce of 8 floats \(sum(, allocate\(\)d buffer at 0)?\)/, survivor: /mismatch/ },
+  mismatch: { root: /collective #2 mismatch: rank \d called (allreduce of 8 floats \(sum\)|broadcast of 8 floats \(root 0\)) but rank \d called (allreduce|broadcast) of 8 floats/, survivor: /mismatch|aborted: rank \d: collective #2 mismatch/ },
 };
 
 for (const [name, expected] of Object.entries(failures)) {
-  test(`shm failure handling: a rank that ${name === 'mismatch' ? 'calls the wrong collective' : name} fails every rank fast`, async () => {
+  test(`shm failure handling: a rank that ${name === 'mismatch' ? 'calls the wrong collective' : name === 'allocatedVersusPrivate' ? 'passes a private buffer where peers pass shared ones' : name} fails every rank fast`, async () => {
     const started = Date.now();
     const { promise, reports } = run(3, name, true, 500);
     await assert.rejects(promise, (error: Error) => {

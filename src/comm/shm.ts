@@ -9,6 +9,8 @@
 
 import { Worker } from 'node:worker_threads';
 import { capacityExceeded, commTimeout, CommunicationError, peerFailed } from '../errors.js';
+import { kernel } from '../kernels/registry.js';
+import type { KernelSet } from '../kernels/types.js';
 import { operations, type Communicator, type Operation, type ReduceOp } from './communicator.js';
 
 // control words
@@ -28,10 +30,15 @@ export interface ShmHandle {
   control: SharedArrayBuffer;
   message: SharedArrayBuffer;
   data: SharedArrayBuffer;
+  /** One region of `regionCapacity` floats per rank, handed out by allocate(): collectives on it copy nothing in. */
+  regions: SharedArrayBuffer;
+  regionCapacity: number;
 }
 
-export function createShmHandle(size: number, capacity: number, timeoutMs: number): ShmHandle {
-  const controlWords = STATUS + 2 * size + 2 * size * 3;
+const RECORD = 4; // fingerprint words per rank per set: operation, count, root, region offset + 1 (0: a private buffer)
+
+export function createShmHandle(size: number, capacity: number, timeoutMs: number, regionCapacity = capacity): ShmHandle {
+  const controlWords = STATUS + 2 * size + 2 * size * RECORD;
   return {
     size,
     capacity,
@@ -40,6 +47,8 @@ export function createShmHandle(size: number, capacity: number, timeoutMs: numbe
     message: new SharedArrayBuffer(MESSAGE_BYTES),
     // per set: one slot per rank + one result region
     data: new SharedArrayBuffer(4 * 2 * (size + 1) * capacity),
+    regions: new SharedArrayBuffer(4 * size * regionCapacity),
+    regionCapacity,
   };
 }
 
@@ -83,12 +92,22 @@ export class ShmCommunicator implements Communicator {
   private readonly data: Float32Array;
   private readonly capacity: number;
   private seq = 0;
+  private allocated = 0;
+  private readonly regionData: Float32Array;
+  private readonly regionCapacity: number;
 
   constructor(private readonly handle: ShmHandle, readonly rank: number) {
     this.size = handle.size;
     this.capacity = handle.capacity;
     this.control = new Int32Array(handle.control);
     this.data = new Float32Array(handle.data);
+    this.regionData = new Float32Array(handle.regions);
+    this.regionCapacity = handle.regionCapacity;
+  }
+
+  /** The summing loop is a kernel (the native one runs in C++), looked up per call: the backend is chosen after start-up. */
+  private reduce(...args: Parameters<KernelSet['reduceStrided']>): void {
+    kernel('reduceStrided')(...args);
   }
 
   private slot(set: number, rank: number): number {
@@ -100,16 +119,17 @@ export class ShmCommunicator implements Communicator {
   }
 
   /** Opens operation `seq`: checks the group is alive, records status and fingerprint. */
-  private begin(operation: Operation, count: number, root: number): number {
+  private begin(operation: Operation, count: number, root: number, regionOffset = -1): number {
     this.checkAborted(`${operation} #${this.seq + 1}`);
     if (count > this.capacity) throw capacityExceeded(`shm ${operation}`, count, this.capacity);
     this.seq++;
     const code = operations.indexOf(operation);
     const set = this.seq & 1;
-    const record = recordBase(this.size) + (set * this.size + this.rank) * 3;
+    const record = recordBase(this.size) + (set * this.size + this.rank) * RECORD;
     Atomics.store(this.control, record, code);
     Atomics.store(this.control, record + 1, count);
     Atomics.store(this.control, record + 2, root);
+    Atomics.store(this.control, record + 3, regionOffset + 1);
     Atomics.store(this.control, STATUS + 2 * this.rank + 1, this.seq);
     Atomics.store(this.control, STATUS + 2 * this.rank, code);
     return set;
@@ -121,13 +141,15 @@ export class ShmCommunicator implements Communicator {
 
   /** After the first barrier of an operation: every rank must be in the same operation. */
   private checkFingerprints(operation: Operation, set: number): void {
-    const base = recordBase(this.size) + set * this.size * 3;
-    const mine = base + this.rank * 3;
+    const base = recordBase(this.size) + set * this.size * RECORD;
+    const mine = base + this.rank * RECORD;
     for (let r = 0; r < this.size; r++) {
-      const theirs = base + r * 3;
+      const theirs = base + r * RECORD;
       if (this.control[theirs] !== this.control[mine] || this.control[theirs + 1] !== this.control[mine + 1]
-        || this.control[theirs + 2] !== this.control[mine + 2]) {
-        const describe = (at: number) => `${operations[this.control[at]]} of ${this.control[at + 1]} floats (root ${this.control[at + 2]})`;
+        || this.control[theirs + 2] !== this.control[mine + 2] || this.control[theirs + 3] !== this.control[mine + 3]) {
+        const c = this.control;
+        const describe = (at: number) => `${operations[c[at]]} of ${c[at + 1]} floats (${c[at + 2] === -2 ? 'mean' : c[at + 2] === -1 ? 'sum' : `root ${c[at + 2]}`}`
+          + `${c[at + 3] ? `, allocate()d buffer at ${c[at + 3] - 1}` : ''})`;
         const message = `rank ${this.rank}: collective #${this.seq} mismatch: rank ${this.rank} called ${describe(mine)} but rank ${r} called ${describe(theirs)}; every rank must call the same collectives in the same order.`;
         this.abort(message);
         throw new CommunicationError(message, 'COLLECTIVE_MISMATCH');
@@ -183,31 +205,121 @@ export class ShmCommunicator implements Communicator {
     this.checkFingerprints(operation, set);
   }
 
+  /**
+   * A buffer in this rank's shared region: peers read it in place, so an all-reduce on it copies
+   * nothing in and moves about half the bytes. Every rank must allocate the same lengths in the
+   * same order (the fingerprint checks it).
+   */
+  allocate(length: number): Float32Array {
+    if (this.allocated + length > this.regionCapacity) throw capacityExceeded('shm allocate', this.allocated + length, this.regionCapacity);
+    const view = new Float32Array(this.handle.regions, 4 * (this.rank * this.regionCapacity + this.allocated), length);
+    this.allocated += length;
+    return view;
+  }
+
+  /** The offset of `buffer` in this rank's region, or −1 when it is a private buffer. */
+  private regionOffset(buffer: Float32Array): number {
+    if (buffer.buffer !== this.handle.regions) return -1;
+    return buffer.byteOffset / 4 - this.rank * this.regionCapacity;
+  }
+
   async allreduce(buffer: Float32Array, op: ReduceOp = 'sum'): Promise<void> {
     const n = buffer.length;
-    const set = this.begin('allreduce', n, op === 'mean' ? -2 : -1);
+    const offset = this.regionOffset(buffer);
+    const set = this.begin('allreduce', n, op === 'mean' ? -2 : -1, offset);
+    if (this.size === 1) return this.end(); // the sum and the mean of one buffer are the buffer
+    if (offset >= 0) return this.allreduceInPlace(buffer, n, offset, op, set);
     const d = this.data;
     d.set(buffer, this.slot(set, this.rank));
     this.sync('allreduce', set);
     const [start, end] = share(n, this.rank, this.size);
     const result = this.result(set);
-    reduceShare(d, this.slot(set, 0), this.capacity, this.size, start, end, d, result, op === 'mean' ? 1 / this.size : 1);
+    this.reduce(d, this.slot(set, 0), this.capacity, this.size, start, end, d, result, op === 'mean' ? 1 / this.size : 1);
     this.barrierWait('allreduce');
     buffer.set(d.subarray(result, result + n));
-    this.bytesSent += 4 * (n + end - start);
+    this.bytesSent += allreduceBytes(n, this.size);
+    this.end();
+  }
+
+  /**
+   * All-reduce on allocate()d buffers: rank r sums share r of every rank's region into its own
+   * region, then copies every other share from its owner. A rank's share r is written only by
+   * rank r and read by others only after the barrier that follows; a closing barrier keeps a
+   * fast rank from overwriting its buffer while a peer still copies from it.
+   */
+  private allreduceInPlace(buffer: Float32Array, n: number, offset: number, op: ReduceOp, set: number): void {
+    const regions = this.regionData;
+    this.sync('allreduce', set);
+    const [start, end] = share(n, this.rank, this.size);
+    const first = offset; // rank 0's copy; rank r's is `regionCapacity` floats further
+    const stride = this.regionCapacity;
+    this.reduce(regions, first, stride, this.size, start, end, regions, first + this.rank * stride, op === 'mean' ? 1 / this.size : 1);
+    this.barrierWait('allreduce');
+    for (let r = 0; r < this.size; r++) {
+      if (r === this.rank) continue;
+      const [s, e] = share(n, r, this.size);
+      buffer.set(regions.subarray(first + r * stride + s, first + r * stride + e), s);
+    }
+    this.barrierWait('allreduce');
+    this.bytesSent += allreduceBytes(n, this.size);
     this.end();
   }
 
   async reduceScatter(buffer: Float32Array, op: ReduceOp = 'sum'): Promise<[number, number]> {
     const n = buffer.length;
-    const set = this.begin('reduceScatter', n, op === 'mean' ? -2 : -1);
+    const offset = this.regionOffset(buffer);
+    const set = this.begin('reduceScatter', n, op === 'mean' ? -2 : -1, offset);
+    if (this.size === 1) {
+      this.end();
+      return [0, n]; // one rank's sum and mean are its own buffer
+    }
+    if (offset >= 0) {
+      // in place: sum share r of every rank's region into our own; the closing barrier keeps us
+      // from overwriting our buffer while a peer still reads its share of it
+      this.sync('reduceScatter', set);
+      const [start, end] = share(n, this.rank, this.size);
+      const stride = this.regionCapacity;
+      this.reduce(this.regionData, offset, stride, this.size, start, end, this.regionData, offset + this.rank * stride, op === 'mean' ? 1 / this.size : 1);
+      this.barrierWait('reduceScatter');
+      this.bytesSent += (4 * n * (this.size - 1)) / this.size;
+      this.end();
+      return [start, end];
+    }
     this.data.set(buffer, this.slot(set, this.rank));
     this.sync('reduceScatter', set);
     const [start, end] = share(n, this.rank, this.size);
-    reduceShare(this.data, this.slot(set, 0), this.capacity, this.size, start, end, buffer, 0, op === 'mean' ? 1 / this.size : 1);
-    this.bytesSent += 4 * n;
+    this.reduce(this.data, this.slot(set, 0), this.capacity, this.size, start, end, buffer, 0, op === 'mean' ? 1 / this.size : 1);
+    this.bytesSent += (4 * n * (this.size - 1)) / this.size;
     this.end();
     return [start, end];
+  }
+
+  async allgatherShares(buffer: Float32Array): Promise<void> {
+    const n = buffer.length;
+    const offset = this.regionOffset(buffer);
+    const set = this.begin('allgatherShares', n, -1, offset);
+    const [start, end] = share(n, this.rank, this.size);
+    if (this.size === 1) return this.end();
+    if (offset >= 0) {
+      this.sync('allgatherShares', set);
+      for (let r = 0; r < this.size; r++) {
+        if (r === this.rank) continue;
+        const [s, e] = share(n, r, this.size);
+        buffer.set(this.regionData.subarray(offset + r * this.regionCapacity + s, offset + r * this.regionCapacity + e), s);
+      }
+      this.barrierWait('allgatherShares');
+    } else {
+      const slot = this.slot(set, this.rank);
+      this.data.set(buffer.subarray(start, end), slot + start);
+      this.sync('allgatherShares', set);
+      for (let r = 0; r < this.size; r++) {
+        if (r === this.rank) continue;
+        const [s, e] = share(n, r, this.size);
+        buffer.set(this.data.subarray(this.slot(set, r) + s, this.slot(set, r) + e), s);
+      }
+    }
+    this.bytesSent += (4 * (end - start) * (this.size - 1));
+    this.end();
   }
 
   async allgather(send: Float32Array, recv: Float32Array): Promise<void> {
@@ -217,7 +329,7 @@ export class ShmCommunicator implements Communicator {
     this.data.set(send, this.slot(set, this.rank));
     this.sync('allgather', set);
     for (let r = 0; r < this.size; r++) recv.set(this.data.subarray(this.slot(set, r), this.slot(set, r) + n), r * n);
-    this.bytesSent += 4 * n;
+    this.bytesSent += 4 * n * (this.size - 1);
     this.end();
   }
 
@@ -246,7 +358,7 @@ export class ShmCommunicator implements Communicator {
     const set = this.begin('broadcast', n, root);
     if (this.rank === root) {
       this.data.set(buffer, this.slot(set, root));
-      this.bytesSent += 4 * n;
+      this.bytesSent += 4 * n * (this.size - 1);
     }
     this.sync('broadcast', set);
     if (this.rank !== root) buffer.set(this.data.subarray(this.slot(set, root), this.slot(set, root) + n));
@@ -264,19 +376,13 @@ export class ShmCommunicator implements Communicator {
   }
 }
 
-function share(n: number, rank: number, size: number): [number, number] {
-  return [Math.floor((n * rank) / size), Math.floor((n * (rank + 1)) / size)];
+/** Bytes of one rank's data its peers read in an all-reduce: 2(P−1)/P · n floats, as in a ring. */
+function allreduceBytes(n: number, size: number): number {
+  return (8 * n * (size - 1)) / size;
 }
 
-/** target[at + i] = scale · Σ_r source[first + r·stride + i] for i in [start, end), in rank order. */
-function reduceShare(source: Float32Array, first: number, stride: number, size: number, start: number, end: number,
-  target: Float32Array, at: number, scale: number): void {
-  for (let i = start; i < end; i++) target[at + i] = source[first + i];
-  for (let r = 1; r < size; r++) {
-    const base = first + r * stride;
-    for (let i = start; i < end; i++) target[at + i] += source[base + i];
-  }
-  if (scale !== 1) for (let i = start; i < end; i++) target[at + i] *= scale;
+function share(n: number, rank: number, size: number): [number, number] {
+  return [Math.floor((n * rank) / size), Math.floor((n * (rank + 1)) / size)];
 }
 
 // ---- the group: spawns one worker thread per rank and turns any failure into a fast, clear error

@@ -107,6 +107,11 @@ test('native pooling, ReLU, softmax cross-entropy and optimiser updates match th
   const logits = rand(37 * 10).map((v) => v * 20);
   const labels = Int32Array.from({ length: 37 }, (_, i) => i % 10);
   same('softmax cross-entropy', [new Float32Array(370)], (K, [grad]) => K.softmaxCrossEntropy(logits, labels, 37, 10, grad));
+  const regions = rand(3 * 700);
+  for (const [count, scale] of [[1, 1], [2, 0.5], [3, 1 / 3]]) {
+    same(`reduceStrided ${count} ranks`, [regions], (K, [r]) => K.reduceStrided(r, 5, 700, count, 17, 690, r, 5 + (count - 1) * 700, scale));
+    same(`reduceStrided ${count} ranks into another buffer`, [new Float32Array(700)], (K, [t]) => K.reduceStrided(regions, 0, 700, count, 0, 700, t, 0, scale));
+  }
   const n = 1001;
   const grad = rand(n);
   same('sgd update', [rand(n)], (K, [p]) => K.sgdUpdate(p, grad, n, 0.1, 0.01));

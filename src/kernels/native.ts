@@ -17,6 +17,7 @@ interface Addon {
   reluForward: KernelSet['reluForward'];
   reluBackward: KernelSet['reluBackward'];
   softmaxCrossEntropy: KernelSet['softmaxCrossEntropy'];
+  reduceStrided: KernelSet['reduceStrided'];
   sgdUpdate: KernelSet['sgdUpdate'];
   momentumUpdate: KernelSet['momentumUpdate'];
   adamUpdate: KernelSet['adamUpdate'];
@@ -41,6 +42,7 @@ export function loadNativeKernels(): { kernels: KernelSet; info: { blas: string;
     reluForward: addon.reluForward,
     reluBackward: addon.reluBackward,
     softmaxCrossEntropy: addon.softmaxCrossEntropy,
+    reduceStrided: addon.reduceStrided,
     sgdUpdate: addon.sgdUpdate,
     momentumUpdate: addon.momentumUpdate,
     adamUpdate: addon.adamUpdate,

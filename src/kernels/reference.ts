@@ -239,6 +239,15 @@ export const referenceKernels: KernelSet = {
     return total / batch;
   },
 
+  reduceStrided(source, first, stride, count, start, end, target, at, scale) {
+    // float32 adds (fround) in rank order, so that every backend gives the same bits
+    for (let i = start; i < end; i++) {
+      let sum = source[first + i];
+      for (let r = 1; r < count; r++) sum = Math.fround(sum + source[first + r * stride + i]);
+      target[at + i] = scale === 1 ? sum : sum * Math.fround(scale);
+    }
+  },
+
   sgdUpdate(params, grad, length, lr, weightDecay) {
     for (let i = 0; i < length; i++) params[i] -= lr * (grad[i] + weightDecay * params[i]);
   },

@@ -46,6 +46,10 @@ export interface KernelSet {
   reluBackward(y: Float32Array, gradY: Float32Array, gradX: Float32Array, length: number): void;
   /** mean cross-entropy of softmax(logits[n,k]) against labels; writes gradLogits = (softmax − onehot)/n */
   softmaxCrossEntropy(logits: Float32Array, labels: Int32Array, batch: number, classes: number, gradLogits: Float32Array): number;
+  /** target[at + i] = scale · Σ_{r<count} source[first + r·stride + i] for i in [start, end), summed in r order
+   *  (the reduction step of the shared-memory all-reduce) */
+  reduceStrided(source: Float32Array, first: number, stride: number, count: number, start: number, end: number,
+    target: Float32Array, at: number, scale: number): void;
   /** p −= lr·(g + wd·p) over the first `length` elements */
   sgdUpdate(params: Float32Array, grad: Float32Array, length: number, lr: number, weightDecay: number): void;
   /** v = μ·v + g′; p −= lr·v (Nesterov: p −= lr·(g′ + μ·v)), g′ = g + wd·p */

@@ -62,7 +62,8 @@ export async function trainOnThreads(requested: TrainConfig, hooks: LaunchHooks 
   const monitor = new Monitor(config.log, { dataset: dataset.name, model: config.model, strategy: config.strategy, workers: config.workers, kernels, batch: config.batch });
   hooks.onStart?.(monitor, { config, dataset, parameters: model.layout.size, kernels, resumedFrom });
   const ranks = strategy(config.strategy).ranks(config.workers);
-  const handle = createShmHandle(ranks, model.layout.size + 2, config.timeoutSeconds * 1000);
+  // room for one parameter-sized message per collective, and for parameters + gradients in place
+  const handle = createShmHandle(ranks, model.layout.size + 2, config.timeoutSeconds * 1000, 2 * model.layout.size + 2);
   const input: RankInput = { config, dataset, start, kernels, stopFlag: hooks.stopFlag ?? new SharedArrayBuffer(4) };
   try {
     const outputs = (await runGroup(handle, new URL('./train-worker.js', import.meta.url), { data: () => input, onEvent: monitor.onEvent })) as RankOutput[];

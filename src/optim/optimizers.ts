@@ -40,19 +40,42 @@ export class Optimizer {
     this.adam = kernel('adamUpdate');
   }
 
-  step(params: Float32Array, grad: Float32Array, lr: number): void {
+  /**
+   * One update of params[start, end) from grad[start, end) (the whole buffer by default). A
+   * sharded run updates only its share each step; the state outside that share is then stale
+   * until gathered (see strategies/allreduce.ts).
+   */
+  step(params: Float32Array, grad: Float32Array, lr: number, start = 0, end = this.size): void {
     const c = this.config;
-    const n = this.size;
     this.steps++;
+    const p = this.range(params, start, end, 0);
+    const g = this.range(grad, start, end, 1);
+    const n = end - start;
     switch (c.name) {
       case 'sgd':
-        return this.sgd(params, grad, n, lr, c.weightDecay);
+        return this.sgd(p, g, n, lr, c.weightDecay);
       case 'momentum':
       case 'nesterov':
-        return this.momentum(params, grad, this.state.velocity, n, lr, c.momentum, c.weightDecay, c.name === 'nesterov');
+        return this.momentum(p, g, this.range(this.state.velocity, start, end, 2), n, lr, c.momentum, c.weightDecay, c.name === 'nesterov');
       case 'adam':
-        return this.adam(params, grad, this.state.m, this.state.v, n, lr / (1 - c.beta1 ** this.steps),
-          Math.sqrt(1 - c.beta2 ** this.steps), c.beta1, c.beta2, c.epsilon, c.weightDecay);
+        return this.adam(p, g, this.range(this.state.m, start, end, 2), this.range(this.state.v, start, end, 3), n,
+          lr / (1 - c.beta1 ** this.steps), Math.sqrt(1 - c.beta2 ** this.steps), c.beta1, c.beta2, c.epsilon, c.weightDecay);
     }
+  }
+
+  // views of the last range used, per argument position, so a step allocates nothing
+  private readonly views: { array: Float32Array | null; start: number; end: number; view: Float32Array | null }[] =
+    [0, 1, 2, 3].map(() => ({ array: null, start: 0, end: 0, view: null }));
+
+  private range(array: Float32Array, start: number, end: number, position: number): Float32Array {
+    if (start === 0 && end === array.length) return array;
+    const cached = this.views[position];
+    if (cached.array !== array || cached.start !== start || cached.end !== end) {
+      cached.array = array;
+      cached.start = start;
+      cached.end = end;
+      cached.view = array.subarray(start, end);
+    }
+    return cached.view as Float32Array;
   }
 }

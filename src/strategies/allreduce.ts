@@ -1,29 +1,43 @@
-// Synchronous data parallelism without a server: every rank computes the gradient of its
-// share of the global batch, one all-reduce averages the gradients (and the loss, and the
-// stop decision, carried in two extra floats), and every rank applies the same update to its
-// own identical copy of the parameters. Exact minibatch SGD with batch P·b.
+// Synchronous data parallelism without a server. Every rank computes the gradient of its share
+// of the global batch; a reduce-scatter leaves rank r with the mean gradient of its 1/P share
+// of the parameters; rank r updates only that share (the optimiser's work and memory traffic
+// are split P ways, as ZeRO stage 1 does), and an all-gather of the shares gives every rank the
+// same new parameters. Together the two collectives move what one all-reduce would: exact
+// minibatch SGD with batch P·b, and the same arithmetic, element by element, as one worker.
+//
+// The optimiser state of a rank is current only in its own share; before a checkpoint every
+// rank gathers the state shares, so rank 0 can save the whole of it.
 
 import { BatchMaker, epochOrder, stepsPerEpoch } from '../data/batches.js';
-import type { Strategy, StrategyContext } from './context.js';
+import type { Strategy, StrategyContext, TrainingState } from './context.js';
 import { StepReporter, checkFinite, evaluate } from './common.js';
 
 export const allreduce: Strategy = async (context: StrategyContext) => {
   const { comm, model, train, batch, epochs, seed, workers, start } = context;
   const size = model.layout.size;
-  const params = start.params;
+  // parameters and gradients live where the communicator reads them in place: nothing is copied in
+  const params = comm.allocate(size);
+  const grad = comm.allocate(size);
+  params.set(start.params);
   await comm.broadcast(params, 0); // rank 0's initial (or resumed) parameters everywhere
   const optimizer = context.makeOptimizer();
   for (const [name, values] of Object.entries(start.optimizerState)) optimizer.state[name].set(values);
   optimizer.steps = start.optimizerSteps;
+  const scalars = new Float32Array(2); // [loss, stop], averaged across ranks
 
-  // [gradient | loss | stop]: one all-reduce per step carries all three
-  const message = new Float32Array(size + 2);
-  const grad = message.subarray(0, size);
   const order = new Uint32Array(train.count);
   const trainMaker = new BatchMaker(train, context.sampleShape, batch);
   const testMaker = new BatchMaker(context.test, context.sampleShape, model.maxBatch);
   const steps = stepsPerEpoch(train.count, workers, batch);
   const reporter = new StepReporter();
+
+  const save = async (epoch: number, step: number) => {
+    for (const values of Object.values(optimizer.state)) await comm.allgatherShares(values);
+    if (comm.rank === 0) {
+      const state: TrainingState = { params, optimizerState: optimizer.state, optimizerSteps: optimizer.steps, epoch, step };
+      context.save(state);
+    }
+  };
 
   for (let epoch = start.epoch; epoch < epochs; epoch++) {
     epochOrder(order, seed, epoch);
@@ -31,31 +45,29 @@ export const allreduce: Strategy = async (context: StrategyContext) => {
     const firstStep = epoch === start.epoch ? start.step : 0;
     let lossSum = 0;
     for (let step = firstStep; step < steps; step++) {
-      const loss = model.lossAndGrad(params, trainMaker.fromOrder(order, (step * workers + comm.rank) * batch, batch), grad);
-      message[size] = loss;
-      message[size + 1] = comm.rank === 0 && context.stopRequested() ? 1 : 0;
-      await comm.allreduce(message, 'mean');
+      scalars[0] = model.lossAndGrad(params, trainMaker.fromOrder(order, (step * workers + comm.rank) * batch, batch), grad);
+      scalars[1] = comm.rank === 0 && context.stopRequested() ? 1 : 0;
+      const [first, end] = await comm.reduceScatter(grad, 'mean');
+      await comm.allreduce(scalars, 'mean');
       const lr = context.learningRate(epoch + (step + 1) / steps);
-      const meanLoss = message[size];
+      const meanLoss = scalars[0];
       checkFinite(meanLoss, epoch * steps + step, epoch, lr);
-      optimizer.step(params, grad, lr);
+      optimizer.step(params, grad, lr, first, end);
+      await comm.allgatherShares(params);
       lossSum += meanLoss;
-      const stop = message[size + 1] > 0;
-      const next = { params, optimizerState: optimizer.state, optimizerSteps: optimizer.steps, epoch, step: step + 1 };
-      if (comm.rank === 0) {
-        if (reporter.due(step, steps)) {
-          context.report({ kind: 'step', epoch, step, stepsPerEpoch: steps, samples: (epoch * steps + step + 1) * workers * batch, loss: meanLoss, lr, bytesSent: comm.bytesSent });
-        }
-        if (stop || (context.saveEvery > 0 && (step + 1) % context.saveEvery === 0 && step + 1 < steps)) context.save(next);
+      const stop = scalars[1] > 0;
+      if (comm.rank === 0 && reporter.due(step, steps)) {
+        context.report({ kind: 'step', epoch, step, stepsPerEpoch: steps, samples: (epoch * steps + step + 1) * workers * batch, loss: meanLoss, lr, bytesSent: comm.bytesSent });
       }
+      if (stop || (context.saveEvery > 0 && (step + 1) % context.saveEvery === 0 && step + 1 < steps)) await save(epoch, step + 1);
       if (stop) return { params, stoppedEarly: true };
     }
     const trainSeconds = (performance.now() - epochStart) / 1000;
     const { loss, accuracy } = await evaluate(context, params, testMaker);
     if (comm.rank === 0) {
       context.report({ kind: 'epoch', epoch, trainLoss: lossSum / (steps - firstStep), testLoss: loss, testAccuracy: accuracy, trainSeconds, samples: (steps - firstStep) * workers * batch, bytesSent: comm.bytesSent });
-      context.save({ params, optimizerState: optimizer.state, optimizerSteps: optimizer.steps, epoch: epoch + 1, step: 0 });
     }
+    await save(epoch + 1, 0);
   }
   return { params, stoppedEarly: false };
 };
