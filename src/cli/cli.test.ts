@@ -122,3 +122,46 @@ test('--log writes JSONL ending in a summary; a failed run logs its error', () =
   assert.equal(records[records.length - 1].type, 'error');
   assert.ok(existsSync(join(dir, 'bad.jsonl')));
 });
+
+test('a rank that throws, dies or stalls mid-run ends the whole run with an error naming it', () => {
+  const cases: [string, string, RegExp][] = [
+    ['ps', '2:5:throw', /rank 2 failed during computing after operation #\d+: injected fault at step 5/],
+    ['allreduce', '1:5:exit', /rank 1 exited with code 9 during computing after operation #\d+ without finishing/],
+    ['allreduce', '0:5:stall', /rank 1: (reduceScatter|allreduce|allgatherShares) #\d+ timed out after 1 s waiting for rank 0 \(computing after operation #\d+\)/],
+  ];
+  for (const [strategy, fault, pattern] of cases) {
+    const started = Date.now();
+    const result = spawnSync(process.execPath, [main, 'train', ...quick, '--strategy', strategy, '--timeout', '1'], {
+      encoding: 'utf8', timeout: 60_000, env: { ...process.env, CONVERGE_TEST_FAULT: fault },
+    });
+    assert.equal(result.status, 1, `${fault}: ${result.stderr}`);
+    const errors = result.stderr.split('\n').filter((line) => line.startsWith('converge: error:'));
+    assert.equal(errors.length, 1, result.stderr);
+    assert.match(errors[0], pattern);
+    assert.ok(Date.now() - started < 30_000, `${fault}: the run ended within 30 s`);
+  }
+});
+
+test('Ctrl-C stops at the next step, saves the checkpoint and exits 0', async () => {
+  const { spawn } = await import('node:child_process');
+  const dir = mkdtempSync(join(tmpdir(), 'converge-cli-'));
+  const checkpoint = join(dir, 'interrupted.ckpt');
+  const child = spawn(process.execPath, [main, 'train', '--dataset', 'synthetic', '--hidden', '16', '--workers', '2', '--epochs', '100000', '--save', checkpoint]);
+  let stderr = '';
+  let stdout = '';
+  child.stdout.on('data', (chunk) => (stdout += chunk));
+  child.stderr.on('data', (chunk) => {
+    stderr += chunk;
+    // the first epoch line means training is under way
+    if (/epoch 1\//.test(stderr) && !child.killed) child.kill('SIGINT');
+  });
+  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+  assert.equal(code, 0, stderr);
+  assert.match(stderr, /stopping after this step and saving/);
+  assert.match(stdout, /stopped early after [\d.]+ s; resume with --resume .*interrupted\.ckpt/);
+  assert.ok(existsSync(checkpoint));
+  const resumed = converge('train', '--dataset', 'synthetic', '--hidden', '16', '--workers', '2', '--epochs', '100000', '--resume', checkpoint, '--stop-after-steps', '3');
+  assert.equal(resumed.code, 0, resumed.stderr);
+  assert.match(resumed.stderr, /resumed at epoch \d+ step \d+/);
+  failsWith(['train', '--dataset', 'synthetic', '--hidden', '16', '--workers', '2', '--epochs', '1', '--resume', checkpoint], /--epochs: got 1; expected more than the \d+ epochs? .*interrupted\.ckpt has already trained/);
+});

@@ -14,6 +14,7 @@ function duration(seconds: number): string {
 export class ProgressBar {
   private epochStarted = 0;
   private epochSamplesAtStart = 0;
+  private epochStepAtStart = 0;
   private currentEpoch = -1;
 
   constructor(private readonly epochs: number, private readonly stream: NodeJS.WriteStream = process.stderr) {}
@@ -26,16 +27,18 @@ export class ProgressBar {
     if (event.kind === 'step') {
       if (event.epoch !== this.currentEpoch) {
         this.currentEpoch = event.epoch;
+        // the rate is measured from this epoch's first report on
         this.epochStarted = elapsed;
-        this.epochSamplesAtStart = event.samples - ((event.step + 1) * event.samples) / (event.epoch * event.stepsPerEpoch + event.step + 1);
+        this.epochSamplesAtStart = event.samples;
+        this.epochStepAtStart = event.step;
       }
       if (!this.live) return;
       const fraction = (event.step + 1) / event.stepsPerEpoch;
-      const seconds = Math.max(elapsed - this.epochStarted, 1e-9);
-      const rate = (event.samples - this.epochSamplesAtStart) / seconds;
-      const eta = (seconds / fraction) * (1 - fraction);
+      const seconds = elapsed - this.epochStarted;
+      const rate = seconds > 0 ? (event.samples - this.epochSamplesAtStart) / seconds : NaN;
+      const eta = seconds > 0 ? (seconds / (event.step - this.epochStepAtStart)) * (event.stepsPerEpoch - event.step - 1) : NaN;
       const filled = Math.round(fraction * WIDTH);
-      this.stream.write(`\repoch ${event.epoch + 1}/${this.epochs} [${'='.repeat(filled)}${' '.repeat(WIDTH - filled)}] ${(100 * fraction).toFixed(0).padStart(3)}%  loss ${event.loss.toFixed(4)}  ${Math.round(rate).toLocaleString('en-US')} samples/s  ETA ${duration(eta)}   `);
+      this.stream.write(`\r\x1b[Kepoch ${event.epoch + 1}/${this.epochs} [${'='.repeat(filled)}${' '.repeat(WIDTH - filled)}] ${(100 * fraction).toFixed(0).padStart(3)}%  loss ${event.loss.toFixed(4)}  ${Number.isFinite(rate) ? Math.round(rate).toLocaleString('en-US') : '…'} samples/s  ETA ${duration(eta)}   `);
     } else {
       if (this.live) this.stream.write('\r\x1b[K');
       this.stream.write(`epoch ${event.epoch + 1}/${this.epochs}  train loss ${event.trainLoss.toFixed(4)}  test loss ${event.testLoss.toFixed(4)}  test accuracy ${(100 * event.testAccuracy).toFixed(2)}%  ${Math.round(event.samples / event.trainSeconds).toLocaleString('en-US')} samples/s  ${event.trainSeconds.toFixed(1)} s\n`);

@@ -125,6 +125,20 @@ export const conformanceCases: Record<string, (comm: Communicator) => Promise<vo
     }
   },
 
+  async gatherAndBroadcastOnAllocatedBuffers(comm) {
+    const n = 513;
+    const buffer = comm.allocate(n);
+    for (let round = 0; round < 50; round++) {
+      const root = round % comm.size;
+      for (let i = 0; i < n; i++) buffer[i] = value(comm.rank, i, round);
+      const recv = comm.rank === root ? new Float32Array(n * comm.size) : null;
+      await comm.gather(buffer, recv, root);
+      if (recv) expectEqual(comm, `in-place gather round ${round}`, recv, (j) => value(Math.floor(j / n), j % n, round));
+      await comm.broadcast(buffer, root);
+      expectEqual(comm, `in-place broadcast round ${round}`, buffer, (i) => value(root, i, round));
+    }
+  },
+
   async barrier(comm) {
     for (let i = 0; i < 200; i++) await comm.barrier();
   },

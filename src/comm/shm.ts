@@ -7,6 +7,7 @@
 // only start writing operation k+2 after passing a barrier of operation k+1, which every rank
 // reaches only after finishing operation k, so one barrier per operation is enough.
 
+import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { capacityExceeded, commTimeout, CommunicationError, peerFailed } from '../errors.js';
 import { kernel } from '../kernels/registry.js';
@@ -21,7 +22,9 @@ const ABORT_LOCK = 3; // first failure wins the right to write its message
 const MESSAGE_LENGTH = 4;
 const STATUS = 8; // per rank: [operation code, sequence number]; code 0 = computing
 const MESSAGE_BYTES = 2048;
-const SPIN = 20000; // brief spinning before sleeping: a wake-up costs ≈ 28 µs, a spin ≈ 4 µs
+// Brief spinning before sleeping: a wake-up costs ≈ 28 µs, a spin ≈ 4 µs. With more ranks than
+// cores a spinning rank takes the core a peer needs, so then ranks sleep at once.
+const SPIN = 20000;
 
 export interface ShmHandle {
   size: number;
@@ -33,6 +36,7 @@ export interface ShmHandle {
   /** One region of `regionCapacity` floats per rank, handed out by allocate(): collectives on it copy nothing in. */
   regions: SharedArrayBuffer;
   regionCapacity: number;
+  spin: number; // iterations a waiting rank spins before it sleeps
 }
 
 const RECORD = 4; // fingerprint words per rank per set: operation, count, root, region offset + 1 (0: a private buffer)
@@ -49,6 +53,7 @@ export function createShmHandle(size: number, capacity: number, timeoutMs: numbe
     data: new SharedArrayBuffer(4 * 2 * (size + 1) * capacity),
     regions: new SharedArrayBuffer(4 * size * regionCapacity),
     regionCapacity,
+    spin: size <= availableParallelism() ? SPIN : 0,
   };
 }
 
@@ -174,7 +179,7 @@ export class ShmCommunicator implements Communicator {
       Atomics.notify(c, GENERATION);
       return;
     }
-    for (let i = 0; i < SPIN; i++) if (Atomics.load(c, GENERATION) !== generation) return;
+    for (let i = 0; i < this.handle.spin; i++) if (Atomics.load(c, GENERATION) !== generation) return;
     const deadline = performance.now() + this.handle.timeoutMs;
     while (Atomics.load(c, GENERATION) === generation) {
       this.checkAborted(`${operation} #${this.seq}`);
@@ -338,30 +343,42 @@ export class ShmCommunicator implements Communicator {
     if (this.rank === root && (!recv || recv.length !== n * this.size)) {
       throw new CommunicationError(`rank ${this.rank}: gather at the root needs recv of ${n * this.size} floats (size × send), got ${recv?.length ?? 'none'}.`, 'BAD_ARGUMENT');
     }
-    const set = this.begin('gather', n, root);
+    const offset = this.regionOffset(send);
+    const set = this.begin('gather', n, root, offset);
+    // allocate()d buffers are read in place by the root, and kept until it has (closing barrier)
+    const inPlace = offset >= 0;
     if (this.rank !== root) {
-      this.data.set(send, this.slot(set, this.rank));
+      if (!inPlace) this.data.set(send, this.slot(set, this.rank));
       this.bytesSent += 4 * n;
     }
     this.sync('gather', set);
     if (this.rank === root && recv) {
       for (let r = 0; r < this.size; r++) {
+        const from = inPlace ? offset + r * this.regionCapacity : this.slot(set, r);
         if (r === root) recv.set(send, r * n);
-        else recv.set(this.data.subarray(this.slot(set, r), this.slot(set, r) + n), r * n);
+        else recv.set((inPlace ? this.regionData : this.data).subarray(from, from + n), r * n);
       }
     }
+    if (inPlace) this.barrierWait('gather');
     this.end();
   }
 
   async broadcast(buffer: Float32Array, root: number): Promise<void> {
     const n = buffer.length;
-    const set = this.begin('broadcast', n, root);
+    const offset = this.regionOffset(buffer);
+    const set = this.begin('broadcast', n, root, offset);
+    const inPlace = offset >= 0;
     if (this.rank === root) {
-      this.data.set(buffer, this.slot(set, root));
+      if (!inPlace) this.data.set(buffer, this.slot(set, root));
       this.bytesSent += 4 * n * (this.size - 1);
     }
     this.sync('broadcast', set);
-    if (this.rank !== root) buffer.set(this.data.subarray(this.slot(set, root), this.slot(set, root) + n));
+    if (this.rank !== root) {
+      const from = inPlace ? offset + root * this.regionCapacity : this.slot(set, root);
+      buffer.set((inPlace ? this.regionData : this.data).subarray(from, from + n));
+    }
+    // in place, the root keeps its buffer unchanged until every rank has copied it
+    if (inPlace) this.barrierWait('broadcast');
     this.end();
   }
 

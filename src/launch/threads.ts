@@ -47,6 +47,9 @@ export async function trainOnThreads(requested: TrainConfig, hooks: LaunchHooks 
   let resumedFrom: { epoch: number; step: number } | undefined;
   if (config.resume) {
     const { header, state } = readCheckpoint(config.resume, config.model, model.layout);
+    if (state.epoch >= config.epochs) {
+      throw badOption('--epochs', config.epochs, `more than the ${state.epoch} epoch${state.epoch === 1 ? '' : 's'} ${config.resume} has already trained (--epochs counts from the start of training)`);
+    }
     // a resume with another global batch continues after the same number of samples
     const step = Math.floor((state.step * header.globalBatch) / (config.workers * config.batch));
     start = { ...state, step };

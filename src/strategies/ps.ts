@@ -5,6 +5,7 @@
 // receives P gradients per step: the bottleneck this strategy is known for.
 
 import { BatchMaker, epochOrder, stepsPerEpoch } from '../data/batches.js';
+import { kernel } from '../kernels/registry.js';
 import type { Strategy, StrategyContext } from './context.js';
 import { StepReporter, checkFinite, evaluate } from './common.js';
 
@@ -12,12 +13,12 @@ export const parameterServer: Strategy = async (context: StrategyContext) => {
   const { comm, model, train, batch, epochs, seed, workers, start } = context;
   const isServer = comm.rank === 0;
   const size = model.layout.size;
-  // [parameters | stop], broadcast by the server
-  const outgoing = new Float32Array(size + 1);
+  // [parameters | stop], broadcast by the server; in the communicator's memory, read in place
+  const outgoing = comm.allocate(size + 1);
   const params = outgoing.subarray(0, size);
   params.set(start.params);
   // [gradient | loss], gathered at the server
-  const update = new Float32Array(size + 1);
+  const update = comm.allocate(size + 1);
   const grad = update.subarray(0, size);
   const gathered = isServer ? new Float32Array((workers + 1) * (size + 1)) : null;
   const optimizer = isServer ? context.makeOptimizer() : null;
@@ -45,7 +46,9 @@ export const parameterServer: Strategy = async (context: StrategyContext) => {
       const stop = outgoing[size] > 0;
       if (gathered && optimizer) {
         const lr = context.learningRate(epoch + (step + 1) / steps);
-        const meanLoss = averageUpdates(gathered, workers, size, grad);
+        // the mean of the workers' [gradient | loss] (ranks 1..P of the gathered rows)
+        kernel('reduceStrided')(gathered, size + 1, size + 1, workers, 0, size + 1, update, 0, 1 / workers);
+        const meanLoss = update[size];
         checkFinite(meanLoss, epoch * steps + step, epoch, lr);
         optimizer.step(params, grad, lr);
         lossSum += meanLoss;
@@ -68,18 +71,3 @@ export const parameterServer: Strategy = async (context: StrategyContext) => {
   }
   return { params, stoppedEarly: false };
 };
-
-/** grad = mean of the workers' gradients (ranks 1..P, in rank order); returns their mean loss. */
-function averageUpdates(gathered: Float32Array, workers: number, size: number, grad: Float32Array): number {
-  const stride = size + 1;
-  grad.set(gathered.subarray(stride, stride + size));
-  let loss = gathered[stride + size];
-  for (let w = 2; w <= workers; w++) {
-    const base = w * stride;
-    for (let i = 0; i < size; i++) grad[i] += gathered[base + i];
-    loss += gathered[base + size];
-  }
-  const scale = 1 / workers;
-  for (let i = 0; i < size; i++) grad[i] *= scale;
-  return loss * scale;
-}

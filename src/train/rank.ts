@@ -9,6 +9,7 @@ import { learningRate, scaledLearningRate } from '../optim/schedules.js';
 import { strategy } from '../strategies/index.js';
 import type { StrategyContext, TrainingState } from '../strategies/context.js';
 import { writeCheckpoint } from './checkpoint.js';
+import { withFault } from './faults.js';
 import type { TrainConfig } from './config.js';
 
 export interface RankInput {
@@ -30,9 +31,9 @@ export interface RankOutput {
 export async function trainRank(comm: Communicator, input: RankInput, emit: (value: unknown) => void): Promise<RankOutput> {
   const { config, dataset, start } = input;
   selectKernels(input.kernels);
-  const model = createModel(config.model, {
+  const model = withFault(createModel(config.model, {
     inputShape: dataset.shape, classes: dataset.classes, maxBatch: Math.max(config.batch, EVAL_BATCH), hidden: config.hidden,
-  });
+  }), comm.rank);
   const baseLr = scaledLearningRate(config.lr, config.workers, config.lrScaling);
   const schedule = { name: config.schedule, baseLr, epochs: config.epochs, warmupEpochs: config.warmupEpochs, stepEpochs: config.stepEpochs, gamma: config.gamma };
   const stopFlag = new Int32Array(input.stopFlag);
