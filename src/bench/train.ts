@@ -27,21 +27,36 @@ const repeats = Number(values.repeats);
 
 // rough single-worker speeds, only to size the runs (steps) so each lasts about --seconds
 const guess: Record<string, Record<string, number>> = {
-  reference: { softmax: 40000, mlp: 2500, cnn: 150 },
+  reference: { softmax: 50000, mlp: 1100, cnn: 60 },
   native: { softmax: 300000, mlp: 50000, cnn: 3000 },
 };
 
-/** Samples/s of one run, from its step reports, leaving out the first fifth (start-up, JIT). */
-async function measure(config: TrainConfig, kernels: string): Promise<number> {
+/**
+ * Samples/s of one run. A run shorter than an epoch is timed from its step reports, leaving
+ * out the first fifth (start-up, JIT); a fast configuration runs whole epochs instead and is
+ * timed by its training seconds per epoch (evaluation excluded), leaving out the first epoch.
+ */
+async function measure(config: TrainConfig, kernels: string, seconds: number): Promise<number> {
   process.env.CONVERGE_KERNELS = kernels;
-  const points: { time: number; samples: number }[] = [];
-  await trainOnThreads(config, {
+  const steps: { time: number; samples: number }[] = [];
+  const epochs: number[] = [];
+  const stepsPerEpoch = Math.floor(60000 / (config.workers * config.batch));
+  const expected = guess[kernels][config.model] * config.workers;
+  const epochSeconds = (stepsPerEpoch * config.workers * config.batch) / expected;
+  const wholeEpochs = epochSeconds < seconds / 2;
+  const run = wholeEpochs
+    ? { ...config, epochs: 1 + Math.max(2, Math.ceil(seconds / epochSeconds)) }
+    // stay inside the first epoch: no evaluation pass in the timed window
+    : { ...config, epochs: 1, stopAfterSteps: Math.max(12, Math.min(stepsPerEpoch - 1, Math.round((expected * seconds) / (config.workers * config.batch)))) };
+  await trainOnThreads(run, {
     onStart: (monitor) => monitor.listen((event, time) => {
-      if (event.kind === 'step') points.push({ time, samples: event.samples });
+      if (event.kind === 'step') steps.push({ time, samples: event.samples });
+      else epochs.push(event.samples / event.trainSeconds);
     }),
   });
-  const first = points[Math.floor(points.length / 5)];
-  const last = points[points.length - 1];
+  if (wholeEpochs) return median(epochs.slice(1));
+  const first = steps[Math.floor(steps.length / 5)];
+  const last = steps[steps.length - 1];
   return (last.samples - first.samples) / (last.time - first.time);
 }
 
@@ -52,13 +67,10 @@ console.log(`strategy ${values.strategy}, batch ${defaults.batch} per worker, SG
 for (const model of list(values.models!)) {
   for (const kernels of list(values.kernels!)) {
     for (const workers of list(values.workers!).map(Number)) {
-      const stepsPerEpoch = Math.floor(60000 / (workers * defaults.batch));
       const seconds = kernels === 'reference' ? 4 : Number(values.seconds);
-      // stay inside the first epoch: no evaluation pass in the timed window
-      const steps = Math.max(12, Math.min(stepsPerEpoch - 1, Math.round((guess[kernels][model] * workers * seconds) / (workers * defaults.batch))));
       const runs: number[] = [];
       for (let r = 0; r < repeats; r++) {
-        runs.push(await measure({ ...defaults, model, workers, strategy: values.strategy!, epochs: 1, stopAfterSteps: steps, seed: 1 + r }, kernels));
+        runs.push(await measure({ ...defaults, model, workers, strategy: values.strategy!, seed: 1 + r }, kernels, seconds));
       }
       const row = { model, workers, kernels, samplesPerSecond: median(runs), runs };
       rows.push(row);
