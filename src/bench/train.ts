@@ -51,7 +51,7 @@ async function measure(config: TrainConfig, kernels: string, seconds: number): P
   await trainOnThreads(run, {
     onStart: (monitor) => monitor.listen((event, time) => {
       if (event.kind === 'step') steps.push({ time, samples: event.samples });
-      else epochs.push(event.samples / event.trainSeconds);
+      else if (event.kind === 'epoch') epochs.push(event.samples / event.trainSeconds);
     }),
   });
   if (wholeEpochs) return median(epochs.slice(1));

@@ -39,9 +39,10 @@ export class ProgressBar {
       const eta = seconds > 0 ? (seconds / (event.step - this.epochStepAtStart)) * (event.stepsPerEpoch - event.step - 1) : NaN;
       const filled = Math.round(fraction * WIDTH);
       this.stream.write(`\r\x1b[Kepoch ${event.epoch + 1}/${this.epochs} [${'='.repeat(filled)}${' '.repeat(WIDTH - filled)}] ${(100 * fraction).toFixed(0).padStart(3)}%  loss ${event.loss.toFixed(4)}  ${Number.isFinite(rate) ? Math.round(rate).toLocaleString('en-US') : '…'} samples/s  ETA ${duration(eta)}   `);
-    } else {
+    } else if (event.kind === 'epoch') {
       if (this.live) this.stream.write('\r\x1b[K');
-      this.stream.write(`epoch ${event.epoch + 1}/${this.epochs}  train loss ${event.trainLoss.toFixed(4)}  test loss ${event.testLoss.toFixed(4)}  test accuracy ${(100 * event.testAccuracy).toFixed(2)}%  ${Math.round(event.samples / event.trainSeconds).toLocaleString('en-US')} samples/s  ${event.trainSeconds.toFixed(1)} s\n`);
+      const merit = Number.isNaN(event.testAccuracy) ? `test RMSE ${event.testRmse.toFixed(4)}` : `test accuracy ${(100 * event.testAccuracy).toFixed(2)}%`;
+      this.stream.write(`epoch ${event.epoch + 1}/${this.epochs}  train loss ${event.trainLoss.toFixed(4)}  test loss ${event.testLoss.toFixed(4)}  ${merit}  ${Math.round(event.samples / event.trainSeconds).toLocaleString('en-US')} samples/s  ${event.trainSeconds.toFixed(1)} s\n`);
     }
   };
 }

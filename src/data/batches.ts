@@ -4,8 +4,17 @@
 // exactly the samples one worker with batch P·b would see.
 
 import { Random, mixSeed } from '../tensor/random.js';
-import type { Batch } from '../models/model.js';
-import type { Split } from './dataset.js';
+import type { AnyBatch, Batch, RatingBatch, SparseBatch } from '../models/model.js';
+import type { Dataset, Split } from './dataset.js';
+import type { RatingSplit } from './ratings.js';
+import type { SparseSplit } from './sparse.js';
+
+/** Fills one reusable batch from a split, by shuffled order or by range, without allocating. */
+export interface Batcher<B extends AnyBatch = AnyBatch> {
+  readonly batch: B;
+  fromOrder(order: Uint32Array, start: number, count: number): B;
+  range(first: number, count: number): B;
+}
 
 /** Fills `order` with a permutation of 0..order.length−1 for this epoch (Fisher–Yates). */
 export function epochOrder(order: Uint32Array, seed: number, epoch: number): Uint32Array {
@@ -26,7 +35,7 @@ export function stepsPerEpoch(samples: number, workers: number, batch: number): 
 }
 
 /** One reusable batch buffer: fills itself from a split without allocating. */
-export class BatchMaker {
+export class BatchMaker implements Batcher<Batch> {
   readonly batch: Batch;
   private readonly sampleSize: number;
 
@@ -69,4 +78,79 @@ export class BatchMaker {
 /** The contiguous share [start, end) of `count` items that rank `rank` of `size` takes. */
 export function shareOf(count: number, rank: number, size: number): [number, number] {
   return [Math.floor((count * rank) / size), Math.floor((count * (rank + 1)) / size)];
+}
+
+export class SparseBatchMaker implements Batcher<SparseBatch> {
+  readonly batch: SparseBatch;
+
+  constructor(private readonly split: SparseSplit, capacity: number) {
+    const entries = capacity * Math.max(1, split.maxRowLength);
+    this.batch = { rowPtr: new Int32Array(capacity + 1), indices: new Int32Array(entries), values: new Float32Array(entries), y: new Float32Array(capacity), size: 0 };
+  }
+
+  private add(row: number, i: number): void {
+    const { rowPtr, indices, values, y } = this.batch;
+    const s = this.split;
+    let k = rowPtr[i];
+    for (let source = s.rowPtr[row]; source < s.rowPtr[row + 1]; source++, k++) {
+      indices[k] = s.indices[source];
+      values[k] = s.values[source];
+    }
+    rowPtr[i + 1] = k;
+    y[i] = s.labels[row];
+  }
+
+  fromOrder(order: Uint32Array, start: number, count: number): SparseBatch {
+    this.batch.rowPtr[0] = 0;
+    for (let i = 0; i < count; i++) this.add(order[start + i], i);
+    this.batch.size = count;
+    return this.batch;
+  }
+
+  range(first: number, count: number): SparseBatch {
+    this.batch.rowPtr[0] = 0;
+    for (let i = 0; i < count; i++) this.add(first + i, i);
+    this.batch.size = count;
+    return this.batch;
+  }
+}
+
+export class RatingBatchMaker implements Batcher<RatingBatch> {
+  readonly batch: RatingBatch;
+
+  constructor(private readonly split: RatingSplit, capacity: number) {
+    this.batch = { users: new Int32Array(capacity), items: new Int32Array(capacity), ratings: new Float32Array(capacity), size: 0 };
+  }
+
+  fromOrder(order: Uint32Array, start: number, count: number): RatingBatch {
+    const { users, items, ratings } = this.batch;
+    for (let i = 0; i < count; i++) {
+      const j = order[start + i];
+      users[i] = this.split.users[j];
+      items[i] = this.split.items[j];
+      ratings[i] = this.split.ratings[j];
+    }
+    this.batch.size = count;
+    return this.batch;
+  }
+
+  range(first: number, count: number): RatingBatch {
+    this.batch.users.set(this.split.users.subarray(first, first + count));
+    this.batch.items.set(this.split.items.subarray(first, first + count));
+    this.batch.ratings.set(this.split.ratings.subarray(first, first + count));
+    this.batch.size = count;
+    return this.batch;
+  }
+}
+
+/** The batcher for a data set's kind. */
+export function makeBatcher(dataset: Dataset, which: 'train' | 'test', capacity: number): Batcher {
+  switch (dataset.kind) {
+    case 'images':
+      return new BatchMaker(dataset[which], dataset.shape, capacity);
+    case 'sparse':
+      return new SparseBatchMaker(dataset[which], capacity);
+    case 'ratings':
+      return new RatingBatchMaker(dataset[which], capacity);
+  }
 }

@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { encodeIdx, parseIdx, readIdx } from './idx.js';
-import { loadDataset, loadIdxDataset, knownDatasets } from './dataset.js';
+import { loadIdxDataset, knownDatasets } from './dataset.js';
+import { loadAnyDataset } from './load.js';
 import { BatchMaker, epochOrder, shareOf, stepsPerEpoch } from './batches.js';
 
 function writeSet(dir: string, trainImages: number, trainLabels: number, options: { gzip?: boolean } = {}): void {
@@ -47,11 +48,12 @@ test('bad IDX input gives one clear error each', () => {
   assert.throws(() => loadIdxDataset('tiny', join(dir, 'missing')), /data set 'tiny' not found at .*missing; give --data-dir/);
   const empty = mkdtempSync(join(tmpdir(), 'converge-idx-'));
   assert.throws(() => loadIdxDataset('tiny', empty), /train-images-idx3-ubyte\(\.gz\) not found/);
-  assert.throws(() => loadDataset('cifar'), /unknown dataset 'cifar'; choose one of: fashion-mnist, mnist, synthetic/);
+  assert.throws(() => loadAnyDataset('cifar', { seed: 1 }), /unknown dataset 'cifar'; choose one of: fashion-mnist, mnist, synthetic, rcv1-like, netflix-like/);
+  assert.throws(() => loadAnyDataset('/no/such.svm', { seed: 1 }), /data set '\/no\/such\.svm' not found at \/no\/such\.svm/);
 });
 
 test('Fashion-MNIST from the Debian package, when installed', { skip: !existsSync(knownDatasets['fashion-mnist'] as string) }, () => {
-  const data = loadDataset('fashion-mnist');
+  const data = loadIdxDataset('fashion-mnist', knownDatasets['fashion-mnist'] as string);
   assert.equal(data.train.count, 60000);
   assert.equal(data.test.count, 10000);
   assert.deepEqual(data.shape, [1, 28, 28]);

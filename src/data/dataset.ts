@@ -6,6 +6,8 @@ import { join } from 'node:path';
 import { missingData, shapeMismatch, unknownName, corruptFile } from '../errors.js';
 import { Random } from '../tensor/random.js';
 import { readIdx } from './idx.js';
+import type { SparseDataset } from './sparse.js';
+import type { RatingsDataset } from './ratings.js';
 
 export interface Split {
   images: Uint8Array; // [count, ...shape], on a SharedArrayBuffer
@@ -13,13 +15,17 @@ export interface Split {
   count: number;
 }
 
-export interface Dataset {
+export interface ImageDataset {
+  kind: 'images';
   name: string;
   shape: number[]; // one sample, [channels, height, width]
   classes: number;
   train: Split;
   test: Split;
 }
+
+/** Every kind of data set converge trains on; plain objects of SharedArrayBuffers, so they cross to worker threads. */
+export type Dataset = ImageDataset | SparseDataset | RatingsDataset;
 
 /** Where Debian's packages put the data sets converge knows by name. */
 export const knownDatasets: Record<string, string | null> = {
@@ -58,7 +64,7 @@ function readSplit(dir: string, prefix: 'train' | 't10k'): { split: Split; shape
   };
 }
 
-export function loadIdxDataset(name: string, dir: string): Dataset {
+export function loadIdxDataset(name: string, dir: string): ImageDataset {
   if (!existsSync(dir)) {
     throw missingData(`data set '${name}'`, dir, name === 'fashion-mnist'
       ? 'install it with apt-get install dataset-fashion-mnist, or give --data-dir.'
@@ -69,14 +75,14 @@ export function loadIdxDataset(name: string, dir: string): Dataset {
   if (train.shape.join() !== test.shape.join()) throw shapeMismatch(`${dir}`, `test images of shape [${train.shape}]`, `[${test.shape}]`);
   let maxLabel = 0;
   for (const labels of [train.split.labels, test.split.labels]) for (const l of labels) if (l > maxLabel) maxLabel = l;
-  return { name, shape: train.shape, classes: maxLabel + 1, train: train.split, test: test.split };
+  return { kind: 'images', name, shape: train.shape, classes: maxLabel + 1, train: train.split, test: test.split };
 }
 
 /**
  * A small, learnable image set: each class a random prototype, each sample its prototype plus
  * noise. Deterministic from the seed.
  */
-export function syntheticDataset(seed = 1, trainCount = 2048, testCount = 512, side = 8, classes = 10): Dataset {
+export function syntheticDataset(seed = 1, trainCount = 2048, testCount = 512, side = 8, classes = 10): ImageDataset {
   const random = new Random(seed);
   const pixels = side * side;
   const prototypes = Array.from({ length: classes }, () => Float32Array.from({ length: pixels }, () => random.next() * 255));
@@ -92,11 +98,6 @@ export function syntheticDataset(seed = 1, trainCount = 2048, testCount = 512, s
     }
     return { images, labels, count };
   };
-  return { name: 'synthetic', shape: [1, side, side], classes, train: make(trainCount), test: make(testCount) };
+  return { kind: 'images', name: 'synthetic', shape: [1, side, side], classes, train: make(trainCount), test: make(testCount) };
 }
 
-export function loadDataset(name: string, dataDir?: string, seed = 1): Dataset {
-  if (!(name in knownDatasets)) throw unknownName('dataset', name, Object.keys(knownDatasets));
-  if (name === 'synthetic') return syntheticDataset(seed);
-  return loadIdxDataset(name, dataDir ?? (knownDatasets[name] as string));
-}

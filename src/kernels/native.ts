@@ -2,6 +2,7 @@
 // This file only adapts argument shapes; the kernels' meaning is in types.ts and reference.ts.
 
 import { createRequire } from 'node:module';
+import { referenceKernels } from './reference.js';
 import type { KernelSet } from './types.js';
 
 interface Addon {
@@ -46,6 +47,9 @@ export function loadNativeKernels(): { kernels: KernelSet; info: { blas: string;
     sgdUpdate: addon.sgdUpdate,
     momentumUpdate: addon.momentumUpdate,
     adamUpdate: addon.adamUpdate,
+    // a sparse row has ~40 entries: the loop costs less in JavaScript than one call into the addon
+    sparseDot: referenceKernels.sparseDot,
+    sparseAxpy: referenceKernels.sparseAxpy,
   };
   return { kernels, info: addon.info() };
 }

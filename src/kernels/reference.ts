@@ -248,6 +248,16 @@ export const referenceKernels: KernelSet = {
     }
   },
 
+  sparseDot(indices, values, start, end, dense, offset) {
+    let sum = 0;
+    for (let k = start; k < end; k++) sum += values[k] * dense[offset + indices[k]];
+    return sum;
+  },
+
+  sparseAxpy(indices, values, start, end, alpha, dense, offset) {
+    for (let k = start; k < end; k++) dense[offset + indices[k]] += alpha * values[k];
+  },
+
   sgdUpdate(params, grad, length, lr, weightDecay) {
     for (let i = 0; i < length; i++) params[i] -= lr * (grad[i] + weightDecay * params[i]);
   },

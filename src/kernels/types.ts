@@ -50,6 +50,10 @@ export interface KernelSet {
    *  (the reduction step of the shared-memory all-reduce) */
   reduceStrided(source: Float32Array, first: number, stride: number, count: number, start: number, end: number,
     target: Float32Array, at: number, scale: number): void;
+  /** Σ_{k ∈ [start, end)} values[k] · dense[indices[k]] — a sparse row times a dense vector */
+  sparseDot(indices: Int32Array, values: Float32Array, start: number, end: number, dense: Float32Array, offset: number): number;
+  /** dense[offset + indices[k]] += alpha · values[k] for k in [start, end) */
+  sparseAxpy(indices: Int32Array, values: Float32Array, start: number, end: number, alpha: number, dense: Float32Array, offset: number): void;
   /** p −= lr·(g + wd·p) over the first `length` elements */
   sgdUpdate(params: Float32Array, grad: Float32Array, length: number, lr: number, weightDecay: number): void;
   /** v = μ·v + g′; p −= lr·v (Nesterov: p −= lr·(g′ + μ·v)), g′ = g + wd·p */

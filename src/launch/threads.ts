@@ -3,11 +3,12 @@
 // any rank's failure into one error.
 
 import { createShmHandle, runGroup } from '../comm/shm.js';
-import { loadDataset, loadIdxDataset, type Dataset } from '../data/dataset.js';
+import type { Dataset } from '../data/dataset.js';
+import { loadAnyDataset } from '../data/load.js';
 import { stepsPerEpoch } from '../data/batches.js';
-import { badOption } from '../errors.js';
+import { badOption, shapeMismatch } from '../errors.js';
 import { selectKernels } from '../kernels/select.js';
-import { createModel } from '../models/index.js';
+import { createModel, modelKinds } from '../models/index.js';
 import { Optimizer, defaultOptimizer } from '../optim/optimizers.js';
 import { strategy } from '../strategies/index.js';
 import type { TrainingState } from '../strategies/context.js';
@@ -15,7 +16,7 @@ import { Random } from '../tensor/random.js';
 import { readCheckpoint } from '../train/checkpoint.js';
 import { validate, type TrainConfig } from '../train/config.js';
 import { Monitor, type Summary } from '../train/monitor.js';
-import type { RankInput, RankOutput } from '../train/rank.js';
+import { modelOptions, type RankInput, type RankOutput } from '../train/rank.js';
 
 export interface TrainResult {
   summary: Summary;
@@ -36,12 +37,17 @@ export async function trainOnThreads(requested: TrainConfig, hooks: LaunchHooks 
   const config = { ...requested };
   validate(config);
   const kernels = selectKernels(undefined, hooks.notice);
-  const dataset = config.dataDir ? loadIdxDataset(config.dataset, config.dataDir) : loadDataset(config.dataset, undefined, config.seed);
+  const dataset = loadAnyDataset(config.dataset, { dataDir: config.dataDir, testDataset: config.testDataset, seed: config.seed });
+  if (modelKinds[config.model] !== dataset.kind) {
+    const of = { images: 'images', sparse: 'sparse rows (libsvm)', ratings: 'ratings' };
+    const fits = Object.keys(modelKinds).filter((m) => modelKinds[m] === dataset.kind).join('/');
+    throw shapeMismatch(`--model ${config.model}`, `${of[modelKinds[config.model]]}`, `${dataset.name}, which holds ${of[dataset.kind]}; use --model ${fits}`);
+  }
   if (config.workers > dataset.train.count) throw badOption('--workers', config.workers, `at most the ${dataset.train.count} training samples of ${dataset.name}`);
   if (stepsPerEpoch(dataset.train.count, config.workers, config.batch) === 0) {
     throw badOption('--batch', config.batch, `a global batch (workers × batch = ${config.workers * config.batch}) no larger than the ${dataset.train.count} training samples`);
   }
-  const model = createModel(config.model, { inputShape: dataset.shape, classes: dataset.classes, maxBatch: 1, hidden: config.hidden });
+  const model = createModel(config.model, modelOptions(dataset, config, 1));
 
   let start: TrainingState;
   let resumedFrom: { epoch: number; step: number } | undefined;
@@ -67,7 +73,10 @@ export async function trainOnThreads(requested: TrainConfig, hooks: LaunchHooks 
   const ranks = strategy(config.strategy).ranks(config.workers);
   // room for one parameter-sized message per collective, and for parameters + gradients in place
   const handle = createShmHandle(ranks, model.layout.size + 2, config.timeoutSeconds * 1000, 2 * model.layout.size + 2);
-  const input: RankInput = { config, dataset, start, kernels, stopFlag: hooks.stopFlag ?? new SharedArrayBuffer(4) };
+  const input: RankInput = {
+    config, dataset, start, kernels, stopFlag: hooks.stopFlag ?? new SharedArrayBuffer(4),
+    shared: config.strategy === 'hogwild' ? new SharedArrayBuffer(4 * model.layout.size) : undefined,
+  };
   try {
     const outputs = (await runGroup(handle, new URL('./train-worker.js', import.meta.url), { data: () => input, onEvent: monitor.onEvent })) as RankOutput[];
     const summary = monitor.summary(outputs[0].stoppedEarly);

@@ -10,7 +10,7 @@ import { activeBackend, useBackend } from '../kernels/registry.js';
 import { nativeKernelInfo } from '../kernels/select.js';
 import { Optimizer, defaultOptimizer } from '../optim/optimizers.js';
 import { Random } from '../tensor/random.js';
-import { createModel } from './index.js';
+import { createImageModel as createModel } from './index.js';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;

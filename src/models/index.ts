@@ -3,21 +3,30 @@
 import { kernelSet } from '../kernels/registry.js';
 import { unknownName, shapeMismatch } from '../errors.js';
 import { Conv2d, Dense, MaxPool2d, Relu, type Layer } from './layers.js';
-import type { Model, ModelOptions } from './model.js';
+import type { ImageModel, Model, ModelOptions } from './model.js';
 import { Sequential } from './sequential.js';
+import { SparseLinear } from './sparse.js';
+import { MatrixFactorization } from './mf.js';
 
-export type { Batch, Model, ModelOptions } from './model.js';
+export type { AnyBatch, Batch, ImageModel, Model, ModelOptions, RatingBatch, SparseBatch } from './model.js';
 
 const size = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 
+function imageOptions(name: string, o: ModelOptions): { inputShape: readonly number[]; classes: number } {
+  if (!o.inputShape || !o.classes) throw shapeMismatch(`model ${name}`, 'image data (a shape and classes)', 'data of another kind; use logreg/svm for libsvm data, mf for ratings');
+  return { inputShape: o.inputShape, classes: o.classes };
+}
+
 /** Multinomial logistic regression: one dense layer into softmax. */
-function softmax(o: ModelOptions): Model {
+function softmax(options: ModelOptions): ImageModel {
+  const o = { ...options, ...imageOptions('softmax', options) };
   const k = kernelSet();
   return new Sequential('softmax', k, [new Dense(k, 'fc', size(o.inputShape), o.classes, o.maxBatch)], o.inputShape, o.classes, o.maxBatch);
 }
 
 /** Dense layers with ReLU between them; `hidden` gives their widths (default 512, 256). */
-function mlp(o: ModelOptions): Model {
+function mlp(options: ModelOptions): ImageModel {
+  const o = { ...options, ...imageOptions('mlp', options) };
   const k = kernelSet();
   const widths = [size(o.inputShape), ...(o.hidden ?? [512, 256]), o.classes];
   const layers: Layer[] = [];
@@ -29,7 +38,8 @@ function mlp(o: ModelOptions): Model {
 }
 
 /** conv3x3 32 'same' ReLU → maxpool 2 → conv3x3 64 'same' ReLU → maxpool 2 → dense 128 ReLU → dense 10 */
-function cnn(o: ModelOptions): Model {
+function cnn(options: ModelOptions): ImageModel {
+  const o = { ...options, ...imageOptions('cnn', options) };
   const k = kernelSet();
   if (o.inputShape.length !== 3) throw shapeMismatch('model cnn', 'image input [channels, height, width]', `[${o.inputShape}]`);
   const [first, second, dense] = o.cnnWidths ?? [32, 64, 128];
@@ -47,12 +57,38 @@ function cnn(o: ModelOptions): Model {
   return new Sequential('cnn', k, layers, o.inputShape, o.classes, o.maxBatch);
 }
 
-const builders: Record<string, (options: ModelOptions) => Model> = { softmax, mlp, cnn };
+function sparseOptions(name: string, o: ModelOptions): number {
+  if (!o.features) throw shapeMismatch(`model ${name}`, 'sparse (libsvm) data', 'data of another kind; use softmax/mlp/cnn for images, mf for ratings');
+  return o.features;
+}
+
+/** Sparse logistic regression with an L2 penalty. */
+const logreg = (o: ModelOptions) => new SparseLinear('logreg', 'logistic', sparseOptions('logreg', o), o.l2 ?? 1e-6, o.maxBatch);
+/** A linear SVM: hinge loss with an L2 penalty. */
+const svm = (o: ModelOptions) => new SparseLinear('svm', 'hinge', sparseOptions('svm', o), o.l2 ?? 1e-6, o.maxBatch);
+
+/** Matrix factorisation of rank r with biases and an L2 penalty. */
+function mf(o: ModelOptions): Model {
+  if (!o.users || !o.items) throw shapeMismatch('model mf', 'ratings data (user item rating)', 'data of another kind; use softmax/mlp/cnn for images, logreg/svm for libsvm data');
+  return new MatrixFactorization(o.users, o.items, o.rank ?? 16, o.l2 ?? 0.02, o.mean ?? 0, o.maxBatch);
+}
+
+const builders: Record<string, (options: ModelOptions) => Model> = { softmax, mlp, cnn, logreg, svm, mf };
 
 export const modelNames = Object.keys(builders);
+
+/** The data kind each model trains on. */
+export const modelKinds: Record<string, 'images' | 'sparse' | 'ratings'> = { softmax: 'images', mlp: 'images', cnn: 'images', logreg: 'sparse', svm: 'sparse', mf: 'ratings' };
 
 export function createModel(name: string, options: ModelOptions): Model {
   const build = builders[name];
   if (!build) throw unknownName('model', name, modelNames);
   return build(options);
+}
+
+/** An image model (softmax, mlp, cnn), typed as one. */
+export function createImageModel(name: string, options: ModelOptions): ImageModel {
+  const model = createModel(name, options);
+  if (modelKinds[name] !== 'images') throw unknownName('image model', name, ['softmax', 'mlp', 'cnn']);
+  return model as ImageModel;
 }

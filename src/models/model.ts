@@ -4,32 +4,74 @@
 import type { Layout } from '../tensor/layout.js';
 import type { Random } from '../tensor/random.js';
 
+/** Images (or any dense samples) with class labels. */
 export interface Batch {
   x: Float32Array; // [size, ...inputShape]
   y: Int32Array; // [size] class labels
   size: number;
 }
 
-export interface Model {
+/** Sparse rows in CSR form with 0/1 labels. */
+export interface SparseBatch {
+  rowPtr: Int32Array; // [size + 1]
+  indices: Int32Array;
+  values: Float32Array;
+  y: Float32Array; // [size], 0 or 1
+  size: number;
+}
+
+/** (user, item, rating) triples. */
+export interface RatingBatch {
+  users: Int32Array;
+  items: Int32Array;
+  ratings: Float32Array;
+  size: number;
+}
+
+export type AnyBatch = Batch | SparseBatch | RatingBatch;
+
+export interface Evaluation {
+  loss: number; // mean over the batch
+  correct: number; // classification: right predictions; regression: 0
+  squaredError: number; // regression: Σ (prediction − target)²; classification: 0
+}
+
+export interface Model<B extends AnyBatch = AnyBatch> {
   readonly name: string;
   readonly layout: Layout;
-  readonly inputShape: readonly number[]; // per sample, e.g. [1, 28, 28]
-  readonly classes: number;
   readonly maxBatch: number;
-  /** Fresh parameters, as PyTorch initialises the same layers (U(±1/√fan_in)). */
+  /** 'classification' reports accuracy, 'regression' reports RMSE. */
+  readonly task: 'classification' | 'regression';
+  /** Fresh parameters (dense layers as PyTorch initialises them, U(±1/√fan_in)). */
   init(params: Float32Array, random: Random): void;
   /** Writes the gradient of the mean loss over the batch into `grad`; returns the mean loss. */
-  lossAndGrad(params: Float32Array, batch: Batch, grad: Float32Array): number;
-  /** Mean loss and number of correct predictions on a labelled batch (no gradient). */
-  evaluate(params: Float32Array, batch: Batch): { loss: number; correct: number };
+  lossAndGrad(params: Float32Array, batch: B, grad: Float32Array): number;
+  /** Mean loss and the model's figure of merit on a labelled batch (no gradient). */
+  evaluate(params: Float32Array, batch: B): Evaluation;
+  /**
+   * One SGD step on example `i` of the batch alone, touching only the coordinates it uses
+   * (the update Hogwild! races on). Sparse models have it; dense ones do not.
+   */
+  exampleStep?(params: Float32Array, batch: B, i: number, lr: number): number;
+}
+
+export interface ImageModel extends Model<Batch> {
+  readonly inputShape: readonly number[]; // per sample, e.g. [1, 28, 28]
+  readonly classes: number;
   /** Writes the predicted class of each of the first `count` samples of x (count ≤ maxBatch). */
   predict(params: Float32Array, x: Float32Array, count: number, out: Int32Array): void;
 }
 
 export interface ModelOptions {
-  inputShape: readonly number[];
-  classes: number;
   maxBatch: number;
+  inputShape?: readonly number[]; // image models
+  classes?: number; // image models
   hidden?: readonly number[]; // MLP hidden widths
   cnnWidths?: readonly [number, number, number]; // CNN: conv1 filters, conv2 filters, dense width
+  features?: number; // sparse models
+  users?: number; // matrix factorisation
+  items?: number;
+  rank?: number;
+  l2?: number; // L2 penalty of the sparse models and matrix factorisation
+  mean?: number; // matrix factorisation: the global mean rating
 }

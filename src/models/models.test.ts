@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Random } from '../tensor/random.js';
-import { createModel, type Model } from './index.js';
+import { createImageModel as createModel, type ImageModel as Model } from './index.js';
 
 // Finite differences in float32 need a coarse step; the loss is accumulated in float64.
 function checkGradient(model: Model, seed: number, batchSize: number): void {
@@ -60,7 +60,7 @@ test('the default models have the layouts the issue names', () => {
   assert.equal(mlp.layout.size, 784 * 512 + 512 + 512 * 256 + 256 + 256 * 10 + 10);
   const cnn = createModel('cnn', { inputShape: [1, 28, 28], classes: 10, maxBatch: 1 });
   assert.equal(cnn.layout.slot('fc1.weight').shape.join('x'), '128x3136');
-  assert.throws(() => createModel('resnet', { inputShape: [1], classes: 2, maxBatch: 1 }), /unknown model 'resnet'; choose one of: softmax, mlp, cnn/);
+  assert.throws(() => createModel('resnet', { inputShape: [1], classes: 2, maxBatch: 1 }), /unknown model 'resnet'; choose one of: softmax, mlp, cnn, logreg, svm, mf/);
 });
 
 test('predict returns the arg-max class and refuses batches beyond its buffers', () => {

@@ -5,9 +5,10 @@ import { Layout } from '../tensor/layout.js';
 import type { Random } from '../tensor/random.js';
 import { shapeMismatch } from '../errors.js';
 import type { Layer } from './layers.js';
-import type { Batch, Model } from './model.js';
+import type { Batch, Evaluation, ImageModel } from './model.js';
 
-export class Sequential implements Model {
+export class Sequential implements ImageModel {
+  readonly task = 'classification' as const;
   readonly layout: Layout;
   private readonly inputs: Float32Array[]; // the input each layer saw in the last forward pass
   private readonly inputGrads: (Float32Array | null)[]; // gradient w.r.t. each layer's input
@@ -57,12 +58,12 @@ export class Sequential implements Model {
     return loss;
   }
 
-  evaluate(params: Float32Array, batch: Batch): { loss: number; correct: number } {
+  evaluate(params: Float32Array, batch: Batch): Evaluation {
     const logits = this.forward(params, batch.x, batch.size);
     const loss = this.kernels.softmaxCrossEntropy(logits, batch.y, batch.size, this.classes, this.gradLogits);
     let correct = 0;
     for (let i = 0; i < batch.size; i++) if (argmax(logits, i * this.classes, this.classes) === batch.y[i]) correct++;
-    return { loss, correct };
+    return { loss, correct, squaredError: 0 };
   }
 
   predict(params: Float32Array, x: Float32Array, count: number, out: Int32Array): void {

@@ -8,12 +8,12 @@
 // The optimiser state of a rank is current only in its own share; before a checkpoint every
 // rank gathers the state shares, so rank 0 can save the whole of it.
 
-import { BatchMaker, epochOrder, stepsPerEpoch } from '../data/batches.js';
+import { epochOrder, makeBatcher, stepsPerEpoch } from '../data/batches.js';
 import type { Strategy, StrategyContext, TrainingState } from './context.js';
 import { StepReporter, checkFinite, evaluate } from './common.js';
 
 export const allreduce: Strategy = async (context: StrategyContext) => {
-  const { comm, model, train, batch, epochs, seed, workers, start } = context;
+  const { comm, model, dataset, batch, epochs, seed, workers, start } = context;
   const size = model.layout.size;
   // parameters and gradients live where the communicator reads them in place: nothing is copied in
   const params = comm.allocate(size);
@@ -25,10 +25,10 @@ export const allreduce: Strategy = async (context: StrategyContext) => {
   optimizer.steps = start.optimizerSteps;
   const scalars = new Float32Array(2); // [loss, stop], averaged across ranks
 
-  const order = new Uint32Array(train.count);
-  const trainMaker = new BatchMaker(train, context.sampleShape, batch);
-  const testMaker = new BatchMaker(context.test, context.sampleShape, model.maxBatch);
-  const steps = stepsPerEpoch(train.count, workers, batch);
+  const order = new Uint32Array(dataset.train.count);
+  const trainMaker = makeBatcher(dataset, 'train', batch);
+  const testMaker = makeBatcher(dataset, 'test', model.maxBatch);
+  const steps = stepsPerEpoch(dataset.train.count, workers, batch);
   const reporter = new StepReporter();
 
   const save = async (epoch: number, step: number) => {
@@ -63,9 +63,9 @@ export const allreduce: Strategy = async (context: StrategyContext) => {
       if (stop) return { params, stoppedEarly: true };
     }
     const trainSeconds = (performance.now() - epochStart) / 1000;
-    const { loss, accuracy } = await evaluate(context, params, testMaker);
+    const { loss, accuracy, rmse } = await evaluate(context, params, testMaker);
     if (comm.rank === 0) {
-      context.report({ kind: 'epoch', epoch, trainLoss: lossSum / (steps - firstStep), testLoss: loss, testAccuracy: accuracy, trainSeconds, samples: (steps - firstStep) * workers * batch, bytesSent: comm.bytesSent });
+      context.report({ kind: 'epoch', epoch, trainLoss: lossSum / (steps - firstStep), testLoss: loss, testAccuracy: accuracy, testRmse: rmse, trainSeconds, samples: (steps - firstStep) * workers * batch, bytesSent: comm.bytesSent });
     }
     await save(epoch + 1, 0);
   }

@@ -1,6 +1,6 @@
 // Pieces every strategy's loop shares.
 
-import { BatchMaker, shareOf } from '../data/batches.js';
+import { shareOf, type Batcher } from '../data/batches.js';
 import { divergence } from '../errors.js';
 import type { StrategyContext } from './context.js';
 
@@ -27,22 +27,26 @@ export function checkFinite(loss: number, globalStep: number, epoch: number, lr:
  * Test loss and accuracy with the work shared by every rank of the communicator: each takes
  * a contiguous share of the test split, then one all-reduce sums [loss·count, correct, count].
  */
-export async function evaluate(context: StrategyContext, params: Float32Array, maker: BatchMaker): Promise<{ loss: number; accuracy: number }> {
-  const { comm, model, test } = context;
-  const [first, end] = shareOf(test.count, comm.rank, comm.size);
-  const totals = new Float32Array(3);
-  // float32 sums of up to 10⁴–10⁵ integers stay exact; the loss sum is accumulated in float64 first
-  let lossSum = 0;
-  let correct = 0;
+export async function evaluate(context: StrategyContext, params: Float32Array, batcher: Batcher): Promise<{ loss: number; accuracy: number; rmse: number }> {
+  const { comm, model } = context;
+  const [first, end] = shareOf(context.dataset.test.count, comm.rank, comm.size);
+  const totals = new Float64Array(4);
   for (let start = first; start < end; start += model.maxBatch) {
     const count = Math.min(model.maxBatch, end - start);
-    const result = model.evaluate(params, maker.range(start, count));
-    lossSum += result.loss * count;
-    correct += result.correct;
+    const result = model.evaluate(params, batcher.range(start, count));
+    totals[0] += result.loss * count;
+    totals[1] += result.correct;
+    totals[2] += result.squaredError;
   }
-  totals[0] = lossSum;
-  totals[1] = correct;
-  totals[2] = end - first;
-  await comm.allreduce(totals, 'sum');
-  return { loss: totals[0] / totals[2], accuracy: totals[1] / totals[2] };
+  totals[3] = end - first;
+  // float32 sums of counts up to 2²⁴ stay exact; the sums of losses lose only float32 rounding
+  const shared = Float32Array.from(totals);
+  await comm.allreduce(shared, 'sum');
+  const count = shared[3];
+  return { loss: shared[0] / count, accuracy: model.task === 'classification' ? shared[1] / count : NaN, rmse: model.task === 'regression' ? Math.sqrt(shared[2] / count) : NaN };
+}
+
+/** The samples of the training split, for steps-per-epoch arithmetic. */
+export function trainCount(context: StrategyContext): number {
+  return context.dataset.train.count;
 }

@@ -3,7 +3,7 @@
 // A strategy owns the step loop; it knows nothing of files, threads or terminals.
 
 import type { Communicator } from '../comm/communicator.js';
-import type { Split } from '../data/dataset.js';
+import type { Dataset } from '../data/dataset.js';
 import type { Model } from '../models/model.js';
 import type { Optimizer } from '../optim/optimizers.js';
 
@@ -17,14 +17,18 @@ export interface TrainingState {
 
 export type StrategyEvent =
   | { kind: 'step'; epoch: number; step: number; stepsPerEpoch: number; samples: number; loss: number; lr: number; bytesSent: number }
-  | { kind: 'epoch'; epoch: number; trainLoss: number; testLoss: number; testAccuracy: number; trainSeconds: number; samples: number; bytesSent: number };
+  | { kind: 'epoch'; epoch: number; trainLoss: number; testLoss: number; testAccuracy: number; testRmse: number; trainSeconds: number; samples: number; bytesSent: number }
+  /** async-ps: the updates applied since the last report — worker, server version after it, staleness */
+  | { kind: 'updates'; workers: number[]; versions: number[]; staleness: number[] };
 
 export interface StrategyContext {
   comm: Communicator;
   model: Model;
-  train: Split;
-  test: Split;
-  sampleShape: number[];
+  dataset: Dataset;
+  /** hogwild: the one parameter array all threads share (only the shared-memory launcher makes it) */
+  shared?: Float32Array;
+  syncEvery: number; // local-sgd
+  staleness: number; // async-ps
   workers: number; // ranks that compute gradients (excludes a parameter server)
   batch: number; // per worker
   epochs: number;

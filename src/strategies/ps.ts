@@ -4,13 +4,13 @@
 // the server gathers all P of them (with their losses), averages them and updates. The server
 // receives P gradients per step: the bottleneck this strategy is known for.
 
-import { BatchMaker, epochOrder, stepsPerEpoch } from '../data/batches.js';
+import { epochOrder, makeBatcher, stepsPerEpoch } from '../data/batches.js';
 import { kernel } from '../kernels/registry.js';
 import type { Strategy, StrategyContext } from './context.js';
 import { StepReporter, checkFinite, evaluate } from './common.js';
 
 export const parameterServer: Strategy = async (context: StrategyContext) => {
-  const { comm, model, train, batch, epochs, seed, workers, start } = context;
+  const { comm, model, dataset, batch, epochs, seed, workers, start } = context;
   const isServer = comm.rank === 0;
   const size = model.layout.size;
   // [parameters | stop], broadcast by the server; in the communicator's memory, read in place
@@ -27,10 +27,10 @@ export const parameterServer: Strategy = async (context: StrategyContext) => {
     optimizer.steps = start.optimizerSteps;
   }
   const worker = comm.rank - 1;
-  const order = new Uint32Array(train.count);
-  const trainMaker = new BatchMaker(train, context.sampleShape, batch);
-  const testMaker = new BatchMaker(context.test, context.sampleShape, model.maxBatch);
-  const steps = stepsPerEpoch(train.count, workers, batch);
+  const order = new Uint32Array(dataset.train.count);
+  const trainMaker = makeBatcher(dataset, 'train', batch);
+  const testMaker = makeBatcher(dataset, 'test', model.maxBatch);
+  const steps = stepsPerEpoch(dataset.train.count, workers, batch);
   const reporter = new StepReporter();
 
   for (let epoch = start.epoch; epoch < epochs; epoch++) {
@@ -63,9 +63,9 @@ export const parameterServer: Strategy = async (context: StrategyContext) => {
     }
     const trainSeconds = (performance.now() - epochStart) / 1000;
     await comm.broadcast(params, 0); // the epoch's final parameters, so every rank can evaluate a share
-    const { loss, accuracy } = await evaluate(context, params, testMaker);
+    const { loss, accuracy, rmse } = await evaluate(context, params, testMaker);
     if (isServer && optimizer) {
-      context.report({ kind: 'epoch', epoch, trainLoss: lossSum / (steps - firstStep), testLoss: loss, testAccuracy: accuracy, trainSeconds, samples: (steps - firstStep) * workers * batch, bytesSent: comm.bytesSent });
+      context.report({ kind: 'epoch', epoch, trainLoss: lossSum / (steps - firstStep), testLoss: loss, testAccuracy: accuracy, testRmse: rmse, trainSeconds, samples: (steps - firstStep) * workers * batch, bytesSent: comm.bytesSent });
       context.save({ params, optimizerState: optimizer.state, optimizerSteps: optimizer.steps, epoch: epoch + 1, step: 0 });
     }
   }

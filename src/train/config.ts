@@ -3,7 +3,6 @@
 
 import { availableParallelism } from 'node:os';
 import { badOption, unknownName } from '../errors.js';
-import { knownDatasets } from '../data/dataset.js';
 import { modelNames } from '../models/index.js';
 import { optimizerNames, type OptimizerName } from '../optim/optimizers.js';
 import { scheduleNames, type ScheduleName } from '../optim/schedules.js';
@@ -12,8 +11,13 @@ import { strategyNames } from '../strategies/index.js';
 export interface TrainConfig {
   dataset: string;
   dataDir?: string;
+  testDataset?: string; // libsvm / ratings files: a separate test file (else the last tenth is held out)
   model: string;
   hidden: number[]; // MLP hidden widths
+  l2: number | undefined; // sparse models and MF (model default when undefined)
+  rank: number; // MF
+  syncEvery: number; // local-sgd: average the copies every k steps
+  staleness: number; // async-ps: how many clocks a worker may run ahead of the slowest
   workers: number;
   strategy: string;
   epochs: number;
@@ -41,6 +45,10 @@ export const defaults: TrainConfig = {
   dataset: 'fashion-mnist',
   model: 'mlp',
   hidden: [512, 256],
+  l2: undefined,
+  rank: 16,
+  syncEvery: 8,
+  staleness: 2,
   workers: availableParallelism(), // one per core
   strategy: 'allreduce',
   epochs: 2,
@@ -68,7 +76,6 @@ const nonNegative = (option: string, value: number) => {
 
 /** Checks what can be checked without the data; throws the first problem found. */
 export function validate(config: TrainConfig): void {
-  if (!(config.dataset in knownDatasets) && !config.dataDir) throw unknownName('dataset', config.dataset, Object.keys(knownDatasets));
   if (!modelNames.includes(config.model)) throw unknownName('model', config.model, modelNames);
   if (!strategyNames.includes(config.strategy)) throw unknownName('strategy', config.strategy, strategyNames);
   if (!(optimizerNames as readonly string[]).includes(config.optimizer)) throw unknownName('optimizer', config.optimizer, optimizerNames);
@@ -88,4 +95,8 @@ export function validate(config: TrainConfig): void {
   if (!Number.isFinite(config.timeoutSeconds) || config.timeoutSeconds <= 0) throw badOption('--timeout', config.timeoutSeconds, 'a positive number of seconds');
   if (config.hidden.length === 0 || config.hidden.some((h) => !Number.isInteger(h) || h <= 0)) throw badOption('--hidden', config.hidden.join(','), 'comma-separated positive widths, e.g. 512,256');
   if (config.stopAfterSteps !== undefined) positiveInteger('--stop-after-steps', config.stopAfterSteps);
+  if (config.l2 !== undefined) nonNegative('--l2', config.l2);
+  positiveInteger('--rank', config.rank);
+  positiveInteger('--sync-every', config.syncEvery);
+  if (!Number.isInteger(config.staleness) || config.staleness < 0) throw badOption('--staleness', config.staleness, 'a non-negative integer');
 }

@@ -12,7 +12,8 @@ export interface Summary {
   workers: number;
   kernels: string;
   epochs: number; // epochs completed in this run
-  testAccuracy: number;
+  testAccuracy: number; // NaN for regression
+  testRmse: number; // NaN for classification
   testLoss: number;
   trainLoss: number;
   samples: number; // trained in this run
@@ -20,6 +21,8 @@ export interface Summary {
   wallSeconds: number; // the whole run, start-up and evaluation included
   bytesPerWorkerPerStep: number;
   stoppedEarly: boolean;
+  meanStaleness?: number; // async-ps
+  maxStaleness?: number;
 }
 
 export type Listener = (event: StrategyEvent, elapsedSeconds: number) => void;
@@ -34,6 +37,7 @@ export class Monitor {
   private lastEpoch: Extract<StrategyEvent, { kind: 'epoch' }> | null = null;
   private lastBytes = 0;
   private listeners: Listener[] = [];
+  private readonly staleness: number[] = [];
 
   constructor(logPath: string | undefined, private readonly run: { dataset: string; model: string; strategy: string; workers: number; kernels: string; batch: number }) {
     this.fd = logPath ? openSync(logPath, 'w') : null;
@@ -56,6 +60,9 @@ export class Monitor {
     const time = +this.elapsed().toFixed(4);
     if (event.kind === 'step') {
       this.write({ type: 'step', time, epoch: event.epoch, step: event.step, samples: event.samples, loss: event.loss, lr: event.lr, bytesSent: event.bytesSent });
+    } else if (event.kind === 'updates') {
+      for (let i = 0; i < event.workers.length; i++) this.write({ type: 'update', time, worker: event.workers[i], version: event.versions[i], staleness: event.staleness[i] });
+      this.staleness.push(...event.staleness);
     } else {
       this.epochsDone++;
       this.trainSeconds += event.trainSeconds;
@@ -63,7 +70,8 @@ export class Monitor {
       this.steps += event.samples / (this.run.batch * this.run.workers);
       this.lastBytes = event.bytesSent;
       this.lastEpoch = event;
-      this.write({ type: 'epoch', time, epoch: event.epoch, trainLoss: event.trainLoss, testLoss: event.testLoss, testAccuracy: event.testAccuracy,
+      this.write({ type: 'epoch', time, epoch: event.epoch, trainLoss: event.trainLoss, testLoss: event.testLoss,
+        ...(Number.isNaN(event.testAccuracy) ? { testRmse: event.testRmse } : { testAccuracy: event.testAccuracy }),
         samplesPerSecond: event.samples / event.trainSeconds, trainSeconds: event.trainSeconds, bytesSent: event.bytesSent });
     }
     for (const listener of this.listeners) listener(event, time);
@@ -73,9 +81,10 @@ export class Monitor {
     const last = this.lastEpoch;
     const summary: Summary = {
       type: 'summary', ...pick(this.run), epochs: this.epochsDone,
-      testAccuracy: last?.testAccuracy ?? NaN, testLoss: last?.testLoss ?? NaN, trainLoss: last?.trainLoss ?? NaN,
+      testAccuracy: last?.testAccuracy ?? NaN, testRmse: last?.testRmse ?? NaN, testLoss: last?.testLoss ?? NaN, trainLoss: last?.trainLoss ?? NaN,
       samples: this.samples, samplesPerSecond: this.trainSeconds > 0 ? this.samples / this.trainSeconds : 0,
       wallSeconds: this.elapsed(), bytesPerWorkerPerStep: this.steps > 0 ? this.lastBytes / this.steps : 0, stoppedEarly,
+      ...(this.staleness.length ? { meanStaleness: this.staleness.reduce((a, b) => a + b, 0) / this.staleness.length, maxStaleness: Math.max(...this.staleness) } : {}),
     };
     this.write(summary);
     return summary;

@@ -3,7 +3,7 @@
 import type { Communicator } from '../comm/communicator.js';
 import type { Dataset } from '../data/dataset.js';
 import { selectKernels } from '../kernels/select.js';
-import { createModel } from '../models/index.js';
+import { createModel, type ModelOptions } from '../models/index.js';
 import { Optimizer, defaultOptimizer } from '../optim/optimizers.js';
 import { learningRate, scaledLearningRate } from '../optim/schedules.js';
 import { strategy } from '../strategies/index.js';
@@ -18,6 +18,20 @@ export interface RankInput {
   start: TrainingState;
   stopFlag: SharedArrayBuffer; // [0] = 1 when the user asked to stop
   kernels: string; // the backend the launcher chose; every rank uses the same
+  shared?: SharedArrayBuffer; // hogwild: the one parameter array every thread updates
+}
+
+/** What a model needs to know of the data: the shape of an image, the number of features, users and items. */
+export function modelOptions(dataset: Dataset, config: TrainConfig, maxBatch: number): ModelOptions {
+  const base = { maxBatch, hidden: config.hidden, l2: config.l2, rank: config.rank };
+  switch (dataset.kind) {
+    case 'images':
+      return { ...base, inputShape: dataset.shape, classes: dataset.classes };
+    case 'sparse':
+      return { ...base, features: dataset.features };
+    case 'ratings':
+      return { ...base, users: dataset.users, items: dataset.items, mean: dataset.mean };
+  }
 }
 
 /** Evaluation and the largest batch the model's buffers are sized for. */
@@ -31,15 +45,14 @@ export interface RankOutput {
 export async function trainRank(comm: Communicator, input: RankInput, emit: (value: unknown) => void): Promise<RankOutput> {
   const { config, dataset, start } = input;
   selectKernels(input.kernels);
-  const model = withFault(createModel(config.model, {
-    inputShape: dataset.shape, classes: dataset.classes, maxBatch: Math.max(config.batch, EVAL_BATCH), hidden: config.hidden,
-  }), comm.rank);
+  const model = withFault(createModel(config.model, modelOptions(dataset, config, Math.max(config.batch, EVAL_BATCH))), comm.rank);
   const baseLr = scaledLearningRate(config.lr, config.workers, config.lrScaling);
   const schedule = { name: config.schedule, baseLr, epochs: config.epochs, warmupEpochs: config.warmupEpochs, stepEpochs: config.stepEpochs, gamma: config.gamma };
   const stopFlag = new Int32Array(input.stopFlag);
   let stepsAsked = 0;
   const context: StrategyContext = {
-    comm, model, train: dataset.train, test: dataset.test, sampleShape: dataset.shape,
+    comm, model, dataset, shared: input.shared ? new Float32Array(input.shared) : undefined,
+    syncEvery: config.syncEvery, staleness: config.staleness,
     workers: config.workers, batch: config.batch, epochs: config.epochs, seed: config.seed,
     learningRate: (epoch) => learningRate(schedule, epoch),
     makeOptimizer: () => new Optimizer({ ...defaultOptimizer, name: config.optimizer, momentum: config.momentum, weightDecay: config.weightDecay }, model.layout.size),
