@@ -28,9 +28,13 @@ export interface Communicator {
   /** Every rank's buffer becomes root's. */
   broadcast(buffer: Float32Array, root: number): Promise<void>;
   barrier(): Promise<void>;
+  /** Point to point: delivers `buffer` to `dest`; waits (with the timeout) while dest has not taken the previous message. */
+  send(buffer: Float32Array, dest: number): Promise<void>;
+  /** Receives a message of buffer.length floats from `source` (−1: from any rank); returns the sender. */
+  recv(buffer: Float32Array, source?: number): Promise<number>;
   /** Tells every peer this rank has failed, so that they stop waiting for it. */
   abort(reason: string): void;
 }
 
-export const operations = ['idle', 'allreduce', 'reduceScatter', 'allgatherShares', 'allgather', 'gather', 'broadcast', 'barrier'] as const;
+export const operations = ['idle', 'allreduce', 'reduceScatter', 'allgatherShares', 'allgather', 'gather', 'broadcast', 'barrier', 'send', 'recv'] as const;
 export type Operation = (typeof operations)[number];

@@ -143,6 +143,36 @@ export const conformanceCases: Record<string, (comm: Communicator) => Promise<vo
     for (let i = 0; i < 200; i++) await comm.barrier();
   },
 
+  async pointToPoint(comm) {
+    if (comm.size === 1) return;
+    const n = 1001;
+    const buffer = new Float32Array(n);
+    // every rank sends rank 0 three messages in a row (a mailbox holds one: the sender waits)
+    if (comm.rank === 0) {
+      const seen = new Map<number, number>();
+      for (let k = 0; k < 3 * (comm.size - 1); k++) {
+        const from = await comm.recv(buffer, -1);
+        const round = seen.get(from) ?? 0;
+        seen.set(from, round + 1);
+        expectEqual(comm, `message ${round} from rank ${from}`, buffer, (i) => value(from, i, round));
+      }
+      // then a reply to each, in reverse order, received from a named source
+      for (let r = comm.size - 1; r >= 1; r--) {
+        buffer.fill(r * 10);
+        await comm.send(buffer, r);
+      }
+    } else {
+      for (let round = 0; round < 3; round++) {
+        for (let i = 0; i < n; i++) buffer[i] = value(comm.rank, i, round);
+        await comm.send(buffer, 0);
+      }
+      const from = await comm.recv(buffer, 0);
+      if (from !== 0) throw new Error(`rank ${comm.rank}: reply from ${from}`);
+      expectEqual(comm, 'reply', buffer, () => comm.rank * 10);
+    }
+    await comm.barrier();
+  },
+
   async bytesAreCounted(comm) {
     const before = comm.bytesSent;
     await comm.allreduce(new Float32Array(1024));
@@ -175,6 +205,14 @@ export const failureCases: Record<string, (comm: Communicator, report: (message:
     const shared = comm.allocate(8);
     await comm.barrier();
     await survive(comm, report, () => comm.allreduce(comm.rank === 1 ? new Float32Array(8) : shared));
+  },
+  async messageSizeMismatch(comm, report) {
+    await comm.barrier();
+    if (comm.rank === 1) {
+      await comm.send(new Float32Array(5), 0);
+      await survive(comm, report, () => comm.barrier());
+    } else if (comm.rank === 0) await survive(comm, report, () => comm.recv(new Float32Array(8), 1));
+    else await survive(comm, report, () => comm.barrier());
   },
   async mismatch(comm, report) {
     await comm.barrier();

@@ -40,11 +40,16 @@ export interface ShmHandle {
   regions: SharedArrayBuffer;
   regionCapacity: number;
   spinMs: number; // how long a waiting rank spins before it sleeps
+  mailCapacity: number; // floats per point-to-point mailbox (0: no send/recv)
+  mail: SharedArrayBuffer; // size × size mailboxes
+  mailControl: SharedArrayBuffer; // per mailbox [state, length], then one doorbell per rank
 }
 
+const EMPTY = 0; // mailbox states
+const FULL = 1;
 const RECORD = 4; // fingerprint words per rank per set: operation, count, root, region offset + 1 (0: a private buffer)
 
-export function createShmHandle(size: number, capacity: number, timeoutMs: number, regionCapacity = capacity): ShmHandle {
+export function createShmHandle(size: number, capacity: number, timeoutMs: number, regionCapacity = capacity, mailCapacity = 0): ShmHandle {
   const controlWords = STATUS + 2 * size + 2 * size * RECORD;
   return {
     size,
@@ -57,6 +62,9 @@ export function createShmHandle(size: number, capacity: number, timeoutMs: numbe
     regions: new SharedArrayBuffer(4 * size * regionCapacity),
     regionCapacity,
     spinMs: size <= availableParallelism() ? SPIN_MS : 0,
+    mailCapacity,
+    mail: new SharedArrayBuffer(4 * size * size * mailCapacity),
+    mailControl: new SharedArrayBuffer(4 * (2 * size * size + size)),
   };
 }
 
@@ -74,6 +82,9 @@ export function abortGroup(handle: ShmHandle, rank: number, reason: string): voi
     Atomics.store(control, ABORTED, rank + 1);
   }
   Atomics.notify(control, GENERATION);
+  // wake ranks waiting in send/recv too
+  const mail = new Int32Array(handle.mailControl);
+  for (let i = 0; i < mail.length; i++) Atomics.notify(mail, i);
 }
 
 /** The first failure's message, or null while the group is healthy. */
@@ -89,7 +100,9 @@ export function rankActivity(handle: ShmHandle, rank: number): string {
   const control = new Int32Array(handle.control);
   const code = Atomics.load(control, STATUS + 2 * rank);
   const seq = Atomics.load(control, STATUS + 2 * rank + 1);
-  return code ? `${operations[code]} #${seq}` : seq ? `computing after operation #${seq}` : 'start-up';
+  const name = operations[code];
+  if (name === 'send' || name === 'recv') return `${name} (after operation #${seq})`;
+  return code ? `${name} #${seq}` : seq ? `computing after operation #${seq}` : 'start-up';
 }
 
 export class ShmCommunicator implements Communicator {
@@ -103,6 +116,8 @@ export class ShmCommunicator implements Communicator {
   private allocated = 0;
   private readonly regionData: Float32Array;
   private readonly regionCapacity: number;
+  private readonly mail: Float32Array;
+  private readonly mailControl: Int32Array;
 
   constructor(private readonly handle: ShmHandle, readonly rank: number) {
     this.size = handle.size;
@@ -111,6 +126,8 @@ export class ShmCommunicator implements Communicator {
     this.data = new Float32Array(handle.data);
     this.regionData = new Float32Array(handle.regions);
     this.regionCapacity = handle.regionCapacity;
+    this.mail = new Float32Array(handle.mail);
+    this.mailControl = new Int32Array(handle.mailControl);
   }
 
   /** The summing loop is a kernel (the native one runs in C++), looked up per call: the backend is chosen after start-up. */
@@ -182,23 +199,101 @@ export class ShmCommunicator implements Communicator {
       Atomics.notify(c, GENERATION);
       return;
     }
+    this.waitWhile(c, GENERATION, generation, `${operation} #${this.seq}`, () => this.laggards());
+  }
+
+  /**
+   * Waits while array[index] === value: spins briefly, then sleeps in slices, failing on abort
+   * or after the timeout with an error naming what it waited for.
+   */
+  private waitWhile(array: Int32Array, index: number, value: number, operation: string, waitingFor: () => string): void {
     if (this.handle.spinMs > 0) {
       const spinUntil = performance.now() + this.handle.spinMs;
       do {
-        for (let i = 0; i < 256; i++) if (Atomics.load(c, GENERATION) !== generation) return;
-      } while (performance.now() < spinUntil && Atomics.load(c, ABORTED) === 0);
+        for (let i = 0; i < 256; i++) if (Atomics.load(array, index) !== value) return;
+      } while (performance.now() < spinUntil && Atomics.load(this.control, ABORTED) === 0);
     }
     const deadline = performance.now() + this.handle.timeoutMs;
-    while (Atomics.load(c, GENERATION) === generation) {
-      this.checkAborted(`${operation} #${this.seq}`);
+    while (Atomics.load(array, index) === value) {
+      this.checkAborted(operation);
       const left = deadline - performance.now();
       if (left <= 0) {
-        const error = commTimeout(this.rank, `${operation} #${this.seq}`, this.handle.timeoutMs / 1000, this.laggards());
+        const error = commTimeout(this.rank, operation, this.handle.timeoutMs / 1000, waitingFor());
         this.abort(error.message);
         throw error;
       }
-      Atomics.wait(c, GENERATION, generation, Math.min(left, 1000));
+      Atomics.wait(array, index, value, Math.min(left, 1000));
     }
+  }
+
+  // ---- point to point: one mailbox per (sender, receiver) pair, holding one message at a time
+
+  private mailbox(from: number, to: number): { state: number; data: number } {
+    const box = from * this.size + to;
+    return { state: 2 * box, data: box * this.handle.mailCapacity };
+  }
+
+  private checkPointToPoint(operation: string, peer: number, n: number): void {
+    if (this.handle.mailCapacity === 0) throw new CommunicationError(`rank ${this.rank}: ${operation} needs a group made with point-to-point mailboxes (createShmHandle's mailCapacity).`, 'NO_MAILBOXES');
+    if (!Number.isInteger(peer) || peer < 0 || peer >= this.size || peer === this.rank) throw new CommunicationError(`rank ${this.rank}: ${operation} to/from rank ${peer}: no such peer in a group of ${this.size}.`, 'BAD_ARGUMENT');
+    if (n + 1 > this.handle.mailCapacity) throw capacityExceeded(`shm ${operation}`, n, this.handle.mailCapacity - 1);
+  }
+
+  async send(buffer: Float32Array, dest: number): Promise<void> {
+    const n = buffer.length;
+    this.checkPointToPoint('send', dest, n);
+    const operation = `send to rank ${dest}`;
+    this.checkAborted(operation);
+    const { state, data } = this.mailbox(this.rank, dest);
+    const control = this.mailControl;
+    Atomics.store(this.control, STATUS + 2 * this.rank, operations.indexOf('send'));
+    // the previous message must have been taken
+    this.waitWhile(control, state, FULL, operation, () => `rank ${dest} to take the previous message (${rankActivity(this.handle, dest)})`);
+    this.mail.set(buffer, data);
+    Atomics.store(control, state + 1, n);
+    Atomics.store(control, state, FULL);
+    Atomics.notify(control, state);
+    Atomics.add(control, this.doorbell(dest), 1);
+    Atomics.notify(control, this.doorbell(dest));
+    this.bytesSent += 4 * n;
+    this.end();
+  }
+
+  private doorbell(rank: number): number {
+    return 2 * this.size * this.size + rank;
+  }
+
+  /** Receives one message into `buffer` from `source`, or from any peer when source is −1; returns the sender. */
+  async recv(buffer: Float32Array, source = -1): Promise<number> {
+    const n = buffer.length;
+    if (source !== -1) this.checkPointToPoint('recv', source, n);
+    else this.checkPointToPoint('recv', this.rank === 0 ? 1 % this.size : 0, n);
+    const control = this.mailControl;
+    const operation = source === -1 ? 'recv from any rank' : `recv from rank ${source}`;
+    Atomics.store(this.control, STATUS + 2 * this.rank, operations.indexOf('recv'));
+    let from = -1;
+    for (;;) {
+      this.checkAborted(operation);
+      const ring = Atomics.load(control, this.doorbell(this.rank));
+      for (let r = 0; r < this.size && from === -1; r++) {
+        if (r === this.rank || (source !== -1 && r !== source)) continue;
+        if (Atomics.load(control, this.mailbox(r, this.rank).state) === FULL) from = r;
+      }
+      if (from !== -1) break;
+      this.waitWhile(control, this.doorbell(this.rank), ring, operation, () => (source === -1 ? 'a message from any rank' : `rank ${source} (${rankActivity(this.handle, source)})`));
+    }
+    const { state, data } = this.mailbox(from, this.rank);
+    const length = Atomics.load(control, state + 1);
+    if (length !== n) {
+      const message = `rank ${this.rank}: recv of ${n} floats got a message of ${length} floats from rank ${from}; sender and receiver must agree on message sizes.`;
+      this.abort(message);
+      throw new CommunicationError(message, 'MESSAGE_MISMATCH');
+    }
+    buffer.set(this.mail.subarray(data, data + n));
+    Atomics.store(control, state, EMPTY);
+    Atomics.notify(control, state);
+    this.end();
+    return from;
   }
 
   /** The ranks that have not reached this operation, and what they are doing. */
