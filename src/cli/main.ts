@@ -3,11 +3,13 @@
 
 import { ConvergeError } from '../errors.js';
 import { trainCommand, trainHelp } from './train.js';
+import { generateCommand, generateHelp } from './generate.js';
 
 const usage = `converge — parallel and distributed training in TypeScript
 
 Usage:
   converge train [options]     train a model (converge train --help for the options)
+  converge generate KIND ...   write a synthetic data set (converge generate --help)
 
 `;
 
@@ -16,14 +18,16 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'train':
       return trainCommand(rest);
+    case 'generate':
+      return generateCommand(rest);
     case undefined:
     case '-h':
     case '--help':
     case 'help':
-      process.stdout.write(usage + trainHelp());
+      process.stdout.write(`${usage}${trainHelp()}\n${generateHelp}`);
       return 0;
     default:
-      throw new ConvergeError(`unknown command '${command}'; use one of: train (see converge --help).`, 'UNKNOWN_COMMAND');
+      throw new ConvergeError(`unknown command '${command}'; use one of: train, generate (see converge --help).`, 'UNKNOWN_COMMAND');
   }
 }
 

@@ -8,12 +8,17 @@ import { strategies } from '../strategies/index.js';
 import { ProgressBar } from './progress.js';
 
 const options = {
-  dataset: { type: 'string', help: `fashion-mnist | mnist | synthetic, or any name with --data-dir (default ${defaults.dataset})` },
+  dataset: { type: 'string', help: `fashion-mnist | mnist | synthetic | rcv1-like | netflix-like (generated in memory), a libsvm file (.svm), a ratings file (.ratings), or a folder (default ${defaults.dataset})` },
   'data-dir': { type: 'string', help: 'folder with the four MNIST-format IDX files (gzipped or raw); default: where the Debian package puts them' },
-  model: { type: 'string', help: `softmax | mlp | cnn (default ${defaults.model})` },
+  'test-dataset': { type: 'string', help: 'the test file for a .svm/.ratings --dataset (default: its last tenth is held out)' },
+  model: { type: 'string', help: `softmax | mlp | cnn (images), logreg | svm (sparse rows), mf (ratings) (default ${defaults.model})` },
   hidden: { type: 'string', help: `MLP hidden widths, comma-separated (default ${defaults.hidden.join(',')})` },
+  l2: { type: 'string', help: 'L2 penalty of logreg/svm (default 1e-6) and mf (default 0.02)' },
+  rank: { type: 'string', help: `mf: rank of the factorisation (default ${defaults.rank})` },
   workers: { type: 'string', help: 'gradient workers, one thread each (default: one per core)' },
   strategy: { type: 'string', help: `${Object.entries(strategies).map(([name, s]) => `${name} (${s.description})`).join('; ')} (default ${defaults.strategy})` },
+  'sync-every': { type: 'string', help: `local-sgd: average the workers' copies every k steps (default ${defaults.syncEvery})` },
+  staleness: { type: 'string', help: `async-ps: how many steps a worker may run ahead of the slowest; 0 is synchronous (default ${defaults.staleness})` },
   epochs: { type: 'string', help: `passes over the training set (default ${defaults.epochs})` },
   batch: { type: 'string', help: `samples per worker per step; the global batch is workers × batch (default ${defaults.batch})` },
   lr: { type: 'string', help: `learning rate for one worker's batch (default ${defaults.lr})` },
@@ -77,6 +82,11 @@ export function parseTrainArgs(rawArgs: string[]): TrainConfig | 'help' {
     ...defaults,
     dataset: s('dataset') ?? defaults.dataset,
     dataDir: s('data-dir'),
+    testDataset: s('test-dataset'),
+    l2: s('l2') === undefined ? undefined : n('l2', 0),
+    rank: n('rank', defaults.rank),
+    syncEvery: n('sync-every', defaults.syncEvery),
+    staleness: n('staleness', defaults.staleness),
     model: s('model') ?? defaults.model,
     hidden: hidden === undefined ? defaults.hidden : hidden.split(',').map((w) => number('hidden', w, NaN)),
     workers: n('workers', defaults.workers),
@@ -132,7 +142,7 @@ export async function trainCommand(args: string[]): Promise<number> {
     const s = result.summary;
     process.stdout.write(s.stoppedEarly
       ? `stopped early after ${s.wallSeconds.toFixed(1)} s${config.save ? `; resume with --resume ${config.save}` : ''}\n`
-      : `test accuracy ${(100 * s.testAccuracy).toFixed(2)}% after ${config.epochs} epoch${config.epochs > 1 ? 's' : ''} (${s.model}, ${s.strategy}, ${s.workers} worker${s.workers > 1 ? "s" : ""}, ${Math.round(s.samplesPerSecond).toLocaleString('en-US')} samples/s, ${s.wallSeconds.toFixed(1)} s)\n`);
+      : `${Number.isNaN(s.testAccuracy) ? `test RMSE ${s.testRmse.toFixed(4)}` : `test accuracy ${(100 * s.testAccuracy).toFixed(2)}%`} after ${config.epochs} epoch${config.epochs > 1 ? 's' : ''} (${s.model}, ${s.strategy}, ${s.workers} worker${s.workers > 1 ? "s" : ""}, ${Math.round(s.samplesPerSecond).toLocaleString('en-US')} samples/s, ${s.wallSeconds.toFixed(1)} s)\n`);
     return 0;
   } finally {
     process.off('SIGINT', onSignal);

@@ -70,9 +70,12 @@ export async function trainOnThreads(requested: TrainConfig, hooks: LaunchHooks 
 
   const monitor = new Monitor(config.log, { dataset: dataset.name, model: config.model, strategy: config.strategy, workers: config.workers, kernels, batch: config.batch });
   hooks.onStart?.(monitor, { config, dataset, parameters: model.layout.size, kernels, resumedFrom });
-  const ranks = strategy(config.strategy).ranks(config.workers);
-  // room for one parameter-sized message per collective, and for parameters + gradients in place
-  const handle = createShmHandle(ranks, model.layout.size + 2, config.timeoutSeconds * 1000, 2 * model.layout.size + 2);
+  const entry = strategy(config.strategy);
+  const ranks = entry.ranks(config.workers);
+  // room for one parameter-sized message per collective, for parameters + gradients in place, and
+  // (async-ps) for a parameter-sized message per mailbox
+  const size = model.layout.size;
+  const handle = createShmHandle(ranks, size + 4, config.timeoutSeconds * 1000, 2 * size + 4, entry.pointToPoint ? size + 4 : 0);
   const input: RankInput = {
     config, dataset, start, kernels, stopFlag: hooks.stopFlag ?? new SharedArrayBuffer(4),
     shared: config.strategy === 'hogwild' ? new SharedArrayBuffer(4 * model.layout.size) : undefined,

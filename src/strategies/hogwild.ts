@@ -1,0 +1,81 @@
+// Hogwild! (Niu, Recht, Ré, Wright 2011): every worker thread reads and writes ONE shared
+// parameter array with no locks and no barrier. A sparse model's example touches only its own
+// features, so on sparse problems the writes rarely collide; a dense model's minibatch update
+// writes the whole array (each worker keeps its own optimiser state). With one worker this is
+// plain sequential SGD, bit for bit. Workers meet only at epoch ends, to evaluate and save.
+
+import { epochOrder, makeBatcher, stepsPerEpoch } from '../data/batches.js';
+import { CommunicationError } from '../errors.js';
+import type { Strategy, StrategyContext } from './context.js';
+import { StepReporter, checkFinite, evaluate } from './common.js';
+
+export const hogwild: Strategy = async (context: StrategyContext) => {
+  const { comm, model, dataset, batch, epochs, seed, workers, start } = context;
+  const params = context.shared;
+  if (!params) throw new CommunicationError('hogwild needs one parameter array shared by all workers: run it on worker threads (the shm backend).', 'NO_SHARED_MEMORY');
+  if (comm.rank === 0) params.set(start.params);
+  await comm.barrier();
+  const sparse = typeof model.exampleStep === 'function';
+  const grad = sparse ? null : new Float32Array(model.layout.size);
+  const optimizer = sparse ? null : context.makeOptimizer();
+  if (optimizer) {
+    for (const [name, values] of Object.entries(start.optimizerState)) optimizer.state[name].set(values);
+    optimizer.steps = start.optimizerSteps;
+  }
+  const order = new Uint32Array(dataset.train.count);
+  const trainMaker = makeBatcher(dataset, 'train', batch);
+  const testMaker = makeBatcher(dataset, 'test', model.maxBatch);
+  const steps = stepsPerEpoch(dataset.train.count, workers, batch);
+  const reporter = new StepReporter();
+  const flags = new Float32Array(2); // [loss sum, stopped], summed at epoch ends
+
+  for (let epoch = start.epoch; epoch < epochs; epoch++) {
+    epochOrder(order, seed, epoch);
+    const epochStart = performance.now();
+    const firstStep = epoch === start.epoch ? start.step : 0;
+    let lossSum = 0;
+    let stopped = false;
+    let step = firstStep;
+    for (; step < steps; step++) {
+      const lr = context.learningRate(epoch + (step + 1) / steps);
+      const examples = trainMaker.fromOrder(order, (step * workers + comm.rank) * batch, batch);
+      let loss: number;
+      if (sparse) {
+        loss = 0;
+        for (let i = 0; i < examples.size; i++) loss += model.exampleStep!(params, examples, i, lr);
+        loss /= examples.size;
+      } else {
+        loss = model.lossAndGrad(params, examples, grad!);
+        optimizer!.step(params, grad!, lr);
+      }
+      checkFinite(loss, epoch * steps + step, epoch, lr);
+      lossSum += loss;
+      if (comm.rank === 0 && reporter.due(step, steps)) {
+        context.report({ kind: 'step', epoch, step, stepsPerEpoch: steps, samples: (epoch * steps + step + 1) * workers * batch, loss, lr, bytesSent: comm.bytesSent });
+      }
+      // each worker asks for itself: there is no step at which they all meet
+      if (context.stopRequested()) {
+        stopped = true;
+        step++;
+        break;
+      }
+    }
+    // meet: agree whether anyone stopped, and on the mean training loss
+    flags[0] = lossSum / Math.max(1, step - firstStep);
+    flags[1] = stopped ? 1 : 0;
+    await comm.allreduce(flags, 'sum');
+    if (flags[1] > 0) {
+      if (comm.rank === 0) context.save({ params, optimizerState: optimizer?.state ?? {}, optimizerSteps: optimizer?.steps ?? 0, epoch, step });
+      return { params, stoppedEarly: true };
+    }
+    const trainSeconds = (performance.now() - epochStart) / 1000;
+    const { loss, accuracy, rmse } = await evaluate(context, params, testMaker);
+    if (comm.rank === 0) {
+      context.report({ kind: 'epoch', epoch, trainLoss: flags[0] / workers, testLoss: loss, testAccuracy: accuracy, testRmse: rmse, trainSeconds, samples: (steps - firstStep) * workers * batch, bytesSent: comm.bytesSent });
+      context.save({ params, optimizerState: optimizer?.state ?? {}, optimizerSteps: optimizer?.steps ?? 0, epoch: epoch + 1, step: 0 });
+    }
+    // nobody writes the next epoch's updates until rank 0 has saved this one's parameters
+    await comm.barrier();
+  }
+  return { params, stoppedEarly: false };
+};

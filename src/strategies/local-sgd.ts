@@ -1,0 +1,76 @@
+// Local SGD (relaxed coherence): every worker keeps its own copy of the parameters and its own
+// optimiser state and trains alone; every --sync-every k steps (and at each epoch's end) the
+// copies are averaged with one all-reduce. k = 1 is synchronous SGD again: averaging the
+// copies after one momentum step each gives what averaging the gradients would (the update is
+// linear in the gradient), up to float rounding.
+
+import { epochOrder, makeBatcher, stepsPerEpoch } from '../data/batches.js';
+import type { Strategy, StrategyContext } from './context.js';
+import { StepReporter, checkFinite, evaluate } from './common.js';
+
+export const localSgd: Strategy = async (context: StrategyContext) => {
+  const { comm, model, dataset, batch, epochs, seed, workers, start, syncEvery } = context;
+  const size = model.layout.size;
+  const params = comm.allocate(size); // averaged in place
+  params.set(start.params);
+  await comm.broadcast(params, 0);
+  const grad = new Float32Array(size);
+  const optimizer = context.makeOptimizer();
+  for (const [name, values] of Object.entries(start.optimizerState)) optimizer.state[name].set(values);
+  optimizer.steps = start.optimizerSteps;
+  const scalars = new Float32Array(2); // [mean loss since the last average, stop]
+  const order = new Uint32Array(dataset.train.count);
+  const trainMaker = makeBatcher(dataset, 'train', batch);
+  const testMaker = makeBatcher(dataset, 'test', model.maxBatch);
+  const steps = stepsPerEpoch(dataset.train.count, workers, batch);
+  const reporter = new StepReporter();
+
+  /** Averages parameters (and, before a checkpoint, the optimiser state), and agrees on the loss and on stopping. */
+  const average = async (lossSum: number, count: number, withState: boolean) => {
+    await comm.allreduce(params, 'mean');
+    if (withState) for (const values of Object.values(optimizer.state)) await comm.allreduce(values, 'mean');
+    scalars[0] = lossSum / Math.max(1, count);
+    scalars[1] = comm.rank === 0 && context.stopRequested() ? 1 : 0;
+    await comm.allreduce(scalars, 'mean');
+    return { meanLoss: scalars[0], stop: scalars[1] > 0 };
+  };
+
+  for (let epoch = start.epoch; epoch < epochs; epoch++) {
+    epochOrder(order, seed, epoch);
+    const epochStart = performance.now();
+    const firstStep = epoch === start.epoch ? start.step : 0;
+    let epochLoss = 0;
+    let localLoss = 0;
+    let localCount = 0;
+    for (let step = firstStep; step < steps; step++) {
+      const loss = model.lossAndGrad(params, trainMaker.fromOrder(order, (step * workers + comm.rank) * batch, batch), grad);
+      const lr = context.learningRate(epoch + (step + 1) / steps);
+      checkFinite(loss, epoch * steps + step, epoch, lr);
+      optimizer.step(params, grad, lr);
+      localLoss += loss;
+      localCount++;
+      const last = step + 1 === steps;
+      const checkpoint = context.saveEvery > 0 && (step + 1) % context.saveEvery === 0 && !last;
+      if ((step + 1) % syncEvery !== 0 && !last && !checkpoint) continue;
+      const { meanLoss, stop } = await average(localLoss, localCount, checkpoint || last);
+      epochLoss += meanLoss * localCount;
+      localLoss = 0;
+      localCount = 0;
+      if (comm.rank === 0 && reporter.due(step, steps)) {
+        context.report({ kind: 'step', epoch, step, stepsPerEpoch: steps, samples: (epoch * steps + step + 1) * workers * batch, loss: meanLoss, lr, bytesSent: comm.bytesSent });
+      }
+      if (stop || checkpoint) {
+        if (stop) for (const values of Object.values(optimizer.state)) await comm.allreduce(values, 'mean');
+        if (comm.rank === 0) context.save({ params, optimizerState: optimizer.state, optimizerSteps: optimizer.steps, epoch, step: step + 1 });
+      }
+      if (stop) return { params, stoppedEarly: true };
+    }
+    const trainSeconds = (performance.now() - epochStart) / 1000;
+    const { loss, accuracy, rmse } = await evaluate(context, params, testMaker);
+    if (comm.rank === 0) {
+      context.report({ kind: 'epoch', epoch, trainLoss: epochLoss / (steps - firstStep), testLoss: loss, testAccuracy: accuracy, testRmse: rmse, trainSeconds, samples: (steps - firstStep) * workers * batch, bytesSent: comm.bytesSent });
+      context.save({ params, optimizerState: optimizer.state, optimizerSteps: optimizer.steps, epoch: epoch + 1, step: 0 });
+    }
+  }
+  return { params, stoppedEarly: false };
+};
