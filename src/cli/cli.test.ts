@@ -55,7 +55,7 @@ test('--help documents every option', () => {
 
 test('bad names and numbers: one line naming the option and the valid choices', () => {
   failsWith(['train', ...quick, '--model', 'resnet'], /unknown model 'resnet'; choose one of: softmax, mlp, cnn, logreg, svm, mf\./);
-  failsWith(['train', ...quick, '--strategy', 'gossip'], /unknown strategy 'gossip'; choose one of: allreduce, ps\./);
+  failsWith(['train', ...quick, '--strategy', 'gossip'], /unknown strategy 'gossip'; choose one of: allreduce, ps, async-ps, hogwild, local-sgd\./);
   failsWith(['train', ...quick, '--dataset', 'imagenet'], /unknown dataset 'imagenet'; choose one of: fashion-mnist, mnist, synthetic, rcv1-like, netflix-like, or give a \.svm\/\.ratings file or a folder\./);
   failsWith(['train', ...quick, '--optimizer', 'lion'], /unknown optimizer 'lion'; choose one of: sgd, momentum, nesterov, adam\./);
   failsWith(['train', ...quick, '--workers', '0'], /--workers: got 0; expected a positive integer\./);
@@ -164,4 +164,28 @@ test('Ctrl-C stops at the next step, saves the checkpoint and exits 0', async ()
   assert.equal(resumed.code, 0, resumed.stderr);
   assert.match(resumed.stderr, /resumed at epoch \d+ step \d+/);
   failsWith(['train', '--dataset', 'synthetic', '--hidden', '16', '--workers', '2', '--epochs', '1', '--resume', checkpoint], /--epochs: got 1; expected more than the \d+ epochs? .*interrupted\.ckpt has already trained/);
+});
+
+test('converge generate writes data sets that converge train reads back; bad generator input is refused', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'converge-cli-'));
+  const sparse = converge('generate', 'rcv1-like', '--rows', '600', '--test-rows', '60', '--features', '300', '--nnz', '8', '--out', join(dir, 'rcv'));
+  assert.equal(sparse.code, 0, sparse.stderr);
+  assert.match(sparse.stdout, /wrote .*train\.svm \(600 rows\) and .*test\.svm \(60 rows\), 300 features/);
+  const trained = converge('train', '--dataset', join(dir, 'rcv'), '--model', 'logreg', '--strategy', 'hogwild', '--workers', '2', '--epochs', '2', '--lr', '0.5', '--batch', '4');
+  assert.equal(trained.code, 0, trained.stderr);
+  assert.match(trained.stdout, /test accuracy [\d.]+% after 2 epochs \(logreg, hogwild, 2 workers/);
+  const ratings = converge('generate', 'netflix-like', '--users', '200', '--items', '50', '--out', join(dir, 'nf'));
+  assert.equal(ratings.code, 0, ratings.stderr);
+  const mf = converge('train', '--dataset', join(dir, 'nf', 'train.ratings'), '--test-dataset', join(dir, 'nf', 'test.ratings'), '--model', 'mf', '--strategy', 'async-ps', '--workers', '2', '--epochs', '1', '--lr', '0.02', '--optimizer', 'sgd', '--batch', '4');
+  assert.equal(mf.code, 0, mf.stderr);
+  assert.match(mf.stdout, /test RMSE [\d.]+ after 1 epoch \(mf, async-ps/);
+  failsWith(['generate', 'imagenet-like', '--out', dir], /unknown generator 'imagenet-like'; choose one of: rcv1-like, netflix-like/);
+  failsWith(['generate', 'rcv1-like', '--rows', '-5', '--out', dir], /--rows: got "-5"; expected a positive integer/);
+  failsWith(['generate', 'rcv1-like'], /--out: got undefined; expected a folder/);
+  failsWith(['train', '--dataset', join(dir, 'rcv'), '--model', 'cnn'], /--model cnn: expected images, got .*train\.svm, which holds sparse rows \(libsvm\); use --model logreg\/svm/);
+  failsWith(['train', '--dataset', join(dir, 'nf', 'train.ratings'), '--model', 'logreg'], /use --model mf/);
+  writeFileSync(join(dir, 'bad.svm'), '+1 1:0.5\n-1 2:0.1 1:0.3\n');
+  failsWith(['train', '--dataset', join(dir, 'bad.svm'), '--model', 'logreg'], /bad\.svm:2:10: index 1 comes after 2 \(indices must increase\)/);
+  failsWith(['train', '--dataset', join(dir, 'rcv'), '--model', 'logreg', '--staleness', '-1'], /--staleness: got -1; expected a non-negative integer/);
+  failsWith(['train', '--dataset', join(dir, 'rcv'), '--model', 'logreg', '--sync-every', '0'], /--sync-every: got 0; expected a positive integer/);
 });

@@ -5,6 +5,7 @@ import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConvergeError, badOption, unknownName } from '../errors.js';
+import { joinNegativeNumbers } from './args.js';
 import { formatRatings, generateNetflixLike, netflixLikeDefaults } from '../data/ratings.js';
 import { formatLibsvm, generateRcv1Like, rcv1LikeDefaults } from '../data/sparse.js';
 
@@ -31,7 +32,7 @@ export function generateCommand(args: string[]): number {
     .map((name) => [name, { type: 'string' as const }]));
   let values: Record<string, string | undefined>;
   try {
-    ({ values } = parseArgs({ args: rest, options, strict: true }) as { values: Record<string, string | undefined> });
+    ({ values } = parseArgs({ args: joinNegativeNumbers(rest), options, strict: true }) as { values: Record<string, string | undefined> });
   } catch (error) {
     throw new ConvergeError(`${(error as Error).message.split('\n')[0]} (see converge generate --help)`, 'BAD_OPTION');
   }

@@ -6,6 +6,7 @@ import { defaults, type TrainConfig } from '../train/config.js';
 import { trainOnThreads } from '../launch/threads.js';
 import { strategies } from '../strategies/index.js';
 import { ProgressBar } from './progress.js';
+import { joinNegativeNumbers } from './args.js';
 
 const options = {
   dataset: { type: 'string', help: `fashion-mnist | mnist | synthetic | rcv1-like | netflix-like (generated in memory), a libsvm file (.svm), a ratings file (.ratings), or a folder (default ${defaults.dataset})` },
@@ -50,19 +51,6 @@ function number(option: string, value: string | undefined, fallback: number): nu
   const parsed = Number(value);
   if (value.trim() === '' || !Number.isFinite(parsed)) throw badOption(`--${option}`, value, 'a number');
   return parsed;
-}
-
-/** `--lr -0.1` would read as two options; join a negative number to its option so it is judged as a value. */
-function joinNegativeNumbers(args: string[]): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < args.length; i++) {
-    const next = args[i + 1];
-    if (args[i].startsWith('--') && !args[i].includes('=') && next !== undefined && /^-\d|^-\.\d|^-Infinity$/.test(next)) {
-      out.push(`${args[i]}=${next}`);
-      i++;
-    } else out.push(args[i]);
-  }
-  return out;
 }
 
 export function parseTrainArgs(rawArgs: string[]): TrainConfig | 'help' {

@@ -6,7 +6,9 @@
 // worker is more than --staleness s steps ahead of the slowest, in which case it waits. With
 // s = 0 every worker computes on the same parameters and the server applies the P pushes of a
 // round before releasing anyone: synchronous SGD again. The staleness of each update (how many
-// other updates were applied between the worker's pull and its push) goes to the log.
+// other updates were applied between the worker's pull and its push) goes to the log; while a
+// worker computes step c its peers may complete their steps c − s … c + s, so it is at most
+// (2s + 1)(P − 1).
 
 import { epochOrder, makeBatcher, stepsPerEpoch } from '../data/batches.js';
 import type { Strategy, StrategyContext } from './context.js';

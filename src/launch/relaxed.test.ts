@@ -1,0 +1,105 @@
+// The relaxed strategies: what each must equal in its limiting case, and that each trains
+// every model it applies to.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { defaults, type TrainConfig } from '../train/config.js';
+import { trainOnThreads } from './threads.js';
+import { generateRcv1Like } from '../data/sparse.js';
+import { SparseBatchMaker, epochOrder, stepsPerEpoch } from '../data/batches.js';
+import { createModel } from '../models/index.js';
+import { writeFileSync } from 'node:fs';
+import { formatLibsvm, readLibsvm } from '../data/sparse.js';
+import { generateNetflixLike, formatRatings } from '../data/ratings.js';
+
+const images: TrainConfig = { ...defaults, dataset: 'synthetic', model: 'mlp', hidden: [32, 16], epochs: 2, batch: 16, lr: 0.05, seed: 5, workers: 2 };
+
+function maxRelativeDifference(a: Float32Array, b: Float32Array): number {
+  let worst = 0;
+  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]) / (1e-3 + Math.abs(b[i])));
+  return worst;
+}
+
+// small libsvm and ratings files, as a user would bring them
+const dir = mkdtempSync(join(tmpdir(), 'converge-relaxed-'));
+const sparseData = generateRcv1Like({ rows: 3000, testRows: 300, features: 2000, nonZeros: 15, seed: 2 });
+writeFileSync(join(dir, 'train.svm'), formatLibsvm(sparseData.train));
+writeFileSync(join(dir, 'test.svm'), formatLibsvm(sparseData.test));
+const ratingData = generateNetflixLike({ users: 400, items: 150, ratingsPerUser: 20, rank: 4, testFraction: 0.1, seed: 2 });
+writeFileSync(join(dir, 'train.ratings'), formatRatings(ratingData.train));
+writeFileSync(join(dir, 'test.ratings'), formatRatings(ratingData.test));
+
+test('async-ps with staleness 0 is synchronous SGD (P = 2 and 3)', async () => {
+  for (const workers of [2, 3]) {
+    const config = { ...images, workers, optimizer: 'sgd' as const };
+    const sync = await trainOnThreads({ ...config, strategy: 'allreduce' });
+    const asynchronous = await trainOnThreads({ ...config, strategy: 'async-ps', staleness: 0 });
+    const difference = maxRelativeDifference(asynchronous.params, sync.params);
+    assert.ok(difference < 1e-3, `async-ps s=0 ×${workers} differs from allreduce by ${difference}`);
+  }
+});
+
+test('async-ps logs the staleness of every update, within what the bound allows', async () => {
+  const log = join(dir, 'async.jsonl');
+  const staleness = 1;
+  await trainOnThreads({ ...images, workers: 2, strategy: 'async-ps', staleness, epochs: 1, log });
+  const updates = readFileSync(log, 'utf8').trim().split('\n').map((line) => JSON.parse(line)).filter((r) => r.type === 'update');
+  const steps = stepsPerEpoch(2048, 2, 16);
+  assert.equal(updates.length, 2 * steps, 'one record per push');
+  assert.ok(updates.every((u) => u.worker >= 1 && u.worker <= 2 && Number.isInteger(u.staleness) && u.staleness >= 0));
+  // while a worker computes step c, a peer may complete its steps from c − s up to c + s: at most (2s + 1)·(P − 1) updates in between
+  assert.ok(Math.max(...updates.map((u) => u.staleness)) <= (2 * staleness + 1) * (2 - 1), `max staleness ${Math.max(...updates.map((u) => u.staleness))}`);
+  const summary = JSON.parse(readFileSync(log, 'utf8').trim().split('\n').pop()!);
+  assert.ok(summary.meanStaleness >= 0 && summary.maxStaleness >= 0);
+});
+
+test('hogwild with one worker is plain sequential SGD, bit for bit (dense and sparse models)', async () => {
+  const dense = { ...images, workers: 1, optimizer: 'sgd' as const };
+  const sequential = await trainOnThreads({ ...dense, strategy: 'allreduce' });
+  const hog = await trainOnThreads({ ...dense, strategy: 'hogwild' });
+  assert.deepEqual(hog.params, sequential.params);
+
+  // sparse: the per-example updates, in the epoch's order, by hand
+  const config: TrainConfig = { ...defaults, dataset: join(dir, 'train.svm'), testDataset: join(dir, 'test.svm'), model: 'logreg', workers: 1, batch: 10, epochs: 2, lr: 0.5, seed: 3, strategy: 'hogwild' };
+  const result = await trainOnThreads(config);
+  const fromFile = readLibsvm(join(dir, 'train.svm')).split;
+  const model = createModel('logreg', { features: 2000, maxBatch: 10 });
+  const params = model.layout.allocate();
+  const maker = new SparseBatchMaker(fromFile, 10);
+  const order = new Uint32Array(fromFile.count);
+  const steps = stepsPerEpoch(fromFile.count, 1, 10);
+  for (let epoch = 0; epoch < 2; epoch++) {
+    epochOrder(order, 3, epoch);
+    for (let step = 0; step < steps; step++) {
+      const batch = maker.fromOrder(order, step * 10, 10);
+      for (let i = 0; i < 10; i++) model.exampleStep!(params, batch, i, 0.5);
+    }
+  }
+  assert.deepEqual(result.params, params);
+});
+
+test('local-sgd with --sync-every 1 is synchronous SGD; with a longer period it is not', async () => {
+  const sync = await trainOnThreads({ ...images, strategy: 'allreduce' });
+  const local1 = await trainOnThreads({ ...images, strategy: 'local-sgd', syncEvery: 1 });
+  const difference = maxRelativeDifference(local1.params, sync.params);
+  assert.ok(difference < 1e-3, `local-sgd k=1 differs from allreduce by ${difference}`);
+  const local8 = await trainOnThreads({ ...images, strategy: 'local-sgd', syncEvery: 8 });
+  assert.ok(maxRelativeDifference(local8.params, sync.params) > 1e-3, 'k = 8 averages less often, so it ends elsewhere');
+  assert.ok(local8.summary.testAccuracy > 0.3, `and still learns: ${local8.summary.testAccuracy}`);
+});
+
+test('every strategy trains every model it applies to: logreg, svm (libsvm files), mf (ratings files)', async () => {
+  const cases: [string, Partial<TrainConfig>, (s: { testAccuracy: number; testRmse: number }) => boolean][] = [
+    ['logreg', { dataset: join(dir, 'train.svm'), testDataset: join(dir, 'test.svm'), lr: 0.5 }, (s) => s.testAccuracy > 0.6],
+    ['svm', { dataset: join(dir, 'train.svm'), testDataset: join(dir, 'test.svm'), lr: 0.1 }, (s) => s.testAccuracy > 0.6],
+    ['mf', { dataset: join(dir, 'train.ratings'), testDataset: join(dir, 'test.ratings'), lr: 0.05, optimizer: 'sgd' }, (s) => s.testRmse < 1.1],
+  ];
+  for (const [model, extra, good] of cases) {
+    for (const strategy of ['allreduce', 'ps', 'async-ps', 'hogwild', 'local-sgd']) {
+      const { summary } = await trainOnThreads({ ...defaults, model, workers: 2, batch: 8, epochs: 3, seed: 1, strategy, ...extra });
+      assert.ok(good(summary), `${model} with ${strategy}: accuracy ${summary.testAccuracy}, RMSE ${summary.testRmse}`);
+    }
+  }
+});

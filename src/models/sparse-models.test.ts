@@ -1,0 +1,83 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Random } from '../tensor/random.js';
+import { generateRcv1Like } from '../data/sparse.js';
+import { generateNetflixLike } from '../data/ratings.js';
+import { SparseBatchMaker, RatingBatchMaker } from '../data/batches.js';
+import { createModel, type AnyBatch, type Model } from './index.js';
+
+function finiteDifferences(model: Model, params: Float32Array, batch: AnyBatch, coordinates: number[]): void {
+  const grad = model.layout.allocate();
+  grad.fill(NaN);
+  model.lossAndGrad(params, batch, grad);
+  const scratch = model.layout.allocate();
+  for (const i of coordinates) {
+    const saved = params[i];
+    params[i] = saved + 1e-2;
+    const up = model.lossAndGrad(params, batch, scratch);
+    params[i] = saved - 1e-2;
+    const down = model.lossAndGrad(params, batch, scratch);
+    params[i] = saved;
+    const numeric = (up - down) / 2e-2;
+    assert.ok(Math.abs(numeric - grad[i]) <= 2e-3 + 2e-2 * Math.abs(numeric), `${model.name}[${i}]: analytic ${grad[i]}, numeric ${numeric}`);
+  }
+  assert.ok(grad.every(Number.isFinite), 'every gradient element written');
+}
+
+const sparse = generateRcv1Like({ rows: 64, testRows: 8, features: 40, nonZeros: 6, seed: 5 });
+const ratings = generateNetflixLike({ users: 30, items: 20, ratingsPerUser: 8, rank: 3, testFraction: 0.1, seed: 5 });
+
+test('logreg and svm gradients match finite differences (weights, bias, L2)', () => {
+  for (const name of ['logreg', 'svm']) {
+    const model = createModel(name, { features: 40, maxBatch: 16, l2: 0.01 });
+    const params = new Random(3).fillUniform(model.layout.allocate(), -0.5, 0.5);
+    const batch = new SparseBatchMaker(sparse.train, 16).range(0, 16);
+    finiteDifferences(model, params, batch, Array.from({ length: 41 }, (_, i) => i));
+  }
+});
+
+test('mf gradient matches finite differences', () => {
+  const model = createModel('mf', { users: 30, items: 20, rank: 3, mean: ratings.mean, l2: 0.05, maxBatch: 20 });
+  const params = model.layout.allocate();
+  model.init(params, new Random(4));
+  const batch = new RatingBatchMaker(ratings.train, 20).range(0, 20);
+  const touched = new Set<number>();
+  for (let i = 0; i < batch.size; i++) {
+    for (let k = 0; k < 3; k++) {
+      touched.add(batch.users[i] * 3 + k);
+      touched.add(30 * 3 + batch.items[i] * 3 + k);
+    }
+    touched.add(50 * 3 + batch.users[i]);
+    touched.add(50 * 3 + 30 + batch.items[i]);
+  }
+  finiteDifferences(model, params, batch, [...touched, 0, 1, model.layout.size - 1]);
+});
+
+test('exampleStep is an SGD step on that example alone, touching only its coordinates', () => {
+  // without the penalty, the sparse step equals the dense one exactly where it matters
+  for (const [model, batch] of [
+    [createModel('logreg', { features: 40, maxBatch: 1, l2: 0 }), new SparseBatchMaker(sparse.train, 1).range(3, 1)],
+    [createModel('svm', { features: 40, maxBatch: 1, l2: 0 }), new SparseBatchMaker(sparse.train, 1).range(5, 1)],
+    [createModel('mf', { users: 30, items: 20, rank: 3, mean: ratings.mean, l2: 0.05, maxBatch: 1 }), new RatingBatchMaker(ratings.train, 1).range(7, 1)],
+  ] as [Model, AnyBatch][]) {
+    const params = model.layout.allocate();
+    model.init(params, new Random(9));
+    if (model.name !== 'mf') new Random(9).fillUniform(params, -0.3, 0.3);
+    const grad = model.layout.allocate();
+    const loss = model.lossAndGrad(params, batch, grad);
+    const stepped = params.slice();
+    const stepLoss = model.exampleStep!(stepped, batch, 0, 0.1);
+    assert.ok(Math.abs(stepLoss - loss) < 1e-5, `${model.name}: loss ${stepLoss} vs ${loss}`);
+    for (let i = 0; i < params.length; i++) {
+      const expected = params[i] - 0.1 * grad[i];
+      assert.ok(Math.abs(stepped[i] - expected) < 1e-6, `${model.name}[${i}]: ${stepped[i]} vs ${expected}`);
+      if (grad[i] === 0) assert.equal(stepped[i], params[i], 'untouched coordinates stay bit-identical');
+    }
+  }
+});
+
+test('models refuse data of the wrong kind', () => {
+  assert.throws(() => createModel('logreg', { maxBatch: 1, inputShape: [1, 2, 2], classes: 2 }), /model logreg: expected sparse \(libsvm\) data/);
+  assert.throws(() => createModel('mf', { maxBatch: 1, features: 3 }), /model mf: expected ratings data/);
+  assert.throws(() => createModel('mlp', { maxBatch: 1, features: 3 }), /model mlp: expected image data/);
+});
