@@ -304,6 +304,21 @@ Napi::Value ReduceStrided(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+Napi::Value Zero(const Napi::CallbackInfo& info) {
+  float* array = floats(info, 0);
+  const int start = integer(info, 1), end = integer(info, 2);
+  if (end > start) std::memset(array + start, 0, sizeof(float) * (end - start));
+  return info.Env().Undefined();
+}
+
+Napi::Value Copy(const Napi::CallbackInfo& info) {
+  float* target = floats(info, 0) + integer(info, 1);
+  const float* source = floats(info, 2) + integer(info, 3);
+  const int length = integer(info, 4);
+  if (length > 0) std::memmove(target, source, sizeof(float) * length);
+  return info.Env().Undefined();
+}
+
 // ---- optimiser updates over the flat buffer (src/kernels/reference.ts has the same loops)
 
 Napi::Value SgdUpdate(const Napi::CallbackInfo& info) {
@@ -369,6 +384,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("reluBackward", Napi::Function::New(env, ReluBackward, "reluBackward"));
   exports.Set("softmaxCrossEntropy", Napi::Function::New(env, SoftmaxCrossEntropy, "softmaxCrossEntropy"));
   exports.Set("reduceStrided", Napi::Function::New(env, ReduceStrided, "reduceStrided"));
+  exports.Set("zero", Napi::Function::New(env, Zero, "zero"));
+  exports.Set("copy", Napi::Function::New(env, Copy, "copy"));
   exports.Set("sgdUpdate", Napi::Function::New(env, SgdUpdate, "sgdUpdate"));
   exports.Set("momentumUpdate", Napi::Function::New(env, MomentumUpdate, "momentumUpdate"));
   exports.Set("adamUpdate", Napi::Function::New(env, AdamUpdate, "adamUpdate"));

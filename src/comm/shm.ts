@@ -366,7 +366,7 @@ export class ShmCommunicator implements Communicator {
     for (let r = 0; r < this.size; r++) {
       if (r === this.rank) continue;
       const [s, e] = share(n, r, this.size);
-      buffer.set(regions.subarray(first + r * stride + s, first + r * stride + e), s);
+      kernel('copy')(buffer, s, regions, first + r * stride + s, e - s);
     }
     this.barrierWait('allreduce');
     this.bytesSent += allreduceBytes(n, this.size);
@@ -413,7 +413,7 @@ export class ShmCommunicator implements Communicator {
       for (let r = 0; r < this.size; r++) {
         if (r === this.rank) continue;
         const [s, e] = share(n, r, this.size);
-        buffer.set(this.regionData.subarray(offset + r * this.regionCapacity + s, offset + r * this.regionCapacity + e), s);
+        kernel('copy')(buffer, s, this.regionData, offset + r * this.regionCapacity + s, e - s);
       }
       this.barrierWait('allgatherShares');
     } else {

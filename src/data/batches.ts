@@ -14,6 +14,8 @@ export interface Batcher<B extends AnyBatch = AnyBatch> {
   readonly batch: B;
   fromOrder(order: Uint32Array, start: number, count: number): B;
   range(first: number, count: number): B;
+  /** The whole split as one batch, without copying (sparse rows and ratings), for per-example loops. */
+  whole?(): B;
 }
 
 /** Fills `order` with a permutation of 0..order.length−1 for this epoch (Fisher–Yates). */
@@ -83,6 +85,11 @@ export function shareOf(count: number, rank: number, size: number): [number, num
 export class SparseBatchMaker implements Batcher<SparseBatch> {
   readonly batch: SparseBatch;
 
+  whole(): SparseBatch {
+    const s = this.split;
+    return { rowPtr: s.rowPtr, indices: s.indices, values: s.values, y: s.labels, size: s.count };
+  }
+
   constructor(private readonly split: SparseSplit, capacity: number) {
     const entries = capacity * Math.max(1, split.maxRowLength);
     this.batch = { rowPtr: new Int32Array(capacity + 1), indices: new Int32Array(entries), values: new Float32Array(entries), y: new Float32Array(capacity), size: 0 };
@@ -117,6 +124,10 @@ export class SparseBatchMaker implements Batcher<SparseBatch> {
 
 export class RatingBatchMaker implements Batcher<RatingBatch> {
   readonly batch: RatingBatch;
+
+  whole(): RatingBatch {
+    return { users: this.split.users, items: this.split.items, ratings: this.split.ratings, size: this.split.count };
+  }
 
   constructor(private readonly split: RatingSplit, capacity: number) {
     this.batch = { users: new Int32Array(capacity), items: new Int32Array(capacity), ratings: new Float32Array(capacity), size: 0 };

@@ -112,6 +112,9 @@ test('native pooling, ReLU, softmax cross-entropy and optimiser updates match th
     same(`reduceStrided ${count} ranks`, [regions], (K, [r]) => K.reduceStrided(r, 5, 700, count, 17, 690, r, 5 + (count - 1) * 700, scale));
     same(`reduceStrided ${count} ranks into another buffer`, [new Float32Array(700)], (K, [t]) => K.reduceStrided(regions, 0, 700, count, 0, 700, t, 0, scale));
   }
+  same('zero', [rand(50)], (K, [a]) => K.zero(a, 7, 41));
+  const source = rand(60);
+  same('copy', [new Float32Array(new SharedArrayBuffer(4 * 60))], (K, [t]) => K.copy(t, 5, source, 11, 40));
   const n = 1001;
   const grad = rand(n);
   same('sgd update', [rand(n)], (K, [p]) => K.sgdUpdate(p, grad, n, 0.1, 0.01));

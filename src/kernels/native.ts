@@ -19,6 +19,8 @@ interface Addon {
   reluBackward: KernelSet['reluBackward'];
   softmaxCrossEntropy: KernelSet['softmaxCrossEntropy'];
   reduceStrided: KernelSet['reduceStrided'];
+  zero: KernelSet['zero'];
+  copy: KernelSet['copy'];
   sgdUpdate: KernelSet['sgdUpdate'];
   momentumUpdate: KernelSet['momentumUpdate'];
   adamUpdate: KernelSet['adamUpdate'];
@@ -44,6 +46,8 @@ export function loadNativeKernels(): { kernels: KernelSet; info: { blas: string;
     reluBackward: addon.reluBackward,
     softmaxCrossEntropy: addon.softmaxCrossEntropy,
     reduceStrided: addon.reduceStrided,
+    zero: addon.zero,
+    copy: addon.copy,
     sgdUpdate: addon.sgdUpdate,
     momentumUpdate: addon.momentumUpdate,
     adamUpdate: addon.adamUpdate,

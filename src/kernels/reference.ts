@@ -248,6 +248,14 @@ export const referenceKernels: KernelSet = {
     }
   },
 
+  zero(array, start, end) {
+    array.fill(0, start, end);
+  },
+
+  copy(target, at, source, from, length) {
+    target.set(source.subarray(from, from + length), at);
+  },
+
   sparseDot(indices, values, start, end, dense, offset) {
     let sum = 0;
     for (let k = start; k < end; k++) sum += values[k] * dense[offset + indices[k]];

@@ -50,6 +50,10 @@ export interface KernelSet {
    *  (the reduction step of the shared-memory all-reduce) */
   reduceStrided(source: Float32Array, first: number, stride: number, count: number, start: number, end: number,
     target: Float32Array, at: number, scale: number): void;
+  /** array[start, end) = 0 — a kernel because TypedArray.fill on SharedArrayBuffer memory is ≈ 8× slower than memset in V8 */
+  zero(array: Float32Array, start: number, end: number): void;
+  /** target[at, at + length) = source[from, from + length) (for the same reason as zero) */
+  copy(target: Float32Array, at: number, source: Float32Array, from: number, length: number): void;
   /** Σ_{k ∈ [start, end)} values[k] · dense[indices[k]] — a sparse row times a dense vector */
   sparseDot(indices: Int32Array, values: Float32Array, start: number, end: number, dense: Float32Array, offset: number): number;
   /** dense[offset + indices[k]] += alpha · values[k] for k in [start, end) */

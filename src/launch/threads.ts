@@ -31,13 +31,15 @@ export interface LaunchHooks {
   stopFlag?: SharedArrayBuffer;
   /** Receives one-line notices (e.g. that the native kernels are unavailable). */
   notice?: (line: string) => void;
+  /** An already loaded data set (benchmarks run many configurations on one); else --dataset is loaded. */
+  dataset?: Dataset;
 }
 
 export async function trainOnThreads(requested: TrainConfig, hooks: LaunchHooks = {}): Promise<TrainResult> {
   const config = { ...requested };
   validate(config);
   const kernels = selectKernels(undefined, hooks.notice);
-  const dataset = loadAnyDataset(config.dataset, { dataDir: config.dataDir, testDataset: config.testDataset, seed: config.seed });
+  const dataset = hooks.dataset ?? loadAnyDataset(config.dataset, { dataDir: config.dataDir, testDataset: config.testDataset, seed: config.seed });
   if (modelKinds[config.model] !== dataset.kind) {
     const of = { images: 'images', sparse: 'sparse rows (libsvm)', ratings: 'ratings' };
     const fits = Object.keys(modelKinds).filter((m) => modelKinds[m] === dataset.kind).join('/');

@@ -2,6 +2,7 @@
 // ½(r̂ − r)² + ½λ(‖U_u‖² + ‖V_i‖² + b_u² + c_i²) per observed rating — the penalty on the rows
 // a rating touches, the usual SGD formulation (Koren, Bell, Volinsky 2009).
 
+import { kernel } from '../kernels/registry.js';
 import { Layout } from '../tensor/layout.js';
 import type { Random } from '../tensor/random.js';
 import type { Evaluation, Model, RatingBatch } from './model.js';
@@ -10,6 +11,7 @@ export class MatrixFactorization implements Model<RatingBatch> {
   readonly name = 'mf';
   readonly task = 'regression' as const;
   readonly layout: Layout;
+  private readonly zero = kernel('zero');
   private readonly itemBase: number; // offsets into the flat buffer
   private readonly userBiasBase: number;
   private readonly itemBiasBase: number;
@@ -66,7 +68,7 @@ export class MatrixFactorization implements Model<RatingBatch> {
   }
 
   lossAndGrad(params: Float32Array, batch: RatingBatch, grad: Float32Array): number {
-    grad.fill(0);
+    this.zero(grad, 0, grad.length);
     const scale = 1 / batch.size;
     let total = 0;
     for (let i = 0; i < batch.size; i++) {

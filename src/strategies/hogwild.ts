@@ -16,6 +16,7 @@ export const hogwild: Strategy = async (context: StrategyContext) => {
   if (comm.rank === 0) params.set(start.params);
   await comm.barrier();
   const sparse = typeof model.exampleStep === 'function';
+  // per-example models read the examples where they lie: no copy into a batch
   const grad = sparse ? null : new Float32Array(model.layout.size);
   const optimizer = sparse ? null : context.makeOptimizer();
   if (optimizer) {
@@ -27,6 +28,7 @@ export const hogwild: Strategy = async (context: StrategyContext) => {
   const testMaker = makeBatcher(dataset, 'test', model.maxBatch);
   const steps = stepsPerEpoch(dataset.train.count, workers, batch);
   const reporter = new StepReporter();
+  const everything = sparse ? trainMaker.whole?.() : undefined;
   const flags = new Float32Array(2); // [loss sum, stopped], summed at epoch ends
 
   for (let epoch = start.epoch; epoch < epochs; epoch++) {
@@ -38,14 +40,17 @@ export const hogwild: Strategy = async (context: StrategyContext) => {
     let step = firstStep;
     for (; step < steps; step++) {
       const lr = context.learningRate(epoch + (step + 1) / steps);
-      const examples = trainMaker.fromOrder(order, (step * workers + comm.rank) * batch, batch);
-      let loss: number;
-      if (sparse) {
-        loss = 0;
+      const first = (step * workers + comm.rank) * batch;
+      let loss = 0;
+      if (everything) {
+        for (let i = first; i < first + batch; i++) loss += model.exampleStep!(params, everything, order[i], lr);
+        loss /= batch;
+      } else if (sparse) {
+        const examples = trainMaker.fromOrder(order, first, batch);
         for (let i = 0; i < examples.size; i++) loss += model.exampleStep!(params, examples, i, lr);
         loss /= examples.size;
       } else {
-        loss = model.lossAndGrad(params, examples, grad!);
+        loss = model.lossAndGrad(params, trainMaker.fromOrder(order, first, batch), grad!);
         optimizer!.step(params, grad!, lr);
       }
       checkFinite(loss, epoch * steps + step, epoch, lr);

@@ -37,7 +37,9 @@ export class Monitor {
   private lastEpoch: Extract<StrategyEvent, { kind: 'epoch' }> | null = null;
   private lastBytes = 0;
   private listeners: Listener[] = [];
-  private readonly staleness: number[] = [];
+  private stalenessSum = 0; // async-ps: over every update
+  private stalenessMax = 0;
+  private stalenessCount = 0;
 
   constructor(logPath: string | undefined, private readonly run: { dataset: string; model: string; strategy: string; workers: number; kernels: string; batch: number }) {
     this.fd = logPath ? openSync(logPath, 'w') : null;
@@ -62,7 +64,11 @@ export class Monitor {
       this.write({ type: 'step', time, epoch: event.epoch, step: event.step, samples: event.samples, loss: event.loss, lr: event.lr, bytesSent: event.bytesSent });
     } else if (event.kind === 'updates') {
       for (let i = 0; i < event.workers.length; i++) this.write({ type: 'update', time, worker: event.workers[i], version: event.versions[i], staleness: event.staleness[i] });
-      this.staleness.push(...event.staleness);
+      for (const value of event.staleness) {
+        this.stalenessSum += value;
+        this.stalenessMax = Math.max(this.stalenessMax, value);
+      }
+      this.stalenessCount += event.staleness.length;
     } else {
       this.epochsDone++;
       this.trainSeconds += event.trainSeconds;
@@ -84,7 +90,7 @@ export class Monitor {
       testAccuracy: last?.testAccuracy ?? NaN, testRmse: last?.testRmse ?? NaN, testLoss: last?.testLoss ?? NaN, trainLoss: last?.trainLoss ?? NaN,
       samples: this.samples, samplesPerSecond: this.trainSeconds > 0 ? this.samples / this.trainSeconds : 0,
       wallSeconds: this.elapsed(), bytesPerWorkerPerStep: this.steps > 0 ? this.lastBytes / this.steps : 0, stoppedEarly,
-      ...(this.staleness.length ? { meanStaleness: this.staleness.reduce((a, b) => a + b, 0) / this.staleness.length, maxStaleness: Math.max(...this.staleness) } : {}),
+      ...(this.stalenessCount ? { meanStaleness: this.stalenessSum / this.stalenessCount, maxStaleness: this.stalenessMax } : {}),
     };
     this.write(summary);
     return summary;
