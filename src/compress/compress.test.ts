@@ -1,0 +1,151 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Random } from '../tensor/random.js';
+import { fromBfloat16, fromFloat16, toBfloat16, toFloat16 } from './codecs.js';
+import { parseCompress, type HookContext } from './parse.js';
+import type { Hook } from './hook.js';
+
+const context = (size: number, seed = 1, momentum = 0.9): HookContext => ({ size, seed, momentum });
+const random = new Random(5);
+const gradient = (n: number) => random.fillUniform(new Float32Array(n), -1, 1);
+
+function roundTrip(hook: Hook, g: Float32Array, epoch = 10): { decoded: Float32Array; bytes: number } {
+  const out = new Uint8Array(hook.maxBytes(g.length));
+  const bytes = hook.encode(g, out, { epoch });
+  const decoded = new Float32Array(g.length).fill(NaN);
+  hook.decode(out, bytes, decoded, false);
+  return { decoded, bytes };
+}
+
+test('fp16 and bf16 conversions: exact values, rounding to nearest even, saturation, subnormals', () => {
+  for (const x of [0, 1, -2.5, 0.5, 1024, 65504, -65504, 2 ** -14, 2 ** -24]) assert.equal(fromFloat16(toFloat16(x)), x, `fp16 ${x}`);
+  assert.equal(fromFloat16(toFloat16(1e6)), 65504, 'saturates');
+  assert.equal(fromFloat16(toFloat16(1 + 2 ** -11)), 1, 'a tie rounds to even');
+  assert.equal(fromFloat16(toFloat16(1 + 3 * 2 ** -11)), 1 + 2 ** -9, 'the other tie rounds up to even');
+  assert.ok(Number.isNaN(fromFloat16(toFloat16(NaN))));
+  for (const x of [0, 1, -3, 2 ** 100, 1.5]) assert.equal(fromBfloat16(toBfloat16(x)), x, `bf16 ${x}`);
+  assert.equal(fromBfloat16(toBfloat16(1 + 2 ** -8)), 1, 'bf16 tie to even');
+  for (let i = 0; i < 1000; i++) {
+    const x = (random.next() - 0.5) * 100;
+    assert.ok(Math.abs(fromFloat16(toFloat16(x)) - x) <= Math.abs(x) * 2 ** -11 + 1e-7);
+    assert.ok(Math.abs(fromBfloat16(toBfloat16(x)) - x) <= Math.abs(x) * 2 ** -8);
+  }
+});
+
+test('none is exact; fp16 and bf16 within their precision; payload sizes are the encoding', () => {
+  const g = gradient(1001);
+  const none = roundTrip(parseCompress('none')(context(1001)), g);
+  assert.deepEqual(none.decoded, g);
+  assert.equal(none.bytes, 4 + 4 * 1001);
+  for (const [form, tolerance] of [['fp16', 2 ** -11], ['bf16', 2 ** -8]] as const) {
+    const { decoded, bytes } = roundTrip(parseCompress(form)(context(1001)), g);
+    assert.equal(bytes, 4 + 2 * 1001);
+    for (let i = 0; i < g.length; i++) assert.ok(Math.abs(decoded[i] - g[i]) <= Math.abs(g[i]) * tolerance + 1e-7, `${form}[${i}]`);
+  }
+});
+
+test('top-k sends exactly the k largest accumulated values, as (index, value) pairs', () => {
+  const n = 10000;
+  const g = gradient(n);
+  const hook = parseCompress('topk:0.01,nodgc')(context(n));
+  const { decoded, bytes } = roundTrip(hook, g);
+  assert.equal(bytes, 4 + 100 * 8);
+  const sent = [...decoded.keys()].filter((i) => decoded[i] !== 0);
+  assert.equal(sent.length, 100);
+  const smallestSent = Math.min(...sent.map((i) => Math.abs(g[i])));
+  const largestKept = Math.max(...[...g.keys()].filter((i) => decoded[i] === 0).map((i) => Math.abs(g[i])));
+  assert.ok(smallestSent >= largestKept, 'no unsent value is larger than a sent one');
+  for (const i of sent) assert.equal(decoded[i], g[i]);
+  assert.equal(roundTrip(parseCompress('topk:0.01,nodgc+fp16')(context(n)), g).bytes, 4 + 100 * 6);
+});
+
+test('error feedback loses nothing: the sum of what was sent plus the residual equals the sum of the gradients', () => {
+  const n = 3000;
+  for (const form of ['topk:0.005,nodgc', 'topk:0.02,nodgc+fp16', 'sign']) {
+    const hook = parseCompress(form)(context(n));
+    const total = new Float64Array(n);
+    const sent = new Float64Array(n);
+    const out = new Uint8Array(hook.maxBytes(n));
+    const decoded = new Float32Array(n);
+    for (let step = 0; step < 300; step++) {
+      const g = gradient(n);
+      for (let i = 0; i < n; i++) total[i] += g[i];
+      hook.decode(out, hook.encode(g, out, { epoch: 5 }), decoded, false);
+      for (let i = 0; i < n; i++) sent[i] += decoded[i];
+    }
+    const residual = hook.residual!;
+    const tolerance = 1e-3; // float32 accumulation over 300 steps
+    for (let i = 0; i < n; i++) {
+      assert.ok(Math.abs(sent[i] + residual[i] - total[i]) < tolerance, `${form}[${i}]: sent ${sent[i]} + residual ${residual[i]} ≠ ${total[i]}`);
+    }
+  }
+});
+
+test('qsgd and random-k are unbiased: the mean of many decodings is the gradient', () => {
+  const n = 600;
+  const g = gradient(n);
+  for (const form of ['qsgd:2', 'qsgd:4', 'randomk:0.2']) {
+    const mean = new Float64Array(n);
+    const trials = 3000;
+    const hook = parseCompress(form)(context(n, 7));
+    const out = new Uint8Array(hook.maxBytes(n));
+    const decoded = new Float32Array(n);
+    for (let t = 0; t < trials; t++) {
+      hook.decode(out, hook.encode(g, out, { epoch: 0 }), decoded, false);
+      for (let i = 0; i < n; i++) mean[i] += decoded[i] / trials;
+    }
+    let worst = 0;
+    for (let i = 0; i < n; i++) worst = Math.max(worst, Math.abs(mean[i] - g[i]));
+    // each decoding's spread per element is below ~|g|·√(n/k) (randomk) or the bucket norm/levels (qsgd); /√trials
+    assert.ok(worst < 0.3, `${form}: mean off by up to ${worst}`);
+    let bias = 0;
+    for (let i = 0; i < n; i++) bias += mean[i] - g[i];
+    assert.ok(Math.abs(bias / n) < 0.01, `${form}: average bias ${bias / n}`);
+  }
+  const q = parseCompress('qsgd:4')(context(1100));
+  assert.equal(q.encode(gradient(1100), new Uint8Array(q.maxBytes(1100)), { epoch: 0 }), 4 + 2 * (4 + 256) + (4 + 38));
+});
+
+test('sign sends one bit a value and the mean magnitude', () => {
+  const g = Float32Array.from([1, -3, 0.5, -0.5, 2]);
+  const { decoded, bytes } = roundTrip(parseCompress('sign')(context(5)), g);
+  assert.equal(bytes, 8 + 1);
+  assert.deepEqual([...decoded], [1.4, -1.4, 1.4, -1.4, 1.4].map(Math.fround));
+});
+
+test('DGC: momentum correction accumulates, masking clears what was sent, density warms up', () => {
+  const n = 4000;
+  const hook = parseCompress('topk:0.001,warmup=2')(context(n, 1, 0.9));
+  assert.equal(hook.appliesMomentum, true);
+  const out = new Uint8Array(hook.maxBytes(n));
+  assert.equal(hook.encode(gradient(n), out, { epoch: 0 }), 4 + 0.25 * n * 8, 'epoch 0 sends 25%');
+  const middle = hook.encode(gradient(n), out, { epoch: 1 });
+  assert.ok(middle < 4 + 0.25 * n * 8 && middle > 4 + 0.001 * n * 8, 'then less');
+  assert.equal(hook.encode(gradient(n), out, { epoch: 2 }), 4 + 4 * 8, 'the target density after the warm-up');
+  assert.equal(parseCompress('topk:0.001,nodgc')(context(n)).appliesMomentum, false);
+});
+
+test('bad --compress strings: one line listing the valid forms', () => {
+  for (const [text, problem] of [
+    ['zip', /'zip' is not a hook/], ['topk', /density '' is not in \(0, 1\]/], ['topk:2', /density '2'/], ['qsgd:9', /qsgd needs 2 to 8 bits/],
+    ['topk:0.1+int4', /'int4' is not a value codec/], ['sign:3', /sign takes no argument/], ['topk:0.1,fast', /'fast' is not a topk option/],
+    ['qsgd:4+fp16', /qsgd takes no value codec/], ['none+fp16+bf16', /at most one value codec/],
+  ] as const) {
+    assert.throws(() => parseCompress(text), (error: Error) => {
+      assert.match(error.message, problem);
+      assert.match(error.message, /valid forms: none, fp16, bf16, sign, qsgd:BITS/);
+      assert.ok(!error.message.includes('\n'));
+      return true;
+    }, text);
+  }
+});
+
+test('a damaged payload is refused with an error, not decoded into garbage', () => {
+  const hook = parseCompress('topk:0.1')(context(100));
+  const out = new Uint8Array(hook.maxBytes(100));
+  const bytes = hook.encode(gradient(100), out, { epoch: 5 });
+  assert.throws(() => hook.decode(out, bytes - 3, new Float32Array(100), false), /payload.*bytes for \d+ pairs/);
+  new DataView(out.buffer).setUint32(4, 5000, true);
+  assert.throws(() => hook.decode(out, bytes, new Float32Array(100), false), /index 5000 beyond 100 values/);
+  assert.throws(() => parseCompress('none')(context(10)).decode(new Uint8Array(44), 44, new Float32Array(9), false), /44 bytes for 0 values of 9/);
+});

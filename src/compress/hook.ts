@@ -1,0 +1,37 @@
+// Gradient communication hooks: a hook turns a worker's gradient (the flat buffer) into a byte
+// payload and back, keeping its own state between steps (error feedback, momentum). Hooks are
+// plain objects made by factories, composed by wrapping (a sparsifier carries a value codec:
+// top-k with fp16 values), and validated once when parsed from --compress.
+
+export interface StepInfo {
+  epoch: number; // fractional, for warm-ups
+}
+
+export interface Hook {
+  /** The --compress form that made it, e.g. "topk:0.01+fp16". */
+  readonly name: string;
+  /** Whether the hook applies momentum itself (DGC's momentum correction): the optimiser then runs plain SGD. */
+  readonly appliesMomentum: boolean;
+  /** Error-feedback hooks: what has been accumulated but not yet sent. */
+  readonly residual?: Float32Array;
+  /** An upper bound of encode's output for n floats, so buffers are allocated once. */
+  maxBytes(n: number): number;
+  /** Encodes `gradient` into `out`; returns the bytes written — what goes on the wire. */
+  encode(gradient: Float32Array, out: Uint8Array, step: StepInfo): number;
+  /**
+   * Decodes a payload of `length` bytes into `target`: adds it when `accumulate`, else
+   * overwrites target (every element) with it. Summing P payloads in rank order this way adds
+   * exactly as the all-reduce does, so the identity hook is bit-identical to no hook.
+   */
+  decode(payload: Uint8Array, length: number, target: Float32Array, accumulate: boolean): void;
+}
+
+/** A codec for float values inside a payload: 32, 16 or bf16 bits each. */
+export interface ValueCodec {
+  readonly name: string;
+  readonly bytes: number; // per value
+  write(view: DataView, offset: number, value: number): void;
+  read(view: DataView, offset: number): number;
+  /** The value as it arrives: written then read. */
+  round(value: number): number;
+}
