@@ -34,4 +34,8 @@ export interface ValueCodec {
   read(view: DataView, offset: number): number;
   /** The value as it arrives: written then read. */
   round(value: number): number;
+  /** Bulk forms for dense payloads: bytes[at …] ← values (at is a multiple of the codec's size). */
+  writeAll(values: Float32Array, bytes: Uint8Array, at: number): void;
+  /** target = (accumulate ? target + : ) the values stored at bytes[at …] */
+  readAll(bytes: Uint8Array, at: number, target: Float32Array, accumulate: boolean): void;
 }

@@ -21,23 +21,14 @@ export function dense(codec: ValueCodec): Hook {
     appliesMomentum: false,
     maxBytes: (n) => 4 + n * codec.bytes,
     encode(gradient, out) {
-      const v = view(out);
-      v.setUint32(0, gradient.length, true);
-      if (codec === float32) {
-        new Uint8Array(out.buffer, out.byteOffset + 4, 4 * gradient.length).set(new Uint8Array(gradient.buffer, gradient.byteOffset, gradient.byteLength));
-      } else for (let i = 0; i < gradient.length; i++) codec.write(v, 4 + i * codec.bytes, gradient[i]);
+      view(out).setUint32(0, gradient.length, true);
+      codec.writeAll(gradient, out, 4);
       return 4 + gradient.length * codec.bytes;
     },
     decode(payload, length, target, accumulate) {
-      const v = view(payload);
-      const n = v.getUint32(0, true);
+      const n = view(payload).getUint32(0, true);
       if (n !== target.length || length !== 4 + n * codec.bytes) throw damaged(this.name, `${length} bytes for ${n} values of ${target.length}`);
-      if (codec === float32 && ((payload.byteOffset + 4) & 3) === 0) {
-        const values = new Float32Array(payload.buffer, payload.byteOffset + 4, n);
-        if (accumulate) for (let i = 0; i < n; i++) target[i] += values[i];
-        else target.set(values);
-      } else if (accumulate) for (let i = 0; i < n; i++) target[i] += codec.read(v, 4 + i * codec.bytes);
-      else for (let i = 0; i < n; i++) target[i] = codec.read(v, 4 + i * codec.bytes);
+      codec.readAll(payload, 4, target, accumulate);
     },
   };
 }
@@ -96,6 +87,7 @@ export function topk(o: TopkOptions, size: number): Hook {
     return Math.max(o.density, 0.25 * (o.density / 0.25) ** (epoch / o.warmupEpochs));
   };
   let candidates = new Uint32Array(1024);
+  let scratch = new Float32Array(1024);
   return {
     residual,
     name: `topk:${o.density}${o.dgc ? '' : ',nodgc'}${o.clipNorm ? `,clip=${o.clipNorm}` : ''}${o.codec === float32 ? '' : `+${o.codec.name}`}`,
@@ -139,11 +131,20 @@ export function topk(o: TopkOptions, size: number): Hook {
         if (count >= k || threshold === 0) break;
         threshold /= 4; // the sample misjudged: widen
       }
-      // the k largest candidates, exactly
-      const ordered = Array.from(candidates.subarray(0, count)).sort((a, b) => Math.abs(residual[b]) - Math.abs(residual[a]) || a - b);
+      // the k largest candidates, exactly: the k-th largest magnitude by quickselect, then a scan
+      // in index order (so the pairs come out sorted) taking values above it, then ties
       const taken = Math.min(k, count);
-      for (let j = 0; j < taken; j++) chosen[j] = ordered[j];
-      chosen.subarray(0, taken).sort();
+      if (scratch.length < count) scratch = new Float32Array(count * 2);
+      for (let j = 0; j < count; j++) scratch[j] = -Math.abs(residual[candidates[j]]);
+      const kth = -selectSmallest(scratch, count, taken - 1);
+      let above = 0;
+      for (let j = 0; j < count; j++) if (Math.abs(residual[candidates[j]]) > kth) above++;
+      let ties = taken - above;
+      let written = 0;
+      for (let j = 0; j < count && written < taken; j++) {
+        const magnitude = Math.abs(residual[candidates[j]]);
+        if (magnitude > kth || (magnitude === kth && ties-- > 0)) chosen[written++] = candidates[j];
+      }
       for (let j = 0; j < taken; j++) {
         const i = chosen[j];
         values[j] = residual[i];
@@ -156,6 +157,32 @@ export function topk(o: TopkOptions, size: number): Hook {
       decodePairs(this.name, payload, length, target, accumulate, o.codec);
     },
   };
+}
+
+/** The (rank)-th smallest of values[0, count) (0-based), by quickselect; reorders values. */
+function selectSmallest(values: Float32Array, count: number, rank: number): number {
+  let low = 0;
+  let high = count - 1;
+  while (low < high) {
+    const pivot = values[(low + high) >> 1];
+    let i = low;
+    let j = high;
+    while (i <= j) {
+      while (values[i] < pivot) i++;
+      while (values[j] > pivot) j--;
+      if (i <= j) {
+        const t = values[i];
+        values[i] = values[j];
+        values[j] = t;
+        i++;
+        j--;
+      }
+    }
+    if (rank <= j) high = j;
+    else if (rank >= i) low = i;
+    else return values[rank];
+  }
+  return values[rank];
 }
 
 /** Random-k: k coordinates chosen uniformly, scaled by n/k so the estimate is unbiased. No error feedback. */

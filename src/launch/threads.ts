@@ -8,6 +8,7 @@ import { loadAnyDataset } from '../data/load.js';
 import { stepsPerEpoch } from '../data/batches.js';
 import { badOption, shapeMismatch } from '../errors.js';
 import { selectKernels } from '../kernels/select.js';
+import { parseCompress } from '../compress/parse.js';
 import { createModel, modelKinds } from '../models/index.js';
 import { Optimizer, defaultOptimizer } from '../optim/optimizers.js';
 import { strategy } from '../strategies/index.js';
@@ -77,7 +78,8 @@ export async function trainOnThreads(requested: TrainConfig, hooks: LaunchHooks 
   // room for one parameter-sized message per collective, for parameters + gradients in place, and
   // (async-ps) for a parameter-sized message per mailbox
   const size = model.layout.size;
-  const handle = createShmHandle(ranks, size + 4, config.timeoutSeconds * 1000, 2 * size + 4, entry.pointToPoint ? size + 4 : 0);
+  const pushFloats = config.compress === undefined ? size + 4 : 5 + Math.ceil(parseCompress(config.compress)({ size, seed: 0, momentum: 0 }).maxBytes(size) / 4);
+  const handle = createShmHandle(ranks, size + 4, config.timeoutSeconds * 1000, 2 * size + 4, entry.pointToPoint ? Math.max(size + 4, pushFloats) : 0);
   const input: RankInput = {
     config, dataset, start, kernels, stopFlag: hooks.stopFlag ?? new SharedArrayBuffer(4),
     shared: config.strategy === 'hogwild' ? new SharedArrayBuffer(4 * model.layout.size) : undefined,

@@ -10,7 +10,8 @@
 
 import { epochOrder, makeBatcher, stepsPerEpoch } from '../data/batches.js';
 import type { Strategy, StrategyContext, TrainingState } from './context.js';
-import { StepReporter, checkFinite, evaluate } from './common.js';
+import { StepReporter, checkFinite, evaluate, restoreOptimizer } from './common.js';
+import { CompressedExchange } from './exchange.js';
 
 export const allreduce: Strategy = async (context: StrategyContext) => {
   const { comm, model, dataset, batch, epochs, seed, workers, start } = context;
@@ -20,9 +21,11 @@ export const allreduce: Strategy = async (context: StrategyContext) => {
   const grad = comm.allocate(size);
   params.set(start.params);
   await comm.broadcast(params, 0); // rank 0's initial (or resumed) parameters everywhere
-  const optimizer = context.makeOptimizer();
-  for (const [name, values] of Object.entries(start.optimizerState)) optimizer.state[name].set(values);
-  optimizer.steps = start.optimizerSteps;
+  // with a compression hook every rank exchanges payloads and applies the whole update itself
+  const hook = context.makeHook?.(size);
+  const exchange = hook ? new CompressedExchange(comm, hook, size) : null;
+  const optimizer = context.makeOptimizer(hook?.appliesMomentum);
+  restoreOptimizer(optimizer, start);
   const scalars = new Float32Array(2); // [loss, stop], averaged across ranks
 
   const order = new Uint32Array(dataset.train.count);
@@ -30,9 +33,12 @@ export const allreduce: Strategy = async (context: StrategyContext) => {
   const testMaker = makeBatcher(dataset, 'test', model.maxBatch);
   const steps = stepsPerEpoch(dataset.train.count, workers, batch);
   const reporter = new StepReporter();
+  // the bytes of the steps' exchanges only (not the start-up broadcast or the evaluations)
+  let exchanged = 0;
 
   const save = async (epoch: number, step: number) => {
-    for (const values of Object.values(optimizer.state)) await comm.allgatherShares(values);
+    // sharded: gather the state's shares; compressed: every rank holds the whole state already
+    if (!exchange) for (const values of Object.values(optimizer.state)) await comm.allgatherShares(values);
     if (comm.rank === 0) {
       const state: TrainingState = { params, optimizerState: optimizer.state, optimizerSteps: optimizer.steps, epoch, step };
       context.save(state);
@@ -47,17 +53,27 @@ export const allreduce: Strategy = async (context: StrategyContext) => {
     for (let step = firstStep; step < steps; step++) {
       scalars[0] = model.lossAndGrad(params, trainMaker.fromOrder(order, (step * workers + comm.rank) * batch, batch), grad);
       scalars[1] = comm.rank === 0 && context.stopRequested() ? 1 : 0;
-      const [first, end] = await comm.reduceScatter(grad, 'mean');
-      await comm.allreduce(scalars, 'mean');
       const lr = context.learningRate(epoch + (step + 1) / steps);
-      const meanLoss = scalars[0];
-      checkFinite(meanLoss, epoch * steps + step, epoch, lr);
-      optimizer.step(params, grad, lr, first, end);
-      await comm.allgatherShares(params);
+      let meanLoss: number;
+      let stop: boolean;
+      if (exchange) {
+        ({ loss: meanLoss, stop } = await exchange.allreduceMean(grad, scalars[0], scalars[1] > 0, epoch + step / steps));
+        checkFinite(meanLoss, epoch * steps + step, epoch, lr);
+        optimizer.step(params, grad, lr);
+      } else {
+        const before = comm.bytesSent;
+        const [first, end] = await comm.reduceScatter(grad, 'mean');
+        await comm.allreduce(scalars, 'mean');
+        meanLoss = scalars[0];
+        stop = scalars[1] > 0;
+        checkFinite(meanLoss, epoch * steps + step, epoch, lr);
+        optimizer.step(params, grad, lr, first, end);
+        await comm.allgatherShares(params);
+        exchanged += comm.bytesSent - before;
+      }
       lossSum += meanLoss;
-      const stop = scalars[1] > 0;
       if (comm.rank === 0 && reporter.due(step, steps)) {
-        context.report({ kind: 'step', epoch, step, stepsPerEpoch: steps, samples: (epoch * steps + step + 1) * workers * batch, loss: meanLoss, lr, bytesSent: comm.bytesSent });
+        context.report({ kind: 'step', epoch, step, stepsPerEpoch: steps, samples: (epoch * steps + step + 1) * workers * batch, loss: meanLoss, lr, bytesSent: exchange ? exchange.bytesSent : exchanged });
       }
       if (stop || (context.saveEvery > 0 && (step + 1) % context.saveEvery === 0 && step + 1 < steps)) await save(epoch, step + 1);
       if (stop) return { params, stoppedEarly: true };
@@ -65,7 +81,7 @@ export const allreduce: Strategy = async (context: StrategyContext) => {
     const trainSeconds = (performance.now() - epochStart) / 1000;
     const { loss, accuracy, rmse } = await evaluate(context, params, testMaker);
     if (comm.rank === 0) {
-      context.report({ kind: 'epoch', epoch, trainLoss: lossSum / (steps - firstStep), testLoss: loss, testAccuracy: accuracy, testRmse: rmse, trainSeconds, samples: (steps - firstStep) * workers * batch, bytesSent: comm.bytesSent });
+      context.report({ kind: 'epoch', epoch, trainLoss: lossSum / (steps - firstStep), testLoss: loss, testAccuracy: accuracy, testRmse: rmse, trainSeconds, samples: (steps - firstStep) * workers * batch, bytesSent: exchange ? exchange.bytesSent : exchanged });
     }
     await save(epoch + 1, 0);
   }

@@ -12,7 +12,7 @@
 
 import { epochOrder, makeBatcher, stepsPerEpoch } from '../data/batches.js';
 import type { Strategy, StrategyContext } from './context.js';
-import { StepReporter, checkFinite, evaluate } from './common.js';
+import { StepReporter, checkFinite, evaluate, restoreOptimizer } from './common.js';
 
 // server → worker: [parameters | command | step | version]
 const COMPUTE = 0;
@@ -27,15 +27,17 @@ async function server(context: StrategyContext) {
   const outgoing = new Float32Array(size + 3);
   const params = outgoing.subarray(0, size);
   params.set(start.params);
-  const incoming = new Float32Array(size + 3); // [gradient | loss | version pulled | step]
-  const grad = incoming.subarray(0, size);
+  const hook = context.makeHook?.(size);
+  const incoming = new Float32Array(pushLength(size, hook)); // [gradient | loss | version pulled | step], or [loss | version | step | bytes | payload]
+  const grad = hook ? new Float32Array(size) : incoming.subarray(0, size);
+  const fields = hook ? 0 : size; // where loss, version and step start
   const optimizer = context.makeOptimizer();
-  for (const [name, values] of Object.entries(start.optimizerState)) optimizer.state[name].set(values);
-  optimizer.steps = start.optimizerSteps;
+  restoreOptimizer(optimizer, start);
   const testMaker = makeBatcher(dataset, 'test', model.maxBatch);
   const steps = stepsPerEpoch(dataset.train.count, workers, batch);
   const reporter = new StepReporter();
   let version = start.optimizerSteps; // updates applied so far
+  let pushedBytes = 0;
   const log = { workers: [] as number[], versions: [] as number[], staleness: [] as number[] };
   const flush = () => {
     if (log.workers.length === 0) return;
@@ -72,10 +74,14 @@ async function server(context: StrategyContext) {
     while (inFlight.some(Boolean)) {
       const from = await comm.recv(incoming, -1);
       inFlight[from] = false;
-      const loss = incoming[size];
-      const pulled = incoming[size + 1];
-      const lr = context.learningRate(epoch + (incoming[size + 2] + 1) / steps);
-      checkFinite(loss, epoch * steps + incoming[size + 2], epoch, lr);
+      const loss = incoming[fields];
+      const pulled = incoming[fields + 1];
+      const pushedStep = incoming[fields + 2];
+      if (hook) hook.decode(new Uint8Array(incoming.buffer, 16), incoming[3], grad, false);
+      // what the workers put on the wire: the encoded payload and four floats, or the gradient and three
+      pushedBytes += hook ? incoming[3] + 16 : 4 * (size + 3);
+      const lr = context.learningRate(epoch + (pushedStep + 1) / steps);
+      checkFinite(loss, epoch * steps + pushedStep, epoch, lr);
       optimizer.step(params, grad, lr / workers);
       log.workers.push(from);
       log.versions.push(version);
@@ -85,7 +91,7 @@ async function server(context: StrategyContext) {
       lossSum += loss;
       if (!stopping && context.stopRequested()) stopping = true;
       if (reporter.due(applied, Number.MAX_SAFE_INTEGER)) {
-        context.report({ kind: 'step', epoch, step: done(), stepsPerEpoch: steps, samples: (epoch * steps + firstStep) * workers * batch + applied * batch, loss, lr, bytesSent: comm.bytesSent });
+        context.report({ kind: 'step', epoch, step: done(), stepsPerEpoch: steps, samples: (epoch * steps + firstStep) * workers * batch + applied * batch, loss, lr, bytesSent: pushedBytes / workers });
         flush();
       }
       if (stopping) continue;
@@ -110,10 +116,15 @@ async function server(context: StrategyContext) {
     const trainSeconds = (performance.now() - epochStart) / 1000;
     await comm.broadcast(params, 0);
     const { loss, accuracy, rmse } = await evaluate(context, params, testMaker);
-    context.report({ kind: 'epoch', epoch, trainLoss: lossSum / Math.max(1, applied), testLoss: loss, testAccuracy: accuracy, testRmse: rmse, trainSeconds, samples: applied * batch, bytesSent: comm.bytesSent });
+    context.report({ kind: 'epoch', epoch, trainLoss: lossSum / Math.max(1, applied), testLoss: loss, testAccuracy: accuracy, testRmse: rmse, trainSeconds, samples: applied * batch, bytesSent: pushedBytes / workers });
     context.save({ params, optimizerState: optimizer.state, optimizerSteps: version, epoch: epoch + 1, step: 0 });
   }
   return { params, stoppedEarly: false };
+}
+
+/** Floats in a push: the gradient and three fields, or four fields and the largest payload. */
+export function pushLength(size: number, hook: { maxBytes(n: number): number } | undefined): number {
+  return hook ? 4 + Math.ceil(hook.maxBytes(size) / 4) : size + 3;
 }
 
 async function worker(context: StrategyContext) {
@@ -121,12 +132,16 @@ async function worker(context: StrategyContext) {
   const size = model.layout.size;
   const incoming = new Float32Array(size + 3);
   const params = incoming.subarray(0, size);
-  const outgoing = new Float32Array(size + 3);
-  const grad = outgoing.subarray(0, size);
+  const hook = context.makeHook?.(size);
+  const outgoing = new Float32Array(pushLength(size, hook));
+  const grad = hook ? new Float32Array(size) : outgoing.subarray(0, size);
+  const fields = hook ? 0 : size;
+  const payload = new Uint8Array(outgoing.buffer, 16);
   const order = new Uint32Array(dataset.train.count);
   const trainMaker = makeBatcher(dataset, 'train', batch);
   const testMaker = makeBatcher(dataset, 'test', model.maxBatch);
   const index = comm.rank - 1;
+  const steps = stepsPerEpoch(dataset.train.count, workers, batch);
   for (let epoch = start.epoch; epoch < epochs; epoch++) {
     epochOrder(order, seed, epoch);
     for (;;) {
@@ -135,9 +150,10 @@ async function worker(context: StrategyContext) {
       if (command === STOP) return { params, stoppedEarly: true };
       if (command === EPOCH_END) break;
       const step = incoming[size + 1];
-      outgoing[size] = model.lossAndGrad(params, trainMaker.fromOrder(order, (step * workers + index) * batch, batch), grad);
-      outgoing[size + 1] = incoming[size + 2]; // the version these parameters had
-      outgoing[size + 2] = step;
+      outgoing[fields] = model.lossAndGrad(params, trainMaker.fromOrder(order, (step * workers + index) * batch, batch), grad);
+      outgoing[fields + 1] = incoming[size + 2]; // the version these parameters had
+      outgoing[fields + 2] = step;
+      if (hook) outgoing[3] = hook.encode(grad, payload, { epoch: epoch + step / steps });
       await comm.send(outgoing, 0);
     }
     await comm.broadcast(params, 0);

@@ -2,10 +2,17 @@
 
 import { shareOf, type Batcher } from '../data/batches.js';
 import { divergence } from '../errors.js';
-import type { StrategyContext } from './context.js';
+import type { StrategyContext, TrainingState } from './context.js';
+import type { Optimizer } from '../optim/optimizers.js';
 
 /** How often a step is reported (the last step of an epoch always is). */
 const REPORT_INTERVAL_MS = 200;
+
+/** Loads a saved optimiser state; a state the optimiser does not keep (momentum, when a hook applies it) is skipped. */
+export function restoreOptimizer(optimizer: Optimizer, start: TrainingState): void {
+  for (const [name, values] of Object.entries(start.optimizerState)) optimizer.state[name]?.set(values);
+  optimizer.steps = start.optimizerSteps;
+}
 
 export class StepReporter {
   private last = 0;

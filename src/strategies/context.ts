@@ -6,6 +6,7 @@ import type { Communicator } from '../comm/communicator.js';
 import type { Dataset } from '../data/dataset.js';
 import type { Model } from '../models/model.js';
 import type { Optimizer } from '../optim/optimizers.js';
+import type { Hook } from '../compress/hook.js';
 
 export interface TrainingState {
   params: Float32Array;
@@ -35,7 +36,10 @@ export interface StrategyContext {
   seed: number;
   /** Learning rate at a fractional epoch, scaling rule and schedule applied. */
   learningRate(epoch: number): number;
-  makeOptimizer(): Optimizer;
+  /** The optimiser of --optimizer; plain SGD (same weight decay) when a hook applies momentum itself. */
+  makeOptimizer(plainSgd?: boolean): Optimizer;
+  /** The gradient compression hook of this rank (--compress), if any: a fresh one per call. */
+  makeHook?: (size: number, options?: { momentum?: number }) => Hook;
   /** The state to start from; only the rank that owns the parameters needs the real values. */
   start: TrainingState;
   report(event: StrategyEvent): void;

@@ -7,7 +7,7 @@
 import { epochOrder, makeBatcher, stepsPerEpoch } from '../data/batches.js';
 import { CommunicationError } from '../errors.js';
 import type { Strategy, StrategyContext } from './context.js';
-import { StepReporter, checkFinite, evaluate } from './common.js';
+import { StepReporter, checkFinite, evaluate, restoreOptimizer } from './common.js';
 
 export const hogwild: Strategy = async (context: StrategyContext) => {
   const { comm, model, dataset, batch, epochs, seed, workers, start } = context;
@@ -20,8 +20,7 @@ export const hogwild: Strategy = async (context: StrategyContext) => {
   const grad = sparse ? null : new Float32Array(model.layout.size);
   const optimizer = sparse ? null : context.makeOptimizer();
   if (optimizer) {
-    for (const [name, values] of Object.entries(start.optimizerState)) optimizer.state[name].set(values);
-    optimizer.steps = start.optimizerSteps;
+    restoreOptimizer(optimizer, start);
   }
   const order = new Uint32Array(dataset.train.count);
   const trainMaker = makeBatcher(dataset, 'train', batch);

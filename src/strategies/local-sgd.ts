@@ -6,7 +6,8 @@
 
 import { epochOrder, makeBatcher, stepsPerEpoch } from '../data/batches.js';
 import type { Strategy, StrategyContext } from './context.js';
-import { StepReporter, checkFinite, evaluate } from './common.js';
+import { StepReporter, checkFinite, evaluate, restoreOptimizer } from './common.js';
+import { CompressedExchange } from './exchange.js';
 
 export const localSgd: Strategy = async (context: StrategyContext) => {
   const { comm, model, dataset, batch, epochs, seed, workers, start, syncEvery } = context;
@@ -15,9 +16,12 @@ export const localSgd: Strategy = async (context: StrategyContext) => {
   params.set(start.params);
   await comm.broadcast(params, 0);
   const grad = new Float32Array(size);
+  // compressed: the copies exchange their change since the last average (with error feedback), not themselves
+  const hook = context.makeHook?.(size, { momentum: 0 });
+  const exchange = hook ? new CompressedExchange(comm, hook, size) : null;
+  const anchor = exchange ? Float32Array.from(params) : null;
   const optimizer = context.makeOptimizer();
-  for (const [name, values] of Object.entries(start.optimizerState)) optimizer.state[name].set(values);
-  optimizer.steps = start.optimizerSteps;
+  restoreOptimizer(optimizer, start);
   const scalars = new Float32Array(2); // [mean loss since the last average, stop]
   const order = new Uint32Array(dataset.train.count);
   const trainMaker = makeBatcher(dataset, 'train', batch);
@@ -26,13 +30,23 @@ export const localSgd: Strategy = async (context: StrategyContext) => {
   const reporter = new StepReporter();
 
   /** Averages parameters (and, before a checkpoint, the optimiser state), and agrees on the loss and on stopping. */
-  const average = async (lossSum: number, count: number, withState: boolean) => {
-    await comm.allreduce(params, 'mean');
-    if (withState) for (const values of Object.values(optimizer.state)) await comm.allreduce(values, 'mean');
+  const average = async (lossSum: number, count: number, withState: boolean, epoch: number) => {
     scalars[0] = lossSum / Math.max(1, count);
     scalars[1] = comm.rank === 0 && context.stopRequested() ? 1 : 0;
-    await comm.allreduce(scalars, 'mean');
-    return { meanLoss: scalars[0], stop: scalars[1] > 0 };
+    let result: { meanLoss: number; stop: boolean };
+    if (exchange && anchor) {
+      for (let i = 0; i < size; i++) params[i] -= anchor[i]; // the change since the last average
+      const { loss, stop } = await exchange.allreduceMean(params, scalars[0], scalars[1] > 0, epoch);
+      for (let i = 0; i < size; i++) params[i] += anchor[i];
+      anchor.set(params);
+      result = { meanLoss: loss, stop };
+    } else {
+      await comm.allreduce(params, 'mean');
+      await comm.allreduce(scalars, 'mean');
+      result = { meanLoss: scalars[0], stop: scalars[1] > 0 };
+    }
+    if (withState) for (const values of Object.values(optimizer.state)) await comm.allreduce(values, 'mean');
+    return result;
   };
 
   for (let epoch = start.epoch; epoch < epochs; epoch++) {
@@ -52,12 +66,12 @@ export const localSgd: Strategy = async (context: StrategyContext) => {
       const last = step + 1 === steps;
       const checkpoint = context.saveEvery > 0 && (step + 1) % context.saveEvery === 0 && !last;
       if ((step + 1) % syncEvery !== 0 && !last && !checkpoint) continue;
-      const { meanLoss, stop } = await average(localLoss, localCount, checkpoint || last);
+      const { meanLoss, stop } = await average(localLoss, localCount, checkpoint || last, epoch + (step + 1) / steps);
       epochLoss += meanLoss * localCount;
       localLoss = 0;
       localCount = 0;
       if (comm.rank === 0 && reporter.due(step, steps)) {
-        context.report({ kind: 'step', epoch, step, stepsPerEpoch: steps, samples: (epoch * steps + step + 1) * workers * batch, loss: meanLoss, lr, bytesSent: comm.bytesSent });
+        context.report({ kind: 'step', epoch, step, stepsPerEpoch: steps, samples: (epoch * steps + step + 1) * workers * batch, loss: meanLoss, lr, bytesSent: exchange ? exchange.bytesSent : comm.bytesSent });
       }
       if (stop || checkpoint) {
         if (stop) for (const values of Object.values(optimizer.state)) await comm.allreduce(values, 'mean');
@@ -68,7 +82,7 @@ export const localSgd: Strategy = async (context: StrategyContext) => {
     const trainSeconds = (performance.now() - epochStart) / 1000;
     const { loss, accuracy, rmse } = await evaluate(context, params, testMaker);
     if (comm.rank === 0) {
-      context.report({ kind: 'epoch', epoch, trainLoss: epochLoss / (steps - firstStep), testLoss: loss, testAccuracy: accuracy, testRmse: rmse, trainSeconds, samples: (steps - firstStep) * workers * batch, bytesSent: comm.bytesSent });
+      context.report({ kind: 'epoch', epoch, trainLoss: epochLoss / (steps - firstStep), testLoss: loss, testAccuracy: accuracy, testRmse: rmse, trainSeconds, samples: (steps - firstStep) * workers * batch, bytesSent: exchange ? exchange.bytesSent : comm.bytesSent });
       context.save({ params, optimizerState: optimizer.state, optimizerSteps: optimizer.steps, epoch: epoch + 1, step: 0 });
     }
   }

@@ -7,7 +7,8 @@
 import { epochOrder, makeBatcher, stepsPerEpoch } from '../data/batches.js';
 import { kernel } from '../kernels/registry.js';
 import type { Strategy, StrategyContext } from './context.js';
-import { StepReporter, checkFinite, evaluate } from './common.js';
+import { StepReporter, checkFinite, evaluate, restoreOptimizer } from './common.js';
+import { CompressedExchange } from './exchange.js';
 
 export const parameterServer: Strategy = async (context: StrategyContext) => {
   const { comm, model, dataset, batch, epochs, seed, workers, start } = context;
@@ -20,11 +21,12 @@ export const parameterServer: Strategy = async (context: StrategyContext) => {
   // [gradient | loss], gathered at the server
   const update = comm.allocate(size + 1);
   const grad = update.subarray(0, size);
-  const gathered = isServer ? new Float32Array((workers + 1) * (size + 1)) : null;
-  const optimizer = isServer ? context.makeOptimizer() : null;
+  const hook = context.makeHook?.(size);
+  const exchange = hook ? new CompressedExchange(comm, hook, size) : null;
+  const gathered = isServer && !exchange ? new Float32Array((workers + 1) * (size + 1)) : null;
+  const optimizer = isServer ? context.makeOptimizer(hook?.appliesMomentum) : null;
   if (optimizer) {
-    for (const [name, values] of Object.entries(start.optimizerState)) optimizer.state[name].set(values);
-    optimizer.steps = start.optimizerSteps;
+    restoreOptimizer(optimizer, start);
   }
   const worker = comm.rank - 1;
   const order = new Uint32Array(dataset.train.count);
@@ -32,6 +34,9 @@ export const parameterServer: Strategy = async (context: StrategyContext) => {
   const testMaker = makeBatcher(dataset, 'test', model.maxBatch);
   const steps = stepsPerEpoch(dataset.train.count, workers, batch);
   const reporter = new StepReporter();
+  // bytes per worker: what each pushed to the server (the server's broadcasts are its own traffic)
+  let uncompressedPushes = 0;
+  const pushed = () => (exchange ? exchange.bytesReceived : 4 * (size + 1) * uncompressedPushes) / workers;
 
   for (let epoch = start.epoch; epoch < epochs; epoch++) {
     if (!isServer) epochOrder(order, seed, epoch);
@@ -42,18 +47,23 @@ export const parameterServer: Strategy = async (context: StrategyContext) => {
       outgoing[size] = isServer && context.stopRequested() ? 1 : 0;
       await comm.broadcast(outgoing, 0);
       if (!isServer) update[size] = model.lossAndGrad(params, trainMaker.fromOrder(order, (step * workers + worker) * batch, batch), grad);
-      await comm.gather(update, gathered, 0);
-      const stop = outgoing[size] > 0;
-      if (gathered && optimizer) {
-        const lr = context.learningRate(epoch + (step + 1) / steps);
+      let meanLoss = 0;
+      if (exchange) meanLoss = await exchange.gatherMean(grad, update[size], 0, epoch + step / steps);
+      else {
+        await comm.gather(update, gathered, 0);
         // the mean of the workers' [gradient | loss] (ranks 1..P of the gathered rows)
-        kernel('reduceStrided')(gathered, size + 1, size + 1, workers, 0, size + 1, update, 0, 1 / workers);
-        const meanLoss = update[size];
+        if (gathered) kernel('reduceStrided')(gathered, size + 1, size + 1, workers, 0, size + 1, update, 0, 1 / workers);
+        meanLoss = update[size];
+        uncompressedPushes += workers;
+      }
+      const stop = outgoing[size] > 0;
+      if (isServer && optimizer) {
+        const lr = context.learningRate(epoch + (step + 1) / steps);
         checkFinite(meanLoss, epoch * steps + step, epoch, lr);
         optimizer.step(params, grad, lr);
         lossSum += meanLoss;
         if (reporter.due(step, steps)) {
-          context.report({ kind: 'step', epoch, step, stepsPerEpoch: steps, samples: (epoch * steps + step + 1) * workers * batch, loss: meanLoss, lr, bytesSent: comm.bytesSent });
+          context.report({ kind: 'step', epoch, step, stepsPerEpoch: steps, samples: (epoch * steps + step + 1) * workers * batch, loss: meanLoss, lr, bytesSent: pushed() });
         }
         if (stop || (context.saveEvery > 0 && (step + 1) % context.saveEvery === 0 && step + 1 < steps)) {
           context.save({ params, optimizerState: optimizer.state, optimizerSteps: optimizer.steps, epoch, step: step + 1 });
@@ -65,7 +75,7 @@ export const parameterServer: Strategy = async (context: StrategyContext) => {
     await comm.broadcast(params, 0); // the epoch's final parameters, so every rank can evaluate a share
     const { loss, accuracy, rmse } = await evaluate(context, params, testMaker);
     if (isServer && optimizer) {
-      context.report({ kind: 'epoch', epoch, trainLoss: lossSum / (steps - firstStep), testLoss: loss, testAccuracy: accuracy, testRmse: rmse, trainSeconds, samples: (steps - firstStep) * workers * batch, bytesSent: comm.bytesSent });
+      context.report({ kind: 'epoch', epoch, trainLoss: lossSum / (steps - firstStep), testLoss: loss, testAccuracy: accuracy, testRmse: rmse, trainSeconds, samples: (steps - firstStep) * workers * batch, bytesSent: pushed() });
       context.save({ params, optimizerState: optimizer.state, optimizerSteps: optimizer.steps, epoch: epoch + 1, step: 0 });
     }
   }

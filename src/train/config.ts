@@ -3,6 +3,7 @@
 
 import { availableParallelism } from 'node:os';
 import { badOption, unknownName } from '../errors.js';
+import { parseCompress } from '../compress/parse.js';
 import { modelNames } from '../models/index.js';
 import { optimizerNames, type OptimizerName } from '../optim/optimizers.js';
 import { scheduleNames, type ScheduleName } from '../optim/schedules.js';
@@ -18,6 +19,7 @@ export interface TrainConfig {
   rank: number; // MF
   syncEvery: number; // local-sgd: average the copies every k steps
   staleness: number; // async-ps: how many clocks a worker may run ahead of the slowest
+  compress?: string; // gradient compression hook (--compress); none given: no hook at all
   workers: number;
   strategy: string;
   epochs: number;
@@ -99,4 +101,8 @@ export function validate(config: TrainConfig): void {
   positiveInteger('--rank', config.rank);
   positiveInteger('--sync-every', config.syncEvery);
   if (!Number.isInteger(config.staleness) || config.staleness < 0) throw badOption('--staleness', config.staleness, 'a non-negative integer');
+  if (config.compress !== undefined) {
+    parseCompress(config.compress);
+    if (!['allreduce', 'ps', 'async-ps', 'local-sgd'].includes(config.strategy)) throw badOption('--compress', config.compress, `a strategy that exchanges gradients (allreduce, ps, async-ps, local-sgd), not ${config.strategy}`);
+  }
 }

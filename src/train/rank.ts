@@ -9,6 +9,8 @@ import { learningRate, scaledLearningRate } from '../optim/schedules.js';
 import { strategy } from '../strategies/index.js';
 import type { StrategyContext, TrainingState } from '../strategies/context.js';
 import { writeCheckpoint } from './checkpoint.js';
+import { parseCompress } from '../compress/parse.js';
+import { mixSeed } from '../tensor/random.js';
 import { withFault } from './faults.js';
 import type { TrainConfig } from './config.js';
 
@@ -49,13 +51,17 @@ export async function trainRank(comm: Communicator, input: RankInput, emit: (val
   const baseLr = scaledLearningRate(config.lr, config.workers, config.lrScaling);
   const schedule = { name: config.schedule, baseLr, epochs: config.epochs, warmupEpochs: config.warmupEpochs, stepEpochs: config.stepEpochs, gamma: config.gamma };
   const stopFlag = new Int32Array(input.stopFlag);
+  const hooks = config.compress !== undefined ? parseCompress(config.compress) : null;
+  // DGC's momentum correction takes over the optimiser's momentum
+  const momentum = config.optimizer === 'momentum' || config.optimizer === 'nesterov' ? config.momentum : 0;
   let stepsAsked = 0;
   const context: StrategyContext = {
     comm, model, dataset, shared: input.shared ? new Float32Array(input.shared) : undefined,
     syncEvery: config.syncEvery, staleness: config.staleness,
     workers: config.workers, batch: config.batch, epochs: config.epochs, seed: config.seed,
     learningRate: (epoch) => learningRate(schedule, epoch),
-    makeOptimizer: () => new Optimizer({ ...defaultOptimizer, name: config.optimizer, momentum: config.momentum, weightDecay: config.weightDecay }, model.layout.size),
+    makeOptimizer: (plainSgd) => new Optimizer({ ...defaultOptimizer, name: plainSgd ? 'sgd' : config.optimizer, momentum: config.momentum, weightDecay: config.weightDecay }, model.layout.size),
+    makeHook: hooks ? (size, options) => hooks({ size, seed: mixSeed(config.seed, comm.rank), momentum: options?.momentum ?? momentum }) : undefined,
     start,
     report: emit,
     save: (state) => {

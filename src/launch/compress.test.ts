@@ -1,0 +1,55 @@
+// Gradient compression inside the strategies: the identity hook changes nothing, every hook
+// trains with every strategy that exchanges gradients, and the bytes logged are the encoding's.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { defaults, type TrainConfig } from '../train/config.js';
+import { trainOnThreads } from './threads.js';
+
+const base: TrainConfig = { ...defaults, dataset: 'synthetic', model: 'mlp', hidden: [32, 16], epochs: 2, batch: 16, lr: 0.05, seed: 5, workers: 2 };
+
+test('--compress none is bit-identical to no hook (allreduce and ps; 2 and 3 workers; momentum and Adam)', async () => {
+  for (const strategy of ['allreduce', 'ps']) {
+    for (const [workers, optimizer] of [[2, 'momentum'], [3, 'adam']] as const) {
+      const config = { ...base, strategy, workers, optimizer, lr: optimizer === 'adam' ? 0.002 : 0.05 };
+      const plain = await trainOnThreads(config);
+      const identity = await trainOnThreads({ ...config, compress: 'none' });
+      assert.deepEqual(identity.params, plain.params, `${strategy} ×${workers} ${optimizer}`);
+    }
+  }
+});
+
+test('every hook trains with allreduce, ps, async-ps and local-sgd', async () => {
+  for (const compress of ['fp16', 'bf16', 'topk:0.05', 'topk:0.05,nodgc+fp16', 'randomk:0.3', 'qsgd:4', 'sign']) {
+    for (const strategy of ['allreduce', 'ps', 'async-ps', 'local-sgd']) {
+      const optimizer = compress === 'sign' ? 'sgd' : 'momentum';
+      const { summary } = await trainOnThreads({ ...base, strategy, compress, optimizer, lr: compress === 'sign' ? 0.1 : 0.05, syncEvery: 2 });
+      assert.ok(summary.testAccuracy > 0.3, `${compress} with ${strategy}: accuracy ${summary.testAccuracy} (chance is 0.1)`);
+    }
+  }
+});
+
+test('the bytes logged are the encoded payloads: top-k 1% sends k (index, value) pairs a step', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'converge-compress-'));
+  const run = async (compress: string | undefined, log: string) => {
+    await trainOnThreads({ ...base, epochs: 1, compress, log: join(dir, log) });
+    const lines = readFileSync(join(dir, log), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    return lines[lines.length - 1].bytesPerWorkerPerStep as number;
+  };
+  const size = 64 * 32 + 32 + 32 * 16 + 16 + 16 * 10 + 10; // the layout of mlp 64-32-16-10
+  const k = Math.ceil(0.01 * size);
+  // 2 workers: each payload goes to one peer, with its three-float header
+  assert.equal(await run('topk:0.01,nodgc', 'topk.jsonl'), 4 + 8 * k + 12);
+  assert.equal(await run('topk:0.01,nodgc+fp16', 'topk16.jsonl'), 4 + 6 * k + 12);
+  assert.equal(await run('none', 'none.jsonl'), 4 + 4 * size + 12);
+  assert.equal(await run('sign', 'sign.jsonl'), 8 + Math.ceil(size / 8) + 12);
+  // and without a hook, the all-reduce's 2(P − 1)/P of the gradient, and of the [loss, stop] pair
+  assert.equal(await run(undefined, 'plain.jsonl'), 4 * size + 8);
+});
+
+test('--compress is refused where gradients are not exchanged, and when malformed', async () => {
+  await assert.rejects(trainOnThreads({ ...base, strategy: 'hogwild', compress: 'topk:0.01' }), /--compress: got "topk:0\.01"; expected a strategy that exchanges gradients \(allreduce, ps, async-ps, local-sgd\), not hogwild/);
+  await assert.rejects(trainOnThreads({ ...base, compress: 'topk:0' }), /--compress "topk:0": density '0' is not in \(0, 1\]; valid forms: none, fp16/);
+});
