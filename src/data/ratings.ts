@@ -3,7 +3,7 @@
 
 import { existsSync, readFileSync } from 'node:fs';
 import { corruptFile, missingData } from '../errors.js';
-import { Random, mixSeed } from '../tensor/random.js';
+import { Random, mixSeed, zipfSampler } from '../tensor/random.js';
 
 export interface RatingSplit {
   users: Int32Array;
@@ -99,20 +99,7 @@ export function generateNetflixLike(o: NetflixLikeOptions): RatingsDataset {
   const itemFactors = Float32Array.from({ length: o.items * o.rank }, () => random.normal() * scale);
   const userBias = Float32Array.from({ length: o.users }, () => 0.4 * random.normal());
   const itemBias = Float32Array.from({ length: o.items }, () => 0.4 * random.normal());
-  const cumulative = new Float64Array(o.items);
-  let total = 0;
-  for (let j = 0; j < o.items; j++) cumulative[j] = total += 1 / (j + 1) ** 0.8;
-  const pick = () => {
-    const u = random.next() * total;
-    let low = 0;
-    let high = o.items - 1;
-    while (low < high) {
-      const middle = (low + high) >> 1;
-      if (cumulative[middle] < u) low = middle + 1;
-      else high = middle;
-    }
-    return low;
-  };
+  const pick = zipfSampler(o.items, 0.8, random); // item popularity
   const train = { users: [] as number[], items: [] as number[], ratings: [] as number[] };
   const test = { users: [] as number[], items: [] as number[], ratings: [] as number[] };
   const seen = new Set<number>();

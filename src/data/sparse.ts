@@ -4,7 +4,7 @@
 
 import { readFileSync, existsSync } from 'node:fs';
 import { corruptFile, missingData } from '../errors.js';
-import { Random, mixSeed } from '../tensor/random.js';
+import { Random, mixSeed, zipfSampler } from '../tensor/random.js';
 
 export interface SparseSplit {
   rowPtr: Int32Array; // [count + 1]
@@ -137,26 +137,14 @@ export const rcv1LikeDefaults: Rcv1LikeOptions = { rows: 200_000, testRows: 20_0
  */
 export function generateRcv1Like(o: Rcv1LikeOptions): SparseDataset {
   const random = new Random(mixSeed(o.seed, 0x5c1));
-  const cumulative = new Float64Array(o.features);
-  let total = 0;
-  for (let j = 0; j < o.features; j++) cumulative[j] = total += 1 / (j + 1) ** 1.1;
+  // a position in the frequency order (Zipf, exponent 1.1); the feature is rank[position]
+  const sample = zipfSampler(o.features, 1.1, random);
   // a random feature ranking, so frequent features are not simply the first indices
   const rank = new Int32Array(o.features).map((_, i) => i);
   for (let i = o.features - 1; i > 0; i--) {
     const j = random.below(i + 1);
     [rank[i], rank[j]] = [rank[j], rank[i]];
   }
-  const sample = () => {
-    const u = random.next() * total;
-    let low = 0;
-    let high = o.features - 1;
-    while (low < high) {
-      const middle = (low + high) >> 1;
-      if (cumulative[middle] < u) low = middle + 1;
-      else high = middle;
-    }
-    return low; // a position in the frequency order; the feature is rank[position]
-  };
   // hidden weights: a tenth of the features matter
   const weights = new Float32Array(o.features);
   for (let j = 0; j < o.features; j++) if (random.next() < 0.1) weights[j] = random.normal();

@@ -53,3 +53,24 @@ export function mixSeed(...parts: number[]): number {
   }
   return h >>> 0;
 }
+
+/**
+ * A sampler of positions 0..count−1 with P(position j) ∝ 1/(j + 1)^exponent (Zipf), by binary
+ * search in the cumulative weights.
+ */
+export function zipfSampler(count: number, exponent: number, random: Random): () => number {
+  const cumulative = new Float64Array(count);
+  let total = 0;
+  for (let j = 0; j < count; j++) cumulative[j] = total += 1 / (j + 1) ** exponent;
+  return () => {
+    const u = random.next() * total;
+    let low = 0;
+    let high = count - 1;
+    while (low < high) {
+      const middle = (low + high) >> 1;
+      if (cumulative[middle] < u) low = middle + 1;
+      else high = middle;
+    }
+    return low;
+  };
+}
