@@ -3,7 +3,7 @@
 
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { missingData, shapeMismatch, unknownName, corruptFile } from '../errors.js';
+import { missingData, shapeMismatch, corruptFile } from '../errors.js';
 import { Random } from '../tensor/random.js';
 import { readIdx } from './idx.js';
 import type { SparseDataset } from './sparse.js';
