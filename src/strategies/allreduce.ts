@@ -8,13 +8,13 @@
 // The optimiser state of a rank is current only in its own share; before a checkpoint every
 // rank gathers the state shares, so rank 0 can save the whole of it.
 
-import { epochOrder, makeBatcher, stepsPerEpoch } from '../data/batches.js';
+import { epochOrder } from '../data/batches.js';
 import type { Strategy, StrategyContext, TrainingState } from './context.js';
-import { StepReporter, checkFinite, evaluate, restoreOptimizer } from './common.js';
+import { checkFinite, evaluate, loopParts, restoreOptimizer } from './common.js';
 import { CompressedExchange } from './exchange.js';
 
 export const allreduce: Strategy = async (context: StrategyContext) => {
-  const { comm, model, dataset, batch, epochs, seed, workers, start } = context;
+  const { comm, model, batch, epochs, seed, workers, start } = context;
   const size = model.layout.size;
   // parameters and gradients live where the communicator reads them in place: nothing is copied in
   const params = comm.allocate(size);
@@ -28,11 +28,7 @@ export const allreduce: Strategy = async (context: StrategyContext) => {
   restoreOptimizer(optimizer, start);
   const scalars = new Float32Array(2); // [loss, stop], averaged across ranks
 
-  const order = new Uint32Array(dataset.train.count);
-  const trainMaker = makeBatcher(dataset, 'train', batch);
-  const testMaker = makeBatcher(dataset, 'test', model.maxBatch);
-  const steps = stepsPerEpoch(dataset.train.count, workers, batch);
-  const reporter = new StepReporter();
+  const { order, trainMaker, testMaker, steps, reporter } = loopParts(context);
   // the bytes of the steps' exchanges only (not the start-up broadcast or the evaluations)
   let exchanged = 0;
 

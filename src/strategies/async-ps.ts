@@ -12,7 +12,7 @@
 
 import { epochOrder, makeBatcher, stepsPerEpoch } from '../data/batches.js';
 import type { Strategy, StrategyContext } from './context.js';
-import { StepReporter, checkFinite, evaluate, restoreOptimizer } from './common.js';
+import { StepReporter, checkFinite, evaluate, loopParts, restoreOptimizer } from './common.js';
 
 // server → worker: [parameters | command | step | version]
 const COMPUTE = 0;
@@ -27,7 +27,10 @@ async function server(context: StrategyContext) {
   const outgoing = new Float32Array(size + 3);
   const params = outgoing.subarray(0, size);
   params.set(start.params);
-  const hook = context.makeHook?.(size);
+  // no momentum correction here: moved into the workers, momentum would compound their staleness
+  // (measured: top-k with it ended anywhere from 9% to 80% on a set the others learn to 99%);
+  // the server's optimiser keeps the momentum instead
+  const hook = context.makeHook?.(size, { momentum: 0 });
   const incoming = new Float32Array(pushLength(size, hook)); // [gradient | loss | version pulled | step], or [loss | version | step | bytes | payload]
   const grad = hook ? new Float32Array(size) : incoming.subarray(0, size);
   const fields = hook ? 0 : size; // where loss, version and step start
@@ -128,20 +131,17 @@ export function pushLength(size: number, hook: { maxBytes(n: number): number } |
 }
 
 async function worker(context: StrategyContext) {
-  const { comm, model, dataset, batch, epochs, seed, workers, start } = context;
+  const { comm, model, batch, epochs, seed, workers, start } = context;
   const size = model.layout.size;
   const incoming = new Float32Array(size + 3);
   const params = incoming.subarray(0, size);
-  const hook = context.makeHook?.(size);
+  const hook = context.makeHook?.(size, { momentum: 0 });
   const outgoing = new Float32Array(pushLength(size, hook));
   const grad = hook ? new Float32Array(size) : outgoing.subarray(0, size);
   const fields = hook ? 0 : size;
   const payload = new Uint8Array(outgoing.buffer, 16);
-  const order = new Uint32Array(dataset.train.count);
-  const trainMaker = makeBatcher(dataset, 'train', batch);
-  const testMaker = makeBatcher(dataset, 'test', model.maxBatch);
+  const { order, trainMaker, testMaker, steps } = loopParts(context);
   const index = comm.rank - 1;
-  const steps = stepsPerEpoch(dataset.train.count, workers, batch);
   for (let epoch = start.epoch; epoch < epochs; epoch++) {
     epochOrder(order, seed, epoch);
     for (;;) {

@@ -1,6 +1,6 @@
 // Pieces every strategy's loop shares.
 
-import { shareOf, type Batcher } from '../data/batches.js';
+import { makeBatcher, shareOf, stepsPerEpoch, type Batcher } from '../data/batches.js';
 import { divergence } from '../errors.js';
 import type { StrategyContext, TrainingState } from './context.js';
 import type { Optimizer } from '../optim/optimizers.js';
@@ -56,4 +56,16 @@ export async function evaluate(context: StrategyContext, params: Float32Array, b
 /** The samples of the training split, for steps-per-epoch arithmetic. */
 export function trainCount(context: StrategyContext): number {
   return context.dataset.train.count;
+}
+
+/** What every step loop starts with: the epoch order's buffer, the batchers, the steps per epoch, a reporter. */
+export function loopParts(context: StrategyContext) {
+  const { dataset, model, batch, workers } = context;
+  return {
+    order: new Uint32Array(dataset.train.count),
+    trainMaker: makeBatcher(dataset, 'train', batch),
+    testMaker: makeBatcher(dataset, 'test', model.maxBatch),
+    steps: stepsPerEpoch(dataset.train.count, workers, batch),
+    reporter: new StepReporter(),
+  };
 }

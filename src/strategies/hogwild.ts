@@ -4,13 +4,13 @@
 // writes the whole array (each worker keeps its own optimiser state). With one worker this is
 // plain sequential SGD, bit for bit. Workers meet only at epoch ends, to evaluate and save.
 
-import { epochOrder, makeBatcher, stepsPerEpoch } from '../data/batches.js';
+import { epochOrder } from '../data/batches.js';
 import { CommunicationError } from '../errors.js';
 import type { Strategy, StrategyContext } from './context.js';
-import { StepReporter, checkFinite, evaluate, restoreOptimizer } from './common.js';
+import { checkFinite, evaluate, loopParts, restoreOptimizer } from './common.js';
 
 export const hogwild: Strategy = async (context: StrategyContext) => {
-  const { comm, model, dataset, batch, epochs, seed, workers, start } = context;
+  const { comm, model, batch, epochs, seed, workers, start } = context;
   const params = context.shared;
   if (!params) throw new CommunicationError('hogwild needs one parameter array shared by all workers: run it on worker threads (the shm backend).', 'NO_SHARED_MEMORY');
   if (comm.rank === 0) params.set(start.params);
@@ -22,11 +22,7 @@ export const hogwild: Strategy = async (context: StrategyContext) => {
   if (optimizer) {
     restoreOptimizer(optimizer, start);
   }
-  const order = new Uint32Array(dataset.train.count);
-  const trainMaker = makeBatcher(dataset, 'train', batch);
-  const testMaker = makeBatcher(dataset, 'test', model.maxBatch);
-  const steps = stepsPerEpoch(dataset.train.count, workers, batch);
-  const reporter = new StepReporter();
+  const { order, trainMaker, testMaker, steps, reporter } = loopParts(context);
   const everything = sparse ? trainMaker.whole?.() : undefined;
   const flags = new Float32Array(2); // [loss sum, stopped], summed at epoch ends
 

@@ -4,13 +4,13 @@
 // copies after one momentum step each gives what averaging the gradients would (the update is
 // linear in the gradient), up to float rounding.
 
-import { epochOrder, makeBatcher, stepsPerEpoch } from '../data/batches.js';
+import { epochOrder } from '../data/batches.js';
 import type { Strategy, StrategyContext } from './context.js';
-import { StepReporter, checkFinite, evaluate, restoreOptimizer } from './common.js';
+import { checkFinite, evaluate, loopParts, restoreOptimizer } from './common.js';
 import { CompressedExchange } from './exchange.js';
 
 export const localSgd: Strategy = async (context: StrategyContext) => {
-  const { comm, model, dataset, batch, epochs, seed, workers, start, syncEvery } = context;
+  const { comm, model, batch, epochs, seed, workers, start, syncEvery } = context;
   const size = model.layout.size;
   const params = comm.allocate(size); // averaged in place
   params.set(start.params);
@@ -23,11 +23,7 @@ export const localSgd: Strategy = async (context: StrategyContext) => {
   const optimizer = context.makeOptimizer();
   restoreOptimizer(optimizer, start);
   const scalars = new Float32Array(2); // [mean loss since the last average, stop]
-  const order = new Uint32Array(dataset.train.count);
-  const trainMaker = makeBatcher(dataset, 'train', batch);
-  const testMaker = makeBatcher(dataset, 'test', model.maxBatch);
-  const steps = stepsPerEpoch(dataset.train.count, workers, batch);
-  const reporter = new StepReporter();
+  const { order, trainMaker, testMaker, steps, reporter } = loopParts(context);
 
   /** Averages parameters (and, before a checkpoint, the optimiser state), and agrees on the loss and on stopping. */
   const average = async (lossSum: number, count: number, withState: boolean, epoch: number) => {

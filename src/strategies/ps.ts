@@ -4,14 +4,14 @@
 // the server gathers all P of them (with their losses), averages them and updates. The server
 // receives P gradients per step: the bottleneck this strategy is known for.
 
-import { epochOrder, makeBatcher, stepsPerEpoch } from '../data/batches.js';
+import { epochOrder } from '../data/batches.js';
 import { kernel } from '../kernels/registry.js';
 import type { Strategy, StrategyContext } from './context.js';
-import { StepReporter, checkFinite, evaluate, restoreOptimizer } from './common.js';
+import { checkFinite, evaluate, loopParts, restoreOptimizer } from './common.js';
 import { CompressedExchange } from './exchange.js';
 
 export const parameterServer: Strategy = async (context: StrategyContext) => {
-  const { comm, model, dataset, batch, epochs, seed, workers, start } = context;
+  const { comm, model, batch, epochs, seed, workers, start } = context;
   const isServer = comm.rank === 0;
   const size = model.layout.size;
   // [parameters | stop], broadcast by the server; in the communicator's memory, read in place
@@ -29,11 +29,7 @@ export const parameterServer: Strategy = async (context: StrategyContext) => {
     restoreOptimizer(optimizer, start);
   }
   const worker = comm.rank - 1;
-  const order = new Uint32Array(dataset.train.count);
-  const trainMaker = makeBatcher(dataset, 'train', batch);
-  const testMaker = makeBatcher(dataset, 'test', model.maxBatch);
-  const steps = stepsPerEpoch(dataset.train.count, workers, batch);
-  const reporter = new StepReporter();
+  const { order, trainMaker, testMaker, steps, reporter } = loopParts(context);
   // bytes per worker: what each pushed to the server (the server's broadcasts are its own traffic)
   let uncompressedPushes = 0;
   const pushed = () => (exchange ? exchange.bytesReceived : 4 * (size + 1) * uncompressedPushes) / workers;
