@@ -39,6 +39,9 @@ inline bool flag(const Napi::CallbackInfo& info, size_t i) {
 
 struct Conv {
   int channels, height, width, filters, kernel, pad, stride, outHeight, outWidth;
+  int plane() const { return outHeight * outWidth; }  // output pixels per filter
+  int patch() const { return channels * kernel * kernel; }  // rows of the im2col matrix
+  size_t inSize() const { return static_cast<size_t>(channels) * height * width; }  // one input sample
 };
 
 // the geometry travels as nine integers from argument `at` on (no object look-ups per call)
@@ -49,7 +52,7 @@ Conv conv(const Napi::CallbackInfo& info, size_t at) {
 
 // columns[(c·K + kh)·K + kw, oh·OW + ow] = x[c, oh·s − pad + kh, ow·s − pad + kw], 0 outside
 void im2col(const float* x, const Conv& g, float* columns) {
-  const int plane = g.outHeight * g.outWidth;
+  const int plane = g.plane();
   for (int c = 0; c < g.channels; c++) {
     const float* image = x + static_cast<size_t>(c) * g.height * g.width;
     for (int kh = 0; kh < g.kernel; kh++) {
@@ -84,7 +87,7 @@ void im2col(const float* x, const Conv& g, float* columns) {
 
 // gradX = the adjoint of im2col applied to columns
 void col2im(const float* columns, const Conv& g, float* gradX) {
-  const int plane = g.outHeight * g.outWidth;
+  const int plane = g.plane();
   std::memset(gradX, 0, sizeof(float) * g.channels * g.height * g.width);
   for (int c = 0; c < g.channels; c++) {
     float* image = gradX + static_cast<size_t>(c) * g.height * g.width;
@@ -155,9 +158,8 @@ Napi::Value ConvForward(const Napi::CallbackInfo& info) {
   const int batch = integer(info, 4);
   float* columns = floats(info, 5);
   const Conv g = conv(info, 6);
-  const int plane = g.outHeight * g.outWidth;
-  const int patch = g.channels * g.kernel * g.kernel;
-  const size_t inSize = static_cast<size_t>(g.channels) * g.height * g.width;
+  const int plane = g.plane(), patch = g.patch();
+  const size_t inSize = g.inSize();
   for (int n = 0; n < batch; n++) {
     float* o = out + static_cast<size_t>(n) * g.filters * plane;
     for (int f = 0; f < g.filters; f++) std::fill(o + static_cast<size_t>(f) * plane, o + static_cast<size_t>(f + 1) * plane, bias[f]);
@@ -175,9 +177,8 @@ Napi::Value ConvBackward(const Napi::CallbackInfo& info) {
   const int batch = integer(info, 6);
   float* columns = floats(info, 7);
   const Conv g = conv(info, 8);
-  const int plane = g.outHeight * g.outWidth;
-  const int patch = g.channels * g.kernel * g.kernel;
-  const size_t inSize = static_cast<size_t>(g.channels) * g.height * g.width;
+  const int plane = g.plane(), patch = g.patch();
+  const size_t inSize = g.inSize();
   std::memset(gradBias, 0, sizeof(float) * g.filters);
   for (int n = 0; n < batch; n++) {
     const float* go = gradOut + static_cast<size_t>(n) * g.filters * plane;
