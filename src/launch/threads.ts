@@ -18,6 +18,7 @@ import { readCheckpoint } from '../train/checkpoint.js';
 import { validate, type TrainConfig } from '../train/config.js';
 import { Monitor, type Summary } from '../train/monitor.js';
 import { modelOptions, type RankInput, type RankOutput } from '../train/rank.js';
+import { SharedLowPrecision } from '../tensor/precision.js';
 
 export interface TrainResult {
   summary: Summary;
@@ -79,10 +80,12 @@ export async function trainOnThreads(requested: TrainConfig, hooks: LaunchHooks 
   // (async-ps) for a parameter-sized message per mailbox
   const size = model.layout.size;
   const pushFloats = config.compress === undefined ? size + 4 : 5 + Math.ceil(parseCompress(config.compress)({ size, seed: 0, momentum: 0 }).maxBytes(size) / 4);
-  const handle = createShmHandle(ranks, size + 4, config.timeoutSeconds * 1000, 2 * size + 4, entry.pointToPoint ? Math.max(size + 4, pushFloats) : 0);
+  // (low-precision ps: and for the encoded parameters it broadcasts)
+  const regionFloats = 2 * size + 4 + (config.paramPrecision === 'fp32' ? 0 : size + 4);
+  const handle = createShmHandle(ranks, size + 4, config.timeoutSeconds * 1000, regionFloats, entry.pointToPoint ? Math.max(size + 4, pushFloats) : 0);
   const input: RankInput = {
     config, dataset, start, kernels, stopFlag: hooks.stopFlag ?? new SharedArrayBuffer(4),
-    shared: config.strategy === 'hogwild' ? new SharedArrayBuffer(4 * model.layout.size) : undefined,
+    shared: config.strategy === 'hogwild' ? new SharedArrayBuffer(SharedLowPrecision.bytes(config.paramPrecision, model.layout.size)) : undefined,
   };
   try {
     const outputs = (await runGroup(handle, new URL('./train-worker.js', import.meta.url), { data: () => input, onEvent: monitor.onEvent })) as RankOutput[];

@@ -91,6 +91,22 @@ export class MatrixFactorization implements Model<RatingBatch> {
     return loss;
   }
 
+  exampleCoordinates(batch: RatingBatch, i: number, out: Int32Array): number {
+    const u = batch.users[i] * this.rank;
+    const v = this.itemBase + batch.items[i] * this.rank;
+    for (let k = 0; k < this.rank; k++) {
+      out[k] = u + k;
+      out[this.rank + k] = v + k;
+    }
+    out[2 * this.rank] = this.userBiasBase + batch.users[i];
+    out[2 * this.rank + 1] = this.itemBiasBase + batch.items[i];
+    return 2 * this.rank + 2;
+  }
+
+  maxExampleCoordinates(): number {
+    return 2 * this.rank + 2;
+  }
+
   evaluate(params: Float32Array, batch: RatingBatch): Evaluation {
     let squaredError = 0;
     for (let i = 0; i < batch.size; i++) {

@@ -53,6 +53,13 @@ export interface Model<B extends AnyBatch = AnyBatch> {
    * (the update Hogwild! races on). Sparse models have it; dense ones do not.
    */
   exampleStep?(params: Float32Array, batch: B, i: number, lr: number): number;
+  /**
+   * The coordinates exampleStep(…, i, …) reads and writes, written to `out`; returns how many.
+   * Low-precision Hogwild! decodes these before the step and writes back their changes after.
+   */
+  exampleCoordinates?(batch: B, i: number, out: Int32Array): number;
+  /** The most coordinates one example can touch (the length `out` needs). */
+  maxExampleCoordinates?(batch: B): number;
 }
 
 export interface ImageModel extends Model<Batch> {

@@ -71,6 +71,20 @@ export class SparseLinear implements Model<SparseBatch> {
     return loss;
   }
 
+  exampleCoordinates(batch: SparseBatch, i: number, out: Int32Array): number {
+    const start = batch.rowPtr[i];
+    const count = batch.rowPtr[i + 1] - start;
+    out.set(batch.indices.subarray(start, start + count));
+    out[count] = this.bias;
+    return count + 1;
+  }
+
+  maxExampleCoordinates(batch: SparseBatch): number {
+    let most = 0;
+    for (let i = 0; i < batch.size; i++) most = Math.max(most, batch.rowPtr[i + 1] - batch.rowPtr[i]);
+    return most + 1;
+  }
+
   evaluate(params: Float32Array, batch: SparseBatch): Evaluation {
     const { rowPtr, indices, values, y, size } = batch;
     let total = 0;

@@ -7,11 +7,15 @@
 //
 // The optimiser state of a rank is current only in its own share; before a checkpoint every
 // rank gathers the state shares, so rank 0 can save the whole of it.
+//
+// With --param-precision bf16|int8 the updated shares are rounded stochastically into the storage
+// format and all-gathered encoded (2 or ~1 bytes a parameter instead of 4).
 
 import { epochOrder } from '../data/batches.js';
 import type { Strategy, StrategyContext, TrainingState } from './context.js';
 import { checkFinite, evaluate, loopParts, restoreOptimizer } from './common.js';
 import { CompressedExchange } from './exchange.js';
+import { ParameterStorage } from './precision.js';
 
 export const allreduce: Strategy = async (context: StrategyContext) => {
   const { comm, model, batch, epochs, seed, workers, start } = context;
@@ -21,6 +25,8 @@ export const allreduce: Strategy = async (context: StrategyContext) => {
   const grad = comm.allocate(size);
   params.set(start.params);
   await comm.broadcast(params, 0); // rank 0's initial (or resumed) parameters everywhere
+  const storage = context.paramPrecision === 'fp32' ? null : new ParameterStorage(context.paramPrecision, size, seed, comm);
+  storage?.roundAll(params);
   // with a compression hook every rank exchanges payloads and applies the whole update itself
   const hook = context.makeHook?.(size);
   const exchange = hook ? new CompressedExchange(comm, hook, size) : null;
@@ -56,6 +62,7 @@ export const allreduce: Strategy = async (context: StrategyContext) => {
         ({ loss: meanLoss, stop } = await exchange.allreduceMean(grad, scalars[0], scalars[1] > 0, epoch + step / steps));
         checkFinite(meanLoss, epoch * steps + step, epoch, lr);
         optimizer.step(params, grad, lr);
+        storage?.roundAll(params); // every rank applied the same update: round it alike
       } else {
         const before = comm.bytesSent;
         const [first, end] = await comm.reduceScatter(grad, 'mean');
@@ -64,7 +71,8 @@ export const allreduce: Strategy = async (context: StrategyContext) => {
         stop = scalars[1] > 0;
         checkFinite(meanLoss, epoch * steps + step, epoch, lr);
         optimizer.step(params, grad, lr, first, end);
-        await comm.allgatherShares(params);
+        if (storage) await storage.allgatherShares(params, first, end);
+        else await comm.allgatherShares(params);
         exchanged += comm.bytesSent - before;
       }
       lossSum += meanLoss;

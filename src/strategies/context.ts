@@ -7,6 +7,7 @@ import type { Dataset } from '../data/dataset.js';
 import type { Model } from '../models/model.js';
 import type { Optimizer } from '../optim/optimizers.js';
 import type { Hook } from '../compress/hook.js';
+import type { ParamPrecision } from '../tensor/precision.js';
 
 export interface TrainingState {
   params: Float32Array;
@@ -26,8 +27,10 @@ export interface StrategyContext {
   comm: Communicator;
   model: Model;
   dataset: Dataset;
-  /** hogwild: the one parameter array all threads share (only the shared-memory launcher makes it) */
-  shared?: Float32Array;
+  /** hogwild: the memory of the one parameter array all threads share (only the shared-memory launcher makes it) */
+  sharedBuffer?: SharedArrayBuffer;
+  /** How the master copy of the parameters is stored (--param-precision). */
+  paramPrecision: ParamPrecision;
   syncEvery: number; // local-sgd
   staleness: number; // async-ps
   workers: number; // ranks that compute gradients (excludes a parameter server)

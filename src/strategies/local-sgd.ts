@@ -3,11 +3,15 @@
 // copies are averaged with one all-reduce. k = 1 is synchronous SGD again: averaging the
 // copies after one momentum step each gives what averaging the gradients would (the update is
 // linear in the gradient), up to float rounding.
+//
+// With --param-precision bf16|int8 each copy is stored rounded (stochastically) after every local
+// step, and the average is rounded alike on every rank; the average itself travels as float32.
 
 import { epochOrder } from '../data/batches.js';
 import type { Strategy, StrategyContext } from './context.js';
 import { checkFinite, evaluate, loopParts, restoreOptimizer } from './common.js';
 import { CompressedExchange } from './exchange.js';
+import { ParameterStorage } from './precision.js';
 
 export const localSgd: Strategy = async (context: StrategyContext) => {
   const { comm, model, batch, epochs, seed, workers, start, syncEvery } = context;
@@ -15,6 +19,8 @@ export const localSgd: Strategy = async (context: StrategyContext) => {
   const params = comm.allocate(size); // averaged in place
   params.set(start.params);
   await comm.broadcast(params, 0);
+  const storage = context.paramPrecision === 'fp32' ? null : new ParameterStorage(context.paramPrecision, size, seed, comm);
+  storage?.roundAll(params);
   const grad = new Float32Array(size);
   // compressed: the copies exchange their change since the last average (with error feedback), not themselves
   const hook = context.makeHook?.(size, { momentum: 0 });
@@ -41,6 +47,7 @@ export const localSgd: Strategy = async (context: StrategyContext) => {
       await comm.allreduce(scalars, 'mean');
       result = { meanLoss: scalars[0], stop: scalars[1] > 0 };
     }
+    storage?.roundAll(params);
     if (withState) for (const values of Object.values(optimizer.state)) await comm.allreduce(values, 'mean');
     return result;
   };
@@ -57,6 +64,7 @@ export const localSgd: Strategy = async (context: StrategyContext) => {
       const lr = context.learningRate(epoch + (step + 1) / steps);
       checkFinite(loss, epoch * steps + step, epoch, lr);
       optimizer.step(params, grad, lr);
+      storage?.roundOwn(params);
       localLoss += loss;
       localCount++;
       const last = step + 1 === steps;

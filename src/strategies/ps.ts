@@ -3,12 +3,16 @@
 // stop decision in one extra float), every worker computes the gradient of its minibatch and
 // the server gathers all P of them (with their losses), averages them and updates. The server
 // receives P gradients per step: the bottleneck this strategy is known for.
+//
+// With --param-precision bf16|int8 the server's parameters are rounded stochastically into the
+// storage format after each update and broadcast encoded.
 
 import { epochOrder } from '../data/batches.js';
 import { kernel } from '../kernels/registry.js';
 import type { Strategy, StrategyContext } from './context.js';
 import { checkFinite, evaluate, loopParts, restoreOptimizer } from './common.js';
 import { CompressedExchange } from './exchange.js';
+import { ParameterStorage } from './precision.js';
 
 export const parameterServer: Strategy = async (context: StrategyContext) => {
   const { comm, model, batch, epochs, seed, workers, start } = context;
@@ -18,6 +22,23 @@ export const parameterServer: Strategy = async (context: StrategyContext) => {
   const outgoing = comm.allocate(size + 1);
   const params = outgoing.subarray(0, size);
   params.set(start.params);
+  const storage = context.paramPrecision === 'fp32' ? null : new ParameterStorage(context.paramPrecision, size, seed, comm);
+  // low precision: [encoded parameters | stop] is what the server broadcasts
+  const encoded = storage ? comm.allocate(storage.broadcastWords + 1) : null;
+  const broadcastParameters = async (stopFlag: number) => {
+    if (!storage || !encoded) {
+      outgoing[size] = stopFlag;
+      await comm.broadcast(outgoing, 0);
+      return;
+    }
+    if (isServer) {
+      storage.encodeInto(params, encoded);
+      encoded[storage.broadcastWords] = stopFlag;
+    }
+    await comm.broadcast(encoded, 0);
+    if (!isServer) storage.decodeFrom(encoded, params);
+    outgoing[size] = encoded[storage.broadcastWords];
+  };
   // [gradient | loss], gathered at the server
   const update = comm.allocate(size + 1);
   const grad = update.subarray(0, size);
@@ -40,8 +61,7 @@ export const parameterServer: Strategy = async (context: StrategyContext) => {
     const firstStep = epoch === start.epoch ? start.step : 0;
     let lossSum = 0;
     for (let step = firstStep; step < steps; step++) {
-      outgoing[size] = isServer && context.stopRequested() ? 1 : 0;
-      await comm.broadcast(outgoing, 0);
+      await broadcastParameters(isServer && context.stopRequested() ? 1 : 0);
       if (!isServer) update[size] = model.lossAndGrad(params, trainMaker.fromOrder(order, (step * workers + worker) * batch, batch), grad);
       let meanLoss = 0;
       if (exchange) meanLoss = await exchange.gatherMean(grad, update[size], 0, epoch + step / steps);
@@ -68,7 +88,9 @@ export const parameterServer: Strategy = async (context: StrategyContext) => {
       if (stop) return { params, stoppedEarly: true };
     }
     const trainSeconds = (performance.now() - epochStart) / 1000;
-    await comm.broadcast(params, 0); // the epoch's final parameters, so every rank can evaluate a share
+    // the epoch's final parameters, so every rank can evaluate a share
+    if (storage) await broadcastParameters(0);
+    else await comm.broadcast(params, 0);
     const { loss, accuracy, rmse } = await evaluate(context, params, testMaker);
     if (isServer && optimizer) {
       context.report({ kind: 'epoch', epoch, trainLoss: lossSum / (steps - firstStep), testLoss: loss, testAccuracy: accuracy, testRmse: rmse, trainSeconds, samples: (steps - firstStep) * workers * batch, bytesSent: pushed() });

@@ -10,10 +10,15 @@ export class Random {
 
   /** A uniform float in [0, 1). */
   next(): number {
+    return this.bits() / 4294967296;
+  }
+
+  /** 32 uniform random bits, as an unsigned integer. */
+  bits(): number {
     let t = (this.state = (this.state + 0x6d2b79f5) >>> 0);
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    return (t ^ (t >>> 14)) >>> 0;
   }
 
   /** A uniform integer in [0, bound). */

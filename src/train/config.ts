@@ -8,6 +8,7 @@ import { modelNames } from '../models/index.js';
 import { optimizerNames, type OptimizerName } from '../optim/optimizers.js';
 import { scheduleNames, type ScheduleName } from '../optim/schedules.js';
 import { strategyNames } from '../strategies/index.js';
+import { paramPrecisions, type ParamPrecision } from '../tensor/precision.js';
 
 export interface TrainConfig {
   dataset: string;
@@ -20,6 +21,7 @@ export interface TrainConfig {
   syncEvery: number; // local-sgd: average the copies every k steps
   staleness: number; // async-ps: how many clocks a worker may run ahead of the slowest
   compress?: string; // gradient compression hook (--compress); none given: no hook at all
+  paramPrecision: ParamPrecision; // how the master copy of the parameters is stored
   workers: number;
   strategy: string;
   epochs: number;
@@ -51,6 +53,7 @@ export const defaults: TrainConfig = {
   rank: 16,
   syncEvery: 8,
   staleness: 2,
+  paramPrecision: 'fp32',
   workers: availableParallelism(), // one per core
   strategy: 'allreduce',
   epochs: 2,
@@ -101,6 +104,10 @@ export function validate(config: TrainConfig): void {
   positiveInteger('--rank', config.rank);
   positiveInteger('--sync-every', config.syncEvery);
   if (!Number.isInteger(config.staleness) || config.staleness < 0) throw badOption('--staleness', config.staleness, 'a non-negative integer');
+  if (!(paramPrecisions as readonly string[]).includes(config.paramPrecision)) throw unknownName('param-precision', config.paramPrecision, paramPrecisions);
+  if (config.paramPrecision !== 'fp32' && config.strategy === 'async-ps') {
+    throw badOption('--param-precision', config.paramPrecision, 'fp32 with async-ps (low-precision storage works with allreduce, ps, local-sgd and hogwild)');
+  }
   if (config.compress !== undefined) {
     parseCompress(config.compress);
     if (!['allreduce', 'ps', 'async-ps', 'local-sgd'].includes(config.strategy)) throw badOption('--compress', config.compress, `a strategy that exchanges gradients (allreduce, ps, async-ps, local-sgd), not ${config.strategy}`);

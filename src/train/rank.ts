@@ -56,7 +56,7 @@ export async function trainRank(comm: Communicator, input: RankInput, emit: (val
   const momentum = config.optimizer === 'momentum' || config.optimizer === 'nesterov' ? config.momentum : 0;
   let stepsAsked = 0;
   const context: StrategyContext = {
-    comm, model, dataset, shared: input.shared ? new Float32Array(input.shared) : undefined,
+    comm, model, dataset, sharedBuffer: input.shared, paramPrecision: config.paramPrecision,
     syncEvery: config.syncEvery, staleness: config.staleness,
     workers: config.workers, batch: config.batch, epochs: config.epochs, seed: config.seed,
     learningRate: (epoch) => learningRate(schedule, epoch),
