@@ -320,6 +320,14 @@ Napi::Value Copy(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+Napi::Value AddInto(const Napi::CallbackInfo& info) {
+  float* target = floats(info, 0) + integer(info, 1);
+  const float* source = floats(info, 2) + integer(info, 3);
+  const int length = integer(info, 4);
+  for (int i = 0; i < length; i++) target[i] += source[i];
+  return info.Env().Undefined();
+}
+
 // ---- optimiser updates over the flat buffer (src/kernels/reference.ts has the same loops)
 
 Napi::Value SgdUpdate(const Napi::CallbackInfo& info) {
@@ -387,6 +395,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("reduceStrided", Napi::Function::New(env, ReduceStrided, "reduceStrided"));
   exports.Set("zero", Napi::Function::New(env, Zero, "zero"));
   exports.Set("copy", Napi::Function::New(env, Copy, "copy"));
+  exports.Set("addInto", Napi::Function::New(env, AddInto, "addInto"));
   exports.Set("sgdUpdate", Napi::Function::New(env, SgdUpdate, "sgdUpdate"));
   exports.Set("momentumUpdate", Napi::Function::New(env, MomentumUpdate, "momentumUpdate"));
   exports.Set("adamUpdate", Napi::Function::New(env, AdamUpdate, "adamUpdate"));

@@ -115,6 +115,7 @@ test('native pooling, ReLU, softmax cross-entropy and optimiser updates match th
   same('zero', [rand(50)], (K, [a]) => K.zero(a, 7, 41));
   const source = rand(60);
   same('copy', [new Float32Array(new SharedArrayBuffer(4 * 60))], (K, [t]) => K.copy(t, 5, source, 11, 40));
+  same('addInto', [rand(60)], (K, [t]) => K.addInto(t, 5, source, 11, 40));
   const n = 1001;
   const grad = rand(n);
   same('sgd update', [rand(n)], (K, [p]) => K.sgdUpdate(p, grad, n, 0.1, 0.01));

@@ -21,6 +21,7 @@ interface Addon {
   reduceStrided: KernelSet['reduceStrided'];
   zero: KernelSet['zero'];
   copy: KernelSet['copy'];
+  addInto: KernelSet['addInto'];
   sgdUpdate: KernelSet['sgdUpdate'];
   momentumUpdate: KernelSet['momentumUpdate'];
   adamUpdate: KernelSet['adamUpdate'];
@@ -48,6 +49,7 @@ export function loadNativeKernels(): { kernels: KernelSet; info: { blas: string;
     reduceStrided: addon.reduceStrided,
     zero: addon.zero,
     copy: addon.copy,
+    addInto: addon.addInto,
     sgdUpdate: addon.sgdUpdate,
     momentumUpdate: addon.momentumUpdate,
     adamUpdate: addon.adamUpdate,

@@ -252,6 +252,10 @@ export const referenceKernels: KernelSet = {
     array.fill(0, start, end);
   },
 
+  addInto(target, at, source, from, length) {
+    for (let i = 0; i < length; i++) target[at + i] += source[from + i];
+  },
+
   copy(target, at, source, from, length) {
     target.set(source.subarray(from, from + length), at);
   },

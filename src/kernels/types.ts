@@ -52,6 +52,8 @@ export interface KernelSet {
     target: Float32Array, at: number, scale: number): void;
   /** array[start, end) = 0 — a kernel because TypedArray.fill on SharedArrayBuffer memory is ≈ 8× slower than memset in V8 */
   zero(array: Float32Array, start: number, end: number): void;
+  /** target[at + i] += source[from + i] for i < length, in float32 (a received chunk summed into a buffer) */
+  addInto(target: Float32Array, at: number, source: Float32Array, from: number, length: number): void;
   /** target[at, at + length) = source[from, from + length) (for the same reason as zero) */
   copy(target: Float32Array, at: number, source: Float32Array, from: number, length: number): void;
   /** Σ_{k ∈ [start, end)} values[k] · dense[indices[k]] — a sparse row times a dense vector */

@@ -1,0 +1,23 @@
+// One rank of a conformance or failure case in its own process (tcp and mpi backends; see
+// tcp.test.ts): `node conformance.process.js BACKEND CASE [failure]`. Prints one JSON line:
+// {ok} or {error}, then exits 0 or 1.
+import { conformanceCases, failureCases } from './conformance.js';
+import { createProcessCommunicator } from '../launch/communicator.js';
+
+const [backend, name, mode] = process.argv.slice(2);
+const comm = await createProcessCommunicator(backend, { capacity: 70_000, timeoutMs: Number(process.env.CONVERGE_TEST_TIMEOUT_MS ?? 20_000) });
+let reported = '';
+try {
+  if (mode === 'failure') await failureCases[name](comm, (message) => (reported = message));
+  else await conformanceCases[name](comm);
+  console.log(JSON.stringify({ ok: true, bytes: comm.bytesSent }));
+  await comm.close();
+  process.exit(0);
+} catch (error) {
+  const text = (error as Error).message;
+  console.log(JSON.stringify({ error: reported || text }));
+  // a communication error already names this rank; anything else is this rank's own failure
+  comm.abort(text.startsWith(`rank ${comm.rank}:`) ? text : `rank ${comm.rank} failed: ${text}`);
+  // leave the abort frames time to reach the peers before the sockets close
+  setTimeout(() => process.exit(1), 200);
+}

@@ -1,0 +1,876 @@
+// The tcp backend: one process per rank, on any hosts, no MPI. Ranks meet at rank 0's address
+// (MASTER_ADDR:MASTER_PORT, the torchrun convention), then every pair of ranks holds one
+// authenticated socket. All-reduce is a ring (reduce-scatter, then all-gather): each rank sends
+// and receives 2(P − 1)/P of the buffer whatever P is, and a chunk is reduced as its bytes arrive,
+// so summing overlaps the transfer.
+//
+// Wire format: binary frames, a 24-byte header then the payload (raw float32, little-endian):
+//   u32 magic 'CVG1' | u8 type | u8 operation | u16 part | u32 seq | u32 count | i32 root | u32 bytes
+// Every collective frame carries the operation's sequence number and fingerprint (operation,
+// element count, root); a frame that disagrees with what the receiver is doing is a mismatch
+// error naming both ranks and both operations. A frame with a wrong magic, an unknown type or a
+// length beyond the communicator's capacity is garbage: the connection is dropped with an error,
+// never parsed further and never allocated for.
+//
+// Security: before any data, each connection proves the job secret both ways (HMAC-SHA256 over
+// fresh nonces); a peer that fails is refused and logged. Rank 0 listens on the address given,
+// the others on the address they reach rank 0 from, never on all interfaces.
+
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createServer, connect, type Server, type Socket } from 'node:net';
+import { CommunicationError, capacityExceeded, commTimeout, peerFailed } from '../errors.js';
+import { kernel } from '../kernels/registry.js';
+import { operations, type Communicator, type Operation, type ReduceOp } from './communicator.js';
+
+const MAGIC = 0x31475643; // 'CVG1' little-endian
+const HEADER = 24;
+const enum Type {
+  Data = 1,
+  Abort = 2,
+  Hello = 3, // rank → rank 0: [rank, size, port] + address
+  Table = 4, // rank 0 → rank: every rank's address and port
+  Challenge = 5,
+  Auth = 6,
+  AuthOk = 7,
+  StatusRequest = 8,
+  Status = 9, // [seq, operation, in an operation?]
+}
+const TYPES = 9;
+/** A handshake frame (challenge, proof, address, the rank table) is at most this long. */
+const HANDSHAKE_BYTES = 65536;
+
+export interface TcpOptions {
+  rank: number;
+  size: number;
+  masterAddr: string;
+  masterPort: number;
+  secret: string;
+  /** Every blocking call gives up after this long without progress. */
+  timeoutMs: number;
+  /** The largest message, in floats (frames claiming more are garbage). */
+  capacity: number;
+  /** One-line notices: refused connections, garbage. */
+  log?: (line: string) => void;
+}
+
+interface Frame {
+  type: number;
+  operation: number;
+  part: number;
+  seq: number;
+  count: number;
+  root: number;
+  bytes: number;
+}
+
+/** What a rank waits for from one peer: the next frame, delivered into `target` (or summed into it). */
+interface Receive {
+  expect: { type: Type; operation: number; part: number; seq: number; count: number; root: number; bytes: number } | null; // null: any p2p message
+  target: Uint8Array | null; // where the payload goes (copy), or the scratch it lands in before summing
+  sumInto: Float32Array | null; // add the payload, as it arrives, into sumInto[sumAt …]
+  sumAt: number;
+  received: number;
+  summed: number; // floats already added
+  done: (frame: Frame) => void;
+  fail: (error: Error) => void;
+}
+
+const describeOperation = (operation: number, count: number, root: number) =>
+  `${operations[operation] ?? `operation ${operation}`} of ${count} floats (${root === -2 ? 'mean' : root === -1 ? 'sum' : `root ${root}`})`;
+
+function hmac(secret: string, ...parts: (string | Buffer)[]): Buffer {
+  const h = createHmac('sha256', secret);
+  for (const part of parts) h.update(part);
+  return h.digest();
+}
+
+/** A connection to one peer: frame parsing, the receive it is waiting on, and what arrived early. */
+class Link {
+  peer = -1;
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+  private frame: Frame | null = null; // header parsed, payload pending
+  private frameReceive: Receive | null = null; // the receive the pending payload goes straight into
+  private payloadTaken = 0;
+  private early: { frame: Frame; payload: Buffer }[] = []; // collective frames nobody waits for yet
+  readonly mail: { frame: Frame; payload: Buffer }[] = []; // point-to-point messages not yet received
+  receive: Receive | null = null;
+  private earlyPayload: Buffer | null = null;
+  lastSeen = 'start-up';
+  closed = false;
+
+  constructor(
+    readonly socket: Socket,
+    private readonly limit: () => number,
+    private readonly onFrame: (link: Link, frame: Frame, payload: Buffer | null) => void,
+    private readonly onGarbage: (link: Link, what: string) => void,
+  ) {
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.push(chunk));
+    socket.resume();
+  }
+
+  private push(chunk: Buffer): void {
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+    while (!this.closed) {
+      if (!this.frame) {
+        if (this.buffered < HEADER) return;
+        const header = this.take(HEADER);
+        const frame: Frame = {
+          type: header.readUInt8(4),
+          operation: header.readUInt8(5),
+          part: header.readUInt16LE(6),
+          seq: header.readUInt32LE(8),
+          count: header.readUInt32LE(12),
+          root: header.readInt32LE(16),
+          bytes: header.readUInt32LE(20),
+        };
+        const magic = header.readUInt32LE(0);
+        if (magic !== MAGIC) return this.onGarbage(this, `a frame with magic 0x${magic.toString(16)} (expected 0x${MAGIC.toString(16)})`);
+        if (frame.type < 1 || frame.type > TYPES) return this.onGarbage(this, `a frame of unknown type ${frame.type}`);
+        if (frame.bytes > this.limit()) return this.onGarbage(this, `a frame of ${frame.bytes} bytes, more than the ${this.limit()} allowed`);
+        this.frame = frame;
+        this.payloadTaken = 0;
+        this.earlyPayload = null;
+        this.frameReceive = this.receive && this.matches(this.receive, frame) ? this.receive : null;
+        if (frame.type === Type.Data && frame.operation !== operations.indexOf('send')) this.lastSeen = `${operations[frame.operation]} #${frame.seq}`;
+      }
+      const frame = this.frame;
+      const wanted = frame.bytes - this.payloadTaken;
+      const available = Math.min(wanted, this.buffered);
+      const receive = this.frameReceive;
+      if (receive && receive.target) {
+        // straight into the waiting buffer (and summed as whole floats arrive)
+        this.takeInto(receive.target, receive.received, available);
+        receive.received += available;
+        this.payloadTaken += available;
+        if (receive.sumInto) this.sumArrived(receive, this.payloadTaken === frame.bytes);
+      } else if (available > 0) {
+        this.earlyPayload ??= Buffer.allocUnsafe(frame.bytes);
+        this.takeInto(this.earlyPayload, this.payloadTaken, available);
+        this.payloadTaken += available;
+      }
+      if (this.payloadTaken < frame.bytes) return;
+      this.frame = null;
+      this.frameReceive = null;
+      if (receive && receive.target) {
+        this.receive = null;
+        receive.done(frame);
+      } else {
+        const payload = this.earlyPayload ?? Buffer.alloc(0);
+        this.earlyPayload = null;
+        this.onFrame(this, frame, payload);
+      }
+    }
+  }
+
+  /** A frame that completed before its receive was posted (or while it was): hand it over. */
+  completeFrom(frame: Frame, payload: Buffer): boolean {
+    const receive = this.receive;
+    if (!receive || !this.matches(receive, frame)) return false;
+    this.receive = null;
+    receive.target!.set(payload);
+    receive.received = payload.length;
+    if (receive.sumInto) this.sumArrived(receive, true);
+    receive.done(frame);
+    return true;
+  }
+
+  /** Whether a frame is the one a receive waits for: same sequence number, fingerprint and part. */
+  private matches(receive: Receive, frame: Frame): boolean {
+    if (frame.type !== Type.Data) return false;
+    const p2p = frame.operation === operations.indexOf('send');
+    if (receive.expect === null) return false; // any-source receives take whole messages from the mail
+    if (p2p !== (receive.expect.operation === operations.indexOf('send'))) return false;
+    const e = receive.expect;
+    return frame.seq === e.seq && frame.operation === e.operation && frame.count === e.count && frame.root === e.root && frame.part === e.part && frame.bytes === e.bytes;
+  }
+
+  private sumArrived(receive: Receive, complete: boolean): void {
+    const floats = Math.floor(receive.received / 4);
+    // sum in pieces of 64 Ki floats while the rest is still on the wire
+    if (!complete && floats - receive.summed < 65536) return;
+    const scratch = new Float32Array(receive.target!.buffer, receive.target!.byteOffset, floats);
+    kernel('addInto')(receive.sumInto!, receive.sumAt + receive.summed, scratch, receive.summed, floats - receive.summed);
+    receive.summed = floats;
+  }
+
+  /** Removes and returns the first n buffered bytes (n ≤ buffered). */
+  private take(n: number): Buffer {
+    const out = Buffer.allocUnsafe(n);
+    this.takeInto(out, 0, n);
+    return out;
+  }
+
+  private takeInto(target: Uint8Array, at: number, n: number): void {
+    let copied = 0;
+    while (copied < n) {
+      const head = this.chunks[0];
+      const piece = Math.min(head.length, n - copied);
+      target.set(piece === head.length ? head : head.subarray(0, piece), at + copied);
+      copied += piece;
+      if (piece === head.length) this.chunks.shift();
+      else this.chunks[0] = head.subarray(piece);
+    }
+    this.buffered -= n;
+  }
+
+  /** An early collective frame, if the peer ran ahead. */
+  shiftEarly(): { frame: Frame; payload: Buffer } | undefined {
+    return this.early.shift();
+  }
+
+  keepEarly(frame: Frame, payload: Buffer): void {
+    this.early.push({ frame, payload });
+  }
+}
+
+function header(type: Type, operation: number, part: number, seq: number, count: number, root: number, bytes: number): Buffer {
+  const h = Buffer.allocUnsafe(HEADER);
+  h.writeUInt32LE(MAGIC, 0);
+  h.writeUInt8(type, 4);
+  h.writeUInt8(operation, 5);
+  h.writeUInt16LE(part, 6);
+  h.writeUInt32LE(seq >>> 0, 8);
+  h.writeUInt32LE(count >>> 0, 12);
+  h.writeInt32LE(root, 16);
+  h.writeUInt32LE(bytes, 20);
+  return h;
+}
+
+const share = (n: number, rank: number, size: number): [number, number] => [Math.floor((n * rank) / size), Math.floor((n * (rank + 1)) / size)];
+
+export class TcpCommunicator implements Communicator {
+  readonly backend = 'tcp';
+  bytesSent = 0;
+  private seq = 0;
+  private p2pSent: number[];
+  private p2pReceived: number[];
+  private operation: Operation = 'idle';
+  private failure: Error | null = null;
+  private readonly waiters = new Set<(error: Error) => void>();
+  private mailWaiter: (() => void) | null = null;
+  private scratch = new Float32Array(0);
+  private readonly statusReplies = new Map<number, string>();
+
+  constructor(
+    readonly rank: number,
+    readonly size: number,
+    private readonly links: (Link | null)[],
+    private readonly server: Server | null,
+    private readonly options: TcpOptions,
+  ) {
+    this.p2pSent = new Array(size).fill(0);
+    this.p2pReceived = new Array(size).fill(0);
+  }
+
+  /** Wires the links' events to this communicator (called once every link is authenticated). */
+  attach(): void {
+    for (const link of this.links) {
+      if (!link) continue;
+      link.socket.on('close', () => this.lost(link, 'closed its connection: it exited or was killed'));
+      link.socket.on('error', (error) => this.lost(link, `broke its connection (${error.message})`));
+    }
+  }
+
+  private lost(link: Link, how: string): void {
+    if (link.closed) return;
+    link.closed = true;
+    if (this.failure) return;
+    this.fail(peerFailed(this.rank, this.describeCurrent(), `rank ${link.peer} (last seen in ${link.lastSeen}) ${how}.`));
+  }
+
+  /** Fails everything pending and everything to come with `error`. */
+  private fail(error: Error): void {
+    if (this.failure) return;
+    this.failure = error;
+    for (const waiter of this.waiters) waiter(error);
+    this.waiters.clear();
+  }
+
+  private describeCurrent(): string {
+    if (this.operation === 'idle') return `operation after #${this.seq}`;
+    if (this.operation === 'send' || this.operation === 'recv') return this.operation;
+    return `${this.operation} #${this.seq}`;
+  }
+
+  onFrame(link: Link, frame: Frame, payload: Buffer): void {
+    switch (frame.type) {
+      case Type.Data:
+        if (frame.operation === operations.indexOf('send')) {
+          link.mail.push({ frame, payload });
+          this.mailWaiter?.();
+        } else if (link.receive) {
+          // arrived whole while we waited; anything else than what we wait for is a mismatch
+          if (!link.completeFrom(frame, payload)) this.mismatch(link, frame);
+        } else link.keepEarly(frame, payload);
+        return;
+      case Type.Abort:
+        link.closed = true;
+        this.fail(peerFailed(this.rank, this.describeCurrent(), payload.toString('utf8')));
+        return;
+      case Type.StatusRequest: {
+        const body = Buffer.from(this.operation === 'idle' ? `computing after operation #${this.seq}` : this.describeCurrent());
+        link.socket.write(Buffer.concat([header(Type.Status, 0, 0, this.seq, 0, 0, body.length), body]));
+        return;
+      }
+      case Type.Status:
+        this.statusReplies.set(link.peer, payload.toString('utf8'));
+        return;
+      default:
+        this.garbage(link, `a frame of type ${frame.type} after the handshake`);
+    }
+  }
+
+  garbage(link: Link, what: string): void {
+    const message = `rank ${this.rank}: rank ${link.peer} sent garbage: ${what}; the connection is dropped — check that only converge ranks of this job reach this port.`;
+    this.options.log?.(message);
+    link.closed = true;
+    link.socket.destroy();
+    this.fail(new CommunicationError(message, 'GARBAGE'));
+  }
+
+  private mismatch(link: Link, frame: Frame): void {
+    const expect = link.receive!.expect!;
+    const mine = describeOperation(expect.operation, expect.count, expect.root);
+    const theirs = describeOperation(frame.operation, frame.count, frame.root);
+    const message = frame.seq === expect.seq && frame.part === expect.part && frame.bytes !== expect.bytes && frame.operation === expect.operation
+      ? `rank ${this.rank}: collective #${expect.seq} mismatch: rank ${this.rank} expected ${expect.bytes} bytes of ${mine} from rank ${link.peer}, which sent ${frame.bytes}; every rank must call the same collectives in the same order.`
+      : `rank ${this.rank}: collective #${expect.seq} mismatch: rank ${this.rank} called ${mine} but rank ${link.peer} called ${theirs} (its #${frame.seq}); every rank must call the same collectives in the same order.`;
+    const error = new CommunicationError(message, 'MISMATCH');
+    this.abort(message);
+    this.fail(error);
+  }
+
+  allocate(length: number): Float32Array {
+    return new Float32Array(length);
+  }
+
+  private check(operation: Operation, count: number): void {
+    if (this.failure) throw this.failure;
+    if (count > this.options.capacity) throw capacityExceeded(`tcp ${operation}`, count, this.options.capacity);
+  }
+
+  private begin(operation: Operation, count: number): number {
+    this.check(operation, count);
+    this.operation = operation;
+    return ++this.seq;
+  }
+
+  private end(): void {
+    this.operation = 'idle';
+  }
+
+  /** Writes one frame; resolves once the socket has taken the bytes (the caller may then reuse them). */
+  private write(peer: number, frameHeader: Buffer, payload: Uint8Array | null): Promise<void> {
+    const link = this.links[peer]!;
+    if (link.closed) return Promise.reject(this.failure ?? peerFailed(this.rank, this.describeCurrent(), `rank ${peer} is gone.`));
+    if (payload) this.bytesSent += payload.length;
+    return new Promise((resolve, reject) => {
+      link.socket.cork();
+      link.socket.write(frameHeader);
+      if (payload && payload.length > 0) {
+        link.socket.write(payload, (error) => (error ? reject(error) : resolve()));
+      } else link.socket.write(Buffer.alloc(0), (error) => (error ? reject(error) : resolve()));
+      link.socket.uncork();
+    });
+  }
+
+  private sendData(peer: number, operation: number, part: number, seq: number, count: number, root: number, data: Float32Array, start: number, end: number): Promise<void> {
+    const bytes = new Uint8Array(data.buffer, data.byteOffset + 4 * start, 4 * (end - start));
+    return this.write(peer, header(Type.Data, operation, part, seq, count, root, bytes.length), bytes);
+  }
+
+  /**
+   * Waits for the next collective frame from `peer` and puts its payload into data[start, end)
+   * (copied, or summed in as it arrives). Times out after --timeout without a frame.
+   */
+  private receiveData(peer: number, operation: number, part: number, seq: number, count: number, root: number, data: Float32Array, start: number, end: number, sum: boolean): Promise<void> {
+    const link = this.links[peer]!;
+    const length = end - start;
+    const expect = { type: Type.Data, operation, part, seq, count, root, bytes: 4 * length };
+    const early = link.shiftEarly();
+    if (early) {
+      const f = early.frame;
+      if (f.seq !== seq || f.operation !== operation || f.count !== count || f.root !== root || f.part !== part || f.bytes !== 4 * length) {
+        link.receive = { expect, target: null, sumInto: null, sumAt: 0, received: 0, summed: 0, done: () => {}, fail: () => {} };
+        this.mismatch(link, f);
+        link.receive = null;
+        return Promise.reject(this.failure);
+      }
+      // the payload Buffer may sit at any byte offset: align it once
+      const values = new Float32Array(early.payload.buffer.slice(early.payload.byteOffset, early.payload.byteOffset + early.payload.length));
+      if (sum) kernel('addInto')(data, start, values, 0, length);
+      else kernel('copy')(data, start, values, 0, length);
+      return Promise.resolve();
+    }
+    if (this.failure) return Promise.reject(this.failure);
+    let target: Uint8Array;
+    if (sum) {
+      if (this.scratch.length < length) this.scratch = new Float32Array(Math.max(length, 2 * this.scratch.length));
+      target = new Uint8Array(this.scratch.buffer, 0, 4 * length);
+    } else target = new Uint8Array(data.buffer, data.byteOffset + 4 * start, 4 * length);
+    return new Promise<void>((resolve, reject) => {
+      let timer: NodeJS.Timeout;
+      const failWith = (error: Error) => {
+        clearTimeout(timer);
+        this.waiters.delete(failWith);
+        link.receive = null;
+        reject(error);
+      };
+      const arm = () => {
+        clearTimeout(timer);
+        timer = setTimeout(() => void this.timedOut(peer).then(failWith), this.options.timeoutMs);
+      };
+      arm();
+      this.waiters.add(failWith);
+      link.receive = {
+        expect, target, sumInto: sum ? data : null, sumAt: start, received: 0, summed: 0,
+        done: () => {
+          clearTimeout(timer);
+          this.waiters.delete(failWith);
+          resolve();
+        },
+        fail: failWith,
+      };
+    });
+  }
+
+  /** After a timeout: asks every peer where it is, so the error can name the rank that is behind. */
+  private async timedOut(peer: number): Promise<Error> {
+    const operation = this.describeCurrent();
+    this.statusReplies.clear();
+    for (const link of this.links) {
+      if (link && !link.closed) link.socket.write(header(Type.StatusRequest, 0, 0, this.seq, 0, 0, 0));
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const behind: string[] = [];
+    for (let r = 0; r < this.size; r++) {
+      if (r === this.rank || !this.links[r]) continue;
+      const status = this.statusReplies.get(r);
+      if (status === undefined) behind.push(`rank ${r} (not answering)`);
+      else if (!status.endsWith(`#${this.seq}`)) behind.push(`rank ${r} (${status})`);
+    }
+    const waitingFor = behind.length > 0 ? behind.join(', ') : `rank ${peer}`;
+    const error = commTimeout(this.rank, operation, this.options.timeoutMs / 1000, waitingFor);
+    this.abort(error.message);
+    this.fail(error);
+    return error;
+  }
+
+  // ---- collectives
+
+  async allreduce(buffer: Float32Array, op: ReduceOp = 'sum'): Promise<void> {
+    const n = buffer.length;
+    const seq = this.begin('allreduce', n);
+    if (this.size > 1) {
+      await this.ringReduceScatter(buffer, seq, operations.indexOf('allreduce'), n, op === 'mean' ? -2 : -1);
+      if (op === 'mean') this.scaleShare(buffer);
+      await this.ringAllgather(buffer, seq, operations.indexOf('allreduce'), n, op === 'mean' ? -2 : -1, this.size - 1);
+    }
+    this.end();
+  }
+
+  async reduceScatter(buffer: Float32Array, op: ReduceOp = 'sum'): Promise<[number, number]> {
+    const n = buffer.length;
+    const seq = this.begin('reduceScatter', n);
+    if (this.size > 1) {
+      await this.ringReduceScatter(buffer, seq, operations.indexOf('reduceScatter'), n, op === 'mean' ? -2 : -1);
+      if (op === 'mean') this.scaleShare(buffer);
+    }
+    this.end();
+    return share(n, this.rank, this.size);
+  }
+
+  async allgatherShares(buffer: Float32Array): Promise<void> {
+    const n = buffer.length;
+    const seq = this.begin('allgatherShares', n);
+    if (this.size > 1) await this.ringAllgather(buffer, seq, operations.indexOf('allgatherShares'), n, -1, 0);
+    this.end();
+  }
+
+  private scaleShare(buffer: Float32Array): void {
+    const [s, e] = share(buffer.length, this.rank, this.size);
+    kernel('reduceStrided')(buffer, 0, 0, 1, s, e, buffer, 0, 1 / this.size);
+  }
+
+  /** Ring reduce-scatter: after P − 1 steps rank r holds the sum of share r. */
+  private async ringReduceScatter(buffer: Float32Array, seq: number, operation: number, count: number, root: number): Promise<void> {
+    const P = this.size;
+    const right = (this.rank + 1) % P;
+    const left = (this.rank + P - 1) % P;
+    for (let step = 0; step < P - 1; step++) {
+      const [ss, se] = share(count, (this.rank - step - 1 + 2 * P) % P, P);
+      const [rs, re] = share(count, (this.rank - step - 2 + 2 * P) % P, P);
+      await Promise.all([
+        this.sendData(right, operation, step, seq, count, root, buffer, ss, se),
+        this.receiveData(left, operation, step, seq, count, root, buffer, rs, re, true),
+      ]);
+    }
+  }
+
+  /** Ring all-gather of shares: rank r starts with share r; parts are numbered from `firstPart`. */
+  private async ringAllgather(buffer: Float32Array, seq: number, operation: number, count: number, root: number, firstPart: number): Promise<void> {
+    const P = this.size;
+    const right = (this.rank + 1) % P;
+    const left = (this.rank + P - 1) % P;
+    for (let step = 0; step < P - 1; step++) {
+      const [ss, se] = share(count, (this.rank - step + P) % P, P);
+      const [rs, re] = share(count, (this.rank - step - 1 + 2 * P) % P, P);
+      await Promise.all([
+        this.sendData(right, operation, firstPart + step, seq, count, root, buffer, ss, se),
+        this.receiveData(left, operation, firstPart + step, seq, count, root, buffer, rs, re, false),
+      ]);
+    }
+  }
+
+  async allgather(send: Float32Array, recv: Float32Array): Promise<void> {
+    const n = send.length;
+    if (recv.length !== n * this.size) throw new CommunicationError(`rank ${this.rank}: allgather needs recv of ${n * this.size} floats (size × send), got ${recv.length}.`, 'BAD_ARGUMENT');
+    const seq = this.begin('allgather', n);
+    kernel('copy')(recv, this.rank * n, send, 0, n);
+    const P = this.size;
+    const right = (this.rank + 1) % P;
+    const left = (this.rank + P - 1) % P;
+    const operation = operations.indexOf('allgather');
+    for (let step = 0; step < P - 1; step++) {
+      const s = (this.rank - step + P) % P;
+      const r = (this.rank - step - 1 + 2 * P) % P;
+      await Promise.all([
+        this.sendData(right, operation, step, seq, n, -1, recv, s * n, (s + 1) * n),
+        this.receiveData(left, operation, step, seq, n, -1, recv, r * n, (r + 1) * n, false),
+      ]);
+    }
+    this.end();
+  }
+
+  async gather(send: Float32Array, recv: Float32Array | null, root: number): Promise<void> {
+    const n = send.length;
+    if (this.rank === root && (!recv || recv.length !== n * this.size)) {
+      throw new CommunicationError(`rank ${this.rank}: gather at the root needs recv of ${n * this.size} floats (size × send), got ${recv?.length ?? 'none'}.`, 'BAD_ARGUMENT');
+    }
+    const seq = this.begin('gather', n);
+    const operation = operations.indexOf('gather');
+    if (this.rank === root) {
+      kernel('copy')(recv!, root * n, send, 0, n);
+      const pending: Promise<void>[] = [];
+      for (let r = 0; r < this.size; r++) if (r !== root) pending.push(this.receiveData(r, operation, 0, seq, n, root, recv!, r * n, (r + 1) * n, false));
+      await Promise.all(pending);
+    } else await this.sendData(root, operation, 0, seq, n, root, send, 0, n);
+    this.end();
+  }
+
+  async broadcast(buffer: Float32Array, root: number): Promise<void> {
+    const n = buffer.length;
+    const seq = this.begin('broadcast', n);
+    const operation = operations.indexOf('broadcast');
+    if (this.rank === root) {
+      const pending: Promise<void>[] = [];
+      for (let r = 0; r < this.size; r++) if (r !== root) pending.push(this.sendData(r, operation, 0, seq, n, root, buffer, 0, n));
+      await Promise.all(pending);
+    } else await this.receiveData(root, operation, 0, seq, n, root, buffer, 0, n, false);
+    this.end();
+  }
+
+  async barrier(): Promise<void> {
+    // everyone tells rank 0 it arrived; rank 0 tells everyone to go on
+    const seq = this.begin('barrier', 0);
+    const operation = operations.indexOf('barrier');
+    const empty = new Float32Array(0);
+    if (this.rank === 0) {
+      const arrivals: Promise<void>[] = [];
+      for (let r = 1; r < this.size; r++) arrivals.push(this.receiveData(r, operation, 0, seq, 0, 0, empty, 0, 0, false));
+      await Promise.all(arrivals);
+      await Promise.all(Array.from({ length: this.size - 1 }, (_, i) => this.sendData(i + 1, operation, 1, seq, 0, 0, empty, 0, 0)));
+    } else if (this.size > 1) {
+      await this.sendData(0, operation, 0, seq, 0, 0, empty, 0, 0);
+      await this.receiveData(0, operation, 1, seq, 0, 0, empty, 0, 0, false);
+    }
+    this.end();
+  }
+
+  async send(buffer: Float32Array, dest: number): Promise<void> {
+    this.check('send', buffer.length);
+    this.operation = 'send';
+    const number = this.p2pSent[dest]++;
+    await this.sendData(dest, operations.indexOf('send'), 0, number, buffer.length, -1, buffer, 0, buffer.length);
+    this.operation = 'idle';
+  }
+
+  async recv(buffer: Float32Array, source = -1): Promise<number> {
+    this.check('recv', buffer.length);
+    this.operation = 'recv';
+    const started = Date.now();
+    for (;;) {
+      if (this.failure) throw this.failure;
+      for (let r = 0; r < this.size; r++) {
+        const link = this.links[r];
+        if (!link || (source >= 0 && r !== source) || link.mail.length === 0) continue;
+        const { payload } = link.mail.shift()!;
+        this.p2pReceived[r]++;
+        if (payload.length !== 4 * buffer.length) {
+          const message = `rank ${this.rank}: recv of ${buffer.length} floats got a message of ${payload.length / 4} floats from rank ${r}; sender and receiver must agree on message sizes.`;
+          this.abort(message);
+          throw new CommunicationError(message, 'MISMATCH');
+        }
+        new Uint8Array(buffer.buffer, buffer.byteOffset, payload.length).set(payload);
+        this.operation = 'idle';
+        return r;
+      }
+      const waited = Date.now() - started;
+      if (waited >= this.options.timeoutMs) {
+        throw await this.timedOut(source >= 0 ? source : (this.rank + 1) % this.size);
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => done(), this.options.timeoutMs - waited);
+        const done = () => {
+          clearTimeout(timer);
+          this.mailWaiter = null;
+          this.waiters.delete(done);
+          resolve();
+        };
+        this.mailWaiter = done;
+        this.waiters.add(done);
+      });
+    }
+  }
+
+  abort(reason: string): void {
+    const body = Buffer.from(reason);
+    for (const link of this.links) {
+      if (!link || link.closed) continue;
+      link.socket.write(Buffer.concat([header(Type.Abort, 0, 0, this.seq, 0, 0, body.length), body]));
+    }
+    this.fail(new CommunicationError(reason, 'ABORTED'));
+  }
+
+  /** Closes every connection (after the job, or after a failure). */
+  close(): void {
+    for (const link of this.links) {
+      if (!link) continue;
+      link.closed = true;
+      link.socket.end();
+    }
+    this.server?.close();
+  }
+}
+
+// ---- rendezvous and handshake
+
+/** Reads exactly one small frame (handshake), or fails with what went wrong. */
+function readHandshakeFrame(socket: Socket, expected: Type, timeoutMs: number, where: string): Promise<{ frame: Frame; payload: Buffer }> {
+  return new Promise((resolve, reject) => {
+    let data = Buffer.alloc(0);
+    const timer = setTimeout(() => finish(new CommunicationError(`${where}: no handshake within ${timeoutMs / 1000} s.`, 'HANDSHAKE')), timeoutMs);
+    const finish = (error: Error | null, value?: { frame: Frame; payload: Buffer }) => {
+      clearTimeout(timer);
+      socket.off('data', onData);
+      socket.off('close', onClose);
+      socket.off('error', onClose);
+      // hold what comes next until its reader is listening (a flowing socket drops unheard data)
+      socket.pause();
+      if (error) reject(error);
+      else {
+        // whatever followed the frame belongs to the next reader
+        if (data.length > 0) socket.unshift(data);
+        resolve(value!);
+      }
+    };
+    const onClose = () => finish(new CommunicationError(`${where}: the connection closed during the handshake (wrong secret, or not a converge rank).`, 'HANDSHAKE'));
+    const onData = (chunk: Buffer) => {
+      data = Buffer.concat([data, chunk]);
+      if (data.length < HEADER) return;
+      const frame: Frame = { type: data.readUInt8(4), operation: data.readUInt8(5), part: data.readUInt16LE(6), seq: data.readUInt32LE(8), count: data.readUInt32LE(12), root: data.readInt32LE(16), bytes: data.readUInt32LE(20) };
+      if (data.readUInt32LE(0) !== MAGIC || frame.type !== expected || frame.bytes > HANDSHAKE_BYTES) {
+        return finish(new CommunicationError(`${where}: garbage instead of the handshake (magic 0x${data.readUInt32LE(0).toString(16)}, type ${frame.type}, ${frame.bytes} bytes).`, 'HANDSHAKE'));
+      }
+      if (data.length < HEADER + frame.bytes) return;
+      const payload = data.subarray(HEADER, HEADER + frame.bytes);
+      data = data.subarray(HEADER + frame.bytes);
+      finish(null, { frame, payload });
+    };
+    socket.on('data', onData);
+    socket.on('close', onClose);
+    socket.on('error', onClose);
+    socket.resume();
+  });
+}
+
+const sendFrame = (socket: Socket, type: Type, payload: Buffer, seq = 0) => socket.write(Buffer.concat([header(type, 0, 0, seq, 0, 0, payload.length), payload]));
+
+/** The accepting side: challenge, check the peer's proof, prove ourselves. Returns the peer's rank. */
+async function acceptHandshake(socket: Socket, options: TcpOptions): Promise<number> {
+  const where = `rank ${options.rank}: connection from ${socket.remoteAddress}:${socket.remotePort}`;
+  const nonce = randomBytes(16);
+  sendFrame(socket, Type.Challenge, nonce);
+  const { payload } = await readHandshakeFrame(socket, Type.Auth, options.timeoutMs, where);
+  if (payload.length !== 8 + 16 + 32) throw new CommunicationError(`${where}: a malformed authentication of ${payload.length} bytes.`, 'HANDSHAKE');
+  const peer = payload.readInt32LE(0);
+  const size = payload.readInt32LE(4);
+  const theirNonce = payload.subarray(8, 24);
+  const proof = payload.subarray(24, 56);
+  const expected = hmac(options.secret, 'converge-connect', nonce, payload.subarray(0, 8));
+  if (!timingSafeEqual(proof, expected)) throw new CommunicationError(`${where}: refused: the peer does not know the job secret (CONVERGE_SECRET).`, 'BAD_SECRET');
+  if (size !== options.size || peer < 0 || peer >= options.size || peer === options.rank) {
+    throw new CommunicationError(`${where}: refused: it claims rank ${peer} of ${size}, but this job has ${options.size} ranks.`, 'HANDSHAKE');
+  }
+  sendFrame(socket, Type.AuthOk, hmac(options.secret, 'converge-accept', theirNonce));
+  return peer;
+}
+
+/** The connecting side: answer the challenge, check the acceptor's proof. */
+async function connectHandshake(socket: Socket, options: TcpOptions, where: string): Promise<void> {
+  const { payload: challenge } = await readHandshakeFrame(socket, Type.Challenge, options.timeoutMs, where);
+  const identity = Buffer.alloc(8);
+  identity.writeInt32LE(options.rank, 0);
+  identity.writeInt32LE(options.size, 4);
+  const nonce = randomBytes(16);
+  sendFrame(socket, Type.Auth, Buffer.concat([identity, nonce, hmac(options.secret, 'converge-connect', challenge, identity)]));
+  const { payload: proof } = await readHandshakeFrame(socket, Type.AuthOk, options.timeoutMs, where);
+  if (proof.length !== 32 || !timingSafeEqual(proof, hmac(options.secret, 'converge-accept', nonce))) {
+    throw new CommunicationError(`${where}: the peer failed to prove the job secret; refusing to send it data.`, 'BAD_SECRET');
+  }
+}
+
+function dial(host: string, port: number, timeoutMs: number, where: string): Promise<Socket> {
+  const deadline = Date.now() + timeoutMs;
+  return new Promise((resolve, reject) => {
+    const attempt = () => {
+      const socket = connect({ host, port });
+      socket.once('connect', () => {
+        socket.removeAllListeners('error');
+        resolve(socket);
+      });
+      socket.once('error', (error: NodeJS.ErrnoException) => {
+        socket.destroy();
+        // rank 0 may not be listening yet: retry until the timeout
+        if ((error.code === 'ECONNREFUSED' || error.code === 'ECONNRESET') && Date.now() < deadline) setTimeout(attempt, 100);
+        else reject(new CommunicationError(`${where}: cannot connect to ${host}:${port} (${error.code ?? error.message}) within ${timeoutMs / 1000} s; check MASTER_ADDR/MASTER_PORT and that rank 0 runs.`, 'CONNECT'));
+      });
+    };
+    attempt();
+  });
+}
+
+function listen(host: string, port: number, where: string): Promise<Server> {
+  return new Promise((resolve, reject) => {
+    const server = createServer({ noDelay: true });
+    server.once('error', (error: NodeJS.ErrnoException) => reject(new CommunicationError(`${where}: cannot listen on ${host}:${port} (${error.code ?? error.message}); is the port taken?`, 'LISTEN')));
+    server.listen({ host, port }, () => resolve(server));
+  });
+}
+
+/**
+ * Joins the job: rank 0 listens on masterAddr:masterPort; every other rank connects to it,
+ * listens on its own address, and learns everyone's; then rank i connects to ranks 1 … i − 1.
+ */
+export async function connectTcp(options: TcpOptions): Promise<TcpCommunicator> {
+  const { rank, size } = options;
+  const links: (Link | null)[] = new Array(size).fill(null);
+  const limit = () => HEADER + 4 * options.capacity + 1024;
+  let comm: TcpCommunicator | null = null;
+  const early: { link: Link; frame: Frame; payload: Buffer }[] = [];
+  const makeLink = (socket: Socket, peer: number) => {
+    const link = new Link(socket, limit, (l, f, p) => (comm ? comm.onFrame(l, f, p!) : early.push({ link: l, frame: f, payload: p! })), (l, what) => comm?.garbage(l, what));
+    link.peer = peer;
+    links[peer] = link;
+    return link;
+  };
+  const where = `rank ${rank}`;
+  if (size === 1) {
+    comm = new TcpCommunicator(rank, size, links, null, options);
+    return comm;
+  }
+
+  let server: Server;
+  const accepted = new Map<number, Socket>();
+  let expectAccepts: number;
+  let onAccepted: () => void = () => {};
+  const acceptAll = (s: Server) =>
+    s.on('connection', (socket) => {
+      socket.setNoDelay(true);
+      acceptHandshake(socket, options).then(
+        (peer) => {
+          if (accepted.has(peer)) {
+            options.log?.(`${where}: refused a second connection claiming rank ${peer} from ${socket.remoteAddress}.`);
+            socket.destroy();
+            return;
+          }
+          accepted.set(peer, socket);
+          onAccepted();
+        },
+        (error: Error) => {
+          options.log?.(error.message);
+          socket.destroy();
+        },
+      );
+    });
+  const waitForAccepts = (count: number) =>
+    new Promise<void>((resolve, reject) => {
+      expectAccepts = count;
+      const timer = setTimeout(() => {
+        const missing = Array.from({ length: size }, (_, r) => r).filter((r) => r !== rank && !accepted.has(r) && (rank === 0 || r > rank));
+        reject(new CommunicationError(`${where}: rendezvous timed out after ${options.timeoutMs / 1000} s; rank${missing.length > 1 ? 's' : ''} ${missing.join(', ')} never connected — were all ${size} ranks started with the same MASTER_ADDR, MASTER_PORT and secret?`, 'RENDEZVOUS'));
+      }, options.timeoutMs);
+      onAccepted = () => {
+        if (accepted.size >= expectAccepts) {
+          clearTimeout(timer);
+          resolve();
+        }
+      };
+      onAccepted();
+    });
+
+  if (rank === 0) {
+    server = await listen(options.masterAddr, options.masterPort, where);
+    acceptAll(server);
+    await waitForAccepts(size - 1);
+    // every rank says where it listens; rank 0 answers with the whole table
+    const table: { host: string; port: number }[] = new Array(size);
+    table[0] = { host: options.masterAddr, port: options.masterPort };
+    await Promise.all(
+      [...accepted.entries()].map(async ([peer, socket]) => {
+        const { payload } = await readHandshakeFrame(socket, Type.Hello, options.timeoutMs, `${where}: rank ${peer}'s address`);
+        const [host, port] = payload.toString('utf8').split(' ');
+        table[peer] = { host, port: Number(port) };
+      }),
+    );
+    const body = Buffer.from(JSON.stringify(table)); // once, at start-up: not the data path
+    for (const socket of accepted.values()) sendFrame(socket, Type.Table, body);
+    for (const [peer, socket] of accepted) makeLink(socket, peer);
+  } else {
+    const master = await dial(options.masterAddr, options.masterPort, options.timeoutMs, where);
+    await connectHandshake(master, options, `${where}: rank 0 at ${options.masterAddr}:${options.masterPort}`);
+    const host = master.localAddress!.replace(/^::ffff:/, '');
+    server = await listen(host, 0, where);
+    acceptAll(server);
+    const port = (server.address() as { port: number }).port;
+    sendFrame(master, Type.Hello, Buffer.from(`${host} ${port}`));
+    const { payload } = await readHandshakeFrame(master, Type.Table, options.timeoutMs, `${where}: the rank table from rank 0`);
+    const table = JSON.parse(payload.toString('utf8')) as { host: string; port: number }[];
+    makeLink(master, 0);
+    // connect to every lower rank but 0; accept from every higher one
+    const dialed = await Promise.all(
+      table.slice(1, rank).map(async ({ host: h, port: p }, i) => {
+        const peer = i + 1;
+        const socket = await dial(h, p, options.timeoutMs, where);
+        socket.setNoDelay(true);
+        await connectHandshake(socket, options, `${where}: rank ${peer} at ${h}:${p}`);
+        return [peer, socket] as const;
+      }),
+    );
+    await waitForAccepts(size - 1 - rank);
+    for (const [peer, socket] of dialed) makeLink(socket, peer);
+    for (const [peer, socket] of accepted) makeLink(socket, peer);
+  }
+  comm = new TcpCommunicator(rank, size, links, server, options);
+  comm.attach();
+  for (const { link, frame, payload } of early) comm.onFrame(link, frame, payload);
+  // from here on, connections are refused: the group is complete
+  server.on('connection', (socket) => {
+    options.log?.(`${where}: refused a connection from ${socket.remoteAddress} after the group formed.`);
+    socket.destroy();
+  });
+  return comm;
+}
