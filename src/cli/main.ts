@@ -4,12 +4,14 @@
 import { ConvergeError } from '../errors.js';
 import { trainCommand, trainHelp } from './train.js';
 import { generateCommand, generateHelp } from './generate.js';
+import { launchCommand, launchHelp } from './launch.js';
 
 const usage = `converge — parallel and distributed training in TypeScript
 
 Usage:
   converge train [options]     train a model (converge train --help for the options)
   converge generate KIND ...   write a synthetic data set (converge generate --help)
+  converge launch -n N -- CMD  run N local ranks of a job (converge launch --help)
 
 `;
 
@@ -20,14 +22,16 @@ async function main(argv: string[]): Promise<number> {
       return trainCommand(rest);
     case 'generate':
       return generateCommand(rest);
+    case 'launch':
+      return launchCommand(rest);
     case undefined:
     case '-h':
     case '--help':
     case 'help':
-      process.stdout.write(`${usage}${trainHelp()}\n${generateHelp}`);
+      process.stdout.write(`${usage}${trainHelp()}\n${generateHelp}\n${launchHelp}`);
       return 0;
     default:
-      throw new ConvergeError(`unknown command '${command}'; use one of: train, generate (see converge --help).`, 'UNKNOWN_COMMAND');
+      throw new ConvergeError(`unknown command '${command}'; use one of: train, generate, launch (see converge --help).`, 'UNKNOWN_COMMAND');
   }
 }
 

@@ -3,6 +3,7 @@
 import { parseArgs } from 'node:util';
 import { badOption, ConvergeError } from '../errors.js';
 import { defaults, type TrainConfig } from '../train/config.js';
+import { trainOnProcess } from '../launch/process.js';
 import { trainOnThreads } from '../launch/threads.js';
 import { strategies } from '../strategies/index.js';
 import { ProgressBar } from './progress.js';
@@ -16,7 +17,8 @@ const options = {
   hidden: { type: 'string', help: `MLP hidden widths, comma-separated (default ${defaults.hidden.join(',')})` },
   l2: { type: 'string', help: 'L2 penalty of logreg/svm (default 1e-6) and mf (default 0.02)' },
   rank: { type: 'string', help: `mf: rank of the factorisation (default ${defaults.rank})` },
-  workers: { type: 'string', help: 'gradient workers, one thread each (default: one per core)' },
+  workers: { type: 'string', help: 'gradient workers, one thread each (default: one per core; with tcp/mpi: from the job size)' },
+  backend: { type: 'string', help: 'shm: worker threads of this process (default); tcp or mpi: this process is one rank of a job started by `converge launch`, mpirun or srun' },
   strategy: { type: 'string', help: `${Object.entries(strategies).map(([name, s]) => `${name} (${s.description})`).join('; ')} (default ${defaults.strategy})` },
   'sync-every': { type: 'string', help: `local-sgd: average the workers' copies every k steps (default ${defaults.syncEvery})` },
   staleness: { type: 'string', help: `async-ps: how many steps a worker may run ahead of the slowest; 0 is synchronous (default ${defaults.staleness})` },
@@ -82,6 +84,7 @@ export function parseTrainArgs(rawArgs: string[]): TrainConfig | 'help' {
     model: s('model') ?? defaults.model,
     hidden: hidden === undefined ? defaults.hidden : hidden.split(',').map((w) => number('hidden', w, NaN)),
     workers: n('workers', defaults.workers),
+    backend: s('backend') ?? defaults.backend,
     strategy: s('strategy') ?? defaults.strategy,
     epochs: n('epochs', defaults.epochs),
     batch: n('batch', defaults.batch),
@@ -119,6 +122,14 @@ export async function trainCommand(args: string[]): Promise<number> {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  if (config.backend !== 'shm') {
+    try {
+      return await trainAsRank(config, args.includes('--workers') || args.some((a) => a.startsWith('--workers=')) ? config.workers : undefined, stopFlag);
+    } finally {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    }
+  }
   try {
     const result = await trainOnThreads(config, {
       stopFlag,
@@ -140,4 +151,30 @@ export async function trainCommand(args: string[]): Promise<number> {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
+}
+
+/** One rank of a tcp or mpi job: rank 0 shows the progress and the result; the others stay quiet. */
+async function trainAsRank(config: TrainConfig, workersAsked: number | undefined, stopFlag: SharedArrayBuffer): Promise<number> {
+  const result = await trainOnProcess(config, {
+    stopFlag,
+    workersAsked,
+    notice: (line) => process.stderr.write(`${line}\n`),
+    onStart: (monitor, info) => {
+      const c = info.config;
+      process.stderr.write(`converge: ${c.model} (${info.parameters.toLocaleString('en-US')} parameters) on ${info.dataset.name}, ${c.strategy} over ${c.backend}, ${c.workers} worker${c.workers > 1 ? 's' : ''} × batch ${c.batch}, kernels ${info.kernels}`
+        + `${info.resumedFrom ? `, resumed at epoch ${info.resumedFrom.epoch + 1} step ${info.resumedFrom.step}` : ''}\n`);
+      // a launcher's pipe is not a terminal: one line per epoch instead of a bar
+      if (process.stderr.isTTY) monitor.listen(new ProgressBar(c.epochs).update);
+      else monitor.listen((event) => {
+        if (event.kind === 'epoch') process.stderr.write(`epoch ${event.epoch + 1}/${c.epochs}: train loss ${event.trainLoss.toFixed(4)}, test ${Number.isNaN(event.testAccuracy) ? `RMSE ${event.testRmse.toFixed(4)}` : `accuracy ${(100 * event.testAccuracy).toFixed(2)}%`}\n`);
+      });
+    },
+  });
+  const s = result.summary;
+  if (s) {
+    process.stdout.write(s.stoppedEarly
+      ? `stopped early after ${s.wallSeconds.toFixed(1)} s${config.save ? `; resume with --resume ${config.save}` : ''}\n`
+      : `${Number.isNaN(s.testAccuracy) ? `test RMSE ${s.testRmse.toFixed(4)}` : `test accuracy ${(100 * s.testAccuracy).toFixed(2)}%`} after ${config.epochs} epoch${config.epochs > 1 ? 's' : ''} (${s.model}, ${s.strategy}, ${result.size} processes over ${config.backend}, ${Math.round(s.samplesPerSecond).toLocaleString('en-US')} samples/s, ${s.wallSeconds.toFixed(1)} s)\n`);
+  }
+  return 0;
 }

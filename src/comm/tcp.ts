@@ -34,8 +34,9 @@ const enum Type {
   AuthOk = 7,
   StatusRequest = 8,
   Status = 9, // [seq, operation, in an operation?]
+  Bye = 10, // the sender finished its job and closes: not a failure, unless someone still waits for it
 }
-const TYPES = 9;
+const TYPES = 10;
 /** A handshake frame (challenge, proof, address, the rank table) is at most this long. */
 const HANDSHAKE_BYTES = 65536;
 
@@ -96,8 +97,9 @@ class Link {
   readonly mail: { frame: Frame; payload: Buffer }[] = []; // point-to-point messages not yet received
   receive: Receive | null = null;
   private earlyPayload: Buffer | null = null;
-  lastSeen = 'start-up';
+  lastSeen = 'the rendezvous';
   closed = false;
+  finished = false; // said goodbye
 
   constructor(
     readonly socket: Socket,
@@ -253,6 +255,8 @@ export class TcpCommunicator implements Communicator {
   private mailWaiter: (() => void) | null = null;
   private scratch = new Float32Array(0);
   private readonly statusReplies = new Map<number, string>();
+  /** The first failure this rank heard of; an abort passes it on rather than its own echo of it. */
+  private rootCause: string | null = null;
 
   constructor(
     readonly rank: number,
@@ -278,7 +282,11 @@ export class TcpCommunicator implements Communicator {
     if (link.closed) return;
     link.closed = true;
     if (this.failure) return;
-    this.fail(peerFailed(this.rank, this.describeCurrent(), `rank ${link.peer} (last seen in ${link.lastSeen}) ${how}.`));
+    // a peer that said goodbye may close; only waiting for it is an error
+    if (link.finished && !link.receive) return;
+    if (link.finished) how = `finished its job and left while rank ${this.rank} waits for it; the ranks ran different numbers of collectives`;
+    this.rootCause ??= `rank ${link.peer} (last seen in ${link.lastSeen}) ${how}.`;
+    this.fail(peerFailed(this.rank, this.describeCurrent(), this.rootCause));
   }
 
   /** Fails everything pending and everything to come with `error`. */
@@ -308,7 +316,8 @@ export class TcpCommunicator implements Communicator {
         return;
       case Type.Abort:
         link.closed = true;
-        this.fail(peerFailed(this.rank, this.describeCurrent(), payload.toString('utf8')));
+        this.rootCause ??= payload.toString('utf8');
+        this.fail(peerFailed(this.rank, this.describeCurrent(), this.rootCause));
         return;
       case Type.StatusRequest: {
         const body = Buffer.from(this.operation === 'idle' ? `computing after operation #${this.seq}` : this.describeCurrent());
@@ -317,6 +326,9 @@ export class TcpCommunicator implements Communicator {
       }
       case Type.Status:
         this.statusReplies.set(link.peer, payload.toString('utf8'));
+        return;
+      case Type.Bye:
+        link.finished = true;
         return;
       default:
         this.garbage(link, `a frame of type ${frame.type} after the handshake`);
@@ -406,6 +418,11 @@ export class TcpCommunicator implements Communicator {
       return Promise.resolve();
     }
     if (this.failure) return Promise.reject(this.failure);
+    if (link.finished) {
+      const error = peerFailed(this.rank, this.describeCurrent(), `rank ${peer} (last seen in ${link.lastSeen}) finished its job and left while rank ${this.rank} waits for it; the ranks ran different numbers of collectives.`);
+      this.fail(error);
+      return Promise.reject(error);
+    }
     let target: Uint8Array;
     if (sum) {
       if (this.scratch.length < length) this.scratch = new Float32Array(Math.max(length, 2 * this.scratch.length));
@@ -637,7 +654,8 @@ export class TcpCommunicator implements Communicator {
   }
 
   abort(reason: string): void {
-    const body = Buffer.from(reason);
+    this.rootCause ??= reason;
+    const body = Buffer.from(this.rootCause);
     for (const link of this.links) {
       if (!link || link.closed) continue;
       link.socket.write(Buffer.concat([header(Type.Abort, 0, 0, this.seq, 0, 0, body.length), body]));
@@ -649,8 +667,11 @@ export class TcpCommunicator implements Communicator {
   close(): void {
     for (const link of this.links) {
       if (!link) continue;
+      if (!link.closed) link.socket.write(header(Type.Bye, 0, 0, this.seq, 0, 0, 0));
       link.closed = true;
+      // the bytes already written still go out; a peer that never reads (stalled) must not keep this process alive
       link.socket.end();
+      link.socket.unref();
     }
     this.server?.close();
   }
@@ -766,6 +787,18 @@ function listen(host: string, port: number, where: string): Promise<Server> {
  * listens on its own address, and learns everyone's; then rank i connects to ranks 1 … i − 1.
  */
 export async function connectTcp(options: TcpOptions): Promise<TcpCommunicator> {
+  const opened: { servers: Server[]; sockets: Socket[] } = { servers: [], sockets: [] };
+  try {
+    return await rendezvous(options, opened);
+  } catch (error) {
+    // nothing of a failed rendezvous may keep the process alive
+    for (const server of opened.servers) server.close();
+    for (const socket of opened.sockets) socket.destroy();
+    throw error;
+  }
+}
+
+async function rendezvous(options: TcpOptions, opened: { servers: Server[]; sockets: Socket[] }): Promise<TcpCommunicator> {
   const { rank, size } = options;
   const links: (Link | null)[] = new Array(size).fill(null);
   const limit = () => HEADER + 4 * options.capacity + 1024;
@@ -789,6 +822,7 @@ export async function connectTcp(options: TcpOptions): Promise<TcpCommunicator> 
   let onAccepted: () => void = () => {};
   const acceptAll = (s: Server) =>
     s.on('connection', (socket) => {
+      opened.sockets.push(socket);
       socket.setNoDelay(true);
       acceptHandshake(socket, options).then(
         (peer) => {
@@ -824,6 +858,7 @@ export async function connectTcp(options: TcpOptions): Promise<TcpCommunicator> 
 
   if (rank === 0) {
     server = await listen(options.masterAddr, options.masterPort, where);
+    opened.servers.push(server);
     acceptAll(server);
     await waitForAccepts(size - 1);
     // every rank says where it listens; rank 0 answers with the whole table
@@ -841,9 +876,11 @@ export async function connectTcp(options: TcpOptions): Promise<TcpCommunicator> 
     for (const [peer, socket] of accepted) makeLink(socket, peer);
   } else {
     const master = await dial(options.masterAddr, options.masterPort, options.timeoutMs, where);
+    opened.sockets.push(master);
     await connectHandshake(master, options, `${where}: rank 0 at ${options.masterAddr}:${options.masterPort}`);
     const host = master.localAddress!.replace(/^::ffff:/, '');
     server = await listen(host, 0, where);
+    opened.servers.push(server);
     acceptAll(server);
     const port = (server.address() as { port: number }).port;
     sendFrame(master, Type.Hello, Buffer.from(`${host} ${port}`));
@@ -855,6 +892,7 @@ export async function connectTcp(options: TcpOptions): Promise<TcpCommunicator> 
       table.slice(1, rank).map(async ({ host: h, port: p }, i) => {
         const peer = i + 1;
         const socket = await dial(h, p, options.timeoutMs, where);
+        opened.sockets.push(socket);
         socket.setNoDelay(true);
         await connectHandshake(socket, options, `${where}: rank ${peer} at ${h}:${p}`);
         return [peer, socket] as const;

@@ -37,7 +37,8 @@ export interface LaunchHooks {
   dataset?: Dataset;
 }
 
-export async function trainOnThreads(requested: TrainConfig, hooks: LaunchHooks = {}): Promise<TrainResult> {
+/** What every launcher does first: validate, pick kernels, load the data, check it fits the model, build the starting state. */
+export function prepareRun(requested: TrainConfig, hooks: LaunchHooks = {}) {
   const config = { ...requested };
   validate(config);
   const kernels = selectKernels(undefined, hooks.notice);
@@ -71,7 +72,11 @@ export async function trainOnThreads(requested: TrainConfig, hooks: LaunchHooks 
     const optimizer = new Optimizer({ ...defaultOptimizer, name: config.optimizer }, model.layout.size);
     start = { params, optimizerState: optimizer.state, optimizerSteps: 0, epoch: 0, step: 0 };
   }
+  return { config, kernels, dataset, model, start, resumedFrom };
+}
 
+export async function trainOnThreads(requested: TrainConfig, hooks: LaunchHooks = {}): Promise<TrainResult> {
+  const { config, kernels, dataset, model, start, resumedFrom } = prepareRun(requested, hooks);
   const monitor = new Monitor(config.log, { dataset: dataset.name, model: config.model, strategy: config.strategy, workers: config.workers, kernels, batch: config.batch });
   hooks.onStart?.(monitor, { config, dataset, parameters: model.layout.size, kernels, resumedFrom });
   const entry = strategy(config.strategy);

@@ -23,6 +23,8 @@ export interface TrainConfig {
   compress?: string; // gradient compression hook (--compress); none given: no hook at all
   paramPrecision: ParamPrecision; // how the master copy of the parameters is stored
   workers: number;
+  /** shm: threads of this process; tcp, mpi: this process is one rank of a job (see launch/process.ts) */
+  backend: string;
   strategy: string;
   epochs: number;
   batch: number; // per worker
@@ -56,6 +58,7 @@ export const defaults: TrainConfig = {
   paramPrecision: 'fp32',
   workers: availableParallelism(), // one per core
   strategy: 'allreduce',
+  backend: 'shm',
   epochs: 2,
   batch: 64,
   lr: 0.05,
@@ -104,6 +107,7 @@ export function validate(config: TrainConfig): void {
   positiveInteger('--rank', config.rank);
   positiveInteger('--sync-every', config.syncEvery);
   if (!Number.isInteger(config.staleness) || config.staleness < 0) throw badOption('--staleness', config.staleness, 'a non-negative integer');
+  if (!['shm', 'tcp', 'mpi'].includes(config.backend)) throw unknownName('backend', config.backend, ['shm', 'tcp', 'mpi']);
   if (!(paramPrecisions as readonly string[]).includes(config.paramPrecision)) throw unknownName('param-precision', config.paramPrecision, paramPrecisions);
   if (config.paramPrecision !== 'fp32' && config.strategy === 'async-ps') {
     throw badOption('--param-precision', config.paramPrecision, 'fp32 with async-ps (low-precision storage works with allreduce, ps, local-sgd and hogwild)');

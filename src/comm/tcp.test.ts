@@ -1,0 +1,129 @@
+// The tcp backend: the conformance suite with every rank its own process, the failure cases
+// (a rank that throws, dies, stalls or calls the wrong collective), a peer without the job
+// secret, and garbage on the wire.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
+import { connect, type Socket } from 'node:net';
+import { conformanceCases } from './conformance.js';
+import { connectTcp } from './tcp.js';
+import { freePort, launchProcesses } from '../launch/processes.js';
+
+const script = new URL('./conformance.process.js', import.meta.url).pathname;
+
+async function runCase(size: number, name: string, failure = false, env: NodeJS.ProcessEnv = {}) {
+  const outputs: string[][] = Array.from({ length: size }, () => []);
+  const started = Date.now();
+  const result = await launchProcesses({
+    processes: size,
+    command: [process.execPath, script, 'tcp', name, failure ? 'failure' : ''],
+    env: { CONVERGE_TEST_TIMEOUT_MS: failure ? '1000' : '20000', ...env },
+    graceSeconds: 5,
+    onLine: (rank, line) => outputs[rank].push(line),
+  });
+  const reports = outputs.map((lines) => {
+    const json = lines.find((line) => line.startsWith('{'));
+    return json ? (JSON.parse(json) as { ok?: boolean; error?: string }) : { error: lines.join('\n') || 'nothing printed' };
+  });
+  return { result, reports, outputs, seconds: (Date.now() - started) / 1000 };
+}
+
+for (const size of [2, 3]) {
+  for (const name of Object.keys(conformanceCases)) {
+    test(`tcp conformance, ${size} processes: ${name}`, async () => {
+      const { result, reports } = await runCase(size, name);
+      assert.equal(result.exitCode, 0, JSON.stringify(reports));
+    });
+  }
+}
+
+const failures: Record<string, { failed: RegExp; survivor: RegExp }> = {
+  throws: { failed: /^boom$/, survivor: /^rank [02]: allreduce #2 aborted: rank 1 failed: boom$/ },
+  dies: { failed: /nothing printed/, survivor: /^rank [02]: allreduce #2 aborted: rank 1 \(last seen in [^)]*\) (closed|broke) its connection/ },
+  stalls: { failed: /nothing printed/, survivor: /^rank [02]: allreduce #2 (timed out after 1 s waiting for rank 1 \(computing after operation #1\)|aborted: rank [02]: allreduce #2 timed out after 1 s waiting for rank 1)/ },
+  mismatch: { failed: /collective #2 mismatch: rank 1 called broadcast of 8 floats \(root 0\) but rank 0 called allreduce of 8 floats \(sum\)/, survivor: /collective #2 mismatch: rank \d called (allreduce|broadcast) of 8 floats \([^)]*\) but rank \d called (allreduce|broadcast) of 8 floats/ },
+  messageSizeMismatch: { failed: /^rank 1: barrier #2 aborted: rank 0: recv of 8 floats got a message of 5 floats from rank 1/, survivor: /recv of 8 floats got a message of 5 floats from rank 1; sender and receiver must agree on message sizes\.$/ },
+};
+
+for (const [name, expected] of Object.entries(failures)) {
+  test(`tcp failure handling: a rank that ${name === 'mismatch' ? 'calls the wrong collective' : name === 'messageSizeMismatch' ? 'sends a message of the wrong size' : name} fails every other rank within 10 s, naming it`, async () => {
+    const { result, reports, seconds } = await runCase(3, name, true);
+    assert.notEqual(result.exitCode, 0);
+    assert.equal(result.codes.filter((code) => code === 0).length, 0, `every rank exits non-zero: ${result.codes}`);
+    assert.match(reports[1].error ?? '', expected.failed);
+    for (const rank of [0, 2]) assert.match(reports[rank].error ?? `rank ${rank} reported nothing`, expected.survivor);
+    // a stalled rank is alive and does nothing: the launcher ends it after the grace period
+    assert.ok(seconds < (name === 'stalls' ? 20 : 10), `the job ended after ${seconds} s`);
+  });
+}
+
+test('tcp: a rank without the job secret is refused and named; nobody hangs', async () => {
+  const port = await freePort();
+  const logs: string[] = [];
+  const base = { size: 2, masterAddr: '127.0.0.1', masterPort: port, timeoutMs: 1500, capacity: 1000 };
+  const [zero, one] = await Promise.allSettled([
+    connectTcp({ ...base, rank: 0, secret: 'the-right-secret', log: (line) => logs.push(line) }),
+    connectTcp({ ...base, rank: 1, secret: 'a-wrong-secret!!' }),
+  ]);
+  assert.equal(zero.status, 'rejected');
+  assert.match((zero as PromiseRejectedResult).reason.message, /^rank 0: rendezvous timed out after 1\.5 s; rank 1 never connected/);
+  assert.equal(one.status, 'rejected');
+  assert.match((one as PromiseRejectedResult).reason.message, /^rank 1: rank 0 at 127\.0\.0\.1:\d+: the connection closed during the handshake \(wrong secret, or not a converge rank\)\.$/);
+  assert.ok(logs.some((line) => /^rank 0: connection from 127\.0\.0\.1:\d+: refused: the peer does not know the job secret \(CONVERGE_SECRET\)\.$/.test(line)), logs.join('\n'));
+});
+
+/** Plays rank 1 by hand: the handshake with the secret, then whatever bytes `after` sends. */
+async function fakeRank(port: number, secret: string, after: (socket: Socket) => void): Promise<void> {
+  const socket = connect({ host: '127.0.0.1', port });
+  let data = Buffer.alloc(0);
+  const frame = () =>
+    new Promise<Buffer>((resolve) => {
+      const check = () => {
+        if (data.length >= 24 && data.length >= 24 + data.readUInt32LE(20)) {
+          const payload = data.subarray(24, 24 + data.readUInt32LE(20));
+          data = data.subarray(24 + payload.length);
+          socket.off('data', onData);
+          resolve(payload);
+        }
+      };
+      const onData = (chunk: Buffer) => {
+        data = Buffer.concat([data, chunk]);
+        check();
+      };
+      socket.on('data', onData);
+      check();
+    });
+  const send = (type: number, payload: Buffer) => {
+    const header = Buffer.alloc(24);
+    header.writeUInt32LE(0x31475643, 0);
+    header.writeUInt8(type, 4);
+    header.writeUInt32LE(payload.length, 20);
+    socket.write(Buffer.concat([header, payload]));
+  };
+  const challenge = await frame();
+  const identity = Buffer.alloc(8);
+  identity.writeInt32LE(1, 0);
+  identity.writeInt32LE(2, 4);
+  const proof = createHmac('sha256', secret).update('converge-connect').update(challenge).update(identity).digest();
+  send(6, Buffer.concat([identity, Buffer.alloc(16), proof]));
+  await frame(); // rank 0's proof
+  send(3, Buffer.from('127.0.0.1 1'));
+  await frame(); // the table
+  after(socket);
+}
+
+for (const [what, bytes, expected] of [
+  ['a frame with a wrong magic', () => Buffer.alloc(24, 0xab), /rank 0: rank 1 sent garbage: a frame with magic 0xabababab \(expected 0x31475643\); the connection is dropped/],
+  ['a frame claiming 4 GB', () => { const b = Buffer.alloc(24); b.writeUInt32LE(0x31475643, 0); b.writeUInt8(1, 4); b.writeUInt32LE(0xffffffff, 20); return b; }, /rank 0: rank 1 sent garbage: a frame of 4294967295 bytes, more than the \d+ allowed/],
+  ['a frame of an unknown type', () => { const b = Buffer.alloc(24); b.writeUInt32LE(0x31475643, 0); b.writeUInt8(77, 4); return b; }, /rank 0: rank 1 sent garbage: a frame of unknown type 77/],
+] as const) {
+  test(`tcp: ${what} fails the waiting rank with an error, not a crash or an allocation`, async () => {
+    const port = await freePort();
+    const secret = 'a-job-secret-123';
+    const rankZero = connectTcp({ rank: 0, size: 2, masterAddr: '127.0.0.1', masterPort: port, secret, timeoutMs: 5000, capacity: 1000, log: () => {} });
+    await fakeRank(port, secret, (socket) => setTimeout(() => socket.write(bytes()), 50));
+    const comm = await rankZero;
+    await assert.rejects(comm.allreduce(new Float32Array(8)), expected);
+    comm.close();
+  });
+}

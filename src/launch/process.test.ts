@@ -1,0 +1,102 @@
+// Training across processes (tcp; mpi where Open MPI is installed): P ranks end where one worker
+// with P× the batch does, a rank killed or stalled mid-run ends the job with every other rank
+// naming it, and a checkpoint written by rank 0 resumes on another number of processes.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { defaults, type TrainConfig } from '../train/config.js';
+import { readCheckpoint } from '../train/checkpoint.js';
+import { createModel } from '../models/index.js';
+import { trainOnThreads } from './threads.js';
+import { launchProcesses } from './processes.js';
+import { mpiJob } from './mpi-job.js';
+
+const cli = new URL('../cli/main.js', import.meta.url).pathname;
+const dir = mkdtempSync(join(tmpdir(), 'converge-process-'));
+const base: TrainConfig = { ...defaults, dataset: 'synthetic', model: 'mlp', hidden: [32, 16], epochs: 2, lrScaling: 'none', lr: 0.05, seed: 5 };
+const args = ['--dataset', 'synthetic', '--model', 'mlp', '--hidden', '32,16', '--lr', '0.05', '--seed', '5'];
+
+function maxRelativeDifference(a: Float32Array, b: Float32Array): number {
+  assert.equal(a.length, b.length);
+  let worst = 0;
+  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]) / (1e-3 + Math.abs(b[i])));
+  return worst;
+}
+
+const layout = createModel('mlp', { inputShape: [1, 8, 8], classes: 10, hidden: [32, 16], maxBatch: 1 }).layout;
+const savedParams = (path: string) => readCheckpoint(path, 'mlp', layout).state.params;
+
+export interface Job {
+  exitCode: number;
+  codes: (number | string)[];
+  lines: string[][];
+  seconds: number;
+}
+
+/** Runs `converge train ARGS` as `processes` ranks over `backend`. */
+export async function trainJob(backend: string, processes: number, trainArgs: string[], env: NodeJS.ProcessEnv = {}): Promise<Job> {
+  const started = Date.now();
+  if (backend === 'mpi') return mpiJob(processes, [process.execPath, cli, 'train', '--backend', 'mpi', ...trainArgs], env);
+  const lines: string[][] = Array.from({ length: processes }, () => []);
+  const result = await launchProcesses({ processes, command: [process.execPath, cli, 'train', '--backend', backend, ...trainArgs], env, graceSeconds: 15, onLine: (rank, line) => lines[rank].push(line) });
+  return { exitCode: result.exitCode, codes: result.codes, lines, seconds: (Date.now() - started) / 1000 };
+}
+
+export function processTests(backend: string): void {
+  test(`${backend}: P processes with batch b end where one worker with batch P·b does (allreduce P = 2, 3; ps with 2 and 3 workers)`, async () => {
+    const reference = await trainOnThreads({ ...base, workers: 1, batch: 48, strategy: 'allreduce' });
+    for (const [strategy, processes, workers] of [['allreduce', 2, 2], ['allreduce', 3, 3], ['ps', 3, 2], ['ps', 4, 3]] as const) {
+      const save = join(dir, `${backend}-${strategy}-${processes}.ckpt`);
+      const job = await trainJob(backend, processes, [...args, '--strategy', strategy, '--epochs', '2', '--batch', String(48 / workers), '--save', save]);
+      assert.equal(job.exitCode, 0, job.lines.flat().join('\n'));
+      const difference = maxRelativeDifference(savedParams(save), reference.params);
+      assert.ok(difference < 1e-3, `${strategy} ${processes} processes: parameters differ by up to ${difference} (relative)`);
+      assert.match(job.lines[0].join('\n'), new RegExp(`test accuracy [\\d.]+% after 2 epochs \\(mlp, ${strategy}, ${processes} processes over ${backend}`));
+    }
+  });
+
+  test(`${backend}: a checkpoint saved by 2 processes resumes on 3, and on threads, after the same number of samples`, async () => {
+    const whole = await trainOnThreads({ ...base, workers: 2, batch: 24, strategy: 'allreduce' });
+    const checkpoint = join(dir, `${backend}-resume.ckpt`);
+    const first = await trainJob(backend, 2, [...args, '--batch', '24', '--save', checkpoint, '--stop-after-steps', '10']);
+    assert.equal(first.exitCode, 0, first.lines.flat().join('\n'));
+    assert.match(first.lines[0].join('\n'), /stopped early/);
+    // 48 samples a step on 2 ranks × 24 = 3 ranks × 16: step 10 is step 10 again
+    const resumed = join(dir, `${backend}-resumed.ckpt`);
+    const second = await trainJob(backend, 3, [...args, '--batch', '16', '--resume', checkpoint, '--save', resumed]);
+    assert.equal(second.exitCode, 0, second.lines.flat().join('\n'));
+    assert.match(second.lines[0].join('\n'), /resumed at epoch 1 step 10/);
+    assert.ok(maxRelativeDifference(savedParams(resumed), whole.params) < 1e-3);
+    const onThreads = await trainOnThreads({ ...base, workers: 1, batch: 48, resume: checkpoint });
+    assert.deepEqual(onThreads.resumedFrom, { epoch: 0, step: 10 });
+    assert.ok(maxRelativeDifference(onThreads.params, whole.params) < 1e-3);
+  });
+
+  for (const [mode, expected] of [
+    ['kill', /rank 1 \(last seen in [^)]*\) (closed|broke) its connection/],
+    ['stall', /timed out after 1 s waiting for rank 1 \((not answering|computing after operation #\d+)\)/],
+    ['throw', /rank 1 failed: injected fault at step 5/],
+  ] as const) {
+    test(`${backend}: a rank that ${mode === 'kill' ? 'is killed (SIGKILL)' : mode === 'stall' ? 'stalls' : 'throws'} mid-run ends every rank within 10 s, naming it`, async () => {
+      const job = await trainJob(backend, 3, [...args, '--epochs', '1', '--batch', '16', '--timeout', '1'], { CONVERGE_TEST_FAULT: `1:5:${mode}` });
+      assert.notEqual(job.exitCode, 0);
+      for (const rank of [0, 2]) {
+        assert.notEqual(job.codes[rank], 0, `rank ${rank} exited 0`);
+        assert.match(job.lines[rank].join('\n'), expected, `rank ${rank}: ${job.lines[rank].join('\n')}`);
+      }
+      // a stalled rank is alive: its peers leave within the timeout, the launcher ends it after the grace period
+      if (mode !== 'stall') assert.ok(job.seconds < 10, `the job took ${job.seconds} s`);
+    });
+  }
+
+  test(`${backend}: hogwild is refused across processes, and --workers must match the job`, async () => {
+    const hog = await trainJob(backend, 2, [...args, '--strategy', 'hogwild']);
+    assert.match(hog.lines[0].join('\n'), /--strategy: got "hogwild"; expected a strategy that does not need one shared parameter array/);
+    const workers = await trainJob(backend, 2, [...args, '--workers', '3']);
+    assert.match(workers.lines[0].join('\n'), /--workers: got 3; expected 2, what the job's 2 processes give allreduce/);
+  });
+}
+
+processTests('tcp');

@@ -1,0 +1,67 @@
+// Runs this process as one rank of a multi-process job (--backend tcp or mpi): every rank loads
+// the data and builds the starting state itself (deterministic from the seed; a resumed state is
+// read by every rank, and rank 0's copy is what the strategies broadcast), joins the
+// communicator, and runs the strategy. Rank 0 owns the log, the progress and the checkpoints.
+
+import { parseCompress } from '../compress/parse.js';
+import { ConvergeError, badOption } from '../errors.js';
+import { strategy, strategies } from '../strategies/index.js';
+import type { TrainConfig } from '../train/config.js';
+import { Monitor } from '../train/monitor.js';
+import { trainRank, type RankInput } from '../train/rank.js';
+import { createProcessCommunicator } from './communicator.js';
+import { placeFromEnvironment } from './environment.js';
+import { prepareRun, type LaunchHooks, type TrainResult } from './threads.js';
+
+export interface ProcessTrainResult extends Partial<TrainResult> {
+  rank: number;
+  size: number;
+}
+
+/** Gradient workers among `size` ranks (a parameter server takes one rank). */
+export function workersOf(strategyName: string, size: number): number {
+  const entry = strategy(strategyName);
+  for (let workers = 1; workers <= size; workers++) if (entry.ranks(workers) === size) return workers;
+  throw new ConvergeError(`--strategy ${strategyName} needs ${entry.ranks(1)} or more ranks (a server and workers); this job has ${size}.`, 'BAD_OPTION');
+}
+
+/** --workers, when given, must agree with the job's size; else it is taken from it. */
+export async function trainOnProcess(requested: TrainConfig, hooks: LaunchHooks & { workersAsked?: number } = {}): Promise<ProcessTrainResult> {
+  if (requested.strategy === 'hogwild') {
+    throw badOption('--strategy', 'hogwild', `a strategy that does not need one shared parameter array: hogwild runs on threads (--backend shm), not across processes (--backend ${requested.backend})`);
+  }
+  const place = placeFromEnvironment();
+  const workers = workersOf(requested.strategy, place.size);
+  if (hooks.workersAsked !== undefined && hooks.workersAsked !== workers) {
+    throw badOption('--workers', hooks.workersAsked, `${workers}, what the job's ${place.size} processes give ${requested.strategy} (or leave --workers out)`);
+  }
+  const { config, kernels, dataset, model, start, resumedFrom } = prepareRun({ ...requested, workers }, place.rank === 0 ? hooks : { ...hooks, notice: undefined });
+  const size = model.layout.size;
+  const pushFloats = config.compress === undefined ? 0 : 5 + Math.ceil(parseCompress(config.compress)({ size, seed: 0, momentum: 0 }).maxBytes(size) / 4);
+  const comm = await createProcessCommunicator(config.backend, { capacity: Math.max(size + 4, pushFloats), timeoutMs: config.timeoutSeconds * 1000 });
+  if (comm.rank !== place.rank || comm.size !== place.size) {
+    comm.close();
+    throw new ConvergeError(`the environment says rank ${place.rank} of ${place.size} (${place.source}) but ${config.backend} says ${comm.rank} of ${comm.size}; start every rank with the same launcher.`, 'BAD_ENVIRONMENT');
+  }
+  const isRoot = comm.rank === 0;
+  // rank 0 writes the log and the checkpoints; the others only compute
+  const monitor = new Monitor(isRoot ? config.log : undefined, { dataset: dataset.name, model: config.model, strategy: config.strategy, workers, kernels, batch: config.batch });
+  if (isRoot) hooks.onStart?.(monitor, { config, dataset, parameters: size, kernels, resumedFrom });
+  const input: RankInput = { config: isRoot ? config : { ...config, save: undefined }, dataset, start, kernels, stopFlag: hooks.stopFlag ?? new SharedArrayBuffer(4) };
+  try {
+    const output = await trainRank(comm, input, (value) => monitor.onEvent(comm.rank, value));
+    const summary = monitor.summary(output.stoppedEarly);
+    return { rank: comm.rank, size: comm.size, summary: isRoot ? summary : undefined, params: output.params ?? undefined, resumedFrom };
+  } catch (error) {
+    const text = (error as Error).message;
+    // a communication error already names this rank; anything else is this rank's own failure
+    comm.abort(text.startsWith(`rank ${comm.rank}:`) ? text : `rank ${comm.rank} failed: ${text}`);
+    monitor.fail(text);
+    throw error;
+  } finally {
+    monitor.close();
+    await comm.close();
+  }
+}
+
+export const processStrategies = Object.keys(strategies).filter((name) => name !== 'hogwild');
