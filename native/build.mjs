@@ -11,11 +11,19 @@ if (!nodeGyp) {
   console.warn('converge: node-gyp not found; native kernels not built, the reference kernels will be used');
   process.exit(0);
 }
-const args = [nodeGyp, 'rebuild'];
+const common = [];
 // the headers of the running Node (Debian puts them in /usr/include/node)
 const nodedir = process.env.npm_config_nodedir ?? (existsSync('/usr/include/node/node_api.h') ? '/usr' : undefined);
-if (nodedir) args.push(`--nodedir=${nodedir}`);
-const result = spawnSync(process.execPath, args, { stdio: 'inherit' });
+if (nodedir) common.push(`--nodedir=${nodedir}`);
+const result = spawnSync(process.execPath, [nodeGyp, 'rebuild', ...common], { stdio: 'inherit' });
 if (result.status !== 0) {
   console.warn('converge: the native kernels did not build (is libopenblas-dev installed?); the reference kernels will be used');
+}
+
+// the Open MPI binding (--backend mpi), where Open MPI's compiler wrapper is installed
+if (spawnSync('mpicc', ['--showme:version'], { stdio: 'ignore' }).status === 0) {
+  const mpi = spawnSync(process.execPath, [nodeGyp, 'rebuild', '--directory=native/mpi', ...common], { stdio: 'inherit' });
+  if (mpi.status !== 0) console.warn('converge: the Open MPI binding did not build (is libopenmpi-dev installed?); --backend mpi is unavailable');
+} else {
+  console.warn('converge: mpicc not found (Debian: openmpi-bin libopenmpi-dev); --backend mpi is unavailable, tcp and shm work');
 }

@@ -2,12 +2,17 @@
 // and each rank's exit code as far as mpirun reports it.
 
 import { spawn, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 
 /** Whether mpirun is installed (Debian's openmpi-bin). */
 export function mpirunAvailable(): boolean {
   return spawnSync('mpirun', ['--version'], { stdio: 'ignore' }).status === 0;
 }
+
+const binding = new URL('../../native/mpi/build/Release/converge_mpi.node', import.meta.url).pathname;
+/** Why mpi jobs cannot run here ('' when they can). */
+export const mpiMissing = !mpirunAvailable() ? 'mpirun is not installed (Debian: openmpi-bin libopenmpi-dev)' : !existsSync(binding) ? 'the Open MPI binding is not built (npm run build:native)' : '';
 
 /** Flags every converge job under mpirun needs on these machines (see the README). */
 export function mpirunFlags(): string[] {

@@ -1,0 +1,51 @@
+// The mpi backend (Open MPI through native/mpi): the conformance suite under mpirun, and the
+// failure cases as far as Open MPI lets a rank see them. Skipped where Open MPI or the binding
+// is missing, unless CONVERGE_REQUIRE_MPI=1 (CI) makes that a failure.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { conformanceCases } from './conformance.js';
+import { mpiJob, mpiMissing } from '../launch/mpi-job.js';
+
+const script = new URL('./conformance.process.js', import.meta.url).pathname;
+
+test('mpi: Open MPI and the binding are there when CI asks for them', { skip: process.env.CONVERGE_REQUIRE_MPI === '1' ? false : mpiMissing || 'present' }, () => {
+  assert.equal(mpiMissing, '');
+});
+
+async function runCase(size: number, name: string, failure = false) {
+  const job = await mpiJob(size, [process.execPath, script, 'mpi', name, failure ? 'failure' : ''], { CONVERGE_TEST_TIMEOUT_MS: failure ? '1000' : '20000' });
+  const reports = job.lines.map((lines) => {
+    const json = lines.find((line) => line.startsWith('{'));
+    return json ? (JSON.parse(json) as { ok?: boolean; error?: string }) : { error: 'nothing printed' };
+  });
+  return { ...job, reports, all: job.lines.flat().join('\n') };
+}
+
+for (const size of [1, 2, 3]) {
+  for (const name of Object.keys(conformanceCases)) {
+    test(`mpi conformance, ${size} process${size > 1 ? 'es' : ''}: ${name}`, { skip: mpiMissing || false }, async () => {
+      const { exitCode, all } = await runCase(size, name);
+      assert.equal(exitCode, 0, all);
+    });
+  }
+}
+
+// What each rank can know under Open MPI: an exception and a mismatch are named by the ranks; a
+// rank that exits or stalls is named by mpirun (it cannot be seen from inside a collective).
+const failures: Record<string, RegExp[]> = {
+  // (Open MPI's own "MPI_ABORT was invoked on rank 1" banner is sometimes lost to an ORTE_ERROR_LOG of its help system)
+  throws: [/converge: error: rank 1 failed: boom/],
+  dies: [/Process name: \[\[\d+,1\],1\]\s+Exit code:\s+7/],
+  stalls: [/rank [02]: allreduce #2 \(fingerprint check\) timed out after 1 s waiting for the other ranks/],
+  mismatch: [/rank [02]: collective #2 mismatch: rank [02] called allreduce of 8 floats \(sum\) as its #2 but rank 1 called broadcast of 8 floats \(root 0\) as its #2/, /rank 1: collective #2 mismatch: rank 1 called broadcast of 8 floats \(root 0\) as its #2 but rank 0 called allreduce/],
+  messageSizeMismatch: [/rank 0: recv of 8 floats got a message of 5 floats from rank 1; sender and receiver must agree on message sizes\./],
+};
+
+for (const [name, expected] of Object.entries(failures)) {
+  test(`mpi failure handling: a rank that ${name === 'mismatch' ? 'calls the wrong collective' : name === 'messageSizeMismatch' ? 'sends a message of the wrong size' : name} ends the job within 10 s, and the output says why`, { skip: mpiMissing || false }, async () => {
+    const { exitCode, all, seconds } = await runCase(3, name, true);
+    assert.notEqual(exitCode, 0);
+    for (const pattern of expected) assert.match(all, pattern);
+    assert.ok(seconds < 10, `the job took ${seconds} s`);
+  });
+}
