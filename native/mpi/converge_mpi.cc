@@ -44,13 +44,18 @@ std::mutex& watchMutex = *new std::mutex;
 std::condition_variable& watchWake = *new std::condition_variable;
 bool armed = false;
 Clock::time_point deadline;
-std::string& watchWhat = *new std::string;
+int watchOp = 0;
+long long watchSeq = 0;
 double watchSeconds = 0;
 
-void arm(const std::string& what, double seconds) {
+// names of the binding's operation codes (src/comm/mpi.ts), for the watchdog's message
+const char* const opNames[] = {"allreduce", "reduceScatter", "allgather", "broadcast", "gather", "barrier", "send", "recv", "the fingerprint check of collective", "allgatherShares", "MPI_Finalize"};
+
+void arm(int op, long long seq, double seconds) {
   std::lock_guard<std::mutex> lock(watchMutex);
   armed = true;
-  watchWhat = what;
+  watchOp = op;
+  watchSeq = seq;
   watchSeconds = seconds;
   deadline = Clock::now() + std::chrono::microseconds(static_cast<long long>(seconds * 1e6));
 }
@@ -66,9 +71,9 @@ void watchdog() {
     watchWake.wait_for(lock, std::chrono::milliseconds(50));
     if (armed && Clock::now() > deadline) {
       std::fprintf(stderr,
-                   "\nconverge: error: rank %d: %s timed out after %g s waiting for the other ranks; a rank is stalled or dead — "
+                   "\nconverge: error: rank %d: %s #%lld timed out after %g s waiting for the other ranks; a rank is stalled or dead — "
                    "check its output, or raise --timeout (MPI cannot tell which rank is late).\n",
-                   worldRank, watchWhat.c_str(), watchSeconds);
+                   worldRank, opNames[watchOp], watchSeq, watchSeconds);
       std::fflush(stderr);
       // MPI calls cannot be interrupted: leave, and mpirun ends the job
       _exit(3);
@@ -156,6 +161,8 @@ std::condition_variable& queueWake = *new std::condition_variable;
 std::deque<std::function<void()>>& queue = *new std::deque<std::function<void()>>;
 Napi::ThreadSafeFunction completions;
 int pending = 0;
+int32_t* recvInfo = nullptr;  // [source, floats received] of the last recv, shared with JavaScript
+Napi::Reference<Napi::Int32Array>* recvInfoRef = nullptr;
 
 void progress() {
   for (;;) {
@@ -179,6 +186,10 @@ Napi::Value Init(const Napi::CallbackInfo& info) {
   // munmap each time and every 64 MiB all-reduce pays ~200 ms of page faults
   mallopt(M_MMAP_MAX, 0);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  // and one arena: a thread's own arena cannot hold a 64 MiB block, and glibc then maps and
+  // unmaps it per operation whatever M_MMAP_MAX says (measured: 64 MiB from the progress thread
+  // took 45 ms instead of 23)
+  mallopt(M_ARENA_MAX, 1);
   int provided = 0;
   int code = MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &provided);
   if (code != MPI_SUCCESS) {
@@ -190,6 +201,9 @@ Napi::Value Init(const Napi::CallbackInfo& info) {
   MPI_Comm_size(MPI_COMM_WORLD, &worldSize);
   initialized = true;
   completions = Napi::ThreadSafeFunction::New(env, info[0].As<Napi::Function>(), "converge-mpi", 0, 1);
+  auto shared = info[1].As<Napi::Int32Array>();
+  recvInfoRef = new Napi::Reference<Napi::Int32Array>(Napi::Persistent(shared));
+  recvInfo = shared.Data();
   completions.Unref(env);
   std::thread(watchdog).detach();
   if (provided >= MPI_THREAD_SERIALIZED) std::thread(progress).detach();
@@ -204,79 +218,71 @@ Napi::Value Init(const Napi::CallbackInfo& info) {
   return out;
 }
 
-/** Fills a Call from (op, a, b, root, what, seconds[, counts]). */
-bool callFrom(const Napi::CallbackInfo& info, Call& call, std::string& what, double& seconds) {
-  call.op = integer(info, 0);
-  if (info[1].IsTypedArray()) {
-    if (info[1].As<Napi::TypedArray>().TypedArrayType() == napi_int32_array) {
-      auto ints = info[1].As<Napi::Int32Array>();
-      call.counts = ints.Data();
-    } else call.a = floats(info[1], &call.aLength);
+/** Fills a Call from (op, a, b, root): a float buffer or the int32 fingerprint; b a float buffer or int32 counts. */
+void callFrom(const Napi::CallbackInfo& info, size_t first, Call& call) {
+  call.op = integer(info, first);
+  const Napi::Value a = info[first + 1];
+  if (a.IsTypedArray()) {
+    if (a.As<Napi::TypedArray>().TypedArrayType() == napi_int32_array) call.counts = a.As<Napi::Int32Array>().Data();
+    else call.a = floats(a, &call.aLength);
   }
-  if (info[2].IsTypedArray()) {
+  const Napi::Value b = info[first + 2];
+  if (b.IsTypedArray()) {
     size_t ignored = 0;
-    if (info[2].As<Napi::TypedArray>().TypedArrayType() == napi_int32_array) call.counts = info[2].As<Napi::Int32Array>().Data();
-    else call.b = floats(info[2], &ignored);
+    if (b.As<Napi::TypedArray>().TypedArrayType() == napi_int32_array) call.counts = b.As<Napi::Int32Array>().Data();
+    else call.b = floats(b, &ignored);
   }
-  call.root = integer(info, 3);
-  what = info[4].As<Napi::String>().Utf8Value();
-  seconds = info[5].As<Napi::Number>().DoubleValue();
-  return true;
+  call.root = integer(info, first + 3);
 }
 
-Napi::Value Result(Napi::Env env, const Call& call) {
-  Napi::Object out = Napi::Object::New(env);
-  out.Set("code", call.code);
-  out.Set("source", call.status);
-  out.Set("received", call.root);
-  if (call.code > 0) out.Set("error", errorText(call.code));
-  return out;
+/** The call's result: the MPI error code (0: success; −1: recv of the wrong size); recv's source and size go to recvInfo. */
+int finish(const Call& call) {
+  if (call.op == Recv && recvInfo) {
+    recvInfo[0] = call.status;
+    recvInfo[1] = call.root;
+  }
+  return call.code;
 }
 
-/** call(op, a, b, root, what, seconds) → {code, source, received, error?}: runs on this thread. */
+/** call(op, a, b, root, seq, seconds) → code: runs on this thread. */
 Napi::Value CallNow(const Napi::CallbackInfo& info) {
   Call call;
-  std::string what;
-  double seconds = 0;
-  callFrom(info, call, what, seconds);
-  arm(what, seconds);
+  callFrom(info, 0, call);
+  arm(call.op, info[4].As<Napi::Number>().Int64Value(), info[5].As<Napi::Number>().DoubleValue());
   call.code = run(call);
   disarm();
-  return Result(info.Env(), call);
+  return Napi::Number::New(info.Env(), finish(call));
 }
 
-/** start(id, op, a, b, root, what, seconds): runs on the progress thread; completion calls back (id, result). */
+/** start(id, op, a, b, root, seq, seconds): runs on the progress thread; completion calls back (id, code, error text). */
 Napi::Value Start(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const int id = integer(info, 0);
-  // the same arguments, shifted by the id
   Call call;
-  call.op = integer(info, 1);
-  if (info[2].IsTypedArray()) call.a = floats(info[2], &call.aLength);
-  size_t ignored = 0;
-  if (info[3].IsTypedArray()) {
-    if (info[3].As<Napi::TypedArray>().TypedArrayType() == napi_int32_array) call.counts = info[3].As<Napi::Int32Array>().Data();
-    else call.b = floats(info[3], &ignored);
-  }
-  call.root = integer(info, 4);
-  std::string what = info[5].As<Napi::String>().Utf8Value();
-  double seconds = info[6].As<Napi::Number>().DoubleValue();
+  callFrom(info, 1, call);
+  const long long seq = info[5].As<Napi::Number>().Int64Value();
+  const double seconds = info[6].As<Napi::Number>().DoubleValue();
   // the JavaScript side keeps the buffers alive until the completion arrives
   if (pending++ == 0) completions.Ref(env);
   {
     std::lock_guard<std::mutex> lock(queueMutex);
-    queue.push_back([call, what, seconds, id]() mutable {
-      arm(what, seconds);
+    queue.push_back([call, seq, seconds, id]() mutable {
+      arm(call.op, seq, seconds);
       call.code = run(call);
       disarm();
       completions.BlockingCall([call, id](Napi::Env env, Napi::Function done) {
         if (--pending == 0) completions.Unref(env);
-        done.Call({Napi::Number::New(env, id), Result(env, call)});
+        done.Call({Napi::Number::New(env, id), Napi::Number::New(env, finish(call))});
       });
     });
   }
   queueWake.notify_one();
   return env.Undefined();
+}
+
+/** The text of an MPI error code. */
+Napi::Value ErrorText(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), errorText(integer(info, 0)));
 }
 
 Napi::Value Abort(const Napi::CallbackInfo& info) {
@@ -291,7 +297,7 @@ Napi::Value Finalize(const Napi::CallbackInfo& info) {
   // mpirun reports a job whose ranks skip MPI_Finalize as failed
   if (initialized && !finalized) {
     finalized = true;
-    arm("MPI_Finalize", 60);
+    arm(10, 0, 60);
     MPI_Finalize();
     disarm();
   }
@@ -303,6 +309,7 @@ Napi::Object Exports(Napi::Env env, Napi::Object exports) {
   exports.Set("call", Napi::Function::New(env, CallNow, "call"));
   exports.Set("start", Napi::Function::New(env, Start, "start"));
   exports.Set("abort", Napi::Function::New(env, Abort, "abort"));
+  exports.Set("errorText", Napi::Function::New(env, ErrorText, "errorText"));
   exports.Set("finalize", Napi::Function::New(env, Finalize, "finalize"));
   return exports;
 }

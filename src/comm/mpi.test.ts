@@ -36,7 +36,7 @@ const failures: Record<string, RegExp[]> = {
   // (Open MPI's own "MPI_ABORT was invoked on rank 1" banner is sometimes lost to an ORTE_ERROR_LOG of its help system)
   throws: [/converge: error: rank 1 failed: boom/],
   dies: [/Process name: \[\[\d+,1\],1\]\s+Exit code:\s+7/],
-  stalls: [/rank [02]: allreduce #2 \(fingerprint check\) timed out after 1 s waiting for the other ranks/],
+  stalls: [/rank [02]: the fingerprint check of collective #2 timed out after 1 s waiting for the other ranks/],
   mismatch: [/rank [02]: collective #2 mismatch: rank [02] called allreduce of 8 floats \(sum\) as its #2 but rank 1 called broadcast of 8 floats \(root 0\) as its #2/, /rank 1: collective #2 mismatch: rank 1 called broadcast of 8 floats \(root 0\) as its #2 but rank 0 called allreduce/],
   messageSizeMismatch: [/rank 0: recv of 8 floats got a message of 5 floats from rank 1; sender and receiver must agree on message sizes\./],
 };

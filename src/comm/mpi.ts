@@ -17,23 +17,26 @@ import { operations, type Operation, type ReduceOp } from './communicator.js';
 
 const bindingPath = new URL('../../native/mpi/build/Release/converge_mpi.node', import.meta.url).pathname;
 
-interface Result { code: number; source: number; received: number; error?: string }
 interface Binding {
-  init(onDone: (id: number, result: Result) => void): { rank: number; size: number; threads: boolean; library: string };
-  call(op: number, a: Float32Array | Int32Array | null, b: Float32Array | Int32Array | null, root: number, what: string, seconds: number): Result;
-  start(id: number, op: number, a: Float32Array | null, b: Float32Array | Int32Array | null, root: number, what: string, seconds: number): void;
+  /** recvInfo receives [source, floats] of each recv */
+  init(onDone: (id: number, code: number) => void, recvInfo: Int32Array): { rank: number; size: number; threads: boolean; library: string };
+  /** → the MPI error code (0: success; −1: a recv of another size) */
+  call(op: number, a: Float32Array | Int32Array | null, b: Float32Array | Int32Array | null, root: number, seq: number, seconds: number): number;
+  start(id: number, op: number, a: Float32Array | null, b: Float32Array | Int32Array | null, root: number, seq: number, seconds: number): void;
+  errorText(code: number): string;
   abort(reason: string): never;
   finalize(): void;
 }
 
 // the binding's operation codes (native/mpi/converge_mpi.cc)
 const ALLREDUCE = 0, REDUCE_SCATTER = 1, ALLGATHER = 2, BROADCAST = 3, GATHER = 4, BARRIER = 5, SEND = 6, RECV = 7, CHECK = 8, ALLGATHER_SHARES = 9;
-/** Operations on more bytes than this run on the progress thread. */
-const THREAD_BYTES = 256 * 1024;
+/** Operations on more bytes than this run on the progress thread (a hand-off costs ~10 µs; 1 MiB takes ~100 µs). */
+const THREAD_BYTES = Number(process.env.CONVERGE_MPI_THREAD_BYTES ?? 1 << 20);
 
 let binding: Binding | null = null;
 let place: { rank: number; size: number; threads: boolean; library: string } | null = null;
-const completions = new Map<number, (result: Result) => void>();
+const completions = new Map<number, (code: number) => void>();
+const recvInfo = new Int32Array(2);
 
 function loadBinding(): Binding {
   if (binding) return binding;
@@ -52,6 +55,7 @@ export class MpiCommunicator implements ProcessCommunicator {
   private seq = 0;
   private nextId = 0;
   private tail: Promise<unknown> = Promise.resolve();
+  private running = 0; // operations started and not finished (calls are serialized)
   private readonly checks = process.env.CONVERGE_MPI_CHECKS !== '0';
   private readonly fingerprint = new Int32Array(8);
   private readonly descriptor = new Float32Array(4);
@@ -68,41 +72,62 @@ export class MpiCommunicator implements ProcessCommunicator {
     return new Float32Array(length);
   }
 
-  /** Runs one MPI operation after the previous one, here or on the progress thread. */
-  private exec(op: number, a: Float32Array | Int32Array | null, b: Float32Array | Int32Array | null, root: number, what: string, bytes: number): Promise<Result> {
-    const run = async (): Promise<Result> => {
-      let result: Result;
-      if (bytes < THREAD_BYTES || !this.threads) result = this.mpi.call(op, a, b, root, what, this.seconds);
-      else {
-        const id = this.nextId++;
-        result = await new Promise<Result>((resolve) => {
-          completions.set(id, resolve);
-          // a and b stay referenced by this closure until the completion arrives
-          this.mpi.start(id, op, a as Float32Array, b, root, what, this.seconds);
-        });
+  /**
+   * Runs one MPI operation after the previous one: small ones here, at once when nothing else is
+   * running (the common case, with no promise chain in the way); large ones on the progress thread.
+   */
+  private exec(op: number, a: Float32Array | Int32Array | null, b: Float32Array | Int32Array | null, root: number, what: string, bytes: number): Promise<number> {
+    if (this.running === 0 && (bytes < THREAD_BYTES || !this.threads)) {
+      const code = this.mpi.call(op, a, b, root, this.seq, this.seconds);
+      return code > 0 ? Promise.reject(this.failed(what, code)) : Promise.resolve(code);
+    }
+    const run = async (): Promise<number> => {
+      this.running++;
+      try {
+        let code: number;
+        if (bytes < THREAD_BYTES || !this.threads) code = this.mpi.call(op, a, b, root, this.seq, this.seconds);
+        else {
+          const id = this.nextId++;
+          code = await new Promise<number>((resolve) => {
+            completions.set(id, resolve);
+            // a and b stay referenced by this closure until the completion arrives
+            this.mpi.start(id, op, a as Float32Array, b, root, this.seq, this.seconds);
+          });
+        }
+        if (code > 0) throw this.failed(what, code);
+        return code;
+      } finally {
+        this.running--;
       }
-      if (result.code > 0) throw new CommunicationError(`rank ${this.rank}: ${what} failed in MPI: ${result.error ?? `error ${result.code}`}.`, 'MPI');
-      return result;
     };
     const next = this.tail.then(run, run);
     this.tail = next.catch(() => {});
     return next;
   }
 
+  private failed(what: string, code: number): CommunicationError {
+    // a collective's name gets its sequence number; send and recv say where they were
+    const where = /^[a-zA-Z]+$/.test(what) ? `${what} #${this.seq}` : what;
+    return new CommunicationError(`rank ${this.rank}: ${where} failed in MPI: ${this.mpi.errorText(code)}.`, 'MPI');
+  }
+
   /** The fingerprint check before collective `seq`: every rank called the same operation? */
-  private async begin(operation: Operation, count: number, root: number): Promise<string> {
-    const what = `${operation} #${++this.seq}`;
+  private begin(operation: Operation, count: number, root: number): Promise<void> | null {
+    this.seq++;
     if (count > this.options.capacity) throw capacityExceeded(`mpi ${operation}`, count, this.options.capacity);
-    if (!this.checks || this.size === 1) return what;
+    return this.checks && this.size > 1 ? this.check(operation, count, root) : null;
+  }
+
+  private async check(operation: Operation, count: number, root: number): Promise<void> {
     const code = operations.indexOf(operation);
     const seq = this.seq % 16777216;
     const f = this.fingerprint;
     f[0] = code; f[1] = -code; f[2] = count; f[3] = -count; f[4] = root; f[5] = -root; f[6] = seq; f[7] = -seq;
-    await this.exec(CHECK, f, null, 0, `${what} (fingerprint check)`, 0);
-    if (f[0] === -f[1] && f[2] === -f[3] && f[4] === -f[5] && f[6] === -f[7]) return what;
+    await this.exec(CHECK, f, null, 0, operation, 0);
+    if (f[0] === -f[1] && f[2] === -f[3] && f[4] === -f[5] && f[6] === -f[7]) return;
     // someone differs: find out who, and say what each called
     this.descriptor.set([code, count, root, seq]);
-    await this.exec(ALLGATHER, this.descriptor, this.descriptors, 0, `${what} (fingerprint names)`, 0);
+    await this.exec(ALLGATHER, this.descriptor, this.descriptors, 0, operation, 0);
     const describe = (r: number) => {
       const d = this.descriptors.subarray(4 * r, 4 * r + 4);
       return `${operations[d[0]]} of ${d[1]} floats (${d[2] === -2 ? 'mean' : d[2] === -1 ? 'sum' : `root ${d[2]}`}) as its #${d[3]}`;
@@ -138,17 +163,19 @@ export class MpiCommunicator implements ProcessCommunicator {
   }
 
   async allreduce(buffer: Float32Array, op: ReduceOp = 'sum'): Promise<void> {
-    const what = await this.begin('allreduce', buffer.length, op === 'mean' ? -2 : -1);
-    await this.exec(ALLREDUCE, buffer, null, 0, what, 4 * buffer.length);
+    const check = this.begin('allreduce', buffer.length, op === 'mean' ? -2 : -1);
+    if (check) await check;
+    await this.exec(ALLREDUCE, buffer, null, 0, 'allreduce', 4 * buffer.length);
     if (op === 'mean') this.scale(buffer, 0, buffer.length);
     this.bytesSent += Math.round((8 * buffer.length * (this.size - 1)) / this.size);
   }
 
   async reduceScatter(buffer: Float32Array, op: ReduceOp = 'sum'): Promise<[number, number]> {
     const n = buffer.length;
-    const what = await this.begin('reduceScatter', n, op === 'mean' ? -2 : -1);
+    const check = this.begin('reduceScatter', n, op === 'mean' ? -2 : -1);
+    if (check) await check;
     const [start, end] = share(n, this.rank, this.size);
-    await this.exec(REDUCE_SCATTER, buffer, this.sharesOf(n), 0, what, 4 * n);
+    await this.exec(REDUCE_SCATTER, buffer, this.sharesOf(n), 0, 'reduceScatter', 4 * n);
     // in place, MPI leaves this rank's share at the start of the buffer
     if (start > 0) kernel('copy')(buffer, start, buffer, 0, end - start);
     if (op === 'mean') this.scale(buffer, start, end);
@@ -158,16 +185,18 @@ export class MpiCommunicator implements ProcessCommunicator {
 
   async allgatherShares(buffer: Float32Array): Promise<void> {
     const n = buffer.length;
-    const what = await this.begin('allgatherShares', n, -1);
-    await this.exec(ALLGATHER_SHARES, buffer, this.sharesOf(n), 0, what, 4 * n);
+    const check = this.begin('allgatherShares', n, -1);
+    if (check) await check;
+    await this.exec(ALLGATHER_SHARES, buffer, this.sharesOf(n), 0, 'allgatherShares', 4 * n);
     this.bytesSent += Math.round((4 * n * (this.size - 1)) / this.size);
   }
 
   async allgather(send: Float32Array, recv: Float32Array): Promise<void> {
     const n = send.length;
     if (recv.length !== n * this.size) throw new CommunicationError(`rank ${this.rank}: allgather needs recv of ${n * this.size} floats (size × send), got ${recv.length}.`, 'BAD_ARGUMENT');
-    const what = await this.begin('allgather', n, -1);
-    await this.exec(ALLGATHER, send, recv, 0, what, 4 * n * this.size);
+    const check = this.begin('allgather', n, -1);
+    if (check) await check;
+    await this.exec(ALLGATHER, send, recv, 0, 'allgather', 4 * n * this.size);
     this.bytesSent += 4 * n * (this.size - 1);
   }
 
@@ -176,20 +205,23 @@ export class MpiCommunicator implements ProcessCommunicator {
     if (this.rank === root && (!recv || recv.length !== n * this.size)) {
       throw new CommunicationError(`rank ${this.rank}: gather at the root needs recv of ${n * this.size} floats (size × send), got ${recv?.length ?? 'none'}.`, 'BAD_ARGUMENT');
     }
-    const what = await this.begin('gather', n, root);
-    await this.exec(GATHER, send, this.rank === root ? recv : null, root, what, 4 * n * this.size);
+    const check = this.begin('gather', n, root);
+    if (check) await check;
+    await this.exec(GATHER, send, this.rank === root ? recv : null, root, 'gather', 4 * n * this.size);
     if (this.rank !== root) this.bytesSent += 4 * n;
   }
 
   async broadcast(buffer: Float32Array, root: number): Promise<void> {
-    const what = await this.begin('broadcast', buffer.length, root);
-    await this.exec(BROADCAST, buffer, null, root, what, 4 * buffer.length);
+    const check = this.begin('broadcast', buffer.length, root);
+    if (check) await check;
+    await this.exec(BROADCAST, buffer, null, root, 'broadcast', 4 * buffer.length);
     if (this.rank === root) this.bytesSent += 4 * buffer.length * (this.size - 1);
   }
 
   async barrier(): Promise<void> {
-    const what = await this.begin('barrier', 0, -1);
-    await this.exec(BARRIER, null, null, 0, what, 0);
+    const check = this.begin('barrier', 0, -1);
+    if (check) await check;
+    await this.exec(BARRIER, null, null, 0, 'barrier', 0);
   }
 
   async send(buffer: Float32Array, dest: number): Promise<void> {
@@ -199,11 +231,11 @@ export class MpiCommunicator implements ProcessCommunicator {
 
   async recv(buffer: Float32Array, source = -1): Promise<number> {
     const what = `recv from ${source < 0 ? 'any rank' : `rank ${source}`} (after operation #${this.seq})`;
-    const result = await this.exec(RECV, buffer, null, source, what, 4 * buffer.length);
-    if (result.code === -1) {
-      throw new CommunicationError(`rank ${this.rank}: recv of ${buffer.length} floats got a message of ${result.received} floats from rank ${result.source}; sender and receiver must agree on message sizes.`, 'MISMATCH');
+    const code = await this.exec(RECV, buffer, null, source, what, 4 * buffer.length);
+    if (code === -1) {
+      throw new CommunicationError(`rank ${this.rank}: recv of ${buffer.length} floats got a message of ${recvInfo[1]} floats from rank ${recvInfo[0]}; sender and receiver must agree on message sizes.`, 'MISMATCH');
     }
-    return result.source;
+    return recvInfo[0];
   }
 
   /** Ends the whole job: the reason goes to stderr, then MPI_Abort (mpirun reports which rank called it). */
@@ -218,10 +250,10 @@ export class MpiCommunicator implements ProcessCommunicator {
 
 export async function connectMpi(options: { capacity: number; timeoutMs: number }): Promise<MpiCommunicator> {
   const mpi = loadBinding();
-  place ??= mpi.init((id, result) => {
+  place ??= mpi.init((id, code) => {
     const done = completions.get(id);
     completions.delete(id);
-    done?.(result);
-  });
+    done?.(code);
+  }, recvInfo);
   return new MpiCommunicator(mpi, place.rank, place.size, place.threads, options);
 }

@@ -24,6 +24,7 @@ import { operations, type Communicator, type Operation, type ReduceOp } from './
 
 const MAGIC = 0x31475643; // 'CVG1' little-endian
 const HEADER = 24;
+const SEGMENT = Number(process.env.CONVERGE_TCP_SEGMENT ?? 1 << 20);
 const enum Type {
   Data = 1,
   Abort = 2,
@@ -101,18 +102,31 @@ class Link {
   closed = false;
   finished = false; // said goodbye
 
+  /** Where this rank writes to the peer (the connection the peer dialed). */
+  readonly socket: Socket;
+
   constructor(
-    readonly socket: Socket,
+    peer: number,
+    readonly reader: Source, // the connection this rank dialed: the peer's frames arrive here
+    writer: Source,
     private readonly limit: () => number,
     private readonly onFrame: (link: Link, frame: Frame, payload: Buffer | null) => void,
     private readonly onGarbage: (link: Link, what: string) => void,
   ) {
-    socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => this.push(chunk));
-    socket.resume();
+    this.peer = peer;
+    this.socket = writer.socket;
+    reader.listen((chunk) => this.push(chunk));
+    // nothing may arrive where this rank only writes
+    writer.listen(() => this.onGarbage(this, 'bytes on the connection it only reads from'));
   }
 
   private push(chunk: Buffer): void {
+    this.parse(chunk);
+    // the reader's bytes live in a buffer reused for the next read: keep a copy of a partial header
+    if (this.chunks.length > 0) this.chunks = [Buffer.from(Buffer.concat(this.chunks))];
+  }
+
+  private parse(chunk: Buffer): void {
     this.chunks.push(chunk);
     this.buffered += chunk.length;
     while (!this.closed) {
@@ -149,7 +163,7 @@ class Link {
         this.payloadTaken += available;
         if (receive.sumInto) this.sumArrived(receive, this.payloadTaken === frame.bytes);
       } else if (available > 0) {
-        this.earlyPayload ??= Buffer.allocUnsafe(frame.bytes);
+        this.earlyPayload ??= this.borrow(frame.bytes);
         this.takeInto(this.earlyPayload, this.payloadTaken, available);
         this.payloadTaken += available;
       }
@@ -160,7 +174,7 @@ class Link {
         this.receive = null;
         receive.done(frame);
       } else {
-        const payload = this.earlyPayload ?? Buffer.alloc(0);
+        const payload = this.earlyPayload ?? this.borrow(0);
         this.earlyPayload = null;
         this.onFrame(this, frame, payload);
       }
@@ -175,6 +189,7 @@ class Link {
     receive.target!.set(payload);
     receive.received = payload.length;
     if (receive.sumInto) this.sumArrived(receive, true);
+    this.release(payload);
     receive.done(frame);
     return true;
   }
@@ -216,6 +231,24 @@ class Link {
       else this.chunks[0] = head.subarray(piece);
     }
     this.buffered -= n;
+  }
+
+  /**
+   * A buffer for a payload nobody waits for yet (the peer ran ahead). Reused: a fresh 32 MiB
+   * buffer costs ~100 ms of page faults on these machines, more than the transfer itself. Each has
+   * its own 4-byte-aligned memory, so floats can be read from it in place.
+   */
+  private readonly pool: Buffer[] = [];
+
+  private borrow(bytes: number): Buffer {
+    const i = this.pool.findIndex((buffer) => buffer.length >= bytes);
+    const whole = i >= 0 ? this.pool.splice(i, 1)[0] : Buffer.allocUnsafeSlow(Math.max(bytes, 64));
+    return whole.subarray(0, bytes);
+  }
+
+  /** Gives a payload's memory back for the next early frame (keeps a few). */
+  release(payload: Buffer): void {
+    if (this.pool.length < 4) this.pool.push(Buffer.from(payload.buffer, 0, payload.buffer.byteLength));
   }
 
   /** An early collective frame, if the peer ran ahead. */
@@ -273,8 +306,10 @@ export class TcpCommunicator implements Communicator {
   attach(): void {
     for (const link of this.links) {
       if (!link) continue;
-      link.socket.on('close', () => this.lost(link, 'closed its connection: it exited or was killed'));
-      link.socket.on('error', (error) => this.lost(link, `broke its connection (${error.message})`));
+      for (const socket of [link.socket, link.reader.socket]) {
+        socket.on('close', () => this.lost(link, 'closed its connection: it exited or was killed'));
+        socket.on('error', (error) => this.lost(link, `broke its connection (${error.message})`));
+      }
     }
   }
 
@@ -340,6 +375,7 @@ export class TcpCommunicator implements Communicator {
     this.options.log?.(message);
     link.closed = true;
     link.socket.destroy();
+    link.reader.socket.destroy();
     this.fail(new CommunicationError(message, 'GARBAGE'));
   }
 
@@ -383,9 +419,18 @@ export class TcpCommunicator implements Communicator {
       link.socket.cork();
       link.socket.write(frameHeader);
       if (payload && payload.length > 0) {
-        link.socket.write(payload, (error) => (error ? reject(error) : resolve()));
-      } else link.socket.write(Buffer.alloc(0), (error) => (error ? reject(error) : resolve()));
-      link.socket.uncork();
+        // in segments, so the peer starts reading (and summing) while the rest is written
+        for (let at = 0; at < payload.length; at += SEGMENT) {
+          const last = at + SEGMENT >= payload.length;
+          const piece = payload.subarray(at, Math.min(payload.length, at + SEGMENT));
+          if (last) link.socket.write(piece, (error) => (error ? reject(error) : resolve()));
+          else link.socket.write(piece);
+          if (at === 0) link.socket.uncork();
+        }
+      } else {
+        link.socket.write(Buffer.alloc(0), (error) => (error ? reject(error) : resolve()));
+        link.socket.uncork();
+      }
     });
   }
 
@@ -411,10 +456,11 @@ export class TcpCommunicator implements Communicator {
         link.receive = null;
         return Promise.reject(this.failure);
       }
-      // the payload Buffer may sit at any byte offset: align it once
-      const values = new Float32Array(early.payload.buffer.slice(early.payload.byteOffset, early.payload.byteOffset + early.payload.length));
+      // pooled payloads start at byte 0 of their own memory: read as floats in place
+      const values = new Float32Array(early.payload.buffer, early.payload.byteOffset, length);
       if (sum) kernel('addInto')(data, start, values, 0, length);
       else kernel('copy')(data, start, values, 0, length);
+      link.release(early.payload);
       return Promise.resolve();
     }
     if (this.failure) return Promise.reject(this.failure);
@@ -670,8 +716,10 @@ export class TcpCommunicator implements Communicator {
       if (!link.closed) link.socket.write(header(Type.Bye, 0, 0, this.seq, 0, 0, 0));
       link.closed = true;
       // the bytes already written still go out; a peer that never reads (stalled) must not keep this process alive
-      link.socket.end();
-      link.socket.unref();
+      for (const socket of [link.socket, link.reader.socket]) {
+        socket.end();
+        socket.unref();
+      }
     }
     this.server?.close();
   }
@@ -679,22 +727,63 @@ export class TcpCommunicator implements Communicator {
 
 // ---- rendezvous and handshake
 
+/**
+ * The bytes of one connection, handed to whoever listens now (the handshake, then a Link); bytes
+ * that arrive between listeners are kept. Connections this rank dials are read with `onread` into
+ * one reused buffer: Node's default reads allocate a fresh 64 KiB buffer each time, and touching
+ * fresh pages (~12 µs per 4 KiB here) cost more than the transfer. Connections it accepts are only
+ * written to after the handshake, and read the default way.
+ */
+class Source {
+  private consumer: ((chunk: Buffer) => void) | null = null;
+  private held: Buffer[] = [];
+  socket!: Socket;
+
+  /** `transient`: the chunk's memory is reused after the call, so what is held is copied. */
+  feed(chunk: Buffer, transient: boolean): void {
+    if (this.consumer) this.consumer(chunk);
+    else this.held.push(transient ? Buffer.from(chunk) : chunk);
+  }
+
+  listen(consumer: (chunk: Buffer) => void): void {
+    this.consumer = consumer;
+    while (this.held.length > 0 && this.consumer === consumer) consumer(this.held.shift()!);
+  }
+
+  unlisten(): void {
+    this.consumer = null;
+  }
+
+  /** Bytes a listener read past its end go first to the next one. */
+  giveBack(rest: Buffer): void {
+    if (rest.length > 0) this.held.unshift(Buffer.from(rest));
+  }
+
+  static accepted(socket: Socket): Source {
+    const source = new Source();
+    source.socket = socket;
+    socket.on('data', (chunk: Buffer) => source.feed(chunk, false));
+    return source;
+  }
+}
+
+const READ_BUFFER = 1 << 20;
+
 /** Reads exactly one small frame (handshake), or fails with what went wrong. */
-function readHandshakeFrame(socket: Socket, expected: Type, timeoutMs: number, where: string): Promise<{ frame: Frame; payload: Buffer }> {
+function readHandshakeFrame(source: Source, expected: Type, timeoutMs: number, where: string): Promise<{ frame: Frame; payload: Buffer }> {
+  const socket = source.socket;
   return new Promise((resolve, reject) => {
     let data = Buffer.alloc(0);
     const timer = setTimeout(() => finish(new CommunicationError(`${where}: no handshake within ${timeoutMs / 1000} s.`, 'HANDSHAKE')), timeoutMs);
     const finish = (error: Error | null, value?: { frame: Frame; payload: Buffer }) => {
       clearTimeout(timer);
-      socket.off('data', onData);
+      source.unlisten();
       socket.off('close', onClose);
       socket.off('error', onClose);
-      // hold what comes next until its reader is listening (a flowing socket drops unheard data)
-      socket.pause();
       if (error) reject(error);
       else {
         // whatever followed the frame belongs to the next reader
-        if (data.length > 0) socket.unshift(data);
+        source.giveBack(data);
         resolve(value!);
       }
     };
@@ -707,25 +796,25 @@ function readHandshakeFrame(socket: Socket, expected: Type, timeoutMs: number, w
         return finish(new CommunicationError(`${where}: garbage instead of the handshake (magic 0x${data.readUInt32LE(0).toString(16)}, type ${frame.type}, ${frame.bytes} bytes).`, 'HANDSHAKE'));
       }
       if (data.length < HEADER + frame.bytes) return;
-      const payload = data.subarray(HEADER, HEADER + frame.bytes);
+      const payload = Buffer.from(data.subarray(HEADER, HEADER + frame.bytes));
       data = data.subarray(HEADER + frame.bytes);
       finish(null, { frame, payload });
     };
-    socket.on('data', onData);
     socket.on('close', onClose);
     socket.on('error', onClose);
-    socket.resume();
+    source.listen(onData);
   });
 }
 
 const sendFrame = (socket: Socket, type: Type, payload: Buffer, seq = 0) => socket.write(Buffer.concat([header(type, 0, 0, seq, 0, 0, payload.length), payload]));
 
 /** The accepting side: challenge, check the peer's proof, prove ourselves. Returns the peer's rank. */
-async function acceptHandshake(socket: Socket, options: TcpOptions): Promise<number> {
+async function acceptHandshake(source: Source, options: TcpOptions): Promise<number> {
+  const socket = source.socket;
   const where = `rank ${options.rank}: connection from ${socket.remoteAddress}:${socket.remotePort}`;
   const nonce = randomBytes(16);
   sendFrame(socket, Type.Challenge, nonce);
-  const { payload } = await readHandshakeFrame(socket, Type.Auth, options.timeoutMs, where);
+  const { payload } = await readHandshakeFrame(source, Type.Auth, options.timeoutMs, where);
   if (payload.length !== 8 + 16 + 32) throw new CommunicationError(`${where}: a malformed authentication of ${payload.length} bytes.`, 'HANDSHAKE');
   const peer = payload.readInt32LE(0);
   const size = payload.readInt32LE(4);
@@ -741,31 +830,39 @@ async function acceptHandshake(socket: Socket, options: TcpOptions): Promise<num
 }
 
 /** The connecting side: answer the challenge, check the acceptor's proof. */
-async function connectHandshake(socket: Socket, options: TcpOptions, where: string): Promise<void> {
-  const { payload: challenge } = await readHandshakeFrame(socket, Type.Challenge, options.timeoutMs, where);
+async function connectHandshake(source: Source, options: TcpOptions, where: string): Promise<void> {
+  const { payload: challenge } = await readHandshakeFrame(source, Type.Challenge, options.timeoutMs, where);
   const identity = Buffer.alloc(8);
   identity.writeInt32LE(options.rank, 0);
   identity.writeInt32LE(options.size, 4);
   const nonce = randomBytes(16);
-  sendFrame(socket, Type.Auth, Buffer.concat([identity, nonce, hmac(options.secret, 'converge-connect', challenge, identity)]));
-  const { payload: proof } = await readHandshakeFrame(socket, Type.AuthOk, options.timeoutMs, where);
+  sendFrame(source.socket, Type.Auth, Buffer.concat([identity, nonce, hmac(options.secret, 'converge-connect', challenge, identity)]));
+  const { payload: proof } = await readHandshakeFrame(source, Type.AuthOk, options.timeoutMs, where);
   if (proof.length !== 32 || !timingSafeEqual(proof, hmac(options.secret, 'converge-accept', nonce))) {
     throw new CommunicationError(`${where}: the peer failed to prove the job secret; refusing to send it data.`, 'BAD_SECRET');
   }
 }
 
-function dial(host: string, port: number, timeoutMs: number, where: string): Promise<Socket> {
+/** Connects (retrying while nobody listens yet), reading into one reused buffer. */
+function dial(host: string, port: number, timeoutMs: number, where: string, opened: Socket[]): Promise<Source> {
   const deadline = Date.now() + timeoutMs;
   return new Promise((resolve, reject) => {
     const attempt = () => {
-      const socket = connect({ host, port });
+      const source = new Source();
+      const socket = connect({ host, port, onread: { buffer: Buffer.allocUnsafeSlow(READ_BUFFER), callback: (bytes: number, buffer: Uint8Array) => {
+        source.feed(Buffer.from(buffer.buffer, buffer.byteOffset, bytes), true);
+        return true;
+      } } });
+      source.socket = socket;
       socket.once('connect', () => {
         socket.removeAllListeners('error');
-        resolve(socket);
+        socket.setNoDelay(true);
+        opened.push(socket);
+        resolve(source);
       });
       socket.once('error', (error: NodeJS.ErrnoException) => {
         socket.destroy();
-        // rank 0 may not be listening yet: retry until the timeout
+        // the peer may not be listening yet: retry until the timeout
         if ((error.code === 'ECONNREFUSED' || error.code === 'ECONNRESET') && Date.now() < deadline) setTimeout(attempt, 100);
         else reject(new CommunicationError(`${where}: cannot connect to ${host}:${port} (${error.code ?? error.message}) within ${timeoutMs / 1000} s; check MASTER_ADDR/MASTER_PORT and that rank 0 runs.`, 'CONNECT'));
       });
@@ -783,8 +880,11 @@ function listen(host: string, port: number, where: string): Promise<Server> {
 }
 
 /**
- * Joins the job: rank 0 listens on masterAddr:masterPort; every other rank connects to it,
- * listens on its own address, and learns everyone's; then rank i connects to ranks 1 … i − 1.
+ * Joins the job. Every pair of ranks holds two connections, one per direction: each rank reads
+ * from the connections it dialed and writes to those it accepted. Rank 0 listens on
+ * masterAddr:masterPort; every other rank listens on the address it reaches rank 0 from, dials
+ * rank 0, and says where it listens; rank 0 answers with everyone's address; then every rank
+ * dials every other.
  */
 export async function connectTcp(options: TcpOptions): Promise<TcpCommunicator> {
   const opened: { servers: Server[]; sockets: Socket[] } = { servers: [], sockets: [] };
@@ -801,37 +901,25 @@ export async function connectTcp(options: TcpOptions): Promise<TcpCommunicator> 
 async function rendezvous(options: TcpOptions, opened: { servers: Server[]; sockets: Socket[] }): Promise<TcpCommunicator> {
   const { rank, size } = options;
   const links: (Link | null)[] = new Array(size).fill(null);
-  const limit = () => HEADER + 4 * options.capacity + 1024;
-  let comm: TcpCommunicator | null = null;
-  const early: { link: Link; frame: Frame; payload: Buffer }[] = [];
-  const makeLink = (socket: Socket, peer: number) => {
-    const link = new Link(socket, limit, (l, f, p) => (comm ? comm.onFrame(l, f, p!) : early.push({ link: l, frame: f, payload: p! })), (l, what) => comm?.garbage(l, what));
-    link.peer = peer;
-    links[peer] = link;
-    return link;
-  };
   const where = `rank ${rank}`;
-  if (size === 1) {
-    comm = new TcpCommunicator(rank, size, links, null, options);
-    return comm;
-  }
+  if (size === 1) return new TcpCommunicator(rank, size, links, null, options);
 
-  let server: Server;
-  const accepted = new Map<number, Socket>();
-  let expectAccepts: number;
+  // the connections others dial to this rank: handshake, then (here) only written to
+  const accepted = new Map<number, Source>();
   let onAccepted: () => void = () => {};
-  const acceptAll = (s: Server) =>
-    s.on('connection', (socket) => {
+  const acceptAll = (server: Server) =>
+    server.on('connection', (socket) => {
       opened.sockets.push(socket);
       socket.setNoDelay(true);
-      acceptHandshake(socket, options).then(
+      const source = Source.accepted(socket);
+      acceptHandshake(source, options).then(
         (peer) => {
           if (accepted.has(peer)) {
             options.log?.(`${where}: refused a second connection claiming rank ${peer} from ${socket.remoteAddress}.`);
             socket.destroy();
             return;
           }
-          accepted.set(peer, socket);
+          accepted.set(peer, source);
           onAccepted();
         },
         (error: Error) => {
@@ -842,13 +930,12 @@ async function rendezvous(options: TcpOptions, opened: { servers: Server[]; sock
     });
   const waitForAccepts = (count: number) =>
     new Promise<void>((resolve, reject) => {
-      expectAccepts = count;
       const timer = setTimeout(() => {
-        const missing = Array.from({ length: size }, (_, r) => r).filter((r) => r !== rank && !accepted.has(r) && (rank === 0 || r > rank));
+        const missing = Array.from({ length: size }, (_, r) => r).filter((r) => r !== rank && !accepted.has(r));
         reject(new CommunicationError(`${where}: rendezvous timed out after ${options.timeoutMs / 1000} s; rank${missing.length > 1 ? 's' : ''} ${missing.join(', ')} never connected — were all ${size} ranks started with the same MASTER_ADDR, MASTER_PORT and secret?`, 'RENDEZVOUS'));
       }, options.timeoutMs);
       onAccepted = () => {
-        if (accepted.size >= expectAccepts) {
+        if (accepted.size >= count) {
           clearTimeout(timer);
           resolve();
         }
@@ -856,51 +943,61 @@ async function rendezvous(options: TcpOptions, opened: { servers: Server[]; sock
       onAccepted();
     });
 
+  const dialed = new Map<number, Source>();
+  let server: Server;
   if (rank === 0) {
     server = await listen(options.masterAddr, options.masterPort, where);
     opened.servers.push(server);
     acceptAll(server);
     await waitForAccepts(size - 1);
-    // every rank says where it listens; rank 0 answers with the whole table
+    // every rank says where it listens; rank 0 answers with the whole table, then dials everyone
     const table: { host: string; port: number }[] = new Array(size);
     table[0] = { host: options.masterAddr, port: options.masterPort };
     await Promise.all(
-      [...accepted.entries()].map(async ([peer, socket]) => {
-        const { payload } = await readHandshakeFrame(socket, Type.Hello, options.timeoutMs, `${where}: rank ${peer}'s address`);
+      [...accepted.entries()].map(async ([peer, source]) => {
+        const { payload } = await readHandshakeFrame(source, Type.Hello, options.timeoutMs, `${where}: rank ${peer}'s address`);
         const [host, port] = payload.toString('utf8').split(' ');
         table[peer] = { host, port: Number(port) };
       }),
     );
     const body = Buffer.from(JSON.stringify(table)); // once, at start-up: not the data path
-    for (const socket of accepted.values()) sendFrame(socket, Type.Table, body);
-    for (const [peer, socket] of accepted) makeLink(socket, peer);
+    for (const source of accepted.values()) sendFrame(source.socket, Type.Table, body);
+    await Promise.all(
+      table.slice(1).map(async ({ host, port }, i) => {
+        const source = await dial(host, port, options.timeoutMs, where, opened.sockets);
+        await connectHandshake(source, options, `${where}: rank ${i + 1} at ${host}:${port}`);
+        dialed.set(i + 1, source);
+      }),
+    );
   } else {
-    const master = await dial(options.masterAddr, options.masterPort, options.timeoutMs, where);
-    opened.sockets.push(master);
+    const master = await dial(options.masterAddr, options.masterPort, options.timeoutMs, where, opened.sockets);
     await connectHandshake(master, options, `${where}: rank 0 at ${options.masterAddr}:${options.masterPort}`);
-    const host = master.localAddress!.replace(/^::ffff:/, '');
+    dialed.set(0, master);
+    const host = master.socket.localAddress!.replace(/^::ffff:/, '');
     server = await listen(host, 0, where);
     opened.servers.push(server);
     acceptAll(server);
     const port = (server.address() as { port: number }).port;
-    sendFrame(master, Type.Hello, Buffer.from(`${host} ${port}`));
+    sendFrame(master.socket, Type.Hello, Buffer.from(`${host} ${port}`));
     const { payload } = await readHandshakeFrame(master, Type.Table, options.timeoutMs, `${where}: the rank table from rank 0`);
     const table = JSON.parse(payload.toString('utf8')) as { host: string; port: number }[];
-    makeLink(master, 0);
-    // connect to every lower rank but 0; accept from every higher one
-    const dialed = await Promise.all(
-      table.slice(1, rank).map(async ({ host: h, port: p }, i) => {
-        const peer = i + 1;
-        const socket = await dial(h, p, options.timeoutMs, where);
-        opened.sockets.push(socket);
-        socket.setNoDelay(true);
-        await connectHandshake(socket, options, `${where}: rank ${peer} at ${h}:${p}`);
-        return [peer, socket] as const;
+    await Promise.all(
+      table.map(async ({ host: h, port: p }, peer) => {
+        if (peer === 0 || peer === rank) return;
+        const source = await dial(h, p, options.timeoutMs, where, opened.sockets);
+        await connectHandshake(source, options, `${where}: rank ${peer} at ${h}:${p}`);
+        dialed.set(peer, source);
       }),
     );
-    await waitForAccepts(size - 1 - rank);
-    for (const [peer, socket] of dialed) makeLink(socket, peer);
-    for (const [peer, socket] of accepted) makeLink(socket, peer);
+  }
+  await waitForAccepts(size - 1);
+  // the rank-0 connection of a rank carried the table: the Link reads it from here on
+  let comm: TcpCommunicator | null = null;
+  const early: { link: Link; frame: Frame; payload: Buffer }[] = [];
+  const limit = () => HEADER + 4 * options.capacity + 1024;
+  for (let peer = 0; peer < size; peer++) {
+    if (peer === rank) continue;
+    links[peer] = new Link(peer, dialed.get(peer)!, accepted.get(peer)!, limit, (l, f, p) => (comm ? comm.onFrame(l, f, p!) : early.push({ link: l, frame: f, payload: p! })), (l, what) => comm?.garbage(l, what));
   }
   comm = new TcpCommunicator(rank, size, links, server, options);
   comm.attach();
