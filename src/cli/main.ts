@@ -5,6 +5,8 @@ import { ConvergeError } from '../errors.js';
 import { trainCommand, trainHelp } from './train.js';
 import { generateCommand, generateHelp } from './generate.js';
 import { launchCommand, launchHelp } from './launch.js';
+import { benchCommand, benchHelp } from './bench.js';
+import { reportCommand, reportHelp } from './report.js';
 
 const usage = `converge — parallel and distributed training in TypeScript
 
@@ -12,6 +14,8 @@ Usage:
   converge train [options]     train a model (converge train --help for the options)
   converge generate KIND ...   write a synthetic data set (converge generate --help)
   converge launch -n N -- CMD  run N local ranks of a job (converge launch --help)
+  converge bench --workload W  sweep configurations, one process each (converge bench --help)
+  converge report DIR          charts and tables of a sweep, as one HTML page
 
 `;
 
@@ -24,14 +28,18 @@ async function main(argv: string[]): Promise<number> {
       return generateCommand(rest);
     case 'launch':
       return launchCommand(rest);
+    case 'bench':
+      return benchCommand(rest);
+    case 'report':
+      return reportCommand(rest);
     case undefined:
     case '-h':
     case '--help':
     case 'help':
-      process.stdout.write(`${usage}${trainHelp()}\n${generateHelp}\n${launchHelp}`);
+      process.stdout.write(`${usage}${trainHelp()}\n${generateHelp}\n${launchHelp}\n${benchHelp}\n${reportHelp}`);
       return 0;
     default:
-      throw new ConvergeError(`unknown command '${command}'; use one of: train, generate, launch (see converge --help).`, 'UNKNOWN_COMMAND');
+      throw new ConvergeError(`unknown command '${command}'; use one of: train, generate, launch, bench, report (see converge --help).`, 'UNKNOWN_COMMAND');
   }
 }
 

@@ -20,7 +20,8 @@ export function withFault(model: Model, rank: number, spec = process.env.CONVERG
         if (mode === 'throw') throw new Error(`injected fault at step ${calls}`);
         if (mode === 'exit') process.exit(9);
         if (mode === 'kill') process.kill(process.pid, 'SIGKILL');
-        const until = Date.now() + 3_600_000;
+        // a minute: long past any test timeout, short enough that an orphan does not run on
+        const until = Date.now() + 60_000;
         while (Date.now() < until); // alive but silent, until the launcher terminates the thread
       }
       return lossAndGrad(params, batch, grad);

@@ -1,0 +1,76 @@
+// converge bench and converge report, end to end on a small recorded sweep: every configuration
+// runs as its own process and writes its log, a second run resumes (runs nothing again), and
+// the report holds every chart and table, self-contained — and loads in headless Chromium with
+// no console error where Debian's chromium is installed.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const cli = new URL('../cli/main.js', import.meta.url).pathname;
+const dir = mkdtempSync(join(tmpdir(), 'converge-sweep-'));
+const sweep = ['bench', '--workload', 'synthetic-mlp', '--strategies', 'allreduce,hogwild', '--workers', '1,2', '--compress', 'none,topk:0.05', '--epochs', '2', '--out', dir];
+const ids = ['allreduce_w1_none', 'allreduce_w1_topk-0.05', 'allreduce_w2_none', 'allreduce_w2_topk-0.05', 'hogwild_w1_none', 'hogwild_w2_none'].map((s) => `synthetic-mlp_${s}_p-fp32_bdefault_lr-none_wu0`);
+
+test('converge bench runs each configuration as its own process, and resumes without running any again', () => {
+  const first = spawnSync(process.execPath, [cli, ...sweep], { encoding: 'utf8' });
+  assert.equal(first.status, 0, first.stderr);
+  assert.match(first.stderr, /skipped synthetic-mlp_hogwild_w1_topk-0\.05_\S+: hogwild exchanges no gradients to compress/);
+  assert.match(first.stderr, /\[#{20}\] 6\/6/);
+  for (const id of ids) {
+    const lines = readFileSync(join(dir, `${id}.jsonl`), 'utf8').trim().split('\n');
+    assert.equal(JSON.parse(lines[lines.length - 1]).type, 'summary', id);
+  }
+  const before = statSync(join(dir, `${ids[0]}.jsonl`)).mtimeMs;
+  const second = spawnSync(process.execPath, [cli, ...sweep], { encoding: 'utf8' });
+  assert.equal(second.status, 0, second.stderr);
+  assert.equal((second.stderr.match(/already done/g) ?? []).length, 6, second.stderr);
+  assert.doesNotMatch(second.stderr, /running /);
+  assert.equal(statSync(join(dir, `${ids[0]}.jsonl`)).mtimeMs, before);
+});
+
+test('converge report writes one self-contained page with every chart and the time-to-target table, and summary.md/json', () => {
+  const out = join(dir, 'report', 'report.html');
+  const result = spawnSync(process.execPath, [cli, 'report', dir, '--out', out], { encoding: 'utf8' });
+  assert.equal(result.status, 0, result.stderr);
+  assert.match(result.stdout, /1 workload, 6 charts/);
+  const html = readFileSync(out, 'utf8');
+  for (const title of ['test accuracy against wall time', 'test accuracy against samples seen', 'training loss against wall time', 'training loss against samples seen', 'samples per second against workers', 'bytes each worker sends per step']) {
+    assert.ok(html.includes(`<figcaption>${title}</figcaption><svg`), `chart '${title}'`);
+  }
+  assert.equal((html.match(/<svg /g) ?? []).length, 6);
+  // real charts: axes, marks, the configurations in the legend
+  assert.ok((html.match(/class="mark-line/g) ?? []).length >= 4);
+  for (const label of ['allreduce ×1', 'allreduce ×2, topk:0.05', 'hogwild ×2']) assert.ok(html.includes(label), label);
+  assert.equal((html.match(/<tr class="done">/g) ?? []).length, 6);
+  // nothing to fetch: no script, no external reference
+  assert.doesNotMatch(html, /<script|src="http|href="http|@import/);
+  const summary = JSON.parse(readFileSync(join(dir, 'report', 'summary.json'), 'utf8'))['synthetic-mlp'];
+  assert.equal(summary.rows.length, 6);
+  const times = summary.rows.map((r: { secondsToTarget: number | null }) => r.secondsToTarget ?? Infinity);
+  assert.deepEqual(times, [...times].sort((a, b) => a - b), 'best first');
+  const markdown = readFileSync(join(dir, 'report', 'summary.md'), 'utf8');
+  assert.match(markdown, /\| configuration \| time to target \| samples to target \| final accuracy \| samples\/s \| bytes\/worker\/step \|/);
+  assert.equal((markdown.match(/^\| (allreduce|hogwild) ×/gm) ?? []).length, 6);
+});
+
+test('the report loads in headless Chromium with no console error', { skip: existsSync('/usr/bin/chromium') ? false : 'Debian chromium is not installed' }, () => {
+  const out = join(dir, 'report', 'report.html');
+  if (!existsSync(out)) spawnSync(process.execPath, [cli, 'report', dir, '--out', out]);
+  const profile = mkdtempSync(join(tmpdir(), 'converge-chromium-'));
+  const run = spawnSync('/usr/bin/chromium', ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', `--user-data-dir=${profile}`, '--enable-logging=stderr', '--v=0', '--dump-dom', `file://${out}`], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(run.status, 0, run.stderr);
+  assert.equal((run.stdout.match(/<svg /g) ?? []).length, 6, 'the DOM holds the six charts');
+  assert.doesNotMatch(run.stderr, /CONSOLE|Uncaught|ERR_FILE_NOT_FOUND/);
+});
+
+test('converge bench and report refuse what they cannot do, in one line', () => {
+  const unknown = spawnSync(process.execPath, [cli, 'bench', '--workload', 'imagenet'], { encoding: 'utf8' });
+  assert.equal(unknown.status, 1);
+  assert.match(unknown.stderr, /converge: error: unknown workload 'imagenet'; choose one of: fmnist-mlp, fmnist-cnn, sparse-logreg, mf, synthetic-mlp\./);
+  const missing = spawnSync(process.execPath, [cli, 'report', join(dir, 'nothing-here')], { encoding: 'utf8' });
+  assert.equal(missing.status, 1);
+  assert.match(missing.stderr, /converge: error: .*sweep folder/);
+});
