@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
-import { connect, type Socket } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
 import { conformanceCases } from './conformance.js';
 import { connectTcp } from './tcp.js';
 import { freePort, launchProcesses } from '../launch/processes.js';
@@ -72,43 +72,66 @@ test('tcp: a rank without the job secret is refused and named; nobody hangs', as
   assert.ok(logs.some((line) => /^rank 0: connection from 127\.0\.0\.1:\d+: refused: the peer does not know the job secret \(CONVERGE_SECRET\)\.$/.test(line)), logs.join('\n'));
 });
 
-/** Plays rank 1 by hand: the handshake with the secret, then whatever bytes `after` sends. */
-async function fakeRank(port: number, secret: string, after: (socket: Socket) => void): Promise<void> {
-  const socket = connect({ host: '127.0.0.1', port });
+/** Reads whole frames from a socket, one at a time. */
+function frames(socket: Socket): () => Promise<Buffer> {
   let data = Buffer.alloc(0);
-  const frame = () =>
+  let waiting: (() => void) | null = null;
+  socket.on('data', (chunk: Buffer) => {
+    data = Buffer.concat([data, chunk]);
+    waiting?.();
+  });
+  return () =>
     new Promise<Buffer>((resolve) => {
       const check = () => {
         if (data.length >= 24 && data.length >= 24 + data.readUInt32LE(20)) {
           const payload = data.subarray(24, 24 + data.readUInt32LE(20));
           data = data.subarray(24 + payload.length);
-          socket.off('data', onData);
+          waiting = null;
           resolve(payload);
         }
       };
-      const onData = (chunk: Buffer) => {
-        data = Buffer.concat([data, chunk]);
-        check();
-      };
-      socket.on('data', onData);
+      waiting = check;
       check();
     });
-  const send = (type: number, payload: Buffer) => {
-    const header = Buffer.alloc(24);
-    header.writeUInt32LE(0x31475643, 0);
-    header.writeUInt8(type, 4);
-    header.writeUInt32LE(payload.length, 20);
-    socket.write(Buffer.concat([header, payload]));
-  };
-  const challenge = await frame();
+}
+
+function sendFrame(socket: Socket, type: number, payload: Buffer): void {
+  const header = Buffer.alloc(24);
+  header.writeUInt32LE(0x31475643, 0);
+  header.writeUInt8(type, 4);
+  header.writeUInt32LE(payload.length, 20);
+  socket.write(Buffer.concat([header, payload]));
+}
+
+/**
+ * Plays rank 1 of 2 by hand, with the secret: joins at rank 0, then accepts the connection rank 0
+ * dials to it (the one rank 0 reads rank 1's frames from) and hands it to `after`.
+ */
+async function fakeRank(port: number, secret: string, after: (socket: Socket) => void): Promise<void> {
   const identity = Buffer.alloc(8);
   identity.writeInt32LE(1, 0);
   identity.writeInt32LE(2, 4);
-  const proof = createHmac('sha256', secret).update('converge-connect').update(challenge).update(identity).digest();
-  send(6, Buffer.concat([identity, Buffer.alloc(16), proof]));
-  await frame(); // rank 0's proof
-  send(3, Buffer.from('127.0.0.1 1'));
-  await frame(); // the table
+  const inbound = new Promise<Socket>((resolve) => {
+    const server = createServer((socket) => {
+      server.close();
+      resolve(socket);
+    });
+    server.listen({ host: '127.0.0.1', port: 0 }, () => void join((server.address() as { port: number }).port));
+  });
+  const join = async (myPort: number) => {
+    const master = connect({ host: '127.0.0.1', port });
+    const next = frames(master);
+    const challenge = await next();
+    sendFrame(master, 6, Buffer.concat([identity, Buffer.alloc(16), createHmac('sha256', secret).update('converge-connect').update(challenge).update(identity).digest()]));
+    await next(); // rank 0's proof
+    sendFrame(master, 3, Buffer.from(`127.0.0.1 ${myPort}`));
+    await next(); // the table
+  };
+  const socket = await inbound;
+  const next = frames(socket);
+  sendFrame(socket, 5, Buffer.alloc(16)); // the challenge (this test does not check rank 0's proof)
+  const auth = await next();
+  sendFrame(socket, 7, createHmac('sha256', secret).update('converge-accept').update(auth.subarray(8, 24)).digest());
   after(socket);
 }
 
