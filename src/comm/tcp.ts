@@ -423,15 +423,21 @@ export class TcpCommunicator implements Communicator {
         for (let at = 0; at < payload.length; at += SEGMENT) {
           const last = at + SEGMENT >= payload.length;
           const piece = payload.subarray(at, Math.min(payload.length, at + SEGMENT));
-          if (last) link.socket.write(piece, (error) => (error ? reject(error) : resolve()));
+          if (last) link.socket.write(piece, (error) => (error ? reject(this.writeFailed(link, error)) : resolve()));
           else link.socket.write(piece);
           if (at === 0) link.socket.uncork();
         }
       } else {
-        link.socket.write(Buffer.alloc(0), (error) => (error ? reject(error) : resolve()));
+        link.socket.write(Buffer.alloc(0), (error) => (error ? reject(this.writeFailed(link, error)) : resolve()));
         link.socket.uncork();
       }
     });
+  }
+
+  /** A write that failed: the peer is gone; say so as its failure, not as a socket error. */
+  private writeFailed(link: Link, error: Error): Error {
+    this.lost(link, `broke its connection (${error.message})`);
+    return this.failure ?? error;
   }
 
   private sendData(peer: number, operation: number, part: number, seq: number, count: number, root: number, data: Float32Array, start: number, end: number): Promise<void> {
