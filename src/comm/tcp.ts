@@ -74,7 +74,6 @@ interface Receive {
   received: number;
   summed: number; // floats already added
   done: (frame: Frame) => void;
-  fail: (error: Error) => void;
 }
 
 const describeOperation = (operation: number, count: number, root: number) =>
@@ -281,7 +280,6 @@ export class TcpCommunicator implements Communicator {
   bytesSent = 0;
   private seq = 0;
   private p2pSent: number[];
-  private p2pReceived: number[];
   private operation: Operation = 'idle';
   private failure: Error | null = null;
   private readonly waiters = new Set<(error: Error) => void>();
@@ -299,7 +297,6 @@ export class TcpCommunicator implements Communicator {
     private readonly options: TcpOptions,
   ) {
     this.p2pSent = new Array(size).fill(0);
-    this.p2pReceived = new Array(size).fill(0);
   }
 
   /** Wires the links' events to this communicator (called once every link is authenticated). */
@@ -457,7 +454,7 @@ export class TcpCommunicator implements Communicator {
     if (early) {
       const f = early.frame;
       if (f.seq !== seq || f.operation !== operation || f.count !== count || f.root !== root || f.part !== part || f.bytes !== 4 * length) {
-        link.receive = { expect, target: null, sumInto: null, sumAt: 0, received: 0, summed: 0, done: () => {}, fail: () => {} };
+        link.receive = { expect, target: null, sumInto: null, sumAt: 0, received: 0, summed: 0, done: () => {} };
         this.mismatch(link, f);
         link.receive = null;
         return Promise.reject(this.failure);
@@ -501,7 +498,6 @@ export class TcpCommunicator implements Communicator {
           this.waiters.delete(failWith);
           resolve();
         },
-        fail: failWith,
       };
     });
   }
@@ -677,7 +673,6 @@ export class TcpCommunicator implements Communicator {
         const link = this.links[r];
         if (!link || (source >= 0 && r !== source) || link.mail.length === 0) continue;
         const { payload } = link.mail.shift()!;
-        this.p2pReceived[r]++;
         if (payload.length !== 4 * buffer.length) {
           const message = `rank ${this.rank}: recv of ${buffer.length} floats got a message of ${payload.length / 4} floats from rank ${r}; sender and receiver must agree on message sizes.`;
           this.abort(message);
