@@ -94,6 +94,16 @@ export function processTests(backend: string): void {
     });
   }
 
+  test(`${backend}: async-ps (point to point) and local-sgd, with compression and bf16 parameters, train across processes`, async () => {
+    // chance is 10%; top-k 5% learns more slowly in 2 short epochs
+    for (const [extra, bar] of [[['--strategy', 'async-ps'], 90], [['--strategy', 'local-sgd'], 90], [['--compress', 'topk:0.05', '--param-precision', 'bf16'], 50]] as const) {
+      const job = await trainJob(backend, 3, [...args, '--epochs', '2', '--batch', '16', ...extra]);
+      assert.equal(job.exitCode, 0, job.lines.flat().join('\n'));
+      const accuracy = Number(/test accuracy ([\d.]+)% after 2 epochs/.exec(job.lines[0].join('\n'))?.[1]);
+      assert.ok(accuracy > bar, `${extra.join(' ')}: ${accuracy}%`);
+    }
+  });
+
   test(`${backend}: hogwild is refused across processes, and --workers must match the job`, async () => {
     const hog = await trainJob(backend, 2, [...args, '--strategy', 'hogwild']);
     assert.match(hog.lines[0].join('\n'), /--strategy: got "hogwild"; expected a strategy that does not need one shared parameter array/);
