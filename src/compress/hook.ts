@@ -14,6 +14,12 @@ export interface Hook {
   readonly appliesMomentum: boolean;
   /** Error-feedback hooks: what has been accumulated but not yet sent. */
   readonly residual?: Float32Array;
+  /**
+   * What a checkpoint must hold to resume this hook exactly: named arrays (error feedback,
+   * momentum, the random stream's position), live — saved as they are, restored by loadState.
+   */
+  saveState?(): Record<string, Float32Array>;
+  loadState?(state: Record<string, Float32Array>): void;
   /** An upper bound of encode's output for n floats, so buffers are allocated once. */
   maxBytes(n: number): number;
   /** Encodes `gradient` into `out`; returns the bytes written — what goes on the wire. */

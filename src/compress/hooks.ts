@@ -33,6 +33,22 @@ export function dense(codec: ValueCodec): Hook {
   };
 }
 
+/** saveState/loadState over a hook's arrays and its random stream (whose 32-bit state travels as a float's bits). */
+function stateOf(arrays: Record<string, Float32Array>, random: Random | null): Pick<Hook, 'saveState' | 'loadState'> {
+  const position = new Uint32Array(1);
+  return {
+    saveState() {
+      if (!random) return { ...arrays };
+      position[0] = random.getState();
+      return { ...arrays, random: new Float32Array(position.buffer) };
+    },
+    loadState(state) {
+      for (const [name, values] of Object.entries(arrays)) if (state[name]) values.set(state[name]);
+      if (random && state.random) random.setState(new Uint32Array(state.random.buffer, state.random.byteOffset, 1)[0]);
+    },
+  };
+}
+
 /** Writes (index, value) pairs; shared by top-k and random-k. */
 function writePairs(out: Uint8Array, indices: Uint32Array, values: Float32Array, count: number, codec: ValueCodec): number {
   const v = view(out);
@@ -90,6 +106,7 @@ export function topk(o: TopkOptions, size: number): Hook {
   let scratch = new Float32Array(1024);
   return {
     residual,
+    ...stateOf({ residual, ...(momentum ? { momentum } : {}) }, random),
     name: `topk:${o.density}${o.dgc ? '' : ',nodgc'}${o.clipNorm ? `,clip=${o.clipNorm}` : ''}${o.codec === float32 ? '' : `+${o.codec.name}`}`,
     appliesMomentum: momentum !== null,
     maxBytes: (n) => 4 + n * (4 + o.codec.bytes),
@@ -192,6 +209,7 @@ export function randomk(density: number, codec: ValueCodec, size: number, seed: 
   const values = new Float32Array(size);
   const marks = new Uint8Array(size);
   return {
+    ...stateOf({}, random),
     name: `randomk:${density}${codec === float32 ? '' : `+${codec.name}`}`,
     appliesMomentum: false,
     maxBytes: (n) => 4 + n * (4 + codec.bytes),
@@ -230,6 +248,7 @@ export function qsgd(bits: number, size: number, seed: number, bucket = 512): Ho
   // the exact encoded size: full buckets, then the last, shorter one
   const maxBytes = (n: number) => 4 + Math.floor(n / bucket) * bucketBytes(bucket) + (n % bucket ? bucketBytes(n % bucket) : 0);
   return {
+    ...stateOf({}, random),
     name: `qsgd:${bits}`,
     appliesMomentum: false,
     maxBytes,
@@ -287,6 +306,7 @@ export function sign(size: number): Hook {
   const residual = new Float32Array(size);
   return {
     residual,
+    ...stateOf({ residual }, null),
     name: 'sign',
     appliesMomentum: false,
     maxBytes: (n) => 8 + Math.ceil(n / 8),

@@ -13,7 +13,7 @@
 
 import { epochOrder } from '../data/batches.js';
 import type { Strategy, StrategyContext, TrainingState } from './context.js';
-import { checkFinite, evaluate, loopParts, restoreOptimizer } from './common.js';
+import { checkFinite, evaluate, gatherHookState, loopParts, restoreHookState, restoreOptimizer } from './common.js';
 import { CompressedExchange } from './exchange.js';
 import { ParameterStorage } from './precision.js';
 
@@ -30,6 +30,7 @@ export const allreduce: Strategy = async (context: StrategyContext) => {
   // with a compression hook every rank exchanges payloads and applies the whole update itself
   const hook = context.makeHook?.(size);
   const exchange = hook ? new CompressedExchange(comm, hook, size) : null;
+  restoreHookState(hook, start, comm.rank, comm.size);
   const optimizer = context.makeOptimizer(hook?.appliesMomentum);
   restoreOptimizer(optimizer, start);
   const scalars = new Float32Array(2); // [loss, stop], averaged across ranks
@@ -41,8 +42,9 @@ export const allreduce: Strategy = async (context: StrategyContext) => {
   const save = async (epoch: number, step: number) => {
     // sharded: gather the state's shares; compressed: every rank holds the whole state already
     if (!exchange) for (const values of Object.values(optimizer.state)) await comm.allgatherShares(values);
+    const hookState = await gatherHookState(comm, hook);
     if (comm.rank === 0) {
-      const state: TrainingState = { params, optimizerState: optimizer.state, optimizerSteps: optimizer.steps, epoch, step };
+      const state: TrainingState = { params, optimizerState: { ...optimizer.state, ...hookState }, optimizerSteps: optimizer.steps, epoch, step };
       context.save(state);
     }
   };

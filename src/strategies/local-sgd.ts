@@ -9,7 +9,7 @@
 
 import { epochOrder } from '../data/batches.js';
 import type { Strategy, StrategyContext } from './context.js';
-import { checkFinite, evaluate, loopParts, restoreOptimizer } from './common.js';
+import { checkFinite, evaluate, gatherHookState, loopParts, restoreHookState, restoreOptimizer } from './common.js';
 import { CompressedExchange } from './exchange.js';
 import { ParameterStorage } from './precision.js';
 
@@ -25,6 +25,7 @@ export const localSgd: Strategy = async (context: StrategyContext) => {
   // compressed: the copies exchange their change since the last average (with error feedback), not themselves
   const hook = context.makeHook?.(size, { momentum: 0 });
   const exchange = hook ? new CompressedExchange(comm, hook, size) : null;
+  restoreHookState(hook, start, comm.rank, comm.size);
   const anchor = exchange ? Float32Array.from(params) : null;
   const optimizer = context.makeOptimizer();
   restoreOptimizer(optimizer, start);
@@ -79,15 +80,17 @@ export const localSgd: Strategy = async (context: StrategyContext) => {
       }
       if (stop || checkpoint) {
         if (stop) for (const values of Object.values(optimizer.state)) await comm.allreduce(values, 'mean');
-        if (comm.rank === 0) context.save({ params, optimizerState: optimizer.state, optimizerSteps: optimizer.steps, epoch, step: step + 1 });
+        const hookState = await gatherHookState(comm, hook);
+        if (comm.rank === 0) context.save({ params, optimizerState: { ...optimizer.state, ...hookState }, optimizerSteps: optimizer.steps, epoch, step: step + 1 });
       }
       if (stop) return { params, stoppedEarly: true };
     }
     const trainSeconds = (performance.now() - epochStart) / 1000;
     const { loss, accuracy, rmse } = await evaluate(context, params, testMaker);
+    const hookState = await gatherHookState(comm, hook);
     if (comm.rank === 0) {
       context.report({ kind: 'epoch', epoch, trainLoss: epochLoss / (steps - firstStep), testLoss: loss, testAccuracy: accuracy, testRmse: rmse, trainSeconds, samples: (steps - firstStep) * workers * batch, bytesSent: exchange ? exchange.bytesSent : comm.bytesSent });
-      context.save({ params, optimizerState: optimizer.state, optimizerSteps: optimizer.steps, epoch: epoch + 1, step: 0 });
+      context.save({ params, optimizerState: { ...optimizer.state, ...hookState }, optimizerSteps: optimizer.steps, epoch: epoch + 1, step: 0 });
     }
   }
   return { params, stoppedEarly: false };

@@ -10,7 +10,7 @@
 import { epochOrder } from '../data/batches.js';
 import { kernel } from '../kernels/registry.js';
 import type { Strategy, StrategyContext } from './context.js';
-import { checkFinite, evaluate, loopParts, restoreOptimizer } from './common.js';
+import { checkFinite, evaluate, gatherHookState, loopParts, restoreHookState, restoreOptimizer } from './common.js';
 import { CompressedExchange } from './exchange.js';
 import { ParameterStorage } from './precision.js';
 
@@ -44,6 +44,7 @@ export const parameterServer: Strategy = async (context: StrategyContext) => {
   const grad = update.subarray(0, size);
   const hook = context.makeHook?.(size);
   const exchange = hook ? new CompressedExchange(comm, hook, size) : null;
+  restoreHookState(hook, start, comm.rank, comm.size);
   const gathered = isServer && !exchange ? new Float32Array((workers + 1) * (size + 1)) : null;
   const optimizer = isServer ? context.makeOptimizer(hook?.appliesMomentum) : null;
   if (optimizer) {
@@ -73,6 +74,9 @@ export const parameterServer: Strategy = async (context: StrategyContext) => {
         uncompressedPushes += workers;
       }
       const stop = outgoing[size] > 0;
+      const checkpoint = stop || (context.saveEvery > 0 && (step + 1) % context.saveEvery === 0 && step + 1 < steps);
+      // the workers' error feedback goes into the server's checkpoint
+      const hookState = checkpoint ? await gatherHookState(comm, hook) : {};
       if (isServer && optimizer) {
         const lr = context.learningRate(epoch + (step + 1) / steps);
         checkFinite(meanLoss, epoch * steps + step, epoch, lr);
@@ -81,8 +85,8 @@ export const parameterServer: Strategy = async (context: StrategyContext) => {
         if (reporter.due(step, steps)) {
           context.report({ kind: 'step', epoch, step, stepsPerEpoch: steps, samples: (epoch * steps + step + 1) * workers * batch, loss: meanLoss, lr, bytesSent: pushed() });
         }
-        if (stop || (context.saveEvery > 0 && (step + 1) % context.saveEvery === 0 && step + 1 < steps)) {
-          context.save({ params, optimizerState: optimizer.state, optimizerSteps: optimizer.steps, epoch, step: step + 1 });
+        if (checkpoint) {
+          context.save({ params, optimizerState: { ...optimizer.state, ...hookState }, optimizerSteps: optimizer.steps, epoch, step: step + 1 });
         }
       }
       if (stop) return { params, stoppedEarly: true };
@@ -92,9 +96,10 @@ export const parameterServer: Strategy = async (context: StrategyContext) => {
     if (storage) await broadcastParameters(0);
     else await comm.broadcast(params, 0);
     const { loss, accuracy, rmse } = await evaluate(context, params, testMaker);
+    const hookState = await gatherHookState(comm, hook);
     if (isServer && optimizer) {
       context.report({ kind: 'epoch', epoch, trainLoss: lossSum / (steps - firstStep), testLoss: loss, testAccuracy: accuracy, testRmse: rmse, trainSeconds, samples: (steps - firstStep) * workers * batch, bytesSent: pushed() });
-      context.save({ params, optimizerState: optimizer.state, optimizerSteps: optimizer.steps, epoch: epoch + 1, step: 0 });
+      context.save({ params, optimizerState: { ...optimizer.state, ...hookState }, optimizerSteps: optimizer.steps, epoch: epoch + 1, step: 0 });
     }
   }
   return { params, stoppedEarly: false };
