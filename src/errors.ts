@@ -62,6 +62,19 @@ export function peerFailed(rank: number, operation: string, reason: string): Com
   return new CommunicationError(`rank ${rank}: ${operation} aborted: ${reason}`, 'PEER_FAILED');
 }
 
+export function collectiveMismatch(rank: number, seq: number, what: string): CommunicationError {
+  return new CommunicationError(`rank ${rank}: collective #${seq} mismatch: ${what}; every rank must call the same collectives in the same order.`, 'COLLECTIVE_MISMATCH');
+}
+
+export function messageSizeMismatch(rank: number, expected: number, got: number, from: number): CommunicationError {
+  return new CommunicationError(`rank ${rank}: recv of ${expected} floats got a message of ${got} floats from rank ${from}; sender and receiver must agree on message sizes.`, 'MESSAGE_MISMATCH');
+}
+
+/** allgather (everywhere) and gather (at the root) need recv of size × send floats. */
+export function receiveBufferSize(rank: number, operation: 'allgather' | 'gather at the root', expected: number, got: number | string): CommunicationError {
+  return new CommunicationError(`rank ${rank}: ${operation} needs recv of ${expected} floats (size × send), got ${got}.`, 'BAD_ARGUMENT');
+}
+
 export function capacityExceeded(operation: string, elements: number, capacity: number): CommunicationError {
   return new CommunicationError(
     `${operation} of ${elements} elements exceeds the communicator's capacity of ${capacity}; create the group with a larger capacity.`,

@@ -36,5 +36,15 @@ export interface Communicator {
   abort(reason: string): void;
 }
 
+/** Rank `rank`'s share of n elements split among `size` ranks, as [start, end): reduceScatter's partition on every backend. */
+export function bufferShare(n: number, rank: number, size: number): [number, number] {
+  return [Math.floor((n * rank) / size), Math.floor((n * (rank + 1)) / size)];
+}
+
+/** A collective as mismatch messages name it: "allreduce of 8 floats (sum)"; root −1 is sum, −2 mean. */
+export function describeCollective(operation: string, count: number, root: number, detail = ''): string {
+  return `${operation} of ${count} floats (${root === -2 ? 'mean' : root === -1 ? 'sum' : `root ${root}`}${detail})`;
+}
+
 export const operations = ['idle', 'allreduce', 'reduceScatter', 'allgatherShares', 'allgather', 'gather', 'broadcast', 'barrier', 'send', 'recv'] as const;
 export type Operation = (typeof operations)[number];

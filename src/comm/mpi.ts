@@ -10,10 +10,10 @@
 
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
-import { CommunicationError, ConvergeError, capacityExceeded } from '../errors.js';
+import { CommunicationError, ConvergeError, capacityExceeded, collectiveMismatch, messageSizeMismatch, receiveBufferSize } from '../errors.js';
 import { kernel } from '../kernels/registry.js';
 import type { ProcessCommunicator } from '../launch/communicator.js';
-import { operations, type Operation, type ReduceOp } from './communicator.js';
+import { bufferShare, describeCollective, operations, type Operation, type ReduceOp } from './communicator.js';
 
 const bindingPath = new URL('../../native/mpi/build/Release/converge_mpi.node', import.meta.url).pathname;
 
@@ -46,8 +46,6 @@ function loadBinding(): Binding {
   binding = createRequire(import.meta.url)(bindingPath) as Binding;
   return binding;
 }
-
-const share = (n: number, rank: number, size: number): [number, number] => [Math.floor((n * rank) / size), Math.floor((n * (rank + 1)) / size)];
 
 export class MpiCommunicator implements ProcessCommunicator {
   readonly backend = 'mpi';
@@ -130,7 +128,7 @@ export class MpiCommunicator implements ProcessCommunicator {
     await this.exec(ALLGATHER, this.descriptor, this.descriptors, 0, operation, 0);
     const describe = (r: number) => {
       const d = this.descriptors.subarray(4 * r, 4 * r + 4);
-      return `${operations[d[0]]} of ${d[1]} floats (${d[2] === -2 ? 'mean' : d[2] === -1 ? 'sum' : `root ${d[2]}`}) as its #${d[3]}`;
+      return `${describeCollective(operations[d[0]], d[1], d[2])} as its #${d[3]}`;
     };
     let other = 0;
     for (let r = 0; r < this.size; r++) {
@@ -141,7 +139,7 @@ export class MpiCommunicator implements ProcessCommunicator {
       }
     }
     const mine = other === this.rank ? (this.rank + 1) % this.size : this.rank;
-    throw new CommunicationError(`rank ${this.rank}: collective #${this.seq} mismatch: rank ${mine} called ${describe(mine)} but rank ${other} called ${describe(other)}; every rank must call the same collectives in the same order.`, 'MISMATCH');
+    throw collectiveMismatch(this.rank, this.seq, `rank ${mine} called ${describe(mine)} but rank ${other} called ${describe(other)}`);
   }
 
   private sharesOf(n: number): Int32Array {
@@ -149,7 +147,7 @@ export class MpiCommunicator implements ProcessCommunicator {
     if (!counts) {
       counts = new Int32Array(2 * this.size);
       for (let r = 0; r < this.size; r++) {
-        const [s, e] = share(n, r, this.size);
+        const [s, e] = bufferShare(n, r, this.size);
         counts[r] = e - s;
         counts[this.size + r] = s;
       }
@@ -174,7 +172,7 @@ export class MpiCommunicator implements ProcessCommunicator {
     const n = buffer.length;
     const check = this.begin('reduceScatter', n, op === 'mean' ? -2 : -1);
     if (check) await check;
-    const [start, end] = share(n, this.rank, this.size);
+    const [start, end] = bufferShare(n, this.rank, this.size);
     await this.exec(REDUCE_SCATTER, buffer, this.sharesOf(n), 0, 'reduceScatter', 4 * n);
     // in place, MPI leaves this rank's share at the start of the buffer
     if (start > 0) kernel('copy')(buffer, start, buffer, 0, end - start);
@@ -193,7 +191,7 @@ export class MpiCommunicator implements ProcessCommunicator {
 
   async allgather(send: Float32Array, recv: Float32Array): Promise<void> {
     const n = send.length;
-    if (recv.length !== n * this.size) throw new CommunicationError(`rank ${this.rank}: allgather needs recv of ${n * this.size} floats (size × send), got ${recv.length}.`, 'BAD_ARGUMENT');
+    if (recv.length !== n * this.size) throw receiveBufferSize(this.rank, 'allgather', n * this.size, recv.length);
     const check = this.begin('allgather', n, -1);
     if (check) await check;
     await this.exec(ALLGATHER, send, recv, 0, 'allgather', 4 * n * this.size);
@@ -203,7 +201,7 @@ export class MpiCommunicator implements ProcessCommunicator {
   async gather(send: Float32Array, recv: Float32Array | null, root: number): Promise<void> {
     const n = send.length;
     if (this.rank === root && (!recv || recv.length !== n * this.size)) {
-      throw new CommunicationError(`rank ${this.rank}: gather at the root needs recv of ${n * this.size} floats (size × send), got ${recv?.length ?? 'none'}.`, 'BAD_ARGUMENT');
+      throw receiveBufferSize(this.rank, 'gather at the root', n * this.size, recv?.length ?? 'none');
     }
     const check = this.begin('gather', n, root);
     if (check) await check;
@@ -233,7 +231,7 @@ export class MpiCommunicator implements ProcessCommunicator {
     const what = `recv from ${source < 0 ? 'any rank' : `rank ${source}`} (after operation #${this.seq})`;
     const code = await this.exec(RECV, buffer, null, source, what, 4 * buffer.length);
     if (code === -1) {
-      throw new CommunicationError(`rank ${this.rank}: recv of ${buffer.length} floats got a message of ${recvInfo[1]} floats from rank ${recvInfo[0]}; sender and receiver must agree on message sizes.`, 'MISMATCH');
+      throw messageSizeMismatch(this.rank, buffer.length, recvInfo[1], recvInfo[0]);
     }
     return recvInfo[0];
   }

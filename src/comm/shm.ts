@@ -9,10 +9,10 @@
 
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { capacityExceeded, commTimeout, CommunicationError, peerFailed } from '../errors.js';
+import { capacityExceeded, collectiveMismatch, commTimeout, CommunicationError, messageSizeMismatch, peerFailed, receiveBufferSize } from '../errors.js';
 import { kernel } from '../kernels/registry.js';
 import type { KernelSet } from '../kernels/types.js';
-import { operations, type Communicator, type Operation, type ReduceOp } from './communicator.js';
+import { bufferShare, describeCollective, operations, type Communicator, type Operation, type ReduceOp } from './communicator.js';
 
 // control words
 const COUNT = 0; // ranks arrived at the current barrier
@@ -181,11 +181,10 @@ export class ShmCommunicator implements Communicator {
       if (this.control[theirs] !== this.control[mine] || this.control[theirs + 1] !== this.control[mine + 1]
         || this.control[theirs + 2] !== this.control[mine + 2] || this.control[theirs + 3] !== this.control[mine + 3]) {
         const c = this.control;
-        const describe = (at: number) => `${operations[c[at]]} of ${c[at + 1]} floats (${c[at + 2] === -2 ? 'mean' : c[at + 2] === -1 ? 'sum' : `root ${c[at + 2]}`}`
-          + `${c[at + 3] ? `, allocate()d buffer at ${c[at + 3] - 1}` : ''})`;
-        const message = `rank ${this.rank}: collective #${this.seq} mismatch: rank ${this.rank} called ${describe(mine)} but rank ${r} called ${describe(theirs)}; every rank must call the same collectives in the same order.`;
-        this.abort(message);
-        throw new CommunicationError(message, 'COLLECTIVE_MISMATCH');
+        const describe = (at: number) => describeCollective(operations[c[at]], c[at + 1], c[at + 2], c[at + 3] ? `, allocate()d buffer at ${c[at + 3] - 1}` : '');
+        const error = collectiveMismatch(this.rank, this.seq, `rank ${this.rank} called ${describe(mine)} but rank ${r} called ${describe(theirs)}`);
+        this.abort(error.message);
+        throw error;
       }
     }
   }
@@ -293,9 +292,9 @@ export class ShmCommunicator implements Communicator {
     const { state, data } = this.mailbox(from, this.rank);
     const length = Atomics.load(control, state + 1);
     if (length !== n) {
-      const message = `rank ${this.rank}: recv of ${n} floats got a message of ${length} floats from rank ${from}; sender and receiver must agree on message sizes.`;
-      this.abort(message);
-      throw new CommunicationError(message, 'MESSAGE_MISMATCH');
+      const error = messageSizeMismatch(this.rank, n, length, from);
+      this.abort(error.message);
+      throw error;
     }
     this.move(buffer, 0, this.mail, data, n);
     Atomics.store(control, state, EMPTY);
@@ -348,7 +347,7 @@ export class ShmCommunicator implements Communicator {
     const d = this.data;
     this.move(d, this.slot(set, this.rank), buffer, 0, n);
     this.sync('allreduce', set);
-    const [start, end] = share(n, this.rank, this.size);
+    const [start, end] = bufferShare(n, this.rank, this.size);
     const result = this.result(set);
     this.reduce(d, this.slot(set, 0), this.capacity, this.size, start, end, d, result, op === 'mean' ? 1 / this.size : 1);
     this.barrierWait('allreduce');
@@ -366,14 +365,14 @@ export class ShmCommunicator implements Communicator {
   private allreduceInPlace(buffer: Float32Array, n: number, offset: number, op: ReduceOp, set: number): void {
     const regions = this.regionData;
     this.sync('allreduce', set);
-    const [start, end] = share(n, this.rank, this.size);
+    const [start, end] = bufferShare(n, this.rank, this.size);
     const first = offset; // rank 0's copy; rank r's is `regionCapacity` floats further
     const stride = this.regionCapacity;
     this.reduce(regions, first, stride, this.size, start, end, regions, first + this.rank * stride, op === 'mean' ? 1 / this.size : 1);
     this.barrierWait('allreduce');
     for (let r = 0; r < this.size; r++) {
       if (r === this.rank) continue;
-      const [s, e] = share(n, r, this.size);
+      const [s, e] = bufferShare(n, r, this.size);
       this.move(buffer, s, regions, first + r * stride + s, e - s);
     }
     this.barrierWait('allreduce');
@@ -393,7 +392,7 @@ export class ShmCommunicator implements Communicator {
       // in place: sum share r of every rank's region into our own; the closing barrier keeps us
       // from overwriting our buffer while a peer still reads its share of it
       this.sync('reduceScatter', set);
-      const [start, end] = share(n, this.rank, this.size);
+      const [start, end] = bufferShare(n, this.rank, this.size);
       const stride = this.regionCapacity;
       this.reduce(this.regionData, offset, stride, this.size, start, end, this.regionData, offset + this.rank * stride, op === 'mean' ? 1 / this.size : 1);
       this.barrierWait('reduceScatter');
@@ -403,7 +402,7 @@ export class ShmCommunicator implements Communicator {
     }
     this.move(this.data, this.slot(set, this.rank), buffer, 0, n);
     this.sync('reduceScatter', set);
-    const [start, end] = share(n, this.rank, this.size);
+    const [start, end] = bufferShare(n, this.rank, this.size);
     this.reduce(this.data, this.slot(set, 0), this.capacity, this.size, start, end, buffer, 0, op === 'mean' ? 1 / this.size : 1);
     this.bytesSent += (4 * n * (this.size - 1)) / this.size;
     this.end();
@@ -414,13 +413,13 @@ export class ShmCommunicator implements Communicator {
     const n = buffer.length;
     const offset = this.regionOffset(buffer);
     const set = this.begin('allgatherShares', n, -1, offset);
-    const [start, end] = share(n, this.rank, this.size);
+    const [start, end] = bufferShare(n, this.rank, this.size);
     if (this.size === 1) return this.end();
     if (offset >= 0) {
       this.sync('allgatherShares', set);
       for (let r = 0; r < this.size; r++) {
         if (r === this.rank) continue;
-        const [s, e] = share(n, r, this.size);
+        const [s, e] = bufferShare(n, r, this.size);
         this.move(buffer, s, this.regionData, offset + r * this.regionCapacity + s, e - s);
       }
       this.barrierWait('allgatherShares');
@@ -430,7 +429,7 @@ export class ShmCommunicator implements Communicator {
       this.sync('allgatherShares', set);
       for (let r = 0; r < this.size; r++) {
         if (r === this.rank) continue;
-        const [s, e] = share(n, r, this.size);
+        const [s, e] = bufferShare(n, r, this.size);
         this.move(buffer, s, this.data, this.slot(set, r) + s, e - s);
       }
     }
@@ -440,7 +439,7 @@ export class ShmCommunicator implements Communicator {
 
   async allgather(send: Float32Array, recv: Float32Array): Promise<void> {
     const n = send.length;
-    if (recv.length !== n * this.size) throw new CommunicationError(`rank ${this.rank}: allgather needs recv of ${n * this.size} floats (size × send), got ${recv.length}.`, 'BAD_ARGUMENT');
+    if (recv.length !== n * this.size) throw receiveBufferSize(this.rank, 'allgather', n * this.size, recv.length);
     const set = this.begin('allgather', n, -1);
     this.move(this.data, this.slot(set, this.rank), send, 0, n);
     this.sync('allgather', set);
@@ -452,7 +451,7 @@ export class ShmCommunicator implements Communicator {
   async gather(send: Float32Array, recv: Float32Array | null, root: number): Promise<void> {
     const n = send.length;
     if (this.rank === root && (!recv || recv.length !== n * this.size)) {
-      throw new CommunicationError(`rank ${this.rank}: gather at the root needs recv of ${n * this.size} floats (size × send), got ${recv?.length ?? 'none'}.`, 'BAD_ARGUMENT');
+      throw receiveBufferSize(this.rank, 'gather at the root', n * this.size, recv?.length ?? 'none');
     }
     const offset = this.regionOffset(send);
     const set = this.begin('gather', n, root, offset);
@@ -509,9 +508,6 @@ function allreduceBytes(n: number, size: number): number {
   return (8 * n * (size - 1)) / size;
 }
 
-function share(n: number, rank: number, size: number): [number, number] {
-  return [Math.floor((n * rank) / size), Math.floor((n * (rank + 1)) / size)];
-}
 
 // ---- the group: spawns one worker thread per rank and turns any failure into a fast, clear error
 

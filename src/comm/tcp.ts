@@ -18,9 +18,9 @@
 
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer, connect, type Server, type Socket } from 'node:net';
-import { CommunicationError, capacityExceeded, commTimeout, peerFailed } from '../errors.js';
+import { CommunicationError, capacityExceeded, collectiveMismatch, commTimeout, messageSizeMismatch, peerFailed, receiveBufferSize } from '../errors.js';
 import { kernel } from '../kernels/registry.js';
-import { operations, type Communicator, type Operation, type ReduceOp } from './communicator.js';
+import { bufferShare, describeCollective, operations, type Communicator, type Operation, type ReduceOp } from './communicator.js';
 
 const MAGIC = 0x31475643; // 'CVG1' little-endian
 const HEADER = 24;
@@ -75,9 +75,6 @@ interface Receive {
   summed: number; // floats already added
   done: (frame: Frame) => void;
 }
-
-const describeOperation = (operation: number, count: number, root: number) =>
-  `${operations[operation] ?? `operation ${operation}`} of ${count} floats (${root === -2 ? 'mean' : root === -1 ? 'sum' : `root ${root}`})`;
 
 function hmac(secret: string, ...parts: (string | Buffer)[]): Buffer {
   const h = createHmac('sha256', secret);
@@ -273,8 +270,6 @@ function header(type: Type, operation: number, part: number, seq: number, count:
   return h;
 }
 
-const share = (n: number, rank: number, size: number): [number, number] => [Math.floor((n * rank) / size), Math.floor((n * (rank + 1)) / size)];
-
 export class TcpCommunicator implements Communicator {
   readonly backend = 'tcp';
   bytesSent = 0;
@@ -378,13 +373,13 @@ export class TcpCommunicator implements Communicator {
 
   private mismatch(link: Link, frame: Frame): void {
     const expect = link.receive!.expect!;
-    const mine = describeOperation(expect.operation, expect.count, expect.root);
-    const theirs = describeOperation(frame.operation, frame.count, frame.root);
-    const message = frame.seq === expect.seq && frame.part === expect.part && frame.bytes !== expect.bytes && frame.operation === expect.operation
-      ? `rank ${this.rank}: collective #${expect.seq} mismatch: rank ${this.rank} expected ${expect.bytes} bytes of ${mine} from rank ${link.peer}, which sent ${frame.bytes}; every rank must call the same collectives in the same order.`
-      : `rank ${this.rank}: collective #${expect.seq} mismatch: rank ${this.rank} called ${mine} but rank ${link.peer} called ${theirs} (its #${frame.seq}); every rank must call the same collectives in the same order.`;
-    const error = new CommunicationError(message, 'MISMATCH');
-    this.abort(message);
+    const name = (operation: number) => operations[operation] ?? `operation ${operation}`;
+    const mine = describeCollective(name(expect.operation), expect.count, expect.root);
+    const theirs = describeCollective(name(frame.operation), frame.count, frame.root);
+    const error = collectiveMismatch(this.rank, expect.seq, frame.seq === expect.seq && frame.part === expect.part && frame.bytes !== expect.bytes && frame.operation === expect.operation
+      ? `rank ${this.rank} expected ${expect.bytes} bytes of ${mine} from rank ${link.peer}, which sent ${frame.bytes}`
+      : `rank ${this.rank} called ${mine} but rank ${link.peer} called ${theirs} (its #${frame.seq})`);
+    this.abort(error.message);
     this.fail(error);
   }
 
@@ -545,7 +540,7 @@ export class TcpCommunicator implements Communicator {
       if (op === 'mean') this.scaleShare(buffer);
     }
     this.end();
-    return share(n, this.rank, this.size);
+    return bufferShare(n, this.rank, this.size);
   }
 
   async allgatherShares(buffer: Float32Array): Promise<void> {
@@ -556,7 +551,7 @@ export class TcpCommunicator implements Communicator {
   }
 
   private scaleShare(buffer: Float32Array): void {
-    const [s, e] = share(buffer.length, this.rank, this.size);
+    const [s, e] = bufferShare(buffer.length, this.rank, this.size);
     kernel('reduceStrided')(buffer, 0, 0, 1, s, e, buffer, 0, 1 / this.size);
   }
 
@@ -566,8 +561,8 @@ export class TcpCommunicator implements Communicator {
     const right = (this.rank + 1) % P;
     const left = (this.rank + P - 1) % P;
     for (let step = 0; step < P - 1; step++) {
-      const [ss, se] = share(count, (this.rank - step - 1 + 2 * P) % P, P);
-      const [rs, re] = share(count, (this.rank - step - 2 + 2 * P) % P, P);
+      const [ss, se] = bufferShare(count, (this.rank - step - 1 + 2 * P) % P, P);
+      const [rs, re] = bufferShare(count, (this.rank - step - 2 + 2 * P) % P, P);
       await Promise.all([
         this.sendData(right, operation, step, seq, count, root, buffer, ss, se),
         this.receiveData(left, operation, step, seq, count, root, buffer, rs, re, true),
@@ -581,8 +576,8 @@ export class TcpCommunicator implements Communicator {
     const right = (this.rank + 1) % P;
     const left = (this.rank + P - 1) % P;
     for (let step = 0; step < P - 1; step++) {
-      const [ss, se] = share(count, (this.rank - step + P) % P, P);
-      const [rs, re] = share(count, (this.rank - step - 1 + 2 * P) % P, P);
+      const [ss, se] = bufferShare(count, (this.rank - step + P) % P, P);
+      const [rs, re] = bufferShare(count, (this.rank - step - 1 + 2 * P) % P, P);
       await Promise.all([
         this.sendData(right, operation, firstPart + step, seq, count, root, buffer, ss, se),
         this.receiveData(left, operation, firstPart + step, seq, count, root, buffer, rs, re, false),
@@ -592,7 +587,7 @@ export class TcpCommunicator implements Communicator {
 
   async allgather(send: Float32Array, recv: Float32Array): Promise<void> {
     const n = send.length;
-    if (recv.length !== n * this.size) throw new CommunicationError(`rank ${this.rank}: allgather needs recv of ${n * this.size} floats (size × send), got ${recv.length}.`, 'BAD_ARGUMENT');
+    if (recv.length !== n * this.size) throw receiveBufferSize(this.rank, 'allgather', n * this.size, recv.length);
     const seq = this.begin('allgather', n);
     kernel('copy')(recv, this.rank * n, send, 0, n);
     const P = this.size;
@@ -613,7 +608,7 @@ export class TcpCommunicator implements Communicator {
   async gather(send: Float32Array, recv: Float32Array | null, root: number): Promise<void> {
     const n = send.length;
     if (this.rank === root && (!recv || recv.length !== n * this.size)) {
-      throw new CommunicationError(`rank ${this.rank}: gather at the root needs recv of ${n * this.size} floats (size × send), got ${recv?.length ?? 'none'}.`, 'BAD_ARGUMENT');
+      throw receiveBufferSize(this.rank, 'gather at the root', n * this.size, recv?.length ?? 'none');
     }
     const seq = this.begin('gather', n);
     const operation = operations.indexOf('gather');
@@ -674,9 +669,9 @@ export class TcpCommunicator implements Communicator {
         if (!link || (source >= 0 && r !== source) || link.mail.length === 0) continue;
         const { payload } = link.mail.shift()!;
         if (payload.length !== 4 * buffer.length) {
-          const message = `rank ${this.rank}: recv of ${buffer.length} floats got a message of ${payload.length / 4} floats from rank ${r}; sender and receiver must agree on message sizes.`;
-          this.abort(message);
-          throw new CommunicationError(message, 'MISMATCH');
+          const error = messageSizeMismatch(this.rank, buffer.length, payload.length / 4, r);
+          this.abort(error.message);
+          throw error;
         }
         new Uint8Array(buffer.buffer, buffer.byteOffset, payload.length).set(payload);
         this.operation = 'idle';

@@ -4,7 +4,7 @@
 // the decoded float32 values, so a strategy keeps its float32 buffer and calls these at the
 // points where parameters are written.
 
-import type { Communicator } from '../comm/communicator.js';
+import { bufferShare, type Communicator } from '../comm/communicator.js';
 import { PrecisionCodec, encodedBytes, type ParamPrecision } from '../tensor/precision.js';
 import { mixSeed } from '../tensor/random.js';
 
@@ -52,8 +52,7 @@ export class ParameterStorage {
     await this.comm.allgather(this.send, this.gathered);
     const P = this.comm.size;
     for (let r = 0; r < P; r++) {
-      const s = Math.floor((this.size * r) / P);
-      const e = Math.floor((this.size * (r + 1)) / P);
+      const [s, e] = bufferShare(this.size, r, P);
       this.own.decode(new Uint8Array(this.gathered.buffer, 4 * r * this.shareWords, 4 * this.shareWords), params, s, e);
     }
   }
