@@ -18,7 +18,7 @@ import { readCheckpoint } from '../train/checkpoint.js';
 import { validate, type TrainConfig } from '../train/config.js';
 import { Monitor, type Summary } from '../train/monitor.js';
 import { modelOptions, type RankInput, type RankOutput } from '../train/rank.js';
-import { SharedLowPrecision } from '../tensor/precision.js';
+import { encodedBytes } from '../tensor/precision.js';
 
 export interface TrainResult {
   summary: Summary;
@@ -90,7 +90,7 @@ export async function trainOnThreads(requested: TrainConfig, hooks: LaunchHooks 
   const handle = createShmHandle(ranks, size + 4, config.timeoutSeconds * 1000, regionFloats, entry.pointToPoint ? Math.max(size + 4, pushFloats) : 0);
   const input: RankInput = {
     config, dataset, start, kernels, stopFlag: hooks.stopFlag ?? new SharedArrayBuffer(4),
-    shared: config.strategy === 'hogwild' ? new SharedArrayBuffer(SharedLowPrecision.bytes(config.paramPrecision, model.layout.size)) : undefined,
+    shared: config.strategy === 'hogwild' ? new SharedArrayBuffer(encodedBytes(config.paramPrecision, model.layout.size)) : undefined,
   };
   try {
     const outputs = (await runGroup(handle, new URL('./train-worker.js', import.meta.url), { data: () => input, onEvent: monitor.onEvent })) as RankOutput[];

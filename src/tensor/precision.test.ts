@@ -74,7 +74,7 @@ test('int8 encoding is unbiased: the mean of many roundings is the value', () =>
 test('shared low-precision parameters: updates far below the resolution add up, and int8 blocks widen when outgrown', () => {
   for (const precision of ['bf16', 'int8'] as const) {
     const size = 130;
-    const store = new SharedLowPrecision(precision, new SharedArrayBuffer(SharedLowPrecision.bytes(precision, size)), size, 11);
+    const store = new SharedLowPrecision(precision, new SharedArrayBuffer(encodedBytes(precision, size)), size, 11);
     const start = new Float32Array(size).fill(1);
     start[129] = 0;
     store.storeAll(start);

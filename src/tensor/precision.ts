@@ -30,14 +30,18 @@ export function encodedBytes(precision: ParamPrecision, count: number): number {
 const word = new Float32Array(1);
 const wordBits = new Uint32Array(word.buffer);
 
-/** x rounded stochastically to a bfloat16 (returned as its 16 bits); `random16` uniform in [0, 65536). Reference. */
-export function bf16Round(x: number, random16: number): number {
-  word[0] = x;
-  const bits = wordBits[0];
+/** The float32 with bits `bits` rounded stochastically to bfloat16 bits; `random16` uniform in [0, 65536). */
+function bf16RoundBits(bits: number, random16: number): number {
   if ((bits & 0x7f800000) === 0x7f800000) return bits >>> 16; // inf and NaN are kept as they are
   // adding below the kept bits carries into them with probability (low bits) / 2^16; a carry out of
   // the mantissa correctly steps the exponent up
   return ((bits + random16) >>> 16) & 0xffff;
+}
+
+/** x rounded stochastically to a bfloat16 (returned as its 16 bits); `random16` uniform in [0, 65536). */
+export function bf16Round(x: number, random16: number): number {
+  word[0] = x;
+  return bf16RoundBits(wordBits[0], random16);
 }
 
 /** The float32 value of bfloat16 bits. */
@@ -78,10 +82,7 @@ export class PrecisionCodec {
     } else if (this.precision === 'bf16') {
       const bits = new Uint32Array(values.buffer, values.byteOffset + 4 * start, count);
       const packed = new Uint16Array(out.buffer, out.byteOffset, count);
-      for (let i = 0; i < count; i++) {
-        const b = bits[i];
-        packed[i] = (b & 0x7f800000) === 0x7f800000 ? b >>> 16 : ((b + (this.random.bits() >>> 16)) >>> 16) & 0xffff;
-      }
+      for (let i = 0; i < count; i++) packed[i] = bf16RoundBits(bits[i], this.random.bits() >>> 16);
     } else {
       const blocks = Math.ceil(count / INT8_BLOCK);
       const scales = new Float32Array(blocks);
@@ -113,9 +114,14 @@ export class PrecisionCodec {
       for (let i = 0; i < count; i++) bits[i] = packed[i] << 16;
     } else {
       const blocks = Math.ceil(count / INT8_BLOCK);
-      const scales = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + 4 * blocks));
+      // the scales are read in place when 4-byte aligned (every payload here is), else copied
+      const scales = bytes.byteOffset % 4 === 0 ? new Float32Array(bytes.buffer, bytes.byteOffset, blocks) : new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + 4 * blocks));
       const q = new Int8Array(bytes.buffer, bytes.byteOffset + 4 * blocks, count);
-      for (let i = 0; i < count; i++) values[start + i] = q[i] * scales[Math.floor(i / INT8_BLOCK)];
+      for (let b = 0; b < blocks; b++) {
+        const scale = scales[b];
+        const last = Math.min(count, (b + 1) * INT8_BLOCK);
+        for (let i = b * INT8_BLOCK; i < last; i++) values[start + i] = q[i] * scale;
+      }
     }
   }
 
@@ -128,7 +134,8 @@ export class PrecisionCodec {
 }
 
 /**
- * Hogwild's one shared parameter array, stored in low precision in a SharedArrayBuffer. Threads
+ * Hogwild's one shared parameter array, stored in low precision in a SharedArrayBuffer laid out as
+ * PrecisionCodec encodes the whole array (encodedBytes(precision, size) bytes). Threads
  * read and write it without locks, element by element: `add` is a read-modify-write that another
  * thread may interleave with, as Hogwild! accepts for float32. An int8 block whose values outgrow
  * its scale doubles the scale (at least) and re-rounds the block's values.
@@ -138,13 +145,13 @@ export class SharedLowPrecision {
   private readonly q: Int8Array | null;
   private readonly scales: Float32Array | null;
   private readonly random: Random;
-
-  static bytes(precision: ParamPrecision, size: number): number {
-    return precision === 'int8' ? 4 * Math.ceil(size / INT8_BLOCK) + size : encodedBytes(precision, size);
-  }
+  private readonly bytes: Uint8Array; // the whole array, encoded
+  private readonly decoder: PrecisionCodec;
 
   constructor(readonly precision: 'bf16' | 'int8', buffer: SharedArrayBuffer, readonly size: number, seed: number) {
     this.random = new Random(seed);
+    this.bytes = new Uint8Array(buffer, 0, encodedBytes(precision, size));
+    this.decoder = new PrecisionCodec(precision, 0); // decoding draws no random numbers
     if (precision === 'bf16') {
       this.bf16 = new Uint16Array(buffer, 0, size);
       this.q = this.scales = null;
@@ -158,32 +165,12 @@ export class SharedLowPrecision {
 
   /** Replaces the whole array with `values` (rounded). */
   storeAll(values: Float32Array): void {
-    const codec = new PrecisionCodec(this.precision, this.random.bits());
-    const bytes = new Uint8Array(encodedBytes(this.precision, this.size));
-    codec.encode(values, 0, this.size, bytes);
-    if (this.bf16) this.bf16.set(new Uint16Array(bytes.buffer, 0, this.size));
-    else {
-      const blocks = this.scales!.length;
-      this.scales!.set(new Float32Array(bytes.buffer, 0, blocks));
-      this.q!.set(new Int8Array(bytes.buffer, 4 * blocks, this.size));
-    }
+    new PrecisionCodec(this.precision, this.random.bits()).encode(values, 0, this.size, this.bytes);
   }
 
   /** Decodes the whole array into `out`. */
   loadAll(out: Float32Array): void {
-    if (this.bf16) {
-      const bits = new Uint32Array(out.buffer, out.byteOffset, this.size);
-      const packed = this.bf16;
-      for (let i = 0; i < this.size; i++) bits[i] = packed[i] << 16;
-    } else {
-      const q = this.q!;
-      const scales = this.scales!;
-      for (let b = 0; b < scales.length; b++) {
-        const scale = scales[b];
-        const last = Math.min(this.size, (b + 1) * INT8_BLOCK);
-        for (let i = b * INT8_BLOCK; i < last; i++) out[i] = q[i] * scale;
-      }
-    }
+    this.decoder.decode(this.bytes, out, 0, this.size);
   }
 
   /** The value of element i. */
