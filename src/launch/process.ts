@@ -3,7 +3,6 @@
 // read by every rank, and rank 0's copy is what the strategies broadcast), joins the
 // communicator, and runs the strategy. Rank 0 owns the log, the progress and the checkpoints.
 
-import { parseCompress } from '../compress/parse.js';
 import { ConvergeError, badOption } from '../errors.js';
 import { strategy, strategies } from '../strategies/index.js';
 import type { TrainConfig } from '../train/config.js';
@@ -11,7 +10,7 @@ import { Monitor } from '../train/monitor.js';
 import { trainRank, type RankInput } from '../train/rank.js';
 import { createProcessCommunicator } from './communicator.js';
 import { placeFromEnvironment } from './environment.js';
-import { prepareRun, type LaunchHooks, type TrainResult } from './threads.js';
+import { largestMessage, prepareRun, type LaunchHooks, type TrainResult } from './threads.js';
 
 export interface ProcessTrainResult extends Partial<TrainResult> {
   rank: number;
@@ -37,8 +36,7 @@ export async function trainOnProcess(requested: TrainConfig, hooks: LaunchHooks 
   }
   const { config, kernels, dataset, model, start, resumedFrom } = prepareRun({ ...requested, workers }, place.rank === 0 ? hooks : { ...hooks, notice: undefined });
   const size = model.layout.size;
-  const pushFloats = config.compress === undefined ? 0 : 5 + Math.ceil(parseCompress(config.compress)({ size, seed: 0, momentum: 0 }).maxBytes(size) / 4);
-  const comm = await createProcessCommunicator(config.backend, { capacity: Math.max(size + 4, pushFloats), timeoutMs: config.timeoutSeconds * 1000 });
+  const comm = await createProcessCommunicator(config.backend, { capacity: largestMessage(config, size), timeoutMs: config.timeoutSeconds * 1000 });
   if (comm.rank !== place.rank || comm.size !== place.size) {
     comm.close();
     throw new ConvergeError(`the environment says rank ${place.rank} of ${place.size} (${place.source}) but ${config.backend} says ${comm.rank} of ${comm.size}; start every rank with the same launcher.`, 'BAD_ENVIRONMENT');

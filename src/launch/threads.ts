@@ -75,19 +75,23 @@ export function prepareRun(requested: TrainConfig, hooks: LaunchHooks = {}) {
   return { config, kernels, dataset, model, start, resumedFrom };
 }
 
+/** The largest message a rank of this run sends, in floats: parameter-sized, or a compressed push (payload and header). */
+export function largestMessage(config: TrainConfig, size: number): number {
+  const push = config.compress === undefined ? 0 : 5 + Math.ceil(parseCompress(config.compress)({ size, seed: 0, momentum: 0 }).maxBytes(size) / 4);
+  return Math.max(size + 4, push);
+}
+
 export async function trainOnThreads(requested: TrainConfig, hooks: LaunchHooks = {}): Promise<TrainResult> {
   const { config, kernels, dataset, model, start, resumedFrom } = prepareRun(requested, hooks);
   const monitor = new Monitor(config.log, { dataset: dataset.name, model: config.model, strategy: config.strategy, workers: config.workers, kernels, batch: config.batch });
   hooks.onStart?.(monitor, { config, dataset, parameters: model.layout.size, kernels, resumedFrom });
   const entry = strategy(config.strategy);
   const ranks = entry.ranks(config.workers);
-  // room for one parameter-sized message per collective, for parameters + gradients in place, and
-  // (async-ps) for a parameter-sized message per mailbox
+  // room for one parameter-sized message per collective, for parameters + gradients in place (and,
+  // low-precision ps, the encoded parameters it broadcasts), and (async-ps) the largest push per mailbox
   const size = model.layout.size;
-  const pushFloats = config.compress === undefined ? size + 4 : 5 + Math.ceil(parseCompress(config.compress)({ size, seed: 0, momentum: 0 }).maxBytes(size) / 4);
-  // (low-precision ps: and for the encoded parameters it broadcasts)
   const regionFloats = 2 * size + 4 + (config.paramPrecision === 'fp32' ? 0 : size + 4);
-  const handle = createShmHandle(ranks, size + 4, config.timeoutSeconds * 1000, regionFloats, entry.pointToPoint ? Math.max(size + 4, pushFloats) : 0);
+  const handle = createShmHandle(ranks, size + 4, config.timeoutSeconds * 1000, regionFloats, entry.pointToPoint ? largestMessage(config, size) : 0);
   const input: RankInput = {
     config, dataset, start, kernels, stopFlag: hooks.stopFlag ?? new SharedArrayBuffer(4),
     shared: config.strategy === 'hogwild' ? new SharedArrayBuffer(encodedBytes(config.paramPrecision, model.layout.size)) : undefined,
