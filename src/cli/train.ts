@@ -3,6 +3,7 @@
 import { parseArgs } from 'node:util';
 import { badOption, ConvergeError } from '../errors.js';
 import { defaults, type TrainConfig } from '../train/config.js';
+import type { Summary } from '../train/monitor.js';
 import { trainOnProcess } from '../launch/process.js';
 import { trainOnThreads } from '../launch/threads.js';
 import { strategies } from '../strategies/index.js';
@@ -122,35 +123,38 @@ export async function trainCommand(args: string[]): Promise<number> {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
-  if (config.backend !== 'shm') {
-    try {
-      return await trainAsRank(config, args.includes('--workers') || args.some((a) => a.startsWith('--workers=')) ? config.workers : undefined, stopFlag);
-    } finally {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-    }
-  }
+  const workersAsked = args.includes('--workers') || args.some((a) => a.startsWith('--workers=')) ? config.workers : undefined;
   try {
-    const result = await trainOnThreads(config, {
-      stopFlag,
-      notice: (line) => process.stderr.write(`${line}\n`),
-      onStart: (monitor, info) => {
-        const c = info.config;
-        process.stderr.write(`converge: ${c.model} (${info.parameters.toLocaleString('en-US')} parameters) on ${info.dataset.name} (${info.dataset.train.count} train / ${info.dataset.test.count} test), `
-          + `${c.strategy}, ${c.workers} worker${c.workers > 1 ? 's' : ''} × batch ${c.batch}, ${c.optimizer} lr ${c.lr}${c.lrScaling === 'linear' && c.workers > 1 ? ` × ${c.workers} (linear scaling)` : ''}, kernels ${info.kernels}`
-          + `${info.resumedFrom ? `, resumed at epoch ${info.resumedFrom.epoch + 1} step ${info.resumedFrom.step}` : ''}\n`);
-        monitor.listen(new ProgressBar(c.epochs).update);
-      },
-    });
-    const s = result.summary;
-    process.stdout.write(s.stoppedEarly
-      ? `stopped early after ${s.wallSeconds.toFixed(1)} s${config.save ? `; resume with --resume ${config.save}` : ''}\n`
-      : `${Number.isNaN(s.testAccuracy) ? `test RMSE ${s.testRmse.toFixed(4)}` : `test accuracy ${(100 * s.testAccuracy).toFixed(2)}%`} after ${config.epochs} epoch${config.epochs > 1 ? 's' : ''} (${s.model}, ${s.strategy}, ${s.workers} worker${s.workers > 1 ? "s" : ""}, ${Math.round(s.samplesPerSecond).toLocaleString('en-US')} samples/s, ${s.wallSeconds.toFixed(1)} s)\n`);
-    return 0;
+    return config.backend === 'shm' ? await trainWithThreads(config, stopFlag) : await trainAsRank(config, workersAsked, stopFlag);
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
+}
+
+const resumedText = (resumedFrom?: { epoch: number; step: number }) => (resumedFrom ? `, resumed at epoch ${resumedFrom.epoch + 1} step ${resumedFrom.step}` : '');
+
+/** The run's last line: how to resume it, or what it reached; `ranks` says where it ran. */
+function finalLine(s: Summary, config: TrainConfig, ranks: string): string {
+  if (s.stoppedEarly) return `stopped early after ${s.wallSeconds.toFixed(1)} s${config.save ? `; resume with --resume ${config.save}` : ''}\n`;
+  return `${Number.isNaN(s.testAccuracy) ? `test RMSE ${s.testRmse.toFixed(4)}` : `test accuracy ${(100 * s.testAccuracy).toFixed(2)}%`} after ${config.epochs} epoch${config.epochs > 1 ? 's' : ''} (${s.model}, ${s.strategy}, ${ranks}, ${Math.round(s.samplesPerSecond).toLocaleString('en-US')} samples/s, ${s.wallSeconds.toFixed(1)} s)\n`;
+}
+
+async function trainWithThreads(config: TrainConfig, stopFlag: SharedArrayBuffer): Promise<number> {
+  const result = await trainOnThreads(config, {
+    stopFlag,
+    notice: (line) => process.stderr.write(`${line}\n`),
+    onStart: (monitor, info) => {
+      const c = info.config;
+      process.stderr.write(`converge: ${c.model} (${info.parameters.toLocaleString('en-US')} parameters) on ${info.dataset.name} (${info.dataset.train.count} train / ${info.dataset.test.count} test), `
+        + `${c.strategy}, ${c.workers} worker${c.workers > 1 ? 's' : ''} × batch ${c.batch}, ${c.optimizer} lr ${c.lr}${c.lrScaling === 'linear' && c.workers > 1 ? ` × ${c.workers} (linear scaling)` : ''}, kernels ${info.kernels}`
+        + `${resumedText(info.resumedFrom)}\n`);
+      monitor.listen(new ProgressBar(c.epochs).update);
+    },
+  });
+  const s = result.summary;
+  process.stdout.write(finalLine(s, config, `${s.workers} worker${s.workers > 1 ? 's' : ''}`));
+  return 0;
 }
 
 /** One rank of a tcp or mpi job: rank 0 shows the progress and the result; the others stay quiet. */
@@ -162,7 +166,7 @@ async function trainAsRank(config: TrainConfig, workersAsked: number | undefined
     onStart: (monitor, info) => {
       const c = info.config;
       process.stderr.write(`converge: ${c.model} (${info.parameters.toLocaleString('en-US')} parameters) on ${info.dataset.name}, ${c.strategy} over ${c.backend}, ${c.workers} worker${c.workers > 1 ? 's' : ''} × batch ${c.batch}, kernels ${info.kernels}`
-        + `${info.resumedFrom ? `, resumed at epoch ${info.resumedFrom.epoch + 1} step ${info.resumedFrom.step}` : ''}\n`);
+        + `${resumedText(info.resumedFrom)}\n`);
       // a launcher's pipe is not a terminal: one line per epoch instead of a bar
       if (process.stderr.isTTY) monitor.listen(new ProgressBar(c.epochs).update);
       else monitor.listen((event) => {
@@ -170,11 +174,6 @@ async function trainAsRank(config: TrainConfig, workersAsked: number | undefined
       });
     },
   });
-  const s = result.summary;
-  if (s) {
-    process.stdout.write(s.stoppedEarly
-      ? `stopped early after ${s.wallSeconds.toFixed(1)} s${config.save ? `; resume with --resume ${config.save}` : ''}\n`
-      : `${Number.isNaN(s.testAccuracy) ? `test RMSE ${s.testRmse.toFixed(4)}` : `test accuracy ${(100 * s.testAccuracy).toFixed(2)}%`} after ${config.epochs} epoch${config.epochs > 1 ? 's' : ''} (${s.model}, ${s.strategy}, ${result.size} processes over ${config.backend}, ${Math.round(s.samplesPerSecond).toLocaleString('en-US')} samples/s, ${s.wallSeconds.toFixed(1)} s)\n`);
-  }
+  if (result.summary) process.stdout.write(finalLine(result.summary, config, `${result.size} processes over ${config.backend}`));
   return 0;
 }
