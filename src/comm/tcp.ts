@@ -129,15 +129,7 @@ class Link {
       if (!this.frame) {
         if (this.buffered < HEADER) return;
         const header = this.take(HEADER);
-        const frame: Frame = {
-          type: header.readUInt8(4),
-          operation: header.readUInt8(5),
-          part: header.readUInt16LE(6),
-          seq: header.readUInt32LE(8),
-          count: header.readUInt32LE(12),
-          root: header.readInt32LE(16),
-          bytes: header.readUInt32LE(20),
-        };
+        const frame = readHeader(header);
         const magic = header.readUInt32LE(0);
         if (magic !== MAGIC) return this.onGarbage(this, `a frame with magic 0x${magic.toString(16)} (expected 0x${MAGIC.toString(16)})`);
         if (frame.type < 1 || frame.type > TYPES) return this.onGarbage(this, `a frame of unknown type ${frame.type}`);
@@ -255,6 +247,11 @@ class Link {
   keepEarly(frame: Frame, payload: Buffer): void {
     this.early.push({ frame, payload });
   }
+}
+
+/** The fields of the header at the start of `bytes` (the inverse of header()). */
+function readHeader(bytes: Buffer): Frame {
+  return { type: bytes.readUInt8(4), operation: bytes.readUInt8(5), part: bytes.readUInt16LE(6), seq: bytes.readUInt32LE(8), count: bytes.readUInt32LE(12), root: bytes.readInt32LE(16), bytes: bytes.readUInt32LE(20) };
 }
 
 function header(type: Type, operation: number, part: number, seq: number, count: number, root: number, bytes: number): Buffer {
@@ -787,7 +784,7 @@ function readHandshakeFrame(source: Source, expected: Type, timeoutMs: number, w
     const onData = (chunk: Buffer) => {
       data = Buffer.concat([data, chunk]);
       if (data.length < HEADER) return;
-      const frame: Frame = { type: data.readUInt8(4), operation: data.readUInt8(5), part: data.readUInt16LE(6), seq: data.readUInt32LE(8), count: data.readUInt32LE(12), root: data.readInt32LE(16), bytes: data.readUInt32LE(20) };
+      const frame = readHeader(data);
       if (data.readUInt32LE(0) !== MAGIC || frame.type !== expected || frame.bytes > HANDSHAKE_BYTES) {
         return finish(new CommunicationError(`${where}: garbage instead of the handshake (magic 0x${data.readUInt32LE(0).toString(16)}, type ${frame.type}, ${frame.bytes} bytes).`, 'HANDSHAKE'));
       }
