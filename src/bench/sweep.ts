@@ -154,24 +154,27 @@ export async function runSweep(cli: string, options: SweepOptions, progress: Swe
   const list = configurations(options, skipped);
   writeJson(join(options.out, 'sweep.json'), { options, configurations: list.map((c) => c.id) });
   const records: RunRecord[] = [];
+  // each log is read once, here: what is done, and how many are left to run (for the ETA)
+  const done = list.map((configuration) => isDone(options.out, configuration));
+  let left = done.filter((d) => !d).length;
   let ran = 0;
   let ranSeconds = 0;
   for (let i = 0; i < list.length; i++) {
     const configuration = list[i];
-    if (isDone(options.out, configuration)) {
+    if (done[i]) {
       const path = join(options.out, `${configuration.id}.json`);
       records.push(existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as RunRecord) : { ...configuration, status: 'done', seconds: 0 });
       progress(i + 1, list.length, null, null, records[records.length - 1], true);
       continue;
     }
     // the ETA: the mean time of the configurations run so far, for those left
-    const left = list.slice(i).filter((c) => !isDone(options.out, c)).length;
     progress(i, list.length, configuration, ran > 0 ? (ranSeconds / ran) * left : null);
     const record = await runConfiguration(cli, options.out, configuration);
     ran++;
+    left--;
     ranSeconds += record.seconds;
     records.push(record);
-    progress(i + 1, list.length, null, ran > 0 ? (ranSeconds / ran) * (left - 1) : null, record);
+    progress(i + 1, list.length, null, (ranSeconds / ran) * left, record);
   }
   return records;
 }

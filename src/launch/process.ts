@@ -4,7 +4,7 @@
 // communicator, and runs the strategy. Rank 0 owns the log, the progress and the checkpoints.
 
 import { ConvergeError, badOption } from '../errors.js';
-import { strategy, strategies } from '../strategies/index.js';
+import { strategy } from '../strategies/index.js';
 import type { TrainConfig } from '../train/config.js';
 import { Monitor } from '../train/monitor.js';
 import { trainRank, type RankInput } from '../train/rank.js';
@@ -61,5 +61,3 @@ export async function trainOnProcess(requested: TrainConfig, hooks: LaunchHooks 
     await comm.close();
   }
 }
-
-export const processStrategies = Object.keys(strategies).filter((name) => name !== 'hogwild');
