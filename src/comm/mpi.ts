@@ -53,7 +53,7 @@ export class MpiCommunicator implements ProcessCommunicator {
   private seq = 0;
   private nextId = 0;
   private tail: Promise<unknown> = Promise.resolve();
-  private running = 0; // operations started and not finished (calls are serialized)
+  private running = 0; // operations queued or running and not finished (calls are serialized)
   private readonly checks = process.env.CONVERGE_MPI_CHECKS !== '0';
   private readonly fingerprint = new Int32Array(8);
   private readonly descriptor = new Float32Array(4);
@@ -80,7 +80,6 @@ export class MpiCommunicator implements ProcessCommunicator {
       return code > 0 ? Promise.reject(this.failed(what, code)) : Promise.resolve(code);
     }
     const run = async (): Promise<number> => {
-      this.running++;
       try {
         let code: number;
         if (bytes < THREAD_BYTES || !this.threads) code = this.mpi.call(op, a, b, root, this.seq, this.seconds);
@@ -98,6 +97,8 @@ export class MpiCommunicator implements ProcessCommunicator {
         this.running--;
       }
     };
+    // counted from the moment it is queued, so a later small call cannot slip in ahead of it
+    this.running++;
     const next = this.tail.then(run, run);
     this.tail = next.catch(() => {});
     return next;
