@@ -494,8 +494,18 @@ export class TcpCommunicator implements Communicator {
     });
   }
 
-  /** After a timeout: asks every peer where it is, so the error can name the rank that is behind. */
-  private async timedOut(peer: number): Promise<Error> {
+  /**
+   * After a timeout: asks every peer where it is, so the error can name the rank that is behind.
+   * Receives that time out together (a root waiting on every rank) share one inquiry.
+   */
+  private timedOut(peer: number): Promise<Error> {
+    this.inquiry ??= this.inquire(peer);
+    return this.inquiry;
+  }
+
+  private inquiry: Promise<Error> | null = null;
+
+  private async inquire(peer: number): Promise<Error> {
     const operation = this.describeCurrent();
     this.statusReplies.clear();
     for (const link of this.links) {
