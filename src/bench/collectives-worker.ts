@@ -1,5 +1,5 @@
 // One rank of bench/collectives on threads (shm).
-import { runRank } from '../comm/worker-entry.js';
+import { runRank } from '../launch/thread-rank.js';
 import { selectKernels } from '../kernels/select.js';
 import { timeAllreduce } from './collectives-timing.js';
 

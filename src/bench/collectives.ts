@@ -12,7 +12,8 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { createShmHandle, runGroup } from '../comm/shm.js';
+import { createShmHandle } from '../comm/shm.js';
+import { runThreadGroup } from '../launch/thread-group.js';
 import { selectKernels } from '../kernels/select.js';
 import { launchProcesses } from '../launch/processes.js';
 import { mpiJob, mpiMissing, mpirunFlags } from '../launch/mpi-job.js';
@@ -46,7 +47,7 @@ for (let repeat = 0; repeat < repeats; repeat++) {
   if (backends.includes('shm')) {
     for (const shared of [false, true]) {
       const handle = createShmHandle(ranks, (64 << 20) / 4, 60_000);
-      const outputs = (await runGroup(handle, new URL('./collectives-worker.js', import.meta.url), { data: () => ({ sizes, seconds: Number(seconds), kernels, shared }) })) as Timing[][];
+      const outputs = (await runThreadGroup(handle, new URL('./collectives-worker.js', import.meta.url), { data: () => ({ sizes, seconds: Number(seconds), kernels, shared }) })) as Timing[][];
       addRows(shared ? 'shm (allocate()d buffer)' : 'shm (private buffer)', outputs);
     }
   }

@@ -48,7 +48,7 @@ const workloads: { name: string; make: () => Dataset; config: Partial<TrainConfi
   {
     name: 'mf',
     make: () => generateNetflixLike(netflixLikeDefaults),
-    config: { model: 'mf', batch: 32, optimizer: 'sgd', rank: 16, l2: 0.02 },
+    config: { model: 'mf', batch: 32, optimizer: 'sgd', factors: 16, l2: 0.02 },
     perExampleLr: 0.02,
     minibatchLr: 0.5,
   },

@@ -8,7 +8,9 @@
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync, openSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
+import { isProcessBackend } from '../comm/backends.js';
 import { badOption } from '../errors.js';
+import { ranksFor, strategy as strategyEntry } from '../strategies/index.js';
 import { workload as findWorkload, type Workload } from './workloads.js';
 
 export interface SweepOptions {
@@ -67,16 +69,17 @@ export function configurations(options: SweepOptions, skipped: (line: string) =>
                 for (const warmupEpochs of options.warmupEpochs) {
                   const parts = [w.name, strategy, `w${workers}`, compress.replace(/[^a-z0-9.]+/gi, '-'), `p-${paramPrecision}`, `b${batch ?? 'default'}`, `lr-${lrScaling}${lr === undefined ? '' : `-${lr}`}`, `wu${warmupEpochs}`];
                   const id = parts.join('_');
-                  if (strategy === 'hogwild' && compress !== 'none') {
-                    skipped(`${id}: hogwild exchanges no gradients to compress`);
+                  const can = strategyEntry(strategy);
+                  if (!can.compression && compress !== 'none') {
+                    skipped(`${id}: ${strategy} exchanges no gradients to compress`);
                     continue;
                   }
-                  if (strategy === 'async-ps' && paramPrecision !== 'fp32') {
-                    skipped(`${id}: async-ps stores parameters in fp32 only`);
+                  if (!can.paramPrecision && paramPrecision !== 'fp32') {
+                    skipped(`${id}: ${strategy} stores parameters in fp32 only`);
                     continue;
                   }
-                  if (strategy === 'hogwild' && options.backend !== 'shm') {
-                    skipped(`${id}: hogwild runs on threads only`);
+                  if (!(can.backends as readonly string[]).includes(options.backend)) {
+                    skipped(`${id}: ${strategy} runs on ${can.backends.join(', ')} only`);
                     continue;
                   }
                   const args = [...w.args, '--strategy', strategy, '--epochs', String(options.epochs), '--seed', String(options.seed), '--lr-scaling', lrScaling, '--warmup-epochs', String(warmupEpochs), '--param-precision', paramPrecision];
@@ -88,7 +91,7 @@ export function configurations(options: SweepOptions, skipped: (line: string) =>
                     if (at >= 0) args.splice(at, 2);
                     args.push(option, String(value));
                   }
-                  if (options.backend === 'shm') args.push('--workers', String(workers));
+                  if (!isProcessBackend(options.backend)) args.push('--workers', String(workers));
                   args.push(...options.extra);
                   list.push({ id, workload: w.name, strategy, workers, compress, paramPrecision, batch, lrScaling, lr, warmupEpochs, epochs: options.epochs, seed: options.seed, backend: options.backend, args });
                 }
@@ -121,9 +124,9 @@ export function runConfiguration(cli: string, out: string, configuration: Config
   const log = join(out, `${configuration.id}.jsonl`);
   const output = join(out, `${configuration.id}.out`);
   const args = [...configuration.args, '--log', log];
-  const command = configuration.backend === 'shm'
+  const command = !isProcessBackend(configuration.backend)
     ? [cli, 'train', ...args]
-    : [cli, 'launch', '-n', String(configuration.strategy === 'ps' || configuration.strategy === 'async-ps' ? configuration.workers + 1 : configuration.workers), '--backend', configuration.backend, '--', 'converge', 'train', ...args];
+    : [cli, 'launch', '-n', String(ranksFor(strategyEntry(configuration.strategy), configuration.workers)), '--backend', configuration.backend, '--', 'converge', 'train', ...args];
   const fd = openSync(output, 'w');
   return new Promise((resolve) => {
     const child = spawn(process.execPath, command, { stdio: ['ignore', fd, fd] });

@@ -1,7 +1,7 @@
 // A one-line progress bar per epoch on a terminal (loss, samples/s, ETA); on anything else,
 // one line per epoch, so logs captured from CI stay readable.
 
-import type { StrategyEvent } from '../strategies/context.js';
+import type { TrainingEvent } from '../train/loop.js';
 
 const WIDTH = 24;
 
@@ -23,7 +23,7 @@ export class ProgressBar {
     return Boolean(this.stream.isTTY);
   }
 
-  update = (event: StrategyEvent, elapsed: number): void => {
+  update = (event: TrainingEvent, elapsed: number): void => {
     if (event.kind === 'step') {
       if (event.epoch !== this.currentEpoch) {
         this.currentEpoch = event.epoch;

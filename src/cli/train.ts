@@ -1,6 +1,7 @@
 // `converge train`: options → TrainConfig → a run on worker threads, with a progress bar.
 
 import { parseArgs } from 'node:util';
+import { isProcessBackend } from '../comm/backends.js';
 import { badOption, ConvergeError } from '../errors.js';
 import { defaults, type TrainConfig } from '../train/config.js';
 import type { Summary } from '../train/monitor.js';
@@ -17,7 +18,8 @@ const options = {
   model: { type: 'string', help: `softmax | mlp | cnn (images), logreg | svm (sparse rows), mf (ratings) (default ${defaults.model})` },
   hidden: { type: 'string', help: `MLP hidden widths, comma-separated (default ${defaults.hidden.join(',')})` },
   l2: { type: 'string', help: 'L2 penalty of logreg/svm (default 1e-6) and mf (default 0.02)' },
-  rank: { type: 'string', help: `mf: rank of the factorisation (default ${defaults.rank})` },
+  factors: { type: 'string', help: `mf: rank of the factorisation (default ${defaults.factors})` },
+  rank: { type: 'string', help: 'the old name of --factors' },
   workers: { type: 'string', help: 'gradient workers, one thread each (default: one per core; with tcp/mpi: from the job size)' },
   backend: { type: 'string', help: 'shm: worker threads of this process (default); tcp or mpi: this process is one rank of a job started by `converge launch`, mpirun or srun' },
   strategy: { type: 'string', help: `${Object.entries(strategies).map(([name, s]) => `${name} (${s.description})`).join('; ')} (default ${defaults.strategy})` },
@@ -77,7 +79,7 @@ export function parseTrainArgs(rawArgs: string[]): TrainConfig | 'help' {
     dataDir: s('data-dir'),
     testDataset: s('test-dataset'),
     l2: s('l2') === undefined ? undefined : n('l2', 0),
-    rank: n('rank', defaults.rank),
+    factors: n('factors', n('rank', defaults.factors)),
     syncEvery: n('sync-every', defaults.syncEvery),
     staleness: n('staleness', defaults.staleness),
     compress: s('compress'),
@@ -125,7 +127,7 @@ export async function trainCommand(args: string[]): Promise<number> {
   process.on('SIGTERM', onSignal);
   const workersAsked = args.includes('--workers') || args.some((a) => a.startsWith('--workers=')) ? config.workers : undefined;
   try {
-    return config.backend === 'shm' ? await trainWithThreads(config, stopFlag) : await trainAsRank(config, workersAsked, stopFlag);
+    return isProcessBackend(config.backend) ? await trainAsRank(config, workersAsked, stopFlag) : await trainWithThreads(config, stopFlag);
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
@@ -174,6 +176,6 @@ async function trainAsRank(config: TrainConfig, workersAsked: number | undefined
       });
     },
   });
-  if (result.summary) process.stdout.write(finalLine(result.summary, config, `${result.size} processes over ${config.backend}`));
+  if (result.rank === 0) process.stdout.write(finalLine(result.summary, config, `${result.size} processes over ${config.backend}`));
   return 0;
 }

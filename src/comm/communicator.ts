@@ -1,4 +1,4 @@
-// The interface every backend implements (shm now; tcp and mpi later). Collectives are
+// The interface every backend implements (shm, tcp, mpi). Collectives are
 // called by every rank in the same order; each carries a sequence number and a fingerprint
 // (operation, element count, root) that backends check, so a mismatch is an error, not a hang.
 
@@ -34,6 +34,11 @@ export interface Communicator {
   recv(buffer: Float32Array, source?: number): Promise<number>;
   /** Tells every peer this rank has failed, so that they stop waiting for it. */
   abort(reason: string): void;
+}
+
+/** A communicator of a process that is one rank of a job (tcp, mpi): it holds sockets or MPI, so it is closed. */
+export interface ProcessCommunicator extends Communicator {
+  close(): void | Promise<void>;
 }
 
 /** Rank `rank`'s share of n elements split among `size` ranks, as [start, end): reduceScatter's partition on every backend. */

@@ -1,5 +1,5 @@
 // Runs one conformance or failure case on this rank (see shm.test.ts).
-import { runRank } from './worker-entry.js';
+import { runRank } from '../launch/thread-rank.js';
 import { conformanceCases, failureCases } from './conformance.js';
 
 runRank<{ name: string; failure: boolean }>(async (comm, { name, failure }, emit) => {

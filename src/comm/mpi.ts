@@ -12,8 +12,7 @@ import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { CommunicationError, ConvergeError, capacityExceeded, collectiveMismatch, messageSizeMismatch, receiveBufferSize } from '../errors.js';
 import { kernel } from '../kernels/registry.js';
-import type { ProcessCommunicator } from '../launch/communicator.js';
-import { bufferShare, describeCollective, operations, type Operation, type ReduceOp } from './communicator.js';
+import { bufferShare, describeCollective, operations, type Operation, type ProcessCommunicator, type ReduceOp } from './communicator.js';
 
 const bindingPath = new URL('../../native/mpi/build/Release/converge_mpi.node', import.meta.url).pathname;
 

@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { conformanceCases } from './conformance.js';
-import { createShmHandle, runGroup } from './shm.js';
+import { createShmHandle } from './shm.js';
+import { runThreadGroup as runGroup } from '../launch/thread-group.js';
 
 const script = new URL('./conformance.worker.js', import.meta.url);
 

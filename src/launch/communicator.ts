@@ -1,16 +1,13 @@
 // The communicator of a process that is one rank of a job: tcp (rendezvous from the
 // environment) or mpi (Open MPI says the rank). Threads use the shm backend (threads.ts).
 
-import type { Communicator } from '../comm/communicator.js';
+import { backends } from '../comm/backends.js';
+import type { ProcessCommunicator } from '../comm/communicator.js';
 import { connectTcp } from '../comm/tcp.js';
 import { unknownName } from '../errors.js';
 import { masterFromEnvironment, placeFromEnvironment } from './environment.js';
 
-export const processBackends = ['tcp', 'mpi'] as const;
-
-export interface ProcessCommunicator extends Communicator {
-  close(): void | Promise<void>;
-}
+export type { ProcessCommunicator } from '../comm/communicator.js';
 
 export async function createProcessCommunicator(backend: string, options: { capacity: number; timeoutMs: number; log?: (line: string) => void }): Promise<ProcessCommunicator> {
   if (backend === 'tcp') {
@@ -22,5 +19,5 @@ export async function createProcessCommunicator(backend: string, options: { capa
     const { connectMpi } = await import('../comm/mpi.js');
     return connectMpi(options);
   }
-  throw unknownName('backend', backend, ['shm', ...processBackends]);
+  throw unknownName('process backend', backend, backends.filter((b) => b.processes).map((b) => b.name));
 }

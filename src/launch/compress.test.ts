@@ -72,3 +72,19 @@ test('a compressed run stopped and resumed ends bit-identical to an uninterrupte
   const other = await trainOnThreads({ ...base, workers: 3, compress: 'topk:0.05', resume: checkpoint });
   assert.ok(other.summary.testAccuracy > 0.3, `resumed on 3 workers: ${other.summary.testAccuracy}`);
 });
+
+test('async-ps resumes with its hooks\' state: one worker stopped and resumed ends bit-identical to an uninterrupted run', async () => {
+  // one worker makes the server's order of updates deterministic; the worker's error feedback
+  // (what top-k has not sent yet) must come back from the checkpoint, or the runs part ways
+  const dir = mkdtempSync(join(tmpdir(), 'converge-async-resume-'));
+  for (const compress of ['topk:0.05,nodgc', 'qsgd:4']) {
+    const config = { ...base, strategy: 'async-ps', workers: 1, compress, optimizer: 'momentum' as const };
+    const whole = await trainOnThreads(config);
+    const checkpoint = join(dir, `async-${compress}.ckpt`);
+    const first = await trainOnThreads({ ...config, save: checkpoint, stopAfterSteps: 9 });
+    assert.equal(first.summary.stoppedEarly, true);
+    const resumed = await trainOnThreads({ ...config, resume: checkpoint });
+    assert.deepEqual(resumed.resumedFrom, { epoch: 0, step: 9 });
+    assert.deepEqual(resumed.params, whole.params, `async-ps ${compress}: resumed parameters differ`);
+  }
+});

@@ -4,15 +4,18 @@
 // communicator, and runs the strategy. Rank 0 owns the log, the progress and the checkpoints.
 
 import { ConvergeError, badOption } from '../errors.js';
-import { strategy } from '../strategies/index.js';
-import type { TrainConfig } from '../train/config.js';
+import { ranksFor, strategy } from '../strategies/index.js';
+import { validate, type TrainConfig } from '../train/config.js';
 import { Monitor } from '../train/monitor.js';
-import { trainRank, type RankInput } from '../train/rank.js';
+import { trainRank, type RankInput } from '../train/run.js';
 import { createProcessCommunicator } from './communicator.js';
 import { placeFromEnvironment } from './environment.js';
-import { largestMessage, prepareRun, type LaunchHooks, type TrainResult } from './threads.js';
+import { largestMessage, prepareRun, runFacts, type LaunchHooks, type TrainResult } from './threads.js';
 
-export interface ProcessTrainResult extends Partial<TrainResult> {
+export interface ProcessTrainResult extends Omit<TrainResult, 'params'> {
+  /** The trained parameters: rank 0's (the others have theirs in the strategy's buffers only). */
+  params?: Float32Array;
+  /** Every rank's summary; its figures are rank 0's to report (the others' are empty). */
   rank: number;
   size: number;
 }
@@ -20,21 +23,20 @@ export interface ProcessTrainResult extends Partial<TrainResult> {
 /** Gradient workers among `size` ranks (a parameter server takes one rank). */
 export function workersOf(strategyName: string, size: number): number {
   const entry = strategy(strategyName);
-  for (let workers = 1; workers <= size; workers++) if (entry.ranks(workers) === size) return workers;
-  throw new ConvergeError(`--strategy ${strategyName} needs ${entry.ranks(1)} or more ranks (a server and workers); this job has ${size}.`, 'BAD_OPTION');
+  for (let workers = 1; workers <= size; workers++) if (ranksFor(entry, workers) === size) return workers;
+  throw new ConvergeError(`--strategy ${strategyName} needs ${ranksFor(entry, 1)} or more ranks (a server and workers); this job has ${size}.`, 'BAD_OPTION');
 }
 
 /** --workers, when given, must agree with the job's size; else it is taken from it. */
 export async function trainOnProcess(requested: TrainConfig, hooks: LaunchHooks & { workersAsked?: number } = {}): Promise<ProcessTrainResult> {
-  if (requested.strategy === 'hogwild') {
-    throw badOption('--strategy', 'hogwild', `a strategy that does not need one shared parameter array: hogwild runs on threads (--backend shm), not across processes (--backend ${requested.backend})`);
-  }
+  // the options' own checks first (a strategy this backend cannot run, say): before joining a job
+  validate(requested);
   const place = placeFromEnvironment();
   const workers = workersOf(requested.strategy, place.size);
   if (hooks.workersAsked !== undefined && hooks.workersAsked !== workers) {
     throw badOption('--workers', hooks.workersAsked, `${workers}, what the job's ${place.size} processes give ${requested.strategy} (or leave --workers out)`);
   }
-  const { config, kernels, dataset, model, start, resumedFrom } = prepareRun({ ...requested, workers }, place.rank === 0 ? hooks : { ...hooks, notice: undefined });
+  const { config, kernels, dataset, model, start, resumedFrom } = await prepareRun({ ...requested, workers }, place.rank === 0 ? hooks : { ...hooks, notice: undefined });
   const size = model.layout.size;
   const comm = await createProcessCommunicator(config.backend, { capacity: largestMessage(config, size), timeoutMs: config.timeoutSeconds * 1000 });
   if (comm.rank !== place.rank || comm.size !== place.size) {
@@ -43,13 +45,13 @@ export async function trainOnProcess(requested: TrainConfig, hooks: LaunchHooks 
   }
   const isRoot = comm.rank === 0;
   // rank 0 writes the log and the checkpoints; the others only compute
-  const monitor = new Monitor(isRoot ? config.log : undefined, { dataset: dataset.name, model: config.model, strategy: config.strategy, workers, kernels, batch: config.batch });
+  const monitor = new Monitor(isRoot ? config.log : undefined, runFacts(config, dataset, kernels));
   if (isRoot) hooks.onStart?.(monitor, { config, dataset, parameters: size, kernels, resumedFrom });
   const input: RankInput = { config: isRoot ? config : { ...config, save: undefined }, dataset, start, kernels, stopFlag: hooks.stopFlag ?? new SharedArrayBuffer(4) };
   try {
     const output = await trainRank(comm, input, (value) => monitor.onEvent(comm.rank, value));
     const summary = monitor.summary(output.stoppedEarly);
-    return { rank: comm.rank, size: comm.size, summary: isRoot ? summary : undefined, params: output.params ?? undefined, resumedFrom };
+    return { rank: comm.rank, size: comm.size, summary, params: output.params ?? undefined, resumedFrom };
   } catch (error) {
     const text = (error as Error).message;
     // a communication error already names this rank; anything else is this rank's own failure

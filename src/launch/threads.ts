@@ -2,23 +2,25 @@
 // once into shared memory, prepares the starting state, starts one thread per rank, and turns
 // any rank's failure into one error.
 
-import { createShmHandle, runGroup } from '../comm/shm.js';
+import { createShmHandle } from '../comm/shm.js';
 import type { Dataset } from '../data/dataset.js';
 import { loadAnyDataset } from '../data/load.js';
 import { stepsPerEpoch } from '../data/batches.js';
 import { badOption, shapeMismatch } from '../errors.js';
 import { selectKernels } from '../kernels/select.js';
 import { parseCompress } from '../compress/parse.js';
-import { createModel, modelKinds } from '../models/index.js';
+import { modelsFor } from '../models/index.js';
+import { modelLabel, modelModuleUrl, isModelModule, resolveModel } from '../models/module.js';
 import { Optimizer, defaultOptimizer } from '../optim/optimizers.js';
-import { strategy } from '../strategies/index.js';
-import type { TrainingState } from '../strategies/context.js';
+import { ranksFor, strategy } from '../strategies/index.js';
 import { Random } from '../tensor/random.js';
 import { readCheckpoint } from '../train/checkpoint.js';
 import { validate, type TrainConfig } from '../train/config.js';
+import type { TrainingState } from '../train/loop.js';
 import { Monitor, type Summary } from '../train/monitor.js';
-import { modelOptions, type RankInput, type RankOutput } from '../train/rank.js';
+import { modelOptions, type RankInput, type RankOutput } from '../train/run.js';
 import { encodedBytes } from '../tensor/precision.js';
+import { runThreadGroup } from './thread-group.js';
 
 export interface TrainResult {
   summary: Summary;
@@ -37,22 +39,26 @@ export interface LaunchHooks {
   dataset?: Dataset;
 }
 
+const dataNames = { images: 'images', sparse: 'sparse rows (libsvm)', ratings: 'ratings' };
+
 /** What every launcher does first: validate, pick kernels, load the data, check it fits the model, build the starting state. */
-export function prepareRun(requested: TrainConfig, hooks: LaunchHooks = {}) {
+export async function prepareRun(requested: TrainConfig, hooks: LaunchHooks = {}) {
   const config = { ...requested };
   validate(config);
+  // a model module is named by its absolute URL, so every thread and process imports the same file
+  if (isModelModule(config.model)) config.model = modelModuleUrl(config.model);
+  const definition = await resolveModel(config.model);
   const kernels = selectKernels(undefined, hooks.notice);
   const dataset = hooks.dataset ?? loadAnyDataset(config.dataset, { dataDir: config.dataDir, testDataset: config.testDataset, seed: config.seed });
-  if (modelKinds[config.model] !== dataset.kind) {
-    const of = { images: 'images', sparse: 'sparse rows (libsvm)', ratings: 'ratings' };
-    const fits = Object.keys(modelKinds).filter((m) => modelKinds[m] === dataset.kind).join('/');
-    throw shapeMismatch(`--model ${config.model}`, `${of[modelKinds[config.model]]}`, `${dataset.name}, which holds ${of[dataset.kind]}; use --model ${fits}`);
+  if (definition.data !== dataset.kind) {
+    const fits = modelsFor(dataset.kind).join('/');
+    throw shapeMismatch(`--model ${modelLabel(config.model)}`, `${dataNames[definition.data]}`, `${dataset.name}, which holds ${dataNames[dataset.kind]}; use --model ${fits}`);
   }
   if (config.workers > dataset.train.count) throw badOption('--workers', config.workers, `at most the ${dataset.train.count} training samples of ${dataset.name}`);
   if (stepsPerEpoch(dataset.train.count, config.workers, config.batch) === 0) {
     throw badOption('--batch', config.batch, `a global batch (workers × batch = ${config.workers * config.batch}) no larger than the ${dataset.train.count} training samples`);
   }
-  const model = createModel(config.model, modelOptions(dataset, config, 1));
+  const model = definition.build(modelOptions(dataset, config, 1));
 
   let start: TrainingState;
   let resumedFrom: { epoch: number; step: number } | undefined;
@@ -81,23 +87,27 @@ export function largestMessage(config: TrainConfig, size: number): number {
   return Math.max(size + 4, push);
 }
 
+/** The run's facts as the log and summary name them. */
+export function runFacts(config: TrainConfig, dataset: Dataset, kernels: string) {
+  return { dataset: dataset.name, model: modelLabel(config.model), strategy: config.strategy, workers: config.workers, kernels, batch: config.batch };
+}
+
 export async function trainOnThreads(requested: TrainConfig, hooks: LaunchHooks = {}): Promise<TrainResult> {
-  const { config, kernels, dataset, model, start, resumedFrom } = prepareRun(requested, hooks);
-  const monitor = new Monitor(config.log, { dataset: dataset.name, model: config.model, strategy: config.strategy, workers: config.workers, kernels, batch: config.batch });
+  const { config, kernels, dataset, model, start, resumedFrom } = await prepareRun(requested, hooks);
+  const monitor = new Monitor(config.log, runFacts(config, dataset, kernels));
   hooks.onStart?.(monitor, { config, dataset, parameters: model.layout.size, kernels, resumedFrom });
   const entry = strategy(config.strategy);
-  const ranks = entry.ranks(config.workers);
   // room for one parameter-sized message per collective, for parameters + gradients in place (and,
   // low-precision ps, the encoded parameters it broadcasts), and (async-ps) the largest push per mailbox
   const size = model.layout.size;
   const regionFloats = 2 * size + 4 + (config.paramPrecision === 'fp32' ? 0 : size + 4);
-  const handle = createShmHandle(ranks, size + 4, config.timeoutSeconds * 1000, regionFloats, entry.pointToPoint ? largestMessage(config, size) : 0);
+  const handle = createShmHandle(ranksFor(entry, config.workers), size + 4, config.timeoutSeconds * 1000, regionFloats, entry.pointToPoint ? largestMessage(config, size) : 0);
   const input: RankInput = {
     config, dataset, start, kernels, stopFlag: hooks.stopFlag ?? new SharedArrayBuffer(4),
-    shared: config.strategy === 'hogwild' ? new SharedArrayBuffer(encodedBytes(config.paramPrecision, model.layout.size)) : undefined,
+    shared: entry.sharedArray ? new SharedArrayBuffer(encodedBytes(config.paramPrecision, model.layout.size)) : undefined,
   };
   try {
-    const outputs = (await runGroup(handle, new URL('./train-worker.js', import.meta.url), { data: () => input, onEvent: monitor.onEvent })) as RankOutput[];
+    const outputs = (await runThreadGroup(handle, new URL('./train-worker.js', import.meta.url), { data: () => input, onEvent: monitor.onEvent })) as RankOutput[];
     const summary = monitor.summary(outputs[0].stoppedEarly);
     return { summary, params: outputs[0].params as Float32Array, resumedFrom };
   } catch (error) {

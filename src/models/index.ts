@@ -70,25 +70,51 @@ const svm = (o: ModelOptions) => new SparseLinear('svm', 'hinge', sparseOptions(
 /** Matrix factorisation of rank r with biases and an L2 penalty. */
 function mf(o: ModelOptions): Model {
   if (!o.users || !o.items) throw shapeMismatch('model mf', 'ratings data (user item rating)', 'data of another kind; use softmax/mlp/cnn for images, logreg/svm for libsvm data');
-  return new MatrixFactorization(o.users, o.items, o.rank ?? 16, o.l2 ?? 0.02, o.mean ?? 0, o.maxBatch);
+  return new MatrixFactorization(o.users, o.items, o.factors ?? 16, o.l2 ?? 0.02, o.mean ?? 0, o.maxBatch);
 }
 
-const builders: Record<string, (options: ModelOptions) => Model> = { softmax, mlp, cnn, logreg, svm, mf };
+/** The data a model trains on. */
+export type DataKind = 'images' | 'sparse' | 'ratings';
 
-export const modelNames = Object.keys(builders);
+/**
+ * What the registry holds for a model, and what a user's model module exports (as its default
+ * export): the kind of data it trains on and how to build it for the data's shapes.
+ */
+export interface ModelDefinition {
+  readonly data: DataKind;
+  build(options: ModelOptions): Model;
+}
 
-/** The data kind each model trains on. */
-export const modelKinds: Record<string, 'images' | 'sparse' | 'ratings'> = { softmax: 'images', mlp: 'images', cnn: 'images', logreg: 'sparse', svm: 'sparse', mf: 'ratings' };
+const builtIn: Record<string, ModelDefinition> = {
+  softmax: { data: 'images', build: softmax },
+  mlp: { data: 'images', build: mlp },
+  cnn: { data: 'images', build: cnn },
+  logreg: { data: 'sparse', build: logreg },
+  svm: { data: 'sparse', build: svm },
+  mf: { data: 'ratings', build: mf },
+};
+
+export const modelNames = Object.keys(builtIn);
+
+/** The built-in model of that name. */
+export function builtInModel(name: string): ModelDefinition {
+  const definition = builtIn[name];
+  if (!definition) throw unknownName('model', name, modelNames);
+  return definition;
+}
+
+/** The built-in models that train on a kind of data, for messages. */
+export function modelsFor(data: DataKind): string[] {
+  return modelNames.filter((name) => builtIn[name].data === data);
+}
 
 export function createModel(name: string, options: ModelOptions): Model {
-  const build = builders[name];
-  if (!build) throw unknownName('model', name, modelNames);
-  return build(options);
+  return builtInModel(name).build(options);
 }
 
 /** An image model (softmax, mlp, cnn), typed as one. */
 export function createImageModel(name: string, options: ModelOptions): ImageModel {
-  const model = createModel(name, options);
-  if (modelKinds[name] !== 'images') throw unknownName('image model', name, ['softmax', 'mlp', 'cnn']);
-  return model as ImageModel;
+  const definition = builtInModel(name);
+  if (definition.data !== 'images') throw unknownName('image model', name, modelsFor('images'));
+  return definition.build(options) as ImageModel;
 }

@@ -78,7 +78,7 @@ export interface ModelOptions {
   features?: number; // sparse models
   users?: number; // matrix factorisation
   items?: number;
-  rank?: number;
+  factors?: number; // matrix factorisation: the rank of the factors
   l2?: number; // L2 penalty of the sparse models and matrix factorisation
   mean?: number; // matrix factorisation: the global mean rating
 }

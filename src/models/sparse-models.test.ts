@@ -37,7 +37,7 @@ test('logreg and svm gradients match finite differences (weights, bias, L2)', ()
 });
 
 test('mf gradient matches finite differences', () => {
-  const model = createModel('mf', { users: 30, items: 20, rank: 3, mean: ratings.mean, l2: 0.05, maxBatch: 20 });
+  const model = createModel('mf', { users: 30, items: 20, factors: 3, mean: ratings.mean, l2: 0.05, maxBatch: 20 });
   const params = model.layout.allocate();
   model.init(params, new Random(4));
   const batch = new RatingBatchMaker(ratings.train, 20).range(0, 20);
@@ -58,7 +58,7 @@ test('exampleStep is an SGD step on that example alone, touching only its coordi
   for (const [model, batch] of [
     [createModel('logreg', { features: 40, maxBatch: 1, l2: 0 }), new SparseBatchMaker(sparse.train, 1).range(3, 1)],
     [createModel('svm', { features: 40, maxBatch: 1, l2: 0 }), new SparseBatchMaker(sparse.train, 1).range(5, 1)],
-    [createModel('mf', { users: 30, items: 20, rank: 3, mean: ratings.mean, l2: 0.05, maxBatch: 1 }), new RatingBatchMaker(ratings.train, 1).range(7, 1)],
+    [createModel('mf', { users: 30, items: 20, factors: 3, mean: ratings.mean, l2: 0.05, maxBatch: 1 }), new RatingBatchMaker(ratings.train, 1).range(7, 1)],
   ] as [Model, AnyBatch][]) {
     const params = model.layout.allocate();
     model.init(params, new Random(9));

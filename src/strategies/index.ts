@@ -1,28 +1,59 @@
-// The strategies, by name. A strategy may need ranks beyond the workers (a server).
+// The strategies, by name, and the one table of what each can do. Every check of a strategy's
+// abilities (options, launchers, sweeps, the loop) reads this table; nothing else tests names.
 
+import type { BackendName } from '../comm/backends.js';
 import { unknownName } from '../errors.js';
 import { allreduce } from './allreduce.js';
-import type { Strategy } from './context.js';
+import type { Strategy } from './strategy.js';
 import { parameterServer } from './ps.js';
 import { asyncParameterServer } from './async-ps.js';
 import { hogwild } from './hogwild.js';
 import { localSgd } from './local-sgd.js';
 
 export interface StrategyEntry {
-  run: Strategy;
-  /** Needs point-to-point messages (mailboxes in the shm backend). */
-  pointToPoint?: boolean;
-  /** Ranks the communicator needs for `workers` gradient workers. */
-  ranks(workers: number): number;
-  description: string;
+  readonly run: Strategy;
+  readonly description: string;
+  /** Rank 0 serves the parameters and computes no gradient: P workers take P + 1 ranks. */
+  readonly server: boolean;
+  /** The backends it runs on (hogwild needs one array in this process's memory). */
+  readonly backends: readonly BackendName[];
+  /** Needs point-to-point send/recv (mailboxes in the shm backend). */
+  readonly pointToPoint: boolean;
+  /** Exchanges gradients (or changes), so --compress applies. */
+  readonly compression: boolean;
+  /** DGC's momentum correction may move into the compression hook (synchronous exchanges only). */
+  readonly hookMomentum: boolean;
+  /** --param-precision bf16|int8 is implemented. */
+  readonly paramPrecision: boolean;
+  /** Every thread updates one parameter array in shared memory. */
+  readonly sharedArray: boolean;
+  /** Its ranks meet at every step, so it can checkpoint in the middle of an epoch (--save-every). */
+  readonly midEpochCheckpoints: boolean;
 }
 
-export const strategies: Record<string, StrategyEntry> = {
-  allreduce: { run: allreduce, ranks: (w) => w, description: 'synchronous; gradients averaged by all-reduce (reduce-scatter + all-gather), no server' },
-  ps: { run: parameterServer, ranks: (w) => w + 1, description: 'synchronous parameter server: one extra thread holds the parameters and gathers every gradient' },
-  'async-ps': { run: asyncParameterServer, ranks: (w) => w + 1, pointToPoint: true, description: 'asynchronous parameter server: each push applied as it arrives, workers at most --staleness steps apart' },
-  hogwild: { run: hogwild, ranks: (w) => w, description: 'Hogwild!: lock-free updates of one shared parameter array (threads only)' },
-  'local-sgd': { run: localSgd, ranks: (w) => w, description: 'local SGD: own copies, averaged every --sync-every steps' },
+const everywhere: readonly BackendName[] = ['shm', 'tcp', 'mpi'];
+
+export const strategies: Readonly<Record<string, StrategyEntry>> = {
+  allreduce: {
+    run: allreduce, description: 'synchronous; gradients averaged by all-reduce (reduce-scatter + all-gather), no server',
+    server: false, backends: everywhere, pointToPoint: false, compression: true, hookMomentum: true, paramPrecision: true, sharedArray: false, midEpochCheckpoints: true,
+  },
+  ps: {
+    run: parameterServer, description: 'synchronous parameter server: one extra thread holds the parameters and gathers every gradient',
+    server: true, backends: everywhere, pointToPoint: false, compression: true, hookMomentum: true, paramPrecision: true, sharedArray: false, midEpochCheckpoints: true,
+  },
+  'async-ps': {
+    run: asyncParameterServer, description: 'asynchronous parameter server: each push applied as it arrives, workers at most --staleness steps apart',
+    server: true, backends: everywhere, pointToPoint: true, compression: true, hookMomentum: false, paramPrecision: false, sharedArray: false, midEpochCheckpoints: false,
+  },
+  hogwild: {
+    run: hogwild, description: 'Hogwild!: lock-free updates of one shared parameter array (threads only)',
+    server: false, backends: ['shm'], pointToPoint: false, compression: false, hookMomentum: false, paramPrecision: true, sharedArray: true, midEpochCheckpoints: false,
+  },
+  'local-sgd': {
+    run: localSgd, description: 'local SGD: own copies, averaged every --sync-every steps',
+    server: false, backends: everywhere, pointToPoint: false, compression: true, hookMomentum: false, paramPrecision: true, sharedArray: false, midEpochCheckpoints: true,
+  },
 };
 
 export const strategyNames = Object.keys(strategies);
@@ -31,4 +62,14 @@ export function strategy(name: string): StrategyEntry {
   const entry = strategies[name];
   if (!entry) throw unknownName('strategy', name, strategyNames);
   return entry;
+}
+
+/** Ranks a job needs for `workers` gradient workers. */
+export function ranksFor(entry: StrategyEntry, workers: number): number {
+  return entry.server ? workers + 1 : workers;
+}
+
+/** The strategies with an ability, for messages ("allreduce, ps, local-sgd"). */
+export function strategiesThat(ability: (entry: StrategyEntry) => boolean): string[] {
+  return strategyNames.filter((name) => ability(strategies[name]));
 }

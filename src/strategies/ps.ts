@@ -7,22 +7,20 @@
 // With --param-precision bf16|int8 the server's parameters are rounded stochastically into the
 // storage format after each update and broadcast encoded.
 
-import { epochOrder } from '../data/batches.js';
 import { kernel } from '../kernels/registry.js';
-import type { Strategy, StrategyContext } from './context.js';
-import { checkFinite, evaluate, gatherHookState, loopParts, restoreHookState, restoreOptimizer } from './common.js';
+import type { Strategy } from './strategy.js';
 import { CompressedExchange } from './exchange.js';
 import { ParameterStorage } from './precision.js';
 
-export const parameterServer: Strategy = async (context: StrategyContext) => {
-  const { comm, model, batch, epochs, seed, workers, start } = context;
+export const parameterServer: Strategy = async (setup) => {
+  const { comm, model, seed, workers, hook } = setup;
   const isServer = comm.rank === 0;
   const size = model.layout.size;
   // [parameters | stop], broadcast by the server; in the communicator's memory, read in place
   const outgoing = comm.allocate(size + 1);
   const params = outgoing.subarray(0, size);
-  params.set(start.params);
-  const storage = context.paramPrecision === 'fp32' ? null : new ParameterStorage(context.paramPrecision, size, seed, comm);
+  params.set(setup.startParams);
+  const storage = setup.paramPrecision === 'fp32' ? null : new ParameterStorage(setup.paramPrecision, size, seed, comm);
   // low precision: [encoded parameters | stop] is what the server broadcasts
   const encoded = storage ? comm.allocate(storage.broadcastWords + 1) : null;
   const broadcastParameters = async (stopFlag: number) => {
@@ -42,30 +40,20 @@ export const parameterServer: Strategy = async (context: StrategyContext) => {
   // [gradient | loss], gathered at the server
   const update = comm.allocate(size + 1);
   const grad = update.subarray(0, size);
-  const hook = context.makeHook?.(size);
   const exchange = hook ? new CompressedExchange(comm, hook, size) : null;
-  restoreHookState(hook, start, comm.rank, comm.size);
   const gathered = isServer && !exchange ? new Float32Array((workers + 1) * (size + 1)) : null;
-  const optimizer = isServer ? context.makeOptimizer(hook?.appliesMomentum) : null;
-  if (optimizer) {
-    restoreOptimizer(optimizer, start);
-  }
-  const worker = comm.rank - 1;
-  const { order, trainMaker, testMaker, steps, reporter } = loopParts(context);
+  const optimizer = isServer ? setup.optimizer() : null;
   // bytes per worker: what each pushed to the server (the server's broadcasts are its own traffic)
   let uncompressedPushes = 0;
-  const pushed = () => (exchange ? exchange.bytesReceived : 4 * (size + 1) * uncompressedPushes) / workers;
 
-  for (let epoch = start.epoch; epoch < epochs; epoch++) {
-    if (!isServer) epochOrder(order, seed, epoch);
-    const epochStart = performance.now();
-    const firstStep = epoch === start.epoch ? start.step : 0;
-    let lossSum = 0;
-    for (let step = firstStep; step < steps; step++) {
-      await broadcastParameters(isServer && context.stopRequested() ? 1 : 0);
-      if (!isServer) update[size] = model.lossAndGrad(params, trainMaker.fromOrder(order, (step * workers + worker) * batch, batch), grad);
+  return {
+    params,
+    bytesSent: () => (exchange ? exchange.bytesReceived : 4 * (size + 1) * uncompressedPushes) / workers,
+    async step(input) {
+      await broadcastParameters(isServer && input.stopRequested() ? 1 : 0);
+      if (!isServer) update[size] = input.gradient(params, grad);
       let meanLoss = 0;
-      if (exchange) meanLoss = await exchange.gatherMean(grad, update[size], 0, epoch + step / steps);
+      if (exchange) meanLoss = await exchange.gatherMean(grad, update[size], 0, input.epoch + input.step / input.steps);
       else {
         await comm.gather(update, gathered, 0);
         // the mean of the workers' [gradient | loss] (ranks 1..P of the gathered rows)
@@ -74,33 +62,20 @@ export const parameterServer: Strategy = async (context: StrategyContext) => {
         uncompressedPushes += workers;
       }
       const stop = outgoing[size] > 0;
-      const checkpoint = stop || (context.saveEvery > 0 && (step + 1) % context.saveEvery === 0 && step + 1 < steps);
-      // the workers' error feedback goes into the server's checkpoint
-      const hookState = checkpoint ? await gatherHookState(comm, hook) : {};
-      if (isServer && optimizer) {
-        const lr = context.learningRate(epoch + (step + 1) / steps);
-        checkFinite(meanLoss, epoch * steps + step, epoch, lr);
-        optimizer.step(params, grad, lr);
-        lossSum += meanLoss;
-        if (reporter.due(step, steps)) {
-          context.report({ kind: 'step', epoch, step, stepsPerEpoch: steps, samples: (epoch * steps + step + 1) * workers * batch, loss: meanLoss, lr, bytesSent: pushed() });
-        }
-        if (checkpoint) {
-          context.save({ params, optimizerState: { ...optimizer.state, ...hookState }, optimizerSteps: optimizer.steps, epoch, step: step + 1 });
-        }
+      if (!optimizer) return { stop };
+      optimizer.step(params, grad, input.lr);
+      return { loss: meanLoss, stop };
+    },
+    async endSteps(stopped, trainLoss) {
+      // the epoch's final parameters, so every rank can evaluate a share
+      if (!stopped) {
+        if (storage) await broadcastParameters(0);
+        else await comm.broadcast(params, 0);
       }
-      if (stop) return { params, stoppedEarly: true };
-    }
-    const trainSeconds = (performance.now() - epochStart) / 1000;
-    // the epoch's final parameters, so every rank can evaluate a share
-    if (storage) await broadcastParameters(0);
-    else await comm.broadcast(params, 0);
-    const { loss, accuracy, rmse } = await evaluate(context, params, testMaker);
-    const hookState = await gatherHookState(comm, hook);
-    if (isServer && optimizer) {
-      context.report({ kind: 'epoch', epoch, trainLoss: lossSum / (steps - firstStep), testLoss: loss, testAccuracy: accuracy, testRmse: rmse, trainSeconds, samples: (steps - firstStep) * workers * batch, bytesSent: pushed() });
-      context.save({ params, optimizerState: { ...optimizer.state, ...hookState }, optimizerSteps: optimizer.steps, epoch: epoch + 1, step: 0 });
-    }
-  }
-  return { params, stoppedEarly: false };
+      return { stop: stopped, trainLoss };
+    },
+    async snapshot() {
+      return optimizer ? { optimizerState: optimizer.state, optimizerSteps: optimizer.steps } : null;
+    },
+  };
 };

@@ -8,7 +8,7 @@ import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, w
 import { crc32 } from 'node:zlib';
 import { checkpointMismatch, corruptFile, missingData } from '../errors.js';
 import type { Layout } from '../tensor/layout.js';
-import type { TrainingState } from '../strategies/context.js';
+import type { TrainingState } from './loop.js';
 
 const MAGIC = 'CVGCKPT1';
 

@@ -2,12 +2,14 @@
 // values into one clear error before any work starts.
 
 import { availableParallelism } from 'node:os';
-import { badOption, unknownName } from '../errors.js';
+import { ConvergeError, badOption, unknownName } from '../errors.js';
 import { parseCompress } from '../compress/parse.js';
+import { backendNames } from '../comm/backends.js';
 import { modelNames } from '../models/index.js';
+import { isModelModule } from '../models/module.js';
 import { optimizerNames, type OptimizerName } from '../optim/optimizers.js';
 import { scheduleNames, type ScheduleName } from '../optim/schedules.js';
-import { strategyNames } from '../strategies/index.js';
+import { strategiesThat, strategy, strategyNames } from '../strategies/index.js';
 import { paramPrecisions, type ParamPrecision } from '../tensor/precision.js';
 
 export interface TrainConfig {
@@ -17,7 +19,7 @@ export interface TrainConfig {
   model: string;
   hidden: number[]; // MLP hidden widths
   l2: number | undefined; // sparse models and MF (model default when undefined)
-  rank: number; // MF
+  factors: number; // matrix factorisation: the rank r of the factors (--factors)
   syncEvery: number; // local-sgd: average the copies every k steps
   staleness: number; // async-ps: how many clocks a worker may run ahead of the slowest
   compress?: string; // gradient compression hook (--compress); none given: no hook at all
@@ -52,7 +54,7 @@ export const defaults: TrainConfig = {
   model: 'mlp',
   hidden: [512, 256],
   l2: undefined,
-  rank: 16,
+  factors: 16,
   syncEvery: 8,
   staleness: 2,
   paramPrecision: 'fp32',
@@ -84,7 +86,9 @@ const nonNegative = (option: string, value: number) => {
 
 /** Checks what can be checked without the data; throws the first problem found. */
 export function validate(config: TrainConfig): void {
-  if (!modelNames.includes(config.model)) throw unknownName('model', config.model, modelNames);
+  if (!modelNames.includes(config.model) && !isModelModule(config.model)) {
+    throw new ConvergeError(`${unknownName('model', config.model, modelNames).message} Or give your own model as the path of its module, e.g. --model ./my-model.js.`, 'UNKNOWN_NAME');
+  }
   if (!strategyNames.includes(config.strategy)) throw unknownName('strategy', config.strategy, strategyNames);
   if (!(optimizerNames as readonly string[]).includes(config.optimizer)) throw unknownName('optimizer', config.optimizer, optimizerNames);
   if (!(scheduleNames as readonly string[]).includes(config.schedule)) throw unknownName('schedule', config.schedule, scheduleNames);
@@ -104,16 +108,23 @@ export function validate(config: TrainConfig): void {
   if (config.hidden.length === 0 || config.hidden.some((h) => !Number.isInteger(h) || h <= 0)) throw badOption('--hidden', config.hidden.join(','), 'comma-separated positive widths, e.g. 512,256');
   if (config.stopAfterSteps !== undefined) positiveInteger('--stop-after-steps', config.stopAfterSteps);
   if (config.l2 !== undefined) nonNegative('--l2', config.l2);
-  positiveInteger('--rank', config.rank);
+  positiveInteger('--factors', config.factors);
   positiveInteger('--sync-every', config.syncEvery);
   if (!Number.isInteger(config.staleness) || config.staleness < 0) throw badOption('--staleness', config.staleness, 'a non-negative integer');
-  if (!['shm', 'tcp', 'mpi'].includes(config.backend)) throw unknownName('backend', config.backend, ['shm', 'tcp', 'mpi']);
+  if (!(backendNames as readonly string[]).includes(config.backend)) throw unknownName('backend', config.backend, backendNames);
   if (!(paramPrecisions as readonly string[]).includes(config.paramPrecision)) throw unknownName('param-precision', config.paramPrecision, paramPrecisions);
-  if (config.paramPrecision !== 'fp32' && config.strategy === 'async-ps') {
-    throw badOption('--param-precision', config.paramPrecision, 'fp32 with async-ps (low-precision storage works with allreduce, ps, local-sgd and hogwild)');
+  const abilities = strategy(config.strategy);
+  if (config.paramPrecision !== 'fp32' && !abilities.paramPrecision) {
+    throw badOption('--param-precision', config.paramPrecision, `fp32 with ${config.strategy} (low-precision storage works with ${strategiesThat((s) => s.paramPrecision).join(', ')})`);
   }
   if (config.compress !== undefined) {
     parseCompress(config.compress);
-    if (!['allreduce', 'ps', 'async-ps', 'local-sgd'].includes(config.strategy)) throw badOption('--compress', config.compress, `a strategy that exchanges gradients (allreduce, ps, async-ps, local-sgd), not ${config.strategy}`);
+    if (!abilities.compression) throw badOption('--compress', config.compress, `a strategy that exchanges gradients (${strategiesThat((s) => s.compression).join(', ')}), not ${config.strategy}`);
+  }
+  if (!(abilities.backends as readonly string[]).includes(config.backend)) {
+    const others = strategiesThat((s) => (s.backends as readonly string[]).includes(config.backend)).join(', ');
+    throw badOption('--strategy', config.strategy, abilities.sharedArray
+      ? `a strategy that does not need one shared parameter array: ${config.strategy} runs on threads (--backend shm), not across processes (--backend ${config.backend}); use ${others}`
+      : `a strategy that runs on --backend ${config.backend} (${others})`);
   }
 }

@@ -2,7 +2,7 @@
 // then a summary), live figures for a progress display, and the summary itself.
 
 import { closeSync, openSync, writeSync } from 'node:fs';
-import type { StrategyEvent } from '../strategies/context.js';
+import type { TrainingEvent } from './loop.js';
 
 export interface Summary {
   type: 'summary';
@@ -25,7 +25,7 @@ export interface Summary {
   maxStaleness?: number;
 }
 
-export type Listener = (event: StrategyEvent, elapsedSeconds: number) => void;
+export type Listener = (event: TrainingEvent, elapsedSeconds: number) => void;
 
 export class Monitor {
   private readonly started = performance.now();
@@ -34,7 +34,7 @@ export class Monitor {
   private samples = 0;
   private steps = 0;
   private epochsDone = 0;
-  private lastEpoch: Extract<StrategyEvent, { kind: 'epoch' }> | null = null;
+  private lastEpoch: Extract<TrainingEvent, { kind: 'epoch' }> | null = null;
   private lastBytes = 0;
   private listeners: Listener[] = [];
   private stalenessSum = 0; // async-ps: over every update
@@ -58,7 +58,7 @@ export class Monitor {
   }
 
   onEvent = (_rank: number, value: unknown): void => {
-    const event = value as StrategyEvent;
+    const event = value as TrainingEvent;
     const time = +this.elapsed().toFixed(4);
     if (event.kind === 'step') {
       this.write({ type: 'step', time, epoch: event.epoch, step: event.step, samples: event.samples, loss: event.loss, lr: event.lr, bytesSent: event.bytesSent });

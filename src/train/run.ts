@@ -1,18 +1,22 @@
-// One rank of a training run: builds the model and the strategy context, runs the strategy.
+// One rank of a training run: builds the model (a built-in, or a user's module imported here),
+// the compression hook and the optimiser (their saved state restored), the strategy's rank, and
+// runs the one training loop.
 
 import type { Communicator } from '../comm/communicator.js';
 import type { Dataset } from '../data/dataset.js';
 import { selectKernels } from '../kernels/select.js';
-import { createModel, type ModelOptions } from '../models/index.js';
+import type { ModelOptions } from '../models/index.js';
+import { resolveModel } from '../models/module.js';
 import { Optimizer, defaultOptimizer } from '../optim/optimizers.js';
 import { learningRate, scaledLearningRate } from '../optim/schedules.js';
 import { strategy } from '../strategies/index.js';
-import type { StrategyContext, TrainingState } from '../strategies/context.js';
 import { writeCheckpoint } from './checkpoint.js';
 import { parseCompress } from '../compress/parse.js';
 import { mixSeed } from '../tensor/random.js';
 import { withFault } from './faults.js';
 import type { TrainConfig } from './config.js';
+import { restoreHookState, restoreOptimizer } from './hook-state.js';
+import { trainingLoop, type TrainingState } from './loop.js';
 
 export interface RankInput {
   config: TrainConfig;
@@ -25,7 +29,7 @@ export interface RankInput {
 
 /** What a model needs to know of the data: the shape of an image, the number of features, users and items. */
 export function modelOptions(dataset: Dataset, config: TrainConfig, maxBatch: number): ModelOptions {
-  const base = { maxBatch, hidden: config.hidden, l2: config.l2, rank: config.rank };
+  const base = { maxBatch, hidden: config.hidden, l2: config.l2, factors: config.factors };
   switch (dataset.kind) {
     case 'images':
       return { ...base, inputShape: dataset.shape, classes: dataset.classes };
@@ -47,34 +51,42 @@ export interface RankOutput {
 export async function trainRank(comm: Communicator, input: RankInput, emit: (value: unknown) => void): Promise<RankOutput> {
   const { config, dataset, start } = input;
   selectKernels(input.kernels);
-  const model = withFault(createModel(config.model, modelOptions(dataset, config, Math.max(config.batch, EVAL_BATCH))), comm.rank);
+  const definition = await resolveModel(config.model);
+  const model = withFault(definition.build(modelOptions(dataset, config, Math.max(config.batch, EVAL_BATCH))), comm.rank);
+  const size = model.layout.size;
+  const capabilities = strategy(config.strategy);
   const baseLr = scaledLearningRate(config.lr, config.workers, config.lrScaling);
   const schedule = { name: config.schedule, baseLr, epochs: config.epochs, warmupEpochs: config.warmupEpochs, stepEpochs: config.stepEpochs, gamma: config.gamma };
   const stopFlag = new Int32Array(input.stopFlag);
-  const hooks = config.compress !== undefined ? parseCompress(config.compress) : null;
-  // DGC's momentum correction takes over the optimiser's momentum
-  const momentum = config.optimizer === 'momentum' || config.optimizer === 'nesterov' ? config.momentum : 0;
+  // DGC's momentum correction takes over the optimiser's momentum where the strategy allows it
+  const momentum = capabilities.hookMomentum && (config.optimizer === 'momentum' || config.optimizer === 'nesterov') ? config.momentum : 0;
+  const hook = config.compress !== undefined ? parseCompress(config.compress)({ size, seed: mixSeed(config.seed, comm.rank), momentum }) : null;
+  restoreHookState(hook, start.optimizerState, comm.rank, comm.size);
   let stepsAsked = 0;
-  const context: StrategyContext = {
-    comm, model, dataset, sharedBuffer: input.shared, paramPrecision: config.paramPrecision,
-    syncEvery: config.syncEvery, staleness: config.staleness,
-    workers: config.workers, batch: config.batch, epochs: config.epochs, seed: config.seed,
+  const rank = await capabilities.run({
+    comm, model, workers: config.workers, batch: config.batch, seed: config.seed, startParams: start.params,
+    paramPrecision: config.paramPrecision, syncEvery: config.syncEvery, staleness: config.staleness, sharedBuffer: input.shared, hook,
+    optimizer: () => {
+      const optimizer = new Optimizer({ ...defaultOptimizer, name: hook?.appliesMomentum ? 'sgd' : config.optimizer, momentum: config.momentum, weightDecay: config.weightDecay }, size);
+      restoreOptimizer(optimizer, start.optimizerState, start.optimizerSteps);
+      return optimizer;
+    },
+    reportUpdates: (workers, versions, staleness) => emit({ kind: 'updates', workers, versions, staleness }),
+  });
+  const result = await trainingLoop({
+    comm, model, dataset, capabilities, hook, start,
+    workers: config.workers, batch: config.batch, epochs: config.epochs, seed: config.seed, saveEvery: config.saveEvery,
     learningRate: (epoch) => learningRate(schedule, epoch),
-    makeOptimizer: (plainSgd) => new Optimizer({ ...defaultOptimizer, name: plainSgd ? 'sgd' : config.optimizer, momentum: config.momentum, weightDecay: config.weightDecay }, model.layout.size),
-    makeHook: hooks ? (size, options) => hooks({ size, seed: mixSeed(config.seed, comm.rank), momentum: options?.momentum ?? momentum }) : undefined,
-    start,
+    stopRequested: () => {
+      stepsAsked++;
+      return Atomics.load(stopFlag, 0) === 1 || (config.stopAfterSteps !== undefined && stepsAsked >= config.stopAfterSteps);
+    },
     report: emit,
     save: (state) => {
       if (config.save) {
         writeCheckpoint(config.save, state, { model: config.model, layout: model.layout, optimizer: config.optimizer, globalBatch: config.workers * config.batch, seed: config.seed });
       }
     },
-    saveEvery: config.saveEvery,
-    stopRequested: () => {
-      stepsAsked++;
-      return Atomics.load(stopFlag, 0) === 1 || (config.stopAfterSteps !== undefined && stepsAsked >= config.stopAfterSteps);
-    },
-  };
-  const result = await strategy(config.strategy).run(context);
+  }, rank);
   return { params: comm.rank === 0 ? result.params : null, stoppedEarly: result.stoppedEarly };
 }

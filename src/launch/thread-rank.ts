@@ -1,8 +1,9 @@
-// The rank side of runGroup: builds this thread's communicator, runs the job, reports back.
+// The rank side of runThreadGroup: builds this thread's communicator, runs the job, reports back.
 
 import { parentPort, workerData } from 'node:worker_threads';
-import { ShmCommunicator, rankActivity, type ShmHandle, type WorkerMessage } from './shm.js';
-import type { Communicator } from './communicator.js';
+import { ShmCommunicator, rankActivity, type ShmHandle } from '../comm/shm.js';
+import type { Communicator } from '../comm/communicator.js';
+import type { WorkerMessage } from './thread-group.js';
 
 export type RankJob<T> = (comm: Communicator, data: T, emit: (value: unknown) => void) => Promise<unknown>;
 

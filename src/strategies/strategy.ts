@@ -1,0 +1,93 @@
+// What a strategy is: how one rank turns the gradients of a step into an update, and the roles
+// beyond a gradient worker (a server). The training loop (train/loop.ts) owns everything else —
+// epochs, data order, resume, stop, checkpoints, evaluation, reports — and asks a strategy's
+// rank for one step at a time.
+
+import type { Communicator } from '../comm/communicator.js';
+import type { Hook } from '../compress/hook.js';
+import type { AnyBatch, Model } from '../models/model.js';
+import type { Optimizer } from '../optim/optimizers.js';
+import type { ParamPrecision } from '../tensor/precision.js';
+
+/** What the loop hands a strategy when it builds a rank. */
+export interface RankSetup {
+  comm: Communicator;
+  model: Model;
+  /** Ranks that compute gradients (a parameter server is not one). */
+  workers: number;
+  batch: number; // per worker
+  seed: number;
+  /** The parameters to start from; rank 0's are the real ones (a strategy broadcasts them). */
+  startParams: Float32Array;
+  paramPrecision: ParamPrecision;
+  syncEvery: number; // local-sgd
+  staleness: number; // async-ps
+  /** hogwild: the one parameter array every thread updates (only the thread launcher makes it). */
+  sharedBuffer?: SharedArrayBuffer;
+  /** This rank's compression hook (--compress), its saved state restored; null without one. */
+  hook: Hook | null;
+  /** The optimiser of --optimizer (plain SGD when the hook applies momentum), its saved state restored. */
+  optimizer(): Optimizer;
+  /** Reports of a strategy's own kind (async-ps: which updates had which staleness). */
+  reportUpdates(workers: number[], versions: number[], staleness: number[]): void;
+}
+
+/** One step as the loop describes it to a rank. */
+export interface StepInput {
+  epoch: number;
+  step: number;
+  steps: number; // per epoch
+  /** The learning rate of this step (schedule and scaling applied). */
+  lr: number;
+  /** The learning rate of another step of this epoch (async-ps applies steps out of order). */
+  lrOf(step: number): number;
+  /** The epoch's shuffled order of training samples, and where this rank's minibatch starts in it. */
+  order: Uint32Array;
+  first: number;
+  /** The whole training split as one batch, read in place (sparse rows and ratings), for per-example steps. */
+  whole: AnyBatch | undefined;
+  /** This rank's minibatch of the step (or of another step, for async-ps's workers). */
+  batch(step?: number): AnyBatch;
+  /** The loss and gradient of the model on that minibatch; a loss that is not finite is an error. */
+  gradient(params: Float32Array, grad: Float32Array, step?: number): number;
+  /** Whether the user asked to stop; asked by the rank(s) that decide, where they decide. */
+  stopRequested(): boolean;
+  /** A checkpoint follows this step (the loop asks only strategies whose ranks meet every step). */
+  checkpointAfter: boolean;
+}
+
+export interface StepOutcome {
+  /** The step's training loss as this rank knows it (the mean over the workers where there is one); undefined: not known at this step. */
+  loss?: number;
+  /** Steps that loss stands for (local-sgd: the steps since the last average); 1 when absent. */
+  weight?: number;
+  /** The ranks have agreed to stop after this step (or, hogwild, this rank stops). */
+  stop: boolean;
+  /** Where a resumed run starts, when not at the next step (async-ps: the slowest worker's step). */
+  resumeAt?: number;
+}
+
+/** The optimiser state a checkpoint holds, whole, at rank 0. */
+export interface OptimizerSnapshot {
+  optimizerState: Record<string, Float32Array>;
+  optimizerSteps: number;
+}
+
+export interface StrategyRank {
+  /** The parameters as this rank holds them: current on every rank once endSteps has run; rank 0's are saved. */
+  readonly params: Float32Array;
+  /** Bytes a worker sent in the steps' exchanges, as the log reports them. */
+  bytesSent(): number;
+  /** Before the first step of an epoch (async-ps's server hands out the first steps). */
+  beginEpoch?(epoch: number, firstStep: number, steps: number): Promise<void>;
+  step(input: StepInput): Promise<StepOutcome>;
+  /**
+   * A collective after an epoch's steps, or after a stop: agree whether to stop and on the mean
+   * training loss (this rank's is given), and make the parameters current on every rank.
+   */
+  endSteps?(stopped: boolean, trainLoss: number): Promise<{ stop: boolean; trainLoss: number }>;
+  /** A collective before a checkpoint: the optimiser state, whole at rank 0 (null elsewhere). */
+  snapshot(): Promise<OptimizerSnapshot | null>;
+}
+
+export type Strategy = (setup: RankSetup) => Promise<StrategyRank>;

@@ -1,0 +1,160 @@
+// The one training loop. Every rank of every strategy runs it: epochs in a seeded order, the
+// steps of each (resumed mid-epoch where a checkpoint left off), the user's stop, checkpoints,
+// evaluation and reports. A strategy's rank supplies only what differs — how a step's gradient
+// becomes an update — through the StrategyRank interface.
+
+import type { Communicator } from '../comm/communicator.js';
+import type { Hook } from '../compress/hook.js';
+import { epochOrder, makeBatcher, shareOf, stepsPerEpoch, type Batcher } from '../data/batches.js';
+import type { Dataset } from '../data/dataset.js';
+import { divergence } from '../errors.js';
+import type { Model } from '../models/model.js';
+import type { StrategyEntry } from '../strategies/index.js';
+import type { StrategyRank } from '../strategies/strategy.js';
+import { gatherHookState } from './hook-state.js';
+
+export interface TrainingState {
+  params: Float32Array;
+  optimizerState: Record<string, Float32Array>;
+  optimizerSteps: number;
+  epoch: number; // the epoch to run next
+  step: number; // the step within it to run next
+}
+
+export type TrainingEvent =
+  | { kind: 'step'; epoch: number; step: number; stepsPerEpoch: number; samples: number; loss: number; lr: number; bytesSent: number }
+  | { kind: 'epoch'; epoch: number; trainLoss: number; testLoss: number; testAccuracy: number; testRmse: number; trainSeconds: number; samples: number; bytesSent: number }
+  /** async-ps: the updates applied since the last report — worker, server version after it, staleness */
+  | { kind: 'updates'; workers: number[]; versions: number[]; staleness: number[] };
+
+export interface LoopInput {
+  comm: Communicator;
+  model: Model;
+  dataset: Dataset;
+  capabilities: StrategyEntry;
+  workers: number;
+  batch: number; // per worker
+  epochs: number;
+  seed: number;
+  start: TrainingState;
+  /** Steps between mid-epoch checkpoints (0: only at epoch ends). */
+  saveEvery: number;
+  /** This rank's hook, whose state (every rank's) goes into checkpoints. */
+  hook: Hook | null;
+  /** Learning rate at a fractional epoch, scaling rule and schedule applied. */
+  learningRate(epoch: number): number;
+  stopRequested(): boolean;
+  report(event: TrainingEvent): void;
+  /** Persists a state (called on rank 0 only). */
+  save(state: TrainingState): void;
+}
+
+export interface LoopResult {
+  params: Float32Array;
+  stoppedEarly: boolean;
+}
+
+/** How often a step is reported (the last step of an epoch always is). */
+const REPORT_INTERVAL_MS = 200;
+
+export async function trainingLoop(input: LoopInput, rank: StrategyRank): Promise<LoopResult> {
+  const { comm, model, dataset, workers, batch, epochs, seed, start, capabilities } = input;
+  const reporting = comm.rank === 0;
+  const order = new Uint32Array(dataset.train.count);
+  const trainBatcher = makeBatcher(dataset, 'train', batch);
+  const testBatcher = makeBatcher(dataset, 'test', model.maxBatch);
+  const steps = stepsPerEpoch(dataset.train.count, workers, batch);
+  // a server computes no gradient; worker w of P takes the w-th slice of each global batch
+  const workerIndex = capabilities.server ? comm.rank - 1 : comm.rank;
+  let lastReport = 0;
+  const whole = trainBatcher.whole?.();
+
+  const save = async (epoch: number, step: number) => {
+    const snapshot = await rank.snapshot();
+    const hookState = await gatherHookState(comm, input.hook);
+    if (comm.rank === 0 && snapshot) {
+      input.save({ params: rank.params, optimizerState: { ...snapshot.optimizerState, ...hookState }, optimizerSteps: snapshot.optimizerSteps, epoch, step });
+    }
+  };
+
+  for (let epoch = start.epoch; epoch < epochs; epoch++) {
+    epochOrder(order, seed, epoch);
+    const epochStart = performance.now();
+    const firstStep = epoch === start.epoch ? start.step : 0;
+    const lrOf = (step: number) => input.learningRate(epoch + (step + 1) / steps);
+    const firstOf = (step: number) => (step * workers + workerIndex) * batch;
+    const batchOf = (step: number) => trainBatcher.fromOrder(order, firstOf(step), batch);
+    await rank.beginEpoch?.(epoch, firstStep, steps);
+    let lossSum = 0;
+    let lossWeight = 0;
+    let stopped = false;
+    let resumeAt = steps;
+    for (let step = firstStep; step < steps; step++) {
+      const lr = lrOf(step);
+      const checkpointAfter = capabilities.midEpochCheckpoints && input.saveEvery > 0 && (step + 1) % input.saveEvery === 0 && step + 1 < steps;
+      const outcome = await rank.step({
+        epoch, step, steps, lr, lrOf, order, first: firstOf(step), whole, checkpointAfter,
+        batch: (at = step) => batchOf(at),
+        gradient: (params, grad, at = step) => {
+          const loss = model.lossAndGrad(params, batchOf(at), grad);
+          if (!Number.isFinite(loss)) throw divergence(epoch * steps + at, epoch, loss, lrOf(at));
+          return loss;
+        },
+        stopRequested: input.stopRequested,
+      });
+      if (outcome.loss !== undefined) {
+        if (!Number.isFinite(outcome.loss)) throw divergence(epoch * steps + step, epoch, outcome.loss, lr);
+        const weight = outcome.weight ?? 1;
+        lossSum += outcome.loss * weight;
+        lossWeight += weight;
+        const now = performance.now();
+        if (reporting && (step + 1 === steps || now - lastReport >= REPORT_INTERVAL_MS)) {
+          lastReport = now;
+          input.report({ kind: 'step', epoch, step, stepsPerEpoch: steps, samples: (epoch * steps + step + 1) * workers * batch, loss: outcome.loss, lr, bytesSent: rank.bytesSent() });
+        }
+      }
+      if (outcome.stop) {
+        stopped = true;
+        resumeAt = outcome.resumeAt ?? step + 1;
+        break;
+      }
+      if (checkpointAfter) await save(epoch, step + 1);
+    }
+    const trainSeconds = (performance.now() - epochStart) / 1000;
+    const ended = rank.endSteps ? await rank.endSteps(stopped, lossSum / Math.max(1, lossWeight)) : { stop: stopped, trainLoss: lossSum / lossWeight };
+    if (ended.stop) {
+      await save(epoch, resumeAt);
+      return { params: rank.params, stoppedEarly: true };
+    }
+    const { loss, accuracy, rmse } = await evaluate(comm, model, dataset, rank.params, testBatcher);
+    if (reporting) {
+      input.report({ kind: 'epoch', epoch, trainLoss: ended.trainLoss, testLoss: loss, testAccuracy: accuracy, testRmse: rmse, trainSeconds, samples: (steps - firstStep) * workers * batch, bytesSent: rank.bytesSent() });
+    }
+    await save(epoch + 1, 0);
+    // one shared array: nobody writes the next epoch's updates until rank 0 has saved this one's
+    if (capabilities.sharedArray) await comm.barrier();
+  }
+  return { params: rank.params, stoppedEarly: false };
+}
+
+/**
+ * Test loss and accuracy with the work shared by every rank of the communicator: each takes
+ * a contiguous share of the test split, then one all-reduce sums [loss·count, correct, count].
+ */
+export async function evaluate(comm: Communicator, model: Model, dataset: Dataset, params: Float32Array, batcher: Batcher): Promise<{ loss: number; accuracy: number; rmse: number }> {
+  const [first, end] = shareOf(dataset.test.count, comm.rank, comm.size);
+  const totals = new Float64Array(4);
+  for (let start = first; start < end; start += model.maxBatch) {
+    const count = Math.min(model.maxBatch, end - start);
+    const result = model.evaluate(params, batcher.range(start, count));
+    totals[0] += result.loss * count;
+    totals[1] += result.correct;
+    totals[2] += result.squaredError;
+  }
+  totals[3] = end - first;
+  // float32 sums of counts up to 2²⁴ stay exact; the sums of losses lose only float32 rounding
+  const shared = Float32Array.from(totals);
+  await comm.allreduce(shared, 'sum');
+  const count = shared[3];
+  return { loss: shared[0] / count, accuracy: model.task === 'classification' ? shared[1] / count : NaN, rmse: model.task === 'regression' ? Math.sqrt(shared[2] / count) : NaN };
+}
