@@ -145,3 +145,22 @@ export class MaxPool2d implements Layer {
 
   init(): void {}
 }
+
+/** Flattens each sample to one vector: the data stays where it is; the gradient is copied through. */
+export class Flatten implements Layer {
+  readonly params: TensorSpec[] = [];
+  readonly outputShape: readonly number[];
+  constructor(inputShape: readonly number[]) {
+    this.outputShape = [sizeOf(inputShape)];
+  }
+
+  forward(_p: Views, x: Float32Array): Float32Array {
+    return x;
+  }
+
+  backward(_p: Views, _g: Views, _x: Float32Array, gradOut: Float32Array, gradX: Float32Array | null, batch: number): void {
+    if (gradX) gradX.set(gradOut.subarray(0, batch * this.outputShape[0]));
+  }
+
+  init(): void {}
+}

@@ -1,0 +1,36 @@
+// Layers run one after another: the forward pass keeps the input each layer saw, the backward
+// pass runs them in reverse, each writing its parameter gradients and the gradient of its
+// input. Sequential models and the branches of a residual block are chains.
+
+import type { Layer, Views } from './layers.js';
+
+const sizeOf = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
+
+export class LayerChain {
+  private readonly inputs: Float32Array[]; // the input each layer saw in the last forward pass
+  private readonly inputGrads: (Float32Array | null)[]; // gradient w.r.t. each layer's input (the first's is the caller's)
+
+  constructor(readonly layers: readonly Layer[], maxBatch: number) {
+    this.inputs = new Array(layers.length);
+    this.inputGrads = layers.map((_, i) => (i === 0 ? null : new Float32Array(maxBatch * sizeOf(layers[i - 1].outputShape))));
+  }
+
+  forward(p: Views, x: Float32Array, batch: number): Float32Array {
+    let activation = x;
+    for (let i = 0; i < this.layers.length; i++) {
+      this.inputs[i] = activation;
+      activation = this.layers[i].forward(p, activation, batch);
+    }
+    return activation;
+  }
+
+  /** From the gradient of the chain's output; writes the gradient of its input into gradX unless null. */
+  backward(p: Views, g: Views, gradOut: Float32Array, gradX: Float32Array | null, batch: number): void {
+    let gradient = gradOut;
+    for (let i = this.layers.length - 1; i >= 0; i--) {
+      const target = i === 0 ? gradX : this.inputGrads[i];
+      this.layers[i].backward(p, g, this.inputs[i], gradient, target, batch);
+      if (target) gradient = target;
+    }
+  }
+}

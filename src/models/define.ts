@@ -1,0 +1,185 @@
+// How a user defines a model of their own, in a module every rank imports by URL:
+//
+//   export default sequential([conv2d(16), relu(), maxPool2d(2), flatten(), dense(10)]);
+//   export default sequential(({ classes }) => [flatten(), dense(64), relu(), residual([dense(64), relu(), dense(64)]), relu(), dense(classes)]);
+//   export default lossAndGradModel({ parameters: …, lossAndGrad(params, batch, grad) { …; return loss; }, … });
+//
+// A layer spec is a recipe: it is sized when the model is built for the data's shapes.
+
+import { shapeMismatch, ConvergeError } from '../errors.js';
+import { kernelSet } from '../kernels/registry.js';
+import type { KernelSet } from '../kernels/types.js';
+import { Layout, type TensorSpec } from '../tensor/layout.js';
+import { Random } from '../tensor/random.js';
+import type { DataKind, ModelDefinition } from './index.js';
+import { Conv2d, Dense, Flatten, MaxPool2d, Relu, type Layer } from './layers.js';
+import type { AnyBatch, Batch, Evaluation, Model, ModelOptions } from './model.js';
+import { Residual } from './residual.js';
+import { Sequential } from './sequential.js';
+
+/** Where a layer is built: the kernels, its input's shape per sample, the largest batch, its parameters' name prefix. */
+export interface LayerContext {
+  kernels: KernelSet;
+  inputShape: readonly number[];
+  maxBatch: number;
+  name: string;
+}
+
+/** A layer not yet sized: built once the shape of its input is known. */
+export type LayerSpec = (context: LayerContext) => Layer;
+
+const sizeOf = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
+
+function positive(what: string, value: number): void {
+  if (!Number.isInteger(value) || value <= 0) throw new ConvergeError(`${what}: got ${value}; expected a positive integer.`, 'BAD_MODEL');
+}
+
+function imageInput(layer: string, shape: readonly number[]): void {
+  if (shape.length !== 3) throw shapeMismatch(layer, 'an input of shape [channels, height, width]', `[${shape}]; put it before flatten() and dense()`);
+}
+
+/** A fully connected layer of `units` outputs (its input is flattened). Parameters NAME.weight [units, in], NAME.bias [units]. */
+export function dense(units: number): LayerSpec {
+  positive('dense(units)', units);
+  return ({ kernels, inputShape, maxBatch, name }) => new Dense(kernels, name, sizeOf(inputShape), units, maxBatch);
+}
+
+/** A 2-D convolution of stride 1, zero padding `pad` (default: keeps height and width for odd sizes). */
+export function conv2d(filters: number, kernelSize = 3, options: { pad?: number } = {}): LayerSpec {
+  positive('conv2d(filters)', filters);
+  positive('conv2d(kernelSize)', kernelSize);
+  const pad = options.pad ?? (kernelSize - 1) >> 1;
+  return ({ kernels, inputShape, maxBatch, name }) => {
+    imageInput(`conv2d ${name}`, inputShape);
+    return new Conv2d(kernels, name, inputShape, filters, kernelSize, pad, maxBatch);
+  };
+}
+
+/** Max pooling over size×size windows with stride size. */
+export function maxPool2d(size = 2): LayerSpec {
+  positive('maxPool2d(size)', size);
+  return ({ kernels, inputShape, maxBatch, name }) => {
+    imageInput(`maxPool2d ${name}`, inputShape);
+    return new MaxPool2d(kernels, inputShape, size, maxBatch);
+  };
+}
+
+export function relu(): LayerSpec {
+  return ({ kernels, inputShape }) => new Relu(kernels, inputShape);
+}
+
+export function flatten(): LayerSpec {
+  return ({ inputShape }) => new Flatten(inputShape);
+}
+
+/**
+ * out = body(x) + shortcut(x): a residual connection. Without a shortcut the input is added as
+ * it is (the body must keep its shape); a shortcut of layers is a projection (e.g. [dense(n)]).
+ */
+export function residual(body: LayerSpec[], shortcut?: LayerSpec[]): LayerSpec {
+  return ({ kernels, inputShape, maxBatch, name }) => {
+    const bodyLayers = buildLayers(body, kernels, inputShape, maxBatch, `${name}.body.`);
+    const shortcutLayers = shortcut ? buildLayers(shortcut, kernels, inputShape, maxBatch, `${name}.shortcut.`) : null;
+    return new Residual(name, inputShape, bodyLayers, shortcutLayers, maxBatch);
+  };
+}
+
+/** Builds specs one after another, each sized by its predecessor's output; parameters are named PREFIX0, PREFIX1, … as PyTorch's nn.Sequential names them. */
+export function buildLayers(specs: readonly LayerSpec[], kernels: KernelSet, inputShape: readonly number[], maxBatch: number, prefix = ''): Layer[] {
+  const layers: Layer[] = [];
+  let shape = inputShape;
+  specs.forEach((spec, i) => {
+    if (typeof spec !== 'function') throw new ConvergeError(`layer ${prefix}${i} is not a layer spec; build layers with dense(), conv2d(), relu(), … from 'converge'.`, 'BAD_MODEL');
+    const layer = spec({ kernels, inputShape: shape, maxBatch, name: `${prefix}${i}` });
+    layers.push(layer);
+    shape = layer.outputShape;
+  });
+  return layers;
+}
+
+/** The data a model is built for, as a user's recipe sees it. */
+export interface DataShape {
+  inputShape: readonly number[];
+  classes: number;
+}
+
+/**
+ * A classifier of images (or any dense samples) from layers, trained with softmax cross-entropy:
+ * the last layer must give one output per class.
+ */
+export function sequential(layers: LayerSpec[] | ((data: DataShape) => LayerSpec[]), options: { name?: string } = {}): ModelDefinition {
+  return {
+    data: 'images',
+    build(o: ModelOptions) {
+      if (!o.inputShape || !o.classes) throw shapeMismatch(`model ${options.name ?? 'sequential'}`, 'image data (a shape and classes)', 'data of another kind');
+      const kernels = kernelSet();
+      const specs = typeof layers === 'function' ? layers({ inputShape: o.inputShape, classes: o.classes }) : layers;
+      return new Sequential(options.name ?? 'sequential', kernels, buildLayers(specs, kernels, o.inputShape, o.maxBatch), o.inputShape, o.classes, o.maxBatch);
+    },
+  };
+}
+
+/** A model written as functions over the flat parameter buffer (and a gradient buffer of the same layout). */
+export interface FunctionModel<B extends AnyBatch = Batch> {
+  name?: string;
+  /** The data it trains on (default 'images'). */
+  data?: DataKind;
+  /** 'classification' reports accuracy, 'regression' RMSE (default 'classification'). */
+  task?: 'classification' | 'regression';
+  /** Its parameters as named shapes, for the data's shapes; they are laid out in this order in one flat buffer. */
+  parameters(data: ModelOptions): TensorSpec[];
+  /** Fresh parameters; default: 1-D tensors zero, others U(±1/√fan_in) with fan_in the product of all but the first dimension. */
+  init?(params: Float32Array, random: Random, layout: Layout): void;
+  /** Writes the gradient of the batch's mean loss into grad (every element); returns the mean loss. */
+  lossAndGrad(params: Float32Array, batch: B, grad: Float32Array, layout: Layout): number;
+  /** Mean loss and the figure of merit on a batch; default: the loss of lossAndGrad, and correct answers from predict. */
+  evaluate?(params: Float32Array, batch: B, layout: Layout): Evaluation;
+  /** Classification: writes the predicted class of each sample of the batch into out. */
+  predict?(params: Float32Array, batch: B, out: Int32Array, layout: Layout): void;
+}
+
+/** A model from a plain lossAndGrad function. */
+export function lossAndGradModel<B extends AnyBatch = Batch>(spec: FunctionModel<B>): ModelDefinition {
+  if (typeof spec.lossAndGrad !== 'function' || typeof spec.parameters !== 'function') {
+    throw new ConvergeError('lossAndGradModel: give parameters(data) → [{ name, shape }] and lossAndGrad(params, batch, grad) → loss.', 'BAD_MODEL');
+  }
+  const task = spec.task ?? 'classification';
+  if (!spec.evaluate && task === 'regression') throw new ConvergeError(`lossAndGradModel ${spec.name ?? ''}: a regression model needs evaluate(params, batch) → { loss, correct: 0, squaredError }.`, 'BAD_MODEL');
+  if (!spec.evaluate && !spec.predict) throw new ConvergeError(`lossAndGradModel ${spec.name ?? ''}: a classifier needs predict(params, batch, out) or evaluate(params, batch), or its accuracy cannot be measured.`, 'BAD_MODEL');
+  return {
+    data: spec.data ?? 'images',
+    build(options: ModelOptions): Model<B> {
+      const layout = new Layout(spec.parameters(options));
+      const scratch = new Float32Array(layout.size);
+      const predicted = new Int32Array(options.maxBatch);
+      return {
+        name: spec.name ?? 'custom',
+        layout,
+        maxBatch: options.maxBatch,
+        task,
+        init(params, random) {
+          if (spec.init) return spec.init(params, random, layout);
+          const views = layout.views(params);
+          for (const slot of layout.slots) {
+            if (slot.shape.length === 1) views[slot.name].fill(0);
+            else {
+              const bound = 1 / Math.sqrt(slot.size / slot.shape[0]);
+              random.fillUniform(views[slot.name], -bound, bound);
+            }
+          }
+        },
+        lossAndGrad: (params, batch, grad) => spec.lossAndGrad(params, batch, grad, layout),
+        evaluate(params, batch) {
+          if (spec.evaluate) return spec.evaluate(params, batch, layout);
+          const loss = spec.lossAndGrad(params, batch, scratch, layout);
+          spec.predict!(params, batch, predicted, layout);
+          const labels = (batch as unknown as { y: ArrayLike<number> }).y;
+          let correct = 0;
+          for (let i = 0; i < batch.size; i++) if (predicted[i] === labels[i]) correct++;
+          return { loss, correct, squaredError: 0 };
+        },
+      };
+    },
+  };
+}
+

@@ -1,0 +1,72 @@
+// A residual block: two branches from one input joined by addition, out = body(x) + shortcut(x),
+// where the shortcut is x itself or a projection (He et al. 2016). The backward pass sends the
+// output's gradient down both branches and adds what they return for the input.
+
+import { shapeMismatch } from '../errors.js';
+import { LayerChain } from './chain.js';
+import type { Layer, Views } from './layers.js';
+import type { TensorSpec } from '../tensor/layout.js';
+import type { Random } from '../tensor/random.js';
+
+const sizeOf = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
+
+export class Residual implements Layer {
+  readonly params: TensorSpec[];
+  readonly outputShape: readonly number[];
+  private readonly body: LayerChain;
+  private readonly shortcut: LayerChain | null;
+  private readonly inputSize: number;
+  // each branch reads its own copy of the input: a layer may work in place (ReLU)
+  private readonly bodyInput: Float32Array;
+  private readonly shortcutInput: Float32Array | null;
+  private readonly out: Float32Array;
+  private readonly bodyGrad: Float32Array;
+  private readonly shortcutGrad: Float32Array | null;
+
+  constructor(name: string, inputShape: readonly number[], body: Layer[], shortcut: Layer[] | null, maxBatch: number) {
+    if (body.length === 0) throw shapeMismatch(`residual block ${name}`, 'at least one layer in its body', 'none');
+    const bodyShape = body[body.length - 1].outputShape;
+    const shortcutShape = shortcut && shortcut.length > 0 ? shortcut[shortcut.length - 1].outputShape : inputShape;
+    if (sizeOf(bodyShape) !== sizeOf(shortcutShape) || bodyShape.join() !== shortcutShape.join()) {
+      throw shapeMismatch(`residual block ${name}`, `a body whose output has the shortcut's shape [${shortcutShape}]`, `[${bodyShape}]; give the block a projection shortcut`);
+    }
+    this.params = [...body.flatMap((layer) => layer.params), ...(shortcut ?? []).flatMap((layer) => layer.params)];
+    this.outputShape = bodyShape;
+    this.inputSize = sizeOf(inputShape);
+    this.body = new LayerChain(body, maxBatch);
+    this.shortcut = shortcut && shortcut.length > 0 ? new LayerChain(shortcut, maxBatch) : null;
+    this.bodyInput = new Float32Array(maxBatch * this.inputSize);
+    this.shortcutInput = this.shortcut ? new Float32Array(maxBatch * this.inputSize) : null;
+    this.out = new Float32Array(maxBatch * sizeOf(bodyShape));
+    this.bodyGrad = new Float32Array(maxBatch * this.inputSize);
+    this.shortcutGrad = this.shortcut ? new Float32Array(maxBatch * this.inputSize) : null;
+  }
+
+  forward(p: Views, x: Float32Array, batch: number): Float32Array {
+    const n = batch * this.inputSize;
+    this.bodyInput.set(x.subarray(0, n));
+    const y = this.body.forward(p, this.bodyInput, batch);
+    let skip = x;
+    if (this.shortcut && this.shortcutInput) {
+      this.shortcutInput.set(x.subarray(0, n));
+      skip = this.shortcut.forward(p, this.shortcutInput, batch);
+    }
+    const m = batch * sizeOf(this.outputShape);
+    for (let i = 0; i < m; i++) this.out[i] = y[i] + skip[i];
+    return this.out;
+  }
+
+  backward(p: Views, g: Views, _x: Float32Array, gradOut: Float32Array, gradX: Float32Array | null, batch: number): void {
+    this.body.backward(p, g, gradOut, gradX ? this.bodyGrad : null, batch);
+    if (this.shortcut) this.shortcut.backward(p, g, gradOut, gradX ? this.shortcutGrad : null, batch);
+    if (!gradX) return;
+    const skipGrad = this.shortcutGrad ?? gradOut;
+    const n = batch * this.inputSize;
+    for (let i = 0; i < n; i++) gradX[i] = this.bodyGrad[i] + skipGrad[i];
+  }
+
+  init(p: Views, random: Random): void {
+    for (const layer of this.body.layers) layer.init(p, random);
+    if (this.shortcut) for (const layer of this.shortcut.layers) layer.init(p, random);
+  }
+}
