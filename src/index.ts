@@ -23,7 +23,7 @@ export type { SparseDataset } from './data/sparse.js';
 export type { RatingsDataset } from './data/ratings.js';
 
 // your own loop
-export { init, runOnThreads, type CommunicatorOptions, type Communicator, type ProcessCommunicator } from './api/communicator.js';
+export { init, runOnThreads, type CommunicatorOptions, type ThreadOptions, type Communicator, type ProcessCommunicator } from './api/communicator.js';
 export type { ReduceOp } from './comm/communicator.js';
 export { Optimizer, defaultOptimizer, optimizerNames, type OptimizerConfig, type OptimizerName } from './optim/optimizers.js';
 

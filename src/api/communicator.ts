@@ -24,6 +24,15 @@ function checkCapacity(options: CommunicatorOptions): void {
   if (!Number.isInteger(options.capacity) || options.capacity <= 0) throw badOption('capacity', options.capacity, 'a positive number of floats: the largest buffer one call moves');
 }
 
+export interface ThreadOptions extends CommunicatorOptions {
+  /** Handed to every thread's function as its second argument (structured-cloned). */
+  data?: unknown;
+  /** Floats that comm.allocate() may hand out per rank, all calls together (default 2 × capacity: parameters and gradients). */
+  allocatable?: number;
+  /** Reserve mailboxes for send/recv: threads² × capacity floats (default off). */
+  pointToPoint?: boolean;
+}
+
 const jobVariables = ['RANK', 'OMPI_COMM_WORLD_RANK', 'PMIX_RANK', 'SLURM_PROCID'];
 
 /**
@@ -36,7 +45,7 @@ export async function init(options: CommunicatorOptions & { backend?: 'tcp' | 'm
   const timeoutMs = 1000 * (options.timeoutSeconds ?? 120);
   const inJob = jobVariables.some((name) => process.env[name] !== undefined);
   if (!inJob && options.backend === undefined) {
-    const comm = new ShmCommunicator(createShmHandle(1, options.capacity, timeoutMs), 0);
+    const comm = new ShmCommunicator(createShmHandle(1, options.capacity, timeoutMs, 2 * options.capacity), 0);
     return Object.assign(comm, { close: () => {} });
   }
   const backend = options.backend ?? (process.env.RANK !== undefined ? 'tcp' : 'mpi');
@@ -48,11 +57,13 @@ export async function init(options: CommunicatorOptions & { backend?: 'tcp' | 'm
  * threads of this process, each with its rank's communicator (shared memory); resolves with
  * every rank's result, or rejects with the first failure, naming the rank.
  */
-export function runOnThreads<T = unknown>(threads: number, module: URL | string, options: CommunicatorOptions & { data?: unknown; /** Reserve mailboxes for send/recv (threads² × capacity floats). */ pointToPoint?: boolean }): Promise<T[]> {
+export function runOnThreads<T = unknown>(threads: number, module: URL | string, options: ThreadOptions): Promise<T[]> {
   checkCapacity(options);
   if (!Number.isInteger(threads) || threads <= 0) throw badOption('threads', threads, 'a positive integer');
   const url = module instanceof URL ? module.href : module;
-  const handle = createShmHandle(threads, options.capacity, 1000 * (options.timeoutSeconds ?? 120), options.capacity, options.pointToPoint ? options.capacity : 0);
+  const allocatable = options.allocatable ?? 2 * options.capacity;
+  if (!Number.isInteger(allocatable) || allocatable <= 0) throw badOption('allocatable', allocatable, 'a positive number of floats');
+  const handle = createShmHandle(threads, options.capacity, 1000 * (options.timeoutSeconds ?? 120), allocatable, options.pointToPoint ? options.capacity : 0);
   return runThreadGroup(handle, new URL('../launch/user-thread.js', import.meta.url), { data: () => ({ module: url, data: options.data }) }) as Promise<T[]>;
 }
 

@@ -2,6 +2,7 @@
 
 import { parseArgs } from 'node:util';
 import { isProcessBackend } from '../comm/backends.js';
+import { modelLabel } from '../models/module.js';
 import { badOption, ConvergeError } from '../errors.js';
 import { defaults, type TrainConfig } from '../train/config.js';
 import type { Summary } from '../train/monitor.js';
@@ -148,7 +149,7 @@ async function trainWithThreads(config: TrainConfig, stopFlag: SharedArrayBuffer
     notice: (line) => process.stderr.write(`${line}\n`),
     onStart: (monitor, info) => {
       const c = info.config;
-      process.stderr.write(`converge: ${c.model} (${info.parameters.toLocaleString('en-US')} parameters) on ${info.dataset.name} (${info.dataset.train.count} train / ${info.dataset.test.count} test), `
+      process.stderr.write(`converge: ${modelLabel(c.model)} (${info.parameters.toLocaleString('en-US')} parameters) on ${info.dataset.name} (${info.dataset.train.count} train / ${info.dataset.test.count} test), `
         + `${c.strategy}, ${c.workers} worker${c.workers > 1 ? 's' : ''} × batch ${c.batch}, ${c.optimizer} lr ${c.lr}${c.lrScaling === 'linear' && c.workers > 1 ? ` × ${c.workers} (linear scaling)` : ''}, kernels ${info.kernels}`
         + `${resumedText(info.resumedFrom)}\n`);
       monitor.listen(new ProgressBar(c.epochs).update);
@@ -167,7 +168,7 @@ async function trainAsRank(config: TrainConfig, workersAsked: number | undefined
     notice: (line) => process.stderr.write(`${line}\n`),
     onStart: (monitor, info) => {
       const c = info.config;
-      process.stderr.write(`converge: ${c.model} (${info.parameters.toLocaleString('en-US')} parameters) on ${info.dataset.name}, ${c.strategy} over ${c.backend}, ${c.workers} worker${c.workers > 1 ? 's' : ''} × batch ${c.batch}, kernels ${info.kernels}`
+      process.stderr.write(`converge: ${modelLabel(c.model)} (${info.parameters.toLocaleString('en-US')} parameters) on ${info.dataset.name}, ${c.strategy} over ${c.backend}, ${c.workers} worker${c.workers > 1 ? 's' : ''} × batch ${c.batch}, kernels ${info.kernels}`
         + `${resumedText(info.resumedFrom)}\n`);
       // a launcher's pipe is not a terminal: one line per epoch instead of a bar
       if (process.stderr.isTTY) monitor.listen(new ProgressBar(c.epochs).update);

@@ -2,6 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Random } from '../tensor/random.js';
 import { createImageModel as createModel, type ImageModel as Model } from './index.js';
+import { kernelSet } from '../kernels/registry.js';
+import { conv2d, dense, flatten, lossAndGradModel, relu, residual, sequential } from './define.js';
 
 // Finite differences in float32 need a coarse step; the loss is accumulated in float64.
 function checkGradient(model: Model, seed: number, batchSize: number): void {
@@ -106,4 +108,53 @@ test('training steps give the same loss trajectory on the reference and native k
   } finally {
     useBackend(before);
   }
+});
+
+test('layers of your own: residual blocks (identity and projection shortcuts) and flatten match finite differences', () => {
+  // a dense layer before the block: its gradient is right only if the block passes the input's gradient down both branches
+  const identity = sequential(({ classes }) => [flatten(), dense(6), residual([relu(), dense(6), relu(), dense(6)]), relu(), dense(classes)], { name: 'residual-identity' });
+  checkGradient(identity.build({ inputShape: [1, 3, 4], classes: 5, maxBatch: 4 }) as Model, 3, 4);
+  // (no ReLU or max-pooling here: with convolutions, finite differences of ±0.01 cross their kinks)
+  const projected = sequential(({ classes }) => [conv2d(3), residual([conv2d(4), conv2d(4)], [conv2d(4, 1)]), flatten(), dense(classes)], { name: 'residual-projection' });
+  checkGradient(projected.build({ inputShape: [2, 6, 4], classes: 3, maxBatch: 3 }) as Model, 4, 3);
+  // out = body(x) + x, with x as it came in, even when the body's first layer works in place
+  const block = residual([relu()])({ kernels: kernelSet(), inputShape: [4], maxBatch: 1, name: 'r' });
+  const input = Float32Array.of(-2, -1, 1, 2);
+  assert.deepEqual(Array.from(block.forward({}, input, 1)), [-2, -1, 2, 4]);
+  assert.deepEqual(Array.from(input), [-2, -1, 1, 2], 'the block leaves its input alone');
+  assert.throws(() => sequential([dense(4), residual([dense(3)]), dense(2)]).build({ inputShape: [5], classes: 2, maxBatch: 1 }), /residual block 1: expected a body whose output has the shortcut's shape \[4\], got \[3\]; give the block a projection shortcut/);
+});
+
+test('a model from a plain lossAndGrad function: its gradient is checked the same way, and it must say how to measure it', () => {
+  // least squares to the one-hot label, written by hand: loss = mean over the batch of ½‖W x + b − onehot‖²
+  const definition = lossAndGradModel({
+    name: 'least-squares',
+    parameters: ({ inputShape, classes }) => [{ name: 'w', shape: [classes!, inputShape!.reduce((a, b) => a * b, 1)] }, { name: 'b', shape: [classes!] }],
+    lossAndGrad(params, batch, grad, layout) {
+      const { w, b } = layout.views(params);
+      const g = layout.views(grad);
+      const [classes, inputs] = layout.slot('w').shape;
+      grad.fill(0);
+      let loss = 0;
+      for (let n = 0; n < batch.size; n++) {
+        for (let c = 0; c < classes; c++) {
+          let z = b[c];
+          for (let i = 0; i < inputs; i++) z += w[c * inputs + i] * batch.x[n * inputs + i];
+          const r = z - (batch.y[n] === c ? 1 : 0);
+          loss += (0.5 * r * r) / batch.size;
+          g.b[c] += r / batch.size;
+          for (let i = 0; i < inputs; i++) g.w[c * inputs + i] += (r * batch.x[n * inputs + i]) / batch.size;
+        }
+      }
+      return loss;
+    },
+    predict(params, batch, out, layout) {
+      out.fill(0, 0, batch.size);
+      void params;
+      void layout;
+    },
+  });
+  const model = definition.build({ inputShape: [2, 3], classes: 4, maxBatch: 5 });
+  checkGradient(Object.assign(model, { inputShape: [2, 3], classes: 4 }) as unknown as Model, 7, 5);
+  assert.throws(() => lossAndGradModel({ parameters: () => [], lossAndGrad: () => 0 }), /a classifier needs predict\(params, batch, out\) or evaluate\(params, batch\)/);
 });
