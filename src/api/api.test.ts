@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConvergeError, init, runOnThreads, train, type EpochReport } from '../index.js';
-import { launchProcesses } from '../launch/processes.js';
+import { launchProcesses } from '../launch/local-job.js';
 import { readCheckpoint } from '../train/checkpoint.js';
 import { resolveModel } from '../models/module.js';
 

@@ -5,7 +5,7 @@
 import type { Dataset } from '../data/dataset.js';
 import { badOption, ConvergeError } from '../errors.js';
 import { isProcessBackend } from '../comm/backends.js';
-import { trainOnProcess } from '../launch/process.js';
+import { trainOnProcess } from '../launch/process-rank.js';
 import { trainOnThreads } from '../launch/threads.js';
 import { defaults, type TrainConfig } from '../train/config.js';
 import type { TrainingEvent } from '../train/loop.js';

@@ -15,7 +15,7 @@ import { parseArgs } from 'node:util';
 import { createShmHandle } from '../comm/shm.js';
 import { runThreadGroup } from '../launch/thread-group.js';
 import { selectKernels } from '../kernels/select.js';
-import { launchProcesses } from '../launch/processes.js';
+import { launchProcesses } from '../launch/local-job.js';
 import { mpiJob, mpiMissing, mpirunFlags } from '../launch/mpi-job.js';
 import { announceEnvironment, environment, writeJson } from './common.js';
 import type { Timing } from './collectives-timing.js';

@@ -2,7 +2,7 @@
 
 import { parseArgs } from 'node:util';
 import { badOption } from '../errors.js';
-import { launchProcesses } from '../launch/processes.js';
+import { launchProcesses } from '../launch/local-job.js';
 
 export const launchHelp = `converge launch -n N [options] -- COMMAND [ARGS…]
   Starts N processes of COMMAND as ranks 0…N−1 of one job on this machine, with RANK,

@@ -6,7 +6,7 @@ import { modelLabel } from '../models/module.js';
 import { badOption, ConvergeError } from '../errors.js';
 import { defaults, type TrainConfig } from '../train/config.js';
 import type { Summary } from '../train/monitor.js';
-import { trainOnProcess } from '../launch/process.js';
+import { trainOnProcess } from '../launch/process-rank.js';
 import { trainOnThreads } from '../launch/threads.js';
 import { strategies } from '../strategies/index.js';
 import { ProgressBar } from './progress.js';

@@ -6,8 +6,8 @@ import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { connect, createServer, type Socket } from 'node:net';
 import { conformanceCases } from './conformance.js';
-import { connectTcp } from './tcp.js';
-import { freePort, launchProcesses } from '../launch/processes.js';
+import { connectTcp } from './tcp-rendezvous.js';
+import { freePort, launchProcesses } from '../launch/local-job.js';
 
 const script = new URL('./conformance.process.js', import.meta.url).pathname;
 

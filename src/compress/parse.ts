@@ -4,7 +4,9 @@
 import { ConvergeError } from '../errors.js';
 import { bfloat16, float16, float32 } from './codecs.js';
 import type { Hook, ValueCodec } from './hook.js';
-import { dense, qsgd, randomk, sign, topk } from './hooks.js';
+import { dense } from './dense.js';
+import { qsgd, sign } from './quantize.js';
+import { randomk, topk } from './sparsify.js';
 
 export const compressForms = 'none, fp16, bf16, sign, qsgd:BITS (2–8), topk:DENSITY[,nodgc][,clip=NORM][,warmup=EPOCHS][+fp16|+bf16], randomk:DENSITY[+fp16|+bf16] (0 < DENSITY ≤ 1)';
 

@@ -3,7 +3,7 @@
 
 import { backends } from '../comm/backends.js';
 import type { ProcessCommunicator } from '../comm/communicator.js';
-import { connectTcp } from '../comm/tcp.js';
+import { connectTcp } from '../comm/tcp-rendezvous.js';
 import { unknownName } from '../errors.js';
 import { masterFromEnvironment, placeFromEnvironment } from './environment.js';
 

@@ -12,7 +12,7 @@
 import { CommunicationError } from '../errors.js';
 import { SharedLowPrecision } from '../tensor/precision.js';
 import { mixSeed } from '../tensor/random.js';
-import type { StepInput, Strategy } from './strategy.js';
+import type { Strategy } from './strategy.js';
 
 export const hogwild: Strategy = async (setup) => {
   const { comm, model, seed, workers } = setup;

@@ -25,7 +25,7 @@ export interface TrainConfig {
   compress?: string; // gradient compression hook (--compress); none given: no hook at all
   paramPrecision: ParamPrecision; // how the master copy of the parameters is stored
   workers: number;
-  /** shm: threads of this process; tcp, mpi: this process is one rank of a job (see launch/process.ts) */
+  /** shm: threads of this process; tcp, mpi: this process is one rank of a job (see launch/process-rank.ts) */
   backend: string;
   strategy: string;
   epochs: number;

@@ -10,7 +10,7 @@ import { defaults, type TrainConfig } from '../train/config.js';
 import { readCheckpoint } from '../train/checkpoint.js';
 import { createModel } from '../models/index.js';
 import { trainOnThreads } from './threads.js';
-import { launchProcesses } from './processes.js';
+import { launchProcesses } from './local-job.js';
 import { mpiJob, mpiMissing } from './mpi-job.js';
 
 const cli = new URL('../cli/main.js', import.meta.url).pathname;

@@ -1,0 +1,226 @@
+// The tcp backend's connections: a Source holds one socket's bytes until someone listens (the
+// handshake, then a Link); a Link parses a peer's frames and delivers each to the receive that
+// waits for it, summing collective payloads as their bytes arrive.
+
+import type { Socket } from 'node:net';
+import { kernel } from '../kernels/registry.js';
+import { operations } from './communicator.js';
+import { HEADER, MAGIC, TYPES, readHeader, type Frame, Type } from './tcp-wire.js';
+
+/** What a rank waits for from one peer: the next frame, delivered into `target` (or summed into it). */
+export interface Receive {
+  expect: { type: Type; operation: number; part: number; seq: number; count: number; root: number; bytes: number } | null; // null: any p2p message
+  target: Uint8Array | null; // where the payload goes (copy), or the scratch it lands in before summing
+  sumInto: Float32Array | null; // add the payload, as it arrives, into sumInto[sumAt …]
+  sumAt: number;
+  received: number;
+  summed: number; // floats already added
+  done: (frame: Frame) => void;
+}
+
+/** A connection to one peer: frame parsing, the receive it is waiting on, and what arrived early. */
+export class Link {
+  peer = -1;
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+  private frame: Frame | null = null; // header parsed, payload pending
+  private frameReceive: Receive | null = null; // the receive the pending payload goes straight into
+  private payloadTaken = 0;
+  private early: { frame: Frame; payload: Buffer }[] = []; // collective frames nobody waits for yet
+  readonly mail: { frame: Frame; payload: Buffer }[] = []; // point-to-point messages not yet received
+  receive: Receive | null = null;
+  private earlyPayload: Buffer | null = null;
+  lastSeen = 'the rendezvous';
+  closed = false;
+  finished = false; // said goodbye
+
+  /** Where this rank writes to the peer (the connection the peer dialed). */
+  readonly socket: Socket;
+
+  constructor(
+    peer: number,
+    readonly reader: Source, // the connection this rank dialed: the peer's frames arrive here
+    writer: Source,
+    private readonly limit: () => number,
+    private readonly onFrame: (link: Link, frame: Frame, payload: Buffer | null) => void,
+    private readonly onGarbage: (link: Link, what: string) => void,
+  ) {
+    this.peer = peer;
+    this.socket = writer.socket;
+    reader.listen((chunk) => this.push(chunk));
+    // nothing may arrive where this rank only writes
+    writer.listen(() => this.onGarbage(this, 'bytes on the connection it only reads from'));
+  }
+
+  private push(chunk: Buffer): void {
+    this.parse(chunk);
+    // the reader's bytes live in a buffer reused for the next read: keep a copy of a partial header
+    if (this.chunks.length > 0) this.chunks = [Buffer.from(Buffer.concat(this.chunks))];
+  }
+
+  private parse(chunk: Buffer): void {
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+    while (!this.closed) {
+      if (!this.frame) {
+        if (this.buffered < HEADER) return;
+        const header = this.take(HEADER);
+        const frame = readHeader(header);
+        const magic = header.readUInt32LE(0);
+        if (magic !== MAGIC) return this.onGarbage(this, `a frame with magic 0x${magic.toString(16)} (expected 0x${MAGIC.toString(16)})`);
+        if (frame.type < 1 || frame.type > TYPES) return this.onGarbage(this, `a frame of unknown type ${frame.type}`);
+        if (frame.bytes > this.limit()) return this.onGarbage(this, `a frame of ${frame.bytes} bytes, more than the ${this.limit()} allowed`);
+        this.frame = frame;
+        this.payloadTaken = 0;
+        this.earlyPayload = null;
+        this.frameReceive = this.receive && this.matches(this.receive, frame) ? this.receive : null;
+        if (frame.type === Type.Data && frame.operation !== operations.indexOf('send')) this.lastSeen = `${operations[frame.operation]} #${frame.seq}`;
+      }
+      const frame = this.frame;
+      const wanted = frame.bytes - this.payloadTaken;
+      const available = Math.min(wanted, this.buffered);
+      const receive = this.frameReceive;
+      if (receive && receive.target) {
+        // straight into the waiting buffer (and summed as whole floats arrive)
+        this.takeInto(receive.target, receive.received, available);
+        receive.received += available;
+        this.payloadTaken += available;
+        if (receive.sumInto) this.sumArrived(receive, this.payloadTaken === frame.bytes);
+      } else if (available > 0) {
+        this.earlyPayload ??= this.borrow(frame.bytes);
+        this.takeInto(this.earlyPayload, this.payloadTaken, available);
+        this.payloadTaken += available;
+      }
+      if (this.payloadTaken < frame.bytes) return;
+      this.frame = null;
+      this.frameReceive = null;
+      if (receive && receive.target) {
+        this.receive = null;
+        receive.done(frame);
+      } else {
+        const payload = this.earlyPayload ?? this.borrow(0);
+        this.earlyPayload = null;
+        this.onFrame(this, frame, payload);
+      }
+    }
+  }
+
+  /** A frame that completed before its receive was posted (or while it was): hand it over. */
+  completeFrom(frame: Frame, payload: Buffer): boolean {
+    const receive = this.receive;
+    if (!receive || !this.matches(receive, frame)) return false;
+    this.receive = null;
+    receive.target!.set(payload);
+    receive.received = payload.length;
+    if (receive.sumInto) this.sumArrived(receive, true);
+    this.release(payload);
+    receive.done(frame);
+    return true;
+  }
+
+  /** Whether a frame is the one a receive waits for: same sequence number, fingerprint and part. */
+  private matches(receive: Receive, frame: Frame): boolean {
+    if (frame.type !== Type.Data) return false;
+    const p2p = frame.operation === operations.indexOf('send');
+    if (receive.expect === null) return false; // any-source receives take whole messages from the mail
+    if (p2p !== (receive.expect.operation === operations.indexOf('send'))) return false;
+    const e = receive.expect;
+    return frame.seq === e.seq && frame.operation === e.operation && frame.count === e.count && frame.root === e.root && frame.part === e.part && frame.bytes === e.bytes;
+  }
+
+  private sumArrived(receive: Receive, complete: boolean): void {
+    const floats = Math.floor(receive.received / 4);
+    // sum in pieces of 64 Ki floats while the rest is still on the wire
+    if (!complete && floats - receive.summed < 65536) return;
+    const scratch = new Float32Array(receive.target!.buffer, receive.target!.byteOffset, floats);
+    kernel('addInto')(receive.sumInto!, receive.sumAt + receive.summed, scratch, receive.summed, floats - receive.summed);
+    receive.summed = floats;
+  }
+
+  /** Removes and returns the first n buffered bytes (n ≤ buffered). */
+  private take(n: number): Buffer {
+    const out = Buffer.allocUnsafe(n);
+    this.takeInto(out, 0, n);
+    return out;
+  }
+
+  private takeInto(target: Uint8Array, at: number, n: number): void {
+    let copied = 0;
+    while (copied < n) {
+      const head = this.chunks[0];
+      const piece = Math.min(head.length, n - copied);
+      target.set(piece === head.length ? head : head.subarray(0, piece), at + copied);
+      copied += piece;
+      if (piece === head.length) this.chunks.shift();
+      else this.chunks[0] = head.subarray(piece);
+    }
+    this.buffered -= n;
+  }
+
+  /**
+   * A buffer for a payload nobody waits for yet (the peer ran ahead). Reused: a fresh 32 MiB
+   * buffer costs ~100 ms of page faults on these machines, more than the transfer itself. Each has
+   * its own 4-byte-aligned memory, so floats can be read from it in place.
+   */
+  private readonly pool: Buffer[] = [];
+
+  private borrow(bytes: number): Buffer {
+    const i = this.pool.findIndex((buffer) => buffer.length >= bytes);
+    const whole = i >= 0 ? this.pool.splice(i, 1)[0] : Buffer.allocUnsafeSlow(Math.max(bytes, 64));
+    return whole.subarray(0, bytes);
+  }
+
+  /** Gives a payload's memory back for the next early frame (keeps a few). */
+  release(payload: Buffer): void {
+    if (this.pool.length < 4) this.pool.push(Buffer.from(payload.buffer, 0, payload.buffer.byteLength));
+  }
+
+  /** An early collective frame, if the peer ran ahead. */
+  shiftEarly(): { frame: Frame; payload: Buffer } | undefined {
+    return this.early.shift();
+  }
+
+  keepEarly(frame: Frame, payload: Buffer): void {
+    this.early.push({ frame, payload });
+  }
+}
+
+/**
+ * The bytes of one connection, handed to whoever listens now (the handshake, then a Link); bytes
+ * that arrive between listeners are kept. Connections this rank dials are read with `onread` into
+ * one reused buffer: Node's default reads allocate a fresh 64 KiB buffer each time, and touching
+ * fresh pages (~12 µs per 4 KiB here) cost more than the transfer. Connections it accepts are only
+ * written to after the handshake, and read the default way.
+ */
+export class Source {
+  private consumer: ((chunk: Buffer) => void) | null = null;
+  private held: Buffer[] = [];
+  socket!: Socket;
+
+  /** `transient`: the chunk's memory is reused after the call, so what is held is copied. */
+  feed(chunk: Buffer, transient: boolean): void {
+    if (this.consumer) this.consumer(chunk);
+    else this.held.push(transient ? Buffer.from(chunk) : chunk);
+  }
+
+  listen(consumer: (chunk: Buffer) => void): void {
+    this.consumer = consumer;
+    while (this.held.length > 0 && this.consumer === consumer) consumer(this.held.shift()!);
+  }
+
+  unlisten(): void {
+    this.consumer = null;
+  }
+
+  /** Bytes a listener read past its end go first to the next one. */
+  giveBack(rest: Buffer): void {
+    if (rest.length > 0) this.held.unshift(Buffer.from(rest));
+  }
+
+  static accepted(socket: Socket): Source {
+    const source = new Source();
+    source.socket = socket;
+    socket.on('data', (chunk: Buffer) => source.feed(chunk, false));
+    return source;
+  }
+}

@@ -1,0 +1,261 @@
+// The tcp backend's rendezvous: ranks meet at rank 0's address (MASTER_ADDR:MASTER_PORT, the
+// torchrun convention), learn every rank's address, and every pair of ranks connects. Before any
+// data, each connection proves the job secret both ways (HMAC-SHA256 over fresh nonces); a peer
+// that fails is refused and logged. Rank 0 listens on the address given, the others on the
+// address they reach rank 0 from, never on all interfaces.
+
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createServer, connect, type Server, type Socket } from 'node:net';
+import { CommunicationError } from '../errors.js';
+import { Link, Source } from './tcp-link.js';
+import { HANDSHAKE_BYTES, HEADER, MAGIC, header, readHeader, type Frame, Type } from './tcp-wire.js';
+import { TcpCommunicator, type TcpOptions } from './tcp.js';
+
+function hmac(secret: string, ...parts: (string | Buffer)[]): Buffer {
+  const h = createHmac('sha256', secret);
+  for (const part of parts) h.update(part);
+  return h.digest();
+}
+
+const READ_BUFFER = 1 << 20;
+
+/** Reads exactly one small frame (handshake), or fails with what went wrong. */
+function readHandshakeFrame(source: Source, expected: Type, timeoutMs: number, where: string): Promise<{ frame: Frame; payload: Buffer }> {
+  const socket = source.socket;
+  return new Promise((resolve, reject) => {
+    let data = Buffer.alloc(0);
+    const timer = setTimeout(() => finish(new CommunicationError(`${where}: no handshake within ${timeoutMs / 1000} s.`, 'HANDSHAKE')), timeoutMs);
+    const finish = (error: Error | null, value?: { frame: Frame; payload: Buffer }) => {
+      clearTimeout(timer);
+      source.unlisten();
+      socket.off('close', onClose);
+      socket.off('error', onClose);
+      if (error) reject(error);
+      else {
+        // whatever followed the frame belongs to the next reader
+        source.giveBack(data);
+        resolve(value!);
+      }
+    };
+    const onClose = () => finish(new CommunicationError(`${where}: the connection closed during the handshake (wrong secret, or not a converge rank).`, 'HANDSHAKE'));
+    const onData = (chunk: Buffer) => {
+      data = Buffer.concat([data, chunk]);
+      if (data.length < HEADER) return;
+      const frame = readHeader(data);
+      if (data.readUInt32LE(0) !== MAGIC || frame.type !== expected || frame.bytes > HANDSHAKE_BYTES) {
+        return finish(new CommunicationError(`${where}: garbage instead of the handshake (magic 0x${data.readUInt32LE(0).toString(16)}, type ${frame.type}, ${frame.bytes} bytes).`, 'HANDSHAKE'));
+      }
+      if (data.length < HEADER + frame.bytes) return;
+      const payload = Buffer.from(data.subarray(HEADER, HEADER + frame.bytes));
+      data = data.subarray(HEADER + frame.bytes);
+      finish(null, { frame, payload });
+    };
+    socket.on('close', onClose);
+    socket.on('error', onClose);
+    source.listen(onData);
+  });
+}
+
+const sendFrame = (socket: Socket, type: Type, payload: Buffer, seq = 0) => socket.write(Buffer.concat([header(type, 0, 0, seq, 0, 0, payload.length), payload]));
+
+/** The accepting side: challenge, check the peer's proof, prove ourselves. Returns the peer's rank. */
+async function acceptHandshake(source: Source, options: TcpOptions): Promise<number> {
+  const socket = source.socket;
+  const where = `rank ${options.rank}: connection from ${socket.remoteAddress}:${socket.remotePort}`;
+  const nonce = randomBytes(16);
+  sendFrame(socket, Type.Challenge, nonce);
+  const { payload } = await readHandshakeFrame(source, Type.Auth, options.timeoutMs, where);
+  if (payload.length !== 8 + 16 + 32) throw new CommunicationError(`${where}: a malformed authentication of ${payload.length} bytes.`, 'HANDSHAKE');
+  const peer = payload.readInt32LE(0);
+  const size = payload.readInt32LE(4);
+  const theirNonce = payload.subarray(8, 24);
+  const proof = payload.subarray(24, 56);
+  const expected = hmac(options.secret, 'converge-connect', nonce, payload.subarray(0, 8));
+  if (!timingSafeEqual(proof, expected)) throw new CommunicationError(`${where}: refused: the peer does not know the job secret (CONVERGE_SECRET).`, 'BAD_SECRET');
+  if (size !== options.size || peer < 0 || peer >= options.size || peer === options.rank) {
+    throw new CommunicationError(`${where}: refused: it claims rank ${peer} of ${size}, but this job has ${options.size} ranks.`, 'HANDSHAKE');
+  }
+  sendFrame(socket, Type.AuthOk, hmac(options.secret, 'converge-accept', theirNonce));
+  return peer;
+}
+
+/** The connecting side: answer the challenge, check the acceptor's proof. */
+async function connectHandshake(source: Source, options: TcpOptions, where: string): Promise<void> {
+  const { payload: challenge } = await readHandshakeFrame(source, Type.Challenge, options.timeoutMs, where);
+  const identity = Buffer.alloc(8);
+  identity.writeInt32LE(options.rank, 0);
+  identity.writeInt32LE(options.size, 4);
+  const nonce = randomBytes(16);
+  sendFrame(source.socket, Type.Auth, Buffer.concat([identity, nonce, hmac(options.secret, 'converge-connect', challenge, identity)]));
+  const { payload: proof } = await readHandshakeFrame(source, Type.AuthOk, options.timeoutMs, where);
+  if (proof.length !== 32 || !timingSafeEqual(proof, hmac(options.secret, 'converge-accept', nonce))) {
+    throw new CommunicationError(`${where}: the peer failed to prove the job secret; refusing to send it data.`, 'BAD_SECRET');
+  }
+}
+
+/** Connects (retrying while nobody listens yet), reading into one reused buffer. */
+function dial(host: string, port: number, timeoutMs: number, where: string, opened: Socket[]): Promise<Source> {
+  const deadline = Date.now() + timeoutMs;
+  return new Promise((resolve, reject) => {
+    const attempt = () => {
+      const source = new Source();
+      const socket = connect({ host, port, onread: { buffer: Buffer.allocUnsafeSlow(READ_BUFFER), callback: (bytes: number, buffer: Uint8Array) => {
+        source.feed(Buffer.from(buffer.buffer, buffer.byteOffset, bytes), true);
+        return true;
+      } } });
+      source.socket = socket;
+      socket.once('connect', () => {
+        socket.removeAllListeners('error');
+        socket.setNoDelay(true);
+        opened.push(socket);
+        resolve(source);
+      });
+      socket.once('error', (error: NodeJS.ErrnoException) => {
+        socket.destroy();
+        // the peer may not be listening yet: retry until the timeout
+        if ((error.code === 'ECONNREFUSED' || error.code === 'ECONNRESET') && Date.now() < deadline) setTimeout(attempt, 100);
+        else reject(new CommunicationError(`${where}: cannot connect to ${host}:${port} (${error.code ?? error.message}) within ${timeoutMs / 1000} s; check MASTER_ADDR/MASTER_PORT and that rank 0 runs.`, 'CONNECT'));
+      });
+    };
+    attempt();
+  });
+}
+
+function listen(host: string, port: number, where: string): Promise<Server> {
+  return new Promise((resolve, reject) => {
+    const server = createServer({ noDelay: true });
+    server.once('error', (error: NodeJS.ErrnoException) => reject(new CommunicationError(`${where}: cannot listen on ${host}:${port} (${error.code ?? error.message}); is the port taken?`, 'LISTEN')));
+    server.listen({ host, port }, () => resolve(server));
+  });
+}
+
+/**
+ * Joins the job. Every pair of ranks holds two connections, one per direction: each rank reads
+ * from the connections it dialed and writes to those it accepted. Rank 0 listens on
+ * masterAddr:masterPort; every other rank listens on the address it reaches rank 0 from, dials
+ * rank 0, and says where it listens; rank 0 answers with everyone's address; then every rank
+ * dials every other.
+ */
+export async function connectTcp(options: TcpOptions): Promise<TcpCommunicator> {
+  const opened: { servers: Server[]; sockets: Socket[] } = { servers: [], sockets: [] };
+  try {
+    return await rendezvous(options, opened);
+  } catch (error) {
+    // nothing of a failed rendezvous may keep the process alive
+    for (const server of opened.servers) server.close();
+    for (const socket of opened.sockets) socket.destroy();
+    throw error;
+  }
+}
+
+async function rendezvous(options: TcpOptions, opened: { servers: Server[]; sockets: Socket[] }): Promise<TcpCommunicator> {
+  const { rank, size } = options;
+  const links: (Link | null)[] = new Array(size).fill(null);
+  const where = `rank ${rank}`;
+  if (size === 1) return new TcpCommunicator(rank, size, links, null, options);
+
+  // the connections others dial to this rank: handshake, then (here) only written to
+  const accepted = new Map<number, Source>();
+  let onAccepted: () => void = () => {};
+  const acceptAll = (server: Server) =>
+    server.on('connection', (socket) => {
+      opened.sockets.push(socket);
+      socket.setNoDelay(true);
+      const source = Source.accepted(socket);
+      acceptHandshake(source, options).then(
+        (peer) => {
+          if (accepted.has(peer)) {
+            options.log?.(`${where}: refused a second connection claiming rank ${peer} from ${socket.remoteAddress}.`);
+            socket.destroy();
+            return;
+          }
+          accepted.set(peer, source);
+          onAccepted();
+        },
+        (error: Error) => {
+          options.log?.(error.message);
+          socket.destroy();
+        },
+      );
+    });
+  const waitForAccepts = (count: number) =>
+    new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        const missing = Array.from({ length: size }, (_, r) => r).filter((r) => r !== rank && !accepted.has(r));
+        reject(new CommunicationError(`${where}: rendezvous timed out after ${options.timeoutMs / 1000} s; rank${missing.length > 1 ? 's' : ''} ${missing.join(', ')} never connected — were all ${size} ranks started with the same MASTER_ADDR, MASTER_PORT and secret?`, 'RENDEZVOUS'));
+      }, options.timeoutMs);
+      onAccepted = () => {
+        if (accepted.size >= count) {
+          clearTimeout(timer);
+          resolve();
+        }
+      };
+      onAccepted();
+    });
+
+  const dialed = new Map<number, Source>();
+  let server: Server;
+  if (rank === 0) {
+    server = await listen(options.masterAddr, options.masterPort, where);
+    opened.servers.push(server);
+    acceptAll(server);
+    await waitForAccepts(size - 1);
+    // every rank says where it listens; rank 0 answers with the whole table, then dials everyone
+    const table: { host: string; port: number }[] = new Array(size);
+    table[0] = { host: options.masterAddr, port: options.masterPort };
+    await Promise.all(
+      [...accepted.entries()].map(async ([peer, source]) => {
+        const { payload } = await readHandshakeFrame(source, Type.Hello, options.timeoutMs, `${where}: rank ${peer}'s address`);
+        const [host, port] = payload.toString('utf8').split(' ');
+        table[peer] = { host, port: Number(port) };
+      }),
+    );
+    const body = Buffer.from(JSON.stringify(table)); // once, at start-up: not the data path
+    for (const source of accepted.values()) sendFrame(source.socket, Type.Table, body);
+    await Promise.all(
+      table.slice(1).map(async ({ host, port }, i) => {
+        const source = await dial(host, port, options.timeoutMs, where, opened.sockets);
+        await connectHandshake(source, options, `${where}: rank ${i + 1} at ${host}:${port}`);
+        dialed.set(i + 1, source);
+      }),
+    );
+  } else {
+    const master = await dial(options.masterAddr, options.masterPort, options.timeoutMs, where, opened.sockets);
+    await connectHandshake(master, options, `${where}: rank 0 at ${options.masterAddr}:${options.masterPort}`);
+    dialed.set(0, master);
+    const host = master.socket.localAddress!.replace(/^::ffff:/, '');
+    server = await listen(host, 0, where);
+    opened.servers.push(server);
+    acceptAll(server);
+    const port = (server.address() as { port: number }).port;
+    sendFrame(master.socket, Type.Hello, Buffer.from(`${host} ${port}`));
+    const { payload } = await readHandshakeFrame(master, Type.Table, options.timeoutMs, `${where}: the rank table from rank 0`);
+    const table = JSON.parse(payload.toString('utf8')) as { host: string; port: number }[];
+    await Promise.all(
+      table.map(async ({ host: h, port: p }, peer) => {
+        if (peer === 0 || peer === rank) return;
+        const source = await dial(h, p, options.timeoutMs, where, opened.sockets);
+        await connectHandshake(source, options, `${where}: rank ${peer} at ${h}:${p}`);
+        dialed.set(peer, source);
+      }),
+    );
+  }
+  await waitForAccepts(size - 1);
+  // the rank-0 connection of a rank carried the table: the Link reads it from here on
+  let comm: TcpCommunicator | null = null;
+  const early: { link: Link; frame: Frame; payload: Buffer }[] = [];
+  const limit = () => HEADER + 4 * options.capacity + 1024;
+  for (let peer = 0; peer < size; peer++) {
+    if (peer === rank) continue;
+    links[peer] = new Link(peer, dialed.get(peer)!, accepted.get(peer)!, limit, (l, f, p) => (comm ? comm.onFrame(l, f, p!) : early.push({ link: l, frame: f, payload: p! })), (l, what) => comm?.garbage(l, what));
+  }
+  comm = new TcpCommunicator(rank, size, links, server, options);
+  comm.attach();
+  for (const { link, frame, payload } of early) comm.onFrame(link, frame, payload);
+  // from here on, connections are refused: the group is complete
+  server.on('connection', (socket) => {
+    options.log?.(`${where}: refused a connection from ${socket.remoteAddress} after the group formed.`);
+    socket.destroy();
+  });
+  return comm;
+}

@@ -1,0 +1,56 @@
+// What the hooks' payloads share: little-endian bytes that start with a uint32 — the element
+// count (dense hooks) or the number of (index, value) pairs (sparse hooks), checked on decode —
+// and how a hook's state (arrays and a random stream) is saved and restored.
+
+import { Random } from '../tensor/random.js';
+import { badOption } from '../errors.js';
+import type { Hook, ValueCodec } from './hook.js';
+
+export function view(bytes: Uint8Array): DataView {
+  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+export function damaged(hook: string, problem: string): Error {
+  return badOption('payload', problem, `a payload the ${hook} hook wrote (a peer sent garbage, or the ranks use different --compress)`);
+}
+
+/** saveState/loadState over a hook's arrays and its random stream (whose 32-bit state travels as a float's bits). */
+export function stateOf(arrays: Record<string, Float32Array>, random: Random | null): Pick<Hook, 'saveState' | 'loadState'> {
+  const position = new Uint32Array(1);
+  return {
+    saveState() {
+      if (!random) return { ...arrays };
+      position[0] = random.getState();
+      return { ...arrays, random: new Float32Array(position.buffer) };
+    },
+    loadState(state) {
+      for (const [name, values] of Object.entries(arrays)) if (state[name]) values.set(state[name]);
+      if (random && state.random) random.setState(new Uint32Array(state.random.buffer, state.random.byteOffset, 1)[0]);
+    },
+  };
+}
+
+/** Writes (index, value) pairs; shared by top-k and random-k. */
+export function writePairs(out: Uint8Array, indices: Uint32Array, values: Float32Array, count: number, codec: ValueCodec): number {
+  const v = view(out);
+  v.setUint32(0, count, true);
+  const stride = 4 + codec.bytes;
+  for (let j = 0; j < count; j++) {
+    v.setUint32(4 + j * stride, indices[j], true);
+    codec.write(v, 8 + j * stride, values[j]);
+  }
+  return 4 + count * stride;
+}
+
+export function decodePairs(name: string, payload: Uint8Array, length: number, target: Float32Array, accumulate: boolean, codec: ValueCodec): void {
+  const v = view(payload);
+  const count = v.getUint32(0, true);
+  const stride = 4 + codec.bytes;
+  if (length !== 4 + count * stride) throw damaged(name, `${length} bytes for ${count} pairs`);
+  if (!accumulate) target.fill(0);
+  for (let j = 0; j < count; j++) {
+    const index = v.getUint32(4 + j * stride, true);
+    if (index >= target.length) throw damaged(name, `index ${index} beyond ${target.length} values`);
+    target[index] += codec.read(v, 8 + j * stride);
+  }
+}
