@@ -15,6 +15,7 @@ import type { Dataset } from '../data/dataset.js';
 import { generateNetflixLike, netflixLikeDefaults } from '../data/ratings.js';
 import { formatLibsvm, generateRcv1Like, rcv1LikeDefaults } from '../data/sparse.js';
 import { trainOnThreads } from '../launch/threads.js';
+import { strategy as strategyEntry } from '../strategies/index.js';
 import { defaults, type TrainConfig } from '../train/config.js';
 import { announceEnvironment, debianPython, environment, median, writeJson } from './common.js';
 
@@ -70,7 +71,7 @@ for (const workload of workloads) {
   }
   for (const strategy of list(values.strategies!)) {
     for (const workers of list(values.workers!).map(Number)) {
-      const lr = strategy === 'hogwild' ? workload.perExampleLr : workload.minibatchLr;
+      const lr = strategyEntry(strategy).perExampleSteps ? workload.perExampleLr : workload.minibatchLr;
       const figures: EpochFigures[] = [];
       const { summary } = await trainOnThreads({ ...defaults, ...workload.config, dataset: dataset.name, strategy, workers, epochs, lr, seed: 1 }, {
         dataset,

@@ -29,6 +29,7 @@ export const hogwild: Strategy = async (setup) => {
   }
   await comm.barrier();
   if (low) low.loadAll(params);
+  // (strategies/index.ts: hogwild takes per-example steps where the model has them)
   const sparse = typeof model.exampleStep === 'function';
   // per-example models read the examples where they lie: no copy into a batch
   const grad = sparse ? null : new Float32Array(size);

@@ -29,6 +29,8 @@ export interface StrategyEntry {
   readonly sharedArray: boolean;
   /** Its ranks meet at every step, so it can checkpoint in the middle of an epoch (--save-every). */
   readonly midEpochCheckpoints: boolean;
+  /** Models with a per-example step (logreg, svm, mf) take one plain SGD step per example, not per minibatch. */
+  readonly perExampleSteps: boolean;
 }
 
 const everywhere: readonly BackendName[] = ['shm', 'tcp', 'mpi'];
@@ -36,23 +38,23 @@ const everywhere: readonly BackendName[] = ['shm', 'tcp', 'mpi'];
 export const strategies: Readonly<Record<string, StrategyEntry>> = {
   allreduce: {
     run: allreduce, description: 'synchronous; gradients averaged by all-reduce (reduce-scatter + all-gather), no server',
-    server: false, backends: everywhere, pointToPoint: false, compression: true, hookMomentum: true, paramPrecision: true, sharedArray: false, midEpochCheckpoints: true,
+    server: false, backends: everywhere, pointToPoint: false, compression: true, hookMomentum: true, paramPrecision: true, sharedArray: false, midEpochCheckpoints: true, perExampleSteps: false,
   },
   ps: {
     run: parameterServer, description: 'synchronous parameter server: one extra thread holds the parameters and gathers every gradient',
-    server: true, backends: everywhere, pointToPoint: false, compression: true, hookMomentum: true, paramPrecision: true, sharedArray: false, midEpochCheckpoints: true,
+    server: true, backends: everywhere, pointToPoint: false, compression: true, hookMomentum: true, paramPrecision: true, sharedArray: false, midEpochCheckpoints: true, perExampleSteps: false,
   },
   'async-ps': {
     run: asyncParameterServer, description: 'asynchronous parameter server: each push applied as it arrives, workers at most --staleness steps apart',
-    server: true, backends: everywhere, pointToPoint: true, compression: true, hookMomentum: false, paramPrecision: false, sharedArray: false, midEpochCheckpoints: false,
+    server: true, backends: everywhere, pointToPoint: true, compression: true, hookMomentum: false, paramPrecision: false, sharedArray: false, midEpochCheckpoints: false, perExampleSteps: false,
   },
   hogwild: {
     run: hogwild, description: 'Hogwild!: lock-free updates of one shared parameter array (threads only)',
-    server: false, backends: ['shm'], pointToPoint: false, compression: false, hookMomentum: false, paramPrecision: true, sharedArray: true, midEpochCheckpoints: false,
+    server: false, backends: ['shm'], pointToPoint: false, compression: false, hookMomentum: false, paramPrecision: true, sharedArray: true, midEpochCheckpoints: false, perExampleSteps: true,
   },
   'local-sgd': {
     run: localSgd, description: 'local SGD: own copies, averaged every --sync-every steps',
-    server: false, backends: everywhere, pointToPoint: false, compression: true, hookMomentum: false, paramPrecision: true, sharedArray: false, midEpochCheckpoints: true,
+    server: false, backends: everywhere, pointToPoint: false, compression: true, hookMomentum: false, paramPrecision: true, sharedArray: false, midEpochCheckpoints: true, perExampleSteps: false,
   },
 };
 
