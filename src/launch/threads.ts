@@ -63,7 +63,7 @@ export async function prepareRun(requested: TrainConfig, hooks: LaunchHooks = {}
   let start: TrainingState;
   let resumedFrom: { epoch: number; step: number } | undefined;
   if (config.resume) {
-    const { header, state } = readCheckpoint(config.resume, config.model, model.layout);
+    const { header, state } = readCheckpoint(config.resume, modelLabel(config.model), model.layout);
     if (state.epoch >= config.epochs) {
       throw badOption('--epochs', config.epochs, `more than the ${state.epoch} epoch${state.epoch === 1 ? '' : 's'} ${config.resume} has already trained (--epochs counts from the start of training)`);
     }

@@ -6,7 +6,7 @@ import type { Communicator } from '../comm/communicator.js';
 import type { Dataset } from '../data/dataset.js';
 import { selectKernels } from '../kernels/select.js';
 import type { ModelOptions } from '../models/index.js';
-import { resolveModel } from '../models/module.js';
+import { modelLabel, resolveModel } from '../models/module.js';
 import { Optimizer, defaultOptimizer } from '../optim/optimizers.js';
 import { learningRate, scaledLearningRate } from '../optim/schedules.js';
 import { strategy } from '../strategies/index.js';
@@ -84,7 +84,7 @@ export async function trainRank(comm: Communicator, input: RankInput, emit: (val
     report: emit,
     save: (state) => {
       if (config.save) {
-        writeCheckpoint(config.save, state, { model: config.model, layout: model.layout, optimizer: config.optimizer, globalBatch: config.workers * config.batch, seed: config.seed });
+        writeCheckpoint(config.save, state, { model: modelLabel(config.model), layout: model.layout, optimizer: config.optimizer, globalBatch: config.workers * config.batch, seed: config.seed });
       }
     },
   }, rank);
