@@ -7,7 +7,7 @@ import { badOption, ConvergeError } from '../errors.js';
 import { isProcessBackend } from '../comm/backends.js';
 import { trainOnProcess } from '../launch/process-rank.js';
 import { trainOnThreads } from '../launch/threads.js';
-import { defaults, type TrainConfig } from '../train/config.js';
+import { defaults, optionNames, type TrainConfig } from '../train/config.js';
 import type { TrainingEvent } from '../train/loop.js';
 import type { Summary } from '../train/monitor.js';
 
@@ -38,7 +38,8 @@ export interface TrainOutcome {
   resumedFrom?: { epoch: number; step: number };
 }
 
-const optionNames = new Set<string>([...Object.keys(defaults), 'model', 'data', 'dataDir', 'testDataset', 'compress', 'save', 'resume', 'log', 'stopAfterSteps', 'onEpoch', 'onStep', 'signal']);
+// the dataset option is `data` here; the callbacks and the signal are train()'s own
+const known = new Set<string>([...optionNames.filter((name) => name !== 'dataset'), 'data', 'onEpoch', 'onStep', 'signal']);
 
 /**
  * Trains a model data-parallel and resolves with the summary and the parameters. With backend
@@ -47,7 +48,7 @@ const optionNames = new Set<string>([...Object.keys(defaults), 'model', 'data', 
  */
 export async function train(options: TrainOptions): Promise<TrainOutcome> {
   for (const key of Object.keys(options)) {
-    if (!optionNames.has(key)) throw badOption(key, (options as unknown as Record<string, unknown>)[key], `one of the options of train(): ${[...optionNames].sort().join(', ')}`);
+    if (!known.has(key)) throw badOption(key, (options as unknown as Record<string, unknown>)[key], `one of the options of train(): ${[...known].sort().join(', ')}`);
   }
   if (options.model === undefined) throw new ConvergeError('train(): give a model: a built-in name (mlp) or your model module\'s URL.', 'BAD_OPTION');
   const { model, data, onEpoch, onStep, signal, ...rest } = options;

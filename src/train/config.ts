@@ -77,6 +77,12 @@ export const defaults: TrainConfig = {
   timeoutSeconds: 120,
 };
 
+/** The options without a default, so that defaults and these together name every option. */
+export const optionalOptions = ['dataDir', 'testDataset', 'compress', 'save', 'resume', 'log', 'stopAfterSteps'] as const satisfies readonly (keyof TrainConfig)[];
+
+/** Every option's name (the TrainConfig field; the CLI flag is it in kebab case). */
+export const optionNames: readonly string[] = [...Object.keys(defaults), ...optionalOptions];
+
 const positiveInteger = (option: string, value: number) => {
   if (!Number.isInteger(value) || value <= 0) throw badOption(option, value, 'a positive integer');
 };
