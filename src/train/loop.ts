@@ -10,7 +10,7 @@ import type { Dataset } from '../data/dataset.js';
 import { divergence } from '../errors.js';
 import type { Model } from '../models/model.js';
 import type { StrategyEntry } from '../strategies/index.js';
-import type { StrategyRank } from '../strategies/strategy.js';
+import type { StepInput, StrategyRank } from '../strategies/strategy.js';
 import { gatherHookState } from './hook-state.js';
 
 export interface TrainingState {
@@ -77,13 +77,26 @@ export async function trainingLoop(input: LoopInput, rank: StrategyRank): Promis
     }
   };
 
-  for (let epoch = start.epoch; epoch < epochs; epoch++) {
+  // one description of the step, updated in place: a step allocates nothing
+  let epoch = start.epoch;
+  const lrOf = (step: number) => input.learningRate(epoch + (step + 1) / steps);
+  const firstOf = (step: number) => (step * workers + workerIndex) * batch;
+  const batchOf = (step: number) => trainBatcher.fromOrder(order, firstOf(step), batch);
+  const current: StepInput = {
+    epoch, step: 0, steps, lr: 0, lrOf, order, first: 0, whole, checkpointAfter: false,
+    batch: (at = current.step) => batchOf(at),
+    gradient: (params, grad, at = current.step) => {
+      const loss = model.lossAndGrad(params, batchOf(at), grad);
+      if (!Number.isFinite(loss)) throw divergence(epoch * steps + at, epoch, loss, lrOf(at));
+      return loss;
+    },
+    stopRequested: input.stopRequested,
+  };
+
+  for (; epoch < epochs; epoch++) {
     epochOrder(order, seed, epoch);
     const epochStart = performance.now();
     const firstStep = epoch === start.epoch ? start.step : 0;
-    const lrOf = (step: number) => input.learningRate(epoch + (step + 1) / steps);
-    const firstOf = (step: number) => (step * workers + workerIndex) * batch;
-    const batchOf = (step: number) => trainBatcher.fromOrder(order, firstOf(step), batch);
     await rank.beginEpoch?.(epoch, firstStep, steps);
     let lossSum = 0;
     let lossWeight = 0;
@@ -92,16 +105,12 @@ export async function trainingLoop(input: LoopInput, rank: StrategyRank): Promis
     for (let step = firstStep; step < steps; step++) {
       const lr = lrOf(step);
       const checkpointAfter = capabilities.midEpochCheckpoints && input.saveEvery > 0 && (step + 1) % input.saveEvery === 0 && step + 1 < steps;
-      const outcome = await rank.step({
-        epoch, step, steps, lr, lrOf, order, first: firstOf(step), whole, checkpointAfter,
-        batch: (at = step) => batchOf(at),
-        gradient: (params, grad, at = step) => {
-          const loss = model.lossAndGrad(params, batchOf(at), grad);
-          if (!Number.isFinite(loss)) throw divergence(epoch * steps + at, epoch, loss, lrOf(at));
-          return loss;
-        },
-        stopRequested: input.stopRequested,
-      });
+      current.epoch = epoch;
+      current.step = step;
+      current.lr = lr;
+      current.first = firstOf(step);
+      current.checkpointAfter = checkpointAfter;
+      const outcome = await rank.step(current);
       if (outcome.loss !== undefined) {
         if (!Number.isFinite(outcome.loss)) throw divergence(epoch * steps + step, epoch, outcome.loss, lr);
         const weight = outcome.weight ?? 1;
