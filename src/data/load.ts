@@ -1,6 +1,7 @@
 // What --dataset names: a data set known by name (Debian's IDX packages, or one generated in
 // memory), a folder of IDX files, a libsvm file, a ratings file, or a folder holding
-// train/test files of either. Without a test file the last tenth of the file is held out.
+// train/test files of either. Without a test file a seeded (for classes, stratified) tenth of
+// the file is held out.
 
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -8,6 +9,7 @@ import { badOption, ConvergeError, missingData } from '../errors.js';
 import { knownDatasets, loadIdxDataset, syntheticDataset, type Dataset } from './dataset.js';
 import { generateNetflixLike, netflixLikeDefaults, readRatings, toRatingSplit, type RatingSplit, type RatingsDataset } from './ratings.js';
 import { generateRcv1Like, rcv1LikeDefaults, readLibsvm, toSparseSplit, type SparseDataset, type SparseSplit } from './sparse.js';
+import { describeSplit, heldOut } from './split.js';
 
 export const generatedDatasets = ['rcv1-like', 'netflix-like'];
 export const datasetNames = [...Object.keys(knownDatasets), ...generatedDatasets];
@@ -15,32 +17,49 @@ export const datasetNames = [...Object.keys(knownDatasets), ...generatedDatasets
 export interface LoadOptions {
   dataDir?: string;
   testDataset?: string;
+  /** libsvm files whose feature indices start at 0. */
+  zeroBased?: boolean;
   seed: number;
 }
 
-const cutOf = (count: number) => count - Math.max(1, Math.floor(count / 10));
-
-function sliceSparse(split: SparseSplit, first: number, end: number): SparseSplit {
-  const base = split.rowPtr[first];
-  return toSparseSplit(Array.from(split.rowPtr.subarray(first, end + 1), (v) => v - base),
-    split.indices.subarray(base, split.rowPtr[end]), split.values.subarray(base, split.rowPtr[end]), split.labels.subarray(first, end));
+/** The rows `rows` of a sparse split, in that order. */
+function pickSparse(split: SparseSplit, rows: Uint32Array): SparseSplit {
+  let nonZeros = 0;
+  for (const r of rows) nonZeros += split.rowPtr[r + 1] - split.rowPtr[r];
+  const rowPtr = new Int32Array(rows.length + 1);
+  const indices = new Int32Array(nonZeros);
+  const values = new Float32Array(nonZeros);
+  const labels = new Float32Array(rows.length);
+  let at = 0;
+  rows.forEach((r, i) => {
+    const first = split.rowPtr[r];
+    const end = split.rowPtr[r + 1];
+    indices.set(split.indices.subarray(first, end), at);
+    values.set(split.values.subarray(first, end), at);
+    at += end - first;
+    rowPtr[i + 1] = at;
+    labels[i] = split.labels[r];
+  });
+  return toSparseSplit(rowPtr, indices, values, labels);
 }
 
-function sliceRatings(split: RatingSplit, first: number, end: number): RatingSplit {
-  return toRatingSplit(split.users.subarray(first, end), split.items.subarray(first, end), split.ratings.subarray(first, end));
+function pickRatings(split: RatingSplit, rows: Uint32Array): RatingSplit {
+  const take = <T extends Int32Array | Float32Array>(values: T) => Array.from(rows, (r) => values[r]);
+  return toRatingSplit(take(split.users), take(split.items), take(split.ratings));
 }
 
-function libsvmDataset(path: string, testPath: string | undefined): SparseDataset {
-  const train = readLibsvm(path);
-  if (testPath) {
-    const test = readLibsvm(testPath);
-    return { kind: 'sparse', name: path, features: Math.max(train.features, test.features), train: train.split, test: test.split };
+function libsvmDataset(path: string, options: LoadOptions): SparseDataset {
+  const read = { zeroBased: options.zeroBased, binary: false };
+  const train = readLibsvm(path, read);
+  if (options.testDataset) {
+    const test = readLibsvm(options.testDataset, read);
+    return { kind: 'sparse', name: path, features: Math.max(train.features, test.features), classes: Math.max(train.classes, test.classes), train: train.split, test: test.split, split: describeSplit(path, options.testDataset, options.seed, true) };
   }
-  const cut = cutOf(train.split.count);
-  return { kind: 'sparse', name: path, features: train.features, train: sliceSparse(train.split, 0, cut), test: sliceSparse(train.split, cut, train.split.count) };
+  const rows = heldOut(train.split.count, options.seed, train.split.labels);
+  return { kind: 'sparse', name: path, features: train.features, classes: train.classes, train: pickSparse(train.split, rows.train), test: pickSparse(train.split, rows.test), split: describeSplit(path, undefined, options.seed, true) };
 }
 
-function ratingsDataset(path: string, testPath: string | undefined): RatingsDataset {
+function ratingsDataset(path: string, testPath: string | undefined, seed: number): RatingsDataset {
   const all = readRatings(path);
   let train = all.split;
   let test: RatingSplit;
@@ -52,13 +71,13 @@ function ratingsDataset(path: string, testPath: string | undefined): RatingsData
     users = Math.max(users, t.users);
     items = Math.max(items, t.items);
   } else {
-    const cut = cutOf(train.count);
-    test = sliceRatings(train, cut, train.count);
-    train = sliceRatings(train, 0, cut);
+    const rows = heldOut(train.count, seed);
+    test = pickRatings(train, rows.test);
+    train = pickRatings(train, rows.train);
   }
   let sum = 0;
   for (const r of train.ratings) sum += r;
-  return { kind: 'ratings', name: path, users, items, mean: sum / train.count, train, test };
+  return { kind: 'ratings', name: path, users, items, mean: sum / train.count, train, test, split: describeSplit(path, testPath, seed, false) };
 }
 
 export function loadAnyDataset(name: string, options: LoadOptions): Dataset {
@@ -81,7 +100,7 @@ export function loadAnyDataset(name: string, options: LoadOptions): Dataset {
     }
     return loadIdxDataset(name, name);
   }
-  if (/\.(svm|libsvm|svmlight)$/.test(name)) return libsvmDataset(name, options.testDataset);
-  if (/\.ratings$/.test(name)) return ratingsDataset(name, options.testDataset);
+  if (/\.(svm|libsvm|svmlight)$/.test(name)) return libsvmDataset(name, options);
+  if (/\.ratings$/.test(name)) return ratingsDataset(name, options.testDataset, options.seed);
   throw badOption('--dataset', name, 'a known name, a folder, or a file ending in .svm/.libsvm/.svmlight (libsvm) or .ratings (user item rating lines)');
 }

@@ -20,6 +20,8 @@ export interface RatingsDataset {
   mean: number; // of the training ratings
   train: RatingSplit;
   test: RatingSplit;
+  /** How the test set was made, when it was drawn from the training file. */
+  split?: string;
 }
 
 export function toRatingSplit(users: ArrayLike<number>, items: ArrayLike<number>, ratings: ArrayLike<number>): RatingSplit {

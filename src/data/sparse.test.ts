@@ -86,3 +86,32 @@ test('ratings: parse, errors with file and line, the Netflix-like generator', ()
   perUser.sort((x, y) => y - x);
   assert.ok(perUser[0] > 4 * perUser[250], 'ratings per user are skewed');
 });
+
+test('libsvm: multi-class labels become classes 0 … K−1 in the order of their values; --zero-based indices', () => {
+  const multi = parseLibsvm('3 1:1\n1 2:1\n7 1:2 3:1\n3 2:2\n', 'm.svm', { binary: false });
+  assert.equal(multi.classes, 3);
+  assert.deepEqual([...multi.split.labels], [1, 0, 2, 1]);
+  // a binary file stays binary: −1 and 0 negative, +1 positive
+  assert.equal(parseLibsvm('-1 1:1\n+1 1:2\n', 'b.svm', { binary: false }).classes, 2);
+  assert.throws(() => parseLibsvm('0.5 1:1\n', 'r.svm', { binary: false }), /r\.svm: the label of example 1 is 0\.5, not a class/);
+  const zero = parseLibsvm('1 0:1.5 2:3\n0 1:2\n', 'z.svm', { zeroBased: true });
+  assert.deepEqual([...zero.split.indices], [0, 2, 1]);
+  assert.equal(zero.features, 3);
+  assert.throws(() => parseLibsvm('1 0:1.5\n', 'z.svm'), /z\.svm:1:3: index 0 is not ≥ 1 .*--zero-based/);
+});
+
+test('libsvm: numbers are read exactly as Number() reads them, in every notation', () => {
+  const written = ['0.1', '-2.5e-3', '1E+2', '+3', '.5', '5.', '123456789012345678', '0.30000000000000004', '1e-310', '4.9406564584124654e-324'];
+  const { split } = parseLibsvm(`1 ${written.map((v, i) => `${i + 1}:${v}`).join(' ')}\n`, 'n.svm');
+  assert.deepEqual([...split.values], written.map((v) => Math.fround(Number(v))));
+});
+
+test('libsvm: parsing is linear — twice the file, twice the bytes examined, each about once', () => {
+  const data = generateRcv1Like({ rows: 2000, testRows: 10, features: 5000, nonZeros: 30, seed: 4 });
+  const text = formatLibsvm(data.train);
+  const once = parseLibsvm(text, 'x.svm');
+  const twice = parseLibsvm(text + text, 'x.svm');
+  assert.equal(twice.split.count, 2 * once.split.count);
+  assert.ok(once.scanned <= 1.5 * text.length, `${once.scanned} bytes examined for a file of ${text.length}`);
+  assert.ok(twice.scanned <= 2.05 * once.scanned, `doubling the file took ${twice.scanned / once.scanned}× the work`);
+});

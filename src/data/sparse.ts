@@ -5,6 +5,7 @@
 import { readFileSync, existsSync } from 'node:fs';
 import { corruptFile, missingData } from '../errors.js';
 import { Random, mixSeed, zipfSampler } from '../tensor/random.js';
+import { CHAR, Growing, Scanner } from './text-scan.js';
 
 export interface SparseSplit {
   rowPtr: Int32Array; // [count + 1]
@@ -19,6 +20,10 @@ export interface SparseDataset {
   kind: 'sparse';
   name: string;
   features: number;
+  /** Classes of the labels: 2 for binary sets (labels 0/1), K for multi-class (labels 0 … K−1). */
+  classes: number;
+  /** How the test set was made, when it was drawn from the training file. */
+  split?: string;
   train: SparseSplit;
   test: SparseSplit;
 }
@@ -38,76 +43,127 @@ export function toSparseSplit(rowPtr: ArrayLike<number>, indices: ArrayLike<numb
   };
 }
 
-const HINT = 'fix that line (format: label index:value …, indices 1-based and increasing)';
+const HINT = 'fix that line (format: label index:value …, indices increasing)';
 
-/**
- * Parses libsvm/svmlight text: `label index:value …` per line, 1-based increasing indices,
- * `#` comments and `qid:` ignored, blank lines skipped. Labels −1/+1 or 0/1. Errors name
- * file, line and column.
- */
-export function parseLibsvm(text: string, path: string): { split: SparseSplit; features: number } {
-  const rowPtr: number[] = [0];
-  const indices: number[] = [];
-  const values: number[] = [];
-  const labels: number[] = [];
-  let features = 0;
-  let lineNumber = 0;
-  let lineStart = 0;
-  while (lineStart <= text.length) {
-    let lineEnd = text.indexOf('\n', lineStart);
-    if (lineEnd === -1) lineEnd = text.length;
-    lineNumber++;
-    const hash = text.indexOf('#', lineStart);
-    const contentEnd = hash !== -1 && hash < lineEnd ? hash : lineEnd;
-    const where = (column: number) => `${path}:${lineNumber}:${column - lineStart + 1}`;
-    let position = lineStart;
-    let previous = 0;
-    let first = true;
-    while (position < contentEnd) {
-      while (position < contentEnd && (text.charCodeAt(position) === 32 || text.charCodeAt(position) === 9 || text.charCodeAt(position) === 13)) position++;
-      if (position >= contentEnd) break;
-      let tokenEnd = position;
-      while (tokenEnd < contentEnd && text.charCodeAt(tokenEnd) !== 32 && text.charCodeAt(tokenEnd) !== 9 && text.charCodeAt(tokenEnd) !== 13) tokenEnd++;
-      const token = text.slice(position, tokenEnd);
-      const colon = token.indexOf(':');
-      if (first) {
-        first = false;
-        if (colon !== -1) throw corruptFile(where(position), `missing label (the line starts with '${token}')`, HINT);
-        const label = Number(token);
-        if (token === '' || !Number.isFinite(label)) throw corruptFile(where(position), `label '${token}' is not a number`, HINT);
-        if (label !== 1 && label !== -1 && label !== 0) throw corruptFile(where(position), `label ${token} is not binary`, 'converge\'s sparse models take labels −1/+1 or 0/1');
-        labels.push(label > 0 ? 1 : 0);
-      } else {
-        if (colon === -1) throw corruptFile(where(position), `'${token}' is not index:value`, HINT);
-        const key = token.slice(0, colon);
-        if (key === 'qid') {
-          position = tokenEnd;
-          continue;
-        }
-        const index = Number(key);
-        if (!Number.isInteger(index)) throw corruptFile(where(position), `index '${key}' is not an integer`, HINT);
-        if (index <= 0) throw corruptFile(where(position), `index ${index} is not ≥ 1 (libsvm indices are 1-based)`, HINT);
-        if (index <= previous) throw corruptFile(where(position), `index ${index} ${index === previous ? 'repeats' : `comes after ${previous}`} (indices must increase)`, HINT);
-        const valueText = token.slice(colon + 1);
-        const value = Number(valueText);
-        if (valueText === '' || !Number.isFinite(value)) throw corruptFile(where(position + colon + 1), `value '${valueText}' is not a number`, HINT);
-        previous = index;
-        indices.push(index - 1);
-        values.push(value);
-        if (index > features) features = index;
-      }
-      position = tokenEnd;
-    }
-    if (!first) rowPtr.push(indices.length);
-    lineStart = lineEnd + 1;
-  }
-  if (labels.length === 0) throw corruptFile(path, 'holds no examples', HINT);
-  return { split: toSparseSplit(rowPtr, indices, values, labels), features };
+export interface LibsvmOptions {
+  /** Feature indices start at 0 (default: at 1, as libsvm writes them). */
+  zeroBased?: boolean;
+  /** Refuse labels other than −1/+1 and 0/1, at their line, as the binary models need (parseLibsvm's default). */
+  binary?: boolean;
 }
 
-export function readLibsvm(path: string): { split: SparseSplit; features: number } {
+export interface ParsedLibsvm {
+  rowPtr: Int32Array;
+  indices: Int32Array;
+  values: Float32Array;
+  /** Each row's label as written. */
+  labels: Float64Array;
+  features: number;
+  /** Bytes the parse examined: each once, so this grows as the file does. */
+  scanned: number;
+}
+
+/**
+ * Parses libsvm/svmlight text, one pass over its bytes: `label index:value …` per line, indices
+ * increasing, `#` comments and `qid:` ignored, blank lines skipped. Errors name file, line and
+ * column.
+ */
+export function scanLibsvm(bytes: Uint8Array, path: string, options: LibsvmOptions = {}): ParsedLibsvm {
+  const scan = new Scanner(bytes);
+  const rowPtr = new Growing(new Int32Array(1024));
+  const indices = new Growing(new Int32Array(1 << 16));
+  const values = new Growing(new Float32Array(1 << 16));
+  const labels = new Growing(new Float64Array(1024));
+  const base = options.zeroBased ? 0 : 1;
+  rowPtr.push(0);
+  let features = 0;
+  let lineNumber = 0;
+  const end = bytes.length;
+  while (scan.position < end) {
+    lineNumber++;
+    const lineStart = scan.position;
+    const where = (at: number) => `${path}:${lineNumber}:${at - lineStart + 1}`;
+    scan.skipBlanks();
+    const first = bytes[scan.position];
+    if (scan.position >= end || first === CHAR.newline || first === CHAR.hash) {
+      scan.nextLine();
+      continue;
+    }
+    const labelAt = scan.position;
+    if (!scan.number() || !endsToken(bytes, scan.position)) {
+      const token = scan.tokenAt(labelAt);
+      throw corruptFile(where(labelAt), token.includes(':') ? `missing label (the line starts with '${token}')` : `label '${token}' is not a number`, HINT);
+    }
+    if (options.binary && scan.value !== 1 && scan.value !== -1 && scan.value !== 0) {
+      throw corruptFile(where(labelAt), `label ${scan.tokenAt(labelAt)} is not binary`, 'converge\'s sparse models take labels −1/+1 or 0/1');
+    }
+    labels.push(scan.value);
+    let previous = base - 1;
+    for (;;) {
+      scan.skipBlanks();
+      const at = scan.position;
+      if (at >= end || bytes[at] === CHAR.newline || bytes[at] === CHAR.hash) break;
+      if (bytes[at] === 113 /* q */ && scan.tokenAt(at, CHAR.colon) === 'qid' && bytes[at + 3] === CHAR.colon) {
+        scan.position = at + 4;
+        scan.number();
+        continue;
+      }
+      if (!scan.integer() || bytes[scan.position] !== CHAR.colon) {
+        const token = scan.tokenAt(at);
+        const colon = token.indexOf(':');
+        if (colon === -1) throw corruptFile(where(at), `'${token}' is not index:value`, HINT);
+        throw corruptFile(where(at), `index '${token.slice(0, colon)}' is not an integer`, HINT);
+      }
+      const index = scan.value;
+      if (index < base) throw corruptFile(where(at), `index ${index} is not ≥ 1 (libsvm indices are 1-based)`, 'fix that line, or read the file with --zero-based if its indices start at 0');
+      if (index <= previous) throw corruptFile(where(at), `index ${index} ${index === previous ? 'repeats' : `comes after ${previous}`} (indices must increase)`, HINT);
+      scan.position++; // the colon
+      const valueAt = scan.position;
+      if (!scan.number() || !endsToken(bytes, scan.position)) throw corruptFile(where(valueAt), `value '${scan.tokenAt(valueAt)}' is not a number`, HINT);
+      if (!Number.isFinite(scan.value)) throw corruptFile(where(valueAt), `value '${scan.tokenAt(valueAt)}' is not a finite number`, HINT);
+      previous = index;
+      indices.push(index - base);
+      values.push(scan.value);
+      if (index - base + 1 > features) features = index - base + 1;
+    }
+    rowPtr.push(indices.length);
+    scan.nextLine();
+  }
+  if (labels.length === 0) throw corruptFile(path, 'holds no examples', HINT);
+  return { rowPtr: rowPtr.values(), indices: indices.values(), values: values.values(), labels: labels.values(), features, scanned: scan.scanned };
+}
+
+/** A number's text ends at a blank, a newline, a comment or the end. */
+function endsToken(bytes: Uint8Array, at: number): boolean {
+  const b = bytes[at];
+  return at >= bytes.length || b === CHAR.space || b === CHAR.tab || b === CHAR.cr || b === CHAR.newline || b === CHAR.hash;
+}
+
+/**
+ * The classes of a file's labels: binary files (−1/+1 or 0/1) as 0 and 1; others (1, 2, 3, …)
+ * as 0 … K−1 in the order of their values. Labels must be integers.
+ */
+export function labelClasses(labels: Float64Array, path: string): { classes: number; names: number[]; codes: Float32Array } {
+  const distinct: number[] = [...new Set(labels)].sort((a, b) => a - b);
+  const bad = distinct.find((l) => !Number.isInteger(l));
+  if (bad !== undefined) throw corruptFile(path, `the label of example ${labels.indexOf(bad) + 1} is ${bad}, not a class (an integer)`, 'converge\'s classifiers take integer class labels; for a regression target use a CSV file with --label-column');
+  // −1, 0 and +1 are the two classes of binary files (−1 and 0 both negative); anything else names classes
+  if (!distinct.some((l) => l !== -1 && l !== 0 && l !== 1)) return { classes: 2, names: [0, 1], codes: Float32Array.from(labels, (l) => (l > 0 ? 1 : 0)) };
+  const names = distinct;
+  const code = new Map(names.map((name, i) => [name, i]));
+  return { classes: names.length, names, codes: Float32Array.from(labels, (l) => code.get(l)!) };
+}
+
+/** libsvm text (or its bytes) as a split: binary labels as 0/1 (only those, unless `binary: false`), others as classes 0 … K−1. */
+export function parseLibsvm(text: string | Uint8Array, path: string, options: LibsvmOptions = {}): { split: SparseSplit; features: number; classes: number; scanned: number } {
+  const parsed = scanLibsvm(typeof text === 'string' ? Buffer.from(text, 'latin1') : text, path, { binary: true, ...options });
+  const { classes, codes } = labelClasses(parsed.labels, path);
+  return { split: toSparseSplit(parsed.rowPtr, parsed.indices, parsed.values, codes), features: parsed.features, classes, scanned: parsed.scanned };
+}
+
+export function readLibsvm(path: string, options: LibsvmOptions = {}): { split: SparseSplit; features: number; classes: number } {
   if (!existsSync(path)) throw missingData('libsvm file', path, 'check the --dataset / --test-dataset path.');
-  return parseLibsvm(readFileSync(path, 'latin1'), path);
+  return parseLibsvm(readFileSync(path), path, options);
 }
 
 export function formatLibsvm(split: SparseSplit): string {
@@ -196,7 +252,7 @@ export function generateRcv1Like(o: Rcv1LikeOptions): SparseDataset {
   const threshold = [...trainNoisy].sort((a, b) => a - b)[o.rows >> 1];
   const labelsOf = (m: Float64Array) => Float32Array.from(m, (v) => (v > threshold ? 1 : 0));
   return {
-    kind: 'sparse', name: 'rcv1-like', features: o.features,
+    kind: 'sparse', name: 'rcv1-like', features: o.features, classes: 2,
     train: toSparseSplit(train.rowPtr, train.indices, train.values, labelsOf(trainNoisy)),
     test: toSparseSplit(test.rowPtr, test.indices, test.values, labelsOf(noisy(test.margins))),
   };

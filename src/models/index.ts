@@ -6,6 +6,7 @@ import { Conv2d, Dense, MaxPool2d, Relu, type Layer } from './layers.js';
 import type { ImageModel, Model, ModelOptions } from './model.js';
 import { Sequential } from './sequential.js';
 import { SparseLinear } from './sparse.js';
+import { SparseSoftmax } from './sparse-softmax.js';
 import { MatrixFactorization } from './mf.js';
 
 export type { AnyBatch, Batch, ImageModel, Model, ModelOptions, RatingBatch, SparseBatch } from './model.js';
@@ -57,13 +58,16 @@ function cnn(options: ModelOptions): ImageModel {
   return new Sequential('cnn', k, layers, o.inputShape, o.classes, o.maxBatch);
 }
 
-function sparseOptions(name: string, o: ModelOptions): number {
+function sparseOptions(name: string, o: ModelOptions, binary = true): number {
   if (!o.features) throw shapeMismatch(`model ${name}`, 'sparse (libsvm) data', 'data of another kind; use softmax/mlp/cnn for images, mf for ratings');
+  if (binary && o.classes !== undefined && o.classes > 2) throw shapeMismatch(`model ${name}`, 'binary labels (two classes)', `${o.classes} classes; use --model logreg (multinomial for more than two)`);
   return o.features;
 }
 
-/** Sparse logistic regression with an L2 penalty. */
-const logreg = (o: ModelOptions) => new SparseLinear('logreg', 'logistic', sparseOptions('logreg', o), o.l2 ?? 1e-6, o.maxBatch);
+/** Sparse logistic regression with an L2 penalty: binary, or multinomial (softmax) for more than two classes. */
+const logreg = (o: ModelOptions): Model => (o.classes !== undefined && o.classes > 2
+  ? new SparseSoftmax('logreg', sparseOptions('logreg', o, false), o.classes, o.l2 ?? 1e-6, o.maxBatch)
+  : new SparseLinear('logreg', 'logistic', sparseOptions('logreg', o), o.l2 ?? 1e-6, o.maxBatch));
 /** A linear SVM: hinge loss with an L2 penalty. */
 const svm = (o: ModelOptions) => new SparseLinear('svm', 'hinge', sparseOptions('svm', o), o.l2 ?? 1e-6, o.maxBatch);
 

@@ -81,3 +81,13 @@ test('models refuse data of the wrong kind', () => {
   assert.throws(() => createModel('mf', { maxBatch: 1, features: 3 }), /model mf: expected ratings data/);
   assert.throws(() => createModel('mlp', { maxBatch: 1, features: 3 }), /model mlp: expected image data/);
 });
+
+test('multinomial logreg (more than two classes) gradient matches finite differences; svm refuses more than two classes', () => {
+  const model = createModel('logreg', { features: 40, classes: 4, maxBatch: 16, l2: 0.01 });
+  const params = new Random(4).fillUniform(model.layout.allocate(), -0.5, 0.5);
+  // the generated labels are 0/1: make four classes of them, by row
+  const split = { ...sparse.train, labels: Float32Array.from(sparse.train.labels, (l, i) => (l + 2 * (i % 2)) % 4) };
+  const batch = new SparseBatchMaker(split, 16).range(0, 16);
+  finiteDifferences(model, params, batch, Array.from({ length: model.layout.size }, (_, i) => i).filter((i) => i % 3 === 0 || i >= 160));
+  assert.throws(() => createModel('svm', { features: 40, classes: 3, maxBatch: 1 }), /model svm: expected binary labels \(two classes\), got 3 classes; use --model logreg/);
+});

@@ -34,7 +34,7 @@ export function modelOptions(dataset: Dataset, config: TrainConfig, maxBatch: nu
     case 'images':
       return { ...base, inputShape: dataset.shape, classes: dataset.classes };
     case 'sparse':
-      return { ...base, features: dataset.features };
+      return { ...base, features: dataset.features, classes: dataset.classes };
     case 'ratings':
       return { ...base, users: dataset.users, items: dataset.items, mean: dataset.mean };
   }
