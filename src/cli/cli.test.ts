@@ -189,3 +189,17 @@ test('converge generate writes data sets that converge train reads back; bad gen
   failsWith(['train', '--dataset', join(dir, 'rcv'), '--model', 'logreg', '--staleness', '-1'], /--staleness: got -1; expected a non-negative integer/);
   failsWith(['train', '--dataset', join(dir, 'rcv'), '--model', 'logreg', '--sync-every', '0'], /--sync-every: got 0; expected a positive integer/);
 });
+
+test('a multi-class libsvm file sorted by label trains, tested on a seeded stratified tenth that the first line names', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'converge-multiclass-'));
+  const file = join(dir, 'sorted.svm');
+  // three classes, each a feature of its own (and noise), written class by class
+  const lines: string[] = [];
+  for (const label of [1, 2, 3]) for (let i = 0; i < 200; i++) lines.push(`${label} ${label}:1 ${4 + (i % 7)}:0.3`);
+  writeFileSync(file, `${lines.join('\n')}\n`);
+  const run = converge('train', '--dataset', file, '--model', 'logreg', '--workers', '2', '--epochs', '3', '--batch', '16', '--lr', '0.5', '--optimizer', 'sgd');
+  assert.equal(run.code, 0, run.stderr);
+  assert.match(run.stderr.split('\n')[0], /\(540 train \/ 60 test; test set: a seeded, stratified 10% of .*sorted\.svm \(seed 1; --test-dataset to give one\)\)/);
+  const accuracy = Number(/test accuracy ([\d.]+)%/.exec(run.stdout)![1]);
+  assert.ok(accuracy > 95, `accuracy ${accuracy}% on separable classes (a last-tenth split would test on class 3 alone)`);
+});

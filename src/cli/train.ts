@@ -3,6 +3,7 @@
 import { parseArgs } from 'node:util';
 import { isProcessBackend } from '../comm/backends.js';
 import { modelLabel } from '../models/module.js';
+import type { Dataset } from '../data/dataset.js';
 import { badOption, ConvergeError } from '../errors.js';
 import { defaults, type TrainConfig } from '../train/config.js';
 import type { Summary } from '../train/monitor.js';
@@ -15,7 +16,8 @@ import { joinNegativeNumbers } from './args.js';
 const options = {
   dataset: { type: 'string', help: `fashion-mnist | mnist | synthetic | rcv1-like | netflix-like (generated in memory), a libsvm file (.svm), a ratings file (.ratings), or a folder (default ${defaults.dataset})` },
   'data-dir': { type: 'string', help: 'folder with the four MNIST-format IDX files (gzipped or raw); default: where the Debian package puts them' },
-  'test-dataset': { type: 'string', help: 'the test file for a .svm/.ratings --dataset (default: its last tenth is held out)' },
+  'test-dataset': { type: 'string', help: 'the test file for a file --dataset (default: a seeded, stratified tenth of it is held out)' },
+  'zero-based': { type: 'boolean', help: 'libsvm feature indices start at 0 (default: at 1)' },
   model: { type: 'string', help: `softmax | mlp | cnn (images), logreg | svm (sparse rows), mf (ratings) (default ${defaults.model})` },
   hidden: { type: 'string', help: `MLP hidden widths, comma-separated (default ${defaults.hidden.join(',')})` },
   l2: { type: 'string', help: 'L2 penalty of logreg/svm (default 1e-6) and mf (default 0.02)' },
@@ -79,6 +81,7 @@ export function parseTrainArgs(rawArgs: string[]): TrainConfig | 'help' {
     dataset: s('dataset') ?? defaults.dataset,
     dataDir: s('data-dir'),
     testDataset: s('test-dataset'),
+    zeroBased: values['zero-based'] === true,
     l2: s('l2') === undefined ? undefined : n('l2', 0),
     factors: n('factors', n('rank', defaults.factors)),
     syncEvery: n('sync-every', defaults.syncEvery),
@@ -135,6 +138,9 @@ export async function trainCommand(args: string[]): Promise<number> {
   }
 }
 
+/** Which test set a run uses, when it was drawn from the training file. */
+const splitText = (dataset: Dataset) => ('split' in dataset && dataset.split ? `; ${dataset.split}` : '');
+
 const resumedText = (resumedFrom?: { epoch: number; step: number }) => (resumedFrom ? `, resumed at epoch ${resumedFrom.epoch + 1} step ${resumedFrom.step}` : '');
 
 /** The run's last line: how to resume it, or what it reached; `ranks` says where it ran. */
@@ -149,7 +155,7 @@ async function trainWithThreads(config: TrainConfig, stopFlag: SharedArrayBuffer
     notice: (line) => process.stderr.write(`${line}\n`),
     onStart: (monitor, info) => {
       const c = info.config;
-      process.stderr.write(`converge: ${modelLabel(c.model)} (${info.parameters.toLocaleString('en-US')} parameters) on ${info.dataset.name} (${info.dataset.train.count} train / ${info.dataset.test.count} test), `
+      process.stderr.write(`converge: ${modelLabel(c.model)} (${info.parameters.toLocaleString('en-US')} parameters) on ${info.dataset.name} (${info.dataset.train.count} train / ${info.dataset.test.count} test${splitText(info.dataset)}), `
         + `${c.strategy}, ${c.workers} worker${c.workers > 1 ? 's' : ''} × batch ${c.batch}, ${c.optimizer} lr ${c.lr}${c.lrScaling === 'linear' && c.workers > 1 ? ` × ${c.workers} (linear scaling)` : ''}, kernels ${info.kernels}`
         + `${resumedText(info.resumedFrom)}\n`);
       monitor.listen(new ProgressBar(c.epochs).update);
@@ -168,7 +174,7 @@ async function trainAsRank(config: TrainConfig, workersAsked: number | undefined
     notice: (line) => process.stderr.write(`${line}\n`),
     onStart: (monitor, info) => {
       const c = info.config;
-      process.stderr.write(`converge: ${modelLabel(c.model)} (${info.parameters.toLocaleString('en-US')} parameters) on ${info.dataset.name}, ${c.strategy} over ${c.backend}, ${c.workers} worker${c.workers > 1 ? 's' : ''} × batch ${c.batch}, kernels ${info.kernels}`
+      process.stderr.write(`converge: ${modelLabel(c.model)} (${info.parameters.toLocaleString('en-US')} parameters) on ${info.dataset.name}${splitText(info.dataset) ? ` (${splitText(info.dataset).slice(2)})` : ''}, ${c.strategy} over ${c.backend}, ${c.workers} worker${c.workers > 1 ? 's' : ''} × batch ${c.batch}, kernels ${info.kernels}`
         + `${resumedText(info.resumedFrom)}\n`);
       // a launcher's pipe is not a terminal: one line per epoch instead of a bar
       if (process.stderr.isTTY) monitor.listen(new ProgressBar(c.epochs).update);

@@ -15,7 +15,8 @@ import { paramPrecisions, type ParamPrecision } from '../tensor/precision.js';
 export interface TrainConfig {
   dataset: string;
   dataDir?: string;
-  testDataset?: string; // libsvm / ratings files: a separate test file (else the last tenth is held out)
+  testDataset?: string; // a separate test file (else a seeded, stratified tenth of the training file is held out)
+  zeroBased: boolean; // libsvm files whose feature indices start at 0
   model: string;
   hidden: number[]; // MLP hidden widths
   l2: number | undefined; // sparse models and MF (model default when undefined)
@@ -54,6 +55,7 @@ export const defaults: TrainConfig = {
   model: 'mlp',
   hidden: [512, 256],
   l2: undefined,
+  zeroBased: false,
   factors: 16,
   syncEvery: 8,
   staleness: 2,
