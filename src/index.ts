@@ -19,6 +19,8 @@ export type { KernelSet } from './kernels/types.js';
 
 // your own data
 export type { Dataset, ImageDataset, Split } from './data/dataset.js';
+export { datasetFromArrays as arrays, type ArraysSpec } from './data/dense.js';
+export { loadAnyDataset as loadDataset, type LoadOptions } from './data/load.js';
 export type { SparseDataset } from './data/sparse.js';
 export type { RatingsDataset } from './data/ratings.js';
 

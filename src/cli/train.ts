@@ -14,10 +14,12 @@ import { ProgressBar } from './progress.js';
 import { joinNegativeNumbers } from './args.js';
 
 const options = {
-  dataset: { type: 'string', help: `fashion-mnist | mnist | synthetic | rcv1-like | netflix-like (generated in memory), a libsvm file (.svm), a ratings file (.ratings), or a folder (default ${defaults.dataset})` },
+  dataset: { type: 'string', help: `fashion-mnist | mnist | synthetic | rcv1-like | netflix-like (generated in memory), a libsvm file (.svm), a CSV/TSV file (.csv, .tsv: a header, then rows), a ratings file (.ratings), or a folder (IDX files; NPY train_x.npy/train_y.npy; train.svm/.csv/.ratings) (default ${defaults.dataset})` },
   'data-dir': { type: 'string', help: 'folder with the four MNIST-format IDX files (gzipped or raw); default: where the Debian package puts them' },
   'test-dataset': { type: 'string', help: 'the test file for a file --dataset (default: a seeded, stratified tenth of it is held out)' },
   'zero-based': { type: 'boolean', help: 'libsvm feature indices start at 0 (default: at 1)' },
+  'label-column': { type: 'string', help: 'CSV: the label column, by name or 0-based index (default: label/target/class/y, else the last column)' },
+  task: { type: 'string', help: `CSV/NPY: classification | regression | auto (names and ≤ 100 distinct integers are classes; other numbers are regression targets, fitted by mean squared error) (default ${defaults.task})` },
   model: { type: 'string', help: `softmax | mlp | cnn (images), logreg | svm (sparse rows), mf (ratings) (default ${defaults.model})` },
   hidden: { type: 'string', help: `MLP hidden widths, comma-separated (default ${defaults.hidden.join(',')})` },
   l2: { type: 'string', help: 'L2 penalty of logreg/svm (default 1e-6) and mf (default 0.02)' },
@@ -82,6 +84,8 @@ export function parseTrainArgs(rawArgs: string[]): TrainConfig | 'help' {
     dataDir: s('data-dir'),
     testDataset: s('test-dataset'),
     zeroBased: values['zero-based'] === true,
+    labelColumn: s('label-column'),
+    task: (s('task') ?? defaults.task) as TrainConfig['task'],
     l2: s('l2') === undefined ? undefined : n('l2', 0),
     factors: n('factors', n('rank', defaults.factors)),
     syncEvery: n('sync-every', defaults.syncEvery),
@@ -139,7 +143,7 @@ export async function trainCommand(args: string[]): Promise<number> {
 }
 
 /** Which test set a run uses, when it was drawn from the training file. */
-const splitText = (dataset: Dataset) => ('split' in dataset && dataset.split ? `; ${dataset.split}` : '');
+const splitText = (dataset: Dataset) => `${'describe' in dataset && dataset.describe ? `; ${dataset.describe}` : ''}${'split' in dataset && dataset.split ? `; ${dataset.split}` : ''}`;
 
 const resumedText = (resumedFrom?: { epoch: number; step: number }) => (resumedFrom ? `, resumed at epoch ${resumedFrom.epoch + 1} step ${resumedFrom.step}` : '');
 

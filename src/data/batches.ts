@@ -40,24 +40,30 @@ export function stepsPerEpoch(samples: number, workers: number, batch: number): 
 export class BatchMaker implements Batcher<Batch> {
   readonly batch: Batch;
   private readonly sampleSize: number;
+  private readonly outputs: number;
+  // bytes are pixels, scaled to [0, 1]; float32 features are taken as they are
+  private readonly scale: number;
 
   constructor(private readonly split: Split, sampleShape: readonly number[], capacity: number) {
     this.sampleSize = sampleShape.reduce((a, b) => a * b, 1);
-    this.batch = { x: new Float32Array(capacity * this.sampleSize), y: new Int32Array(capacity), size: 0 };
+    this.outputs = split.targets ? split.targets.length / Math.max(1, split.count) : 0;
+    this.scale = split.images instanceof Float32Array ? 1 : 1 / 255;
+    this.batch = { x: new Float32Array(capacity * this.sampleSize), y: new Int32Array(capacity), size: 0, ...(split.targets ? { targets: new Float32Array(capacity * this.outputs) } : {}) };
   }
 
   /** The batch of `order[start .. start + count)`. */
   fromOrder(order: Uint32Array, start: number, count: number): Batch {
-    const { x, y } = this.batch;
+    const { x, y, targets } = this.batch;
     const d = this.sampleSize;
     const images = this.split.images;
-    const scale = 1 / 255;
+    const scale = this.scale;
     for (let i = 0; i < count; i++) {
       const index = order[start + i];
       const source = index * d;
       const target = i * d;
       for (let j = 0; j < d; j++) x[target + j] = images[source + j] * scale;
       y[i] = this.split.labels[index];
+      if (targets) for (let k = 0; k < this.outputs; k++) targets[i * this.outputs + k] = this.split.targets![index * this.outputs + k];
     }
     this.batch.size = count;
     return this.batch;
@@ -65,13 +71,14 @@ export class BatchMaker implements Batcher<Batch> {
 
   /** The batch of samples first .. first + count − 1, in order (for evaluation). */
   range(first: number, count: number): Batch {
-    const { x, y } = this.batch;
+    const { x, y, targets } = this.batch;
     const d = this.sampleSize;
     const images = this.split.images;
-    const scale = 1 / 255;
+    const scale = this.scale;
     const base = first * d;
     for (let i = 0; i < count * d; i++) x[i] = images[base + i] * scale;
     for (let i = 0; i < count; i++) y[i] = this.split.labels[first + i];
+    if (targets) targets.set(this.split.targets!.subarray(first * this.outputs, (first + count) * this.outputs));
     this.batch.size = count;
     return this.batch;
   }

@@ -9,19 +9,30 @@ import { readIdx } from './idx.js';
 import type { SparseDataset } from './sparse.js';
 import type { RatingsDataset } from './ratings.js';
 
+/** Dense samples: images as bytes (scaled to [0, 1] as batches are made), or features as float32 (taken as they are). */
 export interface Split {
-  images: Uint8Array; // [count, ...shape], on a SharedArrayBuffer
-  labels: Uint8Array; // [count]
+  images: Uint8Array | Float32Array; // [count, ...shape], on a SharedArrayBuffer
+  labels: Uint8Array | Int32Array; // [count] class labels (classification)
+  /** Regression: the target of each sample, [count, targets]. */
+  targets?: Float32Array;
   count: number;
 }
 
+/** Dense samples of one shape — images, or rows of features (CSV, NPY) — with class labels or regression targets. */
 export interface ImageDataset {
   kind: 'images';
   name: string;
-  shape: number[]; // one sample, [channels, height, width]
+  shape: number[]; // one sample, [channels, height, width] or [features]
+  /** Classification: the number of classes. Regression: the number of targets per sample. */
   classes: number;
+  /** 'regression': the samples carry targets, and models fit them by mean squared error (default 'classification'). */
+  task?: 'classification' | 'regression';
   train: Split;
   test: Split;
+  /** How the test set was made, when it was drawn from the training file. */
+  split?: string;
+  /** What was read, for the first line (e.g. "CSV: 4 features, 3 classes from column 'species'"). */
+  describe?: string;
 }
 
 /** Every kind of data set converge trains on; plain objects of SharedArrayBuffers, so they cross to worker threads. */

@@ -5,8 +5,11 @@
 
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { badOption, ConvergeError, missingData } from '../errors.js';
-import { knownDatasets, loadIdxDataset, syntheticDataset, type Dataset } from './dataset.js';
+import { badOption, ConvergeError, missingData, shapeMismatch } from '../errors.js';
+import { knownDatasets, loadIdxDataset, syntheticDataset, type Dataset, type ImageDataset } from './dataset.js';
+import { readCsv } from './csv.js';
+import { denseDataset, type DenseArrays, type Task } from './dense.js';
+import { readNpy } from './npy.js';
 import { generateNetflixLike, netflixLikeDefaults, readRatings, toRatingSplit, type RatingSplit, type RatingsDataset } from './ratings.js';
 import { generateRcv1Like, rcv1LikeDefaults, readLibsvm, toSparseSplit, type SparseDataset, type SparseSplit } from './sparse.js';
 import { describeSplit, heldOut } from './split.js';
@@ -19,6 +22,10 @@ export interface LoadOptions {
   testDataset?: string;
   /** libsvm files whose feature indices start at 0. */
   zeroBased?: boolean;
+  /** CSV: the label column's name (or 0-based index). */
+  labelColumn?: string;
+  /** CSV and NPY: what the labels are; 'auto' reads names and few integers as classes, other numbers as targets. */
+  task?: Task | 'auto';
   seed: number;
 }
 
@@ -80,6 +87,27 @@ function ratingsDataset(path: string, testPath: string | undefined, seed: number
   return { kind: 'ratings', name: path, users, items, mean: sum / train.count, train, test, split: describeSplit(path, testPath, seed, false) };
 }
 
+function csvDataset(path: string, options: LoadOptions): ImageDataset {
+  const train = readCsv(path, { labelColumn: options.labelColumn });
+  const test = options.testDataset ? readCsv(options.testDataset, { labelColumn: train.labelColumn }) : undefined;
+  if (test && test.header.join() !== train.header.join()) throw shapeMismatch(options.testDataset!, `the columns of ${path} (${train.header.join(', ')})`, test.header.join(', '));
+  return denseDataset(path, train, test, { task: options.task ?? 'auto', seed: options.seed, testName: options.testDataset, describe: `CSV, label column '${train.labelColumn}'` });
+}
+
+/** A folder of NPY arrays: train_x.npy [count, …shape] and train_y.npy [count] or [count, targets], optionally test_x/test_y. */
+function npyDataset(dir: string, options: LoadOptions): ImageDataset {
+  const arrays = (prefix: string): DenseArrays => {
+    const x = readNpy(join(dir, `${prefix}_x.npy`));
+    const y = readNpy(join(dir, `${prefix}_y.npy`));
+    const count = x.shape[0];
+    if (x.shape.length < 2) throw shapeMismatch(join(dir, `${prefix}_x.npy`), 'shape [samples, features…]', `(${x.shape.join(', ')})`);
+    if (y.shape[0] !== count || y.shape.length > 2) throw shapeMismatch(join(dir, `${prefix}_y.npy`), `shape (${count},) or (${count}, targets) — one label per row of ${prefix}_x.npy`, `(${y.shape.join(', ')})`);
+    return { features: Float32Array.from(x.values), shape: x.shape.slice(1), count, labels: { numbers: y.values, width: y.shape[1] ?? 1 } };
+  };
+  const hasTest = existsSync(join(dir, 'test_x.npy'));
+  return denseDataset(dir, arrays('train'), hasTest ? arrays('test') : undefined, { task: options.task ?? 'auto', seed: options.seed, testName: hasTest ? join(dir, 'test_x.npy') : undefined, describe: 'NPY' });
+}
+
 export function loadAnyDataset(name: string, options: LoadOptions): Dataset {
   if (name === 'rcv1-like') return generateRcv1Like({ ...rcv1LikeDefaults, seed: options.seed });
   if (name === 'netflix-like') return generateNetflixLike({ ...netflixLikeDefaults, seed: options.seed });
@@ -91,7 +119,8 @@ export function loadAnyDataset(name: string, options: LoadOptions): Dataset {
     throw missingData(`data set '${name}'`, name, `name one of ${datasetNames.join(', ')}, a .svm or .ratings file, or a folder of them.`);
   }
   if (statSync(name).isDirectory()) {
-    for (const extension of ['svm', 'ratings']) {
+    if (existsSync(join(name, 'train_x.npy'))) return npyDataset(name, options);
+    for (const extension of ['svm', 'ratings', 'csv', 'tsv']) {
       const train = join(name, `train.${extension}`);
       if (existsSync(train)) {
         const test = join(name, `test.${extension}`);
@@ -102,5 +131,6 @@ export function loadAnyDataset(name: string, options: LoadOptions): Dataset {
   }
   if (/\.(svm|libsvm|svmlight)$/.test(name)) return libsvmDataset(name, options);
   if (/\.ratings$/.test(name)) return ratingsDataset(name, options.testDataset, options.seed);
-  throw badOption('--dataset', name, 'a known name, a folder, or a file ending in .svm/.libsvm/.svmlight (libsvm) or .ratings (user item rating lines)');
+  if (/\.(csv|tsv|tab)$/i.test(name)) return csvDataset(name, options);
+  throw badOption('--dataset', name, 'a known name, a folder (IDX files, NPY arrays train_x.npy/train_y.npy, or train.svm/.ratings/.csv), or a file ending in .svm/.libsvm/.svmlight (libsvm), .ratings (user item rating lines) or .csv/.tsv (a header, then rows)');
 }

@@ -49,7 +49,7 @@ export async function prepareRun(requested: TrainConfig, hooks: LaunchHooks = {}
   if (isModelModule(config.model)) config.model = modelModuleUrl(config.model);
   const definition = await resolveModel(config.model);
   const kernels = selectKernels(undefined, hooks.notice);
-  const dataset = hooks.dataset ?? loadAnyDataset(config.dataset, { dataDir: config.dataDir, testDataset: config.testDataset, zeroBased: config.zeroBased, seed: config.seed });
+  const dataset = hooks.dataset ?? loadAnyDataset(config.dataset, { dataDir: config.dataDir, testDataset: config.testDataset, zeroBased: config.zeroBased, labelColumn: config.labelColumn, task: config.task, seed: config.seed });
   if (definition.data !== dataset.kind) {
     const fits = modelsFor(dataset.kind).join('/');
     throw shapeMismatch(`--model ${modelLabel(config.model)}`, `${dataNames[definition.data]}`, `${dataset.name}, which holds ${dataNames[dataset.kind]}; use --model ${fits}`);

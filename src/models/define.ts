@@ -11,7 +11,8 @@ import { kernelSet } from '../kernels/registry.js';
 import type { KernelSet } from '../kernels/types.js';
 import { Layout, type TensorSpec } from '../tensor/layout.js';
 import { Random } from '../tensor/random.js';
-import type { DataKind, ModelDefinition } from './index.js';
+import { lossFor, type DataKind, type ModelDefinition } from './index.js';
+import type { LossName } from './losses.js';
 import { Conv2d, Dense, Flatten, MaxPool2d, Relu, type Layer } from './layers.js';
 import type { AnyBatch, Batch, Evaluation, Model, ModelOptions } from './model.js';
 import { Residual } from './residual.js';
@@ -104,17 +105,19 @@ export interface DataShape {
 }
 
 /**
- * A classifier of images (or any dense samples) from layers, trained with softmax cross-entropy:
- * the last layer must give one output per class.
+ * A model of images (or any dense samples) from layers. Classes are fitted by softmax
+ * cross-entropy (the last layer gives one output per class), regression targets by mean squared
+ * error (one output per target); `loss: 'bce'` fits 0/1 labels or targets in [0, 1] by binary
+ * cross-entropy on logits.
  */
-export function sequential(layers: LayerSpec[] | ((data: DataShape) => LayerSpec[]), options: { name?: string } = {}): ModelDefinition {
+export function sequential(layers: LayerSpec[] | ((data: DataShape) => LayerSpec[]), options: { name?: string; loss?: LossName } = {}): ModelDefinition {
   return {
     data: 'images',
     build(o: ModelOptions) {
       if (!o.inputShape || !o.classes) throw shapeMismatch(`model ${options.name ?? 'sequential'}`, 'image data (a shape and classes)', 'data of another kind');
       const kernels = kernelSet();
       const specs = typeof layers === 'function' ? layers({ inputShape: o.inputShape, classes: o.classes }) : layers;
-      return new Sequential(options.name ?? 'sequential', kernels, buildLayers(specs, kernels, o.inputShape, o.maxBatch), o.inputShape, o.classes, o.maxBatch);
+      return new Sequential(options.name ?? 'sequential', kernels, buildLayers(specs, kernels, o.inputShape, o.maxBatch), o.inputShape, o.classes, o.maxBatch, options.loss ?? lossFor(o));
     },
   };
 }

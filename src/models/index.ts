@@ -5,6 +5,7 @@ import { unknownName, shapeMismatch } from '../errors.js';
 import { Conv2d, Dense, MaxPool2d, Relu, type Layer } from './layers.js';
 import type { ImageModel, Model, ModelOptions } from './model.js';
 import { Sequential } from './sequential.js';
+import type { LossName } from './losses.js';
 import { SparseLinear } from './sparse.js';
 import { SparseSoftmax } from './sparse-softmax.js';
 import { MatrixFactorization } from './mf.js';
@@ -18,11 +19,14 @@ function imageOptions(name: string, o: ModelOptions): { inputShape: readonly num
   return { inputShape: o.inputShape, classes: o.classes };
 }
 
-/** Multinomial logistic regression: one dense layer into softmax. */
+/** Classes are fitted by softmax cross-entropy, regression targets by mean squared error. */
+export const lossFor = (o: ModelOptions): LossName => (o.task === 'regression' ? 'mse' : 'softmax-cross-entropy');
+
+/** Multinomial logistic regression: one dense layer into softmax (on regression data: linear regression). */
 function softmax(options: ModelOptions): ImageModel {
   const o = { ...options, ...imageOptions('softmax', options) };
   const k = kernelSet();
-  return new Sequential('softmax', k, [new Dense(k, 'fc', size(o.inputShape), o.classes, o.maxBatch)], o.inputShape, o.classes, o.maxBatch);
+  return new Sequential('softmax', k, [new Dense(k, 'fc', size(o.inputShape), o.classes, o.maxBatch)], o.inputShape, o.classes, o.maxBatch, lossFor(options));
 }
 
 /** Dense layers with ReLU between them; `hidden` gives their widths (default 512, 256). */
@@ -35,7 +39,7 @@ function mlp(options: ModelOptions): ImageModel {
     layers.push(new Dense(k, `fc${i + 1}`, widths[i], widths[i + 1], o.maxBatch));
     if (i + 2 < widths.length) layers.push(new Relu(k, [widths[i + 1]]));
   }
-  return new Sequential('mlp', k, layers, o.inputShape, o.classes, o.maxBatch);
+  return new Sequential('mlp', k, layers, o.inputShape, o.classes, o.maxBatch, lossFor(options));
 }
 
 /** conv3x3 32 'same' ReLU → maxpool 2 → conv3x3 64 'same' ReLU → maxpool 2 → dense 128 ReLU → dense 10 */
@@ -55,7 +59,7 @@ function cnn(options: ModelOptions): ImageModel {
     conv2, new Relu(k, conv2.outputShape), pool2,
     fc1, new Relu(k, fc1.outputShape), fc2,
   ];
-  return new Sequential('cnn', k, layers, o.inputShape, o.classes, o.maxBatch);
+  return new Sequential('cnn', k, layers, o.inputShape, o.classes, o.maxBatch, lossFor(options));
 }
 
 function sparseOptions(name: string, o: ModelOptions, binary = true): number {

@@ -8,6 +8,8 @@ import type { Random } from '../tensor/random.js';
 export interface Batch {
   x: Float32Array; // [size, ...inputShape]
   y: Int32Array; // [size] class labels
+  /** Regression: [size, outputs] targets (absent for classification). */
+  targets?: Float32Array;
   size: number;
 }
 
@@ -72,7 +74,9 @@ export interface ImageModel extends Model<Batch> {
 export interface ModelOptions {
   maxBatch: number;
   inputShape?: readonly number[]; // image models
-  classes?: number; // image models
+  classes?: number; // image models: classes, or for regression the number of targets
+  /** Regression: fit targets by mean squared error instead of classes by softmax cross-entropy. */
+  task?: 'classification' | 'regression';
   hidden?: readonly number[]; // MLP hidden widths
   cnnWidths?: readonly [number, number, number]; // CNN: conv1 filters, conv2 filters, dense width
   features?: number; // sparse models

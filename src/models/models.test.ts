@@ -158,3 +158,40 @@ test('a model from a plain lossAndGrad function: its gradient is checked the sam
   checkGradient(Object.assign(model, { inputShape: [2, 3], classes: 4 }) as unknown as Model, 7, 5);
   assert.throws(() => lossAndGradModel({ parameters: () => [], lossAndGrad: () => 0 }), /a classifier needs predict\(params, batch, out\) or evaluate\(params, batch\)/);
 });
+
+test('mean squared error and binary cross-entropy: the loss against closed forms, the gradient against finite differences', () => {
+  for (const loss of ['mse', 'bce'] as const) {
+    // (no ReLU: finite differences of ±0.01 would cross its kink)
+    const model = sequential(() => [dense(5), dense(2)], { loss }).build({ inputShape: [3], classes: 2, maxBatch: 4, task: loss === 'mse' ? 'regression' : 'classification' });
+    const random = new Random(9);
+    const params = model.layout.allocate();
+    model.init(params, random);
+    const batch = { x: random.fillUniform(new Float32Array(12), -1, 1), y: new Int32Array(4), targets: Float32Array.from({ length: 8 }, () => (loss === 'bce' ? random.below(2) : random.normal())), size: 4 };
+    const grad = model.layout.allocate();
+    grad.fill(NaN);
+    const value = model.lossAndGrad(params, batch, grad);
+    // the closed form, from the parameters: the two dense layers written out
+    const { '0.weight': w1, '0.bias': b1, '1.weight': w2, '1.bias': b2 } = model.layout.views(params);
+    let expected = 0;
+    for (let n = 0; n < 4; n++) {
+      const h = [0, 1, 2, 3, 4].map((j) => b1[j] + [0, 1, 2].reduce((s, i) => s + w1[j * 3 + i] * batch.x[n * 3 + i], 0));
+      for (let k = 0; k < 2; k++) {
+        const z = b2[k] + h.reduce((s, v, j) => s + w2[k * 5 + j] * v, 0);
+        const t = batch.targets[n * 2 + k];
+        expected += loss === 'mse' ? (z - t) ** 2 : Math.log(1 + Math.exp(z)) - z * t;
+      }
+    }
+    assert.ok(Math.abs(value - expected / 8) < 1e-5, `${loss}: ${value} against ${expected / 8}`);
+    const scratch = model.layout.allocate();
+    for (let i = 0; i < model.layout.size; i++) {
+      const saved = params[i];
+      params[i] = saved + 1e-2;
+      const up = model.lossAndGrad(params, batch, scratch);
+      params[i] = saved - 1e-2;
+      const down = model.lossAndGrad(params, batch, scratch);
+      params[i] = saved;
+      const numeric = (up - down) / 2e-2;
+      assert.ok(Math.abs(numeric - grad[i]) <= 2e-3 + 2e-2 * Math.abs(numeric), `${loss} [${i}]: analytic ${grad[i]} vs numeric ${numeric}`);
+    }
+  }
+});

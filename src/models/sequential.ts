@@ -7,17 +7,22 @@ import { Layout } from '../tensor/layout.js';
 import type { Random } from '../tensor/random.js';
 import { shapeMismatch } from '../errors.js';
 import type { Layer } from './layers.js';
+import { binaryCrossEntropy, meanSquaredError, squaredError, type LossName } from './losses.js';
 import type { Batch, Evaluation, ImageModel } from './model.js';
 
 export class Sequential implements ImageModel {
-  readonly task = 'classification' as const;
+  readonly task: 'classification' | 'regression';
   readonly layout: Layout;
   private readonly inputs: Float32Array[]; // the input each layer saw in the last forward pass
   private readonly inputGrads: (Float32Array | null)[]; // gradient w.r.t. each layer's input
   private readonly gradLogits: Float32Array;
+  private readonly labelTargets: Float32Array;
 
   constructor(readonly name: string, private readonly kernels: KernelSet, private readonly layers: Layer[],
-    readonly inputShape: readonly number[], readonly classes: number, readonly maxBatch: number) {
+    readonly inputShape: readonly number[], readonly classes: number, readonly maxBatch: number,
+    /** What the outputs are fitted by: classes by softmax cross-entropy; targets by mean squared error or binary cross-entropy. */
+    readonly loss: LossName = 'softmax-cross-entropy') {
+    this.task = loss === 'mse' ? 'regression' : 'classification';
     this.layout = new Layout(layers.flatMap((layer) => layer.params));
     const last = layers[layers.length - 1].outputShape;
     if (last.length !== 1 || last[0] !== classes) throw shapeMismatch(`model ${name}`, `a final layer of ${classes} outputs`, `[${last}]`);
@@ -28,6 +33,7 @@ export class Sequential implements ImageModel {
       return new Float32Array(maxBatch * shape.reduce((a, b) => a * b, 1));
     });
     this.gradLogits = new Float32Array(maxBatch * classes);
+    this.labelTargets = new Float32Array(loss === 'bce' ? maxBatch : 0);
   }
 
   init(params: Float32Array, random: Random): void {
@@ -46,9 +52,27 @@ export class Sequential implements ImageModel {
     return activation;
   }
 
+  /** The batch's mean loss, and its gradient with respect to the outputs in gradLogits when `withGradient`. */
+  private lossOf(outputs: Float32Array, batch: Batch, withGradient: boolean): number {
+    if (this.loss === 'softmax-cross-entropy') return this.kernels.softmaxCrossEntropy(outputs, batch.y, batch.size, this.classes, this.gradLogits);
+    const gradient = withGradient ? this.gradLogits : null;
+    if (this.loss === 'bce') return binaryCrossEntropy(outputs, this.targetsOf(batch), batch.size, this.classes, gradient);
+    if (!batch.targets) throw shapeMismatch(`model ${this.name}`, 'regression targets for its mean squared error', 'a batch of class labels; train it on regression data');
+    return meanSquaredError(outputs, batch.targets, batch.size, this.classes, gradient);
+  }
+
+  /** Binary cross-entropy fits targets in [0, 1]: the batch's own, or its 0/1 labels. */
+  private targetsOf(batch: Batch): Float32Array {
+    if (batch.targets) return batch.targets;
+    if (this.classes !== 1) throw shapeMismatch(`model ${this.name}`, 'one output per sample for binary cross-entropy on 0/1 labels', `${this.classes} outputs`);
+    for (let i = 0; i < batch.size; i++) this.labelTargets[i] = batch.y[i];
+    return this.labelTargets;
+  }
+
   lossAndGrad(params: Float32Array, batch: Batch, grad: Float32Array): number {
     const logits = this.forward(params, batch.x, batch.size);
-    const loss = this.kernels.softmaxCrossEntropy(logits, batch.y, batch.size, this.classes, this.gradLogits);
+    // the classifiers' loss called straight: the hot path stays what V8 optimised before the other losses came
+    const loss = this.loss === 'softmax-cross-entropy' ? this.kernels.softmaxCrossEntropy(logits, batch.y, batch.size, this.classes, this.gradLogits) : this.lossOf(logits, batch, true);
     const p = this.layout.views(params);
     const g = this.layout.views(grad);
     let gradOut = this.gradLogits;
@@ -62,8 +86,15 @@ export class Sequential implements ImageModel {
 
   evaluate(params: Float32Array, batch: Batch): Evaluation {
     const logits = this.forward(params, batch.x, batch.size);
-    const loss = this.kernels.softmaxCrossEntropy(logits, batch.y, batch.size, this.classes, this.gradLogits);
+    const loss = this.lossOf(logits, batch, false);
+    if (this.loss === 'mse') return { loss, correct: 0, squaredError: squaredError(logits, batch.targets!, batch.size, this.classes) };
     let correct = 0;
+    if (this.loss === 'bce') {
+      // one output per sample: the class is whether its logit is positive
+      const targets = this.targetsOf(batch);
+      for (let i = 0; i < batch.size * this.classes; i++) if ((logits[i] > 0 ? 1 : 0) === targets[i]) correct++;
+      return { loss, correct: correct / this.classes, squaredError: 0 };
+    }
     for (let i = 0; i < batch.size; i++) if (argmax(logits, i * this.classes, this.classes) === batch.y[i]) correct++;
     return { loss, correct, squaredError: 0 };
   }

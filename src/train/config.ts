@@ -17,6 +17,8 @@ export interface TrainConfig {
   dataDir?: string;
   testDataset?: string; // a separate test file (else a seeded, stratified tenth of the training file is held out)
   zeroBased: boolean; // libsvm files whose feature indices start at 0
+  labelColumn?: string; // CSV: the label column's name or 0-based index
+  task: 'auto' | 'classification' | 'regression'; // CSV/NPY: classes or regression targets (auto: names and few integers are classes)
   model: string;
   hidden: number[]; // MLP hidden widths
   l2: number | undefined; // sparse models and MF (model default when undefined)
@@ -56,6 +58,7 @@ export const defaults: TrainConfig = {
   hidden: [512, 256],
   l2: undefined,
   zeroBased: false,
+  task: 'auto',
   factors: 16,
   syncEvery: 8,
   staleness: 2,
@@ -80,7 +83,7 @@ export const defaults: TrainConfig = {
 };
 
 /** The options without a default, so that defaults and these together name every option. */
-export const optionalOptions = ['dataDir', 'testDataset', 'compress', 'save', 'resume', 'log', 'stopAfterSteps'] as const satisfies readonly (keyof TrainConfig)[];
+export const optionalOptions = ['dataDir', 'testDataset', 'labelColumn', 'compress', 'save', 'resume', 'log', 'stopAfterSteps'] as const satisfies readonly (keyof TrainConfig)[];
 
 /** Every option's name (the TrainConfig field; the CLI flag is it in kebab case). */
 export const optionNames: readonly string[] = [...Object.keys(defaults), ...optionalOptions];
@@ -100,6 +103,7 @@ export function validate(config: TrainConfig): void {
   if (!strategyNames.includes(config.strategy)) throw unknownName('strategy', config.strategy, strategyNames);
   if (!(optimizerNames as readonly string[]).includes(config.optimizer)) throw unknownName('optimizer', config.optimizer, optimizerNames);
   if (!(scheduleNames as readonly string[]).includes(config.schedule)) throw unknownName('schedule', config.schedule, scheduleNames);
+  if (!['auto', 'classification', 'regression'].includes(config.task)) throw unknownName('task', config.task, ['auto', 'classification', 'regression']);
   if (!['linear', 'none'].includes(config.lrScaling)) throw badOption('--lr-scaling', config.lrScaling, "'linear' or 'none'");
   positiveInteger('--workers', config.workers);
   positiveInteger('--epochs', config.epochs);

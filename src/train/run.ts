@@ -32,7 +32,7 @@ export function modelOptions(dataset: Dataset, config: TrainConfig, maxBatch: nu
   const base = { maxBatch, hidden: config.hidden, l2: config.l2, factors: config.factors };
   switch (dataset.kind) {
     case 'images':
-      return { ...base, inputShape: dataset.shape, classes: dataset.classes };
+      return { ...base, inputShape: dataset.shape, classes: dataset.classes, task: dataset.task };
     case 'sparse':
       return { ...base, features: dataset.features, classes: dataset.classes };
     case 'ratings':
