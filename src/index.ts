@@ -8,8 +8,9 @@ export { strategies, strategyNames, type StrategyEntry } from './strategies/inde
 export { backends, backendNames, type BackendEntry, type BackendName } from './comm/backends.js';
 
 // your own model
-export { sequential, lossAndGradModel, dense, conv2d, maxPool2d, relu, flatten, residual, type LayerSpec, type LayerContext, type FunctionModel, type DataShape } from './models/define.js';
+export { sequential, lossAndGradModel, dense, conv2d, maxPool2d, avgPool2d, globalAvgPool2d, relu, tanh, sigmoid, gelu, dropout, flatten, residual, type LayerSpec, type LayerContext, type FunctionModel, type DataShape } from './models/define.js';
 export { modelNames, type ModelDefinition, type DataKind } from './models/index.js';
+export type { LossName } from './models/losses.js';
 export type { Model, ModelOptions, Batch, SparseBatch, RatingBatch, AnyBatch, Evaluation } from './models/model.js';
 export type { Layer, Views } from './models/layers.js';
 export { Layout, type TensorSpec, type TensorSlot } from './tensor/layout.js';

@@ -10,7 +10,10 @@ import { shapeMismatch, ConvergeError } from '../errors.js';
 import { kernelSet } from '../kernels/registry.js';
 import type { KernelSet } from '../kernels/types.js';
 import { Layout, type TensorSpec } from '../tensor/layout.js';
-import { Random } from '../tensor/random.js';
+import { Random, mixSeed } from '../tensor/random.js';
+import { ElementWise } from './activations.js';
+import { Dropout } from './dropout.js';
+import { AvgPool2d } from './pooling.js';
 import { lossFor, type DataKind, type ModelDefinition } from './index.js';
 import type { LossName } from './losses.js';
 import { Conv2d, Dense, Flatten, MaxPool2d, Relu, type Layer } from './layers.js';
@@ -24,6 +27,8 @@ export interface LayerContext {
   inputShape: readonly number[];
   maxBatch: number;
   name: string;
+  /** Seeds what is random in the layer while training (dropout's masks): the run's seed, the replica and the layer's name mixed. */
+  seed: number;
 }
 
 /** A layer not yet sized: built once the shape of its input is known. */
@@ -45,15 +50,47 @@ export function dense(units: number): LayerSpec {
   return ({ kernels, inputShape, maxBatch, name }) => new Dense(kernels, name, sizeOf(inputShape), units, maxBatch);
 }
 
-/** A 2-D convolution of stride 1, zero padding `pad` (default: keeps height and width for odd sizes). */
-export function conv2d(filters: number, kernelSize = 3, options: { pad?: number } = {}): LayerSpec {
+/** A 2-D convolution with zero padding `pad` (default: keeps height and width at stride 1, for odd sizes) and `stride` (default 1). */
+export function conv2d(filters: number, kernelSize = 3, options: { pad?: number; stride?: number } = {}): LayerSpec {
   positive('conv2d(filters)', filters);
   positive('conv2d(kernelSize)', kernelSize);
+  const stride = options.stride ?? 1;
+  positive('conv2d stride', stride);
   const pad = options.pad ?? (kernelSize - 1) >> 1;
   return ({ kernels, inputShape, maxBatch, name }) => {
     imageInput(`conv2d ${name}`, inputShape);
-    return new Conv2d(kernels, name, inputShape, filters, kernelSize, pad, maxBatch);
+    return new Conv2d(kernels, name, inputShape, filters, kernelSize, pad, maxBatch, stride);
   };
+}
+
+/** Average pooling over size×size windows with stride size. */
+export function avgPool2d(size = 2): LayerSpec {
+  positive('avgPool2d(size)', size);
+  return ({ inputShape, maxBatch, name }) => new AvgPool2d(name, inputShape, size, maxBatch);
+}
+
+/** The mean of each channel's plane: [C, H, W] → [C]. */
+export function globalAvgPool2d(): LayerSpec {
+  return ({ inputShape, maxBatch, name }) => new AvgPool2d(name, inputShape, 0, maxBatch);
+}
+
+export function tanh(): LayerSpec {
+  return ({ inputShape, maxBatch }) => new ElementWise('tanh', inputShape, maxBatch);
+}
+
+export function sigmoid(): LayerSpec {
+  return ({ inputShape, maxBatch }) => new ElementWise('sigmoid', inputShape, maxBatch);
+}
+
+/** GELU, x·Φ(x) (the exact form). */
+export function gelu(): LayerSpec {
+  return ({ inputShape, maxBatch }) => new ElementWise('gelu', inputShape, maxBatch);
+}
+
+/** Dropout of probability p while training (inverted: kept values scaled by 1/(1 − p)); the identity in evaluation. */
+export function dropout(p: number): LayerSpec {
+  if (!(p >= 0 && p < 1)) throw new ConvergeError(`dropout(p): got ${p}; expected a probability in [0, 1).`, 'BAD_MODEL');
+  return ({ inputShape, maxBatch, seed }) => new Dropout(p, inputShape, maxBatch, seed);
 }
 
 /** Max pooling over size×size windows with stride size. */
@@ -78,20 +115,21 @@ export function flatten(): LayerSpec {
  * it is (the body must keep its shape); a shortcut of layers is a projection (e.g. [dense(n)]).
  */
 export function residual(body: LayerSpec[], shortcut?: LayerSpec[]): LayerSpec {
-  return ({ kernels, inputShape, maxBatch, name }) => {
-    const bodyLayers = buildLayers(body, kernels, inputShape, maxBatch, `${name}.body.`);
-    const shortcutLayers = shortcut ? buildLayers(shortcut, kernels, inputShape, maxBatch, `${name}.shortcut.`) : null;
+  return ({ kernels, inputShape, maxBatch, name, seed }) => {
+    const bodyLayers = buildLayers(body, kernels, inputShape, maxBatch, `${name}.body.`, seed);
+    const shortcutLayers = shortcut ? buildLayers(shortcut, kernels, inputShape, maxBatch, `${name}.shortcut.`, seed) : null;
     return new Residual(name, inputShape, bodyLayers, shortcutLayers, maxBatch);
   };
 }
 
 /** Builds specs one after another, each sized by its predecessor's output; parameters are named PREFIX0, PREFIX1, … as PyTorch's nn.Sequential names them. */
-export function buildLayers(specs: readonly LayerSpec[], kernels: KernelSet, inputShape: readonly number[], maxBatch: number, prefix = ''): Layer[] {
+export function buildLayers(specs: readonly LayerSpec[], kernels: KernelSet, inputShape: readonly number[], maxBatch: number, prefix = '', seed = 0): Layer[] {
   const layers: Layer[] = [];
   let shape = inputShape;
   specs.forEach((spec, i) => {
     if (typeof spec !== 'function') throw new ConvergeError(`layer ${prefix}${i} is not a layer spec; build layers with dense(), conv2d(), relu(), … from 'converge'.`, 'BAD_MODEL');
-    const layer = spec({ kernels, inputShape: shape, maxBatch, name: `${prefix}${i}` });
+    const name = `${prefix}${i}`;
+    const layer = spec({ kernels, inputShape: shape, maxBatch, name, seed: mixSeed(seed, ...Buffer.from(name)) });
     layers.push(layer);
     shape = layer.outputShape;
   });
@@ -117,7 +155,8 @@ export function sequential(layers: LayerSpec[] | ((data: DataShape) => LayerSpec
       if (!o.inputShape || !o.classes) throw shapeMismatch(`model ${options.name ?? 'sequential'}`, 'image data (a shape and classes)', 'data of another kind');
       const kernels = kernelSet();
       const specs = typeof layers === 'function' ? layers({ inputShape: o.inputShape, classes: o.classes }) : layers;
-      return new Sequential(options.name ?? 'sequential', kernels, buildLayers(specs, kernels, o.inputShape, o.maxBatch), o.inputShape, o.classes, o.maxBatch, options.loss ?? lossFor(o));
+      const built = buildLayers(specs, kernels, o.inputShape, o.maxBatch, '', mixSeed(o.seed ?? 1, o.replica ?? 0));
+      return new Sequential(options.name ?? 'sequential', kernels, built, o.inputShape, o.classes, o.maxBatch, options.loss ?? lossFor(o));
     },
   };
 }

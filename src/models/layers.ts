@@ -12,6 +12,8 @@ export interface Layer {
   readonly params: TensorSpec[];
   readonly outputShape: readonly number[]; // per sample
   forward(p: Views, x: Float32Array, batch: number): Float32Array;
+  /** Layers that act differently when training (dropout) are told before each pass; `step` seeds what is random in it. */
+  setMode?(training: boolean, step: number): void;
   /** Writes this layer's parameter gradients into g and, unless gradX is null, the input gradient. */
   backward(p: Views, g: Views, x: Float32Array, gradOut: Float32Array, gradX: Float32Array | null, batch: number): void;
   init(p: Views, random: Random): void;
@@ -86,11 +88,11 @@ export class Conv2d implements Layer {
   private readonly bias: string;
 
   constructor(private readonly k: KernelSet, name: string, inputShape: readonly number[],
-    filters: number, kernelSize: number, pad: number, maxBatch: number) {
+    filters: number, kernelSize: number, pad: number, maxBatch: number, stride = 1) {
     this.weight = `${name}.weight`;
     this.bias = `${name}.bias`;
     const [channels, height, width] = inputShape;
-    this.geometry = convGeometry(channels, height, width, filters, kernelSize, pad);
+    this.geometry = convGeometry(channels, height, width, filters, kernelSize, pad, stride);
     const { outHeight, outWidth } = this.geometry;
     this.params = [
       { name: this.weight, shape: [filters, channels, kernelSize, kernelSize] }, // [F, C, K, K]

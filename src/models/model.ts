@@ -48,6 +48,8 @@ export interface Model<B extends AnyBatch = AnyBatch> {
   init(params: Float32Array, random: Random): void;
   /** Writes the gradient of the mean loss over the batch into `grad`; returns the mean loss. */
   lossAndGrad(params: Float32Array, batch: B, grad: Float32Array): number;
+  /** Before a training step's lossAndGrad: the run's step number, which seeds what is random in it (dropout). */
+  beginStep?(step: number): void;
   /** Mean loss and the model's figure of merit on a labelled batch (no gradient). */
   evaluate(params: Float32Array, batch: B): Evaluation;
   /**
@@ -73,6 +75,9 @@ export interface ImageModel extends Model<Batch> {
 
 export interface ModelOptions {
   maxBatch: number;
+  /** The run's seed and the replica (rank) building the model: what is random in training (dropout) is drawn from both. */
+  seed?: number;
+  replica?: number;
   inputShape?: readonly number[]; // image models
   classes?: number; // image models: classes, or for regression the number of targets
   /** Regression: fit targets by mean squared error instead of classes by softmax cross-entropy. */

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { Random } from '../tensor/random.js';
 import { createImageModel as createModel, type ImageModel as Model } from './index.js';
 import { kernelSet } from '../kernels/registry.js';
-import { conv2d, dense, flatten, lossAndGradModel, relu, residual, sequential } from './define.js';
+import { avgPool2d, conv2d, dense, dropout, flatten, gelu, globalAvgPool2d, lossAndGradModel, relu, residual, sequential, sigmoid, tanh } from './define.js';
+import { erf } from './activations.js';
 
 // Finite differences in float32 need a coarse step; the loss is accumulated in float64.
 function checkGradient(model: Model, seed: number, batchSize: number): void {
@@ -118,7 +119,7 @@ test('layers of your own: residual blocks (identity and projection shortcuts) an
   const projected = sequential(({ classes }) => [conv2d(3), residual([conv2d(4), conv2d(4)], [conv2d(4, 1)]), flatten(), dense(classes)], { name: 'residual-projection' });
   checkGradient(projected.build({ inputShape: [2, 6, 4], classes: 3, maxBatch: 3 }) as Model, 4, 3);
   // out = body(x) + x, with x as it came in, even when the body's first layer works in place
-  const block = residual([relu()])({ kernels: kernelSet(), inputShape: [4], maxBatch: 1, name: 'r' });
+  const block = residual([relu()])({ kernels: kernelSet(), inputShape: [4], maxBatch: 1, name: 'r', seed: 0 });
   const input = Float32Array.of(-2, -1, 1, 2);
   assert.deepEqual(Array.from(block.forward({}, input, 1)), [-2, -1, 2, 4]);
   assert.deepEqual(Array.from(input), [-2, -1, 1, 2], 'the block leaves its input alone');
@@ -194,4 +195,47 @@ test('mean squared error and binary cross-entropy: the loss against closed forms
       assert.ok(Math.abs(numeric - grad[i]) <= 2e-3 + 2e-2 * Math.abs(numeric), `${loss} [${i}]: analytic ${grad[i]} vs numeric ${numeric}`);
     }
   }
+});
+
+test('more layers: tanh, sigmoid, GELU, average and global average pooling, strided convolution, dropout — gradients against finite differences', () => {
+  const smooth = sequential(({ classes }) => [conv2d(3, 3, { stride: 2 }), tanh(), conv2d(4, 1, { stride: 2, pad: 0 }), sigmoid(), avgPool2d(2), flatten(), dense(6), gelu(), dense(classes)], { name: 'smooth' });
+  checkGradient(smooth.build({ inputShape: [2, 9, 8], classes: 3, maxBatch: 3 }) as Model, 5, 3);
+  const global = sequential(({ classes }) => [conv2d(4), globalAvgPool2d(), dense(classes)], { name: 'global' });
+  checkGradient(global.build({ inputShape: [1, 5, 6], classes: 3, maxBatch: 2 }) as Model, 6, 2);
+  // dropout: the mask is fixed for a step, so the step's loss is a smooth function of the parameters
+  const dropped = sequential(({ classes }) => [flatten(), dense(8), tanh(), dropout(0.5), dense(classes)], { name: 'dropout' });
+  const model = dropped.build({ inputShape: [6], classes: 3, maxBatch: 4, seed: 1, replica: 0 }) as Model;
+  model.beginStep!(17);
+  checkGradient(model, 7, 4);
+});
+
+test('GELU, erf and the strided convolution\'s shape against closed forms', () => {
+  // erf from tables (Abramowitz & Stegun 7.1): to float32 accuracy
+  for (const [x, value] of [[0.5, 0.5204998778], [1, 0.8427007929], [2, 0.995322265], [-0.3, -0.3286267595]]) assert.ok(Math.abs(erf(x) - value) < 2e-7, `erf(${x})`);
+  const layer = gelu()({ kernels: kernelSet(), inputShape: [3], maxBatch: 1, name: 'g', seed: 0 });
+  // x·Φ(x): Φ(1) = 0.8413447461, Φ(−0.5) = 0.3085375387
+  assert.deepEqual(Array.from(layer.forward({}, Float32Array.of(1, -0.5, 0), 1)).map((v) => +v.toFixed(6)), [0.841345, -0.154269, 0]);
+  // ResNet's downsampling: 3×3, pad 1, stride 2 halves 28 → 14 and 7 → 4
+  assert.deepEqual(conv2d(8, 3, { stride: 2 })({ kernels: kernelSet(), inputShape: [4, 28, 28], maxBatch: 1, name: 'c', seed: 0 }).outputShape, [8, 14, 14]);
+  assert.deepEqual(conv2d(8, 1, { stride: 2, pad: 0 })({ kernels: kernelSet(), inputShape: [4, 7, 7], maxBatch: 1, name: 'c', seed: 0 }).outputShape, [8, 4, 4]);
+});
+
+test('dropout: inverted scaling, the identity in evaluation, the same mask for the same (seed, replica, step) and another for another', () => {
+  const make = (replica: number) => dropout(0.25)({ kernels: kernelSet(), inputShape: [4000], maxBatch: 1, name: '3', seed: replica * 7919 + 1 });
+  const input = new Float32Array(4000).fill(1);
+  const layer = make(0);
+  layer.setMode!(true, 5);
+  const first = Float32Array.from(layer.forward({}, input, 1));
+  const kept = first.filter((v) => v !== 0);
+  assert.ok(kept.every((v) => Math.abs(v - 4 / 3) < 1e-6), 'kept values scaled by 1/(1 − p)');
+  assert.ok(Math.abs(kept.length / 4000 - 0.75) < 0.03, `kept ${kept.length} of 4000`);
+  layer.setMode!(true, 5);
+  assert.deepEqual(Float32Array.from(layer.forward({}, input, 1)), first, 'the same step draws the same mask');
+  layer.setMode!(true, 6);
+  assert.notDeepEqual(Float32Array.from(layer.forward({}, input, 1)), first, 'the next step another');
+  const other = make(1);
+  other.setMode!(true, 5);
+  assert.notDeepEqual(Float32Array.from(other.forward({}, input, 1)), first, 'another replica another');
+  layer.setMode!(false, 5);
+  assert.deepEqual(Float32Array.from(layer.forward({}, input, 1)), input, 'evaluation passes values through');
 });

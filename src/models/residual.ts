@@ -65,6 +65,11 @@ export class Residual implements Layer {
     for (let i = 0; i < n; i++) gradX[i] = this.bodyGrad[i] + skipGrad[i];
   }
 
+  setMode(training: boolean, step: number): void {
+    for (const layer of this.body.layers) layer.setMode?.(training, step);
+    if (this.shortcut) for (const layer of this.shortcut.layers) layer.setMode?.(training, step);
+  }
+
   init(p: Views, random: Random): void {
     for (const layer of this.body.layers) layer.init(p, random);
     if (this.shortcut) for (const layer of this.shortcut.layers) layer.init(p, random);

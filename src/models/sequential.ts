@@ -34,6 +34,19 @@ export class Sequential implements ImageModel {
     });
     this.gradLogits = new Float32Array(maxBatch * classes);
     this.labelTargets = new Float32Array(loss === 'bce' ? maxBatch : 0);
+    this.modal = layers.filter((layer) => layer.setMode);
+  }
+
+  private step = 0;
+  private readonly modal: Layer[];
+
+  beginStep(step: number): void {
+    this.step = step;
+  }
+
+  /** Tells the layers that act differently in training (dropout) which pass comes. */
+  private setMode(training: boolean): void {
+    for (const layer of this.modal) layer.setMode!(training, this.step);
   }
 
   init(params: Float32Array, random: Random): void {
@@ -70,6 +83,7 @@ export class Sequential implements ImageModel {
   }
 
   lossAndGrad(params: Float32Array, batch: Batch, grad: Float32Array): number {
+    if (this.modal.length > 0) this.setMode(true);
     const logits = this.forward(params, batch.x, batch.size);
     // the classifiers' loss called straight: the hot path stays what V8 optimised before the other losses came
     const loss = this.loss === 'softmax-cross-entropy' ? this.kernels.softmaxCrossEntropy(logits, batch.y, batch.size, this.classes, this.gradLogits) : this.lossOf(logits, batch, true);
@@ -85,6 +99,7 @@ export class Sequential implements ImageModel {
   }
 
   evaluate(params: Float32Array, batch: Batch): Evaluation {
+    if (this.modal.length > 0) this.setMode(false);
     const logits = this.forward(params, batch.x, batch.size);
     const loss = this.lossOf(logits, batch, false);
     if (this.loss === 'mse') return { loss, correct: 0, squaredError: squaredError(logits, batch.targets!, batch.size, this.classes) };
@@ -100,6 +115,7 @@ export class Sequential implements ImageModel {
   }
 
   predict(params: Float32Array, x: Float32Array, count: number, out: Int32Array): void {
+    if (this.modal.length > 0) this.setMode(false);
     const logits = this.forward(params, x, count);
     for (let i = 0; i < count; i++) out[i] = argmax(logits, i * this.classes, this.classes);
   }

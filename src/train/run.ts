@@ -52,7 +52,7 @@ export async function trainRank(comm: Communicator, input: RankInput, emit: (val
   const { config, dataset, start } = input;
   selectKernels(input.kernels);
   const definition = await resolveModel(config.model);
-  const model = withFault(definition.build(modelOptions(dataset, config, Math.max(config.batch, EVAL_BATCH))), comm.rank);
+  const model = withFault(definition.build({ ...modelOptions(dataset, config, Math.max(config.batch, EVAL_BATCH)), seed: config.seed, replica: comm.rank }), comm.rank);
   const size = model.layout.size;
   const capabilities = strategy(config.strategy);
   const baseLr = scaledLearningRate(config.lr, config.workers, config.lrScaling);

@@ -1,0 +1,70 @@
+// Average pooling over size×size windows (stride = size), and global average pooling, which
+// leaves one value per channel ([C, H, W] → [C]), as ResNet ends.
+
+import { shapeMismatch } from '../errors.js';
+import type { Layer, Views } from './layers.js';
+import type { TensorSpec } from '../tensor/layout.js';
+
+export class AvgPool2d implements Layer {
+  readonly params: TensorSpec[] = [];
+  readonly outputShape: readonly number[];
+  private readonly out: Float32Array;
+  private readonly channels: number;
+  private readonly height: number;
+  private readonly width: number;
+
+  /** size 0: the whole plane (global average pooling). */
+  constructor(name: string, inputShape: readonly number[], private readonly size: number, maxBatch: number) {
+    if (inputShape.length !== 3) throw shapeMismatch(`pooling ${name}`, 'an input of shape [channels, height, width]', `[${inputShape}]`);
+    [this.channels, this.height, this.width] = inputShape;
+    if (size === 0) this.outputShape = [this.channels];
+    else {
+      if (size > this.height || size > this.width) throw shapeMismatch(`pooling ${name}`, `a plane of at least ${size}×${size}`, `${this.height}×${this.width}`);
+      this.outputShape = [this.channels, Math.floor(this.height / size), Math.floor(this.width / size)];
+    }
+    this.out = new Float32Array(maxBatch * this.outputShape.reduce((a, b) => a * b, 1));
+  }
+
+  /** Window height and width, and the output plane's. */
+  private get geometry() {
+    const kh = this.size || this.height;
+    const kw = this.size || this.width;
+    return { kh, kw, oh: Math.floor(this.height / kh), ow: Math.floor(this.width / kw) };
+  }
+
+  forward(_p: Views, x: Float32Array, batch: number): Float32Array {
+    const { kh, kw, oh, ow } = this.geometry;
+    const scale = 1 / (kh * kw);
+    const plane = this.height * this.width;
+    for (let nc = 0; nc < batch * this.channels; nc++) {
+      const input = nc * plane;
+      for (let i = 0; i < oh; i++) {
+        for (let j = 0; j < ow; j++) {
+          let sum = 0;
+          for (let a = 0; a < kh; a++) for (let b = 0; b < kw; b++) sum += x[input + (i * kh + a) * this.width + j * kw + b];
+          this.out[(nc * oh + i) * ow + j] = sum * scale;
+        }
+      }
+    }
+    return this.out;
+  }
+
+  backward(_p: Views, _g: Views, _x: Float32Array, gradOut: Float32Array, gradX: Float32Array | null, batch: number): void {
+    if (!gradX) return;
+    const { kh, kw, oh, ow } = this.geometry;
+    const scale = 1 / (kh * kw);
+    const plane = this.height * this.width;
+    gradX.fill(0, 0, batch * this.channels * plane); // pixels no window covers get no gradient
+    for (let nc = 0; nc < batch * this.channels; nc++) {
+      const input = nc * plane;
+      for (let i = 0; i < oh; i++) {
+        for (let j = 0; j < ow; j++) {
+          const g = gradOut[(nc * oh + i) * ow + j] * scale;
+          for (let a = 0; a < kh; a++) for (let b = 0; b < kw; b++) gradX[input + (i * kh + a) * this.width + j * kw + b] = g;
+        }
+      }
+    }
+  }
+
+  init(): void {}
+}
