@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { badOption, ConvergeError, missingData, shapeMismatch } from '../errors.js';
 import { knownDatasets, loadIdxDataset, syntheticDataset, type Dataset, type ImageDataset } from './dataset.js';
 import { readCsv } from './csv.js';
+import { isCifarFolder, loadCifar10 } from './cifar.js';
 import { denseDataset, type DenseArrays, type Task } from './dense.js';
 import { readNpy } from './npy.js';
 import { generateNetflixLike, netflixLikeDefaults, readRatings, toRatingSplit, type RatingSplit, type RatingsDataset } from './ratings.js';
@@ -120,6 +121,7 @@ export function loadAnyDataset(name: string, options: LoadOptions): Dataset {
   }
   if (statSync(name).isDirectory()) {
     if (existsSync(join(name, 'train_x.npy'))) return npyDataset(name, options);
+    if (isCifarFolder(name)) return loadCifar10(name);
     for (const extension of ['svm', 'ratings', 'csv', 'tsv']) {
       const train = join(name, `train.${extension}`);
       if (existsSync(train)) {

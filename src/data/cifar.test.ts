@@ -1,0 +1,72 @@
+// The CIFAR-10 reader, on files the test writes in the binary format (the real data set cannot
+// be fetched here): records, planes, labels, errors, and a CNN that learns from them.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Random } from '../tensor/random.js';
+import { loadCifar10, readCifarBatches } from './cifar.js';
+import { makeBatcher } from './batches.js';
+
+/** `count` records: class k's image is its own prototype (one bright plane region per class) plus noise. */
+function batchFile(path: string, count: number, random: Random): number[] {
+  const record = 1 + 3072;
+  const bytes = Buffer.alloc(count * record);
+  const labels: number[] = [];
+  for (let r = 0; r < count; r++) {
+    const label = random.below(10);
+    labels.push(label);
+    bytes[r * record] = label;
+    for (let c = 0; c < 3; c++) {
+      for (let y = 0; y < 32; y++) {
+        for (let x = 0; x < 32; x++) {
+          const lit = (label % 3 === c && Math.floor(y / 11) === Math.floor(label / 3) % 3) || (label === 9 && x < 8);
+          bytes[r * record + 1 + c * 1024 + y * 32 + x] = Math.max(0, Math.min(255, (lit ? 200 : 40) + Math.round(30 * random.normal())));
+        }
+      }
+    }
+  }
+  writeFileSync(path, bytes);
+  return labels;
+}
+
+test('CIFAR-10 binary batches: records in order across files, planes as written, labels; wrong lengths and labels refused', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'converge-cifar-'));
+  const random = new Random(3);
+  const first = batchFile(join(dir, 'data_batch_1.bin'), 7, random);
+  const second = batchFile(join(dir, 'data_batch_2.bin'), 5, random);
+  const held = batchFile(join(dir, 'test_batch.bin'), 4, random);
+  const data = loadCifar10(dir);
+  assert.deepEqual(data.shape, [3, 32, 32]);
+  assert.equal(data.train.count, 12);
+  assert.deepEqual([...data.train.labels], [...first, ...second]);
+  assert.deepEqual([...data.test.labels], held);
+  // record 8 (the second file's first), green plane, row 5, column 6: the byte written there
+  const raw = readCifarBatches([join(dir, 'data_batch_2.bin')]);
+  assert.equal(data.train.images[7 * 3072 + 1024 + 5 * 32 + 6], raw.images[1024 + 5 * 32 + 6]);
+  // batches scale the bytes to [0, 1], channel-planar as the convolutions read them
+  const batch = makeBatcher(data, 'train', 12).range(7, 1);
+  assert.equal('x' in batch && batch.x[1024 + 5 * 32 + 6], Math.fround(raw.images[1024 + 5 * 32 + 6] / 255));
+  writeFileSync(join(dir, 'short.bin'), Buffer.alloc(3072));
+  assert.throws(() => readCifarBatches([join(dir, 'short.bin')]), /short\.bin: is 3072 bytes, not a whole number of 3073-byte records .*binary version of CIFAR-10/);
+  const bad = Buffer.alloc(3073);
+  bad[0] = 12;
+  writeFileSync(join(dir, 'bad.bin'), bad);
+  assert.throws(() => readCifarBatches([join(dir, 'bad.bin')]), /bad\.bin: record 1: has label 12, not one of the 10 classes/);
+});
+
+test('a CIFAR-10 folder trains the CNN from the CLI (3×32×32 images)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'converge-cifar-train-'));
+  const random = new Random(4);
+  batchFile(join(dir, 'data_batch_1.bin'), 600, random);
+  batchFile(join(dir, 'test_batch.bin'), 200, random);
+  const cli = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+  const run = spawnSync(process.execPath, [cli, 'train', '--dataset', dir, '--model', 'cnn', '--workers', '2', '--epochs', '2', '--batch', '16'], { encoding: 'utf8' });
+  assert.equal(run.status, 0, run.stderr);
+  assert.match(run.stderr, /\(600 train \/ 200 test; CIFAR-10 binary batches \(1 training files\)\)/);
+  const accuracy = Number(/test accuracy ([\d.]+)%/.exec(run.stdout)![1]);
+  assert.ok(accuracy > 50, `accuracy ${accuracy}% (chance is 10%)`);
+});
