@@ -12,9 +12,10 @@ import type { KernelSet } from '../kernels/types.js';
 import { Layout, type TensorSpec } from '../tensor/layout.js';
 import { Random, mixSeed } from '../tensor/random.js';
 import { ElementWise } from './activations.js';
+import { BatchNorm } from './batch-norm.js';
 import { Dropout } from './dropout.js';
 import { AvgPool2d } from './pooling.js';
-import { lossFor, type DataKind, type ModelDefinition } from './index.js';
+import { lossFor, type DataKind, type ModelDefinition } from './definition.js';
 import type { LossName } from './losses.js';
 import { Conv2d, Dense, Flatten, MaxPool2d, Relu, type Layer } from './layers.js';
 import type { AnyBatch, Batch, Evaluation, Model, ModelOptions } from './model.js';
@@ -51,7 +52,7 @@ export function dense(units: number): LayerSpec {
 }
 
 /** A 2-D convolution with zero padding `pad` (default: keeps height and width at stride 1, for odd sizes) and `stride` (default 1). */
-export function conv2d(filters: number, kernelSize = 3, options: { pad?: number; stride?: number } = {}): LayerSpec {
+export function conv2d(filters: number, kernelSize = 3, options: { pad?: number; stride?: number; bias?: boolean } = {}): LayerSpec {
   positive('conv2d(filters)', filters);
   positive('conv2d(kernelSize)', kernelSize);
   const stride = options.stride ?? 1;
@@ -59,8 +60,13 @@ export function conv2d(filters: number, kernelSize = 3, options: { pad?: number;
   const pad = options.pad ?? (kernelSize - 1) >> 1;
   return ({ kernels, inputShape, maxBatch, name }) => {
     imageInput(`conv2d ${name}`, inputShape);
-    return new Conv2d(kernels, name, inputShape, filters, kernelSize, pad, maxBatch, stride);
+    return new Conv2d(kernels, name, inputShape, filters, kernelSize, pad, maxBatch, stride, options.bias ?? true);
   };
+}
+
+/** Batch normalisation per channel (of [C, H, W] images, or of [C] vectors), with running statistics for evaluation. */
+export function batchNorm(): LayerSpec {
+  return ({ inputShape, maxBatch, name }) => new BatchNorm(name, inputShape, maxBatch);
 }
 
 /** Average pooling over size×size windows with stride size. */

@@ -5,7 +5,10 @@ import { unknownName, shapeMismatch } from '../errors.js';
 import { Conv2d, Dense, MaxPool2d, Relu, type Layer } from './layers.js';
 import type { ImageModel, Model, ModelOptions } from './model.js';
 import { Sequential } from './sequential.js';
-import type { LossName } from './losses.js';
+import { lossFor, type DataKind, type ModelDefinition } from './definition.js';
+import { resnet20 } from './resnet.js';
+
+export { lossFor, type DataKind, type ModelDefinition } from './definition.js';
 import { SparseLinear } from './sparse.js';
 import { SparseSoftmax } from './sparse-softmax.js';
 import { MatrixFactorization } from './mf.js';
@@ -18,9 +21,6 @@ function imageOptions(name: string, o: ModelOptions): { inputShape: readonly num
   if (!o.inputShape || !o.classes) throw shapeMismatch(`model ${name}`, 'image data (a shape and classes)', 'data of another kind; use logreg/svm for libsvm data, mf for ratings');
   return { inputShape: o.inputShape, classes: o.classes };
 }
-
-/** Classes are fitted by softmax cross-entropy, regression targets by mean squared error. */
-export const lossFor = (o: ModelOptions): LossName => (o.task === 'regression' ? 'mse' : 'softmax-cross-entropy');
 
 /** Multinomial logistic regression: one dense layer into softmax (on regression data: linear regression). */
 function softmax(options: ModelOptions): ImageModel {
@@ -81,18 +81,6 @@ function mf(o: ModelOptions): Model {
   return new MatrixFactorization(o.users, o.items, o.factors ?? 16, o.l2 ?? 0.02, o.mean ?? 0, o.maxBatch);
 }
 
-/** The data a model trains on. */
-export type DataKind = 'images' | 'sparse' | 'ratings';
-
-/**
- * What the registry holds for a model, and what a user's model module exports (as its default
- * export): the kind of data it trains on and how to build it for the data's shapes.
- */
-export interface ModelDefinition {
-  readonly data: DataKind;
-  build(options: ModelOptions): Model;
-}
-
 const builtIn: Record<string, ModelDefinition> = {
   softmax: { data: 'images', build: softmax },
   mlp: { data: 'images', build: mlp },
@@ -100,6 +88,7 @@ const builtIn: Record<string, ModelDefinition> = {
   logreg: { data: 'sparse', build: logreg },
   svm: { data: 'sparse', build: svm },
   mf: { data: 'ratings', build: mf },
+  resnet20: { data: 'images', build: resnet20, deep: true },
 };
 
 export const modelNames = Object.keys(builtIn);

@@ -14,6 +14,9 @@ export interface Layer {
   forward(p: Views, x: Float32Array, batch: number): Float32Array;
   /** Layers that act differently when training (dropout) are told before each pass; `step` seeds what is random in it. */
   setMode?(training: boolean, step: number): void;
+  /** State that is not trained by gradients (batch norm's running statistics): named shapes, and where the model keeps them. */
+  readonly buffers?: TensorSpec[];
+  useBuffers?(views: Views): void;
   /** Writes this layer's parameter gradients into g and, unless gradX is null, the input gradient. */
   backward(p: Views, g: Views, x: Float32Array, gradOut: Float32Array, gradX: Float32Array | null, batch: number): void;
   init(p: Views, random: Random): void;
@@ -86,9 +89,12 @@ export class Conv2d implements Layer {
   private readonly columns: Float32Array;
   private readonly weight: string;
   private readonly bias: string;
+  // without a bias (before batch norm, which has its own): zeros, and a gradient nobody reads
+  private readonly zeroBias: Float32Array | null;
+  private readonly unusedGrad: Float32Array | null;
 
   constructor(private readonly k: KernelSet, name: string, inputShape: readonly number[],
-    filters: number, kernelSize: number, pad: number, maxBatch: number, stride = 1) {
+    filters: number, kernelSize: number, pad: number, maxBatch: number, stride = 1, withBias = true) {
     this.weight = `${name}.weight`;
     this.bias = `${name}.bias`;
     const [channels, height, width] = inputShape;
@@ -96,26 +102,28 @@ export class Conv2d implements Layer {
     const { outHeight, outWidth } = this.geometry;
     this.params = [
       { name: this.weight, shape: [filters, channels, kernelSize, kernelSize] }, // [F, C, K, K]
-      { name: this.bias, shape: [filters] },
+      ...(withBias ? [{ name: this.bias, shape: [filters] }] : []),
     ];
+    this.zeroBias = withBias ? null : new Float32Array(filters);
+    this.unusedGrad = withBias ? null : new Float32Array(filters);
     this.outputShape = [filters, outHeight, outWidth];
     this.out = new Float32Array(maxBatch * sizeOf(this.outputShape));
     this.columns = new Float32Array(channels * kernelSize * kernelSize * outHeight * outWidth);
   }
 
   forward(p: Views, x: Float32Array, batch: number): Float32Array {
-    this.k.convForward(x, p[this.weight], p[this.bias], this.out, batch, this.geometry, this.columns);
+    this.k.convForward(x, p[this.weight], this.zeroBias ?? p[this.bias], this.out, batch, this.geometry, this.columns);
     return this.out;
   }
 
   backward(p: Views, g: Views, x: Float32Array, gradOut: Float32Array, gradX: Float32Array | null, batch: number): void {
-    this.k.convBackward(x, p[this.weight], gradOut, g[this.weight], g[this.bias], gradX,
+    this.k.convBackward(x, p[this.weight], gradOut, g[this.weight], this.unusedGrad ?? g[this.bias], gradX,
       batch, this.geometry, this.columns);
   }
 
   init(p: Views, random: Random): void {
     const { channels, kernelSize } = this.geometry;
-    initUniform(p[this.weight], p[this.bias], channels * kernelSize * kernelSize, random);
+    initUniform(p[this.weight], p[this.bias] ?? new Float32Array(0), channels * kernelSize * kernelSize, random);
   }
 }
 

@@ -48,6 +48,12 @@ export interface Model<B extends AnyBatch = AnyBatch> {
   init(params: Float32Array, random: Random): void;
   /** Writes the gradient of the mean loss over the batch into `grad`; returns the mean loss. */
   lossAndGrad(params: Float32Array, batch: B, grad: Float32Array): number;
+  /**
+   * State besides the parameters that training changes but gradients do not (batch norm's running
+   * statistics), in one flat buffer: each replica keeps its own; the loop makes them the first
+   * worker's before evaluation and saves them in checkpoints.
+   */
+  readonly buffers?: Float32Array;
   /** Before a training step's lossAndGrad: the run's step number, which seeds what is random in it (dropout). */
   beginStep?(step: number): void;
   /** Mean loss and the model's figure of merit on a labelled batch (no gradient). */

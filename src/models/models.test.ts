@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { Random } from '../tensor/random.js';
 import { createImageModel as createModel, type ImageModel as Model } from './index.js';
 import { kernelSet } from '../kernels/registry.js';
-import { avgPool2d, conv2d, dense, dropout, flatten, gelu, globalAvgPool2d, lossAndGradModel, relu, residual, sequential, sigmoid, tanh } from './define.js';
+import { avgPool2d, batchNorm, conv2d, dense, dropout, flatten, gelu, globalAvgPool2d, lossAndGradModel, relu, residual, sequential, sigmoid, tanh } from './define.js';
 import { erf } from './activations.js';
 
 // Finite differences in float32 need a coarse step; the loss is accumulated in float64.
@@ -238,4 +238,52 @@ test('dropout: inverted scaling, the identity in evaluation, the same mask for t
   assert.notDeepEqual(Float32Array.from(other.forward({}, input, 1)), first, 'another replica another');
   layer.setMode!(false, 5);
   assert.deepEqual(Float32Array.from(layer.forward({}, input, 1)), input, 'evaluation passes values through');
+});
+
+test('batch norm: the gradient (images and vectors) against finite differences; running statistics and evaluation against their definitions', () => {
+  const images = sequential(({ classes }) => [conv2d(3, 3, { bias: false }), batchNorm(), tanh(), flatten(), dense(4), batchNorm(), dense(classes)], { name: 'bn' });
+  checkGradient(images.build({ inputShape: [2, 4, 5], classes: 3, maxBatch: 4 }) as Model, 8, 4);
+  // one layer alone: y = γ·(x − μ)/√(σ² + ε) + β with the batch's μ and σ² while training
+  const layer = batchNorm()({ kernels: kernelSet(), inputShape: [2, 1, 2], maxBatch: 2, name: 'b', seed: 0 });
+  const buffers = { 'b.running_mean': new Float32Array(2), 'b.running_var': new Float32Array(2) };
+  layer.useBuffers!(buffers);
+  const p = { 'b.weight': Float32Array.of(2, 1), 'b.bias': Float32Array.of(0.5, 0) };
+  layer.setMode!(true, 0);
+  // channel 0 sees 1, 3 (sample 0) and 5, 7 (sample 1): mean 4, variance 5 (unbiased 20/3)
+  const y = layer.forward(p, Float32Array.of(1, 3, 2, 2, 5, 7, 2, 2), 2);
+  const expected = [1, 3, 5, 7].map((v) => 2 * ((v - 4) / Math.sqrt(5 + 1e-5)) + 0.5);
+  assert.deepEqual([y[0], y[1], y[4], y[5]].map((v) => +v.toFixed(5)), expected.map((v) => +v.toFixed(5)));
+  assert.deepEqual([y[2], y[3]].map((v) => +v.toFixed(5)), [0, 0], 'a constant channel normalises to β');
+  assert.ok(Math.abs(buffers['b.running_mean'][0] - 0.4) < 1e-6 && Math.abs(buffers['b.running_var'][0] - (0.9 + 0.1 * (20 / 3))) < 1e-6, 'running statistics: momentum 0.1, unbiased variance');
+  layer.setMode!(false, 0);
+  const evaluated = layer.forward(p, Float32Array.of(1, 3, 2, 2), 1);
+  assert.ok(Math.abs(evaluated[0] - (2 * (1 - 0.4) / Math.sqrt(buffers['b.running_var'][0] + 1e-5) + 0.5)) < 1e-5, 'evaluation uses the running statistics');
+});
+
+test('ResNet-20 has PyTorch\'s 272,186 parameters on one channel and 10 classes, and its gradient is right where finite differences can tell', () => {
+  const model = createModel('resnet20', { inputShape: [1, 28, 28], classes: 10, maxBatch: 2 });
+  assert.equal(model.layout.size, 272_186);
+  assert.ok(model.buffers && model.buffers.length === 2 * (16 + 6 * 16 + 6 * 32 + 32 + 6 * 64 + 64), 'a running mean and variance for each of its 19 + 2 batch norms');
+  // small images, and the last layers' coordinates (the ReLUs' kinks blur those further down)
+  const small = createModel('resnet20', { inputShape: [3, 8, 8], classes: 4, maxBatch: 4 }) as Model;
+  const random = new Random(2);
+  const params = small.layout.allocate();
+  small.init(params, random);
+  const batch = { x: random.fillUniform(new Float32Array(4 * 192), 0, 1), y: Int32Array.of(0, 1, 2, 3), size: 4 };
+  const grad = small.layout.allocate();
+  small.lossAndGrad(params, batch, grad);
+  const scratch = small.layout.allocate();
+  for (const name of ['22.weight', '22.bias', '19.body.4.weight', '19.body.4.bias']) {
+    const slot = small.layout.slot(name);
+    for (let i = slot.offset; i < slot.offset + slot.size; i += Math.max(1, Math.floor(slot.size / 12))) {
+      const saved = params[i];
+      params[i] = saved + 1e-2;
+      const up = small.lossAndGrad(params, batch, scratch);
+      params[i] = saved - 1e-2;
+      const down = small.lossAndGrad(params, batch, scratch);
+      params[i] = saved;
+      const numeric = (up - down) / 2e-2;
+      assert.ok(Math.abs(numeric - grad[i]) <= 3e-3 + 3e-2 * Math.abs(numeric), `${name}[${i - slot.offset}]: analytic ${grad[i]} vs numeric ${numeric}`);
+    }
+  }
 });

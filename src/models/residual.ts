@@ -65,6 +65,14 @@ export class Residual implements Layer {
     for (let i = 0; i < n; i++) gradX[i] = this.bodyGrad[i] + skipGrad[i];
   }
 
+  get buffers(): TensorSpec[] {
+    return [...this.body.layers, ...(this.shortcut?.layers ?? [])].flatMap((layer) => layer.buffers ?? []);
+  }
+
+  useBuffers(views: Views): void {
+    for (const layer of [...this.body.layers, ...(this.shortcut?.layers ?? [])]) layer.useBuffers?.(views);
+  }
+
   setMode(training: boolean, step: number): void {
     for (const layer of this.body.layers) layer.setMode?.(training, step);
     if (this.shortcut) for (const layer of this.shortcut.layers) layer.setMode?.(training, step);

@@ -13,6 +13,7 @@ import type { Batch, Evaluation, ImageModel } from './model.js';
 export class Sequential implements ImageModel {
   readonly task: 'classification' | 'regression';
   readonly layout: Layout;
+  readonly buffers?: Float32Array;
   private readonly inputs: Float32Array[]; // the input each layer saw in the last forward pass
   private readonly inputGrads: (Float32Array | null)[]; // gradient w.r.t. each layer's input
   private readonly gradLogits: Float32Array;
@@ -35,6 +36,13 @@ export class Sequential implements ImageModel {
     this.gradLogits = new Float32Array(maxBatch * classes);
     this.labelTargets = new Float32Array(loss === 'bce' ? maxBatch : 0);
     this.modal = layers.filter((layer) => layer.setMode);
+    const buffers = layers.flatMap((layer) => layer.buffers ?? []);
+    if (buffers.length > 0) {
+      const bufferLayout = new Layout(buffers);
+      this.buffers = bufferLayout.allocate();
+      const views = bufferLayout.views(this.buffers);
+      for (const layer of layers) layer.useBuffers?.(views);
+    }
   }
 
   private step = 0;

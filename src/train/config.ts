@@ -5,7 +5,7 @@ import { availableParallelism } from 'node:os';
 import { ConvergeError, badOption, unknownName } from '../errors.js';
 import { parseCompress } from '../compress/parse.js';
 import { backendNames } from '../comm/backends.js';
-import { modelNames } from '../models/index.js';
+import { builtInModel, modelNames } from '../models/index.js';
 import { isModelModule } from '../models/module.js';
 import { optimizerNames, type OptimizerName } from '../optim/optimizers.js';
 import { scheduleNames, type ScheduleName } from '../optim/schedules.js';
@@ -98,7 +98,9 @@ const nonNegative = (option: string, value: number) => {
 /** Checks what can be checked without the data; throws the first problem found. */
 export function validate(config: TrainConfig): void {
   if (!modelNames.includes(config.model) && !isModelModule(config.model)) {
-    throw new ConvergeError(`${unknownName('model', config.model, modelNames).message} Or give your own model as the path of its module, e.g. --model ./my-model.js.`, 'UNKNOWN_NAME');
+    const deep = modelNames.filter((name) => builtInModel(name).deep);
+    const small = modelNames.filter((name) => !deep.includes(name));
+    throw new ConvergeError(`${unknownName('model', config.model, small).message} Or a deep network: ${deep.join(', ')}; or your own model as the path of its module, e.g. --model ./my-model.js.`, 'UNKNOWN_NAME');
   }
   if (!strategyNames.includes(config.strategy)) throw unknownName('strategy', config.strategy, strategyNames);
   if (!(optimizerNames as readonly string[]).includes(config.optimizer)) throw unknownName('optimizer', config.optimizer, optimizerNames);

@@ -54,6 +54,9 @@ export interface LoopResult {
   stoppedEarly: boolean;
 }
 
+/** The checkpoint's name for the model's buffers. */
+const BUFFERS = 'model.buffers';
+
 /** How often a step is reported (the last step of an epoch always is). */
 const REPORT_INTERVAL_MS = 200;
 
@@ -69,11 +72,22 @@ export async function trainingLoop(input: LoopInput, rank: StrategyRank): Promis
   let lastReport = 0;
   const whole = trainBatcher.whole?.();
 
+  // the model's buffers (batch norm's running statistics): every replica keeps its own while
+  // training; before evaluating and saving, every rank takes the first worker's (as DDP does)
+  const buffers = model.buffers;
+  const firstWorker = capabilities.server ? 1 : 0;
+  const savedBuffers = start.optimizerState[BUFFERS];
+  if (buffers && savedBuffers?.length === buffers.length) buffers.set(savedBuffers);
+  const syncBuffers = async () => {
+    if (buffers && comm.size > firstWorker) await comm.broadcast(buffers, firstWorker);
+  };
+
   const save = async (epoch: number, step: number) => {
+    await syncBuffers();
     const snapshot = await rank.snapshot();
     const hookState = await gatherHookState(comm, input.hook);
     if (comm.rank === 0 && snapshot) {
-      input.save({ params: rank.params, optimizerState: { ...snapshot.optimizerState, ...hookState }, optimizerSteps: snapshot.optimizerSteps, epoch, step });
+      input.save({ params: rank.params, optimizerState: { ...snapshot.optimizerState, ...hookState, ...(buffers ? { [BUFFERS]: buffers } : {}) }, optimizerSteps: snapshot.optimizerSteps, epoch, step });
     }
   };
 
@@ -136,6 +150,7 @@ export async function trainingLoop(input: LoopInput, rank: StrategyRank): Promis
       await save(epoch, resumeAt);
       return { params: rank.params, stoppedEarly: true };
     }
+    await syncBuffers();
     const { loss, accuracy, rmse } = await evaluate(comm, model, dataset, rank.params, testBatcher);
     if (reporting) {
       input.report({ kind: 'epoch', epoch, trainLoss: ended.trainLoss, testLoss: loss, testAccuracy: accuracy, testRmse: rmse, trainSeconds, samples: (steps - firstStep) * workers * batch, bytesSent: rank.bytesSent() });
