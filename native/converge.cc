@@ -99,6 +99,14 @@ void col2im(const float* columns, const Conv& g, float* gradX) {
           if (ih < 0 || ih >= g.height) continue;
           float* line = image + ih * g.width;
           const float* in = row + oh * g.outWidth;
+          if (g.stride == 1) {
+            // the valid output range for this kw, then a straight add the compiler vectorises
+            const int first = std::max(0, g.pad - kw);
+            const int last = std::min(g.outWidth, g.width + g.pad - kw);
+            float* target = line - g.pad + kw;
+            for (int ow = first; ow < last; ow++) target[ow] += in[ow];
+            continue;
+          }
           for (int ow = 0; ow < g.outWidth; ow++) {
             const int iw = ow * g.stride - g.pad + kw;
             if (iw >= 0 && iw < g.width) line[iw] += in[ow];
