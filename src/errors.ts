@@ -12,6 +12,16 @@ export class CommunicationError extends ConvergeError {
   override name = 'CommunicationError';
 }
 
+/** The command line itself is wrong (an unknown command or flag, a missing value or required option): exit code 2. */
+export function usageError(message: string): ConvergeError {
+  return new ConvergeError(message, 'USAGE');
+}
+
+/** A required option left out: a usage error that says what it accepts. */
+export function missingOption(option: string, accepted: string): ConvergeError {
+  return usageError(`${option} is required: give ${accepted}.`);
+}
+
 export function badOption(option: string, value: unknown, expected: string): ConvergeError {
   return new ConvergeError(`${option}: got ${JSON.stringify(value)}; expected ${expected}.`, 'BAD_OPTION');
 }

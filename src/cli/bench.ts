@@ -2,7 +2,10 @@
 // precision, each configuration its own process, with one progress line over the whole sweep.
 
 import { parseArgs } from 'node:util';
-import { badOption } from '../errors.js';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { ConvergeError, badOption, missingOption } from '../errors.js';
+import { checkWritable } from '../launch/outputs.js';
 import { runSweep, type SweepOptions } from '../bench/sweep.js';
 import { workloads } from '../bench/workloads.js';
 
@@ -57,7 +60,7 @@ export async function benchCommand(args: string[]): Promise<number> {
       epochs: { type: 'string' }, seed: { type: 'string' }, backend: { type: 'string' }, out: { type: 'string' },
     },
   });
-  if (!values.workload) throw badOption('--workload', null, `one of ${Object.keys(workloads).join(', ')}`);
+  if (!values.workload) throw missingOption('--workload', `one of ${Object.keys(workloads).join(', ')} (converge bench --help)`);
   const backend = values.backend ?? 'shm';
   if (!['shm', 'tcp'].includes(backend)) throw badOption('--backend', backend, "'shm' or 'tcp' (for mpi, run 'mpirun … converge train --backend mpi' per configuration)");
   const options: SweepOptions = {
@@ -76,6 +79,13 @@ export async function benchCommand(args: string[]): Promise<number> {
     out: values.out ?? 'runs',
     extra: split >= 0 ? args.slice(split + 1) : [],
   };
+  // the folder the logs go into exists and takes files, before the first configuration runs
+  try {
+    mkdirSync(options.out, { recursive: true });
+  } catch (error) {
+    throw new ConvergeError(`--out ${options.out}: cannot create the folder (${(error as NodeJS.ErrnoException).code}); choose another path.`, 'NOT_WRITABLE');
+  }
+  checkWritable('--out', join(options.out, 'summary.json'));
   const cli = process.argv[1];
   const tty = process.stderr.isTTY;
   let failures = 0;

@@ -4,7 +4,7 @@
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ConvergeError, badOption, unknownName } from '../errors.js';
+import { badOption, missingOption, unknownName, usageError } from '../errors.js';
 import { joinNegativeNumbers } from './args.js';
 import { formatRatings, generateNetflixLike, netflixLikeDefaults } from '../data/ratings.js';
 import { formatLibsvm, generateRcv1Like, rcv1LikeDefaults } from '../data/sparse.js';
@@ -34,7 +34,7 @@ export function generateCommand(args: string[]): number {
   try {
     ({ values } = parseArgs({ args: joinNegativeNumbers(rest), options, strict: true }) as { values: Record<string, string | undefined> });
   } catch (error) {
-    throw new ConvergeError(`${(error as Error).message.split('\n')[0]} (see converge generate --help)`, 'BAD_OPTION');
+    throw usageError(`${(error as Error).message.split('\n')[0]} (see converge generate --help)`);
   }
   const integer = (name: string, fallback: number) => {
     if (values[name] === undefined) return fallback;
@@ -43,7 +43,7 @@ export function generateCommand(args: string[]): number {
     return v;
   };
   const out = values.out;
-  if (!out) throw badOption('--out', out, 'a folder to write the files into');
+  if (!out) throw missingOption('--out', 'a folder to write the files into');
   mkdirSync(out, { recursive: true });
   const seed = integer('seed', 1);
   if (kind === 'rcv1-like') {

@@ -1,7 +1,7 @@
 // `converge launch -n N [--backend tcp] [--grace S] -- COMMAND …`: N local ranks of one job.
 
 import { parseArgs } from 'node:util';
-import { badOption } from '../errors.js';
+import { badOption, missingOption } from '../errors.js';
 import { launchProcesses } from '../launch/local-job.js';
 
 export const launchHelp = `converge launch -n N [options] -- COMMAND [ARGS…]
@@ -23,13 +23,14 @@ export async function launchCommand(args: string[]): Promise<number> {
     process.stdout.write(launchHelp);
     return 0;
   }
-  if (split < 0 || split === args.length - 1) throw badOption('converge launch', args.join(' '), 'options, then -- and the command each rank runs (converge launch --help)');
+  if (split < 0 || split === args.length - 1) throw missingOption('the command', 'options, then -- and the command each rank runs, e.g. converge launch -n 2 -- converge train --backend tcp (converge launch --help)');
   const { values } = parseArgs({
     args: args.slice(0, split),
     options: { processes: { type: 'string', short: 'n' }, 'master-addr': { type: 'string' }, grace: { type: 'string' }, backend: { type: 'string' } },
   });
   const processes = Number(values.processes);
-  if (!Number.isInteger(processes) || processes < 1) throw badOption('-n', values.processes ?? null, 'the number of ranks, a positive integer');
+  if (values.processes === undefined) throw missingOption('-n', 'the number of ranks, a positive integer');
+  if (!Number.isInteger(processes) || processes < 1) throw badOption('-n', values.processes, 'the number of ranks, a positive integer');
   const grace = values.grace === undefined ? 15 : Number(values.grace);
   if (!Number.isFinite(grace) || grace < 0) throw badOption('--grace', values.grace, 'a number of seconds ≥ 0');
   let command = args.slice(split + 1);

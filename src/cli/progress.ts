@@ -11,6 +11,11 @@ function duration(seconds: number): string {
   return `${Math.floor(seconds / 60)}m${String(Math.round(seconds % 60)).padStart(2, '0')}s`;
 }
 
+/** The line cut to fit `columns` (one column spare, so the cursor does not wrap). */
+export function clip(line: string, columns: number | undefined): string {
+  return columns && columns > 1 && line.length >= columns ? line.slice(0, columns - 1) : line;
+}
+
 export class ProgressBar {
   private epochStarted = 0;
   private epochSamplesAtStart = 0;
@@ -19,8 +24,9 @@ export class ProgressBar {
 
   constructor(private readonly epochs: number, private readonly stream: NodeJS.WriteStream = process.stderr) {}
 
+  /** A bar that redraws itself: on a terminal that can (not TERM=dumb); elsewhere plain lines. */
   private get live(): boolean {
-    return Boolean(this.stream.isTTY);
+    return Boolean(this.stream.isTTY) && process.env.TERM !== 'dumb';
   }
 
   update = (event: TrainingEvent, elapsed: number): void => {
@@ -38,7 +44,9 @@ export class ProgressBar {
       const rate = seconds > 0 ? (event.samples - this.epochSamplesAtStart) / seconds : NaN;
       const eta = seconds > 0 ? (seconds / (event.step - this.epochStepAtStart)) * (event.stepsPerEpoch - event.step - 1) : NaN;
       const filled = Math.round(fraction * WIDTH);
-      this.stream.write(`\r\x1b[Kepoch ${event.epoch + 1}/${this.epochs} [${'='.repeat(filled)}${' '.repeat(WIDTH - filled)}] ${(100 * fraction).toFixed(0).padStart(3)}%  loss ${event.loss.toFixed(4)}  ${Number.isFinite(rate) ? Math.round(rate).toLocaleString('en-US') : '…'} samples/s  ETA ${duration(eta)}   `);
+      const line = `epoch ${event.epoch + 1}/${this.epochs} [${'='.repeat(filled)}${' '.repeat(WIDTH - filled)}] ${(100 * fraction).toFixed(0).padStart(3)}%  loss ${event.loss.toFixed(4)}  ${Number.isFinite(rate) ? Math.round(rate).toLocaleString('en-US') : '…'} samples/s  ETA ${duration(eta)}`;
+      // clipped to the terminal's width: a line that wraps would leave one line per update
+      this.stream.write(`\r\x1b[K${clip(line, this.stream.columns)}`);
     } else if (event.kind === 'epoch') {
       if (this.live) this.stream.write('\r\x1b[K');
       const merit = Number.isNaN(event.testAccuracy) ? `test RMSE ${event.testRmse.toFixed(4)}` : `test accuracy ${(100 * event.testAccuracy).toFixed(2)}%`;

@@ -1,6 +1,7 @@
 // `converge report DIR --out report.html`
 import { parseArgs } from 'node:util';
-import { badOption } from '../errors.js';
+import { ConvergeError, badOption, missingOption } from '../errors.js';
+import { checkWritable } from '../launch/outputs.js';
 
 export const reportHelp = `converge report DIR [--out FILE]
   Reads the logs of 'converge bench … --out DIR' and writes one self-contained HTML page
@@ -14,10 +15,17 @@ export async function reportCommand(args: string[]): Promise<number> {
     return 0;
   }
   const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { out: { type: 'string' } } });
-  if (positionals.length !== 1) throw badOption('converge report', positionals.join(' ') || null, 'one folder of sweep logs (converge report DIR --out report.html)');
+  if (positionals.length === 0) throw missingOption('the sweep folder', 'the folder of a converge bench … --out DIR (converge report DIR --out report.html)');
+  if (positionals.length !== 1) throw badOption('converge report', positionals.join(' '), 'one folder of sweep logs (converge report DIR --out report.html)');
   const dir = positionals[0];
-  // Vega loads only here: the other commands start without it
-  const { writeReport } = await import('../bench/report.js');
+  if (values.out) checkWritable('--out', values.out);
+  // Vega loads only here: the other commands, and the library, never need it (an optional peer dependency)
+  const { writeReport } = await import('../bench/report.js').catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ERR_MODULE_NOT_FOUND' && /vega/.test(error.message)) {
+      throw new ConvergeError('converge report draws its charts with vega and vega-lite, which are optional: npm install vega vega-lite, then run it again.', 'MISSING_DEPENDENCY');
+    }
+    throw error;
+  });
   const written = await writeReport(dir, values.out ?? `${dir}/report.html`);
   process.stdout.write(`wrote ${written.html} (${written.tables} workload${written.tables === 1 ? '' : 's'}, ${written.charts} charts), ${written.markdown}, ${written.json}\n`);
   return 0;

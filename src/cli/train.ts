@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { isProcessBackend } from '../comm/backends.js';
 import { modelLabel } from '../models/module.js';
 import type { Dataset } from '../data/dataset.js';
-import { badOption, ConvergeError } from '../errors.js';
+import { badOption, usageError } from '../errors.js';
 import { defaults, type TrainConfig } from '../train/config.js';
 import type { Summary } from '../train/monitor.js';
 import { trainOnProcess } from '../launch/process-rank.js';
@@ -47,7 +47,8 @@ const options = {
   save: { type: 'string', help: 'checkpoint file, written atomically after every epoch (and on Ctrl-C)' },
   'save-every': { type: 'string', help: 'also checkpoint every N steps (default 0: epoch ends only)' },
   resume: { type: 'string', help: 'continue from a checkpoint (the same model; any number of workers)' },
-  log: { type: 'string', help: 'JSONL log: step and epoch records, then a summary object' },
+  log: { type: 'string', help: "JSONL log: step and epoch records, then a summary object ('-': to stdout; progress stays on stderr)" },
+  json: { type: 'boolean', help: 'print the final summary as one JSON object on stdout (the last line goes to stderr)' },
   timeout: { type: 'string', help: `seconds a rank waits for its peers before failing (default ${defaults.timeoutSeconds})` },
   'stop-after-steps': { type: 'string', help: 'stop after N steps of this run, saving with --save (an interruption on purpose)' },
   help: { type: 'boolean', short: 'h', help: 'show this help' },
@@ -72,7 +73,7 @@ export function parseTrainArgs(rawArgs: string[]): TrainConfig | 'help' {
     const parseOptions = Object.fromEntries(Object.entries(options).map(([k, o]) => [k, { type: o.type, ...('short' in o ? { short: o.short } : {}) }]));
     ({ values } = parseArgs({ args, options: parseOptions as never, strict: true, allowPositionals: false }));
   } catch (error) {
-    throw new ConvergeError(`${(error as Error).message.split('\n')[0]} (see converge train --help)`, 'BAD_OPTION');
+    throw usageError(`${(error as Error).message.split('\n')[0]} (see converge train --help)`);
   }
   if (values.help) return 'help';
   const s = (name: string) => values[name] as string | undefined;
@@ -118,27 +119,34 @@ export function parseTrainArgs(rawArgs: string[]): TrainConfig | 'help' {
   };
 }
 
+/** The signals that stop a run (and save it), and the exit code each leaves: 128 + its number. */
+const STOP_SIGNALS = { SIGINT: 130, SIGTERM: 143 } as const;
+
 export async function trainCommand(args: string[]): Promise<number> {
   const config = parseTrainArgs(args);
   if (config === 'help') {
     process.stdout.write(trainHelp());
     return 0;
   }
+  const json = args.includes('--json');
   const stopFlag = new SharedArrayBuffer(4);
-  let interrupts = 0;
-  const onSignal = () => {
-    if (++interrupts > 1) process.exit(130);
+  let stoppedBy: keyof typeof STOP_SIGNALS | null = null;
+  const onSignal = (signal: keyof typeof STOP_SIGNALS) => {
+    if (stoppedBy) process.exit(STOP_SIGNALS[signal]);
+    stoppedBy = signal;
     Atomics.store(new Int32Array(stopFlag), 0, 1);
-    process.stderr.write(`\nstopping after this step${config.save ? ` and saving ${config.save}` : ''} (press Ctrl-C again to quit at once)\n`);
+    // a live progress bar is cleared first, so the message has a line of its own
+    process.stderr.write(`${process.stderr.isTTY ? '\r\x1b[K' : '\n'}stopping after this step${config.save ? ` and saving ${config.save}` : ''} (press Ctrl-C again to quit at once)\n`);
   };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const listeners = Object.keys(STOP_SIGNALS).map((signal) => [signal, () => onSignal(signal as keyof typeof STOP_SIGNALS)] as const);
+  for (const [signal, listener] of listeners) process.on(signal, listener);
   const workersAsked = args.includes('--workers') || args.some((a) => a.startsWith('--workers=')) ? config.workers : undefined;
   try {
-    return isProcessBackend(config.backend) ? await trainAsRank(config, workersAsked, stopFlag) : await trainWithThreads(config, stopFlag);
+    const code = isProcessBackend(config.backend) ? await trainAsRank(config, workersAsked, stopFlag, json) : await trainWithThreads(config, stopFlag, json);
+    // an interrupted run saved what it had (with --save) but did not finish: say so to the shell
+    return stoppedBy ? STOP_SIGNALS[stoppedBy] : code;
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    for (const [signal, listener] of listeners) process.off(signal, listener);
   }
 }
 
@@ -153,7 +161,12 @@ function finalLine(s: Summary, config: TrainConfig, ranks: string): string {
   return `${Number.isNaN(s.testAccuracy) ? `test RMSE ${s.testRmse.toFixed(4)}` : `test accuracy ${(100 * s.testAccuracy).toFixed(2)}%`} after ${config.epochs} epoch${config.epochs > 1 ? 's' : ''} (${s.model}, ${s.strategy}, ${ranks}, ${Math.round(s.samplesPerSecond).toLocaleString('en-US')} samples/s, ${s.wallSeconds.toFixed(1)} s)\n`;
 }
 
-async function trainWithThreads(config: TrainConfig, stopFlag: SharedArrayBuffer): Promise<number> {
+/** Where the run's last line goes: stdout, unless the JSONL log or --json takes stdout. */
+function resultStream(config: TrainConfig, json: boolean): NodeJS.WriteStream {
+  return config.log === '-' || json ? process.stderr : process.stdout;
+}
+
+async function trainWithThreads(config: TrainConfig, stopFlag: SharedArrayBuffer, json: boolean): Promise<number> {
   const result = await trainOnThreads(config, {
     stopFlag,
     notice: (line) => process.stderr.write(`${line}\n`),
@@ -166,12 +179,13 @@ async function trainWithThreads(config: TrainConfig, stopFlag: SharedArrayBuffer
     },
   });
   const s = result.summary;
-  process.stdout.write(finalLine(s, config, `${s.workers} worker${s.workers > 1 ? 's' : ''}`));
+  resultStream(config, json).write(finalLine(s, config, `${s.workers} worker${s.workers > 1 ? 's' : ''}`));
+  if (json) process.stdout.write(`${JSON.stringify(s)}\n`);
   return 0;
 }
 
 /** One rank of a tcp or mpi job: rank 0 shows the progress and the result; the others stay quiet. */
-async function trainAsRank(config: TrainConfig, workersAsked: number | undefined, stopFlag: SharedArrayBuffer): Promise<number> {
+async function trainAsRank(config: TrainConfig, workersAsked: number | undefined, stopFlag: SharedArrayBuffer, json: boolean): Promise<number> {
   const result = await trainOnProcess(config, {
     stopFlag,
     workersAsked,
@@ -187,6 +201,9 @@ async function trainAsRank(config: TrainConfig, workersAsked: number | undefined
       });
     },
   });
-  if (result.rank === 0) process.stdout.write(finalLine(result.summary, config, `${result.size} processes over ${config.backend}`));
+  if (result.rank === 0) {
+    resultStream(config, json).write(finalLine(result.summary, config, `${result.size} processes over ${config.backend}`));
+    if (json) process.stdout.write(`${JSON.stringify(result.summary)}\n`);
+  }
   return 0;
 }

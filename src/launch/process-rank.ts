@@ -36,7 +36,7 @@ export async function trainOnProcess(requested: TrainConfig, hooks: LaunchHooks 
   if (hooks.workersAsked !== undefined && hooks.workersAsked !== workers) {
     throw badOption('--workers', hooks.workersAsked, `${workers}, what the job's ${place.size} processes give ${requested.strategy} (or leave --workers out)`);
   }
-  const { config, kernels, dataset, model, start, resumedFrom } = await prepareRun({ ...requested, workers }, place.rank === 0 ? hooks : { ...hooks, notice: undefined });
+  const { config, kernels, dataset, model, start, resumedFrom } = await prepareRun({ ...requested, workers }, place.rank === 0 ? hooks : { ...hooks, notice: undefined, writes: false });
   const size = model.layout.size;
   const comm = await createProcessCommunicator(config.backend, { capacity: largestMessage(config, size), timeoutMs: config.timeoutSeconds * 1000 });
   if (comm.rank !== place.rank || comm.size !== place.size) {

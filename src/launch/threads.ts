@@ -21,6 +21,7 @@ import { Monitor, type Summary } from '../train/monitor.js';
 import { modelOptions, type RankInput, type RankOutput } from '../train/run.js';
 import { encodedBytes } from '../tensor/precision.js';
 import { runThreadGroup } from './thread-group.js';
+import { checkWritable } from './outputs.js';
 
 export interface TrainResult {
   summary: Summary;
@@ -42,9 +43,14 @@ export interface LaunchHooks {
 const dataNames = { images: 'images', sparse: 'sparse rows (libsvm)', ratings: 'ratings' };
 
 /** What every launcher does first: validate, pick kernels, load the data, check it fits the model, build the starting state. */
-export async function prepareRun(requested: TrainConfig, hooks: LaunchHooks = {}) {
+export async function prepareRun(requested: TrainConfig, hooks: LaunchHooks & { writes?: boolean } = {}) {
   const config = { ...requested };
   validate(config);
+  // the rank that writes checks its outputs before loading anything
+  if (hooks.writes !== false) {
+    if (config.save) checkWritable('--save', config.save);
+    if (config.log) checkWritable('--log', config.log);
+  }
   // a model module is named by its absolute URL, so every thread and process imports the same file
   if (isModelModule(config.model)) config.model = modelModuleUrl(config.model);
   const definition = await resolveModel(config.model);

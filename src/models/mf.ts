@@ -107,6 +107,10 @@ export class MatrixFactorization implements Model<RatingBatch> {
     return 2 * this.rank + 2;
   }
 
+  predictions(params: Float32Array, batch: RatingBatch, out: Float32Array): void {
+    for (let i = 0; i < batch.size; i++) out[i] = this.predict(params, batch.users[i], batch.items[i]);
+  }
+
   evaluate(params: Float32Array, batch: RatingBatch): Evaluation {
     let squaredError = 0;
     for (let i = 0; i < batch.size; i++) {

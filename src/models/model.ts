@@ -54,6 +54,12 @@ export interface Model<B extends AnyBatch = AnyBatch> {
    * worker's before evaluation and saves them in checkpoints.
    */
   readonly buffers?: Float32Array;
+  /**
+   * What the model predicts for each sample of a batch, written to out[i·width …]: the class
+   * (classification) or the predicted value(s) (regression). `predictionWidth` values per sample (1 when absent).
+   */
+  predictions?(params: Float32Array, batch: B, out: Float32Array): void;
+  readonly predictionWidth?: number;
   /** Before a training step's lossAndGrad: the run's step number, which seeds what is random in it (dropout). */
   beginStep?(step: number): void;
   /** Mean loss and the model's figure of merit on a labelled batch (no gradient). */

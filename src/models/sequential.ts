@@ -122,6 +122,18 @@ export class Sequential implements ImageModel {
     return { loss, correct, squaredError: 0 };
   }
 
+  get predictionWidth(): number {
+    return this.loss === 'mse' ? this.classes : 1;
+  }
+
+  predictions(params: Float32Array, batch: Batch, out: Float32Array): void {
+    if (this.modal.length > 0) this.setMode(false);
+    const logits = this.forward(params, batch.x, batch.size);
+    if (this.loss === 'mse') out.set(logits.subarray(0, batch.size * this.classes));
+    else if (this.loss === 'bce') for (let i = 0; i < batch.size * this.classes; i++) out[i] = logits[i] > 0 ? 1 : 0;
+    else for (let i = 0; i < batch.size; i++) out[i] = argmax(logits, i * this.classes, this.classes);
+  }
+
   predict(params: Float32Array, x: Float32Array, count: number, out: Int32Array): void {
     if (this.modal.length > 0) this.setMode(false);
     const logits = this.forward(params, x, count);

@@ -60,6 +60,15 @@ export class SparseSoftmax implements Model<SparseBatch> {
     return total * scale + 0.5 * this.l2 * penalty;
   }
 
+  predictions(params: Float32Array, batch: SparseBatch, out: Float32Array): void {
+    for (let i = 0; i < batch.size; i++) {
+      this.probabilities(params, batch, i);
+      let best = 0;
+      for (let c = 1; c < this.classes; c++) if (this.logits[c] > this.logits[best]) best = c;
+      out[i] = best;
+    }
+  }
+
   evaluate(params: Float32Array, batch: SparseBatch): Evaluation {
     let total = 0;
     let correct = 0;

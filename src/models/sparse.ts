@@ -85,6 +85,10 @@ export class SparseLinear implements Model<SparseBatch> {
     return most + 1;
   }
 
+  predictions(params: Float32Array, batch: SparseBatch, out: Float32Array): void {
+    for (let i = 0; i < batch.size; i++) out[i] = this.dot(batch.indices, batch.values, batch.rowPtr[i], batch.rowPtr[i + 1], params, 0) + params[this.bias] > 0 ? 1 : 0;
+  }
+
   evaluate(params: Float32Array, batch: SparseBatch): Evaluation {
     const { rowPtr, indices, values, y, size } = batch;
     let total = 0;

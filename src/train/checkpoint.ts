@@ -7,7 +7,7 @@
 import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, writeSync, unlinkSync } from 'node:fs';
 import { crc32 } from 'node:zlib';
 import { checkpointMismatch, corruptFile, missingData } from '../errors.js';
-import type { Layout } from '../tensor/layout.js';
+import { Layout } from '../tensor/layout.js';
 import type { TrainingState } from './loop.js';
 
 const MAGIC = 'CVGCKPT1';
@@ -62,6 +62,29 @@ export function writeCheckpoint(path: string, state: TrainingState, meta: { mode
 }
 
 export function readCheckpoint(path: string, model: string, layout: Layout): Checkpoint {
+  return readWith(path, (header) => {
+    if (header.model !== model || header.layout !== layout.fingerprint()) {
+      throw checkpointMismatch(path, `holds model '${header.model}' (${header.layout}), not '${model}' (${layout.fingerprint()})`);
+    }
+    return layout;
+  });
+}
+
+/** A checkpoint read without knowing its model: the layout comes from its header (for export). */
+export function readCheckpointLayout(path: string): Checkpoint & { layout: Layout } {
+  let layout: Layout | null = null;
+  const checkpoint = readWith(path, (header) => {
+    const specs = header.layout.split(';').filter(Boolean).map((entry) => {
+      const match = /^(.*)\[([\dx]*)\]$/.exec(entry);
+      if (!match) throw corruptFile(path, `has a layout entry '${entry}' that is not name[shape]`, 'the file is damaged; export another checkpoint');
+      return { name: match[1], shape: match[2].split('x').map(Number) };
+    });
+    return (layout = new Layout(specs));
+  });
+  return { ...checkpoint, layout: layout! };
+}
+
+function readWith(path: string, layoutOf: (header: CheckpointHeader) => Layout): Checkpoint {
   if (!existsSync(path)) throw missingData('checkpoint', path, 'check the --resume path.');
   const bytes = readFileSync(path);
   const hint = 'the file is damaged; resume from another checkpoint or start without --resume';
@@ -75,9 +98,7 @@ export function readCheckpoint(path: string, model: string, layout: Layout): Che
   } catch {
     throw corruptFile(path, 'has an unreadable header', hint);
   }
-  if (header.model !== model || header.layout !== layout.fingerprint()) {
-    throw checkpointMismatch(path, `holds model '${header.model}' (${header.layout}), not '${model}' (${layout.fingerprint()})`);
-  }
+  const layout = layoutOf(header);
   let offset = headerStart + headerLength;
   const expected = header.arrays.reduce((sum, a) => sum + 4 * a.length, 0);
   if (bytes.length - offset !== expected) throw corruptFile(path, `holds ${bytes.length - offset} payload bytes, header promises ${expected}`, hint);

@@ -42,7 +42,8 @@ export class Monitor {
   private stalenessCount = 0;
 
   constructor(logPath: string | undefined, private readonly run: { dataset: string; model: string; strategy: string; workers: number; kernels: string; batch: number }) {
-    this.fd = logPath ? openSync(logPath, 'w') : null;
+    // '-' is standard output (fd 1), which the monitor writes to but never closes
+    this.fd = logPath === '-' ? 1 : logPath ? openSync(logPath, 'w') : null;
   }
 
   listen(listener: Listener): void {
@@ -101,7 +102,7 @@ export class Monitor {
   }
 
   close(): void {
-    if (this.fd !== null) closeSync(this.fd);
+    if (this.fd !== null && this.fd !== 1) closeSync(this.fd);
   }
 }
 
