@@ -142,7 +142,7 @@ test('a rank that throws, dies or stalls mid-run ends the whole run with an erro
   }
 });
 
-test('Ctrl-C stops at the next step, saves the checkpoint and exits 0', async () => {
+test('Ctrl-C stops at the next step, saves the checkpoint and exits 130 (128 + SIGINT; issue 13: an interrupted run is not a finished one)', async () => {
   const { spawn } = await import('node:child_process');
   const dir = mkdtempSync(join(tmpdir(), 'converge-cli-'));
   const checkpoint = join(dir, 'interrupted.ckpt');
@@ -156,7 +156,7 @@ test('Ctrl-C stops at the next step, saves the checkpoint and exits 0', async ()
     if (/epoch 1\//.test(stderr) && !child.killed) child.kill('SIGINT');
   });
   const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
-  assert.equal(code, 0, stderr);
+  assert.equal(code, 130, stderr);
   assert.match(stderr, /stopping after this step and saving/);
   assert.match(stdout, /stopped early after [\d.]+ s; resume with --resume .*interrupted\.ckpt/);
   assert.ok(existsSync(checkpoint));

@@ -4,7 +4,7 @@
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { badOption, missingOption, unknownName, usageError } from '../errors.js';
+import { badOption, unknownName, usageError } from '../errors.js';
 import { joinNegativeNumbers } from './args.js';
 import { formatRatings, generateNetflixLike, netflixLikeDefaults } from '../data/ratings.js';
 import { formatLibsvm, generateRcv1Like, rcv1LikeDefaults } from '../data/sparse.js';
@@ -43,7 +43,7 @@ export function generateCommand(args: string[]): number {
     return v;
   };
   const out = values.out;
-  if (!out) throw missingOption('--out', 'a folder to write the files into');
+  if (!out) throw badOption('--out', out, 'a folder to write the files into');
   mkdirSync(out, { recursive: true });
   const seed = integer('seed', 1);
   if (kind === 'rcv1-like') {

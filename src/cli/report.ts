@@ -1,4 +1,6 @@
 // `converge report DIR --out report.html`
+import { mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConvergeError, badOption, missingOption } from '../errors.js';
 import { checkWritable } from '../launch/outputs.js';
@@ -18,7 +20,11 @@ export async function reportCommand(args: string[]): Promise<number> {
   if (positionals.length === 0) throw missingOption('the sweep folder', 'the folder of a converge bench … --out DIR (converge report DIR --out report.html)');
   if (positionals.length !== 1) throw badOption('converge report', positionals.join(' '), 'one folder of sweep logs (converge report DIR --out report.html)');
   const dir = positionals[0];
-  if (values.out) checkWritable('--out', values.out);
+  if (values.out) {
+    // the page's folder is made if need be (as the report always did), then checked before any drawing
+    mkdirSync(dirname(resolve(values.out)), { recursive: true });
+    checkWritable('--out', values.out);
+  }
   // Vega loads only here: the other commands, and the library, never need it (an optional peer dependency)
   const { writeReport } = await import('../bench/report.js').catch((error: NodeJS.ErrnoException) => {
     if (error.code === 'ERR_MODULE_NOT_FOUND' && /vega/.test(error.message)) {
