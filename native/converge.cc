@@ -265,6 +265,79 @@ Napi::Value ReluBackward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// batch norm per channel of x[N, C, plane]; sums in double, as the reference's numbers are
+Napi::Value BatchNormForward(const Napi::CallbackInfo& info) {
+  const float *x = floats(info, 0), *gamma = floats(info, 1), *beta = floats(info, 2);
+  float *out = floats(info, 3), *normalised = floats(info, 4), *inverseStd = floats(info, 5);
+  float *runningMean = floats(info, 6), *runningVar = floats(info, 7);
+  const int batch = integer(info, 8), channels = integer(info, 9), plane = integer(info, 10);
+  const bool training = flag(info, 11);
+  const double momentum = number(info, 12), epsilon = number(info, 13);
+  const double count = static_cast<double>(batch) * plane;
+  for (int c = 0; c < channels; c++) {
+    double mean, inverse;
+    if (training) {
+      double sum = 0;
+      for (int n = 0; n < batch; n++) {
+        const float* row = x + (static_cast<size_t>(n) * channels + c) * plane;
+        for (int i = 0; i < plane; i++) sum += row[i];
+      }
+      mean = sum / count;
+      double squares = 0;
+      for (int n = 0; n < batch; n++) {
+        const float* row = x + (static_cast<size_t>(n) * channels + c) * plane;
+        for (int i = 0; i < plane; i++) squares += (row[i] - mean) * (row[i] - mean);
+      }
+      inverse = 1.0 / std::sqrt(squares / count + epsilon);
+      inverseStd[c] = static_cast<float>(inverse);
+      runningMean[c] = static_cast<float>((1 - momentum) * runningMean[c] + momentum * mean);
+      runningVar[c] = static_cast<float>((1 - momentum) * runningVar[c] + momentum * (count > 1 ? squares / (count - 1) : squares));
+    } else {
+      mean = runningMean[c];
+      inverse = 1.0 / std::sqrt(static_cast<double>(runningVar[c]) + epsilon);
+    }
+    const float m = static_cast<float>(mean), s = static_cast<float>(inverse), g = gamma[c], b = beta[c];
+    for (int n = 0; n < batch; n++) {
+      const size_t at = (static_cast<size_t>(n) * channels + c) * plane;
+      for (int i = 0; i < plane; i++) {
+        const float normal = (x[at + i] - m) * s;
+        normalised[at + i] = normal;
+        out[at + i] = g * normal + b;
+      }
+    }
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Value BatchNormBackward(const Napi::CallbackInfo& info) {
+  const float *gradOut = floats(info, 0), *normalised = floats(info, 1), *inverseStd = floats(info, 2), *gamma = floats(info, 3);
+  float *gradGamma = floats(info, 4), *gradBeta = floats(info, 5);
+  const bool wantGradX = !info[6].IsNull();
+  float* gradX = wantGradX ? floats(info, 6) : nullptr;
+  const int batch = integer(info, 7), channels = integer(info, 8), plane = integer(info, 9);
+  const double count = static_cast<double>(batch) * plane;
+  for (int c = 0; c < channels; c++) {
+    double sumDy = 0, sumDyX = 0;
+    for (int n = 0; n < batch; n++) {
+      const size_t at = (static_cast<size_t>(n) * channels + c) * plane;
+      for (int i = 0; i < plane; i++) {
+        sumDy += gradOut[at + i];
+        sumDyX += static_cast<double>(gradOut[at + i]) * normalised[at + i];
+      }
+    }
+    gradGamma[c] = static_cast<float>(sumDyX);
+    gradBeta[c] = static_cast<float>(sumDy);
+    if (!wantGradX) continue;
+    const float scale = gamma[c] * inverseStd[c];
+    const float meanDy = static_cast<float>(sumDy / count), meanDyX = static_cast<float>(sumDyX / count);
+    for (int n = 0; n < batch; n++) {
+      const size_t at = (static_cast<size_t>(n) * channels + c) * plane;
+      for (int i = 0; i < plane; i++) gradX[at + i] = scale * (gradOut[at + i] - meanDy - normalised[at + i] * meanDyX);
+    }
+  }
+  return info.Env().Undefined();
+}
+
 Napi::Value SoftmaxCrossEntropy(const Napi::CallbackInfo& info) {
   const float* logits = floats(info, 0);
   const int32_t* labels = ints(info, 1);
@@ -400,6 +473,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("reluForward", Napi::Function::New(env, ReluForward, "reluForward"));
   exports.Set("reluBackward", Napi::Function::New(env, ReluBackward, "reluBackward"));
   exports.Set("softmaxCrossEntropy", Napi::Function::New(env, SoftmaxCrossEntropy, "softmaxCrossEntropy"));
+  exports.Set("batchNormForward", Napi::Function::New(env, BatchNormForward, "batchNormForward"));
+  exports.Set("batchNormBackward", Napi::Function::New(env, BatchNormBackward, "batchNormBackward"));
   exports.Set("reduceStrided", Napi::Function::New(env, ReduceStrided, "reduceStrided"));
   exports.Set("zero", Napi::Function::New(env, Zero, "zero"));
   exports.Set("copy", Napi::Function::New(env, Copy, "copy"));

@@ -123,3 +123,22 @@ test('native pooling, ReLU, softmax cross-entropy and optimiser updates match th
   for (const nesterov of [false, true]) same(`momentum update nesterov=${nesterov}`, [rand(n), velocity], (K, [p, v]) => K.momentumUpdate(p, grad, v, n, 0.1, 0.9, 0.001, nesterov));
   same('adam update', [rand(n), rand(n), rand(n).map(Math.abs)], (K, [p, m, v]) => K.adamUpdate(p, grad, m, v, n, 0.01, 0.3, 0.9, 0.999, 1e-8, 0.01));
 });
+
+test('native batch norm forward (training and evaluation) and backward match the reference', { skip }, () => {
+  for (const [batch, channels, plane] of [[4, 3, 25], [64, 16, 784], [2, 5, 1]]) {
+    const n = batch * channels * plane;
+    const x = rand(n).map((v) => 3 * v + 1);
+    const gamma = rand(channels);
+    const beta = rand(channels);
+    for (const training of [true, false]) {
+      same(`batch norm forward ${[batch, channels, plane]} ${training ? 'training' : 'evaluation'}`,
+        [new Float32Array(n), new Float32Array(n), new Float32Array(channels), rand(channels), rand(channels).map((v) => 1 + Math.abs(v))],
+        (K, [out, normalised, inverseStd, mean, variance]) => K.batchNormForward(x, gamma, beta, out, normalised, inverseStd, mean, variance, batch, channels, plane, training, 0.1, 1e-5));
+    }
+    const normalised = rand(n);
+    const inverseStd = rand(channels).map((v) => 1 + Math.abs(v));
+    const gradOut = rand(n);
+    same(`batch norm backward ${[batch, channels, plane]}`, [new Float32Array(channels), new Float32Array(channels), new Float32Array(n)],
+      (K, [gradGamma, gradBeta, gradX]) => K.batchNormBackward(gradOut, normalised, inverseStd, gamma, gradGamma, gradBeta, gradX, batch, channels, plane));
+  }
+});

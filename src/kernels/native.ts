@@ -18,6 +18,8 @@ interface Addon {
   reluForward: KernelSet['reluForward'];
   reluBackward: KernelSet['reluBackward'];
   softmaxCrossEntropy: KernelSet['softmaxCrossEntropy'];
+  batchNormForward: KernelSet['batchNormForward'];
+  batchNormBackward: KernelSet['batchNormBackward'];
   reduceStrided: KernelSet['reduceStrided'];
   zero: KernelSet['zero'];
   copy: KernelSet['copy'];
@@ -46,6 +48,8 @@ export function loadNativeKernels(): { kernels: KernelSet; info: { blas: string;
     reluForward: addon.reluForward,
     reluBackward: addon.reluBackward,
     softmaxCrossEntropy: addon.softmaxCrossEntropy,
+    batchNormForward: addon.batchNormForward,
+    batchNormBackward: addon.batchNormBackward,
     reduceStrided: addon.reduceStrided,
     zero: addon.zero,
     copy: addon.copy,

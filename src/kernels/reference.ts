@@ -219,6 +219,60 @@ export const referenceKernels: KernelSet = {
     for (let i = 0; i < length; i++) gradX[i] = y[i] > 0 ? gradY[i] : 0;
   },
 
+  batchNormForward(x, gamma, beta, out, normalised, inverseStd, runningMean, runningVar, batch, channels, plane, training, momentum, epsilon) {
+    const count = batch * plane;
+    for (let c = 0; c < channels; c++) {
+      let mean: number;
+      let inverse: number;
+      if (training) {
+        let sum = 0;
+        for (let n = 0; n < batch; n++) for (let i = 0, at = (n * channels + c) * plane; i < plane; i++) sum += x[at + i];
+        mean = sum / count;
+        let squares = 0;
+        for (let n = 0; n < batch; n++) for (let i = 0, at = (n * channels + c) * plane; i < plane; i++) squares += (x[at + i] - mean) ** 2;
+        inverse = 1 / Math.sqrt(squares / count + epsilon);
+        inverseStd[c] = inverse;
+        runningMean[c] = (1 - momentum) * runningMean[c] + momentum * mean;
+        runningVar[c] = (1 - momentum) * runningVar[c] + momentum * (count > 1 ? squares / (count - 1) : squares);
+      } else {
+        mean = runningMean[c];
+        inverse = 1 / Math.sqrt(runningVar[c] + epsilon);
+      }
+      const g = gamma[c];
+      const b = beta[c];
+      for (let n = 0; n < batch; n++) {
+        for (let i = 0, at = (n * channels + c) * plane; i < plane; i++) {
+          const normal = (x[at + i] - mean) * inverse;
+          normalised[at + i] = normal;
+          out[at + i] = g * normal + b;
+        }
+      }
+    }
+  },
+
+  batchNormBackward(gradOut, normalised, inverseStd, gamma, gradGamma, gradBeta, gradX, batch, channels, plane) {
+    const count = batch * plane;
+    for (let c = 0; c < channels; c++) {
+      let sumDy = 0;
+      let sumDyX = 0;
+      for (let n = 0; n < batch; n++) {
+        for (let i = 0, at = (n * channels + c) * plane; i < plane; i++) {
+          sumDy += gradOut[at + i];
+          sumDyX += gradOut[at + i] * normalised[at + i];
+        }
+      }
+      gradGamma[c] = sumDyX;
+      gradBeta[c] = sumDy;
+      if (!gradX) continue;
+      const scale = gamma[c] * inverseStd[c];
+      const meanDy = sumDy / count;
+      const meanDyX = sumDyX / count;
+      for (let n = 0; n < batch; n++) {
+        for (let i = 0, at = (n * channels + c) * plane; i < plane; i++) gradX[at + i] = scale * (gradOut[at + i] - meanDy - normalised[at + i] * meanDyX);
+      }
+    }
+  },
+
   softmaxCrossEntropy(logits, labels, batch, classes, gradLogits) {
     let total = 0;
     const scale = 1 / batch;

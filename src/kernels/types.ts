@@ -44,6 +44,16 @@ export interface KernelSet {
   reluForward(x: Float32Array, y: Float32Array, length: number): void;
   /** gradX = gradY where y > 0, else 0 (in place allowed) */
   reluBackward(y: Float32Array, gradY: Float32Array, gradX: Float32Array, length: number): void;
+  /**
+   * Batch norm of x[N, C, plane] per channel: out = γ·x̂ + β. Training (`training` true): x̂ from the
+   * batch's mean and biased variance, kept in `normalised` with 1/σ in `inverseStd`, and the running
+   * statistics updated (momentum m, the unbiased variance); else x̂ from the running statistics.
+   */
+  batchNormForward(x: Float32Array, gamma: Float32Array, beta: Float32Array, out: Float32Array, normalised: Float32Array, inverseStd: Float32Array,
+    runningMean: Float32Array, runningVar: Float32Array, batch: number, channels: number, plane: number, training: boolean, momentum: number, epsilon: number): void;
+  /** dγ = Σ dy·x̂, dβ = Σ dy, and (unless gradX is null) dx = γ/σ · (dy − mean(dy) − x̂·mean(dy·x̂)), per channel */
+  batchNormBackward(gradOut: Float32Array, normalised: Float32Array, inverseStd: Float32Array, gamma: Float32Array, gradGamma: Float32Array, gradBeta: Float32Array,
+    gradX: Float32Array | null, batch: number, channels: number, plane: number): void;
   /** mean cross-entropy of softmax(logits[n,k]) against labels; writes gradLogits = (softmax − onehot)/n */
   softmaxCrossEntropy(logits: Float32Array, labels: Int32Array, batch: number, classes: number, gradLogits: Float32Array): number;
   /** target[at + i] = scale · Σ_{r<count} source[first + r·stride + i] for i in [start, end), summed in r order

@@ -4,6 +4,7 @@
 // γ and β are parameters; the running mean and variance are the model's buffers — kept per
 // replica, made rank 0's (the first worker's) before evaluation and checkpoints, as DDP does.
 
+import type { KernelSet } from '../kernels/types.js';
 import type { Layer, Views } from './layers.js';
 import type { TensorSpec } from '../tensor/layout.js';
 
@@ -17,7 +18,7 @@ export class BatchNorm implements Layer {
   private readonly plane: number; // values per channel per sample
   private readonly out: Float32Array;
   private readonly normalised: Float32Array; // x̂ of the last training pass
-  private readonly inverseStd: Float64Array; // per channel, of the last training pass
+  private readonly inverseStd: Float32Array; // per channel, of the last training pass
   private training = false;
   private buffered: Views | null = null;
   private readonly weight: string;
@@ -25,7 +26,7 @@ export class BatchNorm implements Layer {
   private readonly runningMean: string;
   private readonly runningVar: string;
 
-  constructor(name: string, readonly outputShape: readonly number[], maxBatch: number) {
+  constructor(private readonly k: KernelSet, name: string, readonly outputShape: readonly number[], maxBatch: number) {
     this.channels = outputShape[0];
     this.plane = outputShape.slice(1).reduce((a, b) => a * b, 1);
     this.weight = `${name}.weight`;
@@ -37,7 +38,7 @@ export class BatchNorm implements Layer {
     const size = maxBatch * this.channels * this.plane;
     this.out = new Float32Array(size);
     this.normalised = new Float32Array(size);
-    this.inverseStd = new Float64Array(this.channels);
+    this.inverseStd = new Float32Array(this.channels);
   }
 
   setMode(training: boolean): void {
@@ -52,78 +53,14 @@ export class BatchNorm implements Layer {
   }
 
   forward(p: Views, x: Float32Array, batch: number): Float32Array {
-    const { channels, plane } = this;
-    const gamma = p[this.weight];
-    const beta = p[this.bias];
-    const mean = this.buffered![this.runningMean];
-    const variance = this.buffered![this.runningVar];
-    const count = batch * plane;
-    for (let c = 0; c < channels; c++) {
-      let m: number;
-      let inverse: number;
-      if (this.training) {
-        let sum = 0;
-        for (let n = 0; n < batch; n++) {
-          const at = (n * channels + c) * plane;
-          for (let i = 0; i < plane; i++) sum += x[at + i];
-        }
-        m = sum / count;
-        let squares = 0;
-        for (let n = 0; n < batch; n++) {
-          const at = (n * channels + c) * plane;
-          for (let i = 0; i < plane; i++) squares += (x[at + i] - m) ** 2;
-        }
-        const biased = squares / count;
-        inverse = 1 / Math.sqrt(biased + EPSILON);
-        this.inverseStd[c] = inverse;
-        mean[c] = (1 - MOMENTUM) * mean[c] + MOMENTUM * m;
-        variance[c] = (1 - MOMENTUM) * variance[c] + MOMENTUM * (count > 1 ? squares / (count - 1) : biased);
-      } else {
-        m = mean[c];
-        inverse = 1 / Math.sqrt(variance[c] + EPSILON);
-      }
-      const g = gamma[c];
-      const b = beta[c];
-      for (let n = 0; n < batch; n++) {
-        const at = (n * channels + c) * plane;
-        for (let i = 0; i < plane; i++) {
-          const normal = (x[at + i] - m) * inverse;
-          this.normalised[at + i] = normal;
-          this.out[at + i] = g * normal + b;
-        }
-      }
-    }
+    const buffers = this.buffered!;
+    this.k.batchNormForward(x, p[this.weight], p[this.bias], this.out, this.normalised, this.inverseStd, buffers[this.runningMean], buffers[this.runningVar],
+      batch, this.channels, this.plane, this.training, MOMENTUM, EPSILON);
     return this.out;
   }
 
-  /** dγ = Σ dy·x̂, dβ = Σ dy, dx = γ/σ · (dy − mean(dy) − x̂·mean(dy·x̂)) per channel. */
   backward(p: Views, g: Views, _x: Float32Array, gradOut: Float32Array, gradX: Float32Array | null, batch: number): void {
-    const { channels, plane } = this;
-    const gamma = p[this.weight];
-    const gradGamma = g[this.weight];
-    const gradBeta = g[this.bias];
-    const count = batch * plane;
-    for (let c = 0; c < channels; c++) {
-      let sumDy = 0;
-      let sumDyX = 0;
-      for (let n = 0; n < batch; n++) {
-        const at = (n * channels + c) * plane;
-        for (let i = 0; i < plane; i++) {
-          sumDy += gradOut[at + i];
-          sumDyX += gradOut[at + i] * this.normalised[at + i];
-        }
-      }
-      gradGamma[c] = sumDyX;
-      gradBeta[c] = sumDy;
-      if (!gradX) continue;
-      const scale = gamma[c] * this.inverseStd[c];
-      const meanDy = sumDy / count;
-      const meanDyX = sumDyX / count;
-      for (let n = 0; n < batch; n++) {
-        const at = (n * channels + c) * plane;
-        for (let i = 0; i < plane; i++) gradX[at + i] = scale * (gradOut[at + i] - meanDy - this.normalised[at + i] * meanDyX);
-      }
-    }
+    this.k.batchNormBackward(gradOut, this.normalised, this.inverseStd, p[this.weight], g[this.weight], g[this.bias], gradX, batch, this.channels, this.plane);
   }
 
   init(p: Views): void {

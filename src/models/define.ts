@@ -66,7 +66,7 @@ export function conv2d(filters: number, kernelSize = 3, options: { pad?: number;
 
 /** Batch normalisation per channel (of [C, H, W] images, or of [C] vectors), with running statistics for evaluation. */
 export function batchNorm(): LayerSpec {
-  return ({ inputShape, maxBatch, name }) => new BatchNorm(name, inputShape, maxBatch);
+  return ({ kernels, inputShape, maxBatch, name }) => new BatchNorm(kernels, name, inputShape, maxBatch);
 }
 
 /** Average pooling over size×size windows with stride size. */
