@@ -6,19 +6,13 @@ Prints one JSON line per epoch, {"epoch", "seconds" (training only), "imagesPerS
 "testAccuracy"}, then {"parameters"}. The caller sets OPENBLAS_NUM_THREADS with --threads
 (Debian's torch sends matrix products to OpenBLAS, whose own threads set_num_threads does not limit).
 """
-import argparse, gzip, json, os, sys, time
+import argparse, json, os, sys, time
 
 import numpy as np
 import torch
 from torch import nn
 
-
-def load(path):
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    dims = data[3]
-    shape = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims)]
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
+from pytorch_train import load  # the IDX reader bench/train's side uses
 
 
 class Block(nn.Module):
