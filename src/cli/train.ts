@@ -179,6 +179,8 @@ async function trainWithThreads(config: TrainConfig, stopFlag: SharedArrayBuffer
     },
   });
   const s = result.summary;
+  // a bar left mid-epoch (a stopped run) is cleared, so the last line has a line of its own
+  if (process.stderr.isTTY) process.stderr.write('\r\x1b[K');
   resultStream(config, json).write(finalLine(s, config, `${s.workers} worker${s.workers > 1 ? 's' : ''}`));
   if (json) process.stdout.write(`${JSON.stringify(s)}\n`);
   return 0;
