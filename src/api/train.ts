@@ -7,7 +7,7 @@ import { badOption, ConvergeError } from '../errors.js';
 import { isProcessBackend } from '../comm/backends.js';
 import { trainOnProcess } from '../launch/process-rank.js';
 import { trainOnThreads } from '../launch/threads.js';
-import { defaults, optionNames, type TrainConfig } from '../train/config.js';
+import { defaults, optionNames, withRecommended, type TrainConfig } from '../train/config.js';
 import type { TrainingEvent } from '../train/loop.js';
 import type { Summary } from '../train/monitor.js';
 
@@ -52,7 +52,9 @@ export async function train(options: TrainOptions): Promise<TrainOutcome> {
   }
   if (options.model === undefined) throw new ConvergeError('train(): give a model: a built-in name (mlp) or your model module\'s URL.', 'BAD_OPTION');
   const { model, data, onEpoch, onStep, signal, ...rest } = options;
-  const config: TrainConfig = { ...defaults, ...rest, model: model instanceof URL ? model.href : model, dataset: typeof data === 'object' ? data.name : data ?? defaults.dataset };
+  const given: TrainConfig = { ...defaults, ...rest, model: model instanceof URL ? model.href : model, dataset: typeof data === 'object' ? data.name : data ?? defaults.dataset };
+  // a built-in model's recipe (ResNet-20's schedule and weight decay) where the options leave it open
+  const { config } = withRecommended(given, (option) => option in rest);
   const stopFlag = new SharedArrayBuffer(4);
   const stop = () => Atomics.store(new Int32Array(stopFlag), 0, 1);
   if (signal?.aborted) stop();

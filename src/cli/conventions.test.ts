@@ -157,3 +157,19 @@ test('predict applies a checkpoint (its accuracy is the training run\'s own), an
     assert.ok(Math.abs(seen[i][1] - sum) < 1e-3 * (1 + Math.abs(sum)), `${slot.name}: numpy's sum ${seen[i][1]} against ${sum}`);
   });
 });
+
+test('a built-in model\'s recipe fills the options the user leaves open, and only those', async () => {
+  const { parseTrainArgs } = await import('./train.js');
+  const recipe = parseTrainArgs(['--model', 'resnet20']);
+  assert.ok(recipe !== 'help');
+  assert.equal(recipe.schedule, 'cosine');
+  assert.equal(recipe.weightDecay, 1e-4);
+  const mine = parseTrainArgs(['--model', 'resnet20', '--schedule', 'constant']);
+  assert.ok(mine !== 'help');
+  assert.equal(mine.schedule, 'constant', 'a flag the user gives wins');
+  assert.equal(mine.weightDecay, 1e-4);
+  const plain = parseTrainArgs(['--model', 'mlp']);
+  assert.ok(plain !== 'help');
+  assert.equal(plain.schedule, 'constant');
+  assert.equal(plain.weightDecay, 0);
+});

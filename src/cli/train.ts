@@ -5,7 +5,7 @@ import { isProcessBackend } from '../comm/backends.js';
 import { modelLabel } from '../models/module.js';
 import type { Dataset } from '../data/dataset.js';
 import { badOption, usageError } from '../errors.js';
-import { defaults, type TrainConfig } from '../train/config.js';
+import { defaults, withRecommended, type TrainConfig } from '../train/config.js';
 import type { Summary } from '../train/monitor.js';
 import { trainOnProcess } from '../launch/process-rank.js';
 import { trainOnThreads } from '../launch/threads.js';
@@ -79,7 +79,7 @@ export function parseTrainArgs(rawArgs: string[]): TrainConfig | 'help' {
   const s = (name: string) => values[name] as string | undefined;
   const n = (name: string, fallback: number) => number(name, s(name), fallback);
   const hidden = s('hidden');
-  return {
+  const config: TrainConfig = {
     ...defaults,
     dataset: s('dataset') ?? defaults.dataset,
     dataDir: s('data-dir'),
@@ -117,7 +117,19 @@ export function parseTrainArgs(rawArgs: string[]): TrainConfig | 'help' {
     timeoutSeconds: n('timeout', defaults.timeoutSeconds),
     stopAfterSteps: s('stop-after-steps') === undefined ? undefined : n('stop-after-steps', 0),
   };
+  // a built-in model's recipe (ResNet-20's schedule and weight decay) where the flags leave it open
+  const flag = (option: string) => option.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+  const chosen = withRecommended(config, (option) => values[flag(option)] !== undefined);
+  recipes.set(chosen.config, chosen.taken);
+  return chosen.config;
 }
+
+/** What each parsed configuration took from its model's recipe, for the first line. */
+const recipes = new WeakMap<TrainConfig, string[]>();
+const recipeText = (config: TrainConfig, original: TrainConfig) => {
+  const taken = recipes.get(original) ?? [];
+  return taken.length > 0 ? `, ${modelLabel(config.model)}'s recipe: ${taken.join(', ')}` : '';
+};
 
 /** The signals that stop a run (and save it), and the exit code each leaves: 128 + its number. */
 const STOP_SIGNALS = { SIGINT: 130, SIGTERM: 143 } as const;
@@ -174,7 +186,7 @@ async function trainWithThreads(config: TrainConfig, stopFlag: SharedArrayBuffer
       const c = info.config;
       process.stderr.write(`converge: ${modelLabel(c.model)} (${info.parameters.toLocaleString('en-US')} parameters) on ${info.dataset.name} (${info.dataset.train.count} train / ${info.dataset.test.count} test${splitText(info.dataset)}), `
         + `${c.strategy}, ${c.workers} worker${c.workers > 1 ? 's' : ''} × batch ${c.batch}, ${c.optimizer} lr ${c.lr}${c.lrScaling === 'linear' && c.workers > 1 ? ` × ${c.workers} (linear scaling)` : ''}, kernels ${info.kernels}`
-        + `${resumedText(info.resumedFrom)}\n`);
+        + `${recipeText(c, config)}${resumedText(info.resumedFrom)}\n`);
       monitor.listen(new ProgressBar(c.epochs).update);
     },
   });

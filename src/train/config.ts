@@ -88,6 +88,22 @@ export const optionalOptions = ['dataDir', 'testDataset', 'labelColumn', 'compre
 /** Every option's name (the TrainConfig field; the CLI flag is it in kebab case). */
 export const optionNames: readonly string[] = [...Object.keys(defaults), ...optionalOptions];
 
+/**
+ * The model's recommended options (a built-in's recipe, e.g. ResNet-20's schedule) in place of
+ * the general defaults, for every option the user did not give; says which it took.
+ */
+export function withRecommended(config: TrainConfig, given: (option: keyof TrainConfig) => boolean): { config: TrainConfig; taken: string[] } {
+  const recommended = modelNames.includes(config.model) ? builtInModel(config.model).recommended ?? {} : {};
+  const out = { ...config } as Record<string, unknown>;
+  const taken: string[] = [];
+  for (const [option, value] of Object.entries(recommended)) {
+    if (given(option as keyof TrainConfig)) continue;
+    out[option] = value;
+    taken.push(`${option.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} ${value}`);
+  }
+  return { config: out as unknown as TrainConfig, taken };
+}
+
 const positiveInteger = (option: string, value: number) => {
   if (!Number.isInteger(value) || value <= 0) throw badOption(option, value, 'a positive integer');
 };
