@@ -27,3 +27,11 @@ if (spawnSync('mpicc', ['--showme:version'], { stdio: 'ignore' }).status === 0) 
 } else {
   console.warn('converge: mpicc not found (Debian: openmpi-bin libopenmpi-dev); --backend mpi is unavailable, tcp and shm work');
 }
+
+// oneDNN's convolutions (the library PyTorch's CPU convolutions use), where Debian's libdnnl-dev is installed
+if (existsSync('/usr/include/oneapi/dnnl/dnnl.hpp')) {
+  const dnnl = spawnSync(process.execPath, [nodeGyp, 'rebuild', '--directory=native/dnnl', ...common], { stdio: 'inherit' });
+  if (dnnl.status !== 0) console.warn('converge: the oneDNN convolutions did not build; convolutions use im2col and OpenBLAS');
+} else {
+  console.warn('converge: oneDNN not found (Debian: libdnnl-dev); convolutions use im2col and OpenBLAS (slower)');
+}

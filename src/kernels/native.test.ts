@@ -8,9 +8,10 @@ import { loadNativeKernels } from './native.js';
 import { convGeometry, poolGeometry, type KernelSet } from './types.js';
 
 let N: KernelSet | null = null;
+let nativeInfo: { conv: string } | null = null;
 let loadError = '';
 try {
-  N = loadNativeKernels().kernels;
+  ({ kernels: N, info: nativeInfo } = loadNativeKernels());
 } catch (error) {
   loadError = (error as Error).message;
 }
@@ -30,11 +31,11 @@ function close(actual: Float32Array, expected: Float32Array, what: string, toler
 }
 
 /** Runs `call` with reference and native kernels on identical copies of `outputs`; compares them. */
-function same(what: string, outputs: Float32Array[], call: (k: KernelSet, out: Float32Array[]) => number | void): void {
+function same(what: string, outputs: Float32Array[], call: (k: KernelSet, out: Float32Array[]) => number | void, fast: KernelSet = N!): void {
   const ref = outputs.map((o) => o.slice());
   const nat = outputs.map((o) => o.slice());
   const a = call(R, ref);
-  const b = call(N!, nat);
+  const b = call(fast, nat);
   if (typeof a === 'number') assert.ok(Math.abs(a - (b as number)) < 1e-5 * (1 + Math.abs(a)), `${what}: ${a} vs ${b}`);
   ref.forEach((r, i) => close(nat[i], r, `${what} output ${i}`));
 }
@@ -71,20 +72,39 @@ test('native dense forward and backward match the reference (batch 1, odd, large
   }
 });
 
-test('native convolution forward and backward match the reference (padding, stride, odd sizes)', { skip }, () => {
-  for (const [C, H, W, F, Kz, pad, stride, batch] of [[1, 28, 28, 32, 3, 1, 1, 2], [32, 14, 14, 64, 3, 1, 1, 1], [3, 7, 6, 4, 3, 0, 2, 3], [2, 5, 9, 3, 5, 2, 1, 2], [2, 4, 4, 2, 1, 0, 1, 1]]) {
+/** The native kernels with the convolutions of im2col and sgemm, whether or not oneDNN is there. */
+function im2colKernels(): KernelSet | null {
+  const saved = process.env.CONVERGE_CONV;
+  process.env.CONVERGE_CONV = 'im2col';
+  try {
+    return N ? loadNativeKernels().kernels : null;
+  } finally {
+    if (saved === undefined) delete process.env.CONVERGE_CONV;
+    else process.env.CONVERGE_CONV = saved;
+  }
+}
+
+test('oneDNN\'s convolutions are the native ones where libdnnl-dev was there to build them (CI requires it)', { skip: !N || (!nativeInfo?.conv.startsWith('oneDNN') && process.env.CONVERGE_REQUIRE_DNNL !== '1') }, () => {
+  assert.match(nativeInfo!.conv, /^oneDNN \d+\.\d+/, 'CONVERGE_REQUIRE_DNNL=1 but the oneDNN convolutions did not load');
+});
+
+for (const [label, kernels] of [['oneDNN (where built)', () => N], ['im2col + sgemm', im2colKernels]] as const) {
+test(`native convolution forward and backward match the reference (padding, stride, odd sizes): ${label}`, { skip }, () => {
+  const fast = kernels()!;
+  for (const [C, H, W, F, Kz, pad, stride, batch] of [[1, 28, 28, 32, 3, 1, 1, 2], [32, 14, 14, 64, 3, 1, 1, 1], [3, 7, 6, 4, 3, 0, 2, 3], [2, 5, 9, 3, 5, 2, 1, 2], [2, 4, 4, 2, 1, 0, 1, 1], [16, 28, 28, 32, 3, 1, 2, 4], [16, 7, 7, 32, 1, 0, 2, 3]]) {
     const g = convGeometry(C, H, W, F, Kz, pad, stride);
     const x = rand(batch * C * H * W);
     const w = rand(F * C * Kz * Kz);
     const bias = rand(F);
     const outSize = batch * F * g.outHeight * g.outWidth;
     const columns = () => new Float32Array(C * Kz * Kz * g.outHeight * g.outWidth);
-    same(`conv forward ${[C, H, W, F, Kz, pad, stride]}`, [new Float32Array(outSize)], (K, [out]) => K.convForward(x, w, bias, out, batch, g, columns()));
+    same(`conv forward ${[C, H, W, F, Kz, pad, stride]}`, [new Float32Array(outSize)], (K, [out]) => K.convForward(x, w, bias, out, batch, g, columns()), fast);
     const gradOut = rand(outSize);
     same(`conv backward ${[C, H, W, F, Kz, pad, stride]}`, [new Float32Array(w.length), new Float32Array(F), new Float32Array(x.length)],
-      (K, [gw, gb, gx]) => K.convBackward(x, w, gradOut, gw, gb, gx, batch, g, columns()));
+      (K, [gw, gb, gx]) => K.convBackward(x, w, gradOut, gw, gb, gx, batch, g, columns()), fast);
   }
 });
+}
 
 test('native pooling, ReLU, softmax cross-entropy and optimiser updates match the reference', { skip }, () => {
   const g = poolGeometry(3, 7, 6, 2);

@@ -1,6 +1,7 @@
 // The native backend: OpenBLAS and C++ loops through a Node-API addon (native/converge.cc).
 // This file only adapts argument shapes; the kernels' meaning is in types.ts and reference.ts.
 
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { referenceKernels } from './reference.js';
 import type { KernelSet } from './types.js';
@@ -31,17 +32,34 @@ interface Addon {
 }
 
 export const addonPath = new URL('../../build/Release/converge_native.node', import.meta.url);
+/** The convolutions through oneDNN (native/dnnl), where libdnnl-dev was there to build them. */
+export const dnnlPath = new URL('../../native/dnnl/build/Release/converge_dnnl.node', import.meta.url);
+
+interface DnnlAddon {
+  convForward: Addon['convForward'];
+  convBackward: Addon['convBackward'];
+  info(): string;
+}
+
+/** oneDNN's convolutions, unless missing or CONVERGE_CONV=im2col asks for the OpenBLAS ones. */
+function loadDnnl(): DnnlAddon | null {
+  if (process.env.CONVERGE_CONV === 'im2col' || !existsSync(dnnlPath)) return null;
+  return createRequire(import.meta.url)(dnnlPath.pathname) as DnnlAddon;
+}
 
 /** Loads the addon; throws (with the loader's reason) when it is missing or broken. */
-export function loadNativeKernels(): { kernels: KernelSet; info: { blas: string; core: string } } {
+export function loadNativeKernels(): { kernels: KernelSet; info: { blas: string; core: string; conv: string } } {
   const addon = createRequire(import.meta.url)(addonPath.pathname) as Addon;
+  // the convolutions: oneDNN's direct kernels where built (what PyTorch uses), else im2col and sgemm
+  const dnnl = loadDnnl();
+  const conv = dnnl ?? addon;
   const kernels: KernelSet = {
     gemm: addon.gemm,
     denseForward: addon.denseForward,
     denseBackward: addon.denseBackward,
-    convForward: (x, w, bias, out, batch, g, columns) => addon.convForward(x, w, bias, out, batch, columns,
+    convForward: (x, w, bias, out, batch, g, columns) => conv.convForward(x, w, bias, out, batch, columns,
       g.channels, g.height, g.width, g.filters, g.kernelSize, g.pad, g.stride, g.outHeight, g.outWidth),
-    convBackward: (x, w, gradOut, gradW, gradBias, gradX, batch, g, columns) => addon.convBackward(x, w, gradOut, gradW, gradBias, gradX, batch, columns,
+    convBackward: (x, w, gradOut, gradW, gradBias, gradX, batch, g, columns) => conv.convBackward(x, w, gradOut, gradW, gradBias, gradX, batch, columns,
       g.channels, g.height, g.width, g.filters, g.kernelSize, g.pad, g.stride, g.outHeight, g.outWidth),
     maxPoolForward: (x, out, argmax, batch, g) => addon.maxPoolForward(x, out, argmax, batch, g.channels, g.height, g.width, g.size, g.outHeight, g.outWidth),
     maxPoolBackward: addon.maxPoolBackward,
@@ -61,5 +79,5 @@ export function loadNativeKernels(): { kernels: KernelSet; info: { blas: string;
     sparseDot: referenceKernels.sparseDot,
     sparseAxpy: referenceKernels.sparseAxpy,
   };
-  return { kernels, info: addon.info() };
+  return { kernels, info: { ...addon.info(), conv: dnnl ? dnnl.info() : 'im2col + sgemm' } };
 }

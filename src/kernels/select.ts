@@ -6,7 +6,7 @@ import { loadNativeKernels } from './native.js';
 import { activeBackend, availableBackends, registerBackend, useBackend } from './registry.js';
 
 let nativeError: string | null = null;
-let nativeInfo: { blas: string; core: string } | null = null;
+let nativeInfo: { blas: string; core: string; conv: string } | null = null;
 
 function tryNative(): boolean {
   if (availableBackends().includes('native')) return true;
@@ -44,7 +44,7 @@ export function selectKernels(requested = process.env.CONVERGE_KERNELS, notice: 
   return activeBackend();
 }
 
-export function nativeKernelInfo(): { blas: string; core: string } | null {
+export function nativeKernelInfo(): { blas: string; core: string; conv: string } | null {
   tryNative();
   return nativeInfo;
 }

@@ -12,6 +12,8 @@ export interface Layer {
   readonly params: TensorSpec[];
   readonly outputShape: readonly number[]; // per sample
   forward(p: Views, x: Float32Array, batch: number): Float32Array;
+  /** Its output is its input's memory (ReLU writes over it; Flatten passes it on): whoever else reads that input needs a copy. */
+  readonly inPlace?: boolean;
   /** Layers that act differently when training (dropout) are told before each pass; `step` seeds what is random in it. */
   setMode?(training: boolean, step: number): void;
   /** State that is not trained by gradients (batch norm's running statistics): named shapes, and where the model keeps them. */
@@ -67,6 +69,7 @@ export class Dense implements Layer {
 /** ReLU in place: its output overwrites its input, and the backward pass masks in place too. */
 export class Relu implements Layer {
   readonly params: TensorSpec[] = [];
+  readonly inPlace = true;
   constructor(private readonly k: KernelSet, readonly outputShape: readonly number[]) {}
 
   forward(_p: Views, x: Float32Array, batch: number): Float32Array {
@@ -159,6 +162,8 @@ export class MaxPool2d implements Layer {
 /** Flattens each sample to one vector: the data stays where it is; the gradient is copied through. */
 export class Flatten implements Layer {
   readonly params: TensorSpec[] = [];
+  // its output is its input: a ReLU after it would write over that input
+  readonly inPlace = true;
   readonly outputShape: readonly number[];
   constructor(inputShape: readonly number[]) {
     this.outputShape = [sizeOf(inputShape)];

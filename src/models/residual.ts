@@ -16,8 +16,8 @@ export class Residual implements Layer {
   private readonly body: LayerChain;
   private readonly shortcut: LayerChain | null;
   private readonly inputSize: number;
-  // each branch reads its own copy of the input: a layer may work in place (ReLU)
-  private readonly bodyInput: Float32Array;
+  // a branch whose first layer works in place (ReLU) reads its own copy of the input
+  private readonly bodyInput: Float32Array | null;
   private readonly shortcutInput: Float32Array | null;
   private readonly out: Float32Array;
   private readonly bodyGrad: Float32Array;
@@ -35,8 +35,8 @@ export class Residual implements Layer {
     this.inputSize = sizeOf(inputShape);
     this.body = new LayerChain(body, maxBatch);
     this.shortcut = shortcut && shortcut.length > 0 ? new LayerChain(shortcut, maxBatch) : null;
-    this.bodyInput = new Float32Array(maxBatch * this.inputSize);
-    this.shortcutInput = this.shortcut ? new Float32Array(maxBatch * this.inputSize) : null;
+    this.bodyInput = body[0].inPlace ? new Float32Array(maxBatch * this.inputSize) : null;
+    this.shortcutInput = shortcut && shortcut.length > 0 && shortcut[0].inPlace ? new Float32Array(maxBatch * this.inputSize) : null;
     this.out = new Float32Array(maxBatch * sizeOf(bodyShape));
     this.bodyGrad = new Float32Array(maxBatch * this.inputSize);
     this.shortcutGrad = this.shortcut ? new Float32Array(maxBatch * this.inputSize) : null;
@@ -44,13 +44,9 @@ export class Residual implements Layer {
 
   forward(p: Views, x: Float32Array, batch: number): Float32Array {
     const n = batch * this.inputSize;
-    this.bodyInput.set(x.subarray(0, n));
-    const y = this.body.forward(p, this.bodyInput, batch);
-    let skip = x;
-    if (this.shortcut && this.shortcutInput) {
-      this.shortcutInput.set(x.subarray(0, n));
-      skip = this.shortcut.forward(p, this.shortcutInput, batch);
-    }
+    const copy = (into: Float32Array | null) => (into ? (into.set(x.subarray(0, n)), into) : x);
+    const y = this.body.forward(p, copy(this.bodyInput), batch);
+    const skip = this.shortcut ? this.shortcut.forward(p, copy(this.shortcutInput), batch) : x;
     const m = batch * sizeOf(this.outputShape);
     for (let i = 0; i < m; i++) this.out[i] = y[i] + skip[i];
     return this.out;

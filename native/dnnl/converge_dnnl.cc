@@ -1,0 +1,181 @@
+// converge's convolutions through oneDNN (Debian's libdnnl, the library PyTorch's CPU
+// convolutions use): forward, backward data and backward weights of the same geometry as the
+// im2col kernels, on the same NCHW / OIHW float32 buffers. Each primitive picks its own blocked
+// layout; the buffers are reordered in and out on every call. Primitives are built once per
+// geometry and batch, per thread (each worker thread is one core: oneDNN runs on one thread).
+
+#define NAPI_VERSION 8
+#include <napi.h>
+#include <omp.h>
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+namespace {
+
+using dnnl::memory;
+using tag = dnnl::memory::format_tag;
+using dt = dnnl::memory::data_type;
+
+struct Geometry {
+  int batch, channels, height, width, filters, kernel, pad, stride, outHeight, outWidth;
+  std::string key() const {
+    return std::to_string(batch) + "," + std::to_string(channels) + "," + std::to_string(height) + "," + std::to_string(width) + "," +
+           std::to_string(filters) + "," + std::to_string(kernel) + "," + std::to_string(pad) + "," + std::to_string(stride);
+  }
+};
+
+struct Context {
+  dnnl::engine engine{dnnl::engine::kind::cpu, 0};
+  dnnl::stream stream{engine};
+};
+
+Context& context() {
+  thread_local Context c;
+  return c;
+}
+
+/** A memory in the layout a primitive wants, and whether it differs from the user's plain one. */
+struct Staged {
+  memory::desc user;
+  memory inner;
+  bool reorder;
+  Staged() = default;
+  Staged(const memory::desc& user, const memory::desc& wanted, const dnnl::engine& engine)
+      : user(user), inner(wanted, engine), reorder(wanted != user) {}
+};
+
+struct Plan {
+  dnnl::convolution_forward::primitive_desc forward;
+  dnnl::convolution_backward_data::primitive_desc backwardData;
+  dnnl::convolution_backward_weights::primitive_desc backwardWeights;
+  dnnl::convolution_forward forwardPrimitive;
+  dnnl::convolution_backward_data backwardDataPrimitive;
+  dnnl::convolution_backward_weights backwardWeightsPrimitive;
+  Staged src, weights, dst;                 // forward
+  Staged bwSrc, bwDiffDst, bwDiffWeights;   // backward weights
+  Staged bdWeights, bdDiffDst, bdDiffSrc;   // backward data
+  memory::desc bias;
+};
+
+Plan& plan(const Geometry& g) {
+  thread_local std::unordered_map<std::string, std::unique_ptr<Plan>> plans;
+  auto& slot = plans[g.key()];
+  if (slot) return *slot;
+  auto& engine = context().engine;
+  const memory::dims src{g.batch, g.channels, g.height, g.width}, weights{g.filters, g.channels, g.kernel, g.kernel}, bias{g.filters},
+      dst{g.batch, g.filters, g.outHeight, g.outWidth}, strides{g.stride, g.stride}, left{g.pad, g.pad};
+  // the right padding that gives exactly the output size im2col gives (floor division)
+  const memory::dims right{(g.outHeight - 1) * g.stride + g.kernel - g.height - g.pad, (g.outWidth - 1) * g.stride + g.kernel - g.width - g.pad};
+  const memory::desc anySrc(src, dt::f32, tag::any), anyWeights(weights, dt::f32, tag::any), anyDst(dst, dt::f32, tag::any);
+  const memory::desc userSrc(src, dt::f32, tag::nchw), userWeights(weights, dt::f32, tag::oihw), userDst(dst, dt::f32, tag::nchw);
+  auto p = std::make_unique<Plan>();
+  p->bias = memory::desc(bias, dt::f32, tag::x);
+  p->forward = dnnl::convolution_forward::primitive_desc(
+      dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, anySrc, anyWeights, p->bias, anyDst, strides, left, right), engine);
+  p->backwardData = dnnl::convolution_backward_data::primitive_desc(
+      dnnl::convolution_backward_data::desc(dnnl::algorithm::convolution_direct, anySrc, anyWeights, anyDst, strides, left, right), engine, p->forward);
+  p->backwardWeights = dnnl::convolution_backward_weights::primitive_desc(
+      dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, anySrc, anyWeights, p->bias, anyDst, strides, left, right), engine, p->forward);
+  p->forwardPrimitive = dnnl::convolution_forward(p->forward);
+  p->backwardDataPrimitive = dnnl::convolution_backward_data(p->backwardData);
+  p->backwardWeightsPrimitive = dnnl::convolution_backward_weights(p->backwardWeights);
+  p->src = Staged(userSrc, p->forward.src_desc(), engine);
+  p->weights = Staged(userWeights, p->forward.weights_desc(), engine);
+  p->dst = Staged(userDst, p->forward.dst_desc(), engine);
+  p->bwSrc = Staged(userSrc, p->backwardWeights.src_desc(), engine);
+  p->bwDiffDst = Staged(userDst, p->backwardWeights.diff_dst_desc(), engine);
+  p->bwDiffWeights = Staged(userWeights, p->backwardWeights.diff_weights_desc(), engine);
+  p->bdWeights = Staged(userWeights, p->backwardData.weights_desc(), engine);
+  p->bdDiffDst = Staged(userDst, p->backwardData.diff_dst_desc(), engine);
+  p->bdDiffSrc = Staged(userSrc, p->backwardData.diff_src_desc(), engine);
+  slot = std::move(p);
+  return *slot;
+}
+
+float* floats(const Napi::CallbackInfo& info, size_t i) { return info[i].As<Napi::TypedArrayOf<float>>().Data(); }
+int integer(const Napi::CallbackInfo& info, size_t i) { return info[i].As<Napi::Number>().Int32Value(); }
+
+Geometry geometry(const Napi::CallbackInfo& info, int batch, size_t at) {
+  return {batch, integer(info, at), integer(info, at + 1), integer(info, at + 2), integer(info, at + 3), integer(info, at + 4),
+          integer(info, at + 5), integer(info, at + 6), integer(info, at + 7), integer(info, at + 8)};
+}
+
+/** The staged memory holding `data` (reordered in when the layouts differ). */
+memory into(Staged& s, float* data) {
+  auto& c = context();
+  memory user(s.user, c.engine, data);
+  if (!s.reorder) return user;
+  dnnl::reorder(user, s.inner).execute(c.stream, user, s.inner);
+  return s.inner;
+}
+
+/** Where a primitive writes, for `data`: the user's buffer, or the staged one (then copied out by `out`). */
+memory target(Staged& s, float* data) {
+  return s.reorder ? s.inner : memory(s.user, context().engine, data);
+}
+
+void out(Staged& s, float* data) {
+  if (!s.reorder) return;
+  auto& c = context();
+  memory user(s.user, c.engine, data);
+  dnnl::reorder(s.inner, user).execute(c.stream, s.inner, user);
+}
+
+void oneThread() {
+  thread_local bool set = false;
+  if (!set) {
+    omp_set_num_threads(1);
+    set = true;
+  }
+}
+
+// convForward(x, w, bias, out, batch, columns, channels, height, width, filters, kernel, pad, stride, outHeight, outWidth)
+Napi::Value ConvForward(const Napi::CallbackInfo& info) {
+  oneThread();
+  Plan& p = plan(geometry(info, integer(info, 4), 6));  // argument 5 is the im2col scratch, unused here
+  auto& c = context();
+  memory src = into(p.src, floats(info, 0)), weights = into(p.weights, floats(info, 1));
+  memory bias(p.bias, c.engine, floats(info, 2)), dst = target(p.dst, floats(info, 3));
+  p.forwardPrimitive.execute(c.stream, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_BIAS, bias}, {DNNL_ARG_DST, dst}});
+  out(p.dst, floats(info, 3));
+  c.stream.wait();
+  return info.Env().Undefined();
+}
+
+// convBackward(x, w, gradOut, gradW, gradBias, gradX | null, batch, columns, channels, …)
+Napi::Value ConvBackward(const Napi::CallbackInfo& info) {
+  oneThread();
+  Plan& p = plan(geometry(info, integer(info, 6), 8));  // argument 7 is the im2col scratch, unused here
+  auto& c = context();
+  float* gradOut = floats(info, 2);
+  memory src = into(p.bwSrc, floats(info, 0)), diffDst = into(p.bwDiffDst, gradOut);
+  memory diffWeights = target(p.bwDiffWeights, floats(info, 3)), diffBias(p.bias, c.engine, floats(info, 4));
+  p.backwardWeightsPrimitive.execute(c.stream, {{DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, diffDst}, {DNNL_ARG_DIFF_WEIGHTS, diffWeights}, {DNNL_ARG_DIFF_BIAS, diffBias}});
+  out(p.bwDiffWeights, floats(info, 3));
+  if (!info[5].IsNull()) {
+    memory weights = into(p.bdWeights, floats(info, 1)), dataDiffDst = into(p.bdDiffDst, gradOut), diffSrc = target(p.bdDiffSrc, floats(info, 5));
+    p.backwardDataPrimitive.execute(c.stream, {{DNNL_ARG_DIFF_DST, dataDiffDst}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DIFF_SRC, diffSrc}});
+    out(p.bdDiffSrc, floats(info, 5));
+  }
+  c.stream.wait();
+  return info.Env().Undefined();
+}
+
+Napi::Value Info(const Napi::CallbackInfo& info) {
+  const dnnl_version_t* v = dnnl_version();
+  return Napi::String::New(info.Env(), "oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch));
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("convForward", Napi::Function::New(env, ConvForward, "convForward"));
+  exports.Set("convBackward", Napi::Function::New(env, ConvBackward, "convBackward"));
+  exports.Set("info", Napi::Function::New(env, Info, "info"));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(converge_dnnl, Init)
