@@ -12,6 +12,9 @@ import { kernel } from '../kernels/registry.js';
 import { bufferShare, describeCollective, operations, type Communicator, type Operation, type ReduceOp } from './communicator.js';
 import type { Server } from 'node:net';
 import type { Link } from './tcp-link.js';
+
+/** How long a closing rank waits for its last written bytes to leave before it drops them. */
+const FLUSH_MS = 2000;
 import { SEGMENT, header, type Frame, Type } from './tcp-wire.js';
 
 export interface TcpOptions {
@@ -479,10 +482,16 @@ export class TcpCommunicator implements Communicator {
       if (!link) continue;
       if (!link.closed) link.socket.write(header(Type.Bye, 0, 0, this.seq, 0, 0, 0));
       link.closed = true;
-      // the bytes already written still go out; a peer that never reads (stalled) must not keep this process alive
+      // the bytes already written still go out: the socket holds the process until they have left
+      // (an abort's message, queued behind a gradient, was lost when the process exited at once);
+      // a peer that never reads (stalled) holds it FLUSH_MS at most
       for (const socket of [link.socket, link.reader.socket]) {
         socket.end();
-        socket.unref();
+        if (socket.writableFinished) socket.unref();
+        else {
+          socket.once('finish', () => socket.unref());
+          setTimeout(() => socket.destroy(), FLUSH_MS).unref();
+        }
       }
     }
     this.server?.close();
