@@ -108,7 +108,6 @@ function server(setup: RankSetup): StrategyRank {
       return { stop: false, trainLoss };
     },
     async snapshot() {
-      optimizer.steps = version;
       return { optimizerState: optimizer.state, optimizerSteps: version };
     },
   };
