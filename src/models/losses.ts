@@ -38,5 +38,5 @@ export function binaryCrossEntropy(logits: Float32Array, targets: Float32Array, 
   return sum / n;
 }
 
-export const lossNames = ['softmax-cross-entropy', 'mse', 'bce'] as const;
-export type LossName = (typeof lossNames)[number];
+/** What a layer model's outputs are fitted by. */
+export type LossName = 'softmax-cross-entropy' | 'mse' | 'bce';
