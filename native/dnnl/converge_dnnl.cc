@@ -58,6 +58,7 @@ struct Plan {
   Staged bwSrc, bwDiffDst, bwDiffWeights;   // backward weights
   Staged bdWeights, bdDiffDst, bdDiffSrc;   // backward data
   memory::desc bias;
+  bool sharedDiffDst;  // backward data wants diff_dst in the layout backward weights already reordered it into
 };
 
 Plan& plan(const Geometry& g) {
@@ -91,6 +92,7 @@ Plan& plan(const Geometry& g) {
   p->bdWeights = Staged(userWeights, p->backwardData.weights_desc(), engine);
   p->bdDiffDst = Staged(userDst, p->backwardData.diff_dst_desc(), engine);
   p->bdDiffSrc = Staged(userSrc, p->backwardData.diff_src_desc(), engine);
+  p->sharedDiffDst = p->bwDiffDst.reorder && p->bdDiffDst.reorder && p->backwardData.diff_dst_desc() == p->backwardWeights.diff_dst_desc();
   slot = std::move(p);
   return *slot;
 }
@@ -156,7 +158,8 @@ Napi::Value ConvBackward(const Napi::CallbackInfo& info) {
   p.backwardWeightsPrimitive.execute(c.stream, {{DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, diffDst}, {DNNL_ARG_DIFF_WEIGHTS, diffWeights}, {DNNL_ARG_DIFF_BIAS, diffBias}});
   out(p.bwDiffWeights, floats(info, 3));
   if (!info[5].IsNull()) {
-    memory weights = into(p.bdWeights, floats(info, 1)), dataDiffDst = into(p.bdDiffDst, gradOut), diffSrc = target(p.bdDiffSrc, floats(info, 5));
+    memory weights = into(p.bdWeights, floats(info, 1)), diffSrc = target(p.bdDiffSrc, floats(info, 5));
+    memory dataDiffDst = p.sharedDiffDst ? diffDst : into(p.bdDiffDst, gradOut);
     p.backwardDataPrimitive.execute(c.stream, {{DNNL_ARG_DIFF_DST, dataDiffDst}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DIFF_SRC, diffSrc}});
     out(p.bdDiffSrc, floats(info, 5));
   }
