@@ -124,7 +124,7 @@ export function residual(body: LayerSpec[], shortcut?: LayerSpec[]): LayerSpec {
   return ({ kernels, inputShape, maxBatch, name, seed }) => {
     const bodyLayers = buildLayers(body, kernels, inputShape, maxBatch, `${name}.body.`, seed);
     const shortcutLayers = shortcut ? buildLayers(shortcut, kernels, inputShape, maxBatch, `${name}.shortcut.`, seed) : null;
-    return new Residual(name, inputShape, bodyLayers, shortcutLayers, maxBatch);
+    return new Residual(kernels, name, inputShape, bodyLayers, shortcutLayers, maxBatch);
   };
 }
 

@@ -1,9 +1,11 @@
 // A residual block: two branches from one input joined by addition, out = body(x) + shortcut(x),
 // where the shortcut is x itself or a projection (He et al. 2016). The backward pass sends the
-// output's gradient down both branches and adds what they return for the input.
+// output's gradient down both branches and adds what they return for the input. The additions
+// run in the kernels (copy, addInto): as JavaScript loops they cost an eighth of a ResNet step.
 
 import { shapeMismatch } from '../errors.js';
 import { LayerChain } from './chain.js';
+import type { KernelSet } from '../kernels/types.js';
 import type { Layer, Views } from './layers.js';
 import type { TensorSpec } from '../tensor/layout.js';
 import type { Random } from '../tensor/random.js';
@@ -20,10 +22,9 @@ export class Residual implements Layer {
   private readonly bodyInput: Float32Array | null;
   private readonly shortcutInput: Float32Array | null;
   private readonly out: Float32Array;
-  private readonly bodyGrad: Float32Array;
   private readonly shortcutGrad: Float32Array | null;
 
-  constructor(name: string, inputShape: readonly number[], body: Layer[], shortcut: Layer[] | null, maxBatch: number) {
+  constructor(private readonly k: KernelSet, name: string, inputShape: readonly number[], body: Layer[], shortcut: Layer[] | null, maxBatch: number) {
     if (body.length === 0) throw shapeMismatch(`residual block ${name}`, 'at least one layer in its body', 'none');
     const bodyShape = body[body.length - 1].outputShape;
     const shortcutShape = shortcut && shortcut.length > 0 ? shortcut[shortcut.length - 1].outputShape : inputShape;
@@ -38,7 +39,6 @@ export class Residual implements Layer {
     this.bodyInput = body[0].inPlace ? new Float32Array(maxBatch * this.inputSize) : null;
     this.shortcutInput = shortcut && shortcut.length > 0 && shortcut[0].inPlace ? new Float32Array(maxBatch * this.inputSize) : null;
     this.out = new Float32Array(maxBatch * sizeOf(bodyShape));
-    this.bodyGrad = new Float32Array(maxBatch * this.inputSize);
     this.shortcutGrad = this.shortcut ? new Float32Array(maxBatch * this.inputSize) : null;
   }
 
@@ -48,17 +48,16 @@ export class Residual implements Layer {
     const y = this.body.forward(p, copy(this.bodyInput), batch);
     const skip = this.shortcut ? this.shortcut.forward(p, copy(this.shortcutInput), batch) : x;
     const m = batch * sizeOf(this.outputShape);
-    for (let i = 0; i < m; i++) this.out[i] = y[i] + skip[i];
+    this.k.copy(this.out, 0, y, 0, m);
+    this.k.addInto(this.out, 0, skip, 0, m);
     return this.out;
   }
 
   backward(p: Views, g: Views, _x: Float32Array, gradOut: Float32Array, gradX: Float32Array | null, batch: number): void {
-    this.body.backward(p, g, gradOut, gradX ? this.bodyGrad : null, batch);
+    // the body writes the input's gradient, and the shortcut's (or the output's own) is added to it
+    this.body.backward(p, g, gradOut, gradX, batch);
     if (this.shortcut) this.shortcut.backward(p, g, gradOut, gradX ? this.shortcutGrad : null, batch);
-    if (!gradX) return;
-    const skipGrad = this.shortcutGrad ?? gradOut;
-    const n = batch * this.inputSize;
-    for (let i = 0; i < n; i++) gradX[i] = this.bodyGrad[i] + skipGrad[i];
+    if (gradX) this.k.addInto(gradX, 0, this.shortcutGrad ?? gradOut, 0, batch * this.inputSize);
   }
 
   get buffers(): TensorSpec[] {
