@@ -9,7 +9,7 @@ import { defaults, withRecommended, type TrainConfig } from '../train/config.js'
 import type { Summary } from '../train/monitor.js';
 import { trainOnProcess } from '../launch/process-rank.js';
 import { trainOnThreads } from '../launch/threads.js';
-import { strategies } from '../strategies/index.js';
+import { strategies, strategiesThat } from '../strategies/index.js';
 import { ProgressBar } from './progress.js';
 import { joinNegativeNumbers } from './args.js';
 
@@ -31,6 +31,7 @@ const options = {
   'sync-every': { type: 'string', help: `local-sgd: average the workers' copies every k steps (default ${defaults.syncEvery})` },
   staleness: { type: 'string', help: `async-ps: how many steps a worker may run ahead of the slowest; 0 is synchronous (default ${defaults.staleness})` },
   'param-precision': { type: 'string', help: `how the parameters are stored: fp32 | bf16 | int8 (stochastic rounding on every update; allreduce, ps, local-sgd, hogwild) (default ${defaults.paramPrecision})` },
+  'sync-bn': { type: 'boolean', help: `batch norm normalises by the statistics of every worker's batch together, reduced inside each step (${strategiesThat((s) => s.syncBatchNorm).join(', ')}) (default: each worker's own batch, as DDP)` },
   compress: { type: 'string', help: 'gradient compression: none | fp16 | bf16 | sign | qsgd:BITS | topk:DENSITY[,nodgc][,clip=NORM][,warmup=EPOCHS][+fp16|+bf16] | randomk:DENSITY[+fp16|+bf16] (default: no hook)' },
   epochs: { type: 'string', help: `passes over the training set (default ${defaults.epochs})` },
   batch: { type: 'string', help: `samples per worker per step; the global batch is workers × batch (default ${defaults.batch})` },
@@ -93,6 +94,7 @@ export function parseTrainArgs(rawArgs: string[]): TrainConfig | 'help' {
     staleness: n('staleness', defaults.staleness),
     compress: s('compress'),
     paramPrecision: (s('param-precision') ?? defaults.paramPrecision) as TrainConfig['paramPrecision'],
+    syncBn: values['sync-bn'] === true,
     model: s('model') ?? defaults.model,
     hidden: hidden === undefined ? defaults.hidden : hidden.split(',').map((w) => number('hidden', w, NaN)),
     workers: n('workers', defaults.workers),

@@ -5,6 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { defaults, type TrainConfig } from '../train/config.js';
 import { trainOnThreads } from './threads.js';
+import { readCheckpointLayout } from '../train/checkpoint.js';
+import { fileURLToPath } from 'node:url';
+import { launchProcesses } from './local-job.js';
 
 const base: TrainConfig = { ...defaults, dataset: 'synthetic', model: 'mlp', hidden: [32, 16], epochs: 1, lrScaling: 'none', lr: 0.05, seed: 5 };
 
@@ -75,4 +78,48 @@ test('the JSONL log holds step and epoch records and ends with the summary', asy
   assert.equal(summary.epochs, 2);
   assert.equal(summary.testAccuracy, result.summary.testAccuracy);
   assert.ok(summary.testAccuracy > 0.3, `better than chance (0.1) on synthetic data: ${summary.testAccuracy}`);
+});
+
+test('--sync-bn: 2 workers of batch b step where 1 worker of batch 2b does, running statistics included; without it they do not', async () => {
+  // ResNet-20 (batch norm after every convolution) on 8×8 images, 4 steps of 64 samples. Early
+  // training of a batch-norm network is chaotic: rounding differences (oneDNN blocks a batch of 32
+  // differently from one of 64) grow tenfold every few steps, so the runs are short.
+  const dir = mkdtempSync(join(tmpdir(), 'converge-sync-bn-'));
+  const config = { ...base, model: 'resnet20', batch: 32, lr: 0.02, strategy: 'allreduce', stopAfterSteps: 4 };
+  const runs = {
+    reference: await trainOnThreads({ ...config, workers: 1, batch: 64, save: join(dir, 'reference') }),
+    synchronised: await trainOnThreads({ ...config, workers: 2, syncBn: true, save: join(dir, 'synchronised') }),
+    perWorker: await trainOnThreads({ ...config, workers: 2, save: join(dir, 'perWorker') }),
+  };
+  const saved = (name: keyof typeof runs) => readCheckpointLayout(join(dir, name)).state.optimizerState['model.buffers'];
+  const [params, buffers] = [(name: keyof typeof runs) => runs[name].params, saved];
+  const scaled = (a: Float32Array, b: Float32Array) => {
+    let worst = 0;
+    let largest = 0;
+    for (let i = 0; i < b.length; i++) [worst, largest] = [Math.max(worst, Math.abs(a[i] - b[i])), Math.max(largest, Math.abs(b[i]))];
+    return worst / largest;
+  };
+  // measured: parameters 1e-4 apart (the growth above), running statistics 1e-7; per-worker 3e-2 and 5e-2
+  for (const [what, of, tolerance] of [['parameters', params, 1e-3], ['running statistics', buffers, 1e-5]] as const) {
+    const synchronised = scaled(of('synchronised'), of('reference'));
+    const perWorker = scaled(of('perWorker'), of('reference'));
+    assert.ok(synchronised < tolerance, `--sync-bn: ${what} differ from one worker's by ${synchronised} (of their largest)`);
+    // the oracle can tell: per-worker statistics (DDP's default) normalise each half by itself
+    assert.ok(perWorker > 1e-2, `per-worker batch norm: ${what} differ by only ${perWorker}`);
+  }
+  // over tcp, two processes reduce the same sums: the same run
+  const cli = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+  const lines: string[] = [];
+  const job = await launchProcesses({
+    processes: 2, onLine: (_, line) => lines.push(line),
+    command: [process.execPath, cli, 'train', '--backend', 'tcp', '--dataset', 'synthetic', '--model', 'resnet20', '--sync-bn', '--epochs', '1', '--batch', '32', '--lr', '0.02',
+      '--schedule', 'constant', '--weight-decay', '0', '--seed', '5', '--stop-after-steps', '4', '--save', join(dir, 'tcp')],
+  });
+  assert.equal(job.exitCode, 0, lines.join('\n'));
+  const overTcp = readCheckpointLayout(join(dir, 'tcp')).state;
+  assert.ok(scaled(overTcp.params, params('synchronised')) < 1e-6, 'tcp against threads: parameters');
+  assert.ok(scaled(overTcp.optimizerState['model.buffers'], buffers('synchronised')) < 1e-6, 'tcp against threads: running statistics');
+  // only where every rank computes every step together, and only where there is batch norm
+  await assert.rejects(trainOnThreads({ ...config, workers: 2, strategy: 'ps', syncBn: true }), /--sync-bn.*allreduce, local-sgd/);
+  await assert.rejects(trainOnThreads({ ...config, model: 'mlp', workers: 2, syncBn: true }), /--sync-bn.*batch norm layers \(mlp has none\)/);
 });

@@ -3,9 +3,17 @@
 // (momentum 0.1, the unbiased variance, as PyTorch); evaluation normalises by those estimates.
 // γ and β are parameters; the running mean and variance are the model's buffers — kept per
 // replica, made rank 0's (the first worker's) before evaluation and checkpoints, as DDP does.
+//
+// Synchronised (--sync-bn, PyTorch's SyncBatchNorm): training normalises by the statistics of
+// every rank's batch together. The forward pass reduces each channel's sum, then its squared
+// deviations from the global mean (two passes, as the local kernel computes them); the backward
+// pass reduces Σ dy and Σ dy·x̂. The parameter gradients stay this rank's own sums (the strategy
+// averages them with the rest), so P ranks of batch b compute what one rank of batch P·b does.
 
+import { ConvergeError } from '../errors.js';
 import type { KernelSet } from '../kernels/types.js';
 import type { Layer, Views } from './layers.js';
+import type { StatisticsGroup } from './model.js';
 import type { TensorSpec } from '../tensor/layout.js';
 
 const EPSILON = 1e-5;
@@ -26,7 +34,15 @@ export class BatchNorm implements Layer {
   private readonly runningMean: string;
   private readonly runningVar: string;
 
-  constructor(private readonly k: KernelSet, name: string, readonly outputShape: readonly number[], maxBatch: number) {
+  readonly synchronised: boolean;
+  // synchronised: the statistics exchanged ([per channel…, count]), and the batch's global mean and variance
+  private readonly exchange: Float32Array;
+  private readonly mean: Float32Array;
+  private readonly variance: Float32Array;
+  private globalCount = 0;
+
+  constructor(private readonly k: KernelSet, private readonly name: string, readonly outputShape: readonly number[], maxBatch: number,
+    private readonly statistics?: StatisticsGroup) {
     this.channels = outputShape[0];
     this.plane = outputShape.slice(1).reduce((a, b) => a * b, 1);
     this.weight = `${name}.weight`;
@@ -39,6 +55,10 @@ export class BatchNorm implements Layer {
     this.out = new Float32Array(size);
     this.normalised = new Float32Array(size);
     this.inverseStd = new Float32Array(this.channels);
+    this.synchronised = statistics !== undefined;
+    this.exchange = new Float32Array(statistics ? 2 * this.channels + 1 : 0);
+    this.mean = new Float32Array(statistics ? this.channels : 0);
+    this.variance = new Float32Array(statistics ? this.channels : 0);
   }
 
   setMode(training: boolean): void {
@@ -53,6 +73,7 @@ export class BatchNorm implements Layer {
   }
 
   forward(p: Views, x: Float32Array, batch: number): Float32Array {
+    if (this.training && this.statistics) throw new ConvergeError(`batch norm ${this.name} reduces its statistics across ranks (--sync-bn): train the model through lossAndGradAsync.`, 'BAD_MODEL');
     const buffers = this.buffered!;
     this.k.batchNormForward(x, p[this.weight], p[this.bias], this.out, this.normalised, this.inverseStd, buffers[this.runningMean], buffers[this.runningVar],
       batch, this.channels, this.plane, this.training, MOMENTUM, EPSILON);
@@ -61,6 +82,64 @@ export class BatchNorm implements Layer {
 
   backward(p: Views, g: Views, _x: Float32Array, gradOut: Float32Array, gradX: Float32Array | null, batch: number): void {
     this.k.batchNormBackward(gradOut, this.normalised, this.inverseStd, p[this.weight], g[this.weight], g[this.bias], gradX, batch, this.channels, this.plane);
+  }
+
+  async forwardAsync(p: Views, x: Float32Array, batch: number): Promise<Float32Array> {
+    if (!this.training) return this.forward(p, x, batch);
+    const { channels, plane, exchange, mean, variance } = this;
+    // Σ x per channel, and the samples' count, over every rank
+    for (let c = 0; c < channels; c++) {
+      let sum = 0;
+      for (let n = 0; n < batch; n++) for (let i = 0, at = (n * channels + c) * plane; i < plane; i++) sum += x[at + i];
+      exchange[c] = sum;
+    }
+    exchange[channels] = batch * plane;
+    await this.statistics!.allreduceSum(exchange.subarray(0, channels + 1));
+    const count = exchange[channels];
+    for (let c = 0; c < channels; c++) mean[c] = exchange[c] / count;
+    // Σ (x − mean)² per channel, over every rank
+    for (let c = 0; c < channels; c++) {
+      const m = mean[c];
+      let squares = 0;
+      for (let n = 0; n < batch; n++) for (let i = 0, at = (n * channels + c) * plane; i < plane; i++) squares += (x[at + i] - m) ** 2;
+      exchange[c] = squares;
+    }
+    await this.statistics!.allreduceSum(exchange.subarray(0, channels));
+    const buffers = this.buffered!;
+    const runningMean = buffers[this.runningMean];
+    const runningVar = buffers[this.runningVar];
+    for (let c = 0; c < channels; c++) {
+      variance[c] = exchange[c] / count;
+      this.inverseStd[c] = 1 / Math.sqrt(variance[c] + EPSILON);
+      runningMean[c] = (1 - MOMENTUM) * runningMean[c] + MOMENTUM * mean[c];
+      runningVar[c] = (1 - MOMENTUM) * runningVar[c] + MOMENTUM * (count > 1 ? exchange[c] / (count - 1) : exchange[c]);
+    }
+    this.globalCount = count;
+    // normalising by given statistics is the kernel's evaluation pass (it writes x̂ too)
+    this.k.batchNormForward(x, p[this.weight], p[this.bias], this.out, this.normalised, this.inverseStd, mean, variance,
+      batch, channels, plane, false, MOMENTUM, EPSILON);
+    return this.out;
+  }
+
+  async backwardAsync(p: Views, g: Views, _x: Float32Array, gradOut: Float32Array, gradX: Float32Array | null, batch: number): Promise<void> {
+    const { channels, plane, exchange } = this;
+    const gradGamma = g[this.weight];
+    const gradBeta = g[this.bias];
+    // this rank's Σ dy·x̂ and Σ dy: its parameter gradients, and its share of the sums every rank needs
+    this.k.batchNormBackward(gradOut, this.normalised, this.inverseStd, p[this.weight], gradGamma, gradBeta, null, batch, channels, plane);
+    exchange.set(gradBeta, 0);
+    exchange.set(gradGamma, channels);
+    await this.statistics!.allreduceSum(exchange.subarray(0, 2 * channels));
+    if (!gradX) return;
+    const gamma = p[this.weight];
+    for (let c = 0; c < channels; c++) {
+      const scale = gamma[c] * this.inverseStd[c];
+      const meanDy = exchange[c] / this.globalCount;
+      const meanDyX = exchange[channels + c] / this.globalCount;
+      for (let n = 0; n < batch; n++) {
+        for (let i = 0, at = (n * channels + c) * plane; i < plane; i++) gradX[at + i] = scale * (gradOut[at + i] - meanDy - this.normalised[at + i] * meanDyX);
+      }
+    }
   }
 
   init(p: Views): void {

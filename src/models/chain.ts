@@ -24,6 +24,32 @@ export class LayerChain {
     return activation;
   }
 
+  async forwardAsync(p: Views, x: Float32Array, batch: number): Promise<Float32Array> {
+    let activation = x;
+    for (let i = 0; i < this.layers.length; i++) {
+      const layer = this.layers[i];
+      this.inputs[i] = activation;
+      activation = layer.synchronised ? await layer.forwardAsync!(p, activation, batch) : layer.forward(p, activation, batch);
+    }
+    return activation;
+  }
+
+  async backwardAsync(p: Views, g: Views, gradOut: Float32Array, gradX: Float32Array | null, batch: number): Promise<void> {
+    let gradient = gradOut;
+    for (let i = this.layers.length - 1; i >= 0; i--) {
+      const layer = this.layers[i];
+      const target = i === 0 ? gradX : this.inputGrads[i];
+      if (layer.synchronised) await layer.backwardAsync!(p, g, this.inputs[i], gradient, target, batch);
+      else layer.backward(p, g, this.inputs[i], gradient, target, batch);
+      if (target) gradient = target;
+    }
+  }
+
+  /** Whether a layer reduces across ranks: then the chain runs through forwardAsync and backwardAsync. */
+  get synchronised(): boolean {
+    return this.layers.some((layer) => layer.synchronised);
+  }
+
   /** From the gradient of the chain's output; writes the gradient of its input into gradX unless null. */
   backward(p: Views, g: Views, gradOut: Float32Array, gradX: Float32Array | null, batch: number): void {
     let gradient = gradOut;

@@ -18,7 +18,7 @@ import { AvgPool2d } from './pooling.js';
 import { lossFor, type DataKind, type ModelDefinition } from './definition.js';
 import type { LossName } from './losses.js';
 import { Conv2d, Dense, Flatten, MaxPool2d, Relu, type Layer } from './layers.js';
-import type { AnyBatch, Batch, Evaluation, Model, ModelOptions } from './model.js';
+import type { AnyBatch, Batch, Evaluation, Model, ModelOptions, StatisticsGroup } from './model.js';
 import { Residual } from './residual.js';
 import { Sequential } from './sequential.js';
 
@@ -30,6 +30,8 @@ export interface LayerContext {
   name: string;
   /** Seeds what is random in the layer while training (dropout's masks): the run's seed, the replica and the layer's name mixed. */
   seed: number;
+  /** With --sync-bn: the ranks batch norm reduces its statistics across. */
+  statistics?: StatisticsGroup;
 }
 
 /** A layer not yet sized: built once the shape of its input is known. */
@@ -64,9 +66,13 @@ export function conv2d(filters: number, kernelSize = 3, options: { pad?: number;
   };
 }
 
-/** Batch normalisation per channel (of [C, H, W] images, or of [C] vectors), with running statistics for evaluation. */
+/**
+ * Batch normalisation per channel (of [C, H, W] images, or of [C] vectors), with running
+ * statistics for evaluation. Each replica normalises by its own batch, unless the run says
+ * --sync-bn: then by the statistics of every rank's batch together.
+ */
 export function batchNorm(): LayerSpec {
-  return ({ kernels, inputShape, maxBatch, name }) => new BatchNorm(kernels, name, inputShape, maxBatch);
+  return ({ kernels, inputShape, maxBatch, name, statistics }) => new BatchNorm(kernels, name, inputShape, maxBatch, statistics);
 }
 
 /** Average pooling over size×size windows with stride size. */
@@ -121,21 +127,22 @@ export function flatten(): LayerSpec {
  * it is (the body must keep its shape); a shortcut of layers is a projection (e.g. [dense(n)]).
  */
 export function residual(body: LayerSpec[], shortcut?: LayerSpec[]): LayerSpec {
-  return ({ kernels, inputShape, maxBatch, name, seed }) => {
-    const bodyLayers = buildLayers(body, kernels, inputShape, maxBatch, `${name}.body.`, seed);
-    const shortcutLayers = shortcut ? buildLayers(shortcut, kernels, inputShape, maxBatch, `${name}.shortcut.`, seed) : null;
+  return (context) => {
+    const { kernels, inputShape, maxBatch, name } = context;
+    const bodyLayers = buildLayers(body, context, `${name}.body.`);
+    const shortcutLayers = shortcut ? buildLayers(shortcut, context, `${name}.shortcut.`) : null;
     return new Residual(kernels, name, inputShape, bodyLayers, shortcutLayers, maxBatch);
   };
 }
 
 /** Builds specs one after another, each sized by its predecessor's output; parameters are named PREFIX0, PREFIX1, … as PyTorch's nn.Sequential names them. */
-export function buildLayers(specs: readonly LayerSpec[], kernels: KernelSet, inputShape: readonly number[], maxBatch: number, prefix = '', seed = 0): Layer[] {
+export function buildLayers(specs: readonly LayerSpec[], context: Omit<LayerContext, 'name'>, prefix = ''): Layer[] {
   const layers: Layer[] = [];
-  let shape = inputShape;
+  let shape = context.inputShape;
   specs.forEach((spec, i) => {
     if (typeof spec !== 'function') throw new ConvergeError(`layer ${prefix}${i} is not a layer spec; build layers with dense(), conv2d(), relu(), … from 'converge'.`, 'BAD_MODEL');
     const name = `${prefix}${i}`;
-    const layer = spec({ kernels, inputShape: shape, maxBatch, name, seed: mixSeed(seed, ...Buffer.from(name)) });
+    const layer = spec({ ...context, inputShape: shape, name, seed: mixSeed(context.seed, ...Buffer.from(name)) });
     layers.push(layer);
     shape = layer.outputShape;
   });
@@ -161,7 +168,7 @@ export function sequential(layers: LayerSpec[] | ((data: DataShape) => LayerSpec
       if (!o.inputShape || !o.classes) throw shapeMismatch(`model ${options.name ?? 'sequential'}`, 'image data (a shape and classes)', 'data of another kind');
       const kernels = kernelSet();
       const specs = typeof layers === 'function' ? layers({ inputShape: o.inputShape, classes: o.classes }) : layers;
-      const built = buildLayers(specs, kernels, o.inputShape, o.maxBatch, '', mixSeed(o.seed ?? 1, o.replica ?? 0));
+      const built = buildLayers(specs, { kernels, inputShape: o.inputShape, maxBatch: o.maxBatch, seed: mixSeed(o.seed ?? 1, o.replica ?? 0), statistics: o.statistics });
       return new Sequential(options.name ?? 'sequential', kernels, built, o.inputShape, o.classes, o.maxBatch, options.loss ?? lossFor(o));
     },
   };

@@ -21,6 +21,13 @@ export interface Layer {
   useBuffers?(views: Views): void;
   /** Writes this layer's parameter gradients into g and, unless gradX is null, the input gradient. */
   backward(p: Views, g: Views, x: Float32Array, gradOut: Float32Array, gradX: Float32Array | null, batch: number): void;
+  /**
+   * Layers that reduce across ranks while training (batch norm with --sync-bn, and blocks holding
+   * one): the passes, awaited. A model with such a layer trains through lossAndGradAsync.
+   */
+  readonly synchronised?: boolean;
+  forwardAsync?(p: Views, x: Float32Array, batch: number): Promise<Float32Array>;
+  backwardAsync?(p: Views, g: Views, x: Float32Array, gradOut: Float32Array, gradX: Float32Array | null, batch: number): Promise<void>;
   init(p: Views, random: Random): void;
 }
 

@@ -49,6 +49,11 @@ export interface Model<B extends AnyBatch = AnyBatch> {
   /** Writes the gradient of the mean loss over the batch into `grad`; returns the mean loss. */
   lossAndGrad(params: Float32Array, batch: B, grad: Float32Array): number;
   /**
+   * Models whose training step exchanges statistics with the other ranks (batch norm with
+   * --sync-bn): the step, awaited. The loop calls it in place of lossAndGrad, which then throws.
+   */
+  lossAndGradAsync?(params: Float32Array, batch: B, grad: Float32Array): Promise<number>;
+  /**
    * State besides the parameters that training changes but gradients do not (batch norm's running
    * statistics), in one flat buffer: each replica keeps its own; the loop makes them the first
    * worker's before evaluation and saves them in checkpoints.
@@ -102,4 +107,11 @@ export interface ModelOptions {
   factors?: number; // matrix factorisation: the rank of the factors
   l2?: number; // L2 penalty of the sparse models and matrix factorisation
   mean?: number; // matrix factorisation: the global mean rating
+  /** Batch norm with --sync-bn: the ranks its statistics are reduced across (absent: each replica keeps its own). */
+  statistics?: StatisticsGroup;
+}
+
+/** The ranks that normalise by one batch's statistics: a sum of every rank's buffer, awaited inside the training step. */
+export interface StatisticsGroup {
+  allreduceSum(buffer: Float32Array): Promise<void>;
 }

@@ -265,6 +265,44 @@ test('batch norm: the gradient (images and vectors) against finite differences; 
   assert.ok(Math.abs(evaluated[0] - (2 * (1 - 0.4) / Math.sqrt(buffers['b.running_var'][0] + 1e-5) + 0.5)) < 1e-5, 'evaluation uses the running statistics');
 });
 
+test('synchronised batch norm: two replicas whose sums meet compute the gradient of one replica on both halves; lossAndGrad refuses', async () => {
+  // an in-process group of two: each allreduceSum waits for the other's, then both hold the sum
+  const waiting: { buffer: Float32Array; resolve: () => void }[] = [];
+  const group = {
+    allreduceSum: (buffer: Float32Array) => new Promise<void>((resolve) => {
+      waiting.push({ buffer, resolve });
+      if (waiting.length < 2) return;
+      const [a, b] = waiting.splice(0);
+      for (let i = 0; i < a.buffer.length; i++) a.buffer[i] = b.buffer[i] = a.buffer[i] + b.buffer[i];
+      a.resolve();
+      b.resolve();
+    }),
+  };
+  const spec = sequential(({ classes }) => [conv2d(3, 3, { bias: false }), batchNorm(), relu(), residual([conv2d(3, 3), batchNorm(), tanh()]), flatten(), dense(4), batchNorm(), dense(classes)], { name: 'bn' });
+  const options = { inputShape: [2, 4, 5], classes: 3, maxBatch: 8 };
+  const whole = spec.build(options) as Model;
+  const halves = [0, 1].map((replica) => spec.build({ ...options, replica, statistics: group }) as Model);
+  const random = new Random(4);
+  const params = whole.layout.allocate();
+  whole.init(params, random);
+  const x = new Float32Array(8 * 40);
+  random.fillUniform(x, -1, 1);
+  const y = Int32Array.from({ length: 8 }, (_, i) => i % 3);
+  const expected = whole.layout.allocate();
+  const loss = whole.lossAndGrad(params, { x, y, size: 8 }, expected);
+  const grads = [whole.layout.allocate(), whole.layout.allocate()];
+  const losses = await Promise.all(halves.map((model, r) => model.lossAndGradAsync!(params, { x: x.subarray(r * 160, (r + 1) * 160), y: y.subarray(r * 4, (r + 1) * 4), size: 4 }, grads[r])));
+  assert.ok(Math.abs((losses[0] + losses[1]) / 2 - loss) < 1e-6, 'the mean of the halves\' losses is the whole batch\'s');
+  let worst = 0;
+  for (let i = 0; i < expected.length; i++) worst = Math.max(worst, Math.abs((grads[0][i] + grads[1][i]) / 2 - expected[i]));
+  assert.ok(worst < 1e-5, `the mean of the replicas' gradients is the whole batch's: differs by ${worst}`);
+  for (const model of halves) {
+    const apart = Math.max(...model.buffers!.map((v, i) => Math.abs(v - whole.buffers![i])));
+    assert.ok(apart < 1e-6, `every replica keeps the whole batch's running statistics: ${apart} apart`);
+  }
+  assert.throws(() => halves[0].lossAndGrad(params, { x, y, size: 4 }, grads[0]), /reduces its statistics across ranks.*lossAndGradAsync/);
+});
+
 test('ResNet-20 has PyTorch\'s 272,186 parameters on one channel and 10 classes, and its gradient is right where finite differences can tell', () => {
   const model = createModel('resnet20', { inputShape: [1, 28, 28], classes: 10, maxBatch: 2 });
   assert.equal(model.layout.size, 272_186);

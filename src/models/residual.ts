@@ -23,6 +23,7 @@ export class Residual implements Layer {
   private readonly shortcutInput: Float32Array | null;
   private readonly out: Float32Array;
   private readonly shortcutGrad: Float32Array | null;
+  readonly synchronised: boolean;
 
   constructor(private readonly k: KernelSet, name: string, inputShape: readonly number[], body: Layer[], shortcut: Layer[] | null, maxBatch: number) {
     if (body.length === 0) throw shapeMismatch(`residual block ${name}`, 'at least one layer in its body', 'none');
@@ -40,6 +41,7 @@ export class Residual implements Layer {
     this.shortcutInput = shortcut && shortcut.length > 0 && shortcut[0].inPlace ? new Float32Array(maxBatch * this.inputSize) : null;
     this.out = new Float32Array(maxBatch * sizeOf(bodyShape));
     this.shortcutGrad = this.shortcut ? new Float32Array(maxBatch * this.inputSize) : null;
+    this.synchronised = this.body.synchronised || (this.shortcut?.synchronised ?? false);
   }
 
   forward(p: Views, x: Float32Array, batch: number): Float32Array {
@@ -57,6 +59,23 @@ export class Residual implements Layer {
     // the body writes the input's gradient, and the shortcut's (or the output's own) is added to it
     this.body.backward(p, g, gradOut, gradX, batch);
     if (this.shortcut) this.shortcut.backward(p, g, gradOut, gradX ? this.shortcutGrad : null, batch);
+    if (gradX) this.k.addInto(gradX, 0, this.shortcutGrad ?? gradOut, 0, batch * this.inputSize);
+  }
+
+  async forwardAsync(p: Views, x: Float32Array, batch: number): Promise<Float32Array> {
+    const n = batch * this.inputSize;
+    const copy = (into: Float32Array | null) => (into ? (into.set(x.subarray(0, n)), into) : x);
+    const y = await this.body.forwardAsync(p, copy(this.bodyInput), batch);
+    const skip = this.shortcut ? await this.shortcut.forwardAsync(p, copy(this.shortcutInput), batch) : x;
+    const m = batch * sizeOf(this.outputShape);
+    this.k.copy(this.out, 0, y, 0, m);
+    this.k.addInto(this.out, 0, skip, 0, m);
+    return this.out;
+  }
+
+  async backwardAsync(p: Views, g: Views, _x: Float32Array, gradOut: Float32Array, gradX: Float32Array | null, batch: number): Promise<void> {
+    await this.body.backwardAsync(p, g, gradOut, gradX, batch);
+    if (this.shortcut) await this.shortcut.backwardAsync(p, g, gradOut, gradX ? this.shortcutGrad : null, batch);
     if (gradX) this.k.addInto(gradX, 0, this.shortcutGrad ?? gradOut, 0, batch * this.inputSize);
   }
 

@@ -36,6 +36,7 @@ export class Sequential implements ImageModel {
     this.gradLogits = new Float32Array(maxBatch * classes);
     this.labelTargets = new Float32Array(loss === 'bce' ? maxBatch : 0);
     this.modal = layers.filter((layer) => layer.setMode);
+    if (layers.some((layer) => layer.synchronised)) this.lossAndGradAsync = (params, batch, grad) => this.synchronisedStep(params, batch, grad);
     const buffers = layers.flatMap((layer) => layer.buffers ?? []);
     if (buffers.length > 0) {
       const bufferLayout = new Layout(buffers);
@@ -47,6 +48,8 @@ export class Sequential implements ImageModel {
 
   private step = 0;
   private readonly modal: Layer[];
+  /** Set when a layer reduces across ranks (batch norm with --sync-bn): the step, awaited. */
+  readonly lossAndGradAsync?: (params: Float32Array, batch: Batch, grad: Float32Array) => Promise<number>;
 
   beginStep(step: number): void {
     this.step = step;
@@ -101,6 +104,30 @@ export class Sequential implements ImageModel {
     for (let i = this.layers.length - 1; i >= 0; i--) {
       const gradX = this.inputGrads[i];
       this.layers[i].backward(p, g, this.inputs[i], gradOut, gradX, batch.size);
+      if (gradX) gradOut = gradX;
+    }
+    return loss;
+  }
+
+  /** lossAndGrad with layers that reduce across ranks: their passes awaited, the others run as lossAndGrad runs them. */
+  private async synchronisedStep(params: Float32Array, batch: Batch, grad: Float32Array): Promise<number> {
+    if (this.modal.length > 0) this.setMode(true);
+    if (batch.size > this.maxBatch || batch.size < 1) throw shapeMismatch(`model ${this.name}`, `a batch of 1..${this.maxBatch}`, `${batch.size}`);
+    const p = this.layout.views(params);
+    const g = this.layout.views(grad);
+    let activation = batch.x;
+    for (let i = 0; i < this.layers.length; i++) {
+      const layer = this.layers[i];
+      this.inputs[i] = activation;
+      activation = layer.synchronised ? await layer.forwardAsync!(p, activation, batch.size) : layer.forward(p, activation, batch.size);
+    }
+    const loss = this.lossOf(activation, batch, true);
+    let gradOut = this.gradLogits;
+    for (let i = this.layers.length - 1; i >= 0; i--) {
+      const layer = this.layers[i];
+      const gradX = this.inputGrads[i];
+      if (layer.synchronised) await layer.backwardAsync!(p, g, this.inputs[i], gradOut, gradX, batch.size);
+      else layer.backward(p, g, this.inputs[i], gradOut, gradX, batch.size);
       if (gradX) gradOut = gradX;
     }
     return loss;

@@ -36,7 +36,7 @@ export const allreduce: Strategy = async (setup) => {
     params,
     bytesSent: () => (exchange ? exchange.bytesSent : exchanged),
     async step(input) {
-      const localLoss = input.gradient(params, grad);
+      const localLoss = await input.gradient(params, grad);
       const stopAsked = comm.rank === 0 && input.stopRequested();
       if (exchange) {
         const { loss, stop } = await exchange.allreduceMean(grad, localLoss, stopAsked, input.epoch + input.step / input.steps);

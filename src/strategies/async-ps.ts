@@ -138,7 +138,7 @@ function worker(setup: RankSetup): StrategyRank {
       if (command !== COMPUTE || step !== input.step) {
         throw new ConvergeError(`async-ps worker ${comm.rank}: the server sent command ${command} for step ${step} where step ${input.step} was due; the ranks run different configurations.`, 'PROTOCOL');
       }
-      outgoing[fields] = input.gradient(params, grad, step);
+      outgoing[fields] = await input.gradient(params, grad, step);
       outgoing[fields + 1] = incoming[size + 2]; // the version these parameters had
       outgoing[fields + 2] = step;
       if (hook) outgoing[3] = hook.encode(grad, payload, { epoch: input.epoch + step / input.steps });

@@ -79,11 +79,11 @@ export const hogwild: Strategy = async (setup) => {
       } else if (low) {
         low.loadAll(params);
         before!.set(params);
-        loss = input.gradient(params, grad!);
+        loss = await input.gradient(params, grad!);
         optimizer!.step(params, grad!, lr);
         for (let i = 0; i < size; i++) low.add(i, params[i] - before![i]);
       } else {
-        loss = input.gradient(params, grad!);
+        loss = await input.gradient(params, grad!);
         optimizer!.step(params, grad!, lr);
       }
       // each worker asks for itself: there is no step at which they all meet

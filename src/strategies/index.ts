@@ -31,6 +31,8 @@ export interface StrategyEntry {
   readonly midEpochCheckpoints: boolean;
   /** Models with a per-example step (logreg, svm, mf) take one plain SGD step per example, not per minibatch. */
   readonly perExampleSteps: boolean;
+  /** Every rank computes every step, together: batch norm can reduce its statistics across them inside the step (--sync-bn). */
+  readonly syncBatchNorm: boolean;
 }
 
 const everywhere: readonly BackendName[] = ['shm', 'tcp', 'mpi'];
@@ -38,23 +40,23 @@ const everywhere: readonly BackendName[] = ['shm', 'tcp', 'mpi'];
 export const strategies: Readonly<Record<string, StrategyEntry>> = {
   allreduce: {
     run: allreduce, description: 'synchronous; gradients averaged by all-reduce (reduce-scatter + all-gather), no server',
-    server: false, backends: everywhere, pointToPoint: false, compression: true, hookMomentum: true, paramPrecision: true, sharedArray: false, midEpochCheckpoints: true, perExampleSteps: false,
+    server: false, backends: everywhere, pointToPoint: false, compression: true, hookMomentum: true, paramPrecision: true, sharedArray: false, midEpochCheckpoints: true, perExampleSteps: false, syncBatchNorm: true,
   },
   ps: {
     run: parameterServer, description: 'synchronous parameter server: one extra thread holds the parameters and gathers every gradient',
-    server: true, backends: everywhere, pointToPoint: false, compression: true, hookMomentum: true, paramPrecision: true, sharedArray: false, midEpochCheckpoints: true, perExampleSteps: false,
+    server: true, backends: everywhere, pointToPoint: false, compression: true, hookMomentum: true, paramPrecision: true, sharedArray: false, midEpochCheckpoints: true, perExampleSteps: false, syncBatchNorm: false,
   },
   'async-ps': {
     run: asyncParameterServer, description: 'asynchronous parameter server: each push applied as it arrives, workers at most --staleness steps apart',
-    server: true, backends: everywhere, pointToPoint: true, compression: true, hookMomentum: false, paramPrecision: false, sharedArray: false, midEpochCheckpoints: false, perExampleSteps: false,
+    server: true, backends: everywhere, pointToPoint: true, compression: true, hookMomentum: false, paramPrecision: false, sharedArray: false, midEpochCheckpoints: false, perExampleSteps: false, syncBatchNorm: false,
   },
   hogwild: {
     run: hogwild, description: 'Hogwild!: lock-free updates of one shared parameter array (threads only)',
-    server: false, backends: ['shm'], pointToPoint: false, compression: false, hookMomentum: false, paramPrecision: true, sharedArray: true, midEpochCheckpoints: false, perExampleSteps: true,
+    server: false, backends: ['shm'], pointToPoint: false, compression: false, hookMomentum: false, paramPrecision: true, sharedArray: true, midEpochCheckpoints: false, perExampleSteps: true, syncBatchNorm: false,
   },
   'local-sgd': {
     run: localSgd, description: 'local SGD: own copies, averaged every --sync-every steps',
-    server: false, backends: everywhere, pointToPoint: false, compression: true, hookMomentum: false, paramPrecision: true, sharedArray: false, midEpochCheckpoints: true, perExampleSteps: false,
+    server: false, backends: everywhere, pointToPoint: false, compression: true, hookMomentum: false, paramPrecision: true, sharedArray: false, midEpochCheckpoints: true, perExampleSteps: false, syncBatchNorm: true,
   },
 };
 

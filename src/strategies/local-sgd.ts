@@ -58,7 +58,7 @@ export const localSgd: Strategy = async (setup) => {
     bytesSent: () => (exchange ? exchange.bytesSent : comm.bytesSent),
     async step(input) {
       stateAveraged = false;
-      const loss = input.gradient(params, grad);
+      const loss = await input.gradient(params, grad);
       optimizer.step(params, grad, input.lr);
       storage?.roundOwn(params);
       localLoss += loss;

@@ -51,7 +51,7 @@ export const parameterServer: Strategy = async (setup) => {
     bytesSent: () => (exchange ? exchange.bytesReceived : 4 * (size + 1) * uncompressedPushes) / workers,
     async step(input) {
       await broadcastParameters(isServer && input.stopRequested() ? 1 : 0);
-      if (!isServer) update[size] = input.gradient(params, grad);
+      if (!isServer) update[size] = await input.gradient(params, grad);
       let meanLoss = 0;
       if (exchange) meanLoss = await exchange.gatherMean(grad, update[size], 0, input.epoch + input.step / input.steps);
       else {

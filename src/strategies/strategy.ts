@@ -48,8 +48,8 @@ export interface StepInput {
   whole: AnyBatch | undefined;
   /** This rank's minibatch of the step (or of another step, for async-ps's workers). */
   batch(step?: number): AnyBatch;
-  /** The loss and gradient of the model on that minibatch; a loss that is not finite is an error. */
-  gradient(params: Float32Array, grad: Float32Array, step?: number): number;
+  /** The loss and gradient of the model on that minibatch; a loss that is not finite is an error. Awaited: batch norm with --sync-bn meets the other ranks inside it. */
+  gradient(params: Float32Array, grad: Float32Array, step?: number): Promise<number>;
   /** Whether the user asked to stop; asked by the rank(s) that decide, where they decide. */
   stopRequested(): boolean;
   /** A checkpoint follows this step (the loop asks only strategies whose ranks meet every step). */

@@ -27,6 +27,7 @@ export interface TrainConfig {
   staleness: number; // async-ps: how many clocks a worker may run ahead of the slowest
   compress?: string; // gradient compression hook (--compress); none given: no hook at all
   paramPrecision: ParamPrecision; // how the master copy of the parameters is stored
+  syncBn: boolean; // batch norm normalises by every rank's batch together (else each replica by its own)
   workers: number;
   /** shm: threads of this process; tcp, mpi: this process is one rank of a job (see launch/process-rank.ts) */
   backend: string;
@@ -63,6 +64,7 @@ export const defaults: TrainConfig = {
   syncEvery: 8,
   staleness: 2,
   paramPrecision: 'fp32',
+  syncBn: false,
   workers: availableParallelism(), // one per core
   strategy: 'allreduce',
   backend: 'shm',
@@ -146,6 +148,9 @@ export function validate(config: TrainConfig): void {
   const abilities = strategy(config.strategy);
   if (config.paramPrecision !== 'fp32' && !abilities.paramPrecision) {
     throw badOption('--param-precision', config.paramPrecision, `fp32 with ${config.strategy} (low-precision storage works with ${strategiesThat((s) => s.paramPrecision).join(', ')})`);
+  }
+  if (config.syncBn && !abilities.syncBatchNorm) {
+    throw badOption('--sync-bn', 'given', `a strategy whose ranks all compute every step together (${strategiesThat((s) => s.syncBatchNorm).join(', ')}), not ${config.strategy}`);
   }
   if (config.compress !== undefined) {
     parseCompress(config.compress);

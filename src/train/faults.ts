@@ -13,18 +13,28 @@ export function withFault(model: Model, rank: number, spec = process.env.CONVERG
   if (!['throw', 'exit', 'kill', 'stall'].includes(mode) || !(Number(stepText) >= 1)) throw badOption('CONVERGE_TEST_FAULT', spec, 'RANK:STEP:throw|exit|kill|stall');
   if (Number(rankText) !== rank) return model;
   let calls = 0;
+  const fault = () => {
+    if (++calls !== Number(stepText)) return;
+    if (mode === 'throw') throw new Error(`injected fault at step ${calls}`);
+    if (mode === 'exit') process.exit(9);
+    if (mode === 'kill') process.kill(process.pid, 'SIGKILL');
+    // a minute: long past any test timeout, short enough that an orphan does not run on
+    const until = Date.now() + 60_000;
+    while (Date.now() < until); // alive but silent, until the launcher terminates the thread
+  };
+  type B = Parameters<Model['lossAndGrad']>[1];
   const lossAndGrad = model.lossAndGrad.bind(model);
+  const lossAndGradAsync = model.lossAndGradAsync?.bind(model);
   return Object.assign(Object.create(model) as Model, {
-    lossAndGrad(params: Float32Array, batch: Parameters<Model['lossAndGrad']>[1], grad: Float32Array): number {
-      if (++calls === Number(stepText)) {
-        if (mode === 'throw') throw new Error(`injected fault at step ${calls}`);
-        if (mode === 'exit') process.exit(9);
-        if (mode === 'kill') process.kill(process.pid, 'SIGKILL');
-        // a minute: long past any test timeout, short enough that an orphan does not run on
-        const until = Date.now() + 60_000;
-        while (Date.now() < until); // alive but silent, until the launcher terminates the thread
-      }
+    lossAndGrad(params: Float32Array, batch: B, grad: Float32Array): number {
+      fault();
       return lossAndGrad(params, batch, grad);
     },
+    ...(lossAndGradAsync ? {
+      lossAndGradAsync(params: Float32Array, batch: B, grad: Float32Array): Promise<number> {
+        fault();
+        return lossAndGradAsync(params, batch, grad);
+      },
+    } : {}),
   });
 }

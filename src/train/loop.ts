@@ -99,9 +99,9 @@ export async function trainingLoop(input: LoopInput, rank: StrategyRank): Promis
   const current: StepInput = {
     epoch, step: 0, steps, lr: 0, lrOf, order, first: 0, whole, checkpointAfter: false,
     batch: (at = current.step) => batchOf(at),
-    gradient: (params, grad, at = current.step) => {
+    gradient: async (params, grad, at = current.step) => {
       model.beginStep?.(epoch * steps + at);
-      const loss = model.lossAndGrad(params, batchOf(at), grad);
+      const loss = model.lossAndGradAsync ? await model.lossAndGradAsync(params, batchOf(at), grad) : model.lossAndGrad(params, batchOf(at), grad);
       if (!Number.isFinite(loss)) throw divergence(epoch * steps + at, epoch, loss, lrOf(at));
       return loss;
     },

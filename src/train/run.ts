@@ -14,6 +14,7 @@ import { writeCheckpoint } from './checkpoint.js';
 import { parseCompress } from '../compress/parse.js';
 import { mixSeed } from '../tensor/random.js';
 import { withFault } from './faults.js';
+import { badOption } from '../errors.js';
 import type { TrainConfig } from './config.js';
 import { restoreHookState, restoreOptimizer } from './hook-state.js';
 import { trainingLoop, type TrainingState } from './loop.js';
@@ -52,7 +53,10 @@ export async function trainRank(comm: Communicator, input: RankInput, emit: (val
   const { config, dataset, start } = input;
   selectKernels(input.kernels);
   const definition = await resolveModel(config.model);
-  const model = withFault(definition.build({ ...modelOptions(dataset, config, Math.max(config.batch, EVAL_BATCH)), seed: config.seed, replica: comm.rank }), comm.rank);
+  // --sync-bn: batch norm sums its statistics over every rank inside the step
+  const statistics = config.syncBn ? { allreduceSum: (buffer: Float32Array) => comm.allreduce(buffer, 'sum') } : undefined;
+  const model = withFault(definition.build({ ...modelOptions(dataset, config, Math.max(config.batch, EVAL_BATCH)), seed: config.seed, replica: comm.rank, statistics }), comm.rank);
+  if (config.syncBn && !model.lossAndGradAsync) throw badOption('--sync-bn', 'given', `a model with batch norm layers (${model.name} has none)`);
   const size = model.layout.size;
   const capabilities = strategy(config.strategy);
   const baseLr = scaledLearningRate(config.lr, config.workers, config.lrScaling);
