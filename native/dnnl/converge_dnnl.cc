@@ -7,6 +7,7 @@
 #define NAPI_VERSION 8
 #include <napi.h>
 #include <omp.h>
+#include <xmmintrin.h>
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include <memory>
@@ -126,6 +127,17 @@ void out(Staged& s, float* data) {
   dnnl::reorder(s.inner, user).execute(c.stream, s.inner, user);
 }
 
+/**
+ * Denormal floats (below 1.2e-38; gradients reach them) flushed to zero for the duration of a
+ * call, then the thread's own mode restored (JavaScript's arithmetic must keep them). Arithmetic
+ * on denormals takes a slow path in the CPU: flushing them made a ResNet-20 step 10–13% faster.
+ */
+struct FlushDenormals {
+  unsigned saved;
+  FlushDenormals() : saved(_mm_getcsr()) { _mm_setcsr(saved | 0x8040); }  // FTZ | DAZ
+  ~FlushDenormals() { _mm_setcsr(saved); }
+};
+
 void oneThread() {
   thread_local bool set = false;
   if (!set) {
@@ -137,6 +149,7 @@ void oneThread() {
 // convForward(x, w, bias, out, batch, columns, channels, height, width, filters, kernel, pad, stride, outHeight, outWidth)
 Napi::Value ConvForward(const Napi::CallbackInfo& info) {
   oneThread();
+  FlushDenormals flush;
   Plan& p = plan(geometry(info, integer(info, 4), 6));  // argument 5 is the im2col scratch, unused here
   auto& c = context();
   memory src = into(p.src, floats(info, 0)), weights = into(p.weights, floats(info, 1));
@@ -150,6 +163,7 @@ Napi::Value ConvForward(const Napi::CallbackInfo& info) {
 // convBackward(x, w, gradOut, gradW, gradBias, gradX | null, batch, columns, channels, …)
 Napi::Value ConvBackward(const Napi::CallbackInfo& info) {
   oneThread();
+  FlushDenormals flush;
   Plan& p = plan(geometry(info, integer(info, 6), 8));  // argument 7 is the im2col scratch, unused here
   auto& c = context();
   float* gradOut = floats(info, 2);
