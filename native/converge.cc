@@ -292,105 +292,87 @@ Napi::Value ReluBackward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// Sums in double over LANES independent accumulators: one accumulator makes every addition wait
-// for the last (a chain of 4-cycle latencies, and no vectors), which made batch norm cost as much
-// as a convolution. The order of additions differs from the reference's; in double that moves
-// the float result by less than its rounding.
-constexpr int LANES = 8;
+// Batch norm per channel of x[N, C, plane]. Each row of a channel (one sample's plane) is summed
+// in BLOCK-long pieces over LANES float accumulators (independent, so the compiler vectorises
+// them; one accumulator makes every addition wait for the last), and the pieces in double: the
+// error stays that of a sum of BLOCK floats, whatever the image size. Statistics come from one
+// pass, shifted by the channel's first value (which keeps Σd² − (Σd)²/n from cancelling). Each
+// kernel is compiled for AVX-512, AVX2 and the baseline; the loader picks what the CPU has.
+constexpr int LANES = 16;
+constexpr int BLOCK = 512;
 
-static double sumOf(const float* v, int n) {
-  double lane[LANES] = {0};
-  int i = 0;
-  for (; i + LANES <= n; i += LANES)
-    for (int l = 0; l < LANES; l++) lane[l] += v[i + l];
+template <class Term>
+static inline double blockedSum(int n, Term term) {
   double total = 0;
-  for (; i < n; i++) total += v[i];
-  for (int l = 0; l < LANES; l++) total += lane[l];
+  for (int start = 0; start < n; start += BLOCK) {
+    const int end = std::min(n, start + BLOCK);
+    float lane[LANES] = {0};
+    int i = start;
+    for (; i + LANES <= end; i += LANES)
+      for (int l = 0; l < LANES; l++) lane[l] += term(i + l);
+    double piece = 0;
+    for (; i < end; i++) piece += term(i);
+    for (int l = 0; l < LANES; l++) piece += lane[l];
+    total += piece;
+  }
   return total;
 }
 
-static double squaredDeviations(const float* v, int n, double mean) {
-  double lane[LANES] = {0};
-  int i = 0;
-  for (; i + LANES <= n; i += LANES)
-    for (int l = 0; l < LANES; l++) {
-      const double d = v[i + l] - mean;
-      lane[l] += d * d;
-    }
-  double total = 0;
-  for (; i < n; i++) total += (v[i] - mean) * (v[i] - mean);
-  for (int l = 0; l < LANES; l++) total += lane[l];
-  return total;
-}
+#define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 
-static double dotOf(const float* a, const float* b, int n) {
-  double lane[LANES] = {0};
-  int i = 0;
-  for (; i + LANES <= n; i += LANES)
-    for (int l = 0; l < LANES; l++) lane[l] += static_cast<double>(a[i + l]) * b[i + l];
-  double total = 0;
-  for (; i < n; i++) total += static_cast<double>(a[i]) * b[i];
-  for (int l = 0; l < LANES; l++) total += lane[l];
-  return total;
-}
-
-// batch norm per channel of x[N, C, plane]; sums in double, as the reference's numbers are
-Napi::Value BatchNormForward(const Napi::CallbackInfo& info) {
-  FlushDenormals flush;
-  const float *x = floats(info, 0), *gamma = floats(info, 1), *beta = floats(info, 2);
-  float *out = floats(info, 3), *normalised = floats(info, 4), *inverseStd = floats(info, 5);
-  float *runningMean = floats(info, 6), *runningVar = floats(info, 7);
-  const int batch = integer(info, 8), channels = integer(info, 9), plane = integer(info, 10);
-  const bool training = flag(info, 11);
-  const double momentum = number(info, 12), epsilon = number(info, 13);
+CLONES static void batchNormForward(const float* x, const float* gamma, const float* beta, float* out, float* normalised, float* inverseStd,
+                                    float* runningMean, float* runningVar, int batch, int channels, int plane, bool training, double momentum, double epsilon) {
   const double count = static_cast<double>(batch) * plane;
   for (int c = 0; c < channels; c++) {
     double mean, inverse;
+    // x − mean as (x − shift) − (mean − shift): the first difference is exact for values near the
+    // shift, and the second keeps the mean's digits that a float mean near 1,000 would lose
+    float shift = 0;
     if (training) {
-      double sum = 0;
-      for (int n = 0; n < batch; n++) sum += sumOf(x + (static_cast<size_t>(n) * channels + c) * plane, plane);
-      mean = sum / count;
-      double squares = 0;
-      for (int n = 0; n < batch; n++) squares += squaredDeviations(x + (static_cast<size_t>(n) * channels + c) * plane, plane, mean);
-      inverse = 1.0 / std::sqrt(squares / count + epsilon);
+      shift = x[static_cast<size_t>(c) * plane];
+      double sum = 0, squares = 0;
+      for (int n = 0; n < batch; n++) {
+        const float* row = x + (static_cast<size_t>(n) * channels + c) * plane;
+        sum += blockedSum(plane, [&](int i) { return row[i] - shift; });
+        squares += blockedSum(plane, [&](int i) { const float d = row[i] - shift; return d * d; });
+      }
+      const double shifted = sum / count;
+      mean = shift + shifted;
+      const double deviations = std::max(0.0, squares - sum * shifted);  // Σ (x − mean)²
+      inverse = 1.0 / std::sqrt(deviations / count + epsilon);
       inverseStd[c] = static_cast<float>(inverse);
       runningMean[c] = static_cast<float>((1 - momentum) * runningMean[c] + momentum * mean);
-      runningVar[c] = static_cast<float>((1 - momentum) * runningVar[c] + momentum * (count > 1 ? squares / (count - 1) : squares));
+      runningVar[c] = static_cast<float>((1 - momentum) * runningVar[c] + momentum * (count > 1 ? deviations / (count - 1) : deviations));
     } else {
       mean = runningMean[c];
       inverse = 1.0 / std::sqrt(static_cast<double>(runningVar[c]) + epsilon);
     }
-    const float m = static_cast<float>(mean), s = static_cast<float>(inverse), g = gamma[c], b = beta[c];
+    const float m = static_cast<float>(mean - shift), s = static_cast<float>(inverse), g = gamma[c], b = beta[c];
     for (int n = 0; n < batch; n++) {
       const size_t at = (static_cast<size_t>(n) * channels + c) * plane;
       for (int i = 0; i < plane; i++) {
-        const float normal = (x[at + i] - m) * s;
+        const float normal = ((x[at + i] - shift) - m) * s;
         normalised[at + i] = normal;
         out[at + i] = g * normal + b;
       }
     }
   }
-  return info.Env().Undefined();
 }
 
-Napi::Value BatchNormBackward(const Napi::CallbackInfo& info) {
-  FlushDenormals flush;
-  const float *gradOut = floats(info, 0), *normalised = floats(info, 1), *inverseStd = floats(info, 2), *gamma = floats(info, 3);
-  float *gradGamma = floats(info, 4), *gradBeta = floats(info, 5);
-  const bool wantGradX = !info[6].IsNull();
-  float* gradX = wantGradX ? floats(info, 6) : nullptr;
-  const int batch = integer(info, 7), channels = integer(info, 8), plane = integer(info, 9);
+CLONES static void batchNormBackward(const float* gradOut, const float* normalised, const float* inverseStd, const float* gamma, float* gradGamma,
+                                     float* gradBeta, float* gradX, int batch, int channels, int plane) {
   const double count = static_cast<double>(batch) * plane;
   for (int c = 0; c < channels; c++) {
     double sumDy = 0, sumDyX = 0;
     for (int n = 0; n < batch; n++) {
       const size_t at = (static_cast<size_t>(n) * channels + c) * plane;
-      sumDy += sumOf(gradOut + at, plane);
-      sumDyX += dotOf(gradOut + at, normalised + at, plane);
+      const float *dy = gradOut + at, *xh = normalised + at;
+      sumDy += blockedSum(plane, [&](int i) { return dy[i]; });
+      sumDyX += blockedSum(plane, [&](int i) { return dy[i] * xh[i]; });
     }
     gradGamma[c] = static_cast<float>(sumDyX);
     gradBeta[c] = static_cast<float>(sumDy);
-    if (!wantGradX) continue;
+    if (!gradX) continue;
     const float scale = gamma[c] * inverseStd[c];
     const float meanDy = static_cast<float>(sumDy / count), meanDyX = static_cast<float>(sumDyX / count);
     for (int n = 0; n < batch; n++) {
@@ -398,6 +380,19 @@ Napi::Value BatchNormBackward(const Napi::CallbackInfo& info) {
       for (int i = 0; i < plane; i++) gradX[at + i] = scale * (gradOut[at + i] - meanDy - normalised[at + i] * meanDyX);
     }
   }
+}
+
+Napi::Value BatchNormForward(const Napi::CallbackInfo& info) {
+  FlushDenormals flush;
+  batchNormForward(floats(info, 0), floats(info, 1), floats(info, 2), floats(info, 3), floats(info, 4), floats(info, 5), floats(info, 6), floats(info, 7),
+                   integer(info, 8), integer(info, 9), integer(info, 10), flag(info, 11), number(info, 12), number(info, 13));
+  return info.Env().Undefined();
+}
+
+Napi::Value BatchNormBackward(const Napi::CallbackInfo& info) {
+  FlushDenormals flush;
+  batchNormBackward(floats(info, 0), floats(info, 1), floats(info, 2), floats(info, 3), floats(info, 4), floats(info, 5),
+                    info[6].IsNull() ? nullptr : floats(info, 6), integer(info, 7), integer(info, 8), integer(info, 9));
   return info.Env().Undefined();
 }
 

@@ -145,9 +145,11 @@ test('native pooling, ReLU, softmax cross-entropy and optimiser updates match th
 });
 
 test('native batch norm forward (training and evaluation) and backward match the reference', { skip }, () => {
-  for (const [batch, channels, plane] of [[4, 3, 25], [64, 16, 784], [2, 5, 1]]) {
+  // the last shape: planes longer than the native kernel's blocks, and values far from zero (a mean
+  // of 1,000 and a spread of 0.1), where a one-pass variance that did not shift would cancel
+  for (const [batch, channels, plane, offset, spread] of [[4, 3, 25, 1, 3], [64, 16, 784, 1, 3], [2, 5, 1, 1, 3], [3, 2, 1500, 1000, 0.1]]) {
     const n = batch * channels * plane;
-    const x = rand(n).map((v) => 3 * v + 1);
+    const x = rand(n).map((v) => spread * v + offset);
     const gamma = rand(channels);
     const beta = rand(channels);
     for (const training of [true, false]) {
