@@ -85,6 +85,11 @@ export class BatchMaker implements Batcher<Batch> {
 }
 
 /** The contiguous share [start, end) of `count` items that rank `rank` of `size` takes. */
+/** Where worker `worker` of P takes its minibatch of a step in the epoch's order: the w-th slice of the step's global batch. */
+export function shardStart(step: number, workers: number, worker: number, batch: number): number {
+  return (step * workers + worker) * batch;
+}
+
 export function shareOf(count: number, rank: number, size: number): [number, number] {
   return [Math.floor((count * rank) / size), Math.floor((count * (rank + 1)) / size)];
 }

@@ -7,7 +7,7 @@ import { gzipSync } from 'node:zlib';
 import { encodeIdx, parseIdx, readIdx } from './idx.js';
 import { loadIdxDataset, knownDatasets } from './dataset.js';
 import { loadAnyDataset } from './load.js';
-import { BatchMaker, epochOrder, shareOf, stepsPerEpoch } from './batches.js';
+import { BatchMaker, epochOrder, shardStart, shareOf, stepsPerEpoch } from './batches.js';
 
 function writeSet(dir: string, trainImages: number, trainLabels: number, options: { gzip?: boolean } = {}): void {
   const write = (name: string, shape: number[]) => {
@@ -73,10 +73,13 @@ test('worker shards of one step are disjoint and together make the global batch'
   const workers = 3;
   const batch = 4;
   assert.equal(stepsPerEpoch(100, workers, batch), 8);
+  // a global batch that divides the samples leaves none out; one that does not drops the remainder
+  assert.deepEqual([stepsPerEpoch(96, 3, 4), stepsPerEpoch(95, 3, 4), stepsPerEpoch(12, 3, 4), stepsPerEpoch(11, 3, 4)], [8, 7, 1, 0]);
+  // the offsets the training loop uses: 8 steps × 3 workers × 4 samples, no sample twice
   const seen = new Set<number>();
   for (let step = 0; step < 8; step++) {
     for (let rank = 0; rank < workers; rank++) {
-      const start = (step * workers + rank) * batch;
+      const start = shardStart(step, workers, rank, batch);
       for (let i = 0; i < batch; i++) seen.add(order[start + i]);
     }
   }

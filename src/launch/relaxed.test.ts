@@ -46,13 +46,49 @@ test('async-ps logs the staleness of every update, within what the bound allows'
   const staleness = 1;
   await trainOnThreads({ ...images, workers: 2, strategy: 'async-ps', staleness, epochs: 1, log });
   const updates = readFileSync(log, 'utf8').trim().split('\n').map((line) => JSON.parse(line)).filter((r) => r.type === 'update');
-  const steps = stepsPerEpoch(2048, 2, 16);
+  const steps = 2048 / (2 * 16); // whole steps: the epoch's 2,048 samples, 2 workers of 16
   assert.equal(updates.length, 2 * steps, 'one record per push');
   assert.ok(updates.every((u) => u.worker >= 1 && u.worker <= 2 && Number.isInteger(u.staleness) && u.staleness >= 0));
   // while a worker computes step c, a peer may complete its steps from c − s up to c + s: at most (2s + 1)·(P − 1) updates in between
   assert.ok(Math.max(...updates.map((u) => u.staleness)) <= (2 * staleness + 1) * (2 - 1), `max staleness ${Math.max(...updates.map((u) => u.staleness))}`);
   const summary = JSON.parse(readFileSync(log, 'utf8').trim().split('\n').pop()!);
   assert.ok(summary.meanStaleness >= 0 && summary.maxStaleness >= 0);
+});
+
+test('async-ps keeps every worker within --staleness steps of the slowest, and the bound binds (brute force over the update log)', async () => {
+  // a model whose first worker (replica 1; the server is 0) takes 4 ms a step, the others none: the fast run ahead to the bound
+  const modelPath = join(dir, 'slow-first-worker.mjs');
+  writeFileSync(modelPath, `import { Layout } from ${JSON.stringify(new URL('../tensor/layout.js', import.meta.url).href)};
+export default { data: 'images', build(options) {
+  const layout = new Layout([{ name: 'w', shape: [4] }]);
+  return { name: 'slow-first-worker', layout, maxBatch: options.maxBatch, task: 'classification',
+    init: (params) => params.fill(0),
+    lossAndGrad(params, batch, grad) {
+      if (options.replica === 1) { const until = performance.now() + 4; while (performance.now() < until); }
+      grad.fill(0.01);
+      return 1;
+    },
+    evaluate: () => ({ loss: 1, correct: 0, squaredError: 0 }) };
+} };
+`);
+  for (const staleness of [1, 2]) {
+    const log = join(dir, `bound-${staleness}.jsonl`);
+    await trainOnThreads({ ...images, model: modelPath, workers: 3, strategy: 'async-ps', staleness, epochs: 1, log });
+    const updates = readFileSync(log, 'utf8').trim().split('\n').map((line) => JSON.parse(line)).filter((r) => r.type === 'update');
+    // a worker computes its steps in order: its k-th push is its step k. Step c was handed out only
+    // once every worker had pushed c − s steps, so when it arrives every other worker has too.
+    const pushed = [0, 0, 0, 0];
+    let closest = Infinity;
+    for (const { worker } of updates) {
+      const step = pushed[worker];
+      const slowest = Math.min(...[1, 2, 3].filter((w) => w !== worker).map((w) => pushed[w]));
+      assert.ok(slowest >= step - staleness, `s=${staleness}: worker ${worker} pushed step ${step} while a peer had pushed only ${slowest} steps`);
+      closest = Math.min(closest, slowest - (step - staleness));
+      pushed[worker]++;
+    }
+    assert.deepEqual(pushed.slice(1), [42, 42, 42], 'each worker pushed each of the epoch\'s ⌊2,048 / (3 × 16)⌋ = 42 steps');
+    assert.equal(closest, 0, `s=${staleness}: the fast workers should reach the bound`);
+  }
 });
 
 test('hogwild with one worker is plain sequential SGD, bit for bit (dense and sparse models)', async () => {

@@ -40,16 +40,19 @@ test('the parameter server with one worker is exactly sequential SGD', async () 
 
 test('an interrupted run resumed from its checkpoint ends bit-identical to an uninterrupted run', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'converge-resume-'));
-  for (const [strategy, optimizer] of [['allreduce', 'momentum'], ['ps', 'adam'], ['allreduce', 'adam']] as const) {
-    const config = { ...base, workers: 2, epochs: 2, strategy, optimizer, lr: optimizer === 'adam' ? 0.002 : 0.05 };
+  // local-sgd averages its copies (and, where it checkpoints, their optimiser states) every 8 steps
+  // and asks whether to stop only there: both runs checkpoint every 8 steps, and the first stops at the first average
+  for (const [strategy, optimizer] of [['allreduce', 'momentum'], ['ps', 'adam'], ['allreduce', 'adam'], ['local-sgd', 'momentum'], ['local-sgd', 'adam']] as const) {
+    const local = strategy === 'local-sgd';
+    const config = { ...base, workers: 2, epochs: 2, strategy, optimizer, lr: optimizer === 'adam' ? 0.002 : 0.05, ...(local ? { saveEvery: 8, save: join(dir, `${optimizer}-whole.ckpt`) } : {}) };
     const whole = await trainOnThreads(config);
     const checkpoint = join(dir, `${strategy}-${optimizer}.ckpt`);
     // 16 steps per epoch: stop in the middle of the first epoch
-    const first = await trainOnThreads({ ...config, save: checkpoint, stopAfterSteps: 7 });
+    const first = await trainOnThreads({ ...config, save: checkpoint, stopAfterSteps: local ? 1 : 7 });
     assert.equal(first.summary.stoppedEarly, true);
     assert.ok(existsSync(checkpoint));
     const resumed = await trainOnThreads({ ...config, resume: checkpoint });
-    assert.deepEqual(resumed.resumedFrom, { epoch: 0, step: 7 });
+    assert.deepEqual(resumed.resumedFrom, { epoch: 0, step: local ? 8 : 7 });
     assert.deepEqual(resumed.params, whole.params, `${strategy}/${optimizer}: resumed parameters differ`);
   }
   assert.deepEqual(readdirSync(dir).filter((f) => f.includes('.tmp')), [], 'no temporary files left behind');
@@ -71,6 +74,9 @@ test('the JSONL log holds step and epoch records and ends with the summary', asy
   const records = readFileSync(log, 'utf8').trim().split('\n').map((line) => JSON.parse(line));
   assert.ok(records.some((r) => r.type === 'step' && typeof r.loss === 'number' && r.bytesSent > 0 && typeof r.time === 'number'));
   assert.equal(records.filter((r) => r.type === 'epoch').length, 2);
+  // every sample of the epoch is trained on: 2,048 samples, 2 workers × 64, is 16 whole steps (closed form, not stepsPerEpoch)
+  const lastSteps = records.filter((r) => r.type === 'step' && r.step === 15);
+  assert.deepEqual(lastSteps.map((r) => [r.epoch, r.samples]), [[0, 2048], [1, 4096]]);
   const summary = records[records.length - 1];
   assert.equal(summary.type, 'summary');
   for (const key of ['testAccuracy', 'trainLoss', 'samplesPerSecond', 'wallSeconds', 'epochs', 'workers', 'strategy']) assert.ok(key in summary, key);

@@ -5,7 +5,7 @@
 
 import type { Communicator } from '../comm/communicator.js';
 import type { Hook } from '../compress/hook.js';
-import { epochOrder, makeBatcher, shareOf, stepsPerEpoch, type Batcher } from '../data/batches.js';
+import { epochOrder, makeBatcher, shardStart, shareOf, stepsPerEpoch, type Batcher } from '../data/batches.js';
 import type { Dataset } from '../data/dataset.js';
 import { divergence } from '../errors.js';
 import type { Model } from '../models/model.js';
@@ -94,7 +94,7 @@ export async function trainingLoop(input: LoopInput, rank: StrategyRank): Promis
   // one description of the step, updated in place: a step allocates nothing
   let epoch = start.epoch;
   const lrOf = (step: number) => input.learningRate(epoch + (step + 1) / steps);
-  const firstOf = (step: number) => (step * workers + workerIndex) * batch;
+  const firstOf = (step: number) => shardStart(step, workers, workerIndex, batch);
   const batchOf = (step: number) => trainBatcher.fromOrder(order, firstOf(step), batch);
   const current: StepInput = {
     epoch, step: 0, steps, lr: 0, lrOf, order, first: 0, whole, checkpointAfter: false,
