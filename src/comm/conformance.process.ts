@@ -1,11 +1,11 @@
 // One rank of a conformance or failure case in its own process (tcp and mpi backends; see
 // tcp.test.ts): `node conformance.process.js BACKEND CASE [failure]`. Prints one JSON line:
 // {ok} or {error}, then exits 0 or 1.
-import { conformanceCases, failureCases } from './conformance.js';
+import { capacityFor, conformanceCases, failureCases } from './conformance.js';
 import { createProcessCommunicator } from '../launch/communicator.js';
 
 const [backend, name, mode] = process.argv.slice(2);
-const comm = await createProcessCommunicator(backend, { capacity: 70_000, timeoutMs: Number(process.env.CONVERGE_TEST_TIMEOUT_MS ?? 20_000) });
+const comm = await createProcessCommunicator(backend, { capacity: capacityFor(name), timeoutMs: Number(process.env.CONVERGE_TEST_TIMEOUT_MS ?? 20_000) });
 let reported = '';
 try {
   if (mode === 'failure') await failureCases[name](comm, (message) => (reported = message));

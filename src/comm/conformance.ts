@@ -21,6 +21,10 @@ const sumOver = (size: number, i: number, round = 0) => {
 
 // lengths that are empty per rank, not divisible by the size, and large
 const LENGTHS = [1, 2, 7, 1000, 65537];
+/** The largeMessages case's length (4.4 MB): its group needs this capacity. */
+export const LARGE_MESSAGE = 1_100_003;
+/** The capacity (floats) a group needs for a case. */
+export const capacityFor = (name: string) => (name === 'largeMessages' ? LARGE_MESSAGE : 70_000);
 
 export const conformanceCases: Record<string, (comm: Communicator) => Promise<void>> = {
   async allreduceSum(comm) {
@@ -170,6 +174,37 @@ export const conformanceCases: Record<string, (comm: Communicator) => Promise<vo
       if (from !== 0) throw new Error(`rank ${comm.rank}: reply from ${from}`);
       expectEqual(comm, 'reply', buffer, () => comm.rank * 10);
     }
+    await comm.barrier();
+  },
+
+  async largeMessages(comm) {
+    // ≥ 4 MiB: past tcp's 1 MiB write segments and mpi's 1 MiB progress-thread threshold, and not
+    // divisible by any group size (the group is built with LARGE_MESSAGE floats of capacity)
+    const n = LARGE_MESSAGE;
+    const buffer = Float32Array.from({ length: n }, (_, i) => value(comm.rank, i));
+    await comm.allreduce(buffer, 'sum');
+    expectEqual(comm, `allreduce sum n=${n}`, buffer, (i) => sumOver(comm.size, i));
+    // reduce-scatter mean, then every share everywhere: the mean of r·P over the ranks, (P − 1)·P/2, exact
+    buffer.fill(comm.rank * comm.size);
+    const [start, end] = await comm.reduceScatter(buffer, 'mean');
+    for (let i = start; i < end; i++) if (buffer[i] !== (comm.size * (comm.size - 1)) / 2) throw new Error(`rank ${comm.rank}: reduceScatter mean n=${n} [${i}] = ${buffer[i]}`);
+    await comm.allgatherShares(buffer);
+    expectEqual(comm, `reduceScatter mean + allgatherShares n=${n}`, buffer, () => (comm.size * (comm.size - 1)) / 2);
+    for (let i = 0; i < n; i++) buffer[i] = value(comm.rank, i, 1);
+    await comm.broadcast(buffer, comm.size - 1);
+    expectEqual(comm, `broadcast n=${n}`, buffer, (i) => value(comm.size - 1, i, 1));
+    if (comm.size === 1) return;
+    // a ring: each rank sends the next one its values (even ranks send first, odd ones receive first)
+    const out = Float32Array.from({ length: n }, (_, i) => value(comm.rank, i, 2));
+    const prev = (comm.rank + comm.size - 1) % comm.size;
+    const send = () => comm.send(out, (comm.rank + 1) % comm.size);
+    const recv = async () => {
+      const from = await comm.recv(buffer, prev);
+      if (from !== prev) throw new Error(`rank ${comm.rank}: message from ${from}, expected ${prev}`);
+    };
+    if (comm.rank % 2 === 0) await send().then(recv);
+    else await recv().then(send);
+    expectEqual(comm, `send/recv n=${n} from rank ${prev}`, buffer, (i) => value(prev, i, 2));
     await comm.barrier();
   },
 

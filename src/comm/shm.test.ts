@@ -1,13 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { conformanceCases } from './conformance.js';
+import { capacityFor, conformanceCases } from './conformance.js';
 import { createShmHandle } from './shm.js';
 import { runThreadGroup as runGroup } from '../launch/thread-group.js';
 
 const script = new URL('./conformance.worker.js', import.meta.url);
 
 function run(size: number, name: string, failure: boolean, timeoutMs = 20_000) {
-  const handle = createShmHandle(size, 70_000, timeoutMs, 70_000, 2000);
+  const capacity = capacityFor(name);
+  const handle = createShmHandle(size, capacity, timeoutMs, capacity, name === 'largeMessages' ? capacity + 1 : 2000);
   const reports: string[] = new Array(size);
   const promise = runGroup(handle, script, { data: () => ({ name, failure }), onEvent: (rank, value) => (reports[rank] = value as string) });
   return { promise, reports };

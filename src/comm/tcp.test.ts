@@ -139,6 +139,8 @@ async function fakeRank(port: number, secret: string, after: (socket: Socket) =>
 for (const [what, bytes, expected] of [
   ['a frame with a wrong magic', () => Buffer.alloc(24, 0xab), /rank 0: rank 1 sent garbage: a frame with magic 0xabababab \(expected 0x31475643\); the connection is dropped/],
   ['a frame claiming 4 GB', () => { const b = Buffer.alloc(24); b.writeUInt32LE(0x31475643, 0); b.writeUInt8(1, 4); b.writeUInt32LE(0xffffffff, 20); return b; }, /rank 0: rank 1 sent garbage: a frame of 4294967295 bytes, more than the \d+ allowed/],
+  // the limit is the largest message the job can send (capacity 1,000 floats) plus the header and 1 KiB: one byte more is refused
+  ['a frame one byte over the limit', () => { const b = Buffer.alloc(24); b.writeUInt32LE(0x31475643, 0); b.writeUInt8(1, 4); b.writeUInt32LE(24 + 4 * 1000 + 1024 + 1, 20); return b; }, /rank 0: rank 1 sent garbage: a frame of 5049 bytes, more than the 5048 allowed/],
   ['a frame of an unknown type', () => { const b = Buffer.alloc(24); b.writeUInt32LE(0x31475643, 0); b.writeUInt8(77, 4); return b; }, /rank 0: rank 1 sent garbage: a frame of unknown type 77/],
 ] as const) {
   test(`tcp: ${what} fails the waiting rank with an error, not a crash or an allocation`, async () => {
