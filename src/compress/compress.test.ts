@@ -101,6 +101,12 @@ test('qsgd and random-k are unbiased: the mean of many decodings is the gradient
     let bias = 0;
     for (let i = 0; i < n; i++) bias += mean[i] - g[i];
     assert.ok(Math.abs(bias / n) < 0.01, `${form}: average bias ${bias / n}`);
+    // a bias of scale cancels in that average (the gradient's mean is near 0): the least-squares
+    // fit mean ≈ s·g must give s = 1 (its noise here is ≈0.002; a decoder scaled by 0.8 gives 0.8)
+    let along = 0;
+    let norm = 0;
+    for (let i = 0; i < n; i++) [along, norm] = [along + mean[i] * g[i], norm + g[i] * g[i]];
+    assert.ok(Math.abs(along / norm - 1) < 0.02, `${form}: decodings average to ${along / norm} × the gradient`);
   }
   const q = parseCompress('qsgd:4')(context(1100));
   assert.equal(q.encode(gradient(1100), new Uint8Array(q.maxBytes(1100)), { epoch: 0 }), 4 + 2 * (4 + 256) + (4 + 38));
@@ -123,6 +129,37 @@ test('DGC: momentum correction accumulates, masking clears what was sent, densit
   assert.ok(middle < 4 + 0.25 * n * 8 && middle > 4 + 0.001 * n * 8, 'then less');
   assert.equal(hook.encode(gradient(n), out, { epoch: 2 }), 4 + 4 * 8, 'the target density after the warm-up');
   assert.equal(parseCompress('topk:0.001,nodgc')(context(n)).appliesMomentum, false);
+});
+
+test('top-k, value by value: DGC\'s momentum correction and factor masking, and plain error feedback, against a direct implementation', () => {
+  // a quarter sent each step, so coordinates come back often enough to show what masking cleared
+  const n = 40;
+  const k = 10;
+  for (const form of ['topk:0.25', 'topk:0.25,nodgc']) {
+    const dgc = !form.includes('nodgc');
+    const hook = parseCompress(form)(context(n, 3, 0.9));
+    // the oracle: u ← m·u + g (DGC), v ← v + u (or + g); send the k largest |v| exactly; clear v, and u (DGC), where sent
+    const u = new Float32Array(n);
+    const v = new Float32Array(n);
+    for (let step = 0; step < 12; step++) {
+      const g = gradient(n);
+      for (let i = 0; i < n; i++) {
+        if (dgc) u[i] = 0.9 * u[i] + g[i];
+        v[i] += dgc ? u[i] : g[i];
+      }
+      const largest = [...v.keys()].sort((a, b) => Math.abs(v[b]) - Math.abs(v[a])).slice(0, k);
+      const expected = new Float32Array(n);
+      for (const i of largest) {
+        expected[i] = v[i];
+        v[i] = 0;
+        u[i] = 0;
+      }
+      const { decoded } = roundTrip(hook, g, 1000); // past any warm-up
+      // the same k coordinates, and their values to float rounding
+      assert.deepEqual([...decoded.keys()].filter((i) => decoded[i] !== 0), [...largest].sort((a, b) => a - b), `${form} step ${step}: which coordinates`);
+      for (const i of largest) assert.ok(Math.abs(decoded[i] - expected[i]) <= 1e-6 * Math.abs(expected[i]), `${form} step ${step} [${i}]: ${decoded[i]} vs ${expected[i]}`);
+    }
+  }
 });
 
 test('bad --compress strings: one line listing the valid forms', () => {

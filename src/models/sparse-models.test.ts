@@ -4,7 +4,7 @@ import { Random } from '../tensor/random.js';
 import { generateRcv1Like } from '../data/sparse.js';
 import { generateNetflixLike } from '../data/ratings.js';
 import { SparseBatchMaker, RatingBatchMaker } from '../data/batches.js';
-import { createModel, type AnyBatch, type Model } from './index.js';
+import { createModel, type AnyBatch, type Model, type SparseBatch } from './index.js';
 
 function finiteDifferences(model: Model, params: Float32Array, batch: AnyBatch, coordinates: number[]): void {
   const grad = model.layout.allocate();
@@ -72,6 +72,25 @@ test('exampleStep is an SGD step on that example alone, touching only its coordi
       const expected = params[i] - 0.1 * grad[i];
       assert.ok(Math.abs(stepped[i] - expected) < 1e-6, `${model.name}[${i}]: ${stepped[i]} vs ${expected}`);
       if (grad[i] === 0) assert.equal(stepped[i], params[i], 'untouched coordinates stay bit-identical');
+    }
+  }
+});
+
+test('exampleStep with an L2 penalty: the dense step on the coordinates of the example (penalty once), the rest untouched (lazy)', () => {
+  for (const name of ['logreg', 'svm']) {
+    const model = createModel(name, { features: 40, maxBatch: 1, l2: 0.05 }) as Model<SparseBatch>;
+    const batch = new SparseBatchMaker(sparse.train, 1).range(3, 1);
+    const params = model.layout.allocate();
+    new Random(9).fillUniform(params, -0.3, 0.3);
+    const grad = model.layout.allocate();
+    model.lossAndGrad(params, batch, grad); // grad_j = l2·p_j + slope·x_j: the penalty's gradient everywhere
+    const stepped = params.slice();
+    model.exampleStep!(stepped, batch, 0, 0.1);
+    // the example's features, read from the batch itself, and the bias (the last coordinate)
+    const touched = new Set([...batch.indices.subarray(batch.rowPtr[0], batch.rowPtr[1]), params.length - 1]);
+    for (let i = 0; i < params.length; i++) {
+      const expected = touched.has(i) ? params[i] - 0.1 * grad[i] : params[i];
+      assert.ok(Math.abs(stepped[i] - expected) < 1e-6, `${name}[${i}]${touched.has(i) ? ' (touched)' : ''}: ${stepped[i]} vs ${expected}`);
     }
   }
 });
