@@ -1,6 +1,7 @@
 // bench/resnet: ResNet-20 on Fashion-MNIST, converge against PyTorch in the same run. Speed:
-// `--steps` steps of batch 64 per worker (converge on 2 worker threads; PyTorch with 2 threads, its
-// best configuration measured here), alternating, median of --repeats. Accuracy: with --epochs,
+// `--steps` steps of batch 64 per worker (converge on 2 worker threads, with and without --sync-bn;
+// PyTorch with 2 threads, NCHW and channels_last, the better of the two its best), alternating,
+// median of --repeats. Accuracy: with --epochs,
 // one full run of each, test accuracy per epoch.
 //   npm run bench:resnet -- [--steps 60] [--repeats 3] [--epochs 0]
 
@@ -37,26 +38,37 @@ function pytorch(args: string[]): { epoch?: number; imagesPerSecond?: number; te
   return run.stdout.trim().split('\n').map((line) => JSON.parse(line));
 }
 
-const ours: number[] = [];
-const theirs: number[] = [];
-for (let r = 0; r < repeats; r++) {
-  // a first epoch cut short after `steps` steps: the rate between the first and the last step
-  // report (start-up, thread spawning and the first report's steps excluded, as PyTorch's count starts at its loop)
+/** converge's rate over a first epoch cut short after `steps` steps: between the first and the last step report (start-up, thread spawning and the first report's steps excluded, as PyTorch's count starts at its loop). */
+async function converge(config: TrainConfig): Promise<number> {
   const reports: { samples: number; time: number }[] = [];
-  await trainOnThreads({ ...recipe, epochs: 1, stopAfterSteps: steps }, {
+  await trainOnThreads({ ...config, epochs: 1, stopAfterSteps: steps }, {
     dataset: data,
     onStart: (monitor) => monitor.listen((event, time) => { if (event.kind === 'step') reports.push({ samples: event.samples, time }); }),
   });
   const [first, last] = [reports[0], reports[reports.length - 1]];
-  ours.push((last.samples - first.samples) / (last.time - first.time));
-  if (python) theirs.push(pytorch(['--steps', String(steps), '--epochs', '1'])[0].imagesPerSecond!);
-  console.log(`repeat ${r + 1}: converge ${ours[r].toFixed(0)} images/s${python ? `, PyTorch ${theirs[r].toFixed(0)} images/s` : ''}`);
+  return (last.samples - first.samples) / (last.time - first.time);
 }
+
+// PyTorch's best configuration is whichever memory format runs faster here: NCHW, or channels_last
+// (oneDNN's preferred layout, which spares it reordering activations around every convolution)
+const rates: Record<string, number[]> = { converge: [], 'converge --sync-bn': [], 'PyTorch NCHW': [], 'PyTorch channels_last': [] };
+for (let r = 0; r < repeats; r++) {
+  rates.converge.push(await converge(recipe));
+  rates['converge --sync-bn'].push(await converge({ ...recipe, syncBn: true }));
+  if (python) {
+    rates['PyTorch NCHW'].push(pytorch(['--steps', String(steps), '--epochs', '1'])[0].imagesPerSecond!);
+    rates['PyTorch channels_last'].push(pytorch(['--steps', String(steps), '--epochs', '1', '--channels-last'])[0].imagesPerSecond!);
+  }
+  console.log(`repeat ${r + 1}: ${Object.entries(rates).filter(([, v]) => v.length > r).map(([name, v]) => `${name} ${v[r].toFixed(0)}`).join(', ')} images/s`);
+}
+const medians = Object.fromEntries(Object.entries(rates).filter(([, v]) => v.length > 0).map(([name, v]) => [name, median(v)]));
+const pytorchBest = python ? Math.max(medians['PyTorch NCHW'], medians['PyTorch channels_last']) : null;
 const result: Record<string, unknown> = {
-  environment: environment(), threads, steps, repeats,
-  convergeImagesPerSecond: median(ours), pytorchImagesPerSecond: python ? median(theirs) : null,
+  environment: environment(), threads, steps, repeats, rates, medians,
+  convergeImagesPerSecond: medians.converge, syncBnImagesPerSecond: medians['converge --sync-bn'], pytorchImagesPerSecond: pytorchBest,
 };
-console.log(`ResNet-20, ${threads} workers/threads × batch 64: converge ${median(ours).toFixed(0)} images/s${python ? `, PyTorch ${median(theirs).toFixed(0)} (converge ${(median(ours) / median(theirs)).toFixed(2)}×)` : ''}, medians of ${repeats}`);
+console.log(`ResNet-20, ${threads} workers/threads × batch 64, medians of ${repeats} (images/s): ${Object.entries(medians).map(([name, v]) => `${name} ${v.toFixed(0)}`).join(', ')}`);
+if (pytorchBest) console.log(`converge ÷ PyTorch's best: ${(medians.converge / pytorchBest).toFixed(2)}×; with --sync-bn ${(medians['converge --sync-bn'] / pytorchBest).toFixed(2)}×`);
 if (epochs > 0) {
   const accuracy: number[] = [];
   await trainOnThreads({ ...recipe, epochs }, { dataset: data, onStart: (monitor) => monitor.listen((event) => { if (event.kind === 'epoch') accuracy.push(event.testAccuracy); }) });

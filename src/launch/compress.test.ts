@@ -26,7 +26,8 @@ test('every hook trains with allreduce, ps, async-ps and local-sgd', async () =>
     for (const strategy of ['allreduce', 'ps', 'async-ps', 'local-sgd']) {
       const optimizer = compress === 'sign' ? 'sgd' : 'momentum';
       const { summary } = await trainOnThreads({ ...base, strategy, compress, optimizer, lr: compress === 'sign' ? 0.1 : 0.05, syncEvery: 2 });
-      assert.ok(summary.testAccuracy > 0.3, `${compress} with ${strategy}: accuracy ${summary.testAccuracy} (chance is 0.1)`);
+      // measured over seeds 1–4: every hook with every strategy 0.89–1.00 (chance is 0.1)
+      assert.ok(summary.testAccuracy > 0.8, `${compress} with ${strategy}: accuracy ${summary.testAccuracy}`);
     }
   }
 });

@@ -123,14 +123,14 @@ test('local-sgd with --sync-every 1 is synchronous SGD; with a longer period it 
   assert.ok(difference < 1e-3, `local-sgd k=1 differs from allreduce by ${difference}`);
   const local8 = await trainOnThreads({ ...images, strategy: 'local-sgd', syncEvery: 8 });
   assert.ok(maxRelativeDifference(local8.params, sync.params) > 1e-3, 'k = 8 averages less often, so it ends elsewhere');
-  assert.ok(local8.summary.testAccuracy > 0.3, `and still learns: ${local8.summary.testAccuracy}`);
+  assert.ok(local8.summary.testAccuracy > 0.9, `and still learns (0.98–1.00 over seeds 1–4): ${local8.summary.testAccuracy}`);
 });
 
 test('every strategy trains every model it applies to: logreg, svm (libsvm files), mf (ratings files)', async () => {
   const cases: [string, Partial<TrainConfig>, (s: { testAccuracy: number; testRmse: number }) => boolean][] = [
     ['logreg', { dataset: join(dir, 'train.svm'), testDataset: join(dir, 'test.svm'), lr: 0.5 }, (s) => s.testAccuracy > 0.6],
     ['svm', { dataset: join(dir, 'train.svm'), testDataset: join(dir, 'test.svm'), lr: 0.1 }, (s) => s.testAccuracy > 0.6],
-    ['mf', { dataset: join(dir, 'train.ratings'), testDataset: join(dir, 'test.ratings'), lr: 0.05, optimizer: 'sgd' }, (s) => s.testRmse < 1.1],
+    ['mf', { dataset: join(dir, 'train.ratings'), testDataset: join(dir, 'test.ratings'), lr: 0.05, optimizer: 'sgd' }, (s) => s.testRmse < 0.78], // predicting the mean scores 0.800; runs reach 0.66–0.74 over seeds 1–4
   ];
   for (const [model, extra, good] of cases) {
     for (const strategy of ['allreduce', 'ps', 'async-ps', 'hogwild', 'local-sgd']) {
