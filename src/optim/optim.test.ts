@@ -61,3 +61,33 @@ test('schedules: constant, step, cosine, linear warm-up, linear scaling rule', (
   assert.equal(scaledLearningRate(0.05, 4, 'linear'), 0.2);
   assert.equal(scaledLearningRate(0.05, 4, 'none'), 0.05);
 });
+
+test('a step on a range [start, end) moves exactly that range, whichever ranges and arrays came before', () => {
+  // what a sharded update does (allreduce's ZeRO-1 share): momentum written out per element
+  const optimizer = new Optimizer({ ...defaultOptimizer, name: 'momentum', momentum: 0.5 }, 8);
+  const velocity = new Float64Array(8);
+  const arrays = [new Float32Array(8), new Float32Array(8)];
+  const expected = [new Float64Array(8), new Float64Array(8)];
+  const grad = Float32Array.from([1, 2, 3, 4, 5, 6, 7, 8]);
+  // ranges that change in start, in end and in both, the whole array, and the same range on another array
+  const plan: [number, number, number][] = [[0, 2, 3], [0, 2, 6], [0, 4, 6], [0, 3, 8], [0, 2, 5], [1, 2, 5], [0, 0, 8], [1, 0, 8], [0, 5, 8], [1, 5, 8], [0, 1, 5], [0, 0, 5]];
+  for (const [which, start, end] of plan) {
+    optimizer.step(arrays[which], grad, 0.1, start, end);
+    for (let i = start; i < end; i++) {
+      velocity[i] = 0.5 * velocity[i] + grad[i];
+      expected[which][i] -= 0.1 * velocity[i];
+    }
+    for (const k of [0, 1]) for (let i = 0; i < 8; i++) assert.ok(Math.abs(arrays[k][i] - expected[k][i]) < 1e-6, `after [${start}, ${end}) on array ${which}: array ${k}[${i}] = ${arrays[k][i]}, expected ${expected[k][i]}`);
+  }
+});
+
+test('each optimiser keeps only the state it uses (what a checkpoint saves)', () => {
+  const stateOf = (name: OptimizerConfig['name']) => Object.keys(new Optimizer({ ...defaultOptimizer, name }, 4).state).sort();
+  assert.deepEqual([stateOf('sgd'), stateOf('momentum'), stateOf('nesterov'), stateOf('adam')], [[], ['velocity'], ['velocity'], ['m', 'v']]);
+  assert.deepEqual(stateOf(defaultOptimizer.name), ['velocity'], 'the default is SGD with momentum');
+});
+
+test('an unknown schedule is refused by name', () => {
+  const config = { name: 'linear', baseLr: 1, epochs: 1, warmupEpochs: 0, stepEpochs: 1, gamma: 0.1 } as unknown as ScheduleConfig;
+  assert.throws(() => learningRate(config, 0), /schedule.*linear.*constant, step, cosine/);
+});
