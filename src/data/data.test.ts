@@ -7,7 +7,7 @@ import { gzipSync } from 'node:zlib';
 import { encodeIdx, parseIdx, readIdx } from './idx.js';
 import { loadIdxDataset, knownDatasets } from './dataset.js';
 import { loadAnyDataset } from './load.js';
-import { BatchMaker, epochOrder, shardStart, shareOf, stepsPerEpoch } from './batches.js';
+import { BatchMaker, RatingBatchMaker, SparseBatchMaker, epochOrder, shardStart, shareOf, stepsPerEpoch } from './batches.js';
 
 function writeSet(dir: string, trainImages: number, trainLabels: number, options: { gzip?: boolean } = {}): void {
   const write = (name: string, shape: number[]) => {
@@ -96,4 +96,48 @@ test('batch maker scales pixels to [0, 1] and copies labels without allocating',
   assert.deepEqual([...batch.x].map((v) => +v.toFixed(2)), [0.2, 0.4, 0, 1]);
   assert.deepEqual([...batch.y], [4, 3]);
   assert.equal(maker.range(1, 1).x, batch.x, 'same buffer reused');
+});
+
+test('an epoch order is a uniform permutation: every sample lands in every position equally often', () => {
+  // 4 samples, 40,000 epochs: each (sample, position) pair 10,000 times ± ~90 (binomial); a
+  // Fisher–Yates off by one (Sattolo's cycles, or a fixed last element) leaves cells at 0 or 2×
+  const n = 4;
+  const epochs = 40_000;
+  const counts = Array.from({ length: n }, () => new Array<number>(n).fill(0));
+  const order = new Uint32Array(n);
+  for (let epoch = 0; epoch < epochs; epoch++) {
+    epochOrder(order, 3, epoch);
+    assert.deepEqual([...order].sort(), [0, 1, 2, 3]);
+    for (let position = 0; position < n; position++) counts[order[position]][position]++;
+  }
+  for (const row of counts) for (const count of row) assert.ok(Math.abs(count - epochs / n) < 600, `a sample landed in a position ${count} times of ${epochs}`);
+});
+
+test('the batch makers copy exactly the rows the order names: images with regression targets, sparse rows, ratings', () => {
+  const order = Uint32Array.from([2, 0, 1, 3]);
+  // dense float rows (not rescaled) with two targets each
+  const dense = new BatchMaker({ images: Float32Array.from([0, 1, 10, 11, 20, 21, 30, 31]), labels: Int32Array.from([5, 6, 7, 8]), targets: Float32Array.from([0.5, -0.5, 1.5, -1.5, 2.5, -2.5, 3.5, -3.5]), count: 4 }, [2], 3);
+  const batch = dense.fromOrder(order, 1, 3); // rows 0, 1, 3
+  assert.deepEqual([...batch.x.subarray(0, 6)], [0, 1, 10, 11, 30, 31]);
+  assert.deepEqual([...batch.y.subarray(0, 3)], [5, 6, 8]);
+  assert.deepEqual([...batch.targets!.subarray(0, 6)], [0.5, -0.5, 1.5, -1.5, 3.5, -3.5]);
+  assert.equal(batch.size, 3);
+  // CSR rows of lengths 2, 0, 3, 1
+  const sparse = { rowPtr: Int32Array.from([0, 2, 2, 5, 6]), indices: Int32Array.from([1, 4, 0, 2, 3, 7]), values: Float32Array.from([1, 2, 3, 4, 5, 6]), labels: Float32Array.from([1, 0, 1, 0]), count: 4, maxRowLength: 3 };
+  const rows = new SparseBatchMaker(sparse, 3);
+  const picked = rows.fromOrder(order, 0, 3); // rows 2, 0, 1
+  assert.deepEqual([...picked.rowPtr.subarray(0, 4)], [0, 3, 5, 5]);
+  assert.deepEqual([...picked.indices.subarray(0, 5)], [0, 2, 3, 1, 4]);
+  assert.deepEqual([...picked.values.subarray(0, 5)], [3, 4, 5, 1, 2]);
+  assert.deepEqual([...picked.y.subarray(0, 3)], [1, 1, 0]);
+  const ranged = rows.range(2, 2); // rows 2, 3
+  assert.deepEqual([...ranged.rowPtr.subarray(0, 3)], [0, 3, 4]);
+  assert.deepEqual([...ranged.indices.subarray(0, 4)], [0, 2, 3, 7]);
+  assert.deepEqual([ranged.size, rows.whole().size, rows.whole().indices.length], [2, 4, 6]);
+  const ratings = { users: Int32Array.from([10, 11, 12, 13]), items: Int32Array.from([20, 21, 22, 23]), ratings: Float32Array.from([1, 2, 3, 4]), count: 4 };
+  const rated = new RatingBatchMaker(ratings, 3);
+  const b = rated.fromOrder(order, 1, 3); // rows 0, 1, 3
+  assert.deepEqual([[...b.users.subarray(0, 3)], [...b.items.subarray(0, 3)], [...b.ratings.subarray(0, 3)], b.size], [[10, 11, 13], [20, 21, 23], [1, 2, 4], 3]);
+  const r = rated.range(1, 2);
+  assert.deepEqual([[...r.users.subarray(0, 2)], [...r.ratings.subarray(0, 2)], r.size, rated.whole().size], [[11, 12], [2, 3], 2, 4]);
 });
