@@ -203,3 +203,19 @@ test('a multi-class libsvm file sorted by label trains, tested on a seeded strat
   const accuracy = Number(/test accuracy ([\d.]+)%/.exec(run.stdout)![1]);
   assert.ok(accuracy > 95, `accuracy ${accuracy}% on separable classes (a last-tenth split would test on class 3 alone)`);
 });
+
+test('converge launch: N ranks with their places and a job secret, output prefixed, a training job over tcp, the first failure\'s code', () => {
+  const env = converge('launch', '-n', '3', '--', process.execPath, '-e', 'console.log(process.env.RANK, process.env.WORLD_SIZE, process.env.MASTER_ADDR, (process.env.CONVERGE_SECRET ?? "").length >= 8)');
+  assert.equal(env.code, 0, env.stderr);
+  const lines = env.stdout.trim().split('\n').sort();
+  assert.deepEqual(lines, ['[rank 0] 0 3 127.0.0.1 true', '[rank 1] 1 3 127.0.0.1 true', '[rank 2] 2 3 127.0.0.1 true']);
+  // `converge train` under launch runs over tcp (launch adds --backend tcp), 2 processes
+  const job = converge('launch', '-n', '2', '--', 'converge', 'train', '--dataset', 'synthetic', '--model', 'softmax', '--epochs', '1');
+  assert.equal(job.code, 0, job.stderr);
+  assert.match(job.stdout + job.stderr, /\[rank 0\] .*test accuracy [\d.]+% after 1 epoch \(softmax, allreduce, 2 processes over tcp/);
+  // rank 1 fails with code 3: the job exits with it
+  const failing = converge('launch', '-n', '2', '--grace', '1', '--', process.execPath, '-e', 'process.exit(process.env.RANK === "1" ? 3 : 0)');
+  assert.equal(failing.code, 3, failing.stderr);
+  failsWith(['launch', '-n', '0', '--', 'true'], /-n.*0.*the number of ranks, a positive integer/);
+  failsWith(['launch', '-n', '2'], /the command/);
+});

@@ -1,0 +1,29 @@
+// Where a process learns its rank: every launcher's variables, their precedence, and bad values.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { masterFromEnvironment, placeFromEnvironment } from './environment.js';
+
+test('the rank and size from torchrun, Open MPI, PMIx and Slurm variables, torchrun\'s first', () => {
+  assert.deepEqual(placeFromEnvironment({ SLURM_PROCID: '5', SLURM_NTASKS: '8' }), { rank: 5, size: 8, source: 'SLURM_PROCID/SLURM_NTASKS' });
+  assert.deepEqual(placeFromEnvironment({ OMPI_COMM_WORLD_RANK: '1', OMPI_COMM_WORLD_SIZE: '4' }), { rank: 1, size: 4, source: 'OMPI_COMM_WORLD_RANK/OMPI_COMM_WORLD_SIZE' });
+  assert.deepEqual(placeFromEnvironment({ PMIX_RANK: '2', OMPI_COMM_WORLD_SIZE: '3' }), { rank: 2, size: 3, source: 'PMIX_RANK/OMPI_COMM_WORLD_SIZE' });
+  assert.deepEqual(placeFromEnvironment({ RANK: '0', WORLD_SIZE: '2' }), { rank: 0, size: 2, source: 'RANK/WORLD_SIZE' });
+  // srun inside an allocation where the user also set RANK/WORLD_SIZE: the explicit pair wins
+  assert.deepEqual(placeFromEnvironment({ RANK: '3', WORLD_SIZE: '4', SLURM_PROCID: '0', SLURM_NTASKS: '1' }).rank, 3);
+  // half a pair is no pair: Slurm's rank without its task count falls through to the error
+  assert.throws(() => placeFromEnvironment({ SLURM_PROCID: '0' }), /does not know its rank: start it with `converge launch -n N -- …`, mpirun, srun/);
+});
+
+test('a rank outside its job, or a size that is no number, is refused naming the variables', () => {
+  assert.throws(() => placeFromEnvironment({ SLURM_PROCID: '8', SLURM_NTASKS: '8' }), /SLURM_PROCID=8 and SLURM_NTASKS=8 do not name a rank of a job \(0 ≤ rank < size\)/);
+  assert.throws(() => placeFromEnvironment({ RANK: '-1', WORLD_SIZE: '2' }), /RANK=-1 and WORLD_SIZE=2/);
+  assert.throws(() => placeFromEnvironment({ RANK: '0', WORLD_SIZE: 'two' }), /RANK=0 and WORLD_SIZE=two/);
+  assert.throws(() => placeFromEnvironment({ RANK: '0.5', WORLD_SIZE: '2' }), /RANK=0\.5/);
+});
+
+test('the tcp rendezvous needs MASTER_ADDR, a port, and a secret of at least 8 characters', () => {
+  assert.deepEqual(masterFromEnvironment({ MASTER_ADDR: '10.0.0.1', MASTER_PORT: '29500', CONVERGE_SECRET: 'secret-12' }), { addr: '10.0.0.1', port: 29500, secret: 'secret-12' });
+  assert.throws(() => masterFromEnvironment({ MASTER_PORT: '29500', CONVERGE_SECRET: 'secret-12' }), /needs MASTER_ADDR/);
+  assert.throws(() => masterFromEnvironment({ MASTER_ADDR: 'a', MASTER_PORT: '70000', CONVERGE_SECRET: 'secret-12' }), /needs MASTER_PORT, a port number \(got "70000"\)/);
+  assert.throws(() => masterFromEnvironment({ MASTER_ADDR: 'a', MASTER_PORT: '1', CONVERGE_SECRET: 'short' }), /CONVERGE_SECRET \(at least 8 characters/);
+});
