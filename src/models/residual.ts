@@ -45,38 +45,49 @@ export class Residual implements Layer {
   }
 
   forward(p: Views, x: Float32Array, batch: number): Float32Array {
-    const n = batch * this.inputSize;
-    const copy = (into: Float32Array | null) => (into ? (into.set(x.subarray(0, n)), into) : x);
-    const y = this.body.forward(p, copy(this.bodyInput), batch);
-    const skip = this.shortcut ? this.shortcut.forward(p, copy(this.shortcutInput), batch) : x;
-    const m = batch * sizeOf(this.outputShape);
-    this.k.copy(this.out, 0, y, 0, m);
-    this.k.addInto(this.out, 0, skip, 0, m);
-    return this.out;
+    const y = this.body.forward(p, this.branchInput(this.bodyInput, x, batch), batch);
+    const skip = this.shortcut ? this.shortcut.forward(p, this.branchInput(this.shortcutInput, x, batch), batch) : x;
+    return this.join(y, skip, batch);
   }
 
   backward(p: Views, g: Views, _x: Float32Array, gradOut: Float32Array, gradX: Float32Array | null, batch: number): void {
     // the body writes the input's gradient, and the shortcut's (or the output's own) is added to it
     this.body.backward(p, g, gradOut, gradX, batch);
     if (this.shortcut) this.shortcut.backward(p, g, gradOut, gradX ? this.shortcutGrad : null, batch);
-    if (gradX) this.k.addInto(gradX, 0, this.shortcutGrad ?? gradOut, 0, batch * this.inputSize);
+    if (gradX) this.joinGradient(gradX, gradOut, batch);
   }
 
+  /** The same passes with layers that reduce across ranks (batch norm with --sync-bn) awaited. */
   async forwardAsync(p: Views, x: Float32Array, batch: number): Promise<Float32Array> {
-    const n = batch * this.inputSize;
-    const copy = (into: Float32Array | null) => (into ? (into.set(x.subarray(0, n)), into) : x);
-    const y = await this.body.forwardAsync(p, copy(this.bodyInput), batch);
-    const skip = this.shortcut ? await this.shortcut.forwardAsync(p, copy(this.shortcutInput), batch) : x;
+    const y = await this.body.forwardAsync(p, this.branchInput(this.bodyInput, x, batch), batch);
+    const skip = this.shortcut ? await this.shortcut.forwardAsync(p, this.branchInput(this.shortcutInput, x, batch), batch) : x;
+    return this.join(y, skip, batch);
+  }
+
+  async backwardAsync(p: Views, g: Views, _x: Float32Array, gradOut: Float32Array, gradX: Float32Array | null, batch: number): Promise<void> {
+    await this.body.backwardAsync(p, g, gradOut, gradX, batch);
+    if (this.shortcut) await this.shortcut.backwardAsync(p, g, gradOut, gradX ? this.shortcutGrad : null, batch);
+    if (gradX) this.joinGradient(gradX, gradOut, batch);
+  }
+
+  /** What a branch reads: the input itself, or its own copy when the branch's first layer works in place. */
+  private branchInput(copy: Float32Array | null, x: Float32Array, batch: number): Float32Array {
+    if (!copy) return x;
+    this.k.copy(copy, 0, x, 0, batch * this.inputSize);
+    return copy;
+  }
+
+  /** out = body(x) + shortcut(x). */
+  private join(y: Float32Array, skip: Float32Array, batch: number): Float32Array {
     const m = batch * sizeOf(this.outputShape);
     this.k.copy(this.out, 0, y, 0, m);
     this.k.addInto(this.out, 0, skip, 0, m);
     return this.out;
   }
 
-  async backwardAsync(p: Views, g: Views, _x: Float32Array, gradOut: Float32Array, gradX: Float32Array | null, batch: number): Promise<void> {
-    await this.body.backwardAsync(p, g, gradOut, gradX, batch);
-    if (this.shortcut) await this.shortcut.backwardAsync(p, g, gradOut, gradX ? this.shortcutGrad : null, batch);
-    if (gradX) this.k.addInto(gradX, 0, this.shortcutGrad ?? gradOut, 0, batch * this.inputSize);
+  /** The input's gradient (the body's, already in gradX) plus the shortcut's, or the output's own through an identity. */
+  private joinGradient(gradX: Float32Array, gradOut: Float32Array, batch: number): void {
+    this.k.addInto(gradX, 0, this.shortcutGrad ?? gradOut, 0, batch * this.inputSize);
   }
 
   get buffers(): TensorSpec[] {
