@@ -382,17 +382,135 @@ CLONES static void batchNormBackward(const float* gradOut, const float* normalis
   }
 }
 
+// The same for channel-blocked x[N, C/B, plane, B]: the B channels of a block side by side, one
+// float lane each, so a pixel's B values are one vector; each lane sums BLOCK pixels in float,
+// then in double, as above.
+template <int B>
+static inline void blockedStatistics(const float* x, const float* shift, double* sum, double* squares, int batch, int groups, int group, int plane) {
+  for (int n = 0; n < batch; n++) {
+    const float* rows = x + (static_cast<size_t>(n) * groups + group) * plane * B;
+    for (int start = 0; start < plane; start += BLOCK) {
+      const int end = std::min(plane, start + BLOCK);
+      float s[B] = {0}, q[B] = {0};
+      for (int i = start; i < end; i++)
+        for (int l = 0; l < B; l++) {
+          const float d = rows[i * B + l] - shift[l];
+          s[l] += d;
+          q[l] += d * d;
+        }
+      for (int l = 0; l < B; l++) sum[l] += s[l], squares[l] += q[l];
+    }
+  }
+}
+
+template <int B>
+CLONES static void batchNormForwardBlocked(const float* x, const float* gamma, const float* beta, float* out, float* normalised, float* inverseStd,
+                                           float* runningMean, float* runningVar, int batch, int channels, int plane, bool training, double momentum, double epsilon) {
+  const double count = static_cast<double>(batch) * plane;
+  const int groups = channels / B;
+  for (int group = 0; group < groups; group++) {
+    float shift[B] = {0}, m[B], s[B], g[B], b[B];
+    const int first = group * B;
+    if (training) {
+      for (int l = 0; l < B; l++) shift[l] = x[static_cast<size_t>(group) * plane * B + l];
+      double sum[B] = {0}, squares[B] = {0};
+      blockedStatistics<B>(x, shift, sum, squares, batch, groups, group, plane);
+      for (int l = 0; l < B; l++) {
+        const int c = first + l;
+        const double shifted = sum[l] / count, mean = shift[l] + shifted;
+        const double deviations = std::max(0.0, squares[l] - sum[l] * shifted);
+        const double inverse = 1.0 / std::sqrt(deviations / count + epsilon);
+        inverseStd[c] = static_cast<float>(inverse);
+        runningMean[c] = static_cast<float>((1 - momentum) * runningMean[c] + momentum * mean);
+        runningVar[c] = static_cast<float>((1 - momentum) * runningVar[c] + momentum * (count > 1 ? deviations / (count - 1) : deviations));
+        m[l] = static_cast<float>(mean - shift[l]);
+        s[l] = static_cast<float>(inverse);
+      }
+    } else {
+      for (int l = 0; l < B; l++) {
+        m[l] = runningMean[first + l];
+        s[l] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(runningVar[first + l]) + epsilon));
+      }
+    }
+    for (int l = 0; l < B; l++) g[l] = gamma[first + l], b[l] = beta[first + l];
+    for (int n = 0; n < batch; n++) {
+      const size_t at = (static_cast<size_t>(n) * groups + group) * plane * B;
+      for (int i = 0; i < plane; i++)
+        for (int l = 0; l < B; l++) {
+          const size_t j = at + static_cast<size_t>(i) * B + l;
+          const float normal = ((x[j] - shift[l]) - m[l]) * s[l];
+          normalised[j] = normal;
+          out[j] = g[l] * normal + b[l];
+        }
+    }
+  }
+}
+
+template <int B>
+CLONES static void batchNormBackwardBlocked(const float* gradOut, const float* normalised, const float* inverseStd, const float* gamma, float* gradGamma,
+                                            float* gradBeta, float* gradX, int batch, int channels, int plane) {
+  const double count = static_cast<double>(batch) * plane;
+  const int groups = channels / B;
+  for (int group = 0; group < groups; group++) {
+    const int first = group * B;
+    double sumDy[B] = {0}, sumDyX[B] = {0};
+    for (int n = 0; n < batch; n++) {
+      const size_t at = (static_cast<size_t>(n) * groups + group) * plane * B;
+      for (int start = 0; start < plane; start += BLOCK) {
+        const int end = std::min(plane, start + BLOCK);
+        float dy[B] = {0}, dyx[B] = {0};
+        for (int i = start; i < end; i++)
+          for (int l = 0; l < B; l++) {
+            const size_t j = at + static_cast<size_t>(i) * B + l;
+            dy[l] += gradOut[j];
+            dyx[l] += gradOut[j] * normalised[j];
+          }
+        for (int l = 0; l < B; l++) sumDy[l] += dy[l], sumDyX[l] += dyx[l];
+      }
+    }
+    float scale[B], meanDy[B], meanDyX[B];
+    for (int l = 0; l < B; l++) {
+      gradGamma[first + l] = static_cast<float>(sumDyX[l]);
+      gradBeta[first + l] = static_cast<float>(sumDy[l]);
+      scale[l] = gamma[first + l] * inverseStd[first + l];
+      meanDy[l] = static_cast<float>(sumDy[l] / count);
+      meanDyX[l] = static_cast<float>(sumDyX[l] / count);
+    }
+    if (!gradX) continue;
+    for (int n = 0; n < batch; n++) {
+      const size_t at = (static_cast<size_t>(n) * groups + group) * plane * B;
+      for (int i = 0; i < plane; i++)
+        for (int l = 0; l < B; l++) {
+          const size_t j = at + static_cast<size_t>(i) * B + l;
+          gradX[j] = scale[l] * (gradOut[j] - meanDy[l] - normalised[j] * meanDyX[l]);
+        }
+    }
+  }
+}
+
 Napi::Value BatchNormForward(const Napi::CallbackInfo& info) {
   FlushDenormals flush;
-  batchNormForward(floats(info, 0), floats(info, 1), floats(info, 2), floats(info, 3), floats(info, 4), floats(info, 5), floats(info, 6), floats(info, 7),
-                   integer(info, 8), integer(info, 9), integer(info, 10), flag(info, 11), number(info, 12), number(info, 13));
+  const int block = integer(info, 11);
+  auto kernel = block == 16 ? batchNormForwardBlocked<16> : block == 8 ? batchNormForwardBlocked<8> : block == 1 ? batchNormForward : nullptr;
+  if (!kernel) {
+    Napi::RangeError::New(info.Env(), "batchNormForward: channel block " + std::to_string(block) + " is not 1, 8 or 16").ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+  kernel(floats(info, 0), floats(info, 1), floats(info, 2), floats(info, 3), floats(info, 4), floats(info, 5), floats(info, 6), floats(info, 7),
+         integer(info, 8), integer(info, 9), integer(info, 10), flag(info, 12), number(info, 13), number(info, 14));
   return info.Env().Undefined();
 }
 
 Napi::Value BatchNormBackward(const Napi::CallbackInfo& info) {
   FlushDenormals flush;
-  batchNormBackward(floats(info, 0), floats(info, 1), floats(info, 2), floats(info, 3), floats(info, 4), floats(info, 5),
-                    info[6].IsNull() ? nullptr : floats(info, 6), integer(info, 7), integer(info, 8), integer(info, 9));
+  const int block = integer(info, 10);
+  auto kernel = block == 16 ? batchNormBackwardBlocked<16> : block == 8 ? batchNormBackwardBlocked<8> : block == 1 ? batchNormBackward : nullptr;
+  if (!kernel) {
+    Napi::RangeError::New(info.Env(), "batchNormBackward: channel block " + std::to_string(block) + " is not 1, 8 or 16").ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+  kernel(floats(info, 0), floats(info, 1), floats(info, 2), floats(info, 3), floats(info, 4), floats(info, 5),
+         info[6].IsNull() ? nullptr : floats(info, 6), integer(info, 7), integer(info, 8), integer(info, 9));
   return info.Env().Undefined();
 }
 

@@ -106,6 +106,30 @@ test(`native convolution forward and backward match the reference (padding, stri
 });
 }
 
+test('oneDNN\'s convolutions read and write channel-blocked images (8 and 16 channels a block), and its reorders match the reference', { skip: !N || !nativeInfo?.conv.startsWith('oneDNN') }, () => {
+  assert.ok([8, 16].includes(N!.channelBlock), `channelBlock ${N!.channelBlock}: oneDNN asks for 8 (AVX2) or 16 (AVX-512) channels a block`);
+  for (const block of [8, 16]) {
+    for (const [C, H, W, F, Kz, pad, stride, batch] of [[16, 9, 9, 32, 3, 1, 1, 3], [32, 8, 8, 16, 3, 1, 2, 2], [16, 7, 7, 32, 1, 0, 2, 3]]) {
+      for (const [inputBlock, outputBlock] of [[block, block], [1, block], [block, 1]]) {
+        const g = convGeometry(C, H, W, F, Kz, pad, stride, inputBlock, outputBlock);
+        const what = `${[C, H, W, F, Kz, pad, stride]} blocks ${inputBlock}→${outputBlock}`;
+        const x = rand(batch * C * H * W);
+        const w = rand(F * C * Kz * Kz);
+        const bias = rand(F);
+        const outSize = batch * F * g.outHeight * g.outWidth;
+        const columns = () => new Float32Array(C * Kz * Kz * g.outHeight * g.outWidth);
+        same(`conv forward ${what}`, [new Float32Array(outSize)], (K, [out]) => K.convForward(x, w, bias, out, batch, g, columns()));
+        const gradOut = rand(outSize);
+        same(`conv backward ${what}`, [new Float32Array(w.length), new Float32Array(F), new Float32Array(x.length)],
+          (K, [gw, gb, gx]) => K.convBackward(x, w, gradOut, gw, gb, gx, batch, g, columns()));
+      }
+    }
+    const x = rand(3 * 32 * 49);
+    same(`reorder plain → ${block}`, [new Float32Array(x.length)], (K, [out]) => K.reorderChannels(x, out, 3, 32, 49, 1, block));
+    same(`reorder ${block} → plain`, [new Float32Array(x.length)], (K, [out]) => K.reorderChannels(x, out, 3, 32, 49, block, 1));
+  }
+});
+
 test('native pooling, ReLU, softmax cross-entropy and optimiser updates match the reference', { skip }, () => {
   const g = poolGeometry(3, 7, 6, 2);
   const batch = 2;
@@ -144,23 +168,26 @@ test('native pooling, ReLU, softmax cross-entropy and optimiser updates match th
   same('adam update', [rand(n), rand(n), rand(n).map(Math.abs)], (K, [p, m, v]) => K.adamUpdate(p, grad, m, v, n, 0.01, 0.3, 0.9, 0.999, 1e-8, 0.01));
 });
 
-test('native batch norm forward (training and evaluation) and backward match the reference', { skip }, () => {
-  // the last shape: planes longer than the native kernel's blocks, and values far from zero (a mean
+test('native batch norm forward (training and evaluation) and backward match the reference, plain and channel-blocked', { skip }, () => {
+  // the last shapes: planes longer than the native kernel's blocks, and values far from zero (a mean
   // of 1,000 and a spread of 0.1), where a one-pass variance that did not shift would cancel
-  for (const [batch, channels, plane, offset, spread] of [[4, 3, 25, 1, 3], [64, 16, 784, 1, 3], [2, 5, 1, 1, 3], [3, 2, 1500, 1000, 0.1]]) {
+  for (const [batch, channels, plane, offset, spread] of [[4, 3, 25, 1, 3], [64, 16, 784, 1, 3], [2, 5, 1, 1, 3], [2, 32, 9, 1, 3], [3, 2, 1500, 1000, 0.1], [3, 16, 1500, 1000, 0.1]]) {
     const n = batch * channels * plane;
     const x = rand(n).map((v) => spread * v + offset);
     const gamma = rand(channels);
     const beta = rand(channels);
-    for (const training of [true, false]) {
-      same(`batch norm forward ${[batch, channels, plane]} ${training ? 'training' : 'evaluation'}`,
-        [new Float32Array(n), new Float32Array(n), new Float32Array(channels), rand(channels), rand(channels).map((v) => 1 + Math.abs(v))],
-        (K, [out, normalised, inverseStd, mean, variance]) => K.batchNormForward(x, gamma, beta, out, normalised, inverseStd, mean, variance, batch, channels, plane, training, 0.1, 1e-5));
+    for (const block of [1, 8, 16].filter((b) => channels % b === 0)) {
+      const shape = `${[batch, channels, plane]} block ${block}`;
+      for (const training of [true, false]) {
+        same(`batch norm forward ${shape} ${training ? 'training' : 'evaluation'}`,
+          [new Float32Array(n), new Float32Array(n), new Float32Array(channels), rand(channels), rand(channels).map((v) => 1 + Math.abs(v))],
+          (K, [out, normalised, inverseStd, mean, variance]) => K.batchNormForward(x, gamma, beta, out, normalised, inverseStd, mean, variance, batch, channels, plane, block, training, 0.1, 1e-5));
+      }
+      const normalised = rand(n);
+      const inverseStd = rand(channels).map((v) => 1 + Math.abs(v));
+      const gradOut = rand(n);
+      same(`batch norm backward ${shape}`, [new Float32Array(channels), new Float32Array(channels), new Float32Array(n)],
+        (K, [gradGamma, gradBeta, gradX]) => K.batchNormBackward(gradOut, normalised, inverseStd, gamma, gradGamma, gradBeta, gradX, batch, channels, plane, block));
     }
-    const normalised = rand(n);
-    const inverseStd = rand(channels).map((v) => 1 + Math.abs(v));
-    const gradOut = rand(n);
-    same(`batch norm backward ${[batch, channels, plane]}`, [new Float32Array(channels), new Float32Array(channels), new Float32Array(n)],
-      (K, [gradGamma, gradBeta, gradX]) => K.batchNormBackward(gradOut, normalised, inverseStd, gamma, gradGamma, gradBeta, gradX, batch, channels, plane));
   }
 });

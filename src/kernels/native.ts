@@ -4,7 +4,7 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { referenceKernels } from './reference.js';
-import type { KernelSet } from './types.js';
+import type { ConvGeometry, KernelSet } from './types.js';
 
 interface Addon {
   gemm: KernelSet['gemm'];
@@ -38,6 +38,8 @@ export const dnnlPath = new URL('../../native/dnnl/build/Release/converge_dnnl.n
 interface DnnlAddon {
   convForward: Addon['convForward'];
   convBackward: Addon['convBackward'];
+  reorderChannels: KernelSet['reorderChannels'];
+  channelBlock(): number;
   info(): string;
 }
 
@@ -53,14 +55,20 @@ export function loadNativeKernels(): { kernels: KernelSet; info: { blas: string;
   // the convolutions: oneDNN's direct kernels where built (what PyTorch uses), else im2col and sgemm
   const dnnl = loadDnnl();
   const conv = dnnl ?? addon;
+  const plainOnly = (g: ConvGeometry) => {
+    if (!dnnl && (g.inputBlock !== 1 || g.outputBlock !== 1)) throw new RangeError('the im2col convolutions read and write plain NCHW arrays only (channelBlock 1)');
+  };
   const kernels: KernelSet = {
+    // oneDNN computes convolutions in channel blocks; the im2col ones, on plain arrays only
+    channelBlock: dnnl ? dnnl.channelBlock() : 1,
+    reorderChannels: dnnl ? dnnl.reorderChannels : referenceKernels.reorderChannels,
     gemm: addon.gemm,
     denseForward: addon.denseForward,
     denseBackward: addon.denseBackward,
-    convForward: (x, w, bias, out, batch, g, columns) => conv.convForward(x, w, bias, out, batch, columns,
-      g.channels, g.height, g.width, g.filters, g.kernelSize, g.pad, g.stride, g.outHeight, g.outWidth),
-    convBackward: (x, w, gradOut, gradW, gradBias, gradX, batch, g, columns) => conv.convBackward(x, w, gradOut, gradW, gradBias, gradX, batch, columns,
-      g.channels, g.height, g.width, g.filters, g.kernelSize, g.pad, g.stride, g.outHeight, g.outWidth),
+    convForward: (x, w, bias, out, batch, g, columns) => plainOnly(g) ?? conv.convForward(x, w, bias, out, batch, columns,
+      g.channels, g.height, g.width, g.filters, g.kernelSize, g.pad, g.stride, g.outHeight, g.outWidth, g.inputBlock, g.outputBlock),
+    convBackward: (x, w, gradOut, gradW, gradBias, gradX, batch, g, columns) => plainOnly(g) ?? conv.convBackward(x, w, gradOut, gradW, gradBias, gradX, batch, columns,
+      g.channels, g.height, g.width, g.filters, g.kernelSize, g.pad, g.stride, g.outHeight, g.outWidth, g.inputBlock, g.outputBlock),
     maxPoolForward: (x, out, argmax, batch, g) => addon.maxPoolForward(x, out, argmax, batch, g.channels, g.height, g.width, g.size, g.outHeight, g.outWidth),
     maxPoolBackward: addon.maxPoolBackward,
     reluForward: addon.reluForward,

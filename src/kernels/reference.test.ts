@@ -147,3 +147,29 @@ test('registry: lookup by name, fallback to the reference, duplicates refused', 
     useBackend(before);
   }
 });
+
+test('reorderChannels lays channel c of pixel i at [n, c/B, i, c mod B] and back (oneDNN\'s nChw8c / nChw16c)', () => {
+  const [batch, channels, plane] = [2, 16, 5];
+  const plain = rand(batch * channels * plane);
+  for (const block of [8, 16]) {
+    const blocked = new Float32Array(plain.length);
+    K.reorderChannels(plain, blocked, batch, channels, plane, 1, block);
+    // written out: the blocks of `block` channels, each pixel's channels side by side
+    let at = 0;
+    for (let n = 0; n < batch; n++) {
+      for (let first = 0; first < channels; first += block) {
+        for (let i = 0; i < plane; i++) {
+          for (let lane = 0; lane < block; lane++) assert.equal(blocked[at++], plain[(n * channels + first + lane) * plane + i], `block ${block}: [${n}, ${first + lane}, ${i}]`);
+        }
+      }
+    }
+    const back = new Float32Array(plain.length);
+    K.reorderChannels(blocked, back, batch, channels, plane, block, 1);
+    assert.deepEqual(back, plain, `block ${block}: back to plain`);
+    const other = new Float32Array(plain.length);
+    K.reorderChannels(blocked, other, batch, channels, plane, block, 24 - block);
+    const expected = new Float32Array(plain.length);
+    K.reorderChannels(plain, expected, batch, channels, plane, 1, 24 - block);
+    assert.deepEqual(other, expected, `block ${block} → ${24 - block}`);
+  }
+});

@@ -2,7 +2,7 @@
 // (loops ordered so the innermost one walks memory contiguously; no allocation per call).
 // Every faster implementation is tested against these.
 
-import type { ConvGeometry, KernelSet, PoolGeometry } from './types.js';
+import { blockedIndex, type ConvGeometry, type KernelSet, type PoolGeometry } from './types.js';
 
 /** gemm on sub-ranges of larger buffers, so per-sample loops need no subarray views. */
 export function gemmAt(transA: boolean, transB: boolean, m: number, n: number, k: number, alpha: number,
@@ -114,7 +114,25 @@ export function col2im(columns: Float32Array, g: ConvGeometry, gradX: Float32Arr
   }
 }
 
+/** A channel-blocked array as a plain one (or the other way), through fresh memory: the reference convolutions' blocked inputs and outputs. */
+function reblocked(source: Float32Array, batch: number, channels: number, plane: number, fromBlock: number, toBlock: number): Float32Array {
+  const target = new Float32Array(batch * channels * plane);
+  referenceKernels.reorderChannels(source, target, batch, channels, plane, fromBlock, toBlock);
+  return target;
+}
+
 export const referenceKernels: KernelSet = {
+  // the convolutions below read and write plain arrays; blocked ones are reordered around them
+  channelBlock: 1,
+
+  reorderChannels(source, target, batch, channels, plane, fromBlock, toBlock) {
+    for (let n = 0; n < batch; n++) {
+      for (let c = 0; c < channels; c++) {
+        for (let i = 0; i < plane; i++) target[blockedIndex(n, c, i, channels, plane, toBlock)] = source[blockedIndex(n, c, i, channels, plane, fromBlock)];
+      }
+    }
+  },
+
   gemm(transA, transB, m, n, k, alpha, a, b, beta, c) {
     gemmAt(transA, transB, m, n, k, alpha, a, 0, b, 0, beta, c, 0);
   },
@@ -138,6 +156,12 @@ export const referenceKernels: KernelSet = {
   },
 
   convForward(x, w, bias, out, batch, g, columns) {
+    if (g.inputBlock !== 1 || g.outputBlock !== 1) {
+      const plain = new Float32Array(out.length);
+      referenceKernels.convForward(reblocked(x, batch, g.channels, g.height * g.width, g.inputBlock, 1), w, bias, plain, batch, { ...g, inputBlock: 1, outputBlock: 1 }, columns);
+      referenceKernels.reorderChannels(plain, out, batch, g.filters, g.outHeight * g.outWidth, 1, g.outputBlock);
+      return;
+    }
     const { channels, height, width, filters, kernelSize: K, outHeight, outWidth } = g;
     const inSize = channels * height * width;
     const outPlane = outHeight * outWidth;
@@ -155,6 +179,14 @@ export const referenceKernels: KernelSet = {
   },
 
   convBackward(x, w, gradOut, gradW, gradBias, gradX, batch, g, columns) {
+    if (g.inputBlock !== 1 || g.outputBlock !== 1) {
+      const inPlane = g.height * g.width;
+      const plainGradX = gradX ? new Float32Array(batch * g.channels * inPlane) : null;
+      referenceKernels.convBackward(reblocked(x, batch, g.channels, inPlane, g.inputBlock, 1), w, reblocked(gradOut, batch, g.filters, g.outHeight * g.outWidth, g.outputBlock, 1),
+        gradW, gradBias, plainGradX, batch, { ...g, inputBlock: 1, outputBlock: 1 }, columns);
+      if (gradX) referenceKernels.reorderChannels(plainGradX!, gradX, batch, g.channels, inPlane, 1, g.inputBlock);
+      return;
+    }
     const { channels, height, width, filters, kernelSize: K, outHeight, outWidth } = g;
     const inSize = channels * height * width;
     const outPlane = outHeight * outWidth;
@@ -219,17 +251,19 @@ export const referenceKernels: KernelSet = {
     for (let i = 0; i < length; i++) gradX[i] = y[i] > 0 ? gradY[i] : 0;
   },
 
-  batchNormForward(x, gamma, beta, out, normalised, inverseStd, runningMean, runningVar, batch, channels, plane, training, momentum, epsilon) {
+  batchNormForward(x, gamma, beta, out, normalised, inverseStd, runningMean, runningVar, batch, channels, plane, block, training, momentum, epsilon) {
     const count = batch * plane;
     for (let c = 0; c < channels; c++) {
+      // sample n's values of channel c: from at(n), `block` apart
+      const at = (n: number) => blockedIndex(n, c, 0, channels, plane, block);
       let mean: number;
       let inverse: number;
       if (training) {
         let sum = 0;
-        for (let n = 0; n < batch; n++) for (let i = 0, at = (n * channels + c) * plane; i < plane; i++) sum += x[at + i];
+        for (let n = 0; n < batch; n++) for (let i = 0, j = at(n); i < plane; i++, j += block) sum += x[j];
         mean = sum / count;
         let squares = 0;
-        for (let n = 0; n < batch; n++) for (let i = 0, at = (n * channels + c) * plane; i < plane; i++) squares += (x[at + i] - mean) ** 2;
+        for (let n = 0; n < batch; n++) for (let i = 0, j = at(n); i < plane; i++, j += block) squares += (x[j] - mean) ** 2;
         inverse = 1 / Math.sqrt(squares / count + epsilon);
         inverseStd[c] = inverse;
         runningMean[c] = (1 - momentum) * runningMean[c] + momentum * mean;
@@ -241,24 +275,25 @@ export const referenceKernels: KernelSet = {
       const g = gamma[c];
       const b = beta[c];
       for (let n = 0; n < batch; n++) {
-        for (let i = 0, at = (n * channels + c) * plane; i < plane; i++) {
-          const normal = (x[at + i] - mean) * inverse;
-          normalised[at + i] = normal;
-          out[at + i] = g * normal + b;
+        for (let i = 0, j = at(n); i < plane; i++, j += block) {
+          const normal = (x[j] - mean) * inverse;
+          normalised[j] = normal;
+          out[j] = g * normal + b;
         }
       }
     }
   },
 
-  batchNormBackward(gradOut, normalised, inverseStd, gamma, gradGamma, gradBeta, gradX, batch, channels, plane) {
+  batchNormBackward(gradOut, normalised, inverseStd, gamma, gradGamma, gradBeta, gradX, batch, channels, plane, block) {
     const count = batch * plane;
     for (let c = 0; c < channels; c++) {
+      const at = (n: number) => blockedIndex(n, c, 0, channels, plane, block);
       let sumDy = 0;
       let sumDyX = 0;
       for (let n = 0; n < batch; n++) {
-        for (let i = 0, at = (n * channels + c) * plane; i < plane; i++) {
-          sumDy += gradOut[at + i];
-          sumDyX += gradOut[at + i] * normalised[at + i];
+        for (let i = 0, j = at(n); i < plane; i++, j += block) {
+          sumDy += gradOut[j];
+          sumDyX += gradOut[j] * normalised[j];
         }
       }
       gradGamma[c] = sumDyX;
@@ -268,7 +303,7 @@ export const referenceKernels: KernelSet = {
       const meanDy = sumDy / count;
       const meanDyX = sumDyX / count;
       for (let n = 0; n < batch; n++) {
-        for (let i = 0, at = (n * channels + c) * plane; i < plane; i++) gradX[at + i] = scale * (gradOut[at + i] - meanDy - normalised[at + i] * meanDyX);
+        for (let i = 0, j = at(n); i < plane; i++, j += block) gradX[j] = scale * (gradOut[j] - meanDy - normalised[j] * meanDyX);
       }
     }
   },

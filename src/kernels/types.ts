@@ -1,5 +1,10 @@
 // The numeric kernels a model may call, by name. All arrays are row-major and contiguous;
 // every output is written in place into a buffer the caller allocated once.
+//
+// Images are [N, C, H, W] (block 1), or channel-blocked [N, C/B, H, W, B] — oneDNN's nChw16c
+// and nChw8c, where the B channels of one pixel lie side by side — for C a multiple of B. A
+// convolution reads and writes either; kept blocked from one convolution to the next, the
+// activations are never reordered (the kernels' `channelBlock` says which B they prefer).
 
 export interface ConvGeometry {
   channels: number; // input channels C
@@ -11,6 +16,8 @@ export interface ConvGeometry {
   stride: number;
   outHeight: number; // OH = (H + 2·pad − K) / stride + 1
   outWidth: number;
+  inputBlock: number; // the channel block of x (1: plain NCHW)
+  outputBlock: number; // the channel block of out
 }
 
 export interface PoolGeometry {
@@ -23,6 +30,10 @@ export interface PoolGeometry {
 }
 
 export interface KernelSet {
+  /** The channel block B the convolutions work fastest in (16 or 8 with oneDNN, by the CPU's vector width; 1: plain only). */
+  readonly channelBlock: number;
+  /** target = source with its channels reblocked from fromBlock to toBlock (either may be 1), per sample of channels × plane. */
+  reorderChannels(source: Float32Array, target: Float32Array, batch: number, channels: number, plane: number, fromBlock: number, toBlock: number): void;
   /** c[m,n] = alpha · op(a)[m,k] · op(b)[k,n] + beta · c, op = transpose when the flag is set. */
   gemm(transA: boolean, transB: boolean, m: number, n: number, k: number, alpha: number,
     a: Float32Array, b: Float32Array, beta: number, c: Float32Array): void;
@@ -31,7 +42,7 @@ export interface KernelSet {
   /** gradW = gradOutᵀ · x, gradBias = Σ rows of gradOut, gradX = gradOut · w (skipped when gradX is null); gradients are overwritten */
   denseBackward(x: Float32Array, w: Float32Array, gradOut: Float32Array, gradW: Float32Array, gradBias: Float32Array,
     gradX: Float32Array | null, batch: number, inputs: number, outputs: number): void;
-  /** out[N,F,OH,OW] = conv(x[N,C,H,W], w[F,C,K,K]) + bias[F]; `columns` holds C·K·K·OH·OW floats */
+  /** out[N,F,OH,OW] = conv(x[N,C,H,W], w[F,C,K,K]) + bias[F], x and out in the geometry's channel blocks; `columns` holds C·K·K·OH·OW floats */
   convForward(x: Float32Array, w: Float32Array, bias: Float32Array, out: Float32Array, batch: number, g: ConvGeometry, columns: Float32Array): void;
   /** gradW = Σ_n gradOut_n · im2col(x_n)ᵀ, gradBias = Σ gradOut, gradX = col2im(wᵀ · gradOut_n) (skipped when null); overwritten */
   convBackward(x: Float32Array, w: Float32Array, gradOut: Float32Array, gradW: Float32Array, gradBias: Float32Array,
@@ -45,15 +56,15 @@ export interface KernelSet {
   /** gradX = gradY where y > 0, else 0 (in place allowed) */
   reluBackward(y: Float32Array, gradY: Float32Array, gradX: Float32Array, length: number): void;
   /**
-   * Batch norm of x[N, C, plane] per channel: out = γ·x̂ + β. Training (`training` true): x̂ from the
+   * Batch norm of x[N, C, plane] (channel-blocked by `block`) per channel: out = γ·x̂ + β. Training (`training` true): x̂ from the
    * batch's mean and biased variance, kept in `normalised` with 1/σ in `inverseStd`, and the running
    * statistics updated (momentum m, the unbiased variance); else x̂ from the running statistics.
    */
   batchNormForward(x: Float32Array, gamma: Float32Array, beta: Float32Array, out: Float32Array, normalised: Float32Array, inverseStd: Float32Array,
-    runningMean: Float32Array, runningVar: Float32Array, batch: number, channels: number, plane: number, training: boolean, momentum: number, epsilon: number): void;
+    runningMean: Float32Array, runningVar: Float32Array, batch: number, channels: number, plane: number, block: number, training: boolean, momentum: number, epsilon: number): void;
   /** dγ = Σ dy·x̂, dβ = Σ dy, and (unless gradX is null) dx = γ/σ · (dy − mean(dy) − x̂·mean(dy·x̂)), per channel */
   batchNormBackward(gradOut: Float32Array, normalised: Float32Array, inverseStd: Float32Array, gamma: Float32Array, gradGamma: Float32Array, gradBeta: Float32Array,
-    gradX: Float32Array | null, batch: number, channels: number, plane: number): void;
+    gradX: Float32Array | null, batch: number, channels: number, plane: number, block: number): void;
   /** mean cross-entropy of softmax(logits[n,k]) against labels; writes gradLogits = (softmax − onehot)/n */
   softmaxCrossEntropy(logits: Float32Array, labels: Int32Array, batch: number, classes: number, gradLogits: Float32Array): number;
   /** target[at + i] = scale · Σ_{r<count} source[first + r·stride + i] for i in [start, end), summed in r order
@@ -82,9 +93,10 @@ export interface KernelSet {
 
 export type KernelName = keyof KernelSet;
 
-export function convGeometry(channels: number, height: number, width: number, filters: number, kernelSize: number, pad: number, stride = 1): ConvGeometry {
+export function convGeometry(channels: number, height: number, width: number, filters: number, kernelSize: number, pad: number, stride = 1,
+  inputBlock = 1, outputBlock = 1): ConvGeometry {
   return {
-    channels, height, width, filters, kernelSize, pad, stride,
+    channels, height, width, filters, kernelSize, pad, stride, inputBlock, outputBlock,
     outHeight: Math.floor((height + 2 * pad - kernelSize) / stride) + 1,
     outWidth: Math.floor((width + 2 * pad - kernelSize) / stride) + 1,
   };
@@ -92,4 +104,10 @@ export function convGeometry(channels: number, height: number, width: number, fi
 
 export function poolGeometry(channels: number, height: number, width: number, size: number): PoolGeometry {
   return { channels, height, width, size, outHeight: Math.floor(height / size), outWidth: Math.floor(width / size) };
+}
+
+/** Where channel c of sample n, at position i of its plane, lies in a [N, C/B, plane, B] array (B = 1: [N, C, plane]). */
+export function blockedIndex(n: number, c: number, i: number, channels: number, plane: number, block: number): number {
+  const group = Math.floor(c / block);
+  return ((n * (channels / block) + group) * plane + i) * block + (c - group * block);
 }

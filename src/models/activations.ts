@@ -40,7 +40,11 @@ export class ElementWise implements Layer {
   private readonly out: Float32Array;
   private readonly f: Activation;
 
-  constructor(readonly kind: ActivationName, readonly outputShape: readonly number[], maxBatch: number) {
+  readonly outputBlock: number;
+
+  // element by element: any layout
+  constructor(readonly kind: ActivationName, readonly outputShape: readonly number[], maxBatch: number, readonly inputBlock = 1) {
+    this.outputBlock = inputBlock;
     this.f = activations[kind];
     this.out = new Float32Array(maxBatch * sizeOf(outputShape));
   }

@@ -11,7 +11,7 @@
 // averages them with the rest), so P ranks of batch b compute what one rank of batch P·b does.
 
 import { ConvergeError } from '../errors.js';
-import type { KernelSet } from '../kernels/types.js';
+import { blockedIndex, type KernelSet } from '../kernels/types.js';
 import type { Layer, Views } from './layers.js';
 import type { StatisticsGroup } from './model.js';
 import type { TensorSpec } from '../tensor/layout.js';
@@ -41,8 +41,12 @@ export class BatchNorm implements Layer {
   private readonly variance: Float32Array;
   private globalCount = 0;
 
+  readonly outputBlock: number;
+
+  /** Images in any channel block (`inputBlock`, kept for the output); vectors plain. */
   constructor(private readonly k: KernelSet, private readonly name: string, readonly outputShape: readonly number[], maxBatch: number,
-    private readonly statistics?: StatisticsGroup) {
+    private readonly statistics?: StatisticsGroup, readonly inputBlock = 1) {
+    this.outputBlock = inputBlock;
     this.channels = outputShape[0];
     this.plane = outputShape.slice(1).reduce((a, b) => a * b, 1);
     this.weight = `${name}.weight`;
@@ -76,21 +80,23 @@ export class BatchNorm implements Layer {
     if (this.training && this.statistics) throw new ConvergeError(`batch norm ${this.name} reduces its statistics across ranks (--sync-bn): train the model through lossAndGradAsync.`, 'BAD_MODEL');
     const buffers = this.buffered!;
     this.k.batchNormForward(x, p[this.weight], p[this.bias], this.out, this.normalised, this.inverseStd, buffers[this.runningMean], buffers[this.runningVar],
-      batch, this.channels, this.plane, this.training, MOMENTUM, EPSILON);
+      batch, this.channels, this.plane, this.inputBlock, this.training, MOMENTUM, EPSILON);
     return this.out;
   }
 
   backward(p: Views, g: Views, _x: Float32Array, gradOut: Float32Array, gradX: Float32Array | null, batch: number): void {
-    this.k.batchNormBackward(gradOut, this.normalised, this.inverseStd, p[this.weight], g[this.weight], g[this.bias], gradX, batch, this.channels, this.plane);
+    this.k.batchNormBackward(gradOut, this.normalised, this.inverseStd, p[this.weight], g[this.weight], g[this.bias], gradX, batch, this.channels, this.plane, this.inputBlock);
   }
 
   async forwardAsync(p: Views, x: Float32Array, batch: number): Promise<Float32Array> {
     if (!this.training) return this.forward(p, x, batch);
-    const { channels, plane, exchange, mean, variance } = this;
+    const { channels, plane, inputBlock: block, exchange, mean, variance } = this;
+    // sample n's values of channel c: from at(n, c), `block` apart
+    const at = (n: number, c: number) => blockedIndex(n, c, 0, channels, plane, block);
     // Σ x per channel, and the samples' count, over every rank
     for (let c = 0; c < channels; c++) {
       let sum = 0;
-      for (let n = 0; n < batch; n++) for (let i = 0, at = (n * channels + c) * plane; i < plane; i++) sum += x[at + i];
+      for (let n = 0; n < batch; n++) for (let i = 0, j = at(n, c); i < plane; i++, j += block) sum += x[j];
       exchange[c] = sum;
     }
     exchange[channels] = batch * plane;
@@ -101,7 +107,7 @@ export class BatchNorm implements Layer {
     for (let c = 0; c < channels; c++) {
       const m = mean[c];
       let squares = 0;
-      for (let n = 0; n < batch; n++) for (let i = 0, at = (n * channels + c) * plane; i < plane; i++) squares += (x[at + i] - m) ** 2;
+      for (let n = 0; n < batch; n++) for (let i = 0, j = at(n, c); i < plane; i++, j += block) squares += (x[j] - m) ** 2;
       exchange[c] = squares;
     }
     await this.statistics!.allreduceSum(exchange.subarray(0, channels));
@@ -117,16 +123,16 @@ export class BatchNorm implements Layer {
     this.globalCount = count;
     // normalising by given statistics is the kernel's evaluation pass (it writes x̂ too)
     this.k.batchNormForward(x, p[this.weight], p[this.bias], this.out, this.normalised, this.inverseStd, mean, variance,
-      batch, channels, plane, false, MOMENTUM, EPSILON);
+      batch, channels, plane, block, false, MOMENTUM, EPSILON);
     return this.out;
   }
 
   async backwardAsync(p: Views, g: Views, _x: Float32Array, gradOut: Float32Array, gradX: Float32Array | null, batch: number): Promise<void> {
-    const { channels, plane, exchange } = this;
+    const { channels, plane, inputBlock: block, exchange } = this;
     const gradGamma = g[this.weight];
     const gradBeta = g[this.bias];
     // this rank's Σ dy·x̂ and Σ dy: its parameter gradients, and its share of the sums every rank needs
-    this.k.batchNormBackward(gradOut, this.normalised, this.inverseStd, p[this.weight], gradGamma, gradBeta, null, batch, channels, plane);
+    this.k.batchNormBackward(gradOut, this.normalised, this.inverseStd, p[this.weight], gradGamma, gradBeta, null, batch, channels, plane, block);
     exchange.set(gradBeta, 0);
     exchange.set(gradGamma, channels);
     await this.statistics!.allreduceSum(exchange.subarray(0, 2 * channels));
@@ -137,7 +143,7 @@ export class BatchNorm implements Layer {
       const meanDy = exchange[c] / this.globalCount;
       const meanDyX = exchange[channels + c] / this.globalCount;
       for (let n = 0; n < batch; n++) {
-        for (let i = 0, at = (n * channels + c) * plane; i < plane; i++) gradX[at + i] = scale * (gradOut[at + i] - meanDy - this.normalised[at + i] * meanDyX);
+        for (let i = 0, j = blockedIndex(n, c, 0, channels, plane, block); i < plane; i++, j += block) gradX[j] = scale * (gradOut[j] - meanDy - this.normalised[j] * meanDyX);
       }
     }
   }

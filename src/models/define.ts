@@ -17,7 +17,7 @@ import { Dropout } from './dropout.js';
 import { AvgPool2d } from './pooling.js';
 import { lossFor, type DataKind, type ModelDefinition } from './definition.js';
 import type { LossName } from './losses.js';
-import { Conv2d, Dense, Flatten, MaxPool2d, Relu, type Layer } from './layers.js';
+import { Conv2d, Dense, Flatten, MaxPool2d, Relu, Reorder, type Layer } from './layers.js';
 import type { AnyBatch, Batch, Evaluation, Model, ModelOptions, StatisticsGroup } from './model.js';
 import { Residual } from './residual.js';
 import { Sequential } from './sequential.js';
@@ -32,6 +32,8 @@ export interface LayerContext {
   seed: number;
   /** With --sync-bn: the ranks batch norm reduces its statistics across. */
   statistics?: StatisticsGroup;
+  /** The channel block of the input image (kernels/types.ts; 1, plain, when absent): a layer that reads it as it is takes it. */
+  inputBlock?: number;
 }
 
 /** A layer not yet sized: built once the shape of its input is known. */
@@ -53,16 +55,21 @@ export function dense(units: number): LayerSpec {
   return ({ kernels, inputShape, maxBatch, name }) => new Dense(kernels, name, sizeOf(inputShape), units, maxBatch);
 }
 
-/** A 2-D convolution with zero padding `pad` (default: keeps height and width at stride 1, for odd sizes) and `stride` (default 1). */
+/**
+ * A 2-D convolution with zero padding `pad` (default: keeps height and width at stride 1, for odd
+ * sizes) and `stride` (default 1). It writes its output in the kernels' preferred channel block
+ * where its filters fill whole blocks: the layers after it read that as it is, or reorder it.
+ */
 export function conv2d(filters: number, kernelSize = 3, options: { pad?: number; stride?: number; bias?: boolean } = {}): LayerSpec {
   positive('conv2d(filters)', filters);
   positive('conv2d(kernelSize)', kernelSize);
   const stride = options.stride ?? 1;
   positive('conv2d stride', stride);
   const pad = options.pad ?? (kernelSize - 1) >> 1;
-  return ({ kernels, inputShape, maxBatch, name }) => {
+  return ({ kernels, inputShape, maxBatch, name, inputBlock }) => {
     imageInput(`conv2d ${name}`, inputShape);
-    return new Conv2d(kernels, name, inputShape, filters, kernelSize, pad, maxBatch, stride, options.bias ?? true);
+    const outputBlock = kernels.channelBlock > 1 && filters % kernels.channelBlock === 0 ? kernels.channelBlock : 1;
+    return new Conv2d(kernels, name, inputShape, filters, kernelSize, pad, maxBatch, stride, options.bias ?? true, inputBlock, outputBlock);
   };
 }
 
@@ -72,7 +79,7 @@ export function conv2d(filters: number, kernelSize = 3, options: { pad?: number;
  * --sync-bn: then by the statistics of every rank's batch together.
  */
 export function batchNorm(): LayerSpec {
-  return ({ kernels, inputShape, maxBatch, name, statistics }) => new BatchNorm(kernels, name, inputShape, maxBatch, statistics);
+  return ({ kernels, inputShape, maxBatch, name, statistics, inputBlock }) => new BatchNorm(kernels, name, inputShape, maxBatch, statistics, inputShape.length === 3 ? inputBlock : 1);
 }
 
 /** Average pooling over size×size windows with stride size. */
@@ -83,20 +90,20 @@ export function avgPool2d(size = 2): LayerSpec {
 
 /** The mean of each channel's plane: [C, H, W] → [C]. */
 export function globalAvgPool2d(): LayerSpec {
-  return ({ inputShape, maxBatch, name }) => new AvgPool2d(name, inputShape, 0, maxBatch);
+  return ({ inputShape, maxBatch, name, inputBlock }) => new AvgPool2d(name, inputShape, 0, maxBatch, inputBlock);
 }
 
 export function tanh(): LayerSpec {
-  return ({ inputShape, maxBatch }) => new ElementWise('tanh', inputShape, maxBatch);
+  return ({ inputShape, maxBatch, inputBlock }) => new ElementWise('tanh', inputShape, maxBatch, inputBlock);
 }
 
 export function sigmoid(): LayerSpec {
-  return ({ inputShape, maxBatch }) => new ElementWise('sigmoid', inputShape, maxBatch);
+  return ({ inputShape, maxBatch, inputBlock }) => new ElementWise('sigmoid', inputShape, maxBatch, inputBlock);
 }
 
 /** GELU, x·Φ(x) (the exact form). */
 export function gelu(): LayerSpec {
-  return ({ inputShape, maxBatch }) => new ElementWise('gelu', inputShape, maxBatch);
+  return ({ inputShape, maxBatch, inputBlock }) => new ElementWise('gelu', inputShape, maxBatch, inputBlock);
 }
 
 /** Dropout of probability p while training (inverted: kept values scaled by 1/(1 − p)); the identity in evaluation. */
@@ -115,7 +122,7 @@ export function maxPool2d(size = 2): LayerSpec {
 }
 
 export function relu(): LayerSpec {
-  return ({ kernels, inputShape }) => new Relu(kernels, inputShape);
+  return ({ kernels, inputShape, inputBlock }) => new Relu(kernels, inputShape, inputBlock);
 }
 
 export function flatten(): LayerSpec {
@@ -129,22 +136,47 @@ export function flatten(): LayerSpec {
 export function residual(body: LayerSpec[], shortcut?: LayerSpec[]): LayerSpec {
   return (context) => {
     const { kernels, inputShape, maxBatch, name } = context;
+    const block = context.inputBlock ?? 1;
     const bodyLayers = buildLayers(body, context, `${name}.body.`);
-    const shortcutLayers = shortcut ? buildLayers(shortcut, context, `${name}.shortcut.`) : null;
-    return new Residual(kernels, name, inputShape, bodyLayers, shortcutLayers, maxBatch);
+    let shortcutLayers = shortcut ? buildLayers(shortcut, context, `${name}.shortcut.`) : null;
+    // the branches are added element by element: in one layout, plain where they differ
+    if (outputBlockOf(bodyLayers, block) !== outputBlockOf(shortcutLayers ?? [], block)) {
+      toPlain(bodyLayers, block, context);
+      toPlain(shortcutLayers ??= [], block, context);
+    }
+    return new Residual(kernels, name, inputShape, bodyLayers, shortcutLayers, maxBatch, block, outputBlockOf(bodyLayers, block));
   };
 }
 
-/** Builds specs one after another, each sized by its predecessor's output; parameters are named PREFIX0, PREFIX1, … as PyTorch's nn.Sequential names them. */
+/** The channel block layers leave their output in, given their input's. */
+function outputBlockOf(layers: readonly Layer[], inputBlock: number): number {
+  return layers.length === 0 ? inputBlock : layers[layers.length - 1].outputBlock ?? 1;
+}
+
+/** Ends the layers (reading an input in `inputBlock`) with a reorder to plain, unless their output is already plain. */
+function toPlain(layers: Layer[], inputBlock: number, context: Omit<LayerContext, 'name'>): void {
+  const block = outputBlockOf(layers, inputBlock);
+  if (block !== 1) layers.push(new Reorder(context.kernels, layers.length > 0 ? layers[layers.length - 1].outputShape : context.inputShape, block, 1, context.maxBatch));
+}
+
+/**
+ * Builds specs one after another, each sized by its predecessor's output; parameters are named
+ * PREFIX0, PREFIX1, … as PyTorch's nn.Sequential names them. Where a layer cannot read the
+ * channel block its predecessor writes, a reorder goes between them (it has no parameters).
+ */
 export function buildLayers(specs: readonly LayerSpec[], context: Omit<LayerContext, 'name'>, prefix = ''): Layer[] {
   const layers: Layer[] = [];
   let shape = context.inputShape;
+  let block = context.inputBlock ?? 1;
   specs.forEach((spec, i) => {
     if (typeof spec !== 'function') throw new ConvergeError(`layer ${prefix}${i} is not a layer spec; build layers with dense(), conv2d(), relu(), … from 'converge'.`, 'BAD_MODEL');
     const name = `${prefix}${i}`;
-    const layer = spec({ ...context, inputShape: shape, name, seed: mixSeed(context.seed, ...Buffer.from(name)) });
+    const layer = spec({ ...context, inputShape: shape, inputBlock: block, name, seed: mixSeed(context.seed, ...Buffer.from(name)) });
+    const wanted = layer.inputBlock ?? 1;
+    if (wanted !== block) layers.push(new Reorder(context.kernels, shape, block, wanted, context.maxBatch));
     layers.push(layer);
     shape = layer.outputShape;
+    block = layer.outputBlock ?? 1;
   });
   return layers;
 }
@@ -168,7 +200,9 @@ export function sequential(layers: LayerSpec[] | ((data: DataShape) => LayerSpec
       if (!o.inputShape || !o.classes) throw shapeMismatch(`model ${options.name ?? 'sequential'}`, 'image data (a shape and classes)', 'data of another kind');
       const kernels = kernelSet();
       const specs = typeof layers === 'function' ? layers({ inputShape: o.inputShape, classes: o.classes }) : layers;
-      const built = buildLayers(specs, { kernels, inputShape: o.inputShape, maxBatch: o.maxBatch, seed: mixSeed(o.seed ?? 1, o.replica ?? 0), statistics: o.statistics });
+      const context = { kernels, inputShape: o.inputShape, maxBatch: o.maxBatch, seed: mixSeed(o.seed ?? 1, o.replica ?? 0), statistics: o.statistics };
+      const built = buildLayers(specs, context);
+      toPlain(built, 1, context); // the loss reads plain outputs
       return new Sequential(options.name ?? 'sequential', kernels, built, o.inputShape, o.classes, o.maxBatch, options.loss ?? lossFor(o));
     },
   };

@@ -11,6 +11,13 @@ export type Views = Record<string, Float32Array>;
 export interface Layer {
   readonly params: TensorSpec[];
   readonly outputShape: readonly number[]; // per sample
+  /**
+   * The channel blocks of the image this layer reads and writes (kernels/types.ts: 1, plain
+   * [C, H, W], when absent). A layer that can read a blocked image says so by taking the block
+   * it is built with (LayerContext.inputBlock); the model reorders the image for one that cannot.
+   */
+  readonly inputBlock?: number;
+  readonly outputBlock?: number;
   forward(p: Views, x: Float32Array, batch: number): Float32Array;
   /** Its output is its input's memory (ReLU writes over it; Flatten passes it on): whoever else reads that input needs a copy. */
   readonly inPlace?: boolean;
@@ -77,7 +84,11 @@ export class Dense implements Layer {
 export class Relu implements Layer {
   readonly params: TensorSpec[] = [];
   readonly inPlace = true;
-  constructor(private readonly k: KernelSet, readonly outputShape: readonly number[]) {}
+  readonly outputBlock: number;
+  // element by element: any layout
+  constructor(private readonly k: KernelSet, readonly outputShape: readonly number[], readonly inputBlock = 1) {
+    this.outputBlock = inputBlock;
+  }
 
   forward(_p: Views, x: Float32Array, batch: number): Float32Array {
     this.k.reluForward(x, x, batch * sizeOf(this.outputShape));
@@ -103,12 +114,13 @@ export class Conv2d implements Layer {
   private readonly zeroBias: Float32Array | null;
   private readonly unusedGrad: Float32Array | null;
 
+  /** Reads its input in `inputBlock` and writes its output in `outputBlock` (kernels/types.ts; 1: plain). */
   constructor(private readonly k: KernelSet, name: string, inputShape: readonly number[],
-    filters: number, kernelSize: number, pad: number, maxBatch: number, stride = 1, withBias = true) {
+    filters: number, kernelSize: number, pad: number, maxBatch: number, stride = 1, withBias = true, readonly inputBlock = 1, readonly outputBlock = 1) {
     this.weight = `${name}.weight`;
     this.bias = `${name}.bias`;
     const [channels, height, width] = inputShape;
-    this.geometry = convGeometry(channels, height, width, filters, kernelSize, pad, stride);
+    this.geometry = convGeometry(channels, height, width, filters, kernelSize, pad, stride, inputBlock, this.outputBlock);
     const { outHeight, outWidth } = this.geometry;
     this.params = [
       { name: this.weight, shape: [filters, channels, kernelSize, kernelSize] }, // [F, C, K, K]
@@ -182,6 +194,31 @@ export class Flatten implements Layer {
 
   backward(_p: Views, _g: Views, _x: Float32Array, gradOut: Float32Array, gradX: Float32Array | null, batch: number): void {
     if (gradX) gradX.set(gradOut.subarray(0, batch * this.outputShape[0]));
+  }
+
+  init(): void {}
+}
+
+/** An image reblocked for the next layer (kernels/types.ts): inserted by the model where one layer writes a layout the next cannot read. */
+export class Reorder implements Layer {
+  readonly params: TensorSpec[] = [];
+  private readonly out: Float32Array;
+  private readonly channels: number;
+  private readonly plane: number;
+
+  constructor(private readonly k: KernelSet, readonly outputShape: readonly number[], readonly inputBlock: number, readonly outputBlock: number, maxBatch: number) {
+    this.channels = outputShape[0];
+    this.plane = sizeOf(outputShape.slice(1));
+    this.out = new Float32Array(maxBatch * sizeOf(outputShape));
+  }
+
+  forward(_p: Views, x: Float32Array, batch: number): Float32Array {
+    this.k.reorderChannels(x, this.out, batch, this.channels, this.plane, this.inputBlock, this.outputBlock);
+    return this.out;
+  }
+
+  backward(_p: Views, _g: Views, _x: Float32Array, gradOut: Float32Array, gradX: Float32Array | null, batch: number): void {
+    if (gradX) this.k.reorderChannels(gradOut, gradX, batch, this.channels, this.plane, this.outputBlock, this.inputBlock);
   }
 
   init(): void {}

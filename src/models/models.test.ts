@@ -2,8 +2,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Random } from '../tensor/random.js';
 import { createImageModel as createModel, type ImageModel as Model } from './index.js';
-import { kernelSet } from '../kernels/registry.js';
-import { avgPool2d, batchNorm, conv2d, dense, dropout, flatten, gelu, globalAvgPool2d, lossAndGradModel, relu, residual, sequential, sigmoid, tanh } from './define.js';
+import { activeBackend, kernelSet, registerBackend, useBackend } from '../kernels/registry.js';
+import { referenceKernels } from '../kernels/reference.js';
+import { avgPool2d, batchNorm, conv2d, dense, dropout, flatten, gelu, globalAvgPool2d, lossAndGradModel, maxPool2d, relu, residual, sequential, sigmoid, tanh } from './define.js';
 import { erf } from './activations.js';
 
 // Finite differences in float32 need a coarse step; the loss is accumulated in float64.
@@ -93,7 +94,6 @@ test('predict returns the arg-max class and refuses batches beyond its buffers',
 });
 
 import { nativeKernelInfo } from '../kernels/select.js';
-import { useBackend, activeBackend } from '../kernels/registry.js';
 import { Optimizer, defaultOptimizer } from '../optim/optimizers.js';
 
 test('training steps give the same loss trajectory on the reference and native kernels', { skip: nativeKernelInfo() ? false : 'native kernels not built' }, () => {
@@ -265,10 +265,10 @@ test('batch norm: the gradient (images and vectors) against finite differences; 
   assert.ok(Math.abs(evaluated[0] - (2 * (1 - 0.4) / Math.sqrt(buffers['b.running_var'][0] + 1e-5) + 0.5)) < 1e-5, 'evaluation uses the running statistics');
 });
 
-test('synchronised batch norm: two replicas whose sums meet compute the gradient of one replica on both halves; lossAndGrad refuses', async () => {
-  // an in-process group of two: each allreduceSum waits for the other's, then both hold the sum
+/** An in-process group of two: each allreduceSum waits for the other's, then both hold the sum. */
+function pairGroup() {
   const waiting: { buffer: Float32Array; resolve: () => void }[] = [];
-  const group = {
+  return {
     allreduceSum: (buffer: Float32Array) => new Promise<void>((resolve) => {
       waiting.push({ buffer, resolve });
       if (waiting.length < 2) return;
@@ -278,6 +278,12 @@ test('synchronised batch norm: two replicas whose sums meet compute the gradient
       b.resolve();
     }),
   };
+}
+
+const maxDifference = (a: Float32Array, b: Float32Array) => a.reduce((worst, v, i) => Math.max(worst, Math.abs(v - b[i])), 0);
+
+test('synchronised batch norm: two replicas whose sums meet compute the gradient of one replica on both halves; lossAndGrad refuses', async () => {
+  const group = pairGroup();
   const spec = sequential(({ classes }) => [conv2d(3, 3, { bias: false }), batchNorm(), relu(), residual([conv2d(3, 3), batchNorm(), tanh()]), flatten(), dense(4), batchNorm(), dense(classes)], { name: 'bn' });
   const options = { inputShape: [2, 4, 5], classes: 3, maxBatch: 8 };
   const whole = spec.build(options) as Model;
@@ -321,4 +327,59 @@ test('ResNet-20 has PyTorch\'s 272,186 parameters on one channel and 10 classes,
     const coordinates = Array.from({ length: Math.ceil(slot.size / step) }, (_, k) => slot.offset + k * step);
     matchesDifferences(small, params, batch, grad, coordinates, (i) => `${name}[${i - slot.offset}]`, 1.5);
   }
+});
+
+test('channel-blocked activations (what oneDNN computes in) give the plain layout\'s loss, gradient, statistics and evaluation; reorders go where a layer reads plain images only', async () => {
+  // the reference kernels, told to prefer blocks of 8 channels: the convolutions then write
+  // blocked images, and every other layer reads them as they are or through a reorder
+  registerBackend('reference, blocks of 8', { ...referenceKernels, channelBlock: 8 });
+  const spec = sequential(({ classes }) => [
+    conv2d(16, 3, { bias: false }), batchNorm(), relu(),
+    residual([conv2d(16), batchNorm(), relu(), conv2d(16), batchNorm()]), relu(),
+    residual([conv2d(8), gelu(), conv2d(16), dropout(0.25)]), // a body that ends plain beside a blocked identity
+    residual([conv2d(24, 3, { stride: 2 }), batchNorm(), sigmoid()], [conv2d(24, 1, { stride: 2, pad: 0 }), batchNorm()]),
+    conv2d(16), tanh(), globalAvgPool2d(), dense(classes),
+  ], { name: 'blocked' });
+  const pooled = sequential(({ classes }) => [conv2d(16), relu(), maxPool2d(2), conv2d(8), avgPool2d(2), flatten(), dense(classes)], { name: 'pooled' });
+  const options = { inputShape: [3, 8, 8], classes: 5, maxBatch: 6, seed: 3 };
+  const random = new Random(5);
+  const x = random.fillUniform(new Float32Array(6 * 192), -1, 1);
+  const y = Int32Array.from({ length: 6 }, (_, i) => i % 5);
+  const batch = { x, y, size: 6 };
+  const saved = activeBackend();
+  for (const definition of [spec, pooled]) {
+    useBackend('reference');
+    const plain = definition.build(options) as Model;
+    useBackend('reference, blocks of 8');
+    const blocked = definition.build(options) as Model;
+    useBackend(saved);
+    const params = plain.layout.allocate();
+    plain.init(params, random);
+    const [expected, actual] = [plain.layout.allocate(), plain.layout.allocate()];
+    plain.beginStep?.(7);
+    blocked.beginStep?.(7);
+    const loss = plain.lossAndGrad(params, batch, expected);
+    assert.ok(Math.abs(blocked.lossAndGrad(params, batch, actual) - loss) < 1e-6, `${plain.name}: the same loss`);
+    assert.ok(maxDifference(actual, expected) < 1e-5, `${plain.name}: the same gradient (differs by ${maxDifference(actual, expected)})`);
+    if (plain.buffers) assert.ok(maxDifference(blocked.buffers!, plain.buffers) < 1e-6, `${plain.name}: the same running statistics`);
+    const [a, b] = [plain.evaluate(params, batch), blocked.evaluate(params, batch)];
+    assert.ok(Math.abs(a.loss - b.loss) < 1e-6 && a.correct === b.correct, `${plain.name}: the same evaluation`);
+  }
+  // synchronised batch norm reads blocked images too: two blocked halves against the plain whole
+  const synchronised = sequential(({ classes }) => [conv2d(16, 3, { bias: false }), batchNorm(), relu(), residual([conv2d(16), batchNorm()]), globalAvgPool2d(), dense(classes)]);
+  const group = pairGroup();
+  useBackend('reference');
+  const whole = synchronised.build(options) as Model;
+  useBackend('reference, blocks of 8');
+  const halves = [0, 1].map((replica) => synchronised.build({ ...options, replica, statistics: group }) as Model);
+  useBackend(saved);
+  const params = whole.layout.allocate();
+  whole.init(params, random);
+  const expected = whole.layout.allocate();
+  const even = { x, y, size: 6 };
+  whole.lossAndGrad(params, even, expected);
+  const grads = [whole.layout.allocate(), whole.layout.allocate()];
+  await Promise.all(halves.map((model, r) => model.lossAndGradAsync!(params, { x: x.subarray(r * 576, (r + 1) * 576), y: y.subarray(r * 3, (r + 1) * 3), size: 3 }, grads[r])));
+  const mean = grads[0].map((v, i) => (v + grads[1][i]) / 2);
+  assert.ok(maxDifference(mean, expected) < 1e-5, `synchronised and blocked: the whole batch's gradient (differs by ${maxDifference(mean, expected)})`);
 });

@@ -2,6 +2,7 @@
 // leaves one value per channel ([C, H, W] → [C]), as ResNet ends.
 
 import { shapeMismatch } from '../errors.js';
+import { blockedIndex } from '../kernels/types.js';
 import type { Layer, Views } from './layers.js';
 import type { TensorSpec } from '../tensor/layout.js';
 
@@ -13,9 +14,14 @@ export class AvgPool2d implements Layer {
   private readonly height: number;
   private readonly width: number;
 
-  /** size 0: the whole plane (global average pooling). */
-  constructor(name: string, inputShape: readonly number[], private readonly size: number, maxBatch: number) {
+  readonly inputBlock: number;
+  // one value per channel (global), or plain windows
+  readonly outputBlock = 1;
+
+  /** size 0: the whole plane (global average pooling), of an image in any channel block; windows read plain images. */
+  constructor(name: string, inputShape: readonly number[], private readonly size: number, maxBatch: number, inputBlock = 1) {
     if (inputShape.length !== 3) throw shapeMismatch(`pooling ${name}`, 'an input of shape [channels, height, width]', `[${inputShape}]`);
+    this.inputBlock = size === 0 ? inputBlock : 1;
     [this.channels, this.height, this.width] = inputShape;
     if (size === 0) this.outputShape = [this.channels];
     else {
@@ -33,6 +39,7 @@ export class AvgPool2d implements Layer {
   }
 
   forward(_p: Views, x: Float32Array, batch: number): Float32Array {
+    if (this.size === 0) return this.globalForward(x, batch);
     const { kh, kw, oh, ow } = this.geometry;
     const scale = 1 / (kh * kw);
     const plane = this.height * this.width;
@@ -51,6 +58,7 @@ export class AvgPool2d implements Layer {
 
   backward(_p: Views, _g: Views, _x: Float32Array, gradOut: Float32Array, gradX: Float32Array | null, batch: number): void {
     if (!gradX) return;
+    if (this.size === 0) return this.globalBackward(gradOut, gradX, batch);
     const { kh, kw, oh, ow } = this.geometry;
     const scale = 1 / (kh * kw);
     const plane = this.height * this.width;
@@ -62,6 +70,33 @@ export class AvgPool2d implements Layer {
           const g = gradOut[(nc * oh + i) * ow + j] * scale;
           for (let a = 0; a < kh; a++) for (let b = 0; b < kw; b++) gradX[input + (i * kh + a) * this.width + j * kw + b] = g;
         }
+      }
+    }
+  }
+
+  /** Sample n's values of channel c lie from blockedIndex(n, c, 0), `block` apart. */
+  private globalForward(x: Float32Array, batch: number): Float32Array {
+    const { channels, inputBlock: block } = this;
+    const plane = this.height * this.width;
+    const scale = 1 / plane;
+    for (let n = 0; n < batch; n++) {
+      for (let c = 0; c < channels; c++) {
+        let sum = 0;
+        for (let i = 0, j = blockedIndex(n, c, 0, channels, plane, block); i < plane; i++, j += block) sum += x[j];
+        this.out[n * channels + c] = sum * scale;
+      }
+    }
+    return this.out;
+  }
+
+  private globalBackward(gradOut: Float32Array, gradX: Float32Array, batch: number): void {
+    const { channels, inputBlock: block } = this;
+    const plane = this.height * this.width;
+    const scale = 1 / plane;
+    for (let n = 0; n < batch; n++) {
+      for (let c = 0; c < channels; c++) {
+        const g = gradOut[n * channels + c] * scale;
+        for (let i = 0, j = blockedIndex(n, c, 0, channels, plane, block); i < plane; i++, j += block) gradX[j] = g;
       }
     }
   }

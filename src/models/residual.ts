@@ -25,7 +25,9 @@ export class Residual implements Layer {
   private readonly shortcutGrad: Float32Array | null;
   readonly synchronised: boolean;
 
-  constructor(private readonly k: KernelSet, name: string, inputShape: readonly number[], body: Layer[], shortcut: Layer[] | null, maxBatch: number) {
+  /** The branches read the input in `inputBlock` and both write `outputBlock` (define.ts's residual() sees to it). */
+  constructor(private readonly k: KernelSet, name: string, inputShape: readonly number[], body: Layer[], shortcut: Layer[] | null, maxBatch: number,
+    readonly inputBlock = 1, readonly outputBlock = 1) {
     if (body.length === 0) throw shapeMismatch(`residual block ${name}`, 'at least one layer in its body', 'none');
     const bodyShape = body[body.length - 1].outputShape;
     const shortcutShape = shortcut && shortcut.length > 0 ? shortcut[shortcut.length - 1].outputShape : inputShape;
