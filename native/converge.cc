@@ -382,25 +382,44 @@ CLONES static void batchNormBackward(const float* gradOut, const float* normalis
   }
 }
 
-// The same for channel-blocked x[N, C/B, plane, B]: the B channels of a block side by side, one
-// float lane each, so a pixel's B values are one vector; each lane sums BLOCK pixels in float,
-// then in double, as above.
+// The same for channel-blocked x[N, C/B, plane, B]: the B channels of a block side by side, so
+// a pixel's B values are one vector (GCC's vector extensions: one AVX-512 register for B = 16,
+// two AVX2 ones, …), one lane per channel; each lane sums BLOCK pixels in float, then in double.
+// (spelled out per width: GCC does not carry vector_size through a dependent alias template)
 template <int B>
-static inline void blockedStatistics(const float* x, const float* shift, double* sum, double* squares, int batch, int groups, int group, int plane) {
-  for (int n = 0; n < batch; n++) {
-    const float* rows = x + (static_cast<size_t>(n) * groups + group) * plane * B;
-    for (int start = 0; start < plane; start += BLOCK) {
-      const int end = std::min(plane, start + BLOCK);
-      float s[B] = {0}, q[B] = {0};
-      for (int i = start; i < end; i++)
-        for (int l = 0; l < B; l++) {
-          const float d = rows[i * B + l] - shift[l];
-          s[l] += d;
-          q[l] += d * d;
-        }
-      for (int l = 0; l < B; l++) sum[l] += s[l], squares[l] += q[l];
-    }
-  }
+struct LanesOf;
+template <>
+struct LanesOf<8> {
+  typedef float type __attribute__((vector_size(32)));
+};
+template <>
+struct LanesOf<16> {
+  typedef float type __attribute__((vector_size(64)));
+};
+template <int B>
+using Lanes = typename LanesOf<B>::type;
+
+// (always inlined: a vector wider than the baseline's registers passed between functions
+// compiled for different CPUs would cross an ABI boundary; inlined, none does, and GCC's
+// warning about that boundary does not apply)
+#pragma GCC diagnostic ignored "-Wpsabi"
+template <int B>
+__attribute__((always_inline)) static inline Lanes<B> load(const float* p) {
+  Lanes<B> v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+template <int B>
+__attribute__((always_inline)) static inline void store(float* p, Lanes<B> v) {
+  std::memcpy(p, &v, sizeof v);
+}
+
+template <int B>
+__attribute__((always_inline)) static inline Lanes<B> splat(float value) {
+  float values[B];
+  for (int l = 0; l < B; l++) values[l] = value;
+  return load<B>(values);
 }
 
 template <int B>
@@ -409,39 +428,54 @@ CLONES static void batchNormForwardBlocked(const float* x, const float* gamma, c
   const double count = static_cast<double>(batch) * plane;
   const int groups = channels / B;
   for (int group = 0; group < groups; group++) {
-    float shift[B] = {0}, m[B], s[B], g[B], b[B];
     const int first = group * B;
+    float shiftOf[B] = {0}, mOf[B], sOf[B];
     if (training) {
-      for (int l = 0; l < B; l++) shift[l] = x[static_cast<size_t>(group) * plane * B + l];
+      std::memcpy(shiftOf, x + static_cast<size_t>(group) * plane * B, sizeof shiftOf);
+      const Lanes<B> shift = load<B>(shiftOf);
       double sum[B] = {0}, squares[B] = {0};
-      blockedStatistics<B>(x, shift, sum, squares, batch, groups, group, plane);
+      for (int n = 0; n < batch; n++) {
+        const float* rows = x + (static_cast<size_t>(n) * groups + group) * plane * B;
+        for (int start = 0; start < plane; start += BLOCK) {
+          const int end = std::min(plane, start + BLOCK);
+          Lanes<B> piece = splat<B>(0), pieceSquares = splat<B>(0);
+          for (int i = start; i < end; i++) {
+            const Lanes<B> d = load<B>(rows + static_cast<size_t>(i) * B) - shift;
+            piece += d;
+            pieceSquares += d * d;
+          }
+          float p[B] = {0}, q[B] = {0};
+          store<B>(p, piece);
+          store<B>(q, pieceSquares);
+          for (int l = 0; l < B; l++) sum[l] += p[l], squares[l] += q[l];
+        }
+      }
       for (int l = 0; l < B; l++) {
         const int c = first + l;
-        const double shifted = sum[l] / count, mean = shift[l] + shifted;
+        const double shifted = sum[l] / count, mean = shiftOf[l] + shifted;
         const double deviations = std::max(0.0, squares[l] - sum[l] * shifted);
         const double inverse = 1.0 / std::sqrt(deviations / count + epsilon);
         inverseStd[c] = static_cast<float>(inverse);
         runningMean[c] = static_cast<float>((1 - momentum) * runningMean[c] + momentum * mean);
         runningVar[c] = static_cast<float>((1 - momentum) * runningVar[c] + momentum * (count > 1 ? deviations / (count - 1) : deviations));
-        m[l] = static_cast<float>(mean - shift[l]);
-        s[l] = static_cast<float>(inverse);
+        mOf[l] = static_cast<float>(mean - shiftOf[l]);
+        sOf[l] = static_cast<float>(inverse);
       }
     } else {
       for (int l = 0; l < B; l++) {
-        m[l] = runningMean[first + l];
-        s[l] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(runningVar[first + l]) + epsilon));
+        mOf[l] = runningMean[first + l];
+        sOf[l] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(runningVar[first + l]) + epsilon));
       }
     }
-    for (int l = 0; l < B; l++) g[l] = gamma[first + l], b[l] = beta[first + l];
+    const Lanes<B> shift = load<B>(shiftOf), m = load<B>(mOf), s = load<B>(sOf), g = load<B>(gamma + first), b = load<B>(beta + first);
     for (int n = 0; n < batch; n++) {
       const size_t at = (static_cast<size_t>(n) * groups + group) * plane * B;
-      for (int i = 0; i < plane; i++)
-        for (int l = 0; l < B; l++) {
-          const size_t j = at + static_cast<size_t>(i) * B + l;
-          const float normal = ((x[j] - shift[l]) - m[l]) * s[l];
-          normalised[j] = normal;
-          out[j] = g[l] * normal + b[l];
-        }
+      for (int i = 0; i < plane; i++) {
+        const size_t j = at + static_cast<size_t>(i) * B;
+        const Lanes<B> normal = ((load<B>(x + j) - shift) - m) * s;
+        store<B>(normalised + j, normal);
+        store<B>(out + j, g * normal + b);
+      }
     }
   }
 }
@@ -458,32 +492,35 @@ CLONES static void batchNormBackwardBlocked(const float* gradOut, const float* n
       const size_t at = (static_cast<size_t>(n) * groups + group) * plane * B;
       for (int start = 0; start < plane; start += BLOCK) {
         const int end = std::min(plane, start + BLOCK);
-        float dy[B] = {0}, dyx[B] = {0};
-        for (int i = start; i < end; i++)
-          for (int l = 0; l < B; l++) {
-            const size_t j = at + static_cast<size_t>(i) * B + l;
-            dy[l] += gradOut[j];
-            dyx[l] += gradOut[j] * normalised[j];
-          }
-        for (int l = 0; l < B; l++) sumDy[l] += dy[l], sumDyX[l] += dyx[l];
+        Lanes<B> dy = splat<B>(0), dyx = splat<B>(0);
+        for (int i = start; i < end; i++) {
+          const size_t j = at + static_cast<size_t>(i) * B;
+          const Lanes<B> d = load<B>(gradOut + j);
+          dy += d;
+          dyx += d * load<B>(normalised + j);
+        }
+        float p[B] = {0}, q[B] = {0};
+        store<B>(p, dy);
+        store<B>(q, dyx);
+        for (int l = 0; l < B; l++) sumDy[l] += p[l], sumDyX[l] += q[l];
       }
     }
-    float scale[B], meanDy[B], meanDyX[B];
+    float scaleOf[B], meanDyOf[B], meanDyXOf[B];
     for (int l = 0; l < B; l++) {
       gradGamma[first + l] = static_cast<float>(sumDyX[l]);
       gradBeta[first + l] = static_cast<float>(sumDy[l]);
-      scale[l] = gamma[first + l] * inverseStd[first + l];
-      meanDy[l] = static_cast<float>(sumDy[l] / count);
-      meanDyX[l] = static_cast<float>(sumDyX[l] / count);
+      scaleOf[l] = gamma[first + l] * inverseStd[first + l];
+      meanDyOf[l] = static_cast<float>(sumDy[l] / count);
+      meanDyXOf[l] = static_cast<float>(sumDyX[l] / count);
     }
     if (!gradX) continue;
+    const Lanes<B> scale = load<B>(scaleOf), meanDy = load<B>(meanDyOf), meanDyX = load<B>(meanDyXOf);
     for (int n = 0; n < batch; n++) {
       const size_t at = (static_cast<size_t>(n) * groups + group) * plane * B;
-      for (int i = 0; i < plane; i++)
-        for (int l = 0; l < B; l++) {
-          const size_t j = at + static_cast<size_t>(i) * B + l;
-          gradX[j] = scale[l] * (gradOut[j] - meanDy[l] - normalised[j] * meanDyX[l]);
-        }
+      for (int i = 0; i < plane; i++) {
+        const size_t j = at + static_cast<size_t>(i) * B;
+        store<B>(gradX + j, scale * (load<B>(gradOut + j) - meanDy - load<B>(normalised + j) * meanDyX));
+      }
     }
   }
 }
