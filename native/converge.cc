@@ -525,29 +525,124 @@ CLONES static void batchNormBackwardBlocked(const float* gradOut, const float* n
   }
 }
 
+// What synchronised batch norm reduces across ranks, and the input gradient from the reduced
+// sums: Σ x or Σ (x − centre)² per channel (float pieces summed in double, as above), and
+// dx = γ/σ · (dy − Σdy/count − x̂ · Σdy·x̂/count).
+CLONES static void channelSums(const float* x, const float* centre, float* out, int batch, int channels, int plane) {
+  for (int c = 0; c < channels; c++) {
+    const float m = centre ? centre[c] : 0.0f;
+    double total = 0;
+    for (int n = 0; n < batch; n++) {
+      const float* row = x + (static_cast<size_t>(n) * channels + c) * plane;
+      total += centre ? blockedSum(plane, [&](int i) { const float d = row[i] - m; return d * d; }) : blockedSum(plane, [&](int i) { return row[i]; });
+    }
+    out[c] = static_cast<float>(total);
+  }
+}
+
+template <int B>
+CLONES static void channelSumsBlocked(const float* x, const float* centre, float* out, int batch, int channels, int plane) {
+  const int groups = channels / B;
+  for (int group = 0; group < groups; group++) {
+    float centreOf[B] = {0};
+    if (centre) std::memcpy(centreOf, centre + group * B, sizeof centreOf);
+    const Lanes<B> m = load<B>(centreOf);
+    double total[B] = {0};
+    for (int n = 0; n < batch; n++) {
+      const float* rows = x + (static_cast<size_t>(n) * groups + group) * plane * B;
+      for (int start = 0; start < plane; start += BLOCK) {
+        const int end = std::min(plane, start + BLOCK);
+        Lanes<B> piece = splat<B>(0);
+        if (centre)
+          for (int i = start; i < end; i++) {
+            const Lanes<B> d = load<B>(rows + static_cast<size_t>(i) * B) - m;
+            piece += d * d;
+          }
+        else
+          for (int i = start; i < end; i++) piece += load<B>(rows + static_cast<size_t>(i) * B);
+        float p[B] = {0};
+        store<B>(p, piece);
+        for (int l = 0; l < B; l++) total[l] += p[l];
+      }
+    }
+    for (int l = 0; l < B; l++) out[group * B + l] = static_cast<float>(total[l]);
+  }
+}
+
+CLONES static void batchNormInputGradient(const float* gradOut, const float* normalised, const float* inverseStd, const float* gamma, const float* sumDy,
+                                          const float* sumDyX, double count, float* gradX, int batch, int channels, int plane) {
+  for (int c = 0; c < channels; c++) {
+    const float scale = gamma[c] * inverseStd[c], meanDy = static_cast<float>(sumDy[c] / count), meanDyX = static_cast<float>(sumDyX[c] / count);
+    for (int n = 0; n < batch; n++) {
+      const size_t at = (static_cast<size_t>(n) * channels + c) * plane;
+      for (int i = 0; i < plane; i++) gradX[at + i] = scale * (gradOut[at + i] - meanDy - normalised[at + i] * meanDyX);
+    }
+  }
+}
+
+template <int B>
+CLONES static void batchNormInputGradientBlocked(const float* gradOut, const float* normalised, const float* inverseStd, const float* gamma, const float* sumDy,
+                                                 const float* sumDyX, double count, float* gradX, int batch, int channels, int plane) {
+  const int groups = channels / B;
+  for (int group = 0; group < groups; group++) {
+    float scaleOf[B], meanDyOf[B], meanDyXOf[B];
+    for (int l = 0; l < B; l++) {
+      const int c = group * B + l;
+      scaleOf[l] = gamma[c] * inverseStd[c];
+      meanDyOf[l] = static_cast<float>(sumDy[c] / count);
+      meanDyXOf[l] = static_cast<float>(sumDyX[c] / count);
+    }
+    const Lanes<B> scale = load<B>(scaleOf), meanDy = load<B>(meanDyOf), meanDyX = load<B>(meanDyXOf);
+    for (int n = 0; n < batch; n++) {
+      const size_t at = (static_cast<size_t>(n) * groups + group) * plane * B;
+      for (int i = 0; i < plane; i++) {
+        const size_t j = at + static_cast<size_t>(i) * B;
+        store<B>(gradX + j, scale * (load<B>(gradOut + j) - meanDy - load<B>(normalised + j) * meanDyX));
+      }
+    }
+  }
+}
+
+/** The kernel for a channel block of 1 (plain), 8 or 16; else a RangeError thrown and null. */
+template <class Kernel>
+Kernel byBlock(const Napi::CallbackInfo& info, const char* name, int block, Kernel plain, Kernel eight, Kernel sixteen) {
+  if (block == 1) return plain;
+  if (block == 8) return eight;
+  if (block == 16) return sixteen;
+  Napi::RangeError::New(info.Env(), std::string(name) + ": channel block " + std::to_string(block) + " is not 1, 8 or 16").ThrowAsJavaScriptException();
+  return nullptr;
+}
+
 Napi::Value BatchNormForward(const Napi::CallbackInfo& info) {
   FlushDenormals flush;
-  const int block = integer(info, 11);
-  auto kernel = block == 16 ? batchNormForwardBlocked<16> : block == 8 ? batchNormForwardBlocked<8> : block == 1 ? batchNormForward : nullptr;
-  if (!kernel) {
-    Napi::RangeError::New(info.Env(), "batchNormForward: channel block " + std::to_string(block) + " is not 1, 8 or 16").ThrowAsJavaScriptException();
-    return info.Env().Undefined();
-  }
-  kernel(floats(info, 0), floats(info, 1), floats(info, 2), floats(info, 3), floats(info, 4), floats(info, 5), floats(info, 6), floats(info, 7),
-         integer(info, 8), integer(info, 9), integer(info, 10), flag(info, 12), number(info, 13), number(info, 14));
+  auto kernel = byBlock(info, "batchNormForward", integer(info, 11), batchNormForward, batchNormForwardBlocked<8>, batchNormForwardBlocked<16>);
+  if (kernel) kernel(floats(info, 0), floats(info, 1), floats(info, 2), floats(info, 3), floats(info, 4), floats(info, 5), floats(info, 6), floats(info, 7),
+                     integer(info, 8), integer(info, 9), integer(info, 10), flag(info, 12), number(info, 13), number(info, 14));
   return info.Env().Undefined();
 }
 
 Napi::Value BatchNormBackward(const Napi::CallbackInfo& info) {
   FlushDenormals flush;
-  const int block = integer(info, 10);
-  auto kernel = block == 16 ? batchNormBackwardBlocked<16> : block == 8 ? batchNormBackwardBlocked<8> : block == 1 ? batchNormBackward : nullptr;
-  if (!kernel) {
-    Napi::RangeError::New(info.Env(), "batchNormBackward: channel block " + std::to_string(block) + " is not 1, 8 or 16").ThrowAsJavaScriptException();
-    return info.Env().Undefined();
-  }
-  kernel(floats(info, 0), floats(info, 1), floats(info, 2), floats(info, 3), floats(info, 4), floats(info, 5),
-         info[6].IsNull() ? nullptr : floats(info, 6), integer(info, 7), integer(info, 8), integer(info, 9));
+  auto kernel = byBlock(info, "batchNormBackward", integer(info, 10), batchNormBackward, batchNormBackwardBlocked<8>, batchNormBackwardBlocked<16>);
+  if (kernel) kernel(floats(info, 0), floats(info, 1), floats(info, 2), floats(info, 3), floats(info, 4), floats(info, 5),
+                     info[6].IsNull() ? nullptr : floats(info, 6), integer(info, 7), integer(info, 8), integer(info, 9));
+  return info.Env().Undefined();
+}
+
+// channelSums(x, centre | null, out, batch, channels, plane, block)
+Napi::Value ChannelSums(const Napi::CallbackInfo& info) {
+  FlushDenormals flush;
+  auto kernel = byBlock(info, "channelSums", integer(info, 6), channelSums, channelSumsBlocked<8>, channelSumsBlocked<16>);
+  if (kernel) kernel(floats(info, 0), info[1].IsNull() ? nullptr : floats(info, 1), floats(info, 2), integer(info, 3), integer(info, 4), integer(info, 5));
+  return info.Env().Undefined();
+}
+
+// batchNormInputGradient(gradOut, normalised, inverseStd, gamma, sumDy, sumDyX, count, gradX, batch, channels, plane, block)
+Napi::Value BatchNormInputGradient(const Napi::CallbackInfo& info) {
+  FlushDenormals flush;
+  auto kernel = byBlock(info, "batchNormInputGradient", integer(info, 11), batchNormInputGradient, batchNormInputGradientBlocked<8>, batchNormInputGradientBlocked<16>);
+  if (kernel) kernel(floats(info, 0), floats(info, 1), floats(info, 2), floats(info, 3), floats(info, 4), floats(info, 5), number(info, 6), floats(info, 7),
+                     integer(info, 8), integer(info, 9), integer(info, 10));
   return info.Env().Undefined();
 }
 
@@ -694,6 +789,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("softmaxCrossEntropy", Napi::Function::New(env, SoftmaxCrossEntropy, "softmaxCrossEntropy"));
   exports.Set("batchNormForward", Napi::Function::New(env, BatchNormForward, "batchNormForward"));
   exports.Set("batchNormBackward", Napi::Function::New(env, BatchNormBackward, "batchNormBackward"));
+  exports.Set("channelSums", Napi::Function::New(env, ChannelSums, "channelSums"));
+  exports.Set("batchNormInputGradient", Napi::Function::New(env, BatchNormInputGradient, "batchNormInputGradient"));
   exports.Set("reduceStrided", Napi::Function::New(env, ReduceStrided, "reduceStrided"));
   exports.Set("zero", Napi::Function::New(env, Zero, "zero"));
   exports.Set("copy", Napi::Function::New(env, Copy, "copy"));

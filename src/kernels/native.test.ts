@@ -188,6 +188,13 @@ test('native batch norm forward (training and evaluation) and backward match the
       const gradOut = rand(n);
       same(`batch norm backward ${shape}`, [new Float32Array(channels), new Float32Array(channels), new Float32Array(n)],
         (K, [gradGamma, gradBeta, gradX]) => K.batchNormBackward(gradOut, normalised, inverseStd, gamma, gradGamma, gradBeta, gradX, batch, channels, plane, block));
+      // synchronised batch norm's sums, and its input gradient from sums over more values than this batch's
+      const centre = rand(channels).map((v) => offset + spread * v);
+      same(`channel sums ${shape}`, [new Float32Array(channels)], (K, [out]) => K.channelSums(x, null, out, batch, channels, plane, block));
+      same(`channel sums of squares ${shape}`, [new Float32Array(channels)], (K, [out]) => K.channelSums(x, centre, out, batch, channels, plane, block));
+      const [sumDy, sumDyX] = [rand(channels).map((v) => 50 * v), rand(channels).map((v) => 50 * v)];
+      same(`batch norm input gradient ${shape}`, [new Float32Array(n)],
+        (K, [gradX]) => K.batchNormInputGradient(gradOut, normalised, inverseStd, gamma, sumDy, sumDyX, 3 * n / channels, gradX, batch, channels, plane, block));
     }
   }
 });

@@ -21,6 +21,8 @@ interface Addon {
   softmaxCrossEntropy: KernelSet['softmaxCrossEntropy'];
   batchNormForward: KernelSet['batchNormForward'];
   batchNormBackward: KernelSet['batchNormBackward'];
+  channelSums: KernelSet['channelSums'];
+  batchNormInputGradient: KernelSet['batchNormInputGradient'];
   reduceStrided: KernelSet['reduceStrided'];
   zero: KernelSet['zero'];
   copy: KernelSet['copy'];
@@ -76,6 +78,8 @@ export function loadNativeKernels(): { kernels: KernelSet; info: { blas: string;
     softmaxCrossEntropy: addon.softmaxCrossEntropy,
     batchNormForward: addon.batchNormForward,
     batchNormBackward: addon.batchNormBackward,
+    channelSums: addon.channelSums,
+    batchNormInputGradient: addon.batchNormInputGradient,
     reduceStrided: addon.reduceStrided,
     zero: addon.zero,
     copy: addon.copy,

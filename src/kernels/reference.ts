@@ -308,6 +308,27 @@ export const referenceKernels: KernelSet = {
     }
   },
 
+  channelSums(x, centre, out, batch, channels, plane, block) {
+    for (let c = 0; c < channels; c++) {
+      let total = 0;
+      for (let n = 0; n < batch; n++) {
+        for (let i = 0, j = blockedIndex(n, c, 0, channels, plane, block); i < plane; i++, j += block) total += centre ? (x[j] - centre[c]) ** 2 : x[j];
+      }
+      out[c] = total;
+    }
+  },
+
+  batchNormInputGradient(gradOut, normalised, inverseStd, gamma, sumDy, sumDyX, count, gradX, batch, channels, plane, block) {
+    for (let c = 0; c < channels; c++) {
+      const scale = gamma[c] * inverseStd[c];
+      const meanDy = sumDy[c] / count;
+      const meanDyX = sumDyX[c] / count;
+      for (let n = 0; n < batch; n++) {
+        for (let i = 0, j = blockedIndex(n, c, 0, channels, plane, block); i < plane; i++, j += block) gradX[j] = scale * (gradOut[j] - meanDy - normalised[j] * meanDyX);
+      }
+    }
+  },
+
   softmaxCrossEntropy(logits, labels, batch, classes, gradLogits) {
     let total = 0;
     const scale = 1 / batch;

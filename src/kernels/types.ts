@@ -65,6 +65,11 @@ export interface KernelSet {
   /** dγ = Σ dy·x̂, dβ = Σ dy, and (unless gradX is null) dx = γ/σ · (dy − mean(dy) − x̂·mean(dy·x̂)), per channel */
   batchNormBackward(gradOut: Float32Array, normalised: Float32Array, inverseStd: Float32Array, gamma: Float32Array, gradGamma: Float32Array, gradBeta: Float32Array,
     gradX: Float32Array | null, batch: number, channels: number, plane: number, block: number): void;
+  /** out[c] = Σ x over channel c's values (centre null), or Σ (x − centre[c])²: what synchronised batch norm reduces across ranks */
+  channelSums(x: Float32Array, centre: Float32Array | null, out: Float32Array, batch: number, channels: number, plane: number, block: number): void;
+  /** gradX = γ/σ · (dy − sumDy/count − x̂ · sumDyX/count) per channel: batch norm's input gradient from sums over `count` values (every rank's) */
+  batchNormInputGradient(gradOut: Float32Array, normalised: Float32Array, inverseStd: Float32Array, gamma: Float32Array, sumDy: Float32Array, sumDyX: Float32Array,
+    count: number, gradX: Float32Array, batch: number, channels: number, plane: number, block: number): void;
   /** mean cross-entropy of softmax(logits[n,k]) against labels; writes gradLogits = (softmax − onehot)/n */
   softmaxCrossEntropy(logits: Float32Array, labels: Int32Array, batch: number, classes: number, gradLogits: Float32Array): number;
   /** target[at + i] = scale · Σ_{r<count} source[first + r·stride + i] for i in [start, end), summed in r order

@@ -11,7 +11,7 @@
 // averages them with the rest), so P ranks of batch b compute what one rank of batch P·b does.
 
 import { ConvergeError } from '../errors.js';
-import { blockedIndex, type KernelSet } from '../kernels/types.js';
+import type { KernelSet } from '../kernels/types.js';
 import type { Layer, Views } from './layers.js';
 import type { StatisticsGroup } from './model.js';
 import type { TensorSpec } from '../tensor/layout.js';
@@ -91,25 +91,14 @@ export class BatchNorm implements Layer {
   async forwardAsync(p: Views, x: Float32Array, batch: number): Promise<Float32Array> {
     if (!this.training) return this.forward(p, x, batch);
     const { channels, plane, inputBlock: block, exchange, mean, variance } = this;
-    // sample n's values of channel c: from at(n, c), `block` apart
-    const at = (n: number, c: number) => blockedIndex(n, c, 0, channels, plane, block);
     // Σ x per channel, and the samples' count, over every rank
-    for (let c = 0; c < channels; c++) {
-      let sum = 0;
-      for (let n = 0; n < batch; n++) for (let i = 0, j = at(n, c); i < plane; i++, j += block) sum += x[j];
-      exchange[c] = sum;
-    }
+    this.k.channelSums(x, null, exchange, batch, channels, plane, block);
     exchange[channels] = batch * plane;
     await this.statistics!.allreduceSum(exchange.subarray(0, channels + 1));
     const count = exchange[channels];
     for (let c = 0; c < channels; c++) mean[c] = exchange[c] / count;
     // Σ (x − mean)² per channel, over every rank
-    for (let c = 0; c < channels; c++) {
-      const m = mean[c];
-      let squares = 0;
-      for (let n = 0; n < batch; n++) for (let i = 0, j = at(n, c); i < plane; i++, j += block) squares += (x[j] - m) ** 2;
-      exchange[c] = squares;
-    }
+    this.k.channelSums(x, mean, exchange, batch, channels, plane, block);
     await this.statistics!.allreduceSum(exchange.subarray(0, channels));
     const buffers = this.buffered!;
     const runningMean = buffers[this.runningMean];
@@ -137,15 +126,8 @@ export class BatchNorm implements Layer {
     exchange.set(gradGamma, channels);
     await this.statistics!.allreduceSum(exchange.subarray(0, 2 * channels));
     if (!gradX) return;
-    const gamma = p[this.weight];
-    for (let c = 0; c < channels; c++) {
-      const scale = gamma[c] * this.inverseStd[c];
-      const meanDy = exchange[c] / this.globalCount;
-      const meanDyX = exchange[channels + c] / this.globalCount;
-      for (let n = 0; n < batch; n++) {
-        for (let i = 0, j = blockedIndex(n, c, 0, channels, plane, block); i < plane; i++, j += block) gradX[j] = scale * (gradOut[j] - meanDy - this.normalised[j] * meanDyX);
-      }
-    }
+    this.k.batchNormInputGradient(gradOut, this.normalised, this.inverseStd, p[this.weight], exchange.subarray(0, channels), exchange.subarray(channels, 2 * channels),
+      this.globalCount, gradX, batch, channels, plane, block);
   }
 
   init(p: Views): void {
