@@ -13,6 +13,7 @@ import type { Summary } from '../train/monitor.js';
 
 export type StepReport = Extract<TrainingEvent, { kind: 'step' }>;
 export type EpochReport = Extract<TrainingEvent, { kind: 'epoch' }>;
+export type EvaluationReport = Extract<TrainingEvent, { kind: 'evaluation' }>;
 
 export interface TrainOptions extends Partial<Omit<TrainConfig, 'model' | 'dataset' | 'stopAfterSteps'>> {
   /** A built-in model's name ('mlp'), or a model module: a URL (new URL('./my-model.js', import.meta.url)) or a path. */
@@ -23,6 +24,8 @@ export interface TrainOptions extends Partial<Omit<TrainConfig, 'model' | 'datas
   onEpoch?: (report: EpochReport) => void;
   /** A few times a second while training. */
   onStep?: (report: StepReport) => void;
+  /** At every evaluation (evalEvery; each epoch's end included), with the test figures and the training time so far. */
+  onEvaluation?: (report: EvaluationReport) => void;
   /** Aborting it stops the run after the current step (and saves, with `save`); the result then says stoppedEarly. */
   signal?: AbortSignal;
   /** Stop (and save) after this many steps: an interruption on purpose. */
@@ -39,7 +42,7 @@ export interface TrainOutcome {
 }
 
 // the dataset option is `data` here; the callbacks and the signal are train()'s own
-const known = new Set<string>([...optionNames.filter((name) => name !== 'dataset'), 'data', 'onEpoch', 'onStep', 'signal']);
+const known = new Set<string>([...optionNames.filter((name) => name !== 'dataset'), 'data', 'onEpoch', 'onStep', 'onEvaluation', 'signal']);
 
 /**
  * Trains a model data-parallel and resolves with the summary and the parameters. With backend
@@ -51,7 +54,8 @@ export async function train(options: TrainOptions): Promise<TrainOutcome> {
     if (!known.has(key)) throw badOption(key, (options as unknown as Record<string, unknown>)[key], `one of the options of train(): ${[...known].sort().join(', ')}`);
   }
   if (options.model === undefined) throw new ConvergeError('train(): give a model: a built-in name (mlp) or your model module\'s URL.', 'BAD_OPTION');
-  const { model, data, onEpoch, onStep, signal, ...rest } = options;
+  const { model, data, onEpoch, onStep, onEvaluation, signal, ...rest } = options;
+  if (rest.batch !== undefined && rest.globalBatch !== undefined) throw badOption('globalBatch', rest.globalBatch, 'no batch beside it (each worker\'s batch is globalBatch / workers): give one of the two');
   const given: TrainConfig = { ...defaults, ...rest, model: model instanceof URL ? model.href : model, dataset: typeof data === 'object' ? data.name : data ?? defaults.dataset };
   // a built-in model's recipe (ResNet-20's schedule and weight decay) where the options leave it open
   const { config } = withRecommended(given, (option) => option in rest);
@@ -66,6 +70,7 @@ export async function train(options: TrainOptions): Promise<TrainOutcome> {
       monitor.listen((event) => {
         if (event.kind === 'epoch') onEpoch?.(event);
         else if (event.kind === 'step') onStep?.(event);
+        else if (event.kind === 'evaluation') onEvaluation?.(event);
       });
     },
   };

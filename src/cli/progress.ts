@@ -47,6 +47,11 @@ export class ProgressBar {
       const line = `epoch ${event.epoch + 1}/${this.epochs} [${'='.repeat(filled)}${' '.repeat(WIDTH - filled)}] ${(100 * fraction).toFixed(0).padStart(3)}%  loss ${event.loss.toFixed(4)}  ${Number.isFinite(rate) ? Math.round(rate).toLocaleString('en-US') : '…'} samples/s  ETA ${duration(eta)}`;
       // clipped to the terminal's width: a line that wraps would leave one line per update
       this.stream.write(`\r\x1b[K${clip(line, this.stream.columns)}`);
+    } else if (event.kind === 'evaluation' && !Number.isInteger(event.epochs)) {
+      // a mid-epoch evaluation (--eval-every); an epoch's end has its own line below
+      if (this.live) this.stream.write('\r\x1b[K');
+      const merit = Number.isNaN(event.testAccuracy) ? `test RMSE ${event.testRmse.toFixed(4)}` : `test accuracy ${(100 * event.testAccuracy).toFixed(2)}%`;
+      this.stream.write(`  at epoch ${event.epochs.toFixed(2)}  test loss ${event.testLoss.toFixed(4)}  ${merit}  ${event.trainSeconds.toFixed(1)} s of training\n`);
     } else if (event.kind === 'epoch') {
       if (this.live) this.stream.write('\r\x1b[K');
       const merit = Number.isNaN(event.testAccuracy) ? `test RMSE ${event.testRmse.toFixed(4)}` : `test accuracy ${(100 * event.testAccuracy).toFixed(2)}%`;

@@ -35,6 +35,9 @@ const options = {
   compress: { type: 'string', help: 'gradient compression: none | fp16 | bf16 | sign | qsgd:BITS | topk:DENSITY[,nodgc][,clip=NORM][,warmup=EPOCHS][+fp16|+bf16] | randomk:DENSITY[+fp16|+bf16] (default: no hook)' },
   epochs: { type: 'string', help: `passes over the training set (default ${defaults.epochs})` },
   batch: { type: 'string', help: `samples per worker per step; the global batch is workers × batch (default ${defaults.batch})` },
+  'global-batch': { type: 'string', help: 'samples per step over all workers, in place of --batch: each worker takes global-batch / workers, so the run makes the same updates on any number of workers' },
+  'eval-every': { type: 'string', help: `evaluate on the test split every this many epochs (0.25: four times an epoch), or every N steps (e.g. 200steps); each epoch's end always (default ${defaults.evalEvery})` },
+  target: { type: 'string', help: 'a test accuracy (e.g. 0.84) or RMSE: the summary says how many seconds of training and samples it took to first reach it' },
   lr: { type: 'string', help: `learning rate for one worker's batch (default ${defaults.lr})` },
   'lr-scaling': { type: 'string', help: `linear: lr × workers, the linear scaling rule, so lr stays "per ${defaults.batch} samples" | none (default ${defaults.lrScaling})` },
   optimizer: { type: 'string', help: `sgd | momentum | nesterov | adam (default ${defaults.optimizer})` },
@@ -80,6 +83,7 @@ export function parseTrainArgs(rawArgs: string[]): TrainConfig | 'help' {
   const s = (name: string) => values[name] as string | undefined;
   const n = (name: string, fallback: number) => number(name, s(name), fallback);
   const hidden = s('hidden');
+  if (s('batch') !== undefined && s('global-batch') !== undefined) throw usageError('--batch and --global-batch both given: give one (--global-batch B makes each worker\'s batch B / workers)');
   const config: TrainConfig = {
     ...defaults,
     dataset: s('dataset') ?? defaults.dataset,
@@ -102,6 +106,9 @@ export function parseTrainArgs(rawArgs: string[]): TrainConfig | 'help' {
     strategy: s('strategy') ?? defaults.strategy,
     epochs: n('epochs', defaults.epochs),
     batch: n('batch', defaults.batch),
+    globalBatch: s('global-batch') === undefined ? undefined : n('global-batch', 0),
+    evalEvery: s('eval-every') ?? defaults.evalEvery,
+    target: s('target') === undefined ? undefined : n('target', 0),
     lr: n('lr', defaults.lr),
     lrScaling: (s('lr-scaling') ?? defaults.lrScaling) as TrainConfig['lrScaling'],
     optimizer: (s('optimizer') ?? defaults.optimizer) as TrainConfig['optimizer'],
@@ -172,7 +179,15 @@ const resumedText = (resumedFrom?: { epoch: number; step: number }) => (resumedF
 /** The run's last line: how to resume it, or what it reached; `ranks` says where it ran. */
 function finalLine(s: Summary, config: TrainConfig, ranks: string): string {
   if (s.stoppedEarly) return `stopped early after ${s.wallSeconds.toFixed(1)} s${config.save ? `; resume with --resume ${config.save}` : ''}\n`;
-  return `${Number.isNaN(s.testAccuracy) ? `test RMSE ${s.testRmse.toFixed(4)}` : `test accuracy ${(100 * s.testAccuracy).toFixed(2)}%`} after ${config.epochs} epoch${config.epochs > 1 ? 's' : ''} (${s.model}, ${s.strategy}, ${ranks}, ${Math.round(s.samplesPerSecond).toLocaleString('en-US')} samples/s, ${s.wallSeconds.toFixed(1)} s)\n`;
+  return `${Number.isNaN(s.testAccuracy) ? `test RMSE ${s.testRmse.toFixed(4)}` : `test accuracy ${(100 * s.testAccuracy).toFixed(2)}%`} after ${config.epochs} epoch${config.epochs > 1 ? 's' : ''} (${s.model}, ${s.strategy}, ${ranks}, ${Math.round(s.samplesPerSecond).toLocaleString('en-US')} samples/s, ${s.wallSeconds.toFixed(1)} s)${targetText(s)}\n`;
+}
+
+/** With --target: when the run first reached it, or that it did not. */
+function targetText(s: Summary): string {
+  if (s.target === undefined) return '';
+  const goal = Number.isNaN(s.testAccuracy) ? `RMSE ${s.target}` : `${+(100 * s.target).toFixed(2)}%`;
+  if (s.trainSecondsToTarget == null) return `; ${goal} not reached`;
+  return `; ${goal} reached after ${s.trainSecondsToTarget.toFixed(2)} s of training (${s.samplesToTarget!.toLocaleString('en-US')} samples)`;
 }
 
 /** Where the run's last line goes: stdout, unless the JSONL log or --json takes stdout. */
@@ -214,6 +229,7 @@ async function trainAsRank(config: TrainConfig, workersAsked: number | undefined
       if (process.stderr.isTTY) monitor.listen(new ProgressBar(c.epochs).update);
       else monitor.listen((event) => {
         if (event.kind === 'epoch') process.stderr.write(`epoch ${event.epoch + 1}/${c.epochs}: train loss ${event.trainLoss.toFixed(4)}, test ${Number.isNaN(event.testAccuracy) ? `RMSE ${event.testRmse.toFixed(4)}` : `accuracy ${(100 * event.testAccuracy).toFixed(2)}%`}\n`);
+        else if (event.kind === 'evaluation' && !Number.isInteger(event.epochs)) process.stderr.write(`  at epoch ${event.epochs.toFixed(2)}: test ${Number.isNaN(event.testAccuracy) ? `RMSE ${event.testRmse.toFixed(4)}` : `accuracy ${(100 * event.testAccuracy).toFixed(2)}%`}\n`);
       });
     },
   });

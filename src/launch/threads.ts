@@ -46,6 +46,7 @@ const dataNames = { images: 'images', sparse: 'sparse rows (libsvm)', ratings: '
 export async function prepareRun(requested: TrainConfig, hooks: LaunchHooks & { writes?: boolean } = {}) {
   const config = { ...requested };
   validate(config);
+  if (config.globalBatch !== undefined) config.batch = config.globalBatch / config.workers;
   // the rank that writes checks its outputs before loading anything
   if (hooks.writes !== false) {
     if (config.save) checkWritable('--save', config.save);
@@ -95,7 +96,7 @@ export function largestMessage(config: TrainConfig, size: number): number {
 
 /** The run's facts as the log and summary name them. */
 export function runFacts(config: TrainConfig, dataset: Dataset, kernels: string) {
-  return { dataset: dataset.name, model: modelLabel(config.model), strategy: config.strategy, workers: config.workers, kernels, batch: config.batch };
+  return { dataset: dataset.name, model: modelLabel(config.model), strategy: config.strategy, workers: config.workers, kernels, batch: config.batch, target: config.target };
 }
 
 export async function trainOnThreads(requested: TrainConfig, hooks: LaunchHooks = {}): Promise<TrainResult> {

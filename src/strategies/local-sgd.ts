@@ -64,9 +64,9 @@ export const localSgd: Strategy = async (setup) => {
       localLoss += loss;
       localCount++;
       const last = input.step + 1 === input.steps;
-      if ((input.step + 1) % syncEvery !== 0 && !last && !input.checkpointAfter) return { stop: false };
+      if ((input.step + 1) % syncEvery !== 0 && !last && !input.meetAfter) return { stop: false };
       const result = await average(comm.rank === 0 && input.stopRequested(), input.epoch + (input.step + 1) / input.steps);
-      if (input.checkpointAfter || last) await averageState();
+      if (input.meetAfter || last) await averageState();
       const weight = localCount;
       localLoss = 0;
       localCount = 0;

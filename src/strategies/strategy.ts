@@ -52,8 +52,8 @@ export interface StepInput {
   gradient(params: Float32Array, grad: Float32Array, step?: number): Promise<number>;
   /** Whether the user asked to stop; asked by the rank(s) that decide, where they decide. */
   stopRequested(): boolean;
-  /** A checkpoint follows this step (the loop asks only strategies whose ranks meet every step). */
-  checkpointAfter: boolean;
+  /** A checkpoint or an evaluation follows this step: the ranks' copies must agree after it (the loop asks only strategies whose ranks meet every step). */
+  meetAfter: boolean;
 }
 
 export interface StepOutcome {

@@ -34,6 +34,12 @@ export interface TrainConfig {
   strategy: string;
   epochs: number;
   batch: number; // per worker
+  /** Samples per step over all workers: each worker's batch is globalBatch / workers (in place of batch). */
+  globalBatch?: number;
+  /** Evaluate every this many epochs (0.25: four times an epoch), or every `N steps`; each epoch's end always. */
+  evalEvery: number | string;
+  /** Test accuracy (classification) or RMSE (regression) whose first crossing the summary times. */
+  target?: number;
   lr: number; // for a global batch of one worker's batch; see lrScaling
   lrScaling: 'linear' | 'none';
   optimizer: OptimizerName;
@@ -70,6 +76,7 @@ export const defaults: TrainConfig = {
   backend: 'shm',
   epochs: 2,
   batch: 64,
+  evalEvery: 1,
   lr: 0.05,
   lrScaling: 'none',
   optimizer: 'momentum',
@@ -85,7 +92,7 @@ export const defaults: TrainConfig = {
 };
 
 /** The options without a default, so that defaults and these together name every option. */
-export const optionalOptions = ['dataDir', 'testDataset', 'labelColumn', 'compress', 'save', 'resume', 'log', 'stopAfterSteps'] as const satisfies readonly (keyof TrainConfig)[];
+export const optionalOptions = ['dataDir', 'testDataset', 'labelColumn', 'compress', 'save', 'resume', 'log', 'stopAfterSteps', 'globalBatch', 'target'] as const satisfies readonly (keyof TrainConfig)[];
 
 /** Every option's name (the TrainConfig field; the CLI flag is it in kebab case). */
 export const optionNames: readonly string[] = [...Object.keys(defaults), ...optionalOptions];
@@ -104,6 +111,23 @@ export function withRecommended(config: TrainConfig, given: (option: keyof Train
     taken.push(`${option.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} ${value}`);
   }
   return { config: out as unknown as TrainConfig, taken };
+}
+
+const STEPS = /^\s*([1-9]\d*)\s*steps?\s*$/;
+
+/**
+ * Steps between evaluations, from --eval-every (epochs, or `N steps`) and the steps of an epoch;
+ * at least 1. An epoch's end evaluates whatever the interval.
+ */
+export function evaluationInterval(evalEvery: number | string, stepsPerEpoch: number): number {
+  const steps = typeof evalEvery === 'string' ? STEPS.exec(evalEvery) : null;
+  if (steps) return Number(steps[1]);
+  return Math.max(1, Math.round(Number(evalEvery) * stepsPerEpoch));
+}
+
+/** Whether --eval-every asks for evaluations inside an epoch (a fraction of one, or a number of steps). */
+function evaluatesMidEpoch(evalEvery: number | string): boolean {
+  return (typeof evalEvery === 'string' && STEPS.test(evalEvery)) || Number(evalEvery) < 1;
 }
 
 const positiveInteger = (option: string, value: number) => {
@@ -128,6 +152,15 @@ export function validate(config: TrainConfig): void {
   positiveInteger('--workers', config.workers);
   positiveInteger('--epochs', config.epochs);
   positiveInteger('--batch', config.batch);
+  if (config.globalBatch !== undefined) {
+    positiveInteger('--global-batch', config.globalBatch);
+    if (config.globalBatch % config.workers !== 0) throw badOption('--global-batch', config.globalBatch, `a multiple of the ${config.workers} workers (each takes globalBatch / workers samples a step)`);
+  }
+  const evalEvery = config.evalEvery;
+  if (!(typeof evalEvery === 'string' && STEPS.test(evalEvery)) && !(Number(evalEvery) > 0 && Number.isFinite(Number(evalEvery)))) {
+    throw badOption('--eval-every', evalEvery, 'a number of epochs (0.25: four times an epoch) or of steps (e.g. 100steps)');
+  }
+  if (config.target !== undefined && !Number.isFinite(config.target)) throw badOption('--target', config.target, 'a test accuracy (e.g. 0.84) or RMSE');
   if (!Number.isFinite(config.lr) || config.lr <= 0) throw badOption('--lr', config.lr, 'a positive number');
   nonNegative('--momentum', config.momentum);
   nonNegative('--weight-decay', config.weightDecay);
@@ -148,6 +181,9 @@ export function validate(config: TrainConfig): void {
   const abilities = strategy(config.strategy);
   if (config.paramPrecision !== 'fp32' && !abilities.paramPrecision) {
     throw badOption('--param-precision', config.paramPrecision, `fp32 with ${config.strategy} (low-precision storage works with ${strategiesThat((s) => s.paramPrecision).join(', ')})`);
+  }
+  if (evaluatesMidEpoch(config.evalEvery) && !abilities.midEpochCheckpoints) {
+    throw badOption('--eval-every', config.evalEvery, `1 or more epochs with ${config.strategy}, whose ranks do not meet inside an epoch (mid-epoch evaluation works with ${strategiesThat((s) => s.midEpochCheckpoints).join(', ')})`);
   }
   if (config.syncBn && !abilities.syncBatchNorm) {
     throw badOption('--sync-bn', 'given', `a strategy whose ranks all compute every step together (${strategiesThat((s) => s.syncBatchNorm).join(', ')}), not ${config.strategy}`);

@@ -24,6 +24,12 @@ export interface TrainingState {
 export type TrainingEvent =
   | { kind: 'step'; epoch: number; step: number; stepsPerEpoch: number; samples: number; loss: number; lr: number; bytesSent: number }
   | { kind: 'epoch'; epoch: number; trainLoss: number; testLoss: number; testAccuracy: number; testRmse: number; trainSeconds: number; samples: number; bytesSent: number }
+  /**
+   * Every evaluation (--eval-every, and each epoch's end): at `epochs` (fractional: 1.25 is a
+   * quarter into the second), after `samples` in all, `trainSeconds` of training in this run
+   * (evaluation excluded).
+   */
+  | { kind: 'evaluation'; epochs: number; samples: number; testLoss: number; testAccuracy: number; testRmse: number; trainSeconds: number }
   /** async-ps: the updates applied since the last report — worker, server version after it, staleness */
   | { kind: 'updates'; workers: number[]; versions: number[]; staleness: number[] };
 
@@ -39,6 +45,8 @@ export interface LoopInput {
   start: TrainingState;
   /** Steps between mid-epoch checkpoints (0: only at epoch ends). */
   saveEvery: number;
+  /** Steps between evaluations (each epoch's end evaluates too). */
+  evalEvery: number;
   /** This rank's hook, whose state (every rank's) goes into checkpoints. */
   hook: Hook | null;
   /** Learning rate at a fractional epoch, scaling rule and schedule applied. */
@@ -97,7 +105,7 @@ export async function trainingLoop(input: LoopInput, rank: StrategyRank): Promis
   const firstOf = (step: number) => shardStart(step, workers, workerIndex, batch);
   const batchOf = (step: number) => trainBatcher.fromOrder(order, firstOf(step), batch);
   const current: StepInput = {
-    epoch, step: 0, steps, lr: 0, lrOf, order, first: 0, whole, checkpointAfter: false,
+    epoch, step: 0, steps, lr: 0, lrOf, order, first: 0, whole, meetAfter: false,
     batch: (at = current.step) => batchOf(at),
     gradient: async (params, grad, at = current.step) => {
       model.beginStep?.(epoch * steps + at);
@@ -108,9 +116,25 @@ export async function trainingLoop(input: LoopInput, rank: StrategyRank): Promis
     stopRequested: input.stopRequested,
   };
 
+  // training time of this run, evaluation excluded, for the evaluations' reports
+  let trainedSeconds = 0;
+  const test = async (epochs: number, samples: number) => {
+    await syncBuffers();
+    const { loss, accuracy, rmse } = await evaluate(comm, model, dataset, rank.params, testBatcher);
+    if (reporting) input.report({ kind: 'evaluation', epochs, samples, testLoss: loss, testAccuracy: accuracy, testRmse: rmse, trainSeconds: trainedSeconds });
+    return { loss, accuracy, rmse };
+  };
+
   for (; epoch < epochs; epoch++) {
     epochOrder(order, seed, epoch);
-    const epochStart = performance.now();
+    // the epoch's training time, its evaluations excluded: summed over the stretches between them
+    let stretchStart = performance.now();
+    let epochSeconds = 0;
+    const endStretch = () => {
+      const seconds = (performance.now() - stretchStart) / 1000;
+      epochSeconds += seconds;
+      trainedSeconds += seconds;
+    };
     const firstStep = epoch === start.epoch ? start.step : 0;
     await rank.beginEpoch?.(epoch, firstStep, steps);
     let lossSum = 0;
@@ -119,12 +143,15 @@ export async function trainingLoop(input: LoopInput, rank: StrategyRank): Promis
     let resumeAt = steps;
     for (let step = firstStep; step < steps; step++) {
       const lr = lrOf(step);
-      const checkpointAfter = capabilities.midEpochCheckpoints && input.saveEvery > 0 && (step + 1) % input.saveEvery === 0 && step + 1 < steps;
+      const midEpoch = capabilities.midEpochCheckpoints && step + 1 < steps;
+      const checkpointAfter = midEpoch && input.saveEvery > 0 && (step + 1) % input.saveEvery === 0;
+      // (not within half an interval of the epoch's end, which evaluates anyway)
+      const evaluateAfter = midEpoch && (step + 1) % input.evalEvery === 0 && steps - (step + 1) >= input.evalEvery / 2;
       current.epoch = epoch;
       current.step = step;
       current.lr = lr;
       current.first = firstOf(step);
-      current.checkpointAfter = checkpointAfter;
+      current.meetAfter = checkpointAfter || evaluateAfter;
       const outcome = await rank.step(current);
       if (outcome.loss !== undefined) {
         if (!Number.isFinite(outcome.loss)) throw divergence(epoch * steps + step, epoch, outcome.loss, lr);
@@ -143,17 +170,21 @@ export async function trainingLoop(input: LoopInput, rank: StrategyRank): Promis
         break;
       }
       if (checkpointAfter) await save(epoch, step + 1);
+      if (evaluateAfter) {
+        endStretch();
+        await test(epoch + (step + 1) / steps, (epoch * steps + step + 1) * workers * batch);
+        stretchStart = performance.now();
+      }
     }
-    const trainSeconds = (performance.now() - epochStart) / 1000;
+    endStretch();
     const ended = rank.endSteps ? await rank.endSteps(stopped, lossSum / Math.max(1, lossWeight)) : { stop: stopped, trainLoss: lossSum / lossWeight };
     if (ended.stop) {
       await save(epoch, resumeAt);
       return { params: rank.params, stoppedEarly: true };
     }
-    await syncBuffers();
-    const { loss, accuracy, rmse } = await evaluate(comm, model, dataset, rank.params, testBatcher);
+    const { loss, accuracy, rmse } = await test(epoch + 1, (epoch + 1) * steps * workers * batch);
     if (reporting) {
-      input.report({ kind: 'epoch', epoch, trainLoss: ended.trainLoss, testLoss: loss, testAccuracy: accuracy, testRmse: rmse, trainSeconds, samples: (steps - firstStep) * workers * batch, bytesSent: rank.bytesSent() });
+      input.report({ kind: 'epoch', epoch, trainLoss: ended.trainLoss, testLoss: loss, testAccuracy: accuracy, testRmse: rmse, trainSeconds: epochSeconds, samples: (steps - firstStep) * workers * batch, bytesSent: rank.bytesSent() });
     }
     await save(epoch + 1, 0);
     // one shared array: nobody writes the next epoch's updates until rank 0 has saved this one's

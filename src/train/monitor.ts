@@ -23,6 +23,11 @@ export interface Summary {
   stoppedEarly: boolean;
   meanStaleness?: number; // async-ps
   maxStaleness?: number;
+  /** With --target: the accuracy (or RMSE) asked for, and the first evaluation that reached it (null: none did). */
+  target?: number;
+  trainSecondsToTarget?: number | null; // training time of this run until then, evaluations excluded
+  samplesToTarget?: number | null;
+  wallSecondsToTarget?: number | null;
 }
 
 export type Listener = (event: TrainingEvent, elapsedSeconds: number) => void;
@@ -40,8 +45,9 @@ export class Monitor {
   private stalenessSum = 0; // async-ps: over every update
   private stalenessMax = 0;
   private stalenessCount = 0;
+  private reached: { trainSeconds: number; samples: number; wallSeconds: number } | null = null;
 
-  constructor(logPath: string | undefined, private readonly run: { dataset: string; model: string; strategy: string; workers: number; kernels: string; batch: number }) {
+  constructor(logPath: string | undefined, private readonly run: { dataset: string; model: string; strategy: string; workers: number; kernels: string; batch: number; target?: number }) {
     // '-' is standard output (fd 1), which the monitor writes to but never closes
     this.fd = logPath === '-' ? 1 : logPath ? openSync(logPath, 'w') : null;
   }
@@ -70,6 +76,14 @@ export class Monitor {
         this.stalenessMax = Math.max(this.stalenessMax, value);
       }
       this.stalenessCount += event.staleness.length;
+    } else if (event.kind === 'evaluation') {
+      const classification = !Number.isNaN(event.testAccuracy);
+      this.write({ type: 'evaluation', time, epochs: event.epochs, samples: event.samples, testLoss: event.testLoss,
+        ...(classification ? { testAccuracy: event.testAccuracy } : { testRmse: event.testRmse }), trainSeconds: event.trainSeconds });
+      const { target } = this.run;
+      if (target !== undefined && !this.reached && (classification ? event.testAccuracy >= target : event.testRmse <= target)) {
+        this.reached = { trainSeconds: event.trainSeconds, samples: event.samples, wallSeconds: time };
+      }
     } else {
       this.epochsDone++;
       this.trainSeconds += event.trainSeconds;
@@ -92,6 +106,9 @@ export class Monitor {
       samples: this.samples, samplesPerSecond: this.trainSeconds > 0 ? this.samples / this.trainSeconds : 0,
       wallSeconds: this.elapsed(), bytesPerWorkerPerStep: this.steps > 0 ? this.lastBytes / this.steps : 0, stoppedEarly,
       ...(this.stalenessCount ? { meanStaleness: this.stalenessSum / this.stalenessCount, maxStaleness: this.stalenessMax } : {}),
+      ...(this.run.target !== undefined ? {
+        target: this.run.target, trainSecondsToTarget: this.reached?.trainSeconds ?? null, samplesToTarget: this.reached?.samples ?? null, wallSecondsToTarget: this.reached?.wallSeconds ?? null,
+      } : {}),
     };
     this.write(summary);
     return summary;

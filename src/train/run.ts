@@ -3,6 +3,7 @@
 // runs the one training loop.
 
 import type { Communicator } from '../comm/communicator.js';
+import { stepsPerEpoch } from '../data/batches.js';
 import type { Dataset } from '../data/dataset.js';
 import { selectKernels } from '../kernels/select.js';
 import type { ModelOptions } from '../models/index.js';
@@ -15,7 +16,7 @@ import { parseCompress } from '../compress/parse.js';
 import { mixSeed } from '../tensor/random.js';
 import { withFault } from './faults.js';
 import { badOption } from '../errors.js';
-import type { TrainConfig } from './config.js';
+import { evaluationInterval, type TrainConfig } from './config.js';
 import { restoreHookState, restoreOptimizer } from './hook-state.js';
 import { trainingLoop, type TrainingState } from './loop.js';
 
@@ -80,6 +81,7 @@ export async function trainRank(comm: Communicator, input: RankInput, emit: (val
   const result = await trainingLoop({
     comm, model, dataset, capabilities, hook, start,
     workers: config.workers, batch: config.batch, epochs: config.epochs, seed: config.seed, saveEvery: config.saveEvery,
+    evalEvery: evaluationInterval(config.evalEvery, stepsPerEpoch(dataset.train.count, config.workers, config.batch)),
     learningRate: (epoch) => learningRate(schedule, epoch),
     stopRequested: () => {
       stepsAsked++;
