@@ -2,6 +2,7 @@
 // one line per epoch, so logs captured from CI stay readable.
 
 import type { TrainingEvent } from '../train/loop.js';
+import { breakdownMs } from '../train/monitor.js';
 
 const WIDTH = 24;
 
@@ -55,7 +56,9 @@ export class ProgressBar {
     } else if (event.kind === 'epoch') {
       if (this.live) this.stream.write('\r\x1b[K');
       const merit = Number.isNaN(event.testAccuracy) ? `test RMSE ${event.testRmse.toFixed(4)}` : `test accuracy ${(100 * event.testAccuracy).toFixed(2)}%`;
-      this.stream.write(`epoch ${event.epoch + 1}/${this.epochs}  train loss ${event.trainLoss.toFixed(4)}  test loss ${event.testLoss.toFixed(4)}  ${merit}  ${Math.round(event.samples / event.trainSeconds).toLocaleString('en-US')} samples/s  ${event.trainSeconds.toFixed(1)} s\n`);
+      const step = breakdownMs(event.perStep);
+      const perStep = `a step: compute ${step.compute.toFixed(2)} ms, communication ${step.communication.toFixed(2)} ms${step.waiting === null ? '' : `, waiting ${step.waiting.toFixed(2)} ms`}`;
+      this.stream.write(`epoch ${event.epoch + 1}/${this.epochs}  train loss ${event.trainLoss.toFixed(4)}  test loss ${event.testLoss.toFixed(4)}  ${merit}  ${Math.round(event.samples / event.trainSeconds).toLocaleString('en-US')} samples/s  ${event.trainSeconds.toFixed(1)} s  (${perStep})\n`);
     }
   };
 }

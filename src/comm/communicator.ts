@@ -10,6 +10,8 @@ export interface Communicator {
   readonly size: number;
   /** Bytes this rank has put on the wire (for shm: bytes of its data its peers read). */
   readonly bytesSent: number;
+  /** Seconds this rank has waited for its peers inside collectives, where the backend can tell (shm); else undefined. */
+  readonly waitedSeconds?: number;
   /**
    * A buffer this backend's collectives handle fastest (shm: in shared memory, read by peers in
    * place). Every rank allocates the same lengths in the same order. Any Float32Array works too.

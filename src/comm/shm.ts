@@ -108,6 +108,7 @@ export class ShmCommunicator implements Communicator {
   readonly backend = 'shm';
   readonly size: number;
   bytesSent = 0;
+  waitedSeconds = 0;
   private readonly control: Int32Array;
   private readonly data: Float32Array;
   private readonly capacity: number;
@@ -213,6 +214,16 @@ export class ShmCommunicator implements Communicator {
    * or after the timeout with an error naming what it waited for.
    */
   private waitWhile(array: Int32Array, index: number, value: number, operation: string, waitingFor: () => string): void {
+    if (Atomics.load(array, index) !== value) return;
+    const started = performance.now();
+    try {
+      this.waitLonger(array, index, value, operation, waitingFor);
+    } finally {
+      this.waitedSeconds += (performance.now() - started) / 1000;
+    }
+  }
+
+  private waitLonger(array: Int32Array, index: number, value: number, operation: string, waitingFor: () => string): void {
     if (this.handle.spinMs > 0) {
       const spinUntil = performance.now() + this.handle.spinMs;
       do {

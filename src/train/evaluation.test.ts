@@ -94,3 +94,19 @@ test('--eval-every, --global-batch and --target: intervals, and bad values refus
   assert.throws(() => validate({ ...base, globalBatch: 0 }), /--global-batch/);
   assert.throws(() => validate({ ...base, target: Number.NaN }), /--target/);
 });
+
+test('each epoch says where a step\'s time went: compute, communication, waiting (shm measures its waits; one worker never waits)', async () => {
+  const log = join(mkdtempSync(join(tmpdir(), 'converge-breakdown-')), 'run.jsonl');
+  for (const workers of [1, 2]) {
+    await trainOnThreads({ ...base, workers, log });
+    for (const epoch of records(log).filter((r) => r.type === 'epoch') as unknown as { perStepMs: { compute: number; communication: number; waiting: number }; trainSeconds: number }[]) {
+      const { compute, communication, waiting } = epoch.perStepMs;
+      assert.ok(compute > 0 && communication >= 0, `${workers} workers: ${JSON.stringify(epoch.perStepMs)}`);
+      if (workers === 1) assert.equal(waiting, 0, 'one worker has no peer to wait for');
+      else assert.ok(waiting > 0, `two workers wait at their collectives' barriers: ${waiting} ms`);
+      // 2,048 samples, 64 a worker: the steps' parts fit in the epoch's training time
+      const steps = 2048 / (64 * workers);
+      assert.ok((steps * (compute + communication + waiting)) / 1000 <= epoch.trainSeconds, `${JSON.stringify(epoch.perStepMs)} × ${steps} steps within ${epoch.trainSeconds} s`);
+    }
+  }
+});

@@ -23,7 +23,7 @@ export interface TrainingState {
 
 export type TrainingEvent =
   | { kind: 'step'; epoch: number; step: number; stepsPerEpoch: number; samples: number; loss: number; lr: number; bytesSent: number }
-  | { kind: 'epoch'; epoch: number; trainLoss: number; testLoss: number; testAccuracy: number; testRmse: number; trainSeconds: number; samples: number; bytesSent: number }
+  | { kind: 'epoch'; epoch: number; trainLoss: number; testLoss: number; testAccuracy: number; testRmse: number; trainSeconds: number; samples: number; bytesSent: number; perStep: StepBreakdown }
   /**
    * Every evaluation (--eval-every, and each epoch's end): at `epochs` (fractional: 1.25 is a
    * quarter into the second), after `samples` in all, `trainSeconds` of training in this run
@@ -32,6 +32,18 @@ export type TrainingEvent =
   | { kind: 'evaluation'; epochs: number; samples: number; testLoss: number; testAccuracy: number; testRmse: number; trainSeconds: number }
   /** async-ps: the updates applied since the last report — worker, server version after it, staleness */
   | { kind: 'updates'; workers: number[]; versions: number[]; staleness: number[] };
+
+/**
+ * Where a step's time went on the reporting rank, in seconds per step over an epoch: computing
+ * the gradient (the model's forward and backward passes), waiting for peers inside collectives
+ * (where the backend can tell; else it is part of communication), and the rest of the step —
+ * exchanges, reductions and the update.
+ */
+export interface StepBreakdown {
+  compute: number;
+  communication: number;
+  waiting: number | null;
+}
 
 export interface LoopInput {
   comm: Communicator;
@@ -101,6 +113,7 @@ export async function trainingLoop(input: LoopInput, rank: StrategyRank): Promis
 
   // one description of the step, updated in place: a step allocates nothing
   let epoch = start.epoch;
+  let computeMs = 0; // this epoch's gradient computations
   const lrOf = (step: number) => input.learningRate(epoch + (step + 1) / steps);
   const firstOf = (step: number) => shardStart(step, workers, workerIndex, batch);
   const batchOf = (step: number) => trainBatcher.fromOrder(order, firstOf(step), batch);
@@ -109,7 +122,9 @@ export async function trainingLoop(input: LoopInput, rank: StrategyRank): Promis
     batch: (at = current.step) => batchOf(at),
     gradient: async (params, grad, at = current.step) => {
       model.beginStep?.(epoch * steps + at);
+      const started = performance.now();
       const loss = model.lossAndGradAsync ? await model.lossAndGradAsync(params, batchOf(at), grad) : model.lossAndGrad(params, batchOf(at), grad);
+      computeMs += performance.now() - started;
       if (!Number.isFinite(loss)) throw divergence(epoch * steps + at, epoch, loss, lrOf(at));
       return loss;
     },
@@ -139,6 +154,10 @@ export async function trainingLoop(input: LoopInput, rank: StrategyRank): Promis
     await rank.beginEpoch?.(epoch, firstStep, steps);
     let lossSum = 0;
     let lossWeight = 0;
+    let stepsTimed = 0;
+    let stepMs = 0;
+    computeMs = 0;
+    const waitedAtStart = comm.waitedSeconds;
     let stopped = false;
     let resumeAt = steps;
     for (let step = firstStep; step < steps; step++) {
@@ -152,7 +171,10 @@ export async function trainingLoop(input: LoopInput, rank: StrategyRank): Promis
       current.lr = lr;
       current.first = firstOf(step);
       current.meetAfter = checkpointAfter || evaluateAfter;
+      const stepStarted = performance.now();
       const outcome = await rank.step(current);
+      stepMs += performance.now() - stepStarted;
+      stepsTimed++;
       if (outcome.loss !== undefined) {
         if (!Number.isFinite(outcome.loss)) throw divergence(epoch * steps + step, epoch, outcome.loss, lr);
         const weight = outcome.weight ?? 1;
@@ -182,9 +204,16 @@ export async function trainingLoop(input: LoopInput, rank: StrategyRank): Promis
       await save(epoch, resumeAt);
       return { params: rank.params, stoppedEarly: true };
     }
+    const waited = comm.waitedSeconds === undefined || waitedAtStart === undefined ? null : comm.waitedSeconds - waitedAtStart;
+    const perStep: StepBreakdown = {
+      compute: computeMs / 1000 / stepsTimed,
+      // (a step that meets its peers inside the gradient, --sync-bn, counts that wait in both)
+      communication: Math.max(0, stepMs - computeMs - 1000 * (waited ?? 0)) / 1000 / stepsTimed,
+      waiting: waited === null ? null : waited / stepsTimed,
+    };
     const { loss, accuracy, rmse } = await test(epoch + 1, (epoch + 1) * steps * workers * batch);
     if (reporting) {
-      input.report({ kind: 'epoch', epoch, trainLoss: ended.trainLoss, testLoss: loss, testAccuracy: accuracy, testRmse: rmse, trainSeconds: epochSeconds, samples: (steps - firstStep) * workers * batch, bytesSent: rank.bytesSent() });
+      input.report({ kind: 'epoch', epoch, trainLoss: ended.trainLoss, testLoss: loss, testAccuracy: accuracy, testRmse: rmse, trainSeconds: epochSeconds, samples: (steps - firstStep) * workers * batch, bytesSent: rank.bytesSent(), perStep });
     }
     await save(epoch + 1, 0);
     // one shared array: nobody writes the next epoch's updates until rank 0 has saved this one's

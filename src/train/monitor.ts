@@ -2,7 +2,7 @@
 // then a summary), live figures for a progress display, and the summary itself.
 
 import { closeSync, openSync, writeSync } from 'node:fs';
-import type { TrainingEvent } from './loop.js';
+import type { StepBreakdown, TrainingEvent } from './loop.js';
 
 export interface Summary {
   type: 'summary';
@@ -93,7 +93,7 @@ export class Monitor {
       this.lastEpoch = event;
       this.write({ type: 'epoch', time, epoch: event.epoch, trainLoss: event.trainLoss, testLoss: event.testLoss,
         ...(Number.isNaN(event.testAccuracy) ? { testRmse: event.testRmse } : { testAccuracy: event.testAccuracy }),
-        samplesPerSecond: event.samples / event.trainSeconds, trainSeconds: event.trainSeconds, bytesSent: event.bytesSent });
+        samplesPerSecond: event.samples / event.trainSeconds, trainSeconds: event.trainSeconds, bytesSent: event.bytesSent, perStepMs: breakdownMs(event.perStep) });
     }
     for (const listener of this.listeners) listener(event, time);
   };
@@ -121,6 +121,12 @@ export class Monitor {
   close(): void {
     if (this.fd !== null && this.fd !== 1) closeSync(this.fd);
   }
+}
+
+/** A step's breakdown in milliseconds, rounded to µs: what the log and the epoch line show. */
+export function breakdownMs(perStep: StepBreakdown): { compute: number; communication: number; waiting: number | null } {
+  const ms = (seconds: number) => +(1000 * seconds).toFixed(3);
+  return { compute: ms(perStep.compute), communication: ms(perStep.communication), waiting: perStep.waiting === null ? null : ms(perStep.waiting) };
 }
 
 function pick(run: { dataset: string; model: string; strategy: string; workers: number; kernels: string }) {
