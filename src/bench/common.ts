@@ -41,3 +41,23 @@ export function debianPython(module: string): string | null {
   }
   return null;
 }
+
+/**
+ * The PyTorch configurations a bench tries, its best taken: per core (one torch thread AND one
+ * OpenBLAS thread — Debian's torch sends matrix products to OpenBLAS, whose own threads
+ * torch.set_num_threads does not limit), and for the whole machine every combination.
+ */
+export const pytorchConfigurations = [
+  { configuration: 'per-core', threads: 1, openblas: '1' },
+  { configuration: 'machine', threads: 1, openblas: '' },
+  { configuration: 'machine', threads: 2, openblas: '' },
+  { configuration: 'machine', threads: 2, openblas: '1' },
+] as const;
+
+/** The environment of a PyTorch run in configuration `c` (OPENBLAS_NUM_THREADS set, or OpenBLAS's default). */
+export function pytorchEnvironment(c: { openblas: string }): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  if (c.openblas) env.OPENBLAS_NUM_THREADS = c.openblas;
+  else delete env.OPENBLAS_NUM_THREADS;
+  return env;
+}

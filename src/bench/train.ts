@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { trainOnThreads } from '../launch/threads.js';
 import { defaults, type TrainConfig } from '../train/config.js';
-import { announceEnvironment, debianPython, environment, median, writeJson } from './common.js';
+import { announceEnvironment, debianPython, environment, median, pytorchConfigurations, pytorchEnvironment, writeJson } from './common.js';
 
 const { values } = parseArgs({
   options: {
@@ -87,19 +87,9 @@ if (values['compare-pytorch']) {
   else {
     const script = fileURLToPath(new URL('../../bench/pytorch_train.py', import.meta.url));
     console.log('\nPyTorch (Debian python3-torch, matrix products in OpenBLAS), same models, batch, optimiser and data:');
-    // per core: one torch thread AND one OpenBLAS thread; whole machine: every combination, best taken
-    const configurations = [
-      { configuration: 'per-core', threads: 1, openblas: '1' },
-      { configuration: 'machine', threads: 1, openblas: '' },
-      { configuration: 'machine', threads: 2, openblas: '' },
-      { configuration: 'machine', threads: 2, openblas: '1' },
-    ];
     for (const model of list(values.models!)) {
-      for (const c of configurations) {
-        const env = { ...process.env };
-        if (c.openblas) env.OPENBLAS_NUM_THREADS = c.openblas;
-        else delete env.OPENBLAS_NUM_THREADS;
-        const result = spawnSync(python, [script, '--model', model, '--threads', String(c.threads), '--windows', String(repeats)], { env, encoding: 'utf8' });
+      for (const c of pytorchConfigurations) {
+        const result = spawnSync(python, [script, '--model', model, '--threads', String(c.threads), '--windows', String(repeats)], { env: pytorchEnvironment(c), encoding: 'utf8' });
         if (result.status !== 0) {
           console.log(`pytorch ${model} failed: ${result.stderr.trim().split('\n').pop()}`);
           continue;
