@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -73,4 +73,22 @@ test('converge bench and report refuse what they cannot do, in one line', () => 
   const missing = spawnSync(process.execPath, [cli, 'report', join(dir, 'nothing-here')], { encoding: 'utf8' });
   assert.equal(missing.status, 1);
   assert.match(missing.stderr, /converge: error: .*sweep folder/);
+});
+
+test('the report times the target from every evaluation a log holds (--eval-every), else from the epochs\' ends', async () => {
+  const { loadRuns, tableRows } = await import('./report.js');
+  const logs = mkdtempSync(join(tmpdir(), 'converge-evaluations-'));
+  const record = { workload: 'synthetic-mlp', strategy: 'allreduce', workers: 2, compress: 'none', paramPrecision: 'fp32', lrScaling: 'none', warmupEpochs: 0, epochs: 2, seed: 1, backend: 'shm', args: [], status: 'done', seconds: 5 };
+  const epoch = (time: number, e: number, testAccuracy: number) => ({ type: 'epoch', time, epoch: e, trainLoss: 1, testLoss: 1, testAccuracy, samplesPerSecond: 1 });
+  const lines = {
+    quarters: [{ type: 'evaluation', time: 0.6, epochs: 0.5, samples: 1024, testLoss: 1, testAccuracy: 0.7 }, { type: 'evaluation', time: 1.1, epochs: 1, samples: 2048, testLoss: 1, testAccuracy: 0.75 }, epoch(1.1, 0, 0.75),
+      { type: 'evaluation', time: 1.7, epochs: 1.5, samples: 3072, testLoss: 1, testAccuracy: 0.82 }, { type: 'evaluation', time: 2.2, epochs: 2, samples: 4096, testLoss: 1, testAccuracy: 0.81 }, epoch(2.2, 1, 0.81)],
+    epochs: [epoch(1.1, 0, 0.75), epoch(2.2, 1, 0.81), { type: 'summary', samples: 4096, epochs: 2, samplesPerSecond: 2000, testAccuracy: 0.81 }],
+  };
+  for (const [id, records] of Object.entries(lines)) {
+    writeFileSync(join(logs, `${id}.json`), JSON.stringify({ ...record, id }));
+    writeFileSync(join(logs, `${id}.jsonl`), records.map((r) => JSON.stringify(r)).join('\n'));
+  }
+  const rows = tableRows(loadRuns(logs), { metric: 'testAccuracy', value: 0.8 });
+  assert.deepEqual(rows.map((r) => [r.id, r.secondsToTarget, r.samplesToTarget]), [['quarters', 1.7, 3072], ['epochs', 2.2, 4096]]);
 });

@@ -15,6 +15,8 @@ import { reached, workload as findWorkload, workloads, type Target } from './wor
 
 interface Step { time: number; epoch: number; samples: number; loss: number; bytesSent: number }
 interface Epoch { time: number; epoch: number; trainLoss: number; testLoss: number; testAccuracy?: number; testRmse?: number; samplesPerSecond: number }
+/** A point where the test split was scored: every evaluation (--eval-every) where a log has them, else each epoch's end. */
+interface Evaluation { time: number; samples: number; testAccuracy?: number; testRmse?: number }
 interface Summary { testAccuracy: number; testRmse: number | null; testLoss: number; samples: number; samplesPerSecond: number; wallSeconds: number; bytesPerWorkerPerStep: number; epochs: number }
 
 export interface Run {
@@ -22,6 +24,7 @@ export interface Run {
   label: string;
   steps: Step[];
   epochs: (Epoch & { samples: number })[];
+  evaluations: Evaluation[];
   summary: Summary | null;
 }
 
@@ -34,7 +37,7 @@ export interface Row {
   paramPrecision: string;
   batch: number | null;
   status: string;
-  /** wall seconds (from the start of the run) to the first epoch at the target; null: not reached */
+  /** wall seconds (from the start of the run) to the first evaluation at the target; null: not reached */
   secondsToTarget: number | null;
   samplesToTarget: number | null;
   final: number | null; // the metric after the last epoch
@@ -73,17 +76,19 @@ export function loadRuns(dir: string): Run[] {
       const last = steps.filter((s) => s.epoch === e.epoch).pop();
       return { ...e, samples: last ? Math.max(last.samples, (e.epoch + 1) * perEpoch) : (e.epoch + 1) * perEpoch };
     });
-    runs.push({ record, label: labelOf(record), steps, epochs, summary });
+    const evaluationRecords = lines.filter((l) => l.type === 'evaluation') as Evaluation[];
+    const evaluations = evaluationRecords.length > 0 ? evaluationRecords : epochs;
+    runs.push({ record, label: labelOf(record), steps, epochs, evaluations, summary });
   }
   if (runs.length === 0) throw missingData('sweep logs', dir, "the folder holds no configuration of 'converge bench'.");
   return runs;
 }
 
-const metricOf = (target: Target, e: Epoch) => (target.metric === 'testAccuracy' ? e.testAccuracy : e.testRmse);
+const metricOf = (target: Target, e: Evaluation) => (target.metric === 'testAccuracy' ? e.testAccuracy : e.testRmse);
 
 export function tableRows(runs: Run[], target: Target): Row[] {
   const rows = runs.map((run): Row => {
-    const hit = run.epochs.find((e) => reached(target, metricOf(target, e)));
+    const hit = run.evaluations.find((e) => reached(target, metricOf(target, e)));
     const last = run.epochs[run.epochs.length - 1];
     return {
       id: run.record.id, label: run.label, strategy: run.record.strategy, workers: run.record.workers, compress: run.record.compress,
@@ -116,7 +121,7 @@ export interface Chart { title: string; svg: string }
 
 export async function charts(runs: Run[], target: Target): Promise<Chart[]> {
   const metric = target.metric === 'testAccuracy' ? 'test accuracy' : 'test RMSE';
-  const epochPoints = runs.flatMap((r) => r.epochs.map((e) => ({ configuration: r.label, seconds: e.time, samples: e.samples, value: metricOf(target, e) ?? null })));
+  const epochPoints = runs.flatMap((r) => r.evaluations.map((e) => ({ configuration: r.label, seconds: e.time, samples: e.samples, value: metricOf(target, e) ?? null })));
   const stepPoints = runs.flatMap((r) => r.steps.map((s) => ({ configuration: r.label, seconds: s.time, samples: s.samples, loss: s.loss })));
   const color = { field: 'configuration', type: 'nominal', title: 'configuration' };
   const rule = { mark: { type: 'rule', strokeDash: [4, 4], color: 'gray' }, encoding: { y: { datum: target.value } } };

@@ -64,12 +64,13 @@ for (const model of values.models!.split(',')) {
   const seconds: Record<string, (number | null)[]> = {};
   const samples: Record<string, (number | null)[]> = {};
   let best: { threads: number; openblas: string; samplesPerSecond: number } | null = null;
+  const probes: { threads: number; openblas: string; samplesPerSecond: number }[] = [];
   if (python) {
-    // PyTorch's best configuration on this machine, by samples per second, measured now
+    // PyTorch's best configuration on this machine, by samples per second (median of three 3-second windows), measured now
     for (const c of pytorchConfigurations) {
-      const out = pytorch('pytorch_train.py', ['--model', model, '--threads', String(c.threads), '--seconds', '1.5', '--windows', '3'], pytorchEnvironment(c));
-      const rate = out.samplesPerSecond as number;
-      if (!best || rate > best.samplesPerSecond) best = { threads: c.threads, openblas: c.openblas, samplesPerSecond: rate };
+      const out = pytorch('pytorch_train.py', ['--model', model, '--threads', String(c.threads), '--seconds', '3', '--windows', '3'], pytorchEnvironment(c));
+      probes.push({ threads: c.threads, openblas: c.openblas, samplesPerSecond: out.samplesPerSecond as number });
+      if (!best || probes[probes.length - 1].samplesPerSecond > best.samplesPerSecond) best = probes[probes.length - 1];
     }
     console.log(`${model}: PyTorch's best configuration here: ${best!.threads} torch thread(s), OpenBLAS ${best!.openblas || 'default'} (${Math.round(best!.samplesPerSecond).toLocaleString('en-US')} samples/s)`);
   }
@@ -98,6 +99,6 @@ for (const model of values.models!.split(',')) {
     const ratio = value !== null && reference ? ` (${(value / reference).toFixed(2)}× PyTorch's)` : '';
     console.log(`  ${label.padEnd(40)} ${fmt(value)}${ratio}`);
   }
-  results.push({ model, target, evalEvery, seeds, pytorchBest: best, seconds, samples, medians });
+  results.push({ model, target, evalEvery, seeds, pytorchProbes: probes, pytorchBest: best, seconds, samples, medians });
 }
 writeJson(values.out!, { environment: environment(), results });
