@@ -5,7 +5,7 @@
 // first in the same run (bench:train's: torch threads × OpenBLAS threads, fastest samples/s).
 // converge runs 2 workers, at PyTorch's global batch of 64 (--global-batch 64) and at its
 // default 2 × 64.
-//   npm run bench:time-to-accuracy -- [--models mlp,cnn] [--seeds 1,2,3] [--eval-every 0.25]
+//   npm run bench:time-to-accuracy -- [--models mlp,cnn] [--seeds 1,2,3] [--eval-every 0.25] [--study-lr]
 
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -20,6 +20,8 @@ const { values } = parseArgs({
     models: { type: 'string', default: 'mlp,cnn' },
     seeds: { type: 'string', default: '1,2,3' },
     'eval-every': { type: 'string', default: '0.25' },
+    // also the learning-rate rules for the larger global batch of 2 × 64: linear scaling, with and without warm-up, and √P
+    'study-lr': { type: 'boolean', default: false },
     out: { type: 'string', default: 'bench/results/time-to-accuracy.json' },
   },
 });
@@ -60,6 +62,11 @@ for (const model of values.models!.split(',')) {
   const configurations: { label: string; config: TrainConfig }[] = [
     { label: 'converge 2 workers, global batch 64', config: { ...base, globalBatch: 64 } },
     { label: 'converge 2 workers × 64', config: base },
+    ...(values['study-lr'] ? [
+      { label: 'converge 2 × 64, lr × 2 (linear)', config: { ...base, lrScaling: 'linear' as const } },
+      { label: 'converge 2 × 64, lr × 2, warm-up ¼ epoch', config: { ...base, lrScaling: 'linear' as const, warmupEpochs: 0.25 } },
+      { label: 'converge 2 × 64, lr × √2', config: { ...base, lr: base.lr * Math.SQRT2 } },
+    ] : []),
   ];
   const seconds: Record<string, (number | null)[]> = {};
   const samples: Record<string, (number | null)[]> = {};
