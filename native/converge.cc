@@ -422,6 +422,19 @@ __attribute__((always_inline)) static inline Lanes<B> splat(float value) {
   return load<B>(values);
 }
 
+/** dx = scale · (dy − meanDy − x̂ · meanDyX) over one block of B channels of a blocked image, per lane. */
+template <int B>
+__attribute__((always_inline)) static inline void inputGradientOfGroup(const float* gradOut, const float* normalised, float* gradX, Lanes<B> scale, Lanes<B> meanDy,
+                                                                       Lanes<B> meanDyX, int batch, int groups, int group, int plane) {
+    for (int n = 0; n < batch; n++) {
+      const size_t at = (static_cast<size_t>(n) * groups + group) * plane * B;
+      for (int i = 0; i < plane; i++) {
+        const size_t j = at + static_cast<size_t>(i) * B;
+        store<B>(gradX + j, scale * (load<B>(gradOut + j) - meanDy - load<B>(normalised + j) * meanDyX));
+      }
+    }
+}
+
 template <int B>
 CLONES static void batchNormForwardBlocked(const float* x, const float* gamma, const float* beta, float* out, float* normalised, float* inverseStd,
                                            float* runningMean, float* runningVar, int batch, int channels, int plane, bool training, double momentum, double epsilon) {
@@ -515,13 +528,7 @@ CLONES static void batchNormBackwardBlocked(const float* gradOut, const float* n
     }
     if (!gradX) continue;
     const Lanes<B> scale = load<B>(scaleOf), meanDy = load<B>(meanDyOf), meanDyX = load<B>(meanDyXOf);
-    for (int n = 0; n < batch; n++) {
-      const size_t at = (static_cast<size_t>(n) * groups + group) * plane * B;
-      for (int i = 0; i < plane; i++) {
-        const size_t j = at + static_cast<size_t>(i) * B;
-        store<B>(gradX + j, scale * (load<B>(gradOut + j) - meanDy - load<B>(normalised + j) * meanDyX));
-      }
-    }
+    inputGradientOfGroup<B>(gradOut, normalised, gradX, scale, meanDy, meanDyX, batch, groups, group, plane);
   }
 }
 
@@ -593,13 +600,7 @@ CLONES static void batchNormInputGradientBlocked(const float* gradOut, const flo
       meanDyXOf[l] = static_cast<float>(sumDyX[c] / count);
     }
     const Lanes<B> scale = load<B>(scaleOf), meanDy = load<B>(meanDyOf), meanDyX = load<B>(meanDyXOf);
-    for (int n = 0; n < batch; n++) {
-      const size_t at = (static_cast<size_t>(n) * groups + group) * plane * B;
-      for (int i = 0; i < plane; i++) {
-        const size_t j = at + static_cast<size_t>(i) * B;
-        store<B>(gradX + j, scale * (load<B>(gradOut + j) - meanDy - load<B>(normalised + j) * meanDyX));
-      }
-    }
+    inputGradientOfGroup<B>(gradOut, normalised, gradX, scale, meanDy, meanDyX, batch, groups, group, plane);
   }
 }
 
