@@ -6,10 +6,9 @@
 // on every call. Primitives are built once per geometry, batch and layouts, per thread (each
 // worker thread is one core: oneDNN runs on one thread).
 
-#define NAPI_VERSION 8
-#include <napi.h>
+#include "../common.h"
+
 #include <omp.h>
-#include <xmmintrin.h>
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include <memory>
@@ -18,6 +17,7 @@
 
 namespace {
 
+using namespace converge;
 using dnnl::memory;
 using tag = dnnl::memory::format_tag;
 using dt = dnnl::memory::data_type;
@@ -106,9 +106,6 @@ Plan& plan(const Geometry& g) {
   return *slot;
 }
 
-float* floats(const Napi::CallbackInfo& info, size_t i) { return info[i].As<Napi::TypedArrayOf<float>>().Data(); }
-int integer(const Napi::CallbackInfo& info, size_t i) { return info[i].As<Napi::Number>().Int32Value(); }
-
 Geometry geometry(const Napi::CallbackInfo& info, int batch, size_t at) {
   return {batch, integer(info, at), integer(info, at + 1), integer(info, at + 2), integer(info, at + 3), integer(info, at + 4),
           integer(info, at + 5), integer(info, at + 6), integer(info, at + 7), integer(info, at + 8), integer(info, at + 9), integer(info, at + 10)};
@@ -134,17 +131,6 @@ void out(Staged& s, float* data) {
   memory user(s.user, c.engine, data);
   dnnl::reorder(s.inner, user).execute(c.stream, s.inner, user);
 }
-
-/**
- * Denormal floats (below 1.2e-38; gradients reach them) flushed to zero for the duration of a
- * call, then the thread's own mode restored (JavaScript's arithmetic must keep them). Arithmetic
- * on denormals takes a slow path in the CPU: flushing them made a ResNet-20 step 10–13% faster.
- */
-struct FlushDenormals {
-  unsigned saved;
-  FlushDenormals() : saved(_mm_getcsr()) { _mm_setcsr(saved | 0x8040); }  // FTZ | DAZ
-  ~FlushDenormals() { _mm_setcsr(saved); }
-};
 
 void oneThread() {
   thread_local bool set = false;
