@@ -59,10 +59,12 @@ export class TcpCommunicator implements Communicator {
   attach(): void {
     for (const link of this.links) {
       if (!link) continue;
-      for (const socket of [link.socket, link.reader.socket]) {
-        socket.on('close', () => this.lost(link, 'closed its connection: it exited or was killed'));
-        socket.on('error', (error) => this.lost(link, `broke its connection (${error.message})`));
-      }
+      // A peer's end is judged where its frames arrive: its goodbye comes behind its last data on
+      // the connection this rank reads, and on a real link the other connection's close can
+      // overtake both. (Judged on either, a rank that left cleanly read as lost while its last
+      // gather was still on the wire.) A peer that dies closes both; writing to it fails anyway.
+      link.reader.socket.on('close', () => this.lost(link, 'closed its connection: it exited or was killed'));
+      for (const socket of [link.socket, link.reader.socket]) socket.on('error', (error) => this.lost(link, `broke its connection (${error.message})`));
     }
   }
 
