@@ -249,13 +249,12 @@ async function rendezvous(options: TcpOptions, opened: { servers: Server[]; sock
     if (peer === rank) continue;
     links[peer] = new Link(peer, dialed.get(peer)!, accepted.get(peer)!, limit, (l, f, p) => (comm ? comm.onFrame(l, f, p!) : early.push({ link: l, frame: f, payload: p! })), (l, what) => comm?.garbage(l, what));
   }
-  comm = new TcpCommunicator(rank, size, links, server, options);
+  // the group is complete: the listener closes, so a later connection is refused by the kernel —
+  // no challenge, no log line, no memory (kept open, each one cost ≈1 KiB and two lines)
+  server.removeAllListeners('connection');
+  server.close();
+  comm = new TcpCommunicator(rank, size, links, null, options);
   comm.attach();
   for (const { link, frame, payload } of early) comm.onFrame(link, frame, payload);
-  // from here on, connections are refused: the group is complete
-  server.on('connection', (socket) => {
-    options.log?.(`${where}: refused a connection from ${socket.remoteAddress} after the group formed.`);
-    socket.destroy();
-  });
   return comm;
 }

@@ -153,3 +153,23 @@ for (const [what, bytes, expected] of [
     comm.close();
   });
 }
+
+test('tcp: once the group has formed, its listeners are closed — a stranger\'s connection is refused at once, costs no log line, and the group works on', async () => {
+  const port = await freePort();
+  const logs: string[] = [];
+  const base = { size: 2, masterAddr: '127.0.0.1', masterPort: port, secret: 'a-job-secret-123', timeoutMs: 5000, capacity: 1000, log: (line: string) => logs.push(line) };
+  const comms = await Promise.all([connectTcp({ ...base, rank: 0 }), connectTcp({ ...base, rank: 1 })]);
+  for (let i = 0; i < 20; i++) {
+    const refused = await new Promise<string>((resolve) => {
+      const socket = connect({ host: '127.0.0.1', port });
+      socket.on('connect', () => { socket.destroy(); resolve('connected'); });
+      socket.on('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? error.message));
+    });
+    assert.equal(refused, 'ECONNREFUSED', `connection ${i} after the group formed`);
+  }
+  const buffers = [Float32Array.of(1, 2), Float32Array.of(10, 20)];
+  await Promise.all(comms.map((comm, r) => comm.allreduce(buffers[r], 'sum')));
+  assert.deepEqual(buffers.map((b) => [...b]), [[11, 22], [11, 22]]);
+  assert.deepEqual(logs, [], 'no line for the strangers');
+  for (const comm of comms) comm.close();
+});
