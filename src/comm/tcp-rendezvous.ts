@@ -18,6 +18,10 @@ function hmac(secret: string, ...parts: (string | Buffer)[]): Buffer {
 }
 
 const READ_BUFFER = 1 << 20;
+/** A connection to a rank proves the secret within this long (TcpOptions.handshakeMs). */
+const HANDSHAKE_MS = 5000;
+/** Connections still proving the secret, at most this many per rank of the job: more are refused at once. */
+const PENDING_PER_RANK = 2;
 
 /** Reads exactly one small frame (handshake), or fails with what went wrong. */
 function readHandshakeFrame(source: Source, expected: Type, timeoutMs: number, where: string): Promise<{ frame: Frame; payload: Buffer }> {
@@ -37,7 +41,7 @@ function readHandshakeFrame(source: Source, expected: Type, timeoutMs: number, w
         resolve(value!);
       }
     };
-    const onClose = () => finish(new CommunicationError(`${where}: the connection closed during the handshake (wrong secret, or not a converge rank).`, 'HANDSHAKE'));
+    const onClose = () => finish(new CommunicationError(`${where}: the connection closed during the handshake (wrong secret, or not a converge rank).`, 'HANDSHAKE_CLOSED'));
     const onData = (chunk: Buffer) => {
       data = Buffer.concat([data, chunk]);
       if (data.length < HEADER) return;
@@ -64,7 +68,7 @@ async function acceptHandshake(source: Source, options: TcpOptions): Promise<num
   const where = `rank ${options.rank}: connection from ${socket.remoteAddress}:${socket.remotePort}`;
   const nonce = randomBytes(16);
   sendFrame(socket, Type.Challenge, nonce);
-  const { payload } = await readHandshakeFrame(source, Type.Auth, options.timeoutMs, where);
+  const { payload } = await readHandshakeFrame(source, Type.Auth, Math.min(options.timeoutMs, options.handshakeMs ?? HANDSHAKE_MS), where);
   if (payload.length !== 8 + 16 + 32) throw new CommunicationError(`${where}: a malformed authentication of ${payload.length} bytes.`, 'HANDSHAKE');
   const peer = payload.readInt32LE(0);
   const size = payload.readInt32LE(4);
@@ -81,7 +85,10 @@ async function acceptHandshake(source: Source, options: TcpOptions): Promise<num
 
 /** The connecting side: answer the challenge, check the acceptor's proof. */
 async function connectHandshake(source: Source, options: TcpOptions, where: string): Promise<void> {
-  const { payload: challenge } = await readHandshakeFrame(source, Type.Challenge, options.timeoutMs, where);
+  const { payload: challenge } = await readHandshakeFrame(source, Type.Challenge, options.timeoutMs, where).catch((error: CommunicationError) => {
+    // closed before any challenge: the rank turned the connection away unread (too many strangers at once)
+    throw error.code === 'HANDSHAKE_CLOSED' ? new CommunicationError(`${where}: the connection was closed before the handshake began.`, 'NO_CHALLENGE') : error;
+  });
   const identity = Buffer.alloc(8);
   identity.writeInt32LE(options.rank, 0);
   identity.writeInt32LE(options.size, 4);
@@ -90,6 +97,25 @@ async function connectHandshake(source: Source, options: TcpOptions, where: stri
   const { payload: proof } = await readHandshakeFrame(source, Type.AuthOk, options.timeoutMs, where);
   if (proof.length !== 32 || !timingSafeEqual(proof, hmac(options.secret, 'converge-accept', nonce))) {
     throw new CommunicationError(`${where}: the peer failed to prove the job secret; refusing to send it data.`, 'BAD_SECRET');
+  }
+}
+
+/**
+ * Dials a rank and proves the secret both ways. A connection turned away before the handshake
+ * began (the rank was busy with its quota of unproven connections) is dialed again, until the timeout.
+ */
+async function join(host: string, port: number, options: TcpOptions, where: string, what: string, opened: Socket[]): Promise<Source> {
+  const deadline = Date.now() + options.timeoutMs;
+  for (;;) {
+    const source = await dial(host, port, Math.max(1, deadline - Date.now()), where, opened);
+    try {
+      await connectHandshake(source, options, `${where}: ${what} at ${host}:${port}`);
+      return source;
+    } catch (error) {
+      source.socket.destroy();
+      if ((error as CommunicationError).code !== 'NO_CHALLENGE' || Date.now() >= deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
   }
 }
 
@@ -157,13 +183,28 @@ async function rendezvous(options: TcpOptions, opened: { servers: Server[]; sock
   // the connections others dial to this rank: handshake, then (here) only written to
   const accepted = new Map<number, Source>();
   let onAccepted: () => void = () => {};
+  // connections still proving the secret: capped, and dropped (quietly) once the group has formed
+  const pending = new Set<Socket>();
+  let formed = false;
+  let lastCapLine = 0;
   const acceptAll = (server: Server) =>
     server.on('connection', (socket) => {
+      if (pending.size >= PENDING_PER_RANK * size) {
+        // at most one line a second of these
+        if (Date.now() - lastCapLine >= 1000) {
+          lastCapLine = Date.now();
+          options.log?.(`${where}: refused a connection from ${socket.remoteAddress}: ${pending.size} connections are already proving the secret (at most ${PENDING_PER_RANK * size}).`);
+        }
+        socket.destroy();
+        return;
+      }
+      pending.add(socket);
       opened.sockets.push(socket);
       socket.setNoDelay(true);
       const source = Source.accepted(socket);
       acceptHandshake(source, options).then(
         (peer) => {
+          pending.delete(socket);
           if (accepted.has(peer)) {
             options.log?.(`${where}: refused a second connection claiming rank ${peer} from ${socket.remoteAddress}.`);
             socket.destroy();
@@ -173,7 +214,8 @@ async function rendezvous(options: TcpOptions, opened: { servers: Server[]; sock
           onAccepted();
         },
         (error: Error) => {
-          options.log?.(error.message);
+          pending.delete(socket);
+          if (!formed) options.log?.(error.message);
           socket.destroy();
         },
       );
@@ -214,14 +256,11 @@ async function rendezvous(options: TcpOptions, opened: { servers: Server[]; sock
     for (const source of accepted.values()) sendFrame(source.socket, Type.Table, body);
     await Promise.all(
       table.slice(1).map(async ({ host, port }, i) => {
-        const source = await dial(host, port, options.timeoutMs, where, opened.sockets);
-        await connectHandshake(source, options, `${where}: rank ${i + 1} at ${host}:${port}`);
-        dialed.set(i + 1, source);
+        dialed.set(i + 1, await join(host, port, options, where, `rank ${i + 1}`, opened.sockets));
       }),
     );
   } else {
-    const master = await dial(options.masterAddr, options.masterPort, options.timeoutMs, where, opened.sockets);
-    await connectHandshake(master, options, `${where}: rank 0 at ${options.masterAddr}:${options.masterPort}`);
+    const master = await join(options.masterAddr, options.masterPort, options, where, 'rank 0', opened.sockets);
     dialed.set(0, master);
     const host = master.socket.localAddress!.replace(/^::ffff:/, '');
     server = await listen(host, 0, where);
@@ -234,9 +273,7 @@ async function rendezvous(options: TcpOptions, opened: { servers: Server[]; sock
     await Promise.all(
       table.map(async ({ host: h, port: p }, peer) => {
         if (peer === 0 || peer === rank) return;
-        const source = await dial(h, p, options.timeoutMs, where, opened.sockets);
-        await connectHandshake(source, options, `${where}: rank ${peer} at ${h}:${p}`);
-        dialed.set(peer, source);
+        dialed.set(peer, await join(h, p, options, where, `rank ${peer}`, opened.sockets));
       }),
     );
   }
@@ -251,8 +288,10 @@ async function rendezvous(options: TcpOptions, opened: { servers: Server[]; sock
   }
   // the group is complete: the listener closes, so a later connection is refused by the kernel —
   // no challenge, no log line, no memory (kept open, each one cost ≈1 KiB and two lines)
+  formed = true;
   server.removeAllListeners('connection');
   server.close();
+  for (const socket of pending) socket.destroy(); // strangers still in their handshake: nothing holds the job for them
   comm = new TcpCommunicator(rank, size, links, null, options);
   comm.attach();
   for (const { link, frame, payload } of early) comm.onFrame(link, frame, payload);

@@ -173,3 +173,48 @@ test('tcp: once the group has formed, its listeners are closed — a stranger\'s
   assert.deepEqual(logs, [], 'no line for the strangers');
   for (const comm of comms) comm.close();
 });
+
+/** A connection to the port that never says a word; resolves `opened` once connected and `closed` with how many bytes it was sent. */
+function stranger(port: number): { opened: Promise<void>; closed: Promise<number>; socket: Socket } {
+  const socket = connect({ host: '127.0.0.1', port });
+  let bytes = 0;
+  socket.on('data', (chunk: Buffer) => (bytes += chunk.length));
+  socket.on('error', () => {});
+  return { socket, opened: new Promise((resolve) => socket.once('connect', () => resolve())), closed: new Promise((resolve) => socket.once('close', () => resolve(bytes))) };
+}
+
+/** `promise`, or `fallback` if it has not settled within `ms` (a bound on a wait, not a measured time). */
+const within = <T>(promise: Promise<T>, ms: number, fallback: T) => Promise.race([promise, new Promise<T>((resolve) => setTimeout(() => resolve(fallback), ms).unref())]);
+
+test('tcp: idle strangers are capped while the group forms, and dropped (quietly) once it has formed — they cannot hold a job', async () => {
+  const port = await freePort();
+  const logs: string[] = [];
+  // a long handshake window and timeout: only the group's forming can end the strangers' wait here
+  const base = { size: 2, masterAddr: '127.0.0.1', masterPort: port, secret: 'a-job-secret-123', timeoutMs: 60_000, handshakeMs: 60_000, capacity: 1000, log: (line: string) => logs.push(line) };
+  const strangers: ReturnType<typeof stranger>[] = [];
+  const zero = connectTcp({ ...base, rank: 0 });
+  let one: ReturnType<typeof connectTcp> | null = null;
+  try {
+    // 2 per rank may be proving the secret at once: the fifth stranger is turned away unanswered
+    for (let i = 0; i < 5; i++) {
+      strangers.push(stranger(port));
+      await strangers[i].opened;
+      await within(new Promise<void>((resolve) => strangers[i].socket.once('data', () => resolve())), 200, undefined); // counted before the next
+    }
+    assert.equal(await within(strangers[4].closed, 10_000, -1), 0, 'the fifth stranger is closed without a challenge');
+    assert.deepEqual(logs.map((line) => line.replace(/:\d+:/, ':PORT:')), ['rank 0: refused a connection from 127.0.0.1: 4 connections are already proving the secret (at most 4).']);
+    // rank 1 is turned away too while the quota is full, and dials again: it joins once a stranger leaves
+    one = connectTcp({ ...base, rank: 1 });
+    strangers[0].socket.destroy();
+    const comms = await Promise.all([zero, one]);
+    for (const [i, s] of strangers.slice(1, 4).entries()) assert.ok((await within(s.closed, 10_000, -1)) > 0, `idle stranger ${i + 1} is dropped once the group has formed (it had its challenge)`);
+    // the one that left by itself is news; the three dropped after the group formed are not
+    assert.equal(logs.filter((line) => /closed during the handshake/.test(line)).length, 1, logs.join('\n'));
+    const buffers = [Float32Array.of(1), Float32Array.of(2)];
+    await Promise.all(comms.map((comm, r) => comm.allreduce(buffers[r], 'sum')));
+    assert.deepEqual(buffers.map((b) => b[0]), [3, 3]);
+  } finally {
+    for (const s of strangers) s.socket.destroy();
+    for (const comm of await Promise.allSettled([zero, ...(one ? [one] : [])])) if (comm.status === 'fulfilled') comm.value.close();
+  }
+});

@@ -29,6 +29,8 @@ export interface TcpOptions {
   capacity: number;
   /** One-line notices: refused connections, garbage. */
   log?: (line: string) => void;
+  /** How long a connection to this rank may take to prove the secret (default 5 s, at most timeoutMs): a stranger is not held for the collective timeout. */
+  handshakeMs?: number;
 }
 
 export class TcpCommunicator implements Communicator {
