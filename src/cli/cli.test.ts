@@ -110,6 +110,9 @@ test('checkpoints: a different model or a damaged file is refused; nothing is ha
 
 test('a diverging run stops, names the step and suggests a lower learning rate', () => {
   failsWith(['train', ...quick, '--lr', '1e30'], /loss became (NaN|Infinity) at step \d+ \(epoch 1\) with learning rate 1e\+30; training stopped — try a lower --lr/);
+  // finite but absurd: more than a million times the first step's loss (at lr 100 the second step's
+  // is ≈3e6; unchecked, the run went on to a chance-level model and exited 0)
+  failsWith(['train', ...quick, '--lr', '100'], /loss became \d+(\.\d+)? at step \d+ \(epoch 1\) with learning rate 100; training stopped — try a lower --lr/);
 });
 
 test('--log writes JSONL ending in a summary; a failed run logs its error', () => {

@@ -77,6 +77,12 @@ export interface LoopResult {
 /** The checkpoint's name for the model's buffers. */
 const BUFFERS = 'model.buffers';
 
+/**
+ * A loss this many times the run's first (or 1, if that was smaller) has diverged as surely as
+ * NaN: a finite 1e25 trained on to a chance-level model and exit 0 before this bound.
+ */
+const DIVERGED_FACTOR = 1e6;
+
 /** How often a step is reported (the last step of an epoch always is). */
 const REPORT_INTERVAL_MS = 200;
 
@@ -114,6 +120,8 @@ export async function trainingLoop(input: LoopInput, rank: StrategyRank): Promis
   // one description of the step, updated in place: a step allocates nothing
   let epoch = start.epoch;
   let computeMs = 0; // this epoch's gradient computations
+  let firstLoss = NaN; // this run's first step's (mean) loss: the scale divergence is judged against
+  const diverged = (loss: number) => !Number.isFinite(loss) || loss > DIVERGED_FACTOR * Math.max(1, firstLoss);
   const lrOf = (step: number) => input.learningRate(epoch + (step + 1) / steps);
   const firstOf = (step: number) => shardStart(step, workers, workerIndex, batch);
   const batchOf = (step: number) => trainBatcher.fromOrder(order, firstOf(step), batch);
@@ -176,7 +184,8 @@ export async function trainingLoop(input: LoopInput, rank: StrategyRank): Promis
       stepMs += performance.now() - stepStarted;
       stepsTimed++;
       if (outcome.loss !== undefined) {
-        if (!Number.isFinite(outcome.loss)) throw divergence(epoch * steps + step, epoch, outcome.loss, lr);
+        if (Number.isNaN(firstLoss)) firstLoss = outcome.loss;
+        if (diverged(outcome.loss)) throw divergence(epoch * steps + step, epoch, outcome.loss, lr);
         const weight = outcome.weight ?? 1;
         lossSum += outcome.loss * weight;
         lossWeight += weight;
