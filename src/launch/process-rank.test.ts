@@ -35,12 +35,13 @@ export interface Job {
   seconds: number;
 }
 
-/** Runs `converge train ARGS` as `processes` ranks over `backend`. */
-export async function trainJob(backend: string, processes: number, trainArgs: string[], env: NodeJS.ProcessEnv = {}): Promise<Job> {
+/** Runs `converge train ARGS` as `processes` ranks over `backend` (each rank's command passed through `wrap`, when given). */
+export async function trainJob(backend: string, processes: number, trainArgs: string[], env: NodeJS.ProcessEnv = {}, wrap = (command: string[]) => command): Promise<Job> {
   const started = Date.now();
-  if (backend === 'mpi') return mpiJob(processes, [process.execPath, cli, 'train', '--backend', 'mpi', ...trainArgs], env);
+  const command = wrap([process.execPath, cli, 'train', '--backend', backend, ...trainArgs]);
+  if (backend === 'mpi') return mpiJob(processes, command, env);
   const lines: string[][] = Array.from({ length: processes }, () => []);
-  const result = await launchProcesses({ processes, command: [process.execPath, cli, 'train', '--backend', backend, ...trainArgs], env, graceSeconds: 15, onLine: (rank, line) => lines[rank].push(line) });
+  const result = await launchProcesses({ processes, command, env, graceSeconds: 15, onLine: (rank, line) => lines[rank].push(line) });
   return { exitCode: result.exitCode, codes: result.codes, lines, seconds: (Date.now() - started) / 1000 };
 }
 
@@ -102,6 +103,15 @@ export function processTests(backend: string): void {
       const accuracy = Number(/test accuracy ([\d.]+)% after 2 epochs/.exec(job.lines[0].join('\n'))?.[1]);
       assert.ok(accuracy > bar, `${extra.join(' ')}: ${accuracy}%`);
     }
+  });
+
+  test(`${backend}: ranks started with different options fail alike before training, naming the first field that differs`, async () => {
+    // rank 1 of 2 gets another learning rate (two jobs on one port and secret look like this); unchecked, both trained and exited 0
+    const perRank = (command: string[]) => ['sh', '-c', 'if [ "${RANK:-$OMPI_COMM_WORLD_RANK}" = 1 ]; then lr=0.5; else lr=0.05; fi; exec "$0" "$@" --lr $lr', ...command];
+    const job = await trainJob(backend, 2, [...args.slice(0, args.indexOf('--lr')), ...args.slice(args.indexOf('--lr') + 2), '--epochs', '1'], {}, perRank);
+    assert.deepEqual(job.codes.map((code) => code !== 0), [true, true], `every rank fails: ${job.codes}`);
+    for (const rank of [0, 1]) assert.match(job.lines[rank].join('\n'), /rank 1 runs another configuration than rank 0: lr 0\.5 where rank 0 has 0\.05; start every rank with the same options/, `rank ${rank}: ${job.lines[rank].join('\n')}`);
+    assert.ok(!job.lines[0].join('\n').includes('test accuracy'), 'no training happened');
   });
 
   test(`${backend}: hogwild is refused across processes, and --workers must match the job`, async () => {

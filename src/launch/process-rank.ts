@@ -8,6 +8,7 @@ import { ranksFor, strategy } from '../strategies/index.js';
 import { validate, type TrainConfig } from '../train/config.js';
 import { Monitor } from '../train/monitor.js';
 import { trainRank, type RankInput } from '../train/run.js';
+import { agreeOnConfiguration, IDENTITY_FLOATS, jobIdentity } from './agreement.js';
 import { createProcessCommunicator } from './communicator.js';
 import { placeFromEnvironment } from './environment.js';
 import { largestMessage, prepareRun, runFacts, type LaunchHooks, type TrainResult } from './threads.js';
@@ -38,7 +39,7 @@ export async function trainOnProcess(requested: TrainConfig, hooks: LaunchHooks 
   }
   const { config, kernels, dataset, model, start, resumedFrom } = await prepareRun({ ...requested, workers }, place.rank === 0 ? hooks : { ...hooks, notice: undefined, writes: false });
   const size = model.layout.size;
-  const comm = await createProcessCommunicator(config.backend, { capacity: largestMessage(config, size), timeoutMs: config.timeoutSeconds * 1000 });
+  const comm = await createProcessCommunicator(config.backend, { capacity: Math.max(largestMessage(config, size), IDENTITY_FLOATS), timeoutMs: config.timeoutSeconds * 1000 });
   if (comm.rank !== place.rank || comm.size !== place.size) {
     comm.close();
     throw new ConvergeError(`the environment says rank ${place.rank} of ${place.size} (${place.source}) but ${config.backend} says ${comm.rank} of ${comm.size}; start every rank with the same launcher.`, 'BAD_ENVIRONMENT');
@@ -49,6 +50,7 @@ export async function trainOnProcess(requested: TrainConfig, hooks: LaunchHooks 
   if (isRoot) hooks.onStart?.(monitor, { config, dataset, parameters: size, kernels, resumedFrom });
   const input: RankInput = { config: isRoot ? config : { ...config, save: undefined }, dataset, start, kernels, stopFlag: hooks.stopFlag ?? new SharedArrayBuffer(4) };
   try {
+    await agreeOnConfiguration(comm, jobIdentity(config, size, dataset.name));
     const output = await trainRank(comm, input, (value) => monitor.onEvent(comm.rank, value));
     const summary = monitor.summary(output.stoppedEarly);
     return { rank: comm.rank, size: comm.size, summary, params: output.params ?? undefined, resumedFrom };
