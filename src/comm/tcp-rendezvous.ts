@@ -23,8 +23,9 @@ const HANDSHAKE_MS = 5000;
 /** Connections still proving the secret, at most this many per rank of the job: more are refused at once. */
 const PENDING_PER_RANK = 2;
 
-/** Reads exactly one small frame (handshake), or fails with what went wrong. */
-function readHandshakeFrame(source: Source, expected: Type, timeoutMs: number, where: string): Promise<{ frame: Frame; payload: Buffer }> {
+/** Reads exactly one small frame (handshake) of an expected type, or fails with what went wrong. */
+function readHandshakeFrame(source: Source, expected: Type | Type[], timeoutMs: number, where: string): Promise<{ frame: Frame; payload: Buffer }> {
+  const types = Array.isArray(expected) ? expected : [expected];
   const socket = source.socket;
   return new Promise((resolve, reject) => {
     let data = Buffer.alloc(0);
@@ -46,7 +47,7 @@ function readHandshakeFrame(source: Source, expected: Type, timeoutMs: number, w
       data = Buffer.concat([data, chunk]);
       if (data.length < HEADER) return;
       const frame = readHeader(data);
-      if (data.readUInt32LE(0) !== MAGIC || frame.type !== expected || frame.bytes > HANDSHAKE_BYTES) {
+      if (data.readUInt32LE(0) !== MAGIC || !types.includes(frame.type) || frame.bytes > HANDSHAKE_BYTES) {
         return finish(new CommunicationError(`${where}: garbage instead of the handshake (magic 0x${data.readUInt32LE(0).toString(16)}, type ${frame.type}, ${frame.bytes} bytes).`, 'HANDSHAKE'));
       }
       if (data.length < HEADER + frame.bytes) return;
@@ -62,8 +63,12 @@ function readHandshakeFrame(source: Source, expected: Type, timeoutMs: number, w
 
 const sendFrame = (socket: Socket, type: Type, payload: Buffer, seq = 0) => socket.write(Buffer.concat([header(type, 0, 0, seq, 0, 0, payload.length), payload]));
 
-/** The accepting side: challenge, check the peer's proof, prove ourselves. Returns the peer's rank. */
-async function acceptHandshake(source: Source, options: TcpOptions): Promise<number> {
+/**
+ * The accepting side: challenge, check the peer's proof, prove ourselves. Returns the peer's rank.
+ * A peer that knows the secret but cannot join (another world size, a rank already here: `admit`
+ * says why) is told the reason, with our proof, before the connection closes.
+ */
+async function acceptHandshake(source: Source, options: TcpOptions, admit: (peer: number) => string | null = () => null): Promise<number> {
   const socket = source.socket;
   const where = `rank ${options.rank}: connection from ${socket.remoteAddress}:${socket.remotePort}`;
   const nonce = randomBytes(16);
@@ -76,8 +81,14 @@ async function acceptHandshake(source: Source, options: TcpOptions): Promise<num
   const proof = payload.subarray(24, 56);
   const expected = hmac(options.secret, 'converge-connect', nonce, payload.subarray(0, 8));
   if (!timingSafeEqual(proof, expected)) throw new CommunicationError(`${where}: refused: the peer does not know the job secret (CONVERGE_SECRET).`, 'BAD_SECRET');
-  if (size !== options.size || peer < 0 || peer >= options.size || peer === options.rank) {
-    throw new CommunicationError(`${where}: refused: it claims rank ${peer} of ${size}, but this job has ${options.size} ranks.`, 'HANDSHAKE');
+  const reason = size !== options.size ? `it claims to be rank ${peer} of ${size}, but this job has ${options.size} ranks (WORLD_SIZE differs)`
+    : peer < 0 || peer >= options.size ? `it claims rank ${peer}, outside 0…${options.size - 1}`
+    : peer === options.rank ? `it claims rank ${peer}, which is this rank (two ranks were given RANK=${peer})`
+    : admit(peer);
+  if (reason) {
+    const text = Buffer.from(reason);
+    sendFrame(socket, Type.Refused, Buffer.concat([hmac(options.secret, 'converge-refuse', theirNonce, text), text]));
+    throw new CommunicationError(`${where}: refused: ${reason}.`, 'HANDSHAKE');
   }
   sendFrame(socket, Type.AuthOk, hmac(options.secret, 'converge-accept', theirNonce));
   return peer;
@@ -94,8 +105,14 @@ async function connectHandshake(source: Source, options: TcpOptions, where: stri
   identity.writeInt32LE(options.size, 4);
   const nonce = randomBytes(16);
   sendFrame(source.socket, Type.Auth, Buffer.concat([identity, nonce, hmac(options.secret, 'converge-connect', challenge, identity)]));
-  const { payload: proof } = await readHandshakeFrame(source, Type.AuthOk, options.timeoutMs, where);
-  if (proof.length !== 32 || !timingSafeEqual(proof, hmac(options.secret, 'converge-accept', nonce))) {
+  const { frame, payload: proof } = await readHandshakeFrame(source, [Type.AuthOk, Type.Refused], options.timeoutMs, where);
+  if (frame.type === Type.Refused && proof.length >= 32) {
+    const reason = proof.subarray(32);
+    if (timingSafeEqual(proof.subarray(0, 32), hmac(options.secret, 'converge-refuse', nonce, reason))) {
+      throw new CommunicationError(`${where}: refused this rank: ${reason.toString('utf8')}.`, 'REFUSED');
+    }
+  }
+  if (frame.type !== Type.AuthOk || proof.length !== 32 || !timingSafeEqual(proof, hmac(options.secret, 'converge-accept', nonce))) {
     throw new CommunicationError(`${where}: the peer failed to prove the job secret; refusing to send it data.`, 'BAD_SECRET');
   }
 }
@@ -202,7 +219,7 @@ async function rendezvous(options: TcpOptions, opened: { servers: Server[]; sock
       opened.sockets.push(socket);
       socket.setNoDelay(true);
       const source = Source.accepted(socket);
-      acceptHandshake(source, options).then(
+      acceptHandshake(source, options, (peer) => (accepted.has(peer) ? `rank ${peer} has already joined (two ranks were given RANK=${peer})` : null)).then(
         (peer) => {
           pending.delete(socket);
           if (accepted.has(peer)) {

@@ -21,8 +21,9 @@ export const enum Type {
   StatusRequest = 8,
   Status = 9, // [seq, operation, in an operation?]
   Bye = 10, // the sender finished its job and closes: not a failure, unless someone still waits for it
+  Refused = 11, // acceptor → a peer that proved the secret: why it is turned away, with the acceptor's own proof
 }
-export const TYPES = 10;
+export const TYPES = 11;
 /** A handshake frame (challenge, proof, address, the rank table) is at most this long. */
 export const HANDSHAKE_BYTES = 65536;
 

@@ -218,3 +218,29 @@ test('tcp: idle strangers are capped while the group forms, and dropped (quietly
     for (const comm of await Promise.allSettled([zero, ...(one ? [one] : [])])) if (comm.status === 'fulfilled') comm.value.close();
   }
 });
+
+test('tcp: a peer that knows the secret but cannot join is told why — another world size, a rank already taken — and rank 0 logs it', async () => {
+  for (const [name, peers, expected, logged] of [
+    ['world size', [{ rank: 1, size: 3 }], /^rank 1: rank 0 at 127\.0\.0\.1:\d+: refused this rank: it claims to be rank 1 of 3, but this job has 2 ranks \(WORLD_SIZE differs\)\.$/, /^rank 0: connection from 127\.0\.0\.1:\d+: refused: it claims to be rank 1 of 3/],
+    ['duplicate rank', [{ rank: 1, size: 3 }, { rank: 1, size: 3 }], /^rank 1: rank 0 at 127\.0\.0\.1:\d+: refused this rank: rank 1 has already joined \(two ranks were given RANK=1\)\.$/, /^rank 0: connection from 127\.0\.0\.1:\d+: refused: rank 1 has already joined/],
+  ] as const) {
+    const port = await freePort();
+    const logs: string[] = [];
+    const base = { masterAddr: '127.0.0.1', masterPort: port, secret: 'a-job-secret-123', timeoutMs: 1500, capacity: 1000 };
+    const zero = connectTcp({ ...base, rank: 0, size: name === 'world size' ? 2 : 3, log: (line) => logs.push(line) });
+    zero.catch(() => {});
+    const others: ReturnType<typeof connectTcp>[] = [];
+    for (const peer of peers) {
+      const other = connectTcp({ ...base, ...peer });
+      other.catch(() => {}); // judged below, with the rest
+      others.push(other);
+      await new Promise((resolve) => setTimeout(resolve, 100)); // the first joins before the second dials
+    }
+    const results = await Promise.allSettled([zero, ...others]);
+    const refused = results.slice(1).filter((r) => r.status === 'rejected' && /refused this rank/.test(r.reason.message)) as PromiseRejectedResult[];
+    assert.equal(refused.length, 1, `${name}: ${results.map((r) => (r.status === 'rejected' ? r.reason.message : 'joined')).join(' | ')}`);
+    assert.match(refused[0].reason.message, expected);
+    assert.ok(logs.some((line) => logged.test(line)), `${name}: rank 0 logs why: ${logs.join('\n')}`);
+    for (const r of results) if (r.status === 'fulfilled') r.value.close();
+  }
+});
