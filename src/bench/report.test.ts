@@ -35,12 +35,20 @@ test('converge report writes one self-contained page with every chart and the ti
   const out = join(dir, 'report', 'report.html');
   const result = spawnSync(process.execPath, [cli, 'report', dir, '--out', out], { encoding: 'utf8' });
   assert.equal(result.status, 0, result.stderr);
-  assert.match(result.stdout, /1 workload, 6 charts/);
+  assert.match(result.stdout, /1 workload, 8 charts/);
   const html = readFileSync(out, 'utf8');
-  for (const title of ['test accuracy against wall time', 'test accuracy against samples seen', 'training loss against wall time', 'training loss against samples seen', 'samples per second against workers', 'bytes each worker sends per step']) {
-    assert.ok(html.includes(`<figcaption>${title}</figcaption><svg`), `chart '${title}'`);
-  }
-  assert.equal((html.match(/<svg /g) ?? []).length, 6);
+  const titles = ['test accuracy against wall time', 'test accuracy against samples seen', 'training loss against wall time', 'training loss against samples seen', 'samples per second against workers', 'speedup against workers', 'test loss against wall time', 'bytes each worker sends per step'];
+  for (const title of titles) assert.ok(html.includes(`<figcaption>${title}</figcaption><svg`), `chart '${title}'`);
+  assert.equal((html.match(/<svg /g) ?? []).length, 8);
+  const chart = (title: string) => html.slice(html.indexOf(`<figcaption>${title}</figcaption>`), html.indexOf('</svg>', html.indexOf(`<figcaption>${title}</figcaption>`)));
+  // a mark per configuration where bars on a log scale drew none; accuracy in percent; the ideal speedup dashed beside the measured
+  const symbols = (svg: string) => {
+    const marks = svg.slice(svg.indexOf('class="mark-symbol'));
+    return (marks.slice(0, marks.indexOf('</g>')).match(/<path /g) ?? []).length;
+  };
+  assert.equal(symbols(chart('bytes each worker sends per step')), 6);
+  assert.match(chart('test accuracy against wall time'), />\d+%</);
+  assert.ok((chart('speedup against workers').match(/class="mark-line/g) ?? []).length >= 2, 'the ideal line and the measured ones');
   // real charts: axes, marks, the configurations in the legend
   assert.ok((html.match(/class="mark-line/g) ?? []).length >= 4);
   for (const label of ['allreduce ×1', 'allreduce ×2, topk:0.05', 'hogwild ×2']) assert.ok(html.includes(label), label);
@@ -62,7 +70,7 @@ test('the report loads in headless Chromium with no console error', { skip: exis
   const profile = mkdtempSync(join(tmpdir(), 'converge-chromium-'));
   const run = spawnSync('/usr/bin/chromium', ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', `--user-data-dir=${profile}`, '--enable-logging=stderr', '--v=0', '--dump-dom', `file://${out}`], { encoding: 'utf8', timeout: 60_000 });
   assert.equal(run.status, 0, run.stderr);
-  assert.equal((run.stdout.match(/<svg /g) ?? []).length, 6, 'the DOM holds the six charts');
+  assert.equal((run.stdout.match(/<svg /g) ?? []).length, 8, 'the DOM holds the eight charts');
   assert.doesNotMatch(run.stderr, /CONSOLE|Uncaught|ERR_FILE_NOT_FOUND/);
 });
 

@@ -16,7 +16,7 @@ import { reached, workload as findWorkload, workloads, type Target } from './wor
 interface Step { time: number; epoch: number; samples: number; loss: number; bytesSent: number }
 interface Epoch { time: number; epoch: number; trainLoss: number; testLoss: number; testAccuracy?: number; testRmse?: number; samplesPerSecond: number }
 /** A point where the test split was scored: every evaluation (--eval-every) where a log has them, else each epoch's end. */
-interface Evaluation { time: number; samples: number; testAccuracy?: number; testRmse?: number }
+interface Evaluation { time: number; samples: number; testLoss?: number; testAccuracy?: number; testRmse?: number }
 interface Summary { testAccuracy: number; testRmse: number | null; testLoss: number; samples: number; samplesPerSecond: number; wallSeconds: number; bytesPerWorkerPerStep: number; epochs: number }
 
 export interface Run {
@@ -125,22 +125,37 @@ export async function charts(runs: Run[], target: Target): Promise<Chart[]> {
   const stepPoints = runs.flatMap((r) => r.steps.map((s) => ({ configuration: r.label, seconds: s.time, samples: s.samples, loss: s.loss })));
   const color = { field: 'configuration', type: 'nominal', title: 'configuration' };
   const rule = { mark: { type: 'rule', strokeDash: [4, 4], color: 'gray' }, encoding: { y: { datum: target.value } } };
+  // accuracy reads in percent on its axis
+  const percent = target.metric === 'testAccuracy' ? { axis: { format: '%' } } : {};
   const line = (data: object[], x: string, xTitle: string, y: string, yTitle: string, withTarget: boolean, log = false) => ({
     data: { values: data },
     layer: [
-      { mark: { type: 'line', point: data === epochPoints }, encoding: { x: { field: x, type: 'quantitative', title: xTitle }, y: { field: y, type: 'quantitative', title: yTitle, scale: log ? { type: 'log' } : { zero: false } }, color } },
+      { mark: { type: 'line', point: data === epochPoints || data === testLoss }, encoding: { x: { field: x, type: 'quantitative', title: xTitle }, y: { field: y, type: 'quantitative', title: yTitle, scale: log ? { type: 'log' } : { zero: false }, ...(withTarget ? percent : {}) }, color } },
       ...(withTarget ? [rule] : []),
     ],
   });
   const speed = runs.filter((r) => r.summary).map((r) => ({ series: [r.record.strategy, r.record.compress !== 'none' ? r.record.compress : '', r.record.paramPrecision !== 'fp32' ? r.record.paramPrecision : ''].filter(Boolean).join(' '), workers: r.record.workers, samplesPerSecond: r.summary!.samplesPerSecond }));
   const bytes = runs.filter((r) => r.summary).map((r) => ({ configuration: r.label, bytes: Math.max(1, r.summary!.bytesPerWorkerPerStep) }));
+  const testLoss = runs.flatMap((r) => r.evaluations.filter((e) => e.testLoss !== undefined).map((e) => ({ configuration: r.label, seconds: e.time, loss: e.testLoss })));
+  // speedup of each series over its own 1-worker run, beside the ideal (P workers, P times the rate)
+  const speedup = speed.flatMap((point) => {
+    const one = speed.find((other) => other.series === point.series && other.workers === 1);
+    return one ? [{ ...point, speedup: point.samplesPerSecond / one.samplesPerSecond }] : [];
+  });
+  const most = Math.max(1, ...speedup.map((point) => point.workers));
   const specs: [string, object][] = [
     [`${metric} against wall time`, line(epochPoints, 'seconds', 'wall time (s)', 'value', metric, true)],
     [`${metric} against samples seen`, line(epochPoints, 'samples', 'samples seen', 'value', metric, true)],
     ['training loss against wall time', line(stepPoints, 'seconds', 'wall time (s)', 'loss', 'training loss (minibatch)', false, true)],
     ['training loss against samples seen', line(stepPoints, 'samples', 'samples seen', 'loss', 'training loss (minibatch)', false, true)],
     ['samples per second against workers', { data: { values: speed }, mark: { type: 'line', point: true }, encoding: { x: { field: 'workers', type: 'quantitative', title: 'workers', axis: { tickMinStep: 1 } }, y: { field: 'samplesPerSecond', type: 'quantitative', title: 'samples / s' }, color: { field: 'series', type: 'nominal', title: 'strategy' } } }],
-    ['bytes each worker sends per step', { data: { values: bytes }, mark: 'bar', encoding: { y: { field: 'configuration', type: 'nominal', title: null, sort: '-x' }, x: { field: 'bytes', type: 'quantitative', title: 'bytes per worker per step (log)', scale: { type: 'log' } } } }],
+    ['speedup against workers', { layer: [
+      { data: { values: [{ workers: 1, ideal: 1 }, { workers: most, ideal: most }] }, mark: { type: 'line', strokeDash: [4, 4], color: 'gray' }, encoding: { x: { field: 'workers', type: 'quantitative' }, y: { field: 'ideal', type: 'quantitative' } } },
+      { data: { values: speedup }, mark: { type: 'line', point: true }, encoding: { x: { field: 'workers', type: 'quantitative', title: 'workers', axis: { tickMinStep: 1 } }, y: { field: 'speedup', type: 'quantitative', title: 'speedup over 1 worker (dashed: ideal)' }, color: { field: 'series', type: 'nominal', title: 'strategy' } } },
+    ] }],
+    ['test loss against wall time', line(testLoss, 'seconds', 'wall time (s)', 'loss', 'test loss', false)],
+    // points, not bars: a bar on a log scale starts at 0, which the scale cannot draw
+    ['bytes each worker sends per step', { data: { values: bytes }, mark: { type: 'point', filled: true, size: 90 }, encoding: { y: { field: 'configuration', type: 'nominal', title: null, sort: '-x' }, x: { field: 'bytes', type: 'quantitative', title: 'bytes per worker per step (log)', scale: { type: 'log' } } } }],
   ];
   const out: Chart[] = [];
   for (const [title, spec] of specs) out.push({ title, svg: await svg(spec) });
