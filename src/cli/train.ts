@@ -55,6 +55,7 @@ const options = {
   json: { type: 'boolean', help: 'print the final summary as one JSON object on stdout (the last line goes to stderr)' },
   timeout: { type: 'string', help: `seconds a rank waits for its peers before failing (default ${defaults.timeoutSeconds})` },
   'stop-after-steps': { type: 'string', help: 'stop after N steps of this run, saving with --save (an interruption on purpose)' },
+  'slow-rank': { type: 'string', help: 'R:F — rank R computes its gradients F times slower, a straggler on purpose (with a server, rank 0 is the server)' },
   help: { type: 'boolean', short: 'h', help: 'show this help' },
 } as const;
 
@@ -125,6 +126,7 @@ export function parseTrainArgs(rawArgs: string[]): TrainConfig | 'help' {
     log: s('log'),
     timeoutSeconds: n('timeout', defaults.timeoutSeconds),
     stopAfterSteps: s('stop-after-steps') === undefined ? undefined : n('stop-after-steps', 0),
+    slowRank: s('slow-rank'),
   };
   // a built-in model's recipe (ResNet-20's schedule and weight decay) where the flags leave it open
   const flag = (option: string) => option.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);

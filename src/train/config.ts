@@ -10,6 +10,7 @@ import { isModelModule } from '../models/module.js';
 import { optimizerNames, type OptimizerName } from '../optim/optimizers.js';
 import { scheduleNames, type ScheduleName } from '../optim/schedules.js';
 import { strategiesThat, strategy, strategyNames } from '../strategies/index.js';
+import { parseSlowRank } from './faults.js';
 import { paramPrecisions, type ParamPrecision } from '../tensor/precision.js';
 
 export interface TrainConfig {
@@ -57,6 +58,8 @@ export interface TrainConfig {
   timeoutSeconds: number;
   /** Stop (and save, with --save) after this many steps of the run: an interruption on purpose. */
   stopAfterSteps?: number;
+  /** 'R:F': rank R computes its gradients F times slower (a straggler on purpose). */
+  slowRank?: string;
 }
 
 export const defaults: TrainConfig = {
@@ -92,7 +95,7 @@ export const defaults: TrainConfig = {
 };
 
 /** The options without a default, so that defaults and these together name every option. */
-export const optionalOptions = ['dataDir', 'testDataset', 'labelColumn', 'compress', 'save', 'resume', 'log', 'stopAfterSteps', 'globalBatch', 'target'] as const satisfies readonly (keyof TrainConfig)[];
+export const optionalOptions = ['dataDir', 'testDataset', 'labelColumn', 'compress', 'save', 'resume', 'log', 'stopAfterSteps', 'globalBatch', 'target', 'slowRank'] as const satisfies readonly (keyof TrainConfig)[];
 
 /** Every option's name (the TrainConfig field; the CLI flag is it in kebab case). */
 export const optionNames: readonly string[] = [...Object.keys(defaults), ...optionalOptions];
@@ -161,6 +164,7 @@ export function validate(config: TrainConfig): void {
     throw badOption('--eval-every', evalEvery, 'a number of epochs (0.25: four times an epoch) or of steps (e.g. 100steps)');
   }
   if (config.target !== undefined && !Number.isFinite(config.target)) throw badOption('--target', config.target, 'a test accuracy (e.g. 0.84) or RMSE');
+  if (config.slowRank !== undefined) parseSlowRank(config.slowRank);
   if (!Number.isFinite(config.lr) || config.lr <= 0) throw badOption('--lr', config.lr, 'a positive number');
   nonNegative('--momentum', config.momentum);
   nonNegative('--weight-decay', config.weightDecay);

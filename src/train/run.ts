@@ -14,7 +14,7 @@ import { strategy } from '../strategies/index.js';
 import { writeCheckpoint } from './checkpoint.js';
 import { parseCompress } from '../compress/parse.js';
 import { mixSeed } from '../tensor/random.js';
-import { withFault } from './faults.js';
+import { parseSlowRank, withFault, withSlowdown } from './faults.js';
 import { badOption } from '../errors.js';
 import { evaluationInterval, type TrainConfig } from './config.js';
 import { restoreHookState, restoreOptimizer } from './hook-state.js';
@@ -56,7 +56,8 @@ export async function trainRank(comm: Communicator, input: RankInput, emit: (val
   const definition = await resolveModel(config.model);
   // --sync-bn: batch norm sums its statistics over every rank inside the step
   const statistics = config.syncBn ? { allreduceSum: (buffer: Float32Array) => comm.allreduce(buffer, 'sum') } : undefined;
-  const model = withFault(definition.build({ ...modelOptions(dataset, config, Math.max(config.batch, EVAL_BATCH)), seed: config.seed, replica: comm.rank, statistics }), comm.rank);
+  const built = definition.build({ ...modelOptions(dataset, config, Math.max(config.batch, EVAL_BATCH)), seed: config.seed, replica: comm.rank, statistics });
+  const model = withSlowdown(withFault(built, comm.rank), comm.rank, config.slowRank === undefined ? undefined : parseSlowRank(config.slowRank));
   if (config.syncBn && !model.lossAndGradAsync) throw badOption('--sync-bn', 'given', `a model with batch norm layers (${model.name} has none)`);
   const size = model.layout.size;
   const capabilities = strategy(config.strategy);
