@@ -11,8 +11,8 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { loadAnyDataset } from '../data/load.js';
-import { trainOnThreads } from '../launch/threads.js';
 import { defaults, type TrainConfig } from '../train/config.js';
+import { timeToTarget } from './to-target.js';
 import { announceEnvironment, debianPython, environment, median, pytorchConfigurations, pytorchEnvironment, writeJson } from './common.js';
 
 const { values } = parseArgs({
@@ -33,19 +33,6 @@ announceEnvironment();
 const python = debianPython('torch');
 if (!python) console.log('note: no PyTorch (apt-get install python3-torch): converge alone');
 const data = loadAnyDataset('fashion-mnist', { seed: 1 });
-
-/** converge's training seconds and samples to the target (stopping there), or nulls. */
-async function converge(config: TrainConfig): Promise<{ seconds: number | null; samples: number | null }> {
-  const stopFlag = new SharedArrayBuffer(4);
-  const { summary } = await trainOnThreads(config, {
-    dataset: data,
-    stopFlag,
-    onStart: (monitor) => monitor.listen((event) => {
-      if (event.kind === 'evaluation' && event.testAccuracy >= config.target!) Atomics.store(new Int32Array(stopFlag), 0, 1);
-    }),
-  });
-  return { seconds: summary.trainSecondsToTarget ?? null, samples: summary.samplesToTarget ?? null };
-}
 
 function pytorch(script: string, args: string[], env: NodeJS.ProcessEnv): Record<string, unknown> {
   const run = spawnSync(python!, [fileURLToPath(new URL(`../../bench/${script}`, import.meta.url)), ...args], { encoding: 'utf8', env });
@@ -86,7 +73,7 @@ for (const model of values.models!.split(',')) {
   for (const seed of seeds) {
     const line: string[] = [];
     for (const { label, config } of configurations) {
-      const r = await converge({ ...config, seed });
+      const r = await timeToTarget({ ...config, seed }, data);
       (seconds[label] ??= []).push(r.seconds);
       (samples[label] ??= []).push(r.samples);
       line.push(`${label} ${fmt(r.seconds)}`);
