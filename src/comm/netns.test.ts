@@ -2,10 +2,11 @@
 // pair shaped with tbf to 1 Gbit/s — not loopback, where every byte arrives at once and a class
 // of end-of-run races cannot show. Needs root and iproute2 (ip netns, tc); skipped, saying so,
 // where they are missing, unless CONVERGE_REQUIRE_NETNS=1 (CI sets it).
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { conformanceCases } from './conformance.js';
 
 const cli = new URL('../cli/main.js', import.meta.url).pathname;
 const suffix = String(process.pid % 100000);
@@ -43,29 +44,66 @@ function teardown(): void {
 const missing = process.getuid?.() !== 0 ? 'not root' : !existsSync('/usr/sbin/ip') && !existsSync('/bin/ip') ? 'iproute2 is not installed' : null;
 const required = process.env.CONVERGE_REQUIRE_NETNS === '1';
 
-/** Rank r of a 2-rank tcp job, in namespace r, running `converge train ARGS`; resolves with its exit code and output. */
-function rank(r: number, port: number, args: string[]): Promise<{ code: number | null; output: string }> {
+let nextPort = 20000 + (process.pid % 20000);
+
+/** Rank r of a 2-rank tcp job, in namespace r, running `node COMMAND`; resolves with its exit code and output. */
+function rank(r: number, port: number, command: string[]): Promise<{ code: number | null; output: string }> {
   const env = { ...process.env, RANK: String(r), WORLD_SIZE: '2', MASTER_ADDR: '10.77.0.1', MASTER_PORT: String(port), CONVERGE_SECRET: `netns-test-${suffix}-secret` };
-  const child = spawn('ip', ['netns', 'exec', r === 0 ? a : b, process.execPath, cli, 'train', '--backend', 'tcp', ...args], { env });
+  const child = spawn('ip', ['netns', 'exec', r === 0 ? a : b, process.execPath, ...command], { env });
   let output = '';
   child.stdout.on('data', (chunk) => (output += chunk));
   child.stderr.on('data', (chunk) => (output += chunk));
   return new Promise((resolve) => child.on('close', (code) => resolve({ code, output })));
 }
 
-test('tcp across network namespaces on a 1 Gbit/s link: a compressed run ends with every rank done and nothing lost', { skip: missing && !required ? missing : false }, async () => {
+/** Both ranks of a job running `node COMMAND` (rank 1 started a moment after rank 0); their exit codes and outputs. */
+async function job(command: string[]): Promise<{ code: number | null; output: string }[]> {
+  const port = nextPort++;
+  return Promise.all([rank(0, port, command), new Promise<{ code: number | null; output: string }>((resolve) => setTimeout(() => resolve(rank(1, port, command)), 300))]);
+}
+
+const skip = missing && !required ? missing : false;
+let made = false;
+/** The namespaces, made once for the file's tests (and removed after the last). */
+function ensureNetwork(): void {
   assert.equal(missing, null, `CONVERGE_REQUIRE_NETNS=1 but: ${missing}`);
+  if (made) return;
   const failed = network();
   assert.equal(failed, null, `the namespaces could not be made: ${failed}`);
-  try {
-    // top-k keeps error-feedback state (a parameter-sized residual) that rank 0 gathers at the very
-    // end to save: the last and largest message of the run, still on the wire when rank 1 is done
-    const args = ['--model', 'mlp', '--epochs', '1', '--batch', '256', '--compress', 'topk:0.001', '--timeout', '60'];
-    const port = 20000 + (process.pid % 20000);
-    const ranks = await Promise.all([rank(0, port, args), new Promise<{ code: number | null; output: string }>((resolve) => setTimeout(() => resolve(rank(1, port, args)), 300))]);
-    for (const [r, { code, output }] of ranks.entries()) assert.equal(code, 0, `rank ${r} exited ${code}:\n${output}`);
-    assert.match(ranks[0].output, /test accuracy \d+\.\d+% after 1 epoch \(mlp, allreduce, 2 processes over tcp/);
-  } finally {
-    teardown();
+  made = true;
+}
+after(() => { if (made) teardown(); });
+
+test('tcp across network namespaces on a 1 Gbit/s link: a compressed run ends with every rank done and nothing lost', { skip }, async () => {
+  ensureNetwork();
+  // top-k keeps error-feedback state (a parameter-sized residual) that rank 0 gathers at the very
+  // end to save: the last and largest message of the run, still on the wire when rank 1 is done
+  const ranks = await job([cli, 'train', '--backend', 'tcp', '--model', 'mlp', '--epochs', '1', '--batch', '256', '--compress', 'topk:0.001', '--timeout', '60']);
+  for (const [r, { code, output }] of ranks.entries()) assert.equal(code, 0, `rank ${r} exited ${code}:\n${output}`);
+  assert.match(ranks[0].output, /test accuracy \d+\.\d+% after 1 epoch \(mlp, allreduce, 2 processes over tcp/);
+});
+
+test('tcp conformance across network namespaces on a 1 Gbit/s link: every collective, every case', { skip }, async () => {
+  ensureNetwork();
+  const script = new URL('./conformance.process.js', import.meta.url).pathname;
+  for (const name of Object.keys(conformanceCases)) {
+    const ranks = await job([script, 'tcp', name]);
+    for (const [r, { code, output }] of ranks.entries()) assert.equal(code, 0, `${name}, rank ${r} exited ${code}: ${output}`);
+  }
+});
+
+test('every strategy and every compression hook trains across network namespaces, every rank exiting 0', { skip }, async () => {
+  ensureNetwork();
+  const quick = [cli, 'train', '--backend', 'tcp', '--dataset', 'synthetic', '--model', 'mlp', '--hidden', '32,16', '--epochs', '1', '--timeout', '60'];
+  const runs = [
+    ...['allreduce', 'ps', 'async-ps', 'local-sgd'].map((strategy) => ['--strategy', strategy]),
+    ...['fp16', 'bf16', 'sign', 'qsgd:4', 'topk:0.01', 'randomk:0.05'].map((hook) => ['--compress', hook]),
+    ['--param-precision', 'int8'],
+  ];
+  for (const extra of runs) {
+    // ps and async-ps take a rank for the server: one worker here
+    const ranks = await job([...quick, ...extra]);
+    for (const [r, { code, output }] of ranks.entries()) assert.equal(code, 0, `${extra.join(' ')}, rank ${r} exited ${code}:\n${output}`);
+    assert.match(ranks[0].output, /test accuracy \d+\.\d+% after 1 epoch/, extra.join(' '));
   }
 });
