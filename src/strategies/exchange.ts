@@ -7,6 +7,7 @@
 
 import type { Communicator } from '../comm/communicator.js';
 import type { Hook } from '../compress/hook.js';
+import { kernel } from '../kernels/registry.js';
 
 export class CompressedExchange {
   bytesSent = 0;
@@ -88,6 +89,6 @@ export class CompressedExchange {
 /** values × fround(1/count), one float32 rounding as the all-reduce's mean does */
 function scale(values: Float32Array, count: number): void {
   if (count === 1) return;
-  const factor = Math.fround(1 / count);
-  for (let i = 0; i < values.length; i++) values[i] *= factor;
+  // values × fround(1/count) in float32, in place (the kernel's scaled copy of one region)
+  kernel('reduceStrided')(values, 0, values.length, 1, 0, values.length, values, 0, Math.fround(1 / count));
 }
