@@ -23,28 +23,14 @@ export function withFault(model: Model, rank: number, spec = process.env.CONVERG
     const until = Date.now() + 60_000;
     while (Date.now() < until); // alive but silent, until the launcher terminates the thread
   };
-  type B = Parameters<Model['lossAndGrad']>[1];
-  const lossAndGrad = model.lossAndGrad.bind(model);
-  const lossAndGradAsync = model.lossAndGradAsync?.bind(model);
-  return Object.assign(Object.create(model) as Model, {
-    lossAndGrad(params: Float32Array, batch: B, grad: Float32Array): number {
-      fault();
-      return lossAndGrad(params, batch, grad);
-    },
-    ...(lossAndGradAsync ? {
-      lossAndGradAsync(params: Float32Array, batch: B, grad: Float32Array): Promise<number> {
-        fault();
-        return lossAndGradAsync(params, batch, grad);
-      },
-    } : {}),
-  });
+  return aroundGradients(model, fault, () => {});
 }
 
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 /** Blocks this thread for `ms` without using its core. */
 const sleepFor = (ms: number) => void Atomics.wait(sleeper, 0, 0, ms);
 
-/** --slow-rank R:F: rank R's minibatch gradients, and what it computes itself, take F times as long. */
+/** --slow-rank R:F: rank R's gradient computations take F times as long. */
 export function parseSlowRank(spec: string): { rank: number; factor: number } {
   const match = /^(\d+):(\d+(?:\.\d+)?)$/.exec(spec.trim());
   const factor = match ? Number(match[2]) : NaN;
@@ -60,22 +46,29 @@ export function parseSlowRank(spec: string): { rank: number; factor: number } {
 export function withSlowdown(model: Model, rank: number, slow: { rank: number; factor: number } | undefined,
   clock: () => number = () => performance.now(), sleep: (ms: number) => void = sleepFor): Model {
   if (!slow || slow.rank !== rank || slow.factor === 1) return model;
-  const pause = (started: number) => sleep((slow.factor - 1) * (clock() - started));
+  return aroundGradients(model, clock, (started) => sleep((slow.factor - 1) * (clock() - started)));
+}
+
+/**
+ * The model with `before` called ahead of each gradient computation (lossAndGrad, or its awaited
+ * form) and `after` given what `before` returned, once the computation is done.
+ */
+function aroundGradients<T>(model: Model, before: () => T, after: (token: T) => void): Model {
   type B = Parameters<Model['lossAndGrad']>[1];
   const lossAndGrad = model.lossAndGrad.bind(model);
   const lossAndGradAsync = model.lossAndGradAsync?.bind(model);
   return Object.assign(Object.create(model) as Model, {
     lossAndGrad(params: Float32Array, batch: B, grad: Float32Array): number {
-      const started = clock();
+      const token = before();
       const loss = lossAndGrad(params, batch, grad);
-      pause(started);
+      after(token);
       return loss;
     },
     ...(lossAndGradAsync ? {
       async lossAndGradAsync(params: Float32Array, batch: B, grad: Float32Array): Promise<number> {
-        const started = clock();
+        const token = before();
         const loss = await lossAndGradAsync(params, batch, grad);
-        pause(started);
+        after(token);
         return loss;
       },
     } : {}),
