@@ -216,6 +216,17 @@ test('converge launch: N ranks with their places and a job secret, output prefix
   const job = converge('launch', '-n', '2', '--', 'converge', 'train', '--dataset', 'synthetic', '--model', 'softmax', '--epochs', '1');
   assert.equal(job.code, 0, job.stderr);
   assert.match(job.stdout + job.stderr, /\[rank 0\] .*test accuracy [\d.]+% after 1 epoch \(softmax, allreduce, 2 processes over tcp/);
+  // the first line says what protects the frames; launch gives the ranks one job id and a strong secret (no warning)
+  assert.match(job.stderr, /\[rank 0\] converge: softmax .*allreduce over tcp \(frames encrypted, AES-256-GCM\)/);
+  assert.doesNotMatch(job.stderr, /is weak/);
+  const ids = converge('launch', '-n', '2', '--', process.execPath, '-e', 'console.log(process.env.CONVERGE_JOB_ID)');
+  assert.equal(new Set(ids.stdout.trim().split('\n').map((line) => line.split(' ')[2])).size, 1, ids.stdout);
+  assert.match(ids.stdout, /\[rank 0\] [0-9a-f]{16}\n/);
+  const plain = converge('launch', '-n', '2', '--', 'converge', 'train', '--dataset', 'synthetic', '--model', 'softmax', '--epochs', '1', '--transport-security', 'none');
+  assert.equal(plain.code, 0, plain.stderr);
+  assert.match(plain.stderr, /over tcp \(frames NOT protected: --transport-security none, a trusted fabric\)/);
+  failsWith(['train', '--transport-security', 'none'], /--transport-security.*none.*--backend tcp \(shm never leaves this process/);
+  failsWith(['train', '--backend', 'tcp', '--transport-security', 'tls'], /transport security.*tls/);
   // rank 1 fails with code 3: the job exits with it
   const failing = converge('launch', '-n', '2', '--grace', '1', '--', process.execPath, '-e', 'process.exit(process.env.RANK === "1" ? 3 : 0)');
   assert.equal(failing.code, 3, failing.stderr);

@@ -8,6 +8,8 @@ import { badOption, usageError } from '../errors.js';
 import { defaults, withRecommended, type TrainConfig } from '../train/config.js';
 import type { Summary } from '../train/monitor.js';
 import { trainOnProcess } from '../launch/process-rank.js';
+import { transportSecurityOf } from '../launch/communicator.js';
+import type { TransportSecurity } from '../comm/tcp-seal.js';
 import { trainOnThreads } from '../launch/threads.js';
 import { strategies, strategiesThat } from '../strategies/index.js';
 import { ProgressBar } from './progress.js';
@@ -56,6 +58,7 @@ const options = {
   timeout: { type: 'string', help: `seconds a rank waits for its peers before failing (default ${defaults.timeoutSeconds})` },
   'stop-after-steps': { type: 'string', help: 'stop after N steps of this run, saving with --save (an interruption on purpose)' },
   'slow-rank': { type: 'string', help: 'R:F — rank R computes its gradients F times slower, a straggler on purpose (with a server, rank 0 is the server)' },
+  'transport-security': { type: 'string', help: 'tcp: encrypt (default: AES-256-GCM, session keys from the handshake), integrity (authenticated, readable on the wire) or none (a trusted fabric); every rank the same' },
   help: { type: 'boolean', short: 'h', help: 'show this help' },
 } as const;
 
@@ -127,6 +130,7 @@ export function parseTrainArgs(rawArgs: string[]): TrainConfig | 'help' {
     timeoutSeconds: n('timeout', defaults.timeoutSeconds),
     stopAfterSteps: s('stop-after-steps') === undefined ? undefined : n('stop-after-steps', 0),
     slowRank: s('slow-rank'),
+    transportSecurity: s('transport-security') as TrainConfig['transportSecurity'],
   };
   // a built-in model's recipe (ResNet-20's schedule and weight decay) where the flags leave it open
   const flag = (option: string) => option.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
@@ -217,6 +221,10 @@ async function trainWithThreads(config: TrainConfig, stopFlag: SharedArrayBuffer
   return 0;
 }
 
+function transportText(security: TransportSecurity): string {
+  return security === 'encrypt' ? 'frames encrypted, AES-256-GCM' : security === 'integrity' ? 'frames authenticated, not encrypted: --transport-security integrity' : 'frames NOT protected: --transport-security none, a trusted fabric';
+}
+
 /** One rank of a tcp or mpi job: rank 0 shows the progress and the result; the others stay quiet. */
 async function trainAsRank(config: TrainConfig, workersAsked: number | undefined, stopFlag: SharedArrayBuffer, json: boolean): Promise<number> {
   const result = await trainOnProcess(config, {
@@ -225,7 +233,7 @@ async function trainAsRank(config: TrainConfig, workersAsked: number | undefined
     notice: (line) => process.stderr.write(`${line}\n`),
     onStart: (monitor, info) => {
       const c = info.config;
-      process.stderr.write(`converge: ${modelLabel(c.model)} (${info.parameters.toLocaleString('en-US')} parameters) on ${info.dataset.name}${splitText(info.dataset) ? ` (${splitText(info.dataset).slice(2)})` : ''}, ${c.strategy} over ${c.backend}, ${c.workers} worker${c.workers > 1 ? 's' : ''} × batch ${c.batch}, kernels ${info.kernels}`
+      process.stderr.write(`converge: ${modelLabel(c.model)} (${info.parameters.toLocaleString('en-US')} parameters) on ${info.dataset.name}${splitText(info.dataset) ? ` (${splitText(info.dataset).slice(2)})` : ''}, ${c.strategy} over ${c.backend}${c.backend === 'tcp' ? ` (${transportText(transportSecurityOf(c.transportSecurity))})` : ''}, ${c.workers} worker${c.workers > 1 ? 's' : ''} × batch ${c.batch}, kernels ${info.kernels}`
         + `${resumedText(info.resumedFrom)}\n`);
       // a launcher's pipe is not a terminal: one line per epoch instead of a bar
       if (process.stderr.isTTY) monitor.listen(new ProgressBar(c.epochs).update);

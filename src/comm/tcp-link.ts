@@ -5,7 +5,8 @@
 import type { Socket } from 'node:net';
 import { kernel } from '../kernels/registry.js';
 import { operations } from './communicator.js';
-import { HEADER, MAGIC, TYPES, readHeader, type Frame, Type } from './tcp-wire.js';
+import { Opener, Sealer } from './tcp-seal.js';
+import { HEADER, MAGIC, SEGMENT, TYPES, readHeader, type Frame, Type } from './tcp-wire.js';
 
 /** What a rank waits for from one peer: the next frame, delivered into `target` (or summed into it). */
 export interface Receive {
@@ -36,6 +37,7 @@ export class Link {
 
   /** Where this rank writes to the peer (the connection the peer dialed). */
   readonly socket: Socket;
+  readonly writer: Source;
 
   constructor(
     peer: number,
@@ -44,12 +46,23 @@ export class Link {
     private readonly limit: () => number,
     private readonly onFrame: (link: Link, frame: Frame, payload: Buffer | null) => void,
     private readonly onGarbage: (link: Link, what: string) => void,
+    onTampered: (link: Link, what: string) => void,
   ) {
     this.peer = peer;
+    this.writer = writer;
     this.socket = writer.socket;
+    for (const source of [reader, writer]) {
+      source.onBroken = (what) => onTampered(this, what);
+      if (source.broken) onTampered(this, source.broken);
+    }
     reader.listen((chunk) => this.push(chunk));
     // nothing may arrive where this rank only writes
     writer.listen(() => this.onGarbage(this, 'bytes on the connection it only reads from'));
+  }
+
+  /** Writes one frame's pieces to the peer (sealed, if the job seals); `done` once the socket took them. */
+  send(pieces: Uint8Array[], done?: (error?: Error | null) => void): void {
+    this.writer.write(pieces, done);
   }
 
   private push(chunk: Buffer): void {
@@ -189,16 +202,28 @@ export class Link {
  * The bytes of one connection, handed to whoever listens now (the handshake, then a Link); bytes
  * that arrive between listeners are kept. Connections this rank dials are read with `onread` into
  * one reused buffer: Node's default reads allocate a fresh 64 KiB buffer each time, and touching
- * fresh pages (~12 µs per 4 KiB here) cost more than the transfer. Connections it accepts are only
- * written to after the handshake, and read the default way.
+ * fresh pages (~12 µs per 4 KiB) cost more than the transfer. Connections it accepts are only
+ * written to after the handshake, and read the default way. Once the handshake has agreed on
+ * session keys (`secure`), what arrives is opened and what is written is sealed (tcp-seal.ts).
  */
 export class Source {
   private consumer: ((chunk: Buffer) => void) | null = null;
   private held: Buffer[] = [];
+  private opener: Opener | null = null;
+  private sealer: Sealer | null = null;
+  /** Why what arrived could not be opened (altered, or not records at all); then nothing more is delivered. */
+  broken: string | null = null;
+  /** Told once, when `broken` is set: whoever reads now decides what it ends. */
+  onBroken: (what: string) => void = () => {};
   socket!: Socket;
 
   /** `transient`: the chunk's memory is reused after the call, so what is held is copied. */
   feed(chunk: Buffer, transient: boolean): void {
+    if (this.opener) this.opener.push(chunk);
+    else this.deliver(chunk, transient);
+  }
+
+  private deliver(chunk: Buffer, transient: boolean): void {
     if (this.consumer) this.consumer(chunk);
     else this.held.push(transient ? Buffer.from(chunk) : chunk);
   }
@@ -215,6 +240,55 @@ export class Source {
   /** Bytes a listener read past its end go first to the next one. */
   giveBack(rest: Buffer): void {
     if (rest.length > 0) this.held.unshift(Buffer.from(rest));
+  }
+
+  /**
+   * From here on what arrives is opened with `keys.read` and what is written sealed with
+   * `keys.write`. Bytes that came before (held, unread) are records already: they are opened first.
+   */
+  secure(keys: { read: Buffer; write: Buffer }, encrypt: boolean): void {
+    this.sealer = new Sealer(keys.write, encrypt);
+    const raw = this.held;
+    this.held = [];
+    this.opener = new Opener(keys.read, encrypt, (plain) => this.deliver(plain, true), (what) => {
+      this.broken = what;
+      this.onBroken(what);
+    });
+    for (const chunk of raw) this.opener.push(chunk);
+  }
+
+  /**
+   * Writes `pieces` in order, sealed once secure; `done` once the socket has taken the last of
+   * them (the caller may then reuse the memory). Large pieces go in segments, the first ones
+   * together, so the peer starts reading (and summing) while the rest is written.
+   */
+  write(pieces: Uint8Array[], done: (error?: Error | null) => void = () => {}): void {
+    const socket = this.socket;
+    const segments: Uint8Array[] = [];
+    for (const bytes of pieces) {
+      for (let at = 0; at < bytes.length; at += SEGMENT) segments.push(bytes.subarray(at, Math.min(bytes.length, at + SEGMENT)));
+    }
+    const out: { piece: Uint8Array; release: (() => void) | null }[] = [];
+    const emit = (piece: Uint8Array, release: (() => void) | null) => void out.push({ piece, release });
+    socket.cork();
+    if (segments.length === 0) socket.write(Buffer.alloc(0), done);
+    for (let i = 0; i < segments.length; i++) {
+      if (this.sealer) this.sealer.seal(segments[i], emit);
+      else emit(segments[i], null);
+      const last = i === segments.length - 1;
+      for (let k = 0; k < out.length; k++) {
+        const { piece, release } = out[k];
+        const final = last && k === out.length - 1;
+        socket.write(piece, release || final ? (error) => {
+          release?.();
+          if (final) done(error);
+        } : undefined);
+      }
+      out.length = 0;
+      // the header and the first segment leave together; then each segment as soon as it is ready
+      if (i === Math.min(1, segments.length - 1)) socket.uncork();
+    }
+    if (segments.length === 0) socket.uncork();
   }
 
   static accepted(socket: Socket): Source {

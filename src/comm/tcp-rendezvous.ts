@@ -8,6 +8,7 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { CommunicationError } from '../errors.js';
 import { Link, Source } from './tcp-link.js';
+import { sessionKeys, transportSecurities, type TransportSecurity } from './tcp-seal.js';
 import { HANDSHAKE_BYTES, HEADER, MAGIC, header, readHeader, type Frame, Type } from './tcp-wire.js';
 import { TcpCommunicator, type TcpOptions } from './tcp.js';
 
@@ -33,6 +34,7 @@ function readHandshakeFrame(source: Source, expected: Type | Type[], timeoutMs: 
     const finish = (error: Error | null, value?: { frame: Frame; payload: Buffer }) => {
       clearTimeout(timer);
       source.unlisten();
+      source.onBroken = () => {};
       socket.off('close', onClose);
       socket.off('error', onClose);
       if (error) reject(error);
@@ -57,40 +59,72 @@ function readHandshakeFrame(source: Source, expected: Type | Type[], timeoutMs: 
     };
     socket.on('close', onClose);
     socket.on('error', onClose);
+    const onBroken = (what: string) => finish(new CommunicationError(`${where}: ${what}.`, 'TAMPERED'));
+    if (source.broken) return onBroken(source.broken);
+    source.onBroken = onBroken;
     source.listen(onData);
   });
 }
 
-const sendFrame = (socket: Socket, type: Type, payload: Buffer, seq = 0) => socket.write(Buffer.concat([header(type, 0, 0, seq, 0, 0, payload.length), payload]));
+const sendFrame = (source: Source, type: Type, payload: Buffer, seq = 0) => source.write([header(type, 0, 0, seq, 0, 0, payload.length), payload]);
+
+/** Who a rank says it is in its proof: rank, world size, transport security, job. */
+function identityOf(options: TcpOptions): Buffer {
+  const job = Buffer.from(options.job ?? '');
+  const identity = Buffer.alloc(12 + job.length);
+  identity.writeInt32LE(options.rank, 0);
+  identity.writeInt32LE(options.size, 4);
+  identity.writeUInt8(transportSecurities.indexOf(securityOf(options)), 8);
+  identity.writeUInt16LE(job.length, 10);
+  job.copy(identity, 12);
+  return identity;
+}
+
+const securityOf = (options: TcpOptions): TransportSecurity => options.security ?? 'encrypt';
+
+/** From here on, frames on this connection are sealed (unless the job runs with security none). */
+function secure(source: Source, options: TcpOptions, challenge: Buffer, answer: Buffer, side: 'acceptor' | 'dialer'): void {
+  const security = securityOf(options);
+  if (security === 'none') return;
+  const keys = sessionKeys(options.secret, challenge, answer, security);
+  source.secure(side === 'acceptor' ? { read: keys.dialerToAcceptor, write: keys.acceptorToDialer } : { read: keys.acceptorToDialer, write: keys.dialerToAcceptor }, security === 'encrypt');
+}
 
 /**
  * The accepting side: challenge, check the peer's proof, prove ourselves. Returns the peer's rank.
- * A peer that knows the secret but cannot join (another world size, a rank already here: `admit`
- * says why) is told the reason, with our proof, before the connection closes.
+ * A peer that knows the secret but cannot join (another world size, job or transport security, a
+ * rank already here: `admit` says why) is told the reason, with our proof, before the connection closes.
  */
 async function acceptHandshake(source: Source, options: TcpOptions, admit: (peer: number) => string | null = () => null): Promise<number> {
   const socket = source.socket;
   const where = `rank ${options.rank}: connection from ${socket.remoteAddress}:${socket.remotePort}`;
   const nonce = randomBytes(16);
-  sendFrame(socket, Type.Challenge, nonce);
+  sendFrame(source, Type.Challenge, nonce);
   const { payload } = await readHandshakeFrame(source, Type.Auth, Math.min(options.timeoutMs, options.handshakeMs ?? HANDSHAKE_MS), where);
-  if (payload.length !== 8 + 16 + 32) throw new CommunicationError(`${where}: a malformed authentication of ${payload.length} bytes.`, 'HANDSHAKE');
-  const peer = payload.readInt32LE(0);
-  const size = payload.readInt32LE(4);
-  const theirNonce = payload.subarray(8, 24);
-  const proof = payload.subarray(24, 56);
-  const expected = hmac(options.secret, 'converge-connect', nonce, payload.subarray(0, 8));
+  const identityLength = payload.length >= 12 ? 12 + payload.readUInt16LE(10) : 0;
+  if (identityLength === 0 || payload.length !== identityLength + 16 + 32) throw new CommunicationError(`${where}: a malformed authentication of ${payload.length} bytes.`, 'HANDSHAKE');
+  const identity = payload.subarray(0, identityLength);
+  const peer = identity.readInt32LE(0);
+  const size = identity.readInt32LE(4);
+  const security = transportSecurities[identity.readUInt8(8)] ?? `mode ${identity.readUInt8(8)}`;
+  const job = identity.subarray(12).toString('utf8');
+  const theirNonce = payload.subarray(identityLength, identityLength + 16);
+  const proof = payload.subarray(identityLength + 16);
+  const expected = hmac(options.secret, 'converge-connect', nonce, identity);
   if (!timingSafeEqual(proof, expected)) throw new CommunicationError(`${where}: refused: the peer does not know the job secret (CONVERGE_SECRET).`, 'BAD_SECRET');
-  const reason = size !== options.size ? `it claims to be rank ${peer} of ${size}, but this job has ${options.size} ranks (WORLD_SIZE differs)`
+  const reason = job !== (options.job ?? '') ? `it belongs to job ${JSON.stringify(job)}, this rank to job ${JSON.stringify(options.job ?? '')} (CONVERGE_JOB_ID differs: two jobs share a port and a secret)`
+    : size !== options.size ? `it claims to be rank ${peer} of ${size}, but this job has ${options.size} ranks (WORLD_SIZE differs)`
+    : security !== securityOf(options) ? `it runs with --transport-security ${security}, this rank with ${securityOf(options)}`
     : peer < 0 || peer >= options.size ? `it claims rank ${peer}, outside 0…${options.size - 1}`
     : peer === options.rank ? `it claims rank ${peer}, which is this rank (two ranks were given RANK=${peer})`
     : admit(peer);
   if (reason) {
     const text = Buffer.from(reason);
-    sendFrame(socket, Type.Refused, Buffer.concat([hmac(options.secret, 'converge-refuse', theirNonce, text), text]));
+    sendFrame(source, Type.Refused, Buffer.concat([hmac(options.secret, 'converge-refuse', theirNonce, text), text]));
     throw new CommunicationError(`${where}: refused: ${reason}.`, 'HANDSHAKE');
   }
-  sendFrame(socket, Type.AuthOk, hmac(options.secret, 'converge-accept', theirNonce));
+  sendFrame(source, Type.AuthOk, hmac(options.secret, 'converge-accept', theirNonce));
+  secure(source, options, nonce, theirNonce, 'acceptor');
   return peer;
 }
 
@@ -100,11 +134,9 @@ async function connectHandshake(source: Source, options: TcpOptions, where: stri
     // closed before any challenge: the rank turned the connection away unread (too many strangers at once)
     throw error.code === 'HANDSHAKE_CLOSED' ? new CommunicationError(`${where}: the connection was closed before the handshake began.`, 'NO_CHALLENGE') : error;
   });
-  const identity = Buffer.alloc(8);
-  identity.writeInt32LE(options.rank, 0);
-  identity.writeInt32LE(options.size, 4);
+  const identity = identityOf(options);
   const nonce = randomBytes(16);
-  sendFrame(source.socket, Type.Auth, Buffer.concat([identity, nonce, hmac(options.secret, 'converge-connect', challenge, identity)]));
+  sendFrame(source, Type.Auth, Buffer.concat([identity, nonce, hmac(options.secret, 'converge-connect', challenge, identity)]));
   const { frame, payload: proof } = await readHandshakeFrame(source, [Type.AuthOk, Type.Refused], options.timeoutMs, where);
   if (frame.type === Type.Refused && proof.length >= 32) {
     const reason = proof.subarray(32);
@@ -115,6 +147,7 @@ async function connectHandshake(source: Source, options: TcpOptions, where: stri
   if (frame.type !== Type.AuthOk || proof.length !== 32 || !timingSafeEqual(proof, hmac(options.secret, 'converge-accept', nonce))) {
     throw new CommunicationError(`${where}: the peer failed to prove the job secret; refusing to send it data.`, 'BAD_SECRET');
   }
+  secure(source, options, challenge, nonce, 'dialer');
 }
 
 /**
@@ -255,7 +288,7 @@ async function rendezvous(options: TcpOptions, opened: { servers: Server[]; sock
   const dialed = new Map<number, Source>();
   let server: Server;
   if (rank === 0) {
-    server = await listen(options.masterAddr, options.masterPort, where);
+    server = await listen(options.bind ?? options.masterAddr, options.masterPort, where);
     opened.servers.push(server);
     acceptAll(server);
     await waitForAccepts(size - 1);
@@ -270,7 +303,7 @@ async function rendezvous(options: TcpOptions, opened: { servers: Server[]; sock
       }),
     );
     const body = Buffer.from(JSON.stringify(table)); // once, at start-up: not the data path
-    for (const source of accepted.values()) sendFrame(source.socket, Type.Table, body);
+    for (const source of accepted.values()) sendFrame(source, Type.Table, body);
     await Promise.all(
       table.slice(1).map(async ({ host, port }, i) => {
         dialed.set(i + 1, await join(host, port, options, where, `rank ${i + 1}`, opened.sockets));
@@ -279,12 +312,15 @@ async function rendezvous(options: TcpOptions, opened: { servers: Server[]; sock
   } else {
     const master = await join(options.masterAddr, options.masterPort, options, where, 'rank 0', opened.sockets);
     dialed.set(0, master);
-    const host = master.socket.localAddress!.replace(/^::ffff:/, '');
-    server = await listen(host, 0, where);
+    // where the others reach this rank: the address it reaches rank 0 from, unless --bind names one
+    const reached = master.socket.localAddress!.replace(/^::ffff:/, '');
+    const wildcard = options.bind === '0.0.0.0' || options.bind === '::';
+    const host = options.bind && !wildcard ? options.bind : reached;
+    server = await listen(options.bind ?? host, 0, where);
     opened.servers.push(server);
     acceptAll(server);
     const port = (server.address() as { port: number }).port;
-    sendFrame(master.socket, Type.Hello, Buffer.from(`${host} ${port}`));
+    sendFrame(master, Type.Hello, Buffer.from(`${host} ${port}`));
     const { payload } = await readHandshakeFrame(master, Type.Table, options.timeoutMs, `${where}: the rank table from rank 0`);
     const table = JSON.parse(payload.toString('utf8')) as { host: string; port: number }[];
     await Promise.all(
@@ -298,10 +334,11 @@ async function rendezvous(options: TcpOptions, opened: { servers: Server[]; sock
   // the rank-0 connection of a rank carried the table: the Link reads it from here on
   let comm: TcpCommunicator | null = null;
   const early: { link: Link; frame: Frame; payload: Buffer }[] = [];
+  const tamperedEarly: { link: Link; what: string }[] = [];
   const limit = () => HEADER + 4 * options.capacity + 1024;
   for (let peer = 0; peer < size; peer++) {
     if (peer === rank) continue;
-    links[peer] = new Link(peer, dialed.get(peer)!, accepted.get(peer)!, limit, (l, f, p) => (comm ? comm.onFrame(l, f, p!) : early.push({ link: l, frame: f, payload: p! })), (l, what) => comm?.garbage(l, what));
+    links[peer] = new Link(peer, dialed.get(peer)!, accepted.get(peer)!, limit, (l, f, p) => (comm ? comm.onFrame(l, f, p!) : early.push({ link: l, frame: f, payload: p! })), (l, what) => comm?.garbage(l, what), (l, what) => (comm ? comm.tampered(l, what) : tamperedEarly.push({ link: l, what })));
   }
   // the group is complete: the listener closes, so a later connection is refused by the kernel —
   // no challenge, no log line, no memory (kept open, each one cost ≈1 KiB and two lines)
@@ -311,6 +348,7 @@ async function rendezvous(options: TcpOptions, opened: { servers: Server[]; sock
   for (const socket of pending) socket.destroy(); // strangers still in their handshake: nothing holds the job for them
   comm = new TcpCommunicator(rank, size, links, null, options);
   comm.attach();
+  for (const { link, what } of tamperedEarly) comm.tampered(link, what);
   for (const { link, frame, payload } of early) comm.onFrame(link, frame, payload);
   return comm;
 }

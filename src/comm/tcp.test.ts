@@ -3,13 +3,17 @@
 // secret, and garbage on the wire.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHmac } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { connect, createServer, type Socket } from 'node:net';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { conformanceCases } from './conformance.js';
 import { connectTcp } from './tcp-rendezvous.js';
+import { Sealer, sessionKeys, transportSecurities, type TransportSecurity } from './tcp-seal.js';
 import { freePort, launchProcesses } from '../launch/local-job.js';
 
 const script = new URL('./conformance.process.js', import.meta.url).pathname;
+setFlagsFromString('--expose-gc'); // the churn test measures the heap after collecting
 
 async function runCase(size: number, name: string, failure = false, env: NodeJS.ProcessEnv = {}) {
   const outputs: string[][] = Array.from({ length: size }, () => []);
@@ -35,6 +39,13 @@ for (const size of [2, 3]) {
       assert.equal(result.exitCode, 0, JSON.stringify(reports));
     });
   }
+  // the cases above run encrypted (the default); the other modes run them all in one job each
+  for (const security of ['integrity', 'none']) {
+    test(`tcp conformance, ${size} processes, --transport-security ${security}: every case`, async () => {
+      const { result, reports } = await runCase(size, 'all', false, { CONVERGE_TRANSPORT_SECURITY: security });
+      assert.equal(result.exitCode, 0, JSON.stringify(reports));
+    });
+  }
 }
 
 const failures: Record<string, { failed: RegExp; survivor: RegExp }> = {
@@ -46,9 +57,9 @@ const failures: Record<string, { failed: RegExp; survivor: RegExp }> = {
   messageSizeMismatch: { failed: /^rank 1: barrier #2 aborted: rank 0: recv of 8 floats got a message of 5 floats from rank 1/, survivor: /recv of 8 floats got a message of 5 floats from rank 1; sender and receiver must agree on message sizes\.$/ },
 };
 
-for (const [name, expected] of Object.entries(failures)) {
-  test(`tcp failure handling: a rank that ${name === 'mismatch' ? 'calls the wrong collective' : name === 'messageSizeMismatch' ? 'sends a message of the wrong size' : name} fails every other rank within 10 s, naming it`, async () => {
-    const { result, reports, seconds } = await runCase(3, name, true);
+for (const security of transportSecurities) for (const [name, expected] of Object.entries(failures)) {
+  test(`tcp failure handling (${security}): a rank that ${name === 'mismatch' ? 'calls the wrong collective' : name === 'messageSizeMismatch' ? 'sends a message of the wrong size' : name} fails every other rank within 10 s, naming it`, async () => {
+    const { result, reports, seconds } = await runCase(3, name, true, { CONVERGE_TRANSPORT_SECURITY: security });
     assert.notEqual(result.exitCode, 0);
     assert.equal(result.codes.filter((code) => code === 0).length, 0, `every rank exits non-zero: ${result.codes}`);
     assert.match(reports[1].error ?? '', expected.failed);
@@ -106,12 +117,14 @@ function sendFrame(socket: Socket, type: number, payload: Buffer): void {
 
 /**
  * Plays rank 1 of 2 by hand, with the secret: joins at rank 0, then accepts the connection rank 0
- * dials to it (the one rank 0 reads rank 1's frames from) and hands it to `after`.
+ * dials to it (the one rank 0 reads rank 1's frames from) and hands it to `after`, with a function
+ * that seals bytes as a genuine rank 1 would (the identity under `security`).
  */
-async function fakeRank(port: number, secret: string, after: (socket: Socket) => void): Promise<void> {
-  const identity = Buffer.alloc(8);
+async function fakeRank(port: number, secret: string, security: TransportSecurity, after: (socket: Socket, seal: (bytes: Buffer) => Buffer) => void): Promise<void> {
+  const identity = Buffer.alloc(12);
   identity.writeInt32LE(1, 0);
   identity.writeInt32LE(2, 4);
+  identity.writeUInt8(transportSecurities.indexOf(security), 8);
   const inbound = new Promise<Socket>((resolve) => {
     const server = createServer((socket) => {
       server.close();
@@ -123,50 +136,154 @@ async function fakeRank(port: number, secret: string, after: (socket: Socket) =>
     const master = connect({ host: '127.0.0.1', port });
     const next = frames(master);
     const challenge = await next();
-    sendFrame(master, 6, Buffer.concat([identity, Buffer.alloc(16), createHmac('sha256', secret).update('converge-connect').update(challenge).update(identity).digest()]));
+    const nonce = randomBytes(16);
+    sendFrame(master, 6, Buffer.concat([identity, nonce, createHmac('sha256', secret).update('converge-connect').update(challenge).update(identity).digest()]));
     await next(); // rank 0's proof
-    sendFrame(master, 3, Buffer.from(`127.0.0.1 ${myPort}`));
-    await next(); // the table
+    const header = Buffer.alloc(24);
+    header.writeUInt32LE(0x31475643, 0);
+    header.writeUInt8(3, 4);
+    const hello = Buffer.from(`127.0.0.1 ${myPort}`);
+    header.writeUInt32LE(hello.length, 20);
+    // the address goes sealed, as from here on everything does
+    master.write(sealer(sessionKeys(secret, challenge, nonce, security).dialerToAcceptor, security)(Buffer.concat([header, hello])));
+    // (the table comes back sealed: this rank needs nothing from it)
   };
   const socket = await inbound;
   const next = frames(socket);
-  sendFrame(socket, 5, Buffer.alloc(16)); // the challenge (this test does not check rank 0's proof)
+  const challenge = Buffer.alloc(16);
+  sendFrame(socket, 5, challenge); // (this test does not check rank 0's proof)
   const auth = await next();
-  sendFrame(socket, 7, createHmac('sha256', secret).update('converge-accept').update(auth.subarray(8, 24)).digest());
-  after(socket);
+  const theirNonce = auth.subarray(12, 28);
+  sendFrame(socket, 7, createHmac('sha256', secret).update('converge-accept').update(theirNonce).digest());
+  after(socket, sealer(sessionKeys(secret, challenge, theirNonce, security).acceptorToDialer, security));
 }
 
-for (const [what, bytes, expected] of [
-  ['a frame with a wrong magic', () => Buffer.alloc(24, 0xab), /rank 0: rank 1 sent garbage: a frame with magic 0xabababab \(expected 0x31475643\); the connection is dropped/],
-  ['a frame claiming 4 GB', () => { const b = Buffer.alloc(24); b.writeUInt32LE(0x31475643, 0); b.writeUInt8(1, 4); b.writeUInt32LE(0xffffffff, 20); return b; }, /rank 0: rank 1 sent garbage: a frame of 4294967295 bytes, more than the \d+ allowed/],
-  // the limit is the largest message the job can send (capacity 1,000 floats) plus the header and 1 KiB: one byte more is refused
-  ['a frame one byte over the limit', () => { const b = Buffer.alloc(24); b.writeUInt32LE(0x31475643, 0); b.writeUInt8(1, 4); b.writeUInt32LE(24 + 4 * 1000 + 1024 + 1, 20); return b; }, /rank 0: rank 1 sent garbage: a frame of 5049 bytes, more than the 5048 allowed/],
-  ['a frame of an unknown type', () => { const b = Buffer.alloc(24); b.writeUInt32LE(0x31475643, 0); b.writeUInt8(77, 4); return b; }, /rank 0: rank 1 sent garbage: a frame of unknown type 77/],
-] as const) {
-  test(`tcp: ${what} fails the waiting rank with an error, not a crash or an allocation`, async () => {
+/** Bytes as a rank writes them under `security`: records sealed with `key`, numbered from 0. */
+function sealer(key: Buffer, security: TransportSecurity): (bytes: Buffer) => Buffer {
+  const seal = new Sealer(key, security === 'encrypt');
+  return (bytes) => {
+    if (security === 'none') return bytes;
+    const pieces: Uint8Array[] = [];
+    seal.seal(bytes, (piece) => void pieces.push(Buffer.from(piece)));
+    return Buffer.concat(pieces);
+  };
+}
+
+for (const security of ['none', 'encrypt'] as const) {
+  for (const [what, bytes, expected] of [
+    ['a frame with a wrong magic', () => Buffer.alloc(24, 0xab), /rank 0: rank 1 sent garbage: a frame with magic 0xabababab \(expected 0x31475643\); the connection is dropped/],
+    ['a frame claiming 4 GB', () => { const b = Buffer.alloc(24); b.writeUInt32LE(0x31475643, 0); b.writeUInt8(1, 4); b.writeUInt32LE(0xffffffff, 20); return b; }, /rank 0: rank 1 sent garbage: a frame of 4294967295 bytes, more than the \d+ allowed/],
+    // the limit is the largest message the job can send (capacity 1,000 floats) plus the header and 1 KiB: one byte more is refused
+    ['a frame one byte over the limit', () => { const b = Buffer.alloc(24); b.writeUInt32LE(0x31475643, 0); b.writeUInt8(1, 4); b.writeUInt32LE(24 + 4 * 1000 + 1024 + 1, 20); return b; }, /rank 0: rank 1 sent garbage: a frame of 5049 bytes, more than the 5048 allowed/],
+    ['a frame of an unknown type', () => { const b = Buffer.alloc(24); b.writeUInt32LE(0x31475643, 0); b.writeUInt8(77, 4); return b; }, /rank 0: rank 1 sent garbage: a frame of unknown type 77/],
+  ] as const) {
+    test(`tcp (${security}): ${what}${security === 'none' ? '' : ', sealed by a rank that knows the secret,'} fails the waiting rank with an error, not a crash or an allocation`, async () => {
+      const port = await freePort();
+      const secret = 'a-job-secret-123';
+      const rankZero = connectTcp({ rank: 0, size: 2, masterAddr: '127.0.0.1', masterPort: port, secret, timeoutMs: 5000, capacity: 1000, log: () => {}, security });
+      await fakeRank(port, secret, security, (socket, seal) => setTimeout(() => socket.write(seal(bytes())), 50));
+      const comm = await rankZero;
+      await assert.rejects(comm.allreduce(new Float32Array(8)), expected);
+      comm.close();
+    });
+  }
+}
+
+for (const security of ['encrypt', 'integrity'] as const) {
+  for (const [what, bytes, reason] of [
+    // the frame parser never sees it: its first bytes read as a record's length
+    ['a well-formed frame sent without a seal', () => { const b = Buffer.alloc(24 + 32); b.writeUInt32LE(0x31475643, 0); b.writeUInt8(1, 4); b.writeUInt32LE(32, 20); return b; }, /record #0 claims 826758723 bytes, more than the 262144 a record holds/],
+    ['a record with a forged tag', () => { const b = Buffer.alloc(4 + 32 + 16); b.writeUInt32LE(32, 0); return b; }, /record #0 does not authenticate/],
+  ] as const) {
+    test(`tcp (${security}): ${what} fails authentication — the rank stops, naming the peer`, async () => {
+      const port = await freePort();
+      const secret = 'a-job-secret-123';
+      const rankZero = connectTcp({ rank: 0, size: 2, masterAddr: '127.0.0.1', masterPort: port, secret, timeoutMs: 5000, capacity: 1000, log: () => {}, security });
+      await fakeRank(port, secret, security, (socket) => setTimeout(() => socket.write(bytes()), 50));
+      const comm = await rankZero;
+      const error = await comm.allreduce(new Float32Array(8)).then(() => null, (e: Error) => e);
+      assert.match(error?.message ?? 'no error', /^rank 0: data from rank 1 failed authentication \(.*\): the connection between them was altered; the job stops/);
+      assert.match(error!.message, reason);
+      comm.close();
+    });
+  }
+}
+
+/**
+ * A relay on the path from rank 0 to rank 1 (rank 1 reaches rank 0 through it) that passes the
+ * handshake and then flips one byte in every 64 KiB, as an attacker on the network would.
+ */
+async function flippingRelay(target: number): Promise<{ port: number; flipped: () => number; close: () => void }> {
+  let flipped = 0;
+  const sockets: Socket[] = [];
+  const server = createServer((inbound) => {
+    const outbound = connect({ host: '127.0.0.1', port: target });
+    sockets.push(inbound, outbound);
+    inbound.pipe(outbound);
+    let seen = 0;
+    outbound.on('data', (chunk: Buffer) => {
+      const copy = Buffer.from(chunk);
+      // the first 64 KiB (the handshake, the rank table) pass untouched
+      for (let at = 65536 - (seen % 65536); at < copy.length; at += 65536) {
+        if (seen + at >= 65536) {
+          copy[at] ^= 0x5a;
+          flipped++;
+        }
+      }
+      seen += chunk.length;
+      inbound.write(copy);
+    });
+    for (const socket of [inbound, outbound]) socket.on('error', () => {}).on('close', () => { inbound.destroy(); outbound.destroy(); });
+  });
+  await new Promise<void>((resolve) => server.listen({ host: '127.0.0.1', port: 0 }, resolve));
+  return { port: (server.address() as { port: number }).port, flipped: () => flipped, close: () => { server.close(); for (const s of sockets) s.destroy(); } };
+}
+
+for (const security of transportSecurities) {
+  test(`tcp (${security}): bytes altered on the wire after the handshake ${security === 'none' ? 'go unnoticed (a trusted fabric is trusted)' : 'stop the job on every rank, naming the peer whose data failed'}`, async () => {
     const port = await freePort();
-    const secret = 'a-job-secret-123';
-    const rankZero = connectTcp({ rank: 0, size: 2, masterAddr: '127.0.0.1', masterPort: port, secret, timeoutMs: 5000, capacity: 1000, log: () => {} });
-    await fakeRank(port, secret, (socket) => setTimeout(() => socket.write(bytes()), 50));
-    const comm = await rankZero;
-    await assert.rejects(comm.allreduce(new Float32Array(8)), expected);
-    comm.close();
+    const relay = await flippingRelay(port);
+    const base = { size: 2, masterAddr: '127.0.0.1', secret: 'a-job-secret-123', timeoutMs: 5000, capacity: 1 << 20, log: () => {}, security };
+    const comms = await Promise.all([connectTcp({ ...base, rank: 0, masterPort: port }), connectTcp({ ...base, rank: 1, masterPort: relay.port })]);
+    const n = 1 << 20;
+    const buffers = [new Float32Array(n).fill(1), new Float32Array(n).fill(2)];
+    const results = await Promise.allSettled(comms.map((comm, r) => comm.allreduce(buffers[r])));
+    relay.close();
+    for (const comm of comms) comm.close();
+    assert.ok(relay.flipped() > 0, 'the relay altered the stream');
+    if (security === 'none') {
+      assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'fulfilled']);
+      assert.ok(buffers[1].some((x) => x !== 3), 'the sum is silently wrong');
+    } else {
+      for (const [rank, result] of results.entries()) {
+        assert.equal(result.status, 'rejected', `rank ${rank} fails`);
+        assert.match((result as PromiseRejectedResult).reason.message, /rank 1: data from rank 0 failed authentication \(record #\d+ does not authenticate\): the connection between them was altered/, `rank ${rank}`);
+      }
+    }
   });
 }
 
-test('tcp: once the group has formed, its listeners are closed — a stranger\'s connection is refused at once, costs no log line, and the group works on', async () => {
+test('tcp: once the group has formed, its listeners are closed — 10,000 strangers\' connections are refused at once, cost no memory and no log line, and the group works on', async () => {
   const port = await freePort();
   const logs: string[] = [];
   const base = { size: 2, masterAddr: '127.0.0.1', masterPort: port, secret: 'a-job-secret-123', timeoutMs: 5000, capacity: 1000, log: (line: string) => logs.push(line) };
   const comms = await Promise.all([connectTcp({ ...base, rank: 0 }), connectTcp({ ...base, rank: 1 })]);
-  for (let i = 0; i < 20; i++) {
-    const refused = await new Promise<string>((resolve) => {
-      const socket = connect({ host: '127.0.0.1', port });
-      socket.on('connect', () => { socket.destroy(); resolve('connected'); });
-      socket.on('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? error.message));
-    });
-    assert.equal(refused, 'ECONNREFUSED', `connection ${i} after the group formed`);
+  const knock = () => new Promise<string>((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port });
+    socket.on('connect', () => { socket.destroy(); resolve('connected'); });
+    socket.on('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? error.message));
+  });
+  await Promise.all(Array.from({ length: 100 }, knock)); // warm up what connecting itself allocates
+  const gc = runInNewContext('gc') as () => void;
+  gc();
+  const before = process.memoryUsage().heapUsed;
+  for (let batch = 0; batch < 100; batch++) {
+    const outcomes = await Promise.all(Array.from({ length: 100 }, knock));
+    assert.deepEqual(new Set(outcomes), new Set(['ECONNREFUSED']), `batch ${batch} of connections after the group formed`);
   }
+  gc();
+  const grown = process.memoryUsage().heapUsed - before;
+  assert.ok(grown < 2 * 1024 * 1024, `the heap grew ${(grown / 1024).toFixed(0)} KiB over 10,000 connections`);
   const buffers = [Float32Array.of(1, 2), Float32Array.of(10, 20)];
   await Promise.all(comms.map((comm, r) => comm.allreduce(buffers[r], 'sum')));
   assert.deepEqual(buffers.map((b) => [...b]), [[11, 22], [11, 22]]);
@@ -219,15 +336,17 @@ test('tcp: idle strangers are capped while the group forms, and dropped (quietly
   }
 });
 
-test('tcp: a peer that knows the secret but cannot join is told why — another world size, a rank already taken — and rank 0 logs it', async () => {
+test('tcp: a peer that knows the secret but cannot join is told why — another job, world size or transport security, a rank already taken — and rank 0 logs it', async () => {
   for (const [name, peers, expected, logged] of [
     ['world size', [{ rank: 1, size: 3 }], /^rank 1: rank 0 at 127\.0\.0\.1:\d+: refused this rank: it claims to be rank 1 of 3, but this job has 2 ranks \(WORLD_SIZE differs\)\.$/, /^rank 0: connection from 127\.0\.0\.1:\d+: refused: it claims to be rank 1 of 3/],
     ['duplicate rank', [{ rank: 1, size: 3 }, { rank: 1, size: 3 }], /^rank 1: rank 0 at 127\.0\.0\.1:\d+: refused this rank: rank 1 has already joined \(two ranks were given RANK=1\)\.$/, /^rank 0: connection from 127\.0\.0\.1:\d+: refused: rank 1 has already joined/],
+    ['job', [{ rank: 1, size: 2, job: 'job-b' }], /^rank 1: rank 0 at 127\.0\.0\.1:\d+: refused this rank: it belongs to job "job-b", this rank to job "job-a" \(CONVERGE_JOB_ID differs: two jobs share a port and a secret\)\.$/, /^rank 0: connection from 127\.0\.0\.1:\d+: refused: it belongs to job "job-b"/],
+    ['transport security', [{ rank: 1, size: 2, security: 'none' }], /^rank 1: rank 0 at 127\.0\.0\.1:\d+: refused this rank: it runs with --transport-security none, this rank with encrypt\.$/, /^rank 0: connection from 127\.0\.0\.1:\d+: refused: it runs with --transport-security none/],
   ] as const) {
     const port = await freePort();
     const logs: string[] = [];
-    const base = { masterAddr: '127.0.0.1', masterPort: port, secret: 'a-job-secret-123', timeoutMs: 1500, capacity: 1000 };
-    const zero = connectTcp({ ...base, rank: 0, size: name === 'world size' ? 2 : 3, log: (line) => logs.push(line) });
+    const base = { masterAddr: '127.0.0.1', masterPort: port, secret: 'a-job-secret-123', timeoutMs: 1500, capacity: 1000, job: 'job-a' };
+    const zero = connectTcp({ ...base, rank: 0, size: name === 'duplicate rank' ? 3 : 2, log: (line) => logs.push(line) });
     zero.catch(() => {});
     const others: ReturnType<typeof connectTcp>[] = [];
     for (const peer of peers) {

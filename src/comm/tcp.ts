@@ -15,7 +15,8 @@ import type { Link } from './tcp-link.js';
 
 /** How long a closing rank waits for its last written bytes to leave before it drops them. */
 const FLUSH_MS = 2000;
-import { SEGMENT, header, type Frame, Type } from './tcp-wire.js';
+import { header, type Frame, Type } from './tcp-wire.js';
+import type { TransportSecurity } from './tcp-seal.js';
 
 export interface TcpOptions {
   rank: number;
@@ -31,6 +32,12 @@ export interface TcpOptions {
   log?: (line: string) => void;
   /** How long a connection to this rank may take to prove the secret (default 5 s, at most timeoutMs): a stranger is not held for the collective timeout. */
   handshakeMs?: number;
+  /** What protects frames after the handshake (default 'encrypt'; every rank must agree). */
+  security?: TransportSecurity;
+  /** The job's identity (`converge launch` sets CONVERGE_JOB_ID): ranks of another job are refused, named. */
+  job?: string;
+  /** The address this rank listens on (rank 0: MASTER_ADDR); default, the address it reaches rank 0 from. */
+  bind?: string;
 }
 
 export class TcpCommunicator implements Communicator {
@@ -113,7 +120,7 @@ export class TcpCommunicator implements Communicator {
         return;
       case Type.StatusRequest: {
         const body = Buffer.from(this.operation === 'idle' ? `computing after operation #${this.seq}` : this.describeCurrent());
-        link.socket.write(Buffer.concat([header(Type.Status, 0, 0, this.seq, 0, 0, body.length), body]));
+        link.send([header(Type.Status, 0, 0, this.seq, 0, 0, body.length), body]);
         return;
       }
       case Type.Status:
@@ -134,6 +141,17 @@ export class TcpCommunicator implements Communicator {
     link.socket.destroy();
     link.reader.socket.destroy();
     this.fail(new CommunicationError(message, 'GARBAGE'));
+  }
+
+  /** What arrived from a peer failed its seal: someone between the ranks altered it. Every rank stops. */
+  tampered(link: Link, what: string): void {
+    if (this.failure) return;
+    const message = `rank ${this.rank}: data from rank ${link.peer} failed authentication (${what}): the connection between them was altered; the job stops — check the network path between the two ranks.`;
+    this.options.log?.(message);
+    // the peer hears it too, on the connection this rank writes (the altered one may be the other)
+    this.abort(message);
+    link.closed = true;
+    link.reader.socket.destroy();
   }
 
   private mismatch(link: Link, frame: Frame): void {
@@ -173,21 +191,7 @@ export class TcpCommunicator implements Communicator {
     if (link.closed) return Promise.reject(this.failure ?? peerFailed(this.rank, this.describeCurrent(), `rank ${peer} is gone.`));
     if (payload) this.bytesSent += payload.length;
     return new Promise((resolve, reject) => {
-      link.socket.cork();
-      link.socket.write(frameHeader);
-      if (payload && payload.length > 0) {
-        // in segments, so the peer starts reading (and summing) while the rest is written
-        for (let at = 0; at < payload.length; at += SEGMENT) {
-          const last = at + SEGMENT >= payload.length;
-          const piece = payload.subarray(at, Math.min(payload.length, at + SEGMENT));
-          if (last) link.socket.write(piece, (error) => (error ? reject(this.writeFailed(link, error)) : resolve()));
-          else link.socket.write(piece);
-          if (at === 0) link.socket.uncork();
-        }
-      } else {
-        link.socket.write(Buffer.alloc(0), (error) => (error ? reject(this.writeFailed(link, error)) : resolve()));
-        link.socket.uncork();
-      }
+      link.send(payload && payload.length > 0 ? [frameHeader, payload] : [frameHeader], (error) => (error ? reject(this.writeFailed(link, error)) : resolve()));
     });
   }
 
@@ -277,7 +281,7 @@ export class TcpCommunicator implements Communicator {
     const operation = this.describeCurrent();
     this.statusReplies.clear();
     for (const link of this.links) {
-      if (link && !link.closed) link.socket.write(header(Type.StatusRequest, 0, 0, this.seq, 0, 0, 0));
+      if (link && !link.closed) link.send([header(Type.StatusRequest, 0, 0, this.seq, 0, 0, 0)]);
     }
     await new Promise((resolve) => setTimeout(resolve, 1000));
     const behind: string[] = [];
@@ -475,7 +479,7 @@ export class TcpCommunicator implements Communicator {
     const body = Buffer.from(this.rootCause);
     for (const link of this.links) {
       if (!link || link.closed) continue;
-      link.socket.write(Buffer.concat([header(Type.Abort, 0, 0, this.seq, 0, 0, body.length), body]));
+      link.send([header(Type.Abort, 0, 0, this.seq, 0, 0, body.length), body]);
     }
     this.fail(new CommunicationError(reason, 'ABORTED'));
   }
@@ -484,7 +488,7 @@ export class TcpCommunicator implements Communicator {
   close(): void {
     for (const link of this.links) {
       if (!link) continue;
-      if (!link.closed) link.socket.write(header(Type.Bye, 0, 0, this.seq, 0, 0, 0));
+      if (!link.closed) link.send([header(Type.Bye, 0, 0, this.seq, 0, 0, 0)]);
       link.closed = true;
       // the bytes already written still go out: the socket holds the process until they have left
       // (an abort's message, queued behind a gradient, was lost when the process exited at once);

@@ -198,3 +198,31 @@ test('native batch norm forward (training and evaluation) and backward match the
     }
   }
 });
+
+test('native AES-256-GCM gives the reference\'s (OpenSSL through node:crypto) ciphertext and tags, sealed and integrity-only, and refuses what it refuses', { skip }, () => {
+  const bytes = (n: number) => Buffer.from(rand(Math.ceil(n / 4)).buffer).subarray(0, n);
+  for (const n of [0, 1, 15, 16, 1000, 262144]) {
+    const key = bytes(32), nonce = bytes(12), aad = bytes(4), plain = bytes(n);
+    const outputs = [R, N!].map((k) => {
+      const cipher = Buffer.alloc(n), tag = Buffer.alloc(16), gmac = Buffer.alloc(16);
+      k.aeadSeal(key, nonce, aad, plain, cipher, tag);
+      k.aeadSeal(key, nonce, aad, plain, null, gmac);
+      return { cipher, tag, gmac };
+    });
+    assert.deepEqual(outputs[1], outputs[0], `${n} bytes`);
+    const { cipher, tag, gmac } = outputs[0];
+    const back = Buffer.alloc(n);
+    assert.equal(N!.aeadOpen(key, nonce, aad, cipher, back, tag), true);
+    assert.deepEqual(back, plain);
+    assert.equal(N!.aeadOpen(key, nonce, aad, plain, null, gmac), true);
+    const badTag = Buffer.from(tag);
+    badTag[n % 16] ^= 0x80;
+    assert.equal(N!.aeadOpen(key, nonce, aad, cipher, back, badTag), false, `${n} bytes, altered tag`);
+    if (n > 0) {
+      const altered = Buffer.from(cipher);
+      altered[n - 1] ^= 1;
+      assert.equal(N!.aeadOpen(key, nonce, aad, altered, back, tag), false, `${n} bytes, altered ciphertext`);
+      assert.equal(N!.aeadOpen(key, nonce, aad, altered, null, gmac), false, `${n} bytes, altered clear text`);
+    }
+  }
+});

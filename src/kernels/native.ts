@@ -27,6 +27,8 @@ interface Addon {
   zero: KernelSet['zero'];
   copy: KernelSet['copy'];
   addInto: KernelSet['addInto'];
+  aeadSeal: KernelSet['aeadSeal'];
+  aeadOpen: KernelSet['aeadOpen'];
   sgdUpdate: KernelSet['sgdUpdate'];
   momentumUpdate: KernelSet['momentumUpdate'];
   adamUpdate: KernelSet['adamUpdate'];
@@ -84,6 +86,8 @@ export function loadNativeKernels(): { kernels: KernelSet; info: { blas: string;
     zero: addon.zero,
     copy: addon.copy,
     addInto: addon.addInto,
+    aeadSeal: addon.aeadSeal,
+    aeadOpen: addon.aeadOpen,
     sgdUpdate: addon.sgdUpdate,
     momentumUpdate: addon.momentumUpdate,
     adamUpdate: addon.adamUpdate,

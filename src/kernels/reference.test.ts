@@ -173,3 +173,43 @@ test('reorderChannels lays channel c of pixel i at [n, c/B, i, c mod B] and back
     assert.deepEqual(other, expected, `block ${block} → ${24 - block}`);
   }
 });
+
+/** AES-256-GCM test case 16 of McGrew & Viega's GCM specification (96-bit IV, additional data). */
+const gcmVector = {
+  key: 'feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308',
+  nonce: 'cafebabefacedbaddecaf888',
+  aad: 'feedfacedeadbeeffeedfacedeadbeefabaddad2',
+  plain: 'd9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a721c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39',
+  cipher: '522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662',
+  tag: '76fc6ece0f4e1768cddf8853bb2d551b',
+};
+
+test('AES-256-GCM seals the specification\'s test vector and opens it; a changed byte, tag or additional datum does not open', () => {
+  const h = (hex: string) => Buffer.from(hex, 'hex');
+  const v = gcmVector;
+  const cipher = Buffer.alloc(h(v.plain).length);
+  const tag = Buffer.alloc(16);
+  K.aeadSeal(h(v.key), h(v.nonce), h(v.aad), h(v.plain), cipher, tag);
+  assert.equal(cipher.toString('hex'), v.cipher);
+  assert.equal(tag.toString('hex'), v.tag);
+  const plain = Buffer.alloc(cipher.length);
+  assert.equal(K.aeadOpen(h(v.key), h(v.nonce), h(v.aad), cipher, plain, tag), true);
+  assert.equal(plain.toString('hex'), v.plain);
+  const flipped = Buffer.from(cipher);
+  flipped[17] ^= 1;
+  assert.equal(K.aeadOpen(h(v.key), h(v.nonce), h(v.aad), flipped, plain, tag), false);
+  const aad = h(v.aad);
+  aad[0] ^= 1;
+  assert.equal(K.aeadOpen(h(v.key), h(v.nonce), aad, cipher, plain, tag), false);
+  const nonce = h(v.nonce);
+  nonce[11] ^= 1; // another record number
+  assert.equal(K.aeadOpen(h(v.key), nonce, h(v.aad), cipher, plain, tag), false);
+  // integrity only: the tag covers additional data ‖ plaintext, and nothing is encrypted — GMAC, the same as sealing nothing with that as additional data
+  const gmac = Buffer.alloc(16);
+  K.aeadSeal(h(v.key), h(v.nonce), h(v.aad), h(v.plain), null, gmac);
+  const direct = Buffer.alloc(16);
+  K.aeadSeal(h(v.key), h(v.nonce), Buffer.concat([h(v.aad), h(v.plain)]), Buffer.alloc(0), Buffer.alloc(0), direct);
+  assert.deepEqual(gmac, direct);
+  assert.equal(K.aeadOpen(h(v.key), h(v.nonce), h(v.aad), h(v.plain), null, gmac), true);
+  assert.equal(K.aeadOpen(h(v.key), h(v.nonce), h(v.aad), flipped, null, gmac), false);
+});

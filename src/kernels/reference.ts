@@ -2,6 +2,7 @@
 // (loops ordered so the innermost one walks memory contiguously; no allocation per call).
 // Every faster implementation is tested against these.
 
+import { createCipheriv, createDecipheriv } from 'node:crypto';
 import { blockedIndex, type ConvGeometry, type KernelSet, type PoolGeometry } from './types.js';
 
 /** gemm on sub-ranges of larger buffers, so per-sample loops need no subarray views. */
@@ -399,6 +400,31 @@ export const referenceKernels: KernelSet = {
       const mi = (m[i] = beta1 * m[i] + (1 - beta1) * g);
       const vi = (v[i] = beta2 * v[i] + (1 - beta2) * g * g);
       params[i] -= (stepSize * mi) / (Math.sqrt(vi) / sqrtCorrection2 + epsilon);
+    }
+  },
+
+  // AES-GCM through node:crypto (OpenSSL): the reference is the standard's implementation, not a
+  // TypeScript one; the native kernel calls the same library without Node's per-call allocations.
+  aeadSeal(key, nonce, aad, src, dst, tag) {
+    const cipher = createCipheriv('aes-256-gcm', key, nonce, { authTagLength: 16 });
+    cipher.setAAD(aad);
+    if (dst) dst.set(cipher.update(src));
+    else cipher.setAAD(src);
+    cipher.final();
+    tag.set(cipher.getAuthTag());
+  },
+
+  aeadOpen(key, nonce, aad, src, dst, tag) {
+    const decipher = createDecipheriv('aes-256-gcm', key, nonce, { authTagLength: 16 });
+    decipher.setAAD(aad);
+    if (dst) dst.set(decipher.update(src));
+    else decipher.setAAD(src);
+    decipher.setAuthTag(tag);
+    try {
+      decipher.final();
+      return true;
+    } catch {
+      return false;
     }
   },
 };

@@ -94,6 +94,13 @@ export interface KernelSet {
   /** Adam: m, v moments; stepSize = lr / (1 − β1ᵗ), sqrtCorrection2 = √(1 − β2ᵗ) */
   adamUpdate(params: Float32Array, grad: Float32Array, m: Float32Array, v: Float32Array, length: number, stepSize: number,
     sqrtCorrection2: number, beta1: number, beta2: number, epsilon: number, weightDecay: number): void;
+  /** AES-256-GCM, one record (the tcp backend's sealed frames): dst ← the encryption of src under key (32 bytes) and
+   *  nonce (12 bytes), tag ← the 16-byte tag over aad and dst. With dst null nothing is encrypted: the tag covers
+   *  aad ‖ src as additional data (GMAC, integrity only). */
+  aeadSeal(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, src: Uint8Array, dst: Uint8Array | null, tag: Uint8Array): void;
+  /** The inverse of aeadSeal: true, and dst ← the plaintext, when tag authenticates aad and src; false (dst
+   *  undefined) when it does not. */
+  aeadOpen(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, src: Uint8Array, dst: Uint8Array | null, tag: Uint8Array): boolean;
 }
 
 export type KernelName = keyof KernelSet;

@@ -5,15 +5,29 @@ import { backends } from '../comm/backends.js';
 import type { ProcessCommunicator } from '../comm/communicator.js';
 import { connectTcp } from '../comm/tcp-rendezvous.js';
 import { unknownName } from '../errors.js';
-import { masterFromEnvironment, placeFromEnvironment } from './environment.js';
+import type { TransportSecurity } from '../comm/tcp-seal.js';
+import { masterFromEnvironment, placeFromEnvironment, tcpSettingsFromEnvironment, weakSecretWarning } from './environment.js';
 
 export type { ProcessCommunicator } from '../comm/communicator.js';
 
-export async function createProcessCommunicator(backend: string, options: { capacity: number; timeoutMs: number; log?: (line: string) => void }): Promise<ProcessCommunicator> {
+/** The transport security a tcp rank runs with: the one asked for, else CONVERGE_TRANSPORT_SECURITY, else encrypt. */
+export function transportSecurityOf(requested?: TransportSecurity): TransportSecurity {
+  return requested ?? tcpSettingsFromEnvironment().security ?? 'encrypt';
+}
+
+/** `security`: the tcp backend's transport security (else CONVERGE_TRANSPORT_SECURITY, else encrypt). */
+export async function createProcessCommunicator(backend: string, options: { capacity: number; timeoutMs: number; log?: (line: string) => void; security?: TransportSecurity }): Promise<ProcessCommunicator> {
   if (backend === 'tcp') {
     const place = placeFromEnvironment();
     const master = masterFromEnvironment();
-    return connectTcp({ rank: place.rank, size: place.size, masterAddr: master.addr, masterPort: master.port, secret: master.secret, timeoutMs: options.timeoutMs, capacity: options.capacity, log: options.log ?? ((line) => console.error(line)) });
+    const settings = tcpSettingsFromEnvironment();
+    const log = options.log ?? ((line: string) => console.error(line));
+    const weak = weakSecretWarning(master.secret);
+    if (weak && place.rank === 0) log(`converge: ${weak}`);
+    return connectTcp({
+      rank: place.rank, size: place.size, masterAddr: master.addr, masterPort: master.port, secret: master.secret, timeoutMs: options.timeoutMs, capacity: options.capacity, log,
+      ...settings, ...(options.security ? { security: options.security } : {}),
+    });
   }
   if (backend === 'mpi') {
     const { connectMpi } = await import('../comm/mpi.js');

@@ -1,7 +1,8 @@
 // Where a process learns its rank: every launcher's variables, their precedence, and bad values.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { masterFromEnvironment, placeFromEnvironment } from './environment.js';
+import { randomBytes } from 'node:crypto';
+import { masterFromEnvironment, placeFromEnvironment, secretBits, tcpSettingsFromEnvironment, weakSecretWarning } from './environment.js';
 
 test('the rank and size from torchrun, Open MPI, PMIx and Slurm variables, torchrun\'s first', () => {
   assert.deepEqual(placeFromEnvironment({ SLURM_PROCID: '5', SLURM_NTASKS: '8' }), { rank: 5, size: 8, source: 'SLURM_PROCID/SLURM_NTASKS' });
@@ -26,4 +27,23 @@ test('the tcp rendezvous needs MASTER_ADDR, a port, and a secret of at least 8 c
   assert.throws(() => masterFromEnvironment({ MASTER_PORT: '29500', CONVERGE_SECRET: 'secret-12' }), /needs MASTER_ADDR/);
   assert.throws(() => masterFromEnvironment({ MASTER_ADDR: 'a', MASTER_PORT: '70000', CONVERGE_SECRET: 'secret-12' }), /needs MASTER_PORT, a port number \(got "70000"\)/);
   assert.throws(() => masterFromEnvironment({ MASTER_ADDR: 'a', MASTER_PORT: '1', CONVERGE_SECRET: 'short' }), /CONVERGE_SECRET \(at least 8 characters/);
+});
+
+test('the tcp settings: the job id, the listening address (CONVERGE_BIND, or CONVERGE_IFNAME\'s IPv4 address), the transport security', () => {
+  const interfaces = { lo: [{ family: 'IPv4', address: '127.0.0.1' }], eth1: [{ family: 'IPv6', address: 'fe80::1' }, { family: 'IPv4', address: '10.77.0.2' }] } as unknown as ReturnType<typeof import('node:os').networkInterfaces>;
+  assert.deepEqual(tcpSettingsFromEnvironment({}, interfaces), {});
+  assert.deepEqual(tcpSettingsFromEnvironment({ CONVERGE_JOB_ID: 'j1', CONVERGE_IFNAME: 'eth1', CONVERGE_TRANSPORT_SECURITY: 'integrity' }, interfaces), { job: 'j1', bind: '10.77.0.2', security: 'integrity' });
+  assert.deepEqual(tcpSettingsFromEnvironment({ CONVERGE_BIND: '10.0.0.9', CONVERGE_IFNAME: 'eth1' }, interfaces), { bind: '10.0.0.9' });
+  assert.throws(() => tcpSettingsFromEnvironment({ CONVERGE_IFNAME: 'eth9' }, interfaces), /^ConvergeError: CONVERGE_IFNAME=eth9: no such interface with an IPv4 address here \(there are: lo, eth1\)\.$/);
+  assert.throws(() => tcpSettingsFromEnvironment({ CONVERGE_TRANSPORT_SECURITY: 'tls' }, interfaces), /CONVERGE_TRANSPORT_SECURITY=tls: expected one of encrypt, integrity, none\./);
+});
+
+test('a secret worth fewer than 64 bits gets a warning; what converge launch makes does not', () => {
+  // the bits: length × the entropy of the secret's own character frequencies
+  assert.equal(secretBits('aaaaaaaaaaaaaaaa'), 0);
+  assert.equal(secretBits('abcdefgh'), 24); // 8 distinct characters: 3 bits each
+  assert.equal(secretBits('abababababababab'), 16);
+  assert.match(weakSecretWarning('job-secret-0001') ?? 'no warning', /^CONVERGE_SECRET is weak \(about 5\d bits\): whoever records a handshake can guess it offline/);
+  assert.match(weakSecretWarning('a-job-secret-123') ?? 'no warning', /is weak/);
+  for (let i = 0; i < 20; i++) assert.equal(weakSecretWarning(randomBytes(16).toString('hex')), null); // converge launch's
 });

@@ -2,6 +2,8 @@
 // (OMPI_COMM_WORLD_RANK/SIZE), Slurm (SLURM_PROCID/SLURM_NTASKS), or torchrun's convention
 // (RANK/WORLD_SIZE), with MASTER_ADDR/MASTER_PORT for the tcp rendezvous.
 
+import { networkInterfaces } from 'node:os';
+import { transportSecurities, type TransportSecurity } from '../comm/tcp-seal.js';
 import { ConvergeError } from '../errors.js';
 
 export interface ProcessPlace {
@@ -43,4 +45,51 @@ export function masterFromEnvironment(env: NodeJS.ProcessEnv = process.env): { a
     throw new ConvergeError('--backend tcp needs CONVERGE_SECRET (at least 8 characters, the same on every rank) so that only this job\'s ranks can join; `converge launch` sets one.', 'BAD_ENVIRONMENT');
   }
   return { addr, port, secret };
+}
+
+/**
+ * The tcp backend's other settings: CONVERGE_JOB_ID (set by `converge launch`: ranks of another
+ * job are refused), CONVERGE_BIND (the address to listen on) or CONVERGE_IFNAME (an interface,
+ * whose first IPv4 address is used), CONVERGE_TRANSPORT_SECURITY (encrypt, integrity, none).
+ */
+export function tcpSettingsFromEnvironment(env: NodeJS.ProcessEnv = process.env, interfaces = networkInterfaces()): { job?: string; bind?: string; security?: TransportSecurity } {
+  const settings: { job?: string; bind?: string; security?: TransportSecurity } = {};
+  if (env.CONVERGE_JOB_ID) settings.job = env.CONVERGE_JOB_ID;
+  if (env.CONVERGE_BIND) settings.bind = env.CONVERGE_BIND;
+  else if (env.CONVERGE_IFNAME) {
+    const address = interfaces[env.CONVERGE_IFNAME]?.find((a) => a.family === 'IPv4')?.address;
+    if (!address) {
+      throw new ConvergeError(`CONVERGE_IFNAME=${env.CONVERGE_IFNAME}: no such interface with an IPv4 address here (there are: ${Object.keys(interfaces).join(', ')}).`, 'BAD_ENVIRONMENT');
+    }
+    settings.bind = address;
+  }
+  const security = env.CONVERGE_TRANSPORT_SECURITY;
+  if (security !== undefined) {
+    if (!(transportSecurities as readonly string[]).includes(security)) {
+      throw new ConvergeError(`CONVERGE_TRANSPORT_SECURITY=${security}: expected one of ${transportSecurities.join(', ')}.`, 'BAD_ENVIRONMENT');
+    }
+    settings.security = security as TransportSecurity;
+  }
+  return settings;
+}
+
+/**
+ * About how many bits of guessing a secret is worth: its length times the entropy of its own
+ * characters' frequencies (a repeated or patterned secret scores low; 32 random hex digits ≈ 120).
+ * Whoever records a handshake can test guesses offline, so a low score deserves a warning.
+ */
+export function secretBits(secret: string): number {
+  const counts = new Map<string, number>();
+  for (const c of secret) counts.set(c, (counts.get(c) ?? 0) + 1);
+  const n = [...secret].length;
+  let perCharacter = 0;
+  for (const count of counts.values()) perCharacter -= (count / n) * Math.log2(count / n);
+  return Math.round(perCharacter * n);
+}
+
+/** The warning for a secret worth fewer than 64 bits, or null. */
+export function weakSecretWarning(secret: string): string | null {
+  const bits = secretBits(secret);
+  if (bits >= 64) return null;
+  return `CONVERGE_SECRET is weak (about ${bits} bits): whoever records a handshake can guess it offline. Let \`converge launch\` make one, or use \`openssl rand -hex 32\`.`;
 }

@@ -44,6 +44,8 @@ export async function launchProcesses(options: LaunchOptions): Promise<LaunchRes
   const masterAddr = options.masterAddr ?? '127.0.0.1';
   const port = await freePort(masterAddr);
   const secret = process.env.CONVERGE_SECRET ?? randomBytes(16).toString('hex');
+  // the ranks of this job, and no other that happens to share the port and secret
+  const job = process.env.CONVERGE_JOB_ID ?? randomBytes(8).toString('hex');
   const onLine = options.onLine ?? ((rank, line, stream) => (stream === 'stdout' ? process.stdout : process.stderr).write(`[rank ${rank}] ${line}\n`));
   const children: ChildProcess[] = [];
   const codes: (number | string)[] = new Array(processes);
@@ -54,7 +56,7 @@ export async function launchProcesses(options: LaunchOptions): Promise<LaunchRes
     let remaining = processes;
     for (let rank = 0; rank < processes; rank++) {
       const child = spawn(command[0], command.slice(1), {
-        env: { ...process.env, ...options.env, RANK: String(rank), WORLD_SIZE: String(processes), LOCAL_RANK: String(rank), MASTER_ADDR: masterAddr, MASTER_PORT: String(port), CONVERGE_SECRET: secret },
+        env: { ...process.env, ...options.env, RANK: String(rank), WORLD_SIZE: String(processes), LOCAL_RANK: String(rank), MASTER_ADDR: masterAddr, MASTER_PORT: String(port), CONVERGE_SECRET: secret, CONVERGE_JOB_ID: job },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       children.push(child);

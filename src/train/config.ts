@@ -5,6 +5,7 @@ import { availableParallelism } from 'node:os';
 import { ConvergeError, badOption, unknownName } from '../errors.js';
 import { parseCompress } from '../compress/parse.js';
 import { backendNames } from '../comm/backends.js';
+import { transportSecurities, type TransportSecurity } from '../comm/tcp-seal.js';
 import { builtInModel, modelNames } from '../models/index.js';
 import { isModelModule } from '../models/module.js';
 import { optimizerNames, type OptimizerName } from '../optim/optimizers.js';
@@ -60,6 +61,8 @@ export interface TrainConfig {
   stopAfterSteps?: number;
   /** 'R:F': rank R computes its gradients F times slower (a straggler on purpose). */
   slowRank?: string;
+  /** tcp: what protects frames after the handshake (unset: CONVERGE_TRANSPORT_SECURITY, else encrypt). */
+  transportSecurity?: TransportSecurity;
 }
 
 export const defaults: TrainConfig = {
@@ -95,7 +98,7 @@ export const defaults: TrainConfig = {
 };
 
 /** The options without a default, so that defaults and these together name every option. */
-export const optionalOptions = ['dataDir', 'testDataset', 'labelColumn', 'compress', 'save', 'resume', 'log', 'stopAfterSteps', 'globalBatch', 'target', 'slowRank'] as const satisfies readonly (keyof TrainConfig)[];
+export const optionalOptions = ['dataDir', 'testDataset', 'labelColumn', 'compress', 'save', 'resume', 'log', 'stopAfterSteps', 'globalBatch', 'target', 'slowRank', 'transportSecurity'] as const satisfies readonly (keyof TrainConfig)[];
 
 /** Every option's name (the TrainConfig field; the CLI flag is it in kebab case). */
 export const optionNames: readonly string[] = [...Object.keys(defaults), ...optionalOptions];
@@ -165,6 +168,10 @@ export function validate(config: TrainConfig): void {
   }
   if (config.target !== undefined && !Number.isFinite(config.target)) throw badOption('--target', config.target, 'a test accuracy (e.g. 0.84) or RMSE');
   if (config.slowRank !== undefined) parseSlowRank(config.slowRank);
+  if (config.transportSecurity !== undefined) {
+    if (!transportSecurities.includes(config.transportSecurity)) throw unknownName('transport security', config.transportSecurity, transportSecurities);
+    if (config.backend !== 'tcp') throw badOption('--transport-security', config.transportSecurity, `--backend tcp (shm never leaves this process; mpi's transport is Open MPI's), not ${config.backend}`);
+  }
   if (!Number.isFinite(config.lr) || config.lr <= 0) throw badOption('--lr', config.lr, 'a positive number');
   nonNegative('--momentum', config.momentum);
   nonNegative('--weight-decay', config.weightDecay);
