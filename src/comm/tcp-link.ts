@@ -198,6 +198,9 @@ export class Link {
   }
 }
 
+/** Sealed records a connection hands its socket before it waits for the first of them to be written (4 MiB of 256 KiB records). */
+const IN_FLIGHT = Number(process.env.CONVERGE_TCP_IN_FLIGHT ?? 16);
+
 /**
  * The bytes of one connection, handed to whoever listens now (the handshake, then a Link); bytes
  * that arrive between listeners are kept. Connections this rank dials are read with `onread` into
@@ -263,32 +266,95 @@ export class Source {
    * together, so the peer starts reading (and summing) while the rest is written.
    */
   write(pieces: Uint8Array[], done: (error?: Error | null) => void = () => {}): void {
-    const socket = this.socket;
     const segments: Uint8Array[] = [];
     for (const bytes of pieces) {
       for (let at = 0; at < bytes.length; at += SEGMENT) segments.push(bytes.subarray(at, Math.min(bytes.length, at + SEGMENT)));
     }
-    const out: { piece: Uint8Array; release: (() => void) | null }[] = [];
-    const emit = (piece: Uint8Array, release: (() => void) | null) => void out.push({ piece, release });
+    if (this.sealer) {
+      this.queue.push({ segments, next: 0, done });
+      this.pump();
+      return;
+    }
+    // unsealed: everything is handed to the socket at once; it sends as the peer takes it
+    const socket = this.socket;
     socket.cork();
     if (segments.length === 0) socket.write(Buffer.alloc(0), done);
     for (let i = 0; i < segments.length; i++) {
-      if (this.sealer) this.sealer.seal(segments[i], emit);
-      else emit(segments[i], null);
-      const last = i === segments.length - 1;
-      for (let k = 0; k < out.length; k++) {
-        const { piece, release } = out[k];
-        const final = last && k === out.length - 1;
-        socket.write(piece, release || final ? (error) => {
-          release?.();
-          if (final) done(error);
-        } : undefined);
-      }
-      out.length = 0;
+      socket.write(segments[i], i === segments.length - 1 ? done : undefined);
       // the header and the first segment leave together; then each segment as soon as it is ready
       if (i === Math.min(1, segments.length - 1)) socket.uncork();
     }
     if (segments.length === 0) socket.uncork();
+  }
+
+  /** Sealed writes not yet all handed to the socket, in order (a record's number is its place in the stream). */
+  private readonly queue: { segments: Uint8Array[]; next: number; done: (error?: Error | null) => void }[] = [];
+  private waitingForDrain = false;
+  private inFlight = 0; // sealed records handed to the socket and not yet written
+  private waitingForRecords = false;
+
+  /**
+   * Seals and writes queued segments until the socket holds enough (the kernel's buffer is full),
+   * then waits for it to drain: sealing the next segment while the last ones are on the wire, and
+   * leaving the event loop free to open (and sum) what arrives meanwhile. Sealing everything at
+   * once kept both ranks sealing while neither read.
+   */
+  private pump(): void {
+    const socket = this.socket;
+    while (this.queue.length > 0) {
+      const job = this.queue[0];
+      while (job.next < job.segments.length) {
+        if (socket.destroyed) return this.failQueued(new Error('the connection is closed'));
+        if (this.inFlight >= IN_FLIGHT) {
+          // the socket still holds IN_FLIGHT sealed records: go on as it finishes with them (their buffers come back for the next ones)
+          this.waitingForRecords = true;
+          return;
+        }
+        if (socket.writableNeedDrain) {
+          if (!this.waitingForDrain) {
+            this.waitingForDrain = true;
+            const resume = () => {
+              socket.off('close', resume);
+              socket.off('drain', resume);
+              this.waitingForDrain = false;
+              this.pump();
+            };
+            socket.once('drain', resume);
+            socket.once('close', resume);
+          }
+          return;
+        }
+        const i = job.next++;
+        const last = job.next === job.segments.length;
+        const first = i === 0 && job.segments.length > 1;
+        if (first) socket.cork(); // a frame's header leaves with its first segment
+        const out: { piece: Uint8Array; release: (() => void) | null }[] = [];
+        this.sealer!.seal(job.segments[i], (piece, release) => void out.push({ piece, release }));
+        for (let k = 0; k < out.length; k++) {
+          const { piece, release } = out[k];
+          const final = last && k === out.length - 1;
+          if (release) this.inFlight++;
+          socket.write(piece, release || final ? (error) => {
+            if (release) {
+              release();
+              this.inFlight--;
+              if (this.waitingForRecords) {
+                this.waitingForRecords = false;
+                this.pump();
+              }
+            }
+            if (final) job.done(error);
+          } : undefined);
+        }
+        if (i === 1 || (i === 0 && !first)) socket.uncork();
+      }
+      if (job.segments.length === 0) job.done();
+      this.queue.shift();
+    }
+  }
+
+  private failQueued(error: Error): void {
+    for (const job of this.queue.splice(0)) job.done(error);
   }
 
   static accepted(socket: Socket): Source {

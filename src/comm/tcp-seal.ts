@@ -78,7 +78,7 @@ export class Sealer {
   }
 
   private give(record: Buffer): void {
-    if (this.pool.length < 8) this.pool.push(Buffer.from(record.buffer, record.byteOffset, record.buffer.byteLength - record.byteOffset));
+    if (this.pool.length < 32) this.pool.push(Buffer.from(record.buffer, record.byteOffset, record.buffer.byteLength - record.byteOffset));
   }
 }
 
@@ -103,12 +103,22 @@ export class Opener {
     private readonly deliver: (plain: Buffer) => void,
     private readonly broken: (what: string) => void,
   ) {
-    this.plain = encrypt ? Buffer.allocUnsafeSlow(RECORD) : this.record.subarray(LENGTH, LENGTH + RECORD);
+    this.plain = Buffer.allocUnsafeSlow(encrypt ? RECORD : 0);
   }
 
   push(chunk: Buffer): void {
     let at = 0;
     while (at < chunk.length && !this.failed) {
+      // a whole record inside the chunk is opened where it lies
+      if (this.filled === 0 && chunk.length - at >= LENGTH) {
+        const n = chunk.readUInt32LE(at);
+        if (n > RECORD) return this.fail(`record #${this.counter} claims ${n} bytes, more than the ${RECORD} a record holds`);
+        if (chunk.length - at >= LENGTH + n + TAG) {
+          this.open(chunk.subarray(at, at + LENGTH + n + TAG), n);
+          at += LENGTH + n + TAG;
+          continue;
+        }
+      }
       const piece = Math.min(this.wanted - this.filled, chunk.length - at);
       chunk.copy(this.record, this.filled, at, at + piece);
       this.filled += piece;
@@ -120,19 +130,20 @@ export class Opener {
         this.wanted = LENGTH + n + TAG;
         continue;
       }
-      this.open(this.wanted - LENGTH - TAG);
+      this.open(this.record, this.wanted - LENGTH - TAG);
       this.filled = 0;
       this.wanted = LENGTH;
     }
   }
 
-  private open(n: number): void {
+  /** Opens the record at the start of `record` (n bytes of body) and delivers its plaintext. */
+  private open(record: Buffer, n: number): void {
     const nonce = nonceOf(this.counter++, this.nonce);
-    const body = this.record.subarray(LENGTH, LENGTH + n);
-    const tag = this.record.subarray(LENGTH + n, LENGTH + n + TAG);
-    const ok = kernel('aeadOpen')(this.key, nonce, this.record.subarray(0, LENGTH), body, this.encrypt ? this.plain.subarray(0, n) : null, tag);
+    const body = record.subarray(LENGTH, LENGTH + n);
+    const tag = record.subarray(LENGTH + n, LENGTH + n + TAG);
+    const ok = kernel('aeadOpen')(this.key, nonce, record.subarray(0, LENGTH), body, this.encrypt ? this.plain.subarray(0, n) : null, tag);
     if (!ok) return this.fail(`record #${this.counter - 1} does not authenticate`);
-    if (n > 0) this.deliver(this.plain.subarray(0, n));
+    if (n > 0) this.deliver(this.encrypt ? this.plain.subarray(0, n) : body);
   }
 
   private fail(what: string): void {
