@@ -1,5 +1,6 @@
 // bench/collectives: all-reduce (sum, float32) time and bandwidth per message size, for every
-// backend in one run — shm (threads; private and allocate()d buffers), tcp (processes), mpi
+// backend in one run — shm (threads; private and allocate()d buffers), tcp (processes; encrypted,
+// integrity only and unprotected), mpi
 // (processes under mpirun, with and without the fingerprint check) — and, as the yardstick, a C
 // program calling MPI_Allreduce (bench/mpi_allreduce.c, built here with mpicc). 2 ranks by default.
 // Prints a table and writes bench/results/collectives.json.
@@ -19,6 +20,9 @@ import { launchProcesses } from '../launch/local-job.js';
 import { mpiJob, mpiMissing, mpirunFlags } from '../launch/mpi-job.js';
 import { announceEnvironment, environment, writeJson } from './common.js';
 import type { Timing } from './collectives-timing.js';
+import { transportSecurities, type TransportSecurity } from '../comm/tcp-seal.js';
+
+const tcpRow = (security: TransportSecurity) => `tcp loopback, ${security === 'encrypt' ? 'encrypted' : security === 'integrity' ? 'integrity only' : 'unprotected'}`;
 
 const { values } = parseArgs({ options: { ranks: { type: 'string', default: '2' }, seconds: { type: 'string', default: '1' }, backends: { type: 'string', default: 'shm,tcp,mpi,c' }, repeats: { type: 'string', default: '3' }, out: { type: 'string', default: 'bench/results/collectives.json' } } });
 const ranks = Number(values.ranks);
@@ -52,10 +56,13 @@ for (let repeat = 0; repeat < repeats; repeat++) {
     }
   }
   if (backends.includes('tcp')) {
-    const lines: string[] = [];
-    const job = await launchProcesses({ processes: ranks, command: [process.execPath, processScript, 'tcp', seconds, ...sizes.map(String)], onLine: (_rank, line) => lines.push(line) });
-    if (job.exitCode !== 0) console.error(`tcp failed: ${lines.join('\n')}`);
-    else addRows('tcp (processes, loopback)', parse(lines).map((r) => r.timings!));
+    // one row per transport security: what sealing every frame costs, side by side
+    for (const security of transportSecurities) {
+      const lines: string[] = [];
+      const job = await launchProcesses({ processes: ranks, command: [process.execPath, processScript, 'tcp', seconds, ...sizes.map(String)], env: { CONVERGE_TRANSPORT_SECURITY: security }, onLine: (_rank, line) => lines.push(line) });
+      if (job.exitCode !== 0) console.error(`tcp (${security}) failed: ${lines.join('\n')}`);
+      else addRows(tcpRow(security), parse(lines).map((r) => r.timings!));
+    }
   }
   const mpiSkipped = mpiMissing;
   if (mpiSkipped && (backends.includes('mpi') || backends.includes('c'))) console.error(`mpi and C skipped: ${mpiSkipped}`);
@@ -94,12 +101,23 @@ const at = (backend: string, bytes: number) => rows.find((r) => r.backend === ba
 const c = (bytes: number) => at('C MPI_Allreduce (mpicc)', bytes);
 if (c(4 << 20)) {
   console.log('\nagainst C (time of C / time of converge, medians; ≥ 1 is as fast or faster):');
-  for (const backend of ['mpi (Node addon)', 'mpi (addon, no fingerprint check)', 'shm (allocate()d buffer)', 'tcp (processes, loopback)']) {
+  for (const backend of ['mpi (Node addon)', 'mpi (addon, no fingerprint check)', 'shm (allocate()d buffer)', ...transportSecurities.map(tcpRow)]) {
     const ratios = sizes.map((bytes) => {
       const mine = at(backend, bytes);
       return mine ? `${(c(bytes)!.medianMicroseconds / mine.medianMicroseconds).toFixed(2)}` : '-';
     });
     console.log(`  ${backend.padEnd(36)} ${ratios.join('  ')}   (4 KiB, 256 KiB, 4 MiB, 64 MiB)`);
+  }
+}
+const plain = (bytes: number) => at(tcpRow('none'), bytes);
+if (plain(4 << 20)) {
+  console.log('\ntcp: the price of sealing (time unprotected / time sealed, medians; 1 is free), and the sealed bus bandwidth:');
+  for (const security of ['encrypt', 'integrity'] as const) {
+    const cells = sizes.map((bytes) => {
+      const mine = at(tcpRow(security), bytes);
+      return mine ? `${(plain(bytes)!.medianMicroseconds / mine.medianMicroseconds).toFixed(2)} (${mine.busGBps.toFixed(2)} GB/s)` : '-';
+    });
+    console.log(`  ${security.padEnd(10)} ${cells.join('  ')}   (4 KiB, 256 KiB, 4 MiB, 64 MiB)`);
   }
 }
 writeJson(values.out!, { environment: environment(), ranks, repeats, rows });
