@@ -5,6 +5,7 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { conformanceCases } from './conformance.js';
 
@@ -45,10 +46,11 @@ const missing = process.getuid?.() !== 0 ? 'not root' : !existsSync('/usr/sbin/i
 const required = process.env.CONVERGE_REQUIRE_NETNS === '1';
 
 let nextPort = 20000 + (process.pid % 20000);
+const secret = randomBytes(16).toString('hex');
 
 /** Rank r of a 2-rank tcp job, in namespace r, running `node COMMAND`; resolves with its exit code and output. */
-function rank(r: number, port: number, command: string[]): Promise<{ code: number | null; output: string }> {
-  const env = { ...process.env, RANK: String(r), WORLD_SIZE: '2', MASTER_ADDR: '10.77.0.1', MASTER_PORT: String(port), CONVERGE_SECRET: `netns-test-${suffix}-secret` };
+function rank(r: number, port: number, command: string[], extra: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; output: string }> {
+  const env = { ...process.env, RANK: String(r), WORLD_SIZE: '2', MASTER_ADDR: '10.77.0.1', MASTER_PORT: String(port), CONVERGE_SECRET: secret, ...extra };
   const child = spawn('ip', ['netns', 'exec', r === 0 ? a : b, process.execPath, ...command], { env });
   let output = '';
   child.stdout.on('data', (chunk) => (output += chunk));
@@ -57,9 +59,9 @@ function rank(r: number, port: number, command: string[]): Promise<{ code: numbe
 }
 
 /** Both ranks of a job running `node COMMAND` (rank 1 started a moment after rank 0); their exit codes and outputs. */
-async function job(command: string[]): Promise<{ code: number | null; output: string }[]> {
+async function job(command: string[], env: (r: number) => NodeJS.ProcessEnv = () => ({})): Promise<{ code: number | null; output: string }[]> {
   const port = nextPort++;
-  return Promise.all([rank(0, port, command), new Promise<{ code: number | null; output: string }>((resolve) => setTimeout(() => resolve(rank(1, port, command)), 300))]);
+  return Promise.all([rank(0, port, command, env(0)), new Promise<{ code: number | null; output: string }>((resolve) => setTimeout(() => resolve(rank(1, port, command, env(1))), 300))]);
 }
 
 const skip = missing && !required ? missing : false;
@@ -74,22 +76,32 @@ function ensureNetwork(): void {
 }
 after(() => { if (made) teardown(); });
 
-test('tcp across network namespaces on a 1 Gbit/s link: a compressed run ends with every rank done and nothing lost', { skip }, async () => {
-  ensureNetwork();
-  // top-k keeps error-feedback state (a parameter-sized residual) that rank 0 gathers at the very
-  // end to save: the last and largest message of the run, still on the wire when rank 1 is done
-  const ranks = await job([cli, 'train', '--backend', 'tcp', '--model', 'mlp', '--epochs', '1', '--batch', '256', '--compress', 'topk:0.001', '--timeout', '60']);
-  for (const [r, { code, output }] of ranks.entries()) assert.equal(code, 0, `rank ${r} exited ${code}:\n${output}`);
-  assert.match(ranks[0].output, /test accuracy \d+\.\d+% after 1 epoch \(mlp, allreduce, 2 processes over tcp/);
-});
+for (const security of ['encrypt', 'integrity', 'none']) {
+  test(`tcp across network namespaces on a 1 Gbit/s link, --transport-security ${security}: a compressed run ends with every rank done and nothing lost`, { skip }, async () => {
+    ensureNetwork();
+    // top-k keeps error-feedback state (a parameter-sized residual) that rank 0 gathers at the very
+    // end to save: the last and largest message of the run, still on the wire when rank 1 is done
+    const ranks = await job([cli, 'train', '--backend', 'tcp', '--model', 'mlp', '--epochs', '1', '--batch', '256', '--compress', 'topk:0.001', '--timeout', '60', '--transport-security', security]);
+    for (const [r, { code, output }] of ranks.entries()) assert.equal(code, 0, `rank ${r} exited ${code}:\n${output}`);
+    assert.match(ranks[0].output, /test accuracy \d+\.\d+% after 1 epoch \(mlp, allreduce, 2 processes over tcp/);
+    assert.match(ranks[0].output, security === 'encrypt' ? /over tcp \(frames encrypted, AES-256-GCM\)/ : security === 'integrity' ? /frames authenticated, not encrypted/ : /frames NOT protected/);
+  });
+}
 
-test('tcp conformance across network namespaces on a 1 Gbit/s link: every collective, every case', { skip }, async () => {
+test('tcp conformance across network namespaces on a 1 Gbit/s link: every collective, every case, in every transport security; rank 1 listens where CONVERGE_IFNAME says', { skip }, async () => {
   ensureNetwork();
   const script = new URL('./conformance.process.js', import.meta.url).pathname;
   for (const name of Object.keys(conformanceCases)) {
     const ranks = await job([script, 'tcp', name]);
     for (const [r, { code, output }] of ranks.entries()) assert.equal(code, 0, `${name}, rank ${r} exited ${code}: ${output}`);
   }
+  for (const security of ['integrity', 'none']) {
+    const ranks = await job([script, 'tcp', 'all'], (r) => ({ CONVERGE_TRANSPORT_SECURITY: security, ...(r === 1 ? { CONVERGE_IFNAME: `vb${suffix}` } : {}) }));
+    for (const [r, { code, output }] of ranks.entries()) assert.equal(code, 0, `${security}, rank ${r} exited ${code}: ${output}`);
+  }
+  // an interface that is not there: one line naming it, before any connection
+  const ranks = await job([script, 'tcp', 'barrier'], (r) => (r === 1 ? { CONVERGE_IFNAME: 'eth-missing' } : { CONVERGE_TEST_TIMEOUT_MS: '2000' }));
+  assert.match(ranks[1].output, /CONVERGE_IFNAME=eth-missing: no such interface with an IPv4 address here \(there are: lo, vb\d+\)/);
 });
 
 test('every strategy and every compression hook trains across network namespaces, every rank exiting 0', { skip }, async () => {
