@@ -28,6 +28,7 @@ export type { RatingsDataset } from './data/ratings.js';
 // your own loop
 export { init, runOnThreads, type CommunicatorOptions, type ThreadOptions, type Communicator, type ProcessCommunicator } from './api/communicator.js';
 export type { ReduceOp } from './comm/communicator.js';
+export type { TransportSecurity } from './comm/tcp-seal.js';
 export { Optimizer, defaultOptimizer, optimizerNames, type OptimizerConfig, type OptimizerName } from './optim/optimizers.js';
 
 // errors: every one a ConvergeError with a code (BAD_OPTION, UNKNOWN_NAME, SHAPE_MISMATCH, COMM_TIMEOUT, PEER_FAILED, DIVERGED, …)

@@ -4,6 +4,7 @@
 // the Communicator interface, on buffers of at most `capacity` floats per call.
 
 import type { Communicator, ProcessCommunicator } from '../comm/communicator.js';
+import type { TransportSecurity } from '../comm/tcp-seal.js';
 import { ShmCommunicator, createShmHandle } from '../comm/shm.js';
 import { badOption } from '../errors.js';
 import { createProcessCommunicator } from '../launch/communicator.js';
@@ -18,6 +19,8 @@ export interface CommunicatorOptions {
   capacity: number;
   /** Seconds a rank waits for its peers before the call fails, naming who it waited for (default 120). */
   timeoutSeconds?: number;
+  /** tcp: what protects frames after the handshake (default CONVERGE_TRANSPORT_SECURITY, else 'encrypt'); every rank the same. */
+  transportSecurity?: TransportSecurity;
 }
 
 function checkCapacity(options: CommunicatorOptions): void {
@@ -49,7 +52,7 @@ export async function init(options: CommunicatorOptions & { backend?: 'tcp' | 'm
     return Object.assign(comm, { close: () => {} });
   }
   const backend = options.backend ?? (process.env.RANK !== undefined ? 'tcp' : 'mpi');
-  return createProcessCommunicator(backend, { capacity: options.capacity, timeoutMs });
+  return createProcessCommunicator(backend, { capacity: options.capacity, timeoutMs, security: options.transportSecurity });
 }
 
 /**

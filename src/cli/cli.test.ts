@@ -227,6 +227,9 @@ test('converge launch: N ranks with their places and a job secret, output prefix
   assert.match(plain.stderr, /over tcp \(frames NOT protected: --transport-security none, a trusted fabric\)/);
   failsWith(['train', '--transport-security', 'none'], /--transport-security.*none.*--backend tcp \(shm never leaves this process/);
   failsWith(['train', '--backend', 'tcp', '--transport-security', 'tls'], /transport security.*tls/);
+  failsWith(['train', '--backend', 'tcp', '--bind', 'eth0'], /--bind.*eth0.*an IP address of this host/);
+  const bound = converge('launch', '-n', '2', '--', 'converge', 'train', '--dataset', 'synthetic', '--model', 'softmax', '--epochs', '1', '--bind', '127.0.0.1');
+  assert.equal(bound.code, 0, bound.stderr);
   // rank 1 fails with code 3: the job exits with it
   const failing = converge('launch', '-n', '2', '--grace', '1', '--', process.execPath, '-e', 'process.exit(process.env.RANK === "1" ? 3 : 0)');
   assert.equal(failing.code, 3, failing.stderr);

@@ -58,6 +58,7 @@ const options = {
   timeout: { type: 'string', help: `seconds a rank waits for its peers before failing (default ${defaults.timeoutSeconds})` },
   'stop-after-steps': { type: 'string', help: 'stop after N steps of this run, saving with --save (an interruption on purpose)' },
   'slow-rank': { type: 'string', help: 'R:F — rank R computes its gradients F times slower, a straggler on purpose (with a server, rank 0 is the server)' },
+  bind: { type: 'string', help: 'tcp: the address this rank listens on (default: the one it reaches rank 0 from; or CONVERGE_BIND, CONVERGE_IFNAME)' },
   'transport-security': { type: 'string', help: 'tcp: encrypt (default: AES-256-GCM, session keys from the handshake), integrity (authenticated, readable on the wire) or none (a trusted fabric); every rank the same' },
   help: { type: 'boolean', short: 'h', help: 'show this help' },
 } as const;
@@ -131,6 +132,7 @@ export function parseTrainArgs(rawArgs: string[]): TrainConfig | 'help' {
     stopAfterSteps: s('stop-after-steps') === undefined ? undefined : n('stop-after-steps', 0),
     slowRank: s('slow-rank'),
     transportSecurity: s('transport-security') as TrainConfig['transportSecurity'],
+    bind: s('bind'),
   };
   // a built-in model's recipe (ResNet-20's schedule and weight decay) where the flags leave it open
   const flag = (option: string) => option.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);

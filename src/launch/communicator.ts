@@ -15,8 +15,8 @@ export function transportSecurityOf(requested?: TransportSecurity): TransportSec
   return requested ?? tcpSettingsFromEnvironment().security ?? 'encrypt';
 }
 
-/** `security`: the tcp backend's transport security (else CONVERGE_TRANSPORT_SECURITY, else encrypt). */
-export async function createProcessCommunicator(backend: string, options: { capacity: number; timeoutMs: number; log?: (line: string) => void; security?: TransportSecurity }): Promise<ProcessCommunicator> {
+/** `security`, `bind`: the tcp backend's transport security and listening address (else from the environment). */
+export async function createProcessCommunicator(backend: string, options: { capacity: number; timeoutMs: number; log?: (line: string) => void; security?: TransportSecurity; bind?: string }): Promise<ProcessCommunicator> {
   if (backend === 'tcp') {
     const place = placeFromEnvironment();
     const master = masterFromEnvironment();
@@ -26,7 +26,7 @@ export async function createProcessCommunicator(backend: string, options: { capa
     if (weak && place.rank === 0) log(`converge: ${weak}`);
     return connectTcp({
       rank: place.rank, size: place.size, masterAddr: master.addr, masterPort: master.port, secret: master.secret, timeoutMs: options.timeoutMs, capacity: options.capacity, log,
-      ...settings, ...(options.security ? { security: options.security } : {}),
+      ...settings, ...(options.security ? { security: options.security } : {}), ...(options.bind ? { bind: options.bind } : {}),
     });
   }
   if (backend === 'mpi') {

@@ -39,7 +39,7 @@ export async function trainOnProcess(requested: TrainConfig, hooks: LaunchHooks 
   }
   const { config, kernels, dataset, model, start, resumedFrom } = await prepareRun({ ...requested, workers }, place.rank === 0 ? hooks : { ...hooks, notice: undefined, writes: false });
   const size = model.layout.size;
-  const comm = await createProcessCommunicator(config.backend, { capacity: Math.max(largestMessage(config, size), IDENTITY_FLOATS), timeoutMs: config.timeoutSeconds * 1000, security: config.transportSecurity });
+  const comm = await createProcessCommunicator(config.backend, { capacity: Math.max(largestMessage(config, size), IDENTITY_FLOATS), timeoutMs: config.timeoutSeconds * 1000, security: config.transportSecurity, bind: config.bind });
   if (comm.rank !== place.rank || comm.size !== place.size) {
     comm.close();
     throw new ConvergeError(`the environment says rank ${place.rank} of ${place.size} (${place.source}) but ${config.backend} says ${comm.rank} of ${comm.size}; start every rank with the same launcher.`, 'BAD_ENVIRONMENT');

@@ -1,6 +1,7 @@
 // Everything a training run is configured by, its defaults, and the checks that turn bad
 // values into one clear error before any work starts.
 
+import { isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { ConvergeError, badOption, unknownName } from '../errors.js';
 import { parseCompress } from '../compress/parse.js';
@@ -63,6 +64,8 @@ export interface TrainConfig {
   slowRank?: string;
   /** tcp: what protects frames after the handshake (unset: CONVERGE_TRANSPORT_SECURITY, else encrypt). */
   transportSecurity?: TransportSecurity;
+  /** tcp: the address this rank listens on (unset: CONVERGE_BIND, CONVERGE_IFNAME, else the address it reaches rank 0 from). */
+  bind?: string;
 }
 
 export const defaults: TrainConfig = {
@@ -98,7 +101,7 @@ export const defaults: TrainConfig = {
 };
 
 /** The options without a default, so that defaults and these together name every option. */
-export const optionalOptions = ['dataDir', 'testDataset', 'labelColumn', 'compress', 'save', 'resume', 'log', 'stopAfterSteps', 'globalBatch', 'target', 'slowRank', 'transportSecurity'] as const satisfies readonly (keyof TrainConfig)[];
+export const optionalOptions = ['dataDir', 'testDataset', 'labelColumn', 'compress', 'save', 'resume', 'log', 'stopAfterSteps', 'globalBatch', 'target', 'slowRank', 'transportSecurity', 'bind'] as const satisfies readonly (keyof TrainConfig)[];
 
 /** Every option's name (the TrainConfig field; the CLI flag is it in kebab case). */
 export const optionNames: readonly string[] = [...Object.keys(defaults), ...optionalOptions];
@@ -171,6 +174,9 @@ export function validate(config: TrainConfig): void {
   if (config.transportSecurity !== undefined) {
     if (!transportSecurities.includes(config.transportSecurity)) throw unknownName('transport security', config.transportSecurity, transportSecurities);
     if (config.backend !== 'tcp') throw badOption('--transport-security', config.transportSecurity, `--backend tcp (shm never leaves this process; mpi's transport is Open MPI's), not ${config.backend}`);
+  }
+  if (config.bind !== undefined && (config.backend !== 'tcp' || isIP(config.bind) === 0)) {
+    throw badOption('--bind', config.bind, config.backend !== 'tcp' ? `--backend tcp, not ${config.backend}` : 'an IP address of this host (e.g. 10.0.0.2; 0.0.0.0 for every interface)');
   }
   if (!Number.isFinite(config.lr) || config.lr <= 0) throw badOption('--lr', config.lr, 'a positive number');
   nonNegative('--momentum', config.momentum);
