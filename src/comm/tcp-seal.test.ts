@@ -1,0 +1,73 @@
+// The record layer alone: what it delivers is what was sealed, in any chunking of the stream;
+// a record replayed, reordered, dropped, cut short or sealed with the other direction's key
+// does not open; integrity-only records carry the bytes in the clear.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { Opener, RECORD, Sealer, sessionKeys } from './tcp-seal.js';
+
+/** The records `bytes` becomes, each as one buffer. */
+function records(sealer: Sealer, bytes: Buffer): Buffer[] {
+  const out: Buffer[] = [];
+  let current: Buffer[] = [];
+  sealer.seal(bytes, (piece, release) => {
+    current.push(Buffer.from(piece));
+    release?.();
+    // an encrypted record is one piece; an integrity-only one is length, bytes, tag
+    if (release || current.length === 3) {
+      out.push(Buffer.concat(current));
+      current = [];
+    }
+  });
+  return out;
+}
+
+function opener(key: Buffer, encrypt: boolean): { opener: Opener; delivered: () => Buffer; broken: () => string | null } {
+  const parts: Buffer[] = [];
+  let why: string | null = null;
+  const o = new Opener(key, encrypt, (plain) => parts.push(Buffer.from(plain)), (what) => (why = what));
+  return { opener: o, delivered: () => Buffer.concat(parts), broken: () => why };
+}
+
+for (const encrypt of [true, false]) {
+  const mode = encrypt ? 'encrypted' : 'integrity-only';
+  const keys = sessionKeys('a-job-secret-123', randomBytes(16), randomBytes(16), encrypt ? 'encrypt' : 'integrity');
+
+  test(`${mode} records: three frames through the stream cut at random places come out whole and in order`, () => {
+    const sealer = new Sealer(keys.dialerToAcceptor, encrypt);
+    const frames = [randomBytes(24), randomBytes(RECORD * 2 + 1000), randomBytes(7)];
+    const stream = Buffer.concat(frames.flatMap((f) => records(sealer, f)));
+    assert.equal(stream.length, frames.reduce((n, f) => n + f.length, 0) + 20 * (1 + 3 + 1), 'a 4-byte length and a 16-byte tag per record of at most RECORD bytes');
+    const plain = Buffer.concat(frames);
+    if (encrypt) assert.equal(stream.indexOf(frames[1].subarray(0, 64)), -1, 'the bytes do not appear on the wire');
+    else assert.ok(stream.indexOf(frames[1].subarray(0, 64)) > 0, 'integrity only: the bytes are on the wire as they are');
+    for (const cut of [1, 3, 4096, 65536 + 17, stream.length]) {
+      const { opener: o, delivered, broken } = opener(keys.dialerToAcceptor, encrypt);
+      for (let at = 0; at < stream.length; at += cut) o.push(stream.subarray(at, Math.min(stream.length, at + cut)));
+      assert.equal(broken(), null, `chunks of ${cut}`);
+      assert.ok(delivered().equals(plain), `chunks of ${cut}`);
+    }
+  });
+
+  test(`${mode} records: a replayed, reordered or dropped record, the other direction's key, or a changed length does not open`, () => {
+    const sealer = new Sealer(keys.dialerToAcceptor, encrypt);
+    const [r0, r1, r2] = [randomBytes(100), randomBytes(100), randomBytes(100)].map((b) => records(sealer, b)[0]);
+    const cases: [string, Buffer[], Buffer, RegExp][] = [
+      ['replayed', [r0, r0], keys.dialerToAcceptor, /^record #1 does not authenticate$/],
+      ['reordered', [r1, r0], keys.dialerToAcceptor, /^record #0 does not authenticate$/],
+      ['dropped', [r0, r2], keys.dialerToAcceptor, /^record #1 does not authenticate$/],
+      ['the other direction\'s key', [r0], keys.acceptorToDialer, /^record #0 does not authenticate$/],
+    ];
+    const longer = Buffer.from(r0);
+    longer.writeUInt32LE(99, 0); // the length is authenticated: a shorter claim with the same bytes fails
+    cases.push(['a changed length', [longer], keys.dialerToAcceptor, /^record #0 does not authenticate$/]);
+    for (const [what, stream, key, expected] of cases) {
+      const { opener: o, delivered, broken } = opener(key, encrypt);
+      for (const record of stream) o.push(record);
+      assert.match(broken() ?? 'opened', expected, what);
+      // nothing of a record that fails is delivered, nor anything after it
+      o.push(r2);
+      assert.equal(delivered().length, what === 'the other direction\'s key' || what === 'a changed length' || what === 'reordered' ? 0 : 100, what);
+    }
+  });
+}
