@@ -30,33 +30,28 @@ EVP_CIPHER_CTX* context() {
   return owner.ctx;
 }
 
-// aeadSeal(key, nonce, aad, src, dst | null, tag)
-Napi::Value AeadSeal(const Napi::CallbackInfo& info) {
+// One record through AES-256-GCM: aeadSeal(key, nonce, aad, src, dst | null, tag) writes the tag;
+// aeadOpen(…) checks it and says whether it authenticates. With dst null, src is additional data.
+bool Record(const Napi::CallbackInfo& info, int seal) {
   const Buffer key = bytes(info, 0), nonce = bytes(info, 1), aad = bytes(info, 2), src = bytes(info, 3), dst = bytes(info, 4), tag = bytes(info, 5);
   EVP_CIPHER_CTX* ctx = context();
   int n = 0;
-  bool ok = EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), nullptr, key.data, nonce.data) == 1 &&
-            EVP_EncryptUpdate(ctx, nullptr, &n, aad.data, static_cast<int>(aad.length)) == 1;
-  if (ok && dst.data) ok = EVP_EncryptUpdate(ctx, dst.data, &n, src.data, static_cast<int>(src.length)) == 1;
-  else if (ok) ok = EVP_EncryptUpdate(ctx, nullptr, &n, src.data, static_cast<int>(src.length)) == 1;
   uint8_t end[16];
-  ok = ok && EVP_EncryptFinal_ex(ctx, end, &n) == 1 && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, 16, tag.data) == 1;
-  if (!ok) Napi::Error::New(info.Env(), "aeadSeal: OpenSSL failed").ThrowAsJavaScriptException();
+  return EVP_CipherInit_ex(ctx, EVP_aes_256_gcm(), nullptr, key.data, nonce.data, seal) == 1 &&
+         EVP_CipherUpdate(ctx, nullptr, &n, aad.data, static_cast<int>(aad.length)) == 1 &&
+         EVP_CipherUpdate(ctx, dst.data, &n, src.data, static_cast<int>(src.length)) == 1 &&
+         (seal || EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, 16, tag.data) == 1) &&
+         EVP_CipherFinal_ex(ctx, end, &n) == 1 &&
+         (!seal || EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, 16, tag.data) == 1);
+}
+
+Napi::Value AeadSeal(const Napi::CallbackInfo& info) {
+  if (!Record(info, 1)) Napi::Error::New(info.Env(), "aeadSeal: OpenSSL failed").ThrowAsJavaScriptException();
   return info.Env().Undefined();
 }
 
-// aeadOpen(key, nonce, aad, src, dst | null, tag) → whether the tag authenticates
 Napi::Value AeadOpen(const Napi::CallbackInfo& info) {
-  const Buffer key = bytes(info, 0), nonce = bytes(info, 1), aad = bytes(info, 2), src = bytes(info, 3), dst = bytes(info, 4), tag = bytes(info, 5);
-  EVP_CIPHER_CTX* ctx = context();
-  int n = 0;
-  bool ok = EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), nullptr, key.data, nonce.data) == 1 &&
-            EVP_DecryptUpdate(ctx, nullptr, &n, aad.data, static_cast<int>(aad.length)) == 1;
-  if (ok && dst.data) ok = EVP_DecryptUpdate(ctx, dst.data, &n, src.data, static_cast<int>(src.length)) == 1;
-  else if (ok) ok = EVP_DecryptUpdate(ctx, nullptr, &n, src.data, static_cast<int>(src.length)) == 1;
-  uint8_t end[16];
-  ok = ok && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, 16, tag.data) == 1 && EVP_DecryptFinal_ex(ctx, end, &n) == 1;
-  return Napi::Boolean::New(info.Env(), ok);
+  return Napi::Boolean::New(info.Env(), Record(info, 0));
 }
 
 }  // namespace
