@@ -5,7 +5,7 @@
 import type { Socket } from 'node:net';
 import { kernel } from '../kernels/registry.js';
 import { operations } from './communicator.js';
-import { Opener, Sealer } from './tcp-seal.js';
+import { IN_FLIGHT, Opener, Sealer } from './tcp-seal.js';
 import { HEADER, MAGIC, SEGMENT, TYPES, readHeader, type Frame, Type } from './tcp-wire.js';
 
 /** What a rank waits for from one peer: the next frame, delivered into `target` (or summed into it). */
@@ -197,9 +197,6 @@ export class Link {
     this.early.push({ frame, payload });
   }
 }
-
-/** Sealed records a connection hands its socket before it waits for the first of them to be written (4 MiB of 256 KiB records). */
-const IN_FLIGHT = Number(process.env.CONVERGE_TCP_IN_FLIGHT ?? 16);
 
 /**
  * The bytes of one connection, handed to whoever listens now (the handshake, then a Link); bytes
