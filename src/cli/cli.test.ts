@@ -236,3 +236,21 @@ test('converge launch: N ranks with their places and a job secret, output prefix
   failsWith(['launch', '-n', '0', '--', 'true'], /-n.*0.*the number of ranks, a positive integer/);
   failsWith(['launch', '-n', '2'], /the command/);
 });
+
+test('--stop-at-target ends the run (threads, and every rank of a tcp job) at the evaluation that first reached --target', () => {
+  const args = ['train', '--dataset', 'synthetic', '--model', 'mlp', '--hidden', '32,16', '--epochs', '5', '--target', '0.8', '--eval-every', '0.25', '--json'];
+  const full = JSON.parse(converge(...args).stdout.trim().split('\n').pop()!);
+  const stopped = converge(...args, '--stop-at-target');
+  const summary = JSON.parse(stopped.stdout.trim().split('\n').pop()!);
+  assert.equal(full.stoppedEarly, false);
+  assert.ok(full.samplesToTarget > 0 && full.samplesToTarget < full.samples, `the target is reached before the 5 epochs end (${full.samplesToTarget} of ${full.samples})`);
+  // the same run up to the crossing, then no further step
+  assert.equal(summary.stoppedEarly, true);
+  assert.equal(summary.samplesToTarget, full.samplesToTarget);
+  assert.equal(summary.samples, summary.samplesToTarget);
+  assert.match(stopped.stderr, new RegExp(`stopped at the target \\(mlp, allreduce, 2 workers, [\\d.]+ s\\); 80% reached after [\\d.]+ s of training \\(${full.samplesToTarget.toLocaleString('en-US')} samples\\)`));
+  const job = converge('launch', '-n', '2', '--', 'converge', ...args.slice(0, -1), '--stop-at-target');
+  assert.equal(job.code, 0, job.stderr);
+  assert.match(job.stdout, /\[rank 0\] stopped at the target \(mlp, allreduce, 2 processes over tcp/);
+  failsWith(['train', '--stop-at-target'], /--stop-at-target.*a --target to stop at/);
+});

@@ -55,6 +55,7 @@ const options = {
   resume: { type: 'string', help: 'continue from a checkpoint (the same model; any number of workers)' },
   log: { type: 'string', help: "JSONL log: step and epoch records, then a summary object ('-': to stdout; progress stays on stderr)" },
   json: { type: 'boolean', help: 'print the final summary as one JSON object on stdout (the last line goes to stderr)' },
+  'stop-at-target': { type: 'boolean', help: 'stop (every rank, saving with --save) once an evaluation reaches --target' },
   timeout: { type: 'string', help: `seconds a rank waits for its peers before failing (default ${defaults.timeoutSeconds})` },
   'stop-after-steps': { type: 'string', help: 'stop after N steps of this run, saving with --save (an interruption on purpose)' },
   'slow-rank': { type: 'string', help: 'R:F — rank R computes its gradients F times slower, a straggler on purpose (with a server, rank 0 is the server)' },
@@ -129,6 +130,7 @@ export function parseTrainArgs(rawArgs: string[]): TrainConfig | 'help' {
     resume: s('resume'),
     log: s('log'),
     timeoutSeconds: n('timeout', defaults.timeoutSeconds),
+    stopAtTarget: values['stop-at-target'] === true,
     stopAfterSteps: s('stop-after-steps') === undefined ? undefined : n('stop-after-steps', 0),
     slowRank: s('slow-rank'),
     transportSecurity: s('transport-security') as TrainConfig['transportSecurity'],
@@ -186,6 +188,9 @@ const resumedText = (resumedFrom?: { epoch: number; step: number }) => (resumedF
 
 /** The run's last line: how to resume it, or what it reached; `ranks` says where it ran. */
 function finalLine(s: Summary, config: TrainConfig, ranks: string): string {
+  if (s.stoppedEarly && config.stopAtTarget && s.trainSecondsToTarget != null) {
+    return `stopped at the target (${s.model}, ${s.strategy}, ${ranks}, ${s.wallSeconds.toFixed(1)} s)${targetText(s)}\n`;
+  }
   if (s.stoppedEarly) return `stopped early after ${s.wallSeconds.toFixed(1)} s${config.save ? `; resume with --resume ${config.save}` : ''}\n`;
   return `${Number.isNaN(s.testAccuracy) ? `test RMSE ${s.testRmse.toFixed(4)}` : `test accuracy ${(100 * s.testAccuracy).toFixed(2)}%`} after ${config.epochs} epoch${config.epochs > 1 ? 's' : ''} (${s.model}, ${s.strategy}, ${ranks}, ${Math.round(s.samplesPerSecond).toLocaleString('en-US')} samples/s, ${s.wallSeconds.toFixed(1)} s)${targetText(s)}\n`;
 }

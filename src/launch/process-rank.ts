@@ -48,7 +48,9 @@ export async function trainOnProcess(requested: TrainConfig, hooks: LaunchHooks 
   // rank 0 writes the log and the checkpoints; the others only compute
   const monitor = new Monitor(isRoot ? config.log : undefined, runFacts(config, dataset, kernels));
   if (isRoot) hooks.onStart?.(monitor, { config, dataset, parameters: size, kernels, resumedFrom });
-  const input: RankInput = { config: isRoot ? config : { ...config, save: undefined }, dataset, start, kernels, stopFlag: hooks.stopFlag ?? new SharedArrayBuffer(4) };
+  const stopFlag = hooks.stopFlag ?? new SharedArrayBuffer(4);
+  if (config.stopAtTarget) monitor.stopAtTarget(stopFlag);
+  const input: RankInput = { config: isRoot ? config : { ...config, save: undefined }, dataset, start, kernels, stopFlag };
   try {
     await agreeOnConfiguration(comm, jobIdentity(config, size, dataset.name));
     const output = await trainRank(comm, input, (value) => monitor.onEvent(comm.rank, value));

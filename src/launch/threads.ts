@@ -109,8 +109,10 @@ export async function trainOnThreads(requested: TrainConfig, hooks: LaunchHooks 
   const size = model.layout.size;
   const regionFloats = 2 * size + 4 + (config.paramPrecision === 'fp32' ? 0 : size + 4);
   const handle = createShmHandle(ranksFor(entry, config.workers), size + 4, config.timeoutSeconds * 1000, regionFloats, entry.pointToPoint ? largestMessage(config, size) : 0);
+  const stopFlag = hooks.stopFlag ?? new SharedArrayBuffer(4);
+  if (config.stopAtTarget) monitor.stopAtTarget(stopFlag);
   const input: RankInput = {
-    config, dataset, start, kernels, stopFlag: hooks.stopFlag ?? new SharedArrayBuffer(4),
+    config, dataset, start, kernels, stopFlag,
     shared: entry.sharedArray ? new SharedArrayBuffer(encodedBytes(config.paramPrecision, model.layout.size)) : undefined,
   };
   try {

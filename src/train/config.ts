@@ -43,6 +43,8 @@ export interface TrainConfig {
   evalEvery: number | string;
   /** Test accuracy (classification) or RMSE (regression) whose first crossing the summary times. */
   target?: number;
+  /** Stop the run (every rank, at its next meeting) once an evaluation reaches --target. */
+  stopAtTarget: boolean;
   lr: number; // for a global batch of one worker's batch; see lrScaling
   lrScaling: 'linear' | 'none';
   optimizer: OptimizerName;
@@ -86,6 +88,7 @@ export const defaults: TrainConfig = {
   epochs: 2,
   batch: 64,
   evalEvery: 1,
+  stopAtTarget: false,
   lr: 0.05,
   lrScaling: 'none',
   optimizer: 'momentum',
@@ -170,6 +173,7 @@ export function validate(config: TrainConfig): void {
     throw badOption('--eval-every', evalEvery, 'a number of epochs (0.25: four times an epoch) or of steps (e.g. 100steps)');
   }
   if (config.target !== undefined && !Number.isFinite(config.target)) throw badOption('--target', config.target, 'a test accuracy (e.g. 0.84) or RMSE');
+  if (config.stopAtTarget && config.target === undefined) throw badOption('--stop-at-target', 'given', 'a --target to stop at (e.g. --target 0.84)');
   if (config.slowRank !== undefined) parseSlowRank(config.slowRank);
   if (config.transportSecurity !== undefined) {
     if (!transportSecurities.includes(config.transportSecurity)) throw unknownName('transport security', config.transportSecurity, transportSecurities);

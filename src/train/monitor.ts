@@ -46,6 +46,12 @@ export class Monitor {
   private stalenessMax = 0;
   private stalenessCount = 0;
   private reached: { trainSeconds: number; samples: number; wallSeconds: number } | null = null;
+  private stopFlag: SharedArrayBuffer | null = null;
+
+  /** --stop-at-target: the first evaluation that reaches the target raises the run's stop flag (the ranks stop together at their next meeting). */
+  stopAtTarget(stopFlag: SharedArrayBuffer): void {
+    this.stopFlag = stopFlag;
+  }
 
   constructor(logPath: string | undefined, private readonly run: { dataset: string; model: string; strategy: string; workers: number; kernels: string; batch: number; target?: number }) {
     // '-' is standard output (fd 1), which the monitor writes to but never closes
@@ -83,6 +89,7 @@ export class Monitor {
       const { target } = this.run;
       if (target !== undefined && !this.reached && (classification ? event.testAccuracy >= target : event.testRmse <= target)) {
         this.reached = { trainSeconds: event.trainSeconds, samples: event.samples, wallSeconds: time };
+        if (this.stopFlag) Atomics.store(new Int32Array(this.stopFlag), 0, 1);
       }
     } else {
       this.epochsDone++;
