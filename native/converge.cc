@@ -19,6 +19,7 @@ extern "C" char* openblas_get_corename(void);
 namespace converge {
 void addBatchNorm(Napi::Env env, Napi::Object exports);  // native/batch-norm.cc
 void addAead(Napi::Env env, Napi::Object exports);       // native/aead.cc
+void addTopk(Napi::Env env, Napi::Object exports);       // native/topk.cc
 }
 
 namespace {
@@ -410,6 +411,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("softmaxCrossEntropy", Napi::Function::New(env, SoftmaxCrossEntropy, "softmaxCrossEntropy"));
   converge::addBatchNorm(env, exports);
   converge::addAead(env, exports);
+  converge::addTopk(env, exports);
   exports.Set("reduceStrided", Napi::Function::New(env, ReduceStrided, "reduceStrided"));
   exports.Set("zero", Napi::Function::New(env, Zero, "zero"));
   exports.Set("copy", Napi::Function::New(env, Copy, "copy"));

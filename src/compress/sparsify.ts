@@ -1,6 +1,7 @@
 // The sparsifying hooks: top-k with error feedback and Deep Gradient Compression's refinements,
 // and random-k. Both send (index, value) pairs.
 
+import { kernel } from '../kernels/registry.js';
 import { Random, mixSeed } from '../tensor/random.js';
 import { float32 } from './codecs.js';
 import type { Hook, StepInfo, ValueCodec } from './hook.js';
@@ -25,7 +26,6 @@ export interface TopkOptions {
 export function topk(o: TopkOptions, size: number): Hook {
   const residual = new Float32Array(size); // v: accumulated, not yet sent
   const momentum = o.dgc && o.momentum > 0 ? new Float32Array(size) : null; // u
-  const magnitudes = new Float32Array(Math.min(size, 4096));
   const chosen = new Uint32Array(size);
   const values = new Float32Array(size);
   const random = new Random(mixSeed(0x70b, size));
@@ -34,8 +34,6 @@ export function topk(o: TopkOptions, size: number): Hook {
     // 25% → density, exponentially, as DGC's warm-up does
     return Math.max(o.density, 0.25 * (o.density / 0.25) ** (epoch / o.warmupEpochs));
   };
-  let candidates = new Uint32Array(1024);
-  let scratch = new Float32Array(1024);
   return {
     residual,
     ...stateOf({ residual, ...(momentum ? { momentum } : {}) }, random),
@@ -58,42 +56,7 @@ export function topk(o: TopkOptions, size: number): Hook {
         }
       } else for (let i = 0; i < n; i++) residual[i] += scale * gradient[i];
       const k = Math.max(1, Math.min(n, Math.ceil(densityAt(step.epoch) * n)));
-      // the threshold from a sample, a little below the k-th largest so the candidates cover k
-      const samples = magnitudes.length;
-      for (let s = 0; s < samples; s++) magnitudes[s] = Math.abs(residual[random.below(n)]);
-      magnitudes.sort();
-      const rank = Math.min(samples - 1, Math.floor(samples * (1 - (2 * k) / n)));
-      let threshold = k >= n / 2 ? 0 : magnitudes[Math.max(0, rank)];
-      let count = 0;
-      for (;;) {
-        count = 0;
-        for (let i = 0; i < n; i++) {
-          if (Math.abs(residual[i]) >= threshold) {
-            if (count === candidates.length) {
-              const grown = new Uint32Array(candidates.length * 2);
-              grown.set(candidates);
-              candidates = grown;
-            }
-            candidates[count++] = i;
-          }
-        }
-        if (count >= k || threshold === 0) break;
-        threshold /= 4; // the sample misjudged: widen
-      }
-      // the k largest candidates, exactly: the k-th largest magnitude by quickselect, then a scan
-      // in index order (so the pairs come out sorted) taking values above it, then ties
-      const taken = Math.min(k, count);
-      if (scratch.length < count) scratch = new Float32Array(count * 2);
-      for (let j = 0; j < count; j++) scratch[j] = -Math.abs(residual[candidates[j]]);
-      const kth = -selectSmallest(scratch, count, taken - 1);
-      let above = 0;
-      for (let j = 0; j < count; j++) if (Math.abs(residual[candidates[j]]) > kth) above++;
-      let ties = taken - above;
-      let written = 0;
-      for (let j = 0; j < count && written < taken; j++) {
-        const magnitude = Math.abs(residual[candidates[j]]);
-        if (magnitude > kth || (magnitude === kth && ties-- > 0)) chosen[written++] = candidates[j];
-      }
+      const taken = kernel('topkIndices')(residual, k, chosen);
       for (let j = 0; j < taken; j++) {
         const i = chosen[j];
         values[j] = residual[i];
@@ -108,33 +71,6 @@ export function topk(o: TopkOptions, size: number): Hook {
   };
 }
 
-/** The (rank)-th smallest of values[0, count) (0-based), by quickselect; reorders values. */
-function selectSmallest(values: Float32Array, count: number, rank: number): number {
-  let low = 0;
-  let high = count - 1;
-  while (low < high) {
-    const pivot = values[(low + high) >> 1];
-    let i = low;
-    let j = high;
-    while (i <= j) {
-      while (values[i] < pivot) i++;
-      while (values[j] > pivot) j--;
-      if (i <= j) {
-        const t = values[i];
-        values[i] = values[j];
-        values[j] = t;
-        i++;
-        j--;
-      }
-    }
-    if (rank <= j) high = j;
-    else if (rank >= i) low = i;
-    else return values[rank];
-  }
-  return values[rank];
-}
-
-/** Random-k: k coordinates chosen uniformly, scaled by n/k so the estimate is unbiased. No error feedback. */
 export function randomk(density: number, codec: ValueCodec, size: number, seed: number): Hook {
   const random = new Random(mixSeed(0x7a4d, seed));
   const chosen = new Uint32Array(size);

@@ -226,3 +226,17 @@ test('native AES-256-GCM gives the reference\'s (OpenSSL through node:crypto) ci
     }
   }
 });
+
+test('native topkIndices chooses what the reference chooses: random, tied and signed values, every density', { skip }, () => {
+  for (const n of [1, 17, 4096, 536_714]) {
+    for (const density of [0.001, 0.01, 0.25, 0.5, 1]) {
+      const k = Math.max(1, Math.ceil(density * n));
+      for (const tied of [false, true]) {
+        const values = rand(n).map((x, i) => (tied ? Math.round(x * 3) : x) * (i % 3 === 0 ? -1 : 1));
+        const [a, b] = [new Uint32Array(n), new Uint32Array(n)];
+        assert.equal(N!.topkIndices(values, k, a), R.topkIndices(values, k, b));
+        assert.deepEqual(a.subarray(0, k), b.subarray(0, k), `n ${n}, k ${k}, tied ${tied}`);
+      }
+    }
+  }
+});

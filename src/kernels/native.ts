@@ -28,6 +28,7 @@ interface Addon {
   copy: KernelSet['copy'];
   addInto: KernelSet['addInto'];
   aeadSeal: KernelSet['aeadSeal'];
+  topkIndices: KernelSet['topkIndices'];
   aeadOpen: KernelSet['aeadOpen'];
   sgdUpdate: KernelSet['sgdUpdate'];
   momentumUpdate: KernelSet['momentumUpdate'];
@@ -87,6 +88,7 @@ export function loadNativeKernels(): { kernels: KernelSet; info: { blas: string;
     copy: addon.copy,
     addInto: addon.addInto,
     aeadSeal: addon.aeadSeal,
+    topkIndices: addon.topkIndices,
     aeadOpen: addon.aeadOpen,
     sgdUpdate: addon.sgdUpdate,
     momentumUpdate: addon.momentumUpdate,

@@ -213,3 +213,30 @@ test('AES-256-GCM seals the specification\'s test vector and opens it; a changed
   assert.equal(K.aeadOpen(h(v.key), h(v.nonce), h(v.aad), h(v.plain), null, gmac), true);
   assert.equal(K.aeadOpen(h(v.key), h(v.nonce), h(v.aad), flipped, null, gmac), false);
 });
+
+/** The brute-force answer: sort indices by magnitude (descending, then index), keep k, in index order. */
+function topkByBruteForce(values: Float32Array, k: number): number[] {
+  const order = Array.from(values.keys()).sort((a, b) => Math.abs(values[b]) - Math.abs(values[a]) || a - b);
+  return order.slice(0, k).sort((a, b) => a - b);
+}
+
+test('topkIndices picks the k largest magnitudes in index order, ties at the cut to the lowest indices, as sorting does', () => {
+  const random = new Random(11);
+  for (const [n, ks] of [[1, [1]], [10, [1, 3, 5, 10]], [1000, [1, 7, 250, 499, 500, 501, 1000]], [100_000, [1, 100, 1000, 25_000]]] as const) {
+    for (const k of ks) {
+      for (const kind of ['uniform', 'ties', 'signs'] as const) {
+        // 'ties': few distinct magnitudes, so the cut falls inside a run of equal ones
+        const values = Float32Array.from({ length: n }, () => (kind === 'ties' ? Math.floor(random.next() * 4) : random.next() - 0.5) * (kind === 'signs' && random.next() < 0.5 ? -1 : 1));
+        const chosen = new Uint32Array(n);
+        assert.equal(K.topkIndices(values, k, chosen), k);
+        assert.deepEqual([...chosen.subarray(0, k)], topkByBruteForce(values, k), `n ${n}, k ${k}, ${kind}`);
+      }
+    }
+  }
+  // the strided sample sits on the small values: the threshold is too high at first and must widen
+  const skewed = new Float32Array(100_000).fill(0.001);
+  for (let i = 0; i < skewed.length; i += 4096) skewed[i] = 1;
+  const chosen = new Uint32Array(skewed.length);
+  assert.equal(K.topkIndices(skewed, 500, chosen), 500);
+  assert.deepEqual([...chosen.subarray(0, 500)], topkByBruteForce(skewed, 500));
+});

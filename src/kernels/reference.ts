@@ -122,6 +122,39 @@ function reblocked(source: Float32Array, batch: number, channels: number, plane:
   return target;
 }
 
+/** top-k's threshold comes from this many magnitudes, sampled at even strides. */
+const TOPK_SAMPLES = 4096;
+/** Scratch for topkIndices, grown as needed and kept (no allocation per step). */
+const topkScratch: { sample: Float32Array; magnitudes: Float32Array; candidates: Uint32Array } = { sample: new Float32Array(0), magnitudes: new Float32Array(0), candidates: new Uint32Array(0) };
+const grown = (array: Float32Array, n: number) => (array.length >= n ? array : new Float32Array(Math.max(n, 2 * array.length)));
+const grownIndices = (array: Uint32Array, n: number) => (array.length >= n ? array : new Uint32Array(Math.max(n, 2 * array.length)));
+
+/** The (rank)-th smallest of values[0, count) (0-based), by quickselect; reorders values. */
+function selectSmallest(values: Float32Array, count: number, rank: number): number {
+  let low = 0;
+  let high = count - 1;
+  while (low < high) {
+    const pivot = values[(low + high) >> 1];
+    let i = low;
+    let j = high;
+    while (i <= j) {
+      while (values[i] < pivot) i++;
+      while (values[j] > pivot) j--;
+      if (i <= j) {
+        const t = values[i];
+        values[i] = values[j];
+        values[j] = t;
+        i++;
+        j--;
+      }
+    }
+    if (rank <= j) high = j;
+    else if (rank >= i) low = i;
+    else return values[rank];
+  }
+  return values[rank];
+}
+
 export const referenceKernels: KernelSet = {
   // the convolutions below read and write plain arrays; blocked ones are reordered around them
   channelBlock: 1,
@@ -401,6 +434,41 @@ export const referenceKernels: KernelSet = {
       const vi = (v[i] = beta2 * v[i] + (1 - beta2) * g * g);
       params[i] -= (stepSize * mi) / (Math.sqrt(vi) / sqrtCorrection2 + epsilon);
     }
+  },
+
+  topkIndices(values, k, chosen) {
+    const n = values.length;
+    // a threshold a little below the k-th largest magnitude, from a strided sample; widened until it admits k
+    const samples = Math.min(n, TOPK_SAMPLES);
+    const sample = (topkScratch.sample = grown(topkScratch.sample, samples));
+    for (let s = 0; s < samples; s++) sample[s] = -Math.abs(values[Math.floor((s * n) / samples)]);
+    let threshold = 2 * k >= n ? 0 : -selectSmallest(sample, samples, Math.min(samples - 1, Math.floor((samples * 2 * k) / n)));
+    let count = 0;
+    for (;;) {
+      count = 0;
+      for (let i = 0; i < n; i++) if (Math.abs(values[i]) >= threshold) count++;
+      if (count >= k || threshold === 0) break;
+      threshold /= 4;
+    }
+    const candidates = (topkScratch.candidates = grownIndices(topkScratch.candidates, count));
+    const magnitudes = (topkScratch.magnitudes = grown(topkScratch.magnitudes, count));
+    for (let i = 0, j = 0; i < n; i++) {
+      if (Math.abs(values[i]) >= threshold) {
+        candidates[j] = i;
+        magnitudes[j++] = -Math.abs(values[i]);
+      }
+    }
+    // the k-th largest magnitude among the candidates; then, in index order, all above it and the first ties
+    const kth = -selectSmallest(magnitudes, count, k - 1);
+    let above = 0;
+    for (let j = 0; j < count; j++) if (Math.abs(values[candidates[j]]) > kth) above++;
+    let ties = k - above;
+    let written = 0;
+    for (let j = 0; j < count && written < k; j++) {
+      const magnitude = Math.abs(values[candidates[j]]);
+      if (magnitude > kth || (magnitude === kth && ties-- > 0)) chosen[written++] = candidates[j];
+    }
+    return written;
   },
 
   // AES-GCM through node:crypto (OpenSSL): the reference is the standard's implementation, not a

@@ -94,6 +94,9 @@ export interface KernelSet {
   /** Adam: m, v moments; stepSize = lr / (1 − β1ᵗ), sqrtCorrection2 = √(1 − β2ᵗ) */
   adamUpdate(params: Float32Array, grad: Float32Array, m: Float32Array, v: Float32Array, length: number, stepSize: number,
     sqrtCorrection2: number, beta1: number, beta2: number, epsilon: number, weightDecay: number): void;
+  /** The indices of the k largest |values[i]| (1 ≤ k ≤ values.length), in increasing index order, into chosen[0, k);
+   *  among equal magnitudes at the cut, the lowest indices. Returns k. (top-k sparsification's selection) */
+  topkIndices(values: Float32Array, k: number, chosen: Uint32Array): number;
   /** AES-256-GCM, one record (the tcp backend's sealed frames): dst ← the encryption of src under key (32 bytes) and
    *  nonce (12 bytes), tag ← the 16-byte tag over aad and dst. With dst null nothing is encrypted: the tag covers
    *  aad ‖ src as additional data (GMAC, integrity only). */
