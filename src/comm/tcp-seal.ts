@@ -119,7 +119,7 @@ export class Opener {
       // a whole record inside the chunk is opened where it lies
       if (this.filled === 0 && chunk.length - at >= LENGTH) {
         const n = chunk.readUInt32LE(at);
-        if (n > RECORD) return this.fail(`record #${this.counter} claims ${n} bytes, more than the ${RECORD} a record holds`);
+        if (!this.possible(n)) return;
         if (chunk.length - at >= LENGTH + n + TAG) {
           this.open(chunk.subarray(at, at + LENGTH + n + TAG), n);
           at += LENGTH + n + TAG;
@@ -133,7 +133,7 @@ export class Opener {
       if (this.filled < this.wanted) return;
       if (this.wanted === LENGTH) {
         const n = this.record.readUInt32LE(0);
-        if (n > RECORD) return this.fail(`record #${this.counter} claims ${n} bytes, more than the ${RECORD} a record holds`);
+        if (!this.possible(n)) return;
         this.wanted = LENGTH + n + TAG;
         continue;
       }
@@ -141,6 +141,13 @@ export class Opener {
       this.filled = 0;
       this.wanted = LENGTH;
     }
+  }
+
+  /** Whether a record may claim n bytes; if not, the connection is broken (nothing beyond it is read). */
+  private possible(n: number): boolean {
+    if (n <= RECORD) return true;
+    this.fail(`record #${this.counter} claims ${n} bytes, more than the ${RECORD} a record holds`);
+    return false;
   }
 
   /** Opens the record at the start of `record` (n bytes of body) and delivers its plaintext. */
