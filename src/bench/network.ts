@@ -51,34 +51,31 @@ const pair = new VethPair();
 const secret = randomBytes(16).toString('hex');
 let port = 21000 + (process.pid % 20000);
 pair.create(null);
+// removed however the run ends: done, failed, or interrupted
 process.on('exit', () => pair.remove());
 process.on('SIGINT', () => process.exit(130));
-try {
-  for (const rate of values.rates!.split(',')) {
-    pair.shape(rate === 'unshaped' ? null : rate);
-    for (const model of values.models!.split(',')) {
-      const { target, epochs } = models[model];
-      for (const name of names) {
-        const row: Row = { model, rate, config: configurations[name].label, target, trainSeconds: [], wallSeconds: [], samples: [], bytesPerStep: 0 };
-        for (const seed of seeds) {
-          const args = [cli, 'train', '--backend', 'tcp', '--model', model, '--epochs', String(epochs), '--seed', String(seed), '--target', String(target), '--stop-at-target',
-            '--eval-every', '0.25', '--json', '--timeout', '300', '--transport-security', values['transport-security']!, ...configurations[name].flags];
-          const ranks = await pair.job(args, port++, secret);
-          const failed = ranks.findIndex((r) => r.code !== 0);
-          if (failed >= 0) throw new Error(`${model} ${rate} ${name} seed ${seed}: rank ${failed} exited ${ranks[failed].code}:\n${ranks[failed].output}`);
-          const summary = JSON.parse(ranks[0].output.split('\n').filter((line) => line.startsWith('{')).pop()!);
-          row.trainSeconds.push(summary.trainSecondsToTarget);
-          row.wallSeconds.push(summary.wallSecondsToTarget);
-          row.samples.push(summary.samplesToTarget);
-          row.bytesPerStep = summary.bytesPerWorkerPerStep;
-          console.error(`${model} ${rate} ${configurations[name].label} seed ${seed}: ${summary.trainSecondsToTarget === null ? `${100 * target}% not reached in ${epochs} epochs (${(100 * summary.testAccuracy).toFixed(2)}%)` : `${summary.trainSecondsToTarget.toFixed(1)} s of training`}`);
-        }
-        rows.push(row);
+for (const rate of values.rates!.split(',')) {
+  pair.shape(rate === 'unshaped' ? null : rate);
+  for (const model of values.models!.split(',')) {
+    const { target, epochs } = models[model];
+    for (const name of names) {
+      const row: Row = { model, rate, config: configurations[name].label, target, trainSeconds: [], wallSeconds: [], samples: [], bytesPerStep: 0 };
+      for (const seed of seeds) {
+        const args = [cli, 'train', '--backend', 'tcp', '--model', model, '--epochs', String(epochs), '--seed', String(seed), '--target', String(target), '--stop-at-target',
+          '--eval-every', '0.25', '--json', '--timeout', '300', '--transport-security', values['transport-security']!, ...configurations[name].flags];
+        const ranks = await pair.job(args, port++, secret);
+        const failed = ranks.findIndex((r) => r.code !== 0);
+        if (failed >= 0) throw new Error(`${model} ${rate} ${name} seed ${seed}: rank ${failed} exited ${ranks[failed].code}:\n${ranks[failed].output}`);
+        const summary = JSON.parse(ranks[0].output.split('\n').filter((line) => line.startsWith('{')).pop()!);
+        row.trainSeconds.push(summary.trainSecondsToTarget);
+        row.wallSeconds.push(summary.wallSecondsToTarget);
+        row.samples.push(summary.samplesToTarget);
+        row.bytesPerStep = summary.bytesPerWorkerPerStep;
+        console.error(`${model} ${rate} ${configurations[name].label} seed ${seed}: ${summary.trainSecondsToTarget === null ? `${100 * target}% not reached in ${epochs} epochs (${(100 * summary.testAccuracy).toFixed(2)}%)` : `${summary.trainSecondsToTarget.toFixed(1)} s of training`}`);
       }
+      rows.push(row);
     }
   }
-} finally {
-  pair.remove();
 }
 
 const middle = (xs: (number | null)[]) => (xs.some((x) => x === null) ? null : median(xs as number[]));
