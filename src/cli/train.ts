@@ -27,7 +27,11 @@ const options = {
   l2: { type: 'string', help: 'L2 penalty of logreg/svm (default 1e-6) and mf (default 0.02)' },
   factors: { type: 'string', help: `mf: rank of the factorisation (default ${defaults.factors})` },
   rank: { type: 'string', help: 'the old name of --factors' },
-  workers: { type: 'string', help: 'gradient workers, one thread each (default: one per core; with tcp/mpi: from the job size)' },
+  workers: { type: 'string', help: 'gradient workers, one thread each (default: one per core; with tcp/mpi: from the job size; pipeline: 1)' },
+  stages: { type: 'string', help: 'pipeline: ranks the model\'s layers are cut across, one stage each (default: one per core; with tcp/mpi: the job size)' },
+  microbatches: { type: 'string', help: `pipeline: micro-batches each step's batch is split into; they fill the pipeline, so more shrink its idle bubble, (S − 1)/(m + S − 1) (default ${defaults.microbatches})` },
+  'pipeline-schedule': { type: 'string', help: `pipeline: gpipe (every forward, then every backward; m micro-batches stored) | 1f1b (one forward, one backward in turn; at most S − s stored on stage s) (default ${defaults.pipelineSchedule})` },
+  'stage-cuts': { type: 'string', help: 'pipeline: the layer indices where stages 2..S begin, comma-separated (default: balanced over the layers\' forward and backward times measured at start-up; `converge plan` shows them)' },
   backend: { type: 'string', help: 'shm: worker threads of this process (default); tcp or mpi: this process is one rank of a job started by `converge launch`, mpirun or srun' },
   strategy: { type: 'string', help: `${Object.entries(strategies).map(([name, s]) => `${name} (${s.description})`).join('; ')} (default ${defaults.strategy})` },
   'sync-every': { type: 'string', help: `local-sgd: average the workers' copies every k steps (default ${defaults.syncEvery})` },
@@ -108,6 +112,10 @@ export function parseTrainArgs(rawArgs: string[]): TrainConfig | 'help' {
     model: s('model') ?? defaults.model,
     hidden: hidden === undefined ? defaults.hidden : hidden.split(',').map((w) => number('hidden', w, NaN)),
     workers: n('workers', defaults.workers),
+    stages: n('stages', defaults.stages),
+    microbatches: n('microbatches', defaults.microbatches),
+    pipelineSchedule: (s('pipeline-schedule') ?? defaults.pipelineSchedule) as TrainConfig['pipelineSchedule'],
+    stageCuts: s('stage-cuts') === undefined ? undefined : s('stage-cuts')!.split(',').map((c) => number('stage-cuts', c, NaN)),
     backend: s('backend') ?? defaults.backend,
     strategy: s('strategy') ?? defaults.strategy,
     epochs: n('epochs', defaults.epochs),
@@ -171,9 +179,11 @@ export async function trainCommand(args: string[]): Promise<number> {
   };
   const listeners = Object.keys(STOP_SIGNALS).map((signal) => [signal, () => onSignal(signal as keyof typeof STOP_SIGNALS)] as const);
   for (const [signal, listener] of listeners) process.on(signal, listener);
-  const workersAsked = args.includes('--workers') || args.some((a) => a.startsWith('--workers=')) ? config.workers : undefined;
+  const asked = (option: string) => args.includes(option) || args.some((a) => a.startsWith(`${option}=`));
+  const workersAsked = asked('--workers') ? config.workers : undefined;
+  const stagesAsked = asked('--stages') ? config.stages : undefined;
   try {
-    const code = isProcessBackend(config.backend) ? await trainAsRank(config, workersAsked, stopFlag, json) : await trainWithThreads(config, stopFlag, json);
+    const code = isProcessBackend(config.backend) ? await trainAsRank(config, { workersAsked, stagesAsked }, stopFlag, json) : await trainWithThreads(config, stopFlag, json);
     // an interrupted run saved what it had (with --save) but did not finish: say so to the shell
     return stoppedBy ? STOP_SIGNALS[stoppedBy] : code;
   } finally {
@@ -215,7 +225,7 @@ async function trainWithThreads(config: TrainConfig, stopFlag: SharedArrayBuffer
     onStart: (monitor, info) => {
       const c = info.config;
       process.stderr.write(`converge: ${modelLabel(c.model)} (${info.parameters.toLocaleString('en-US')} parameters) on ${info.dataset.name} (${info.dataset.train.count} train / ${info.dataset.test.count} test${splitText(info.dataset)}), `
-        + `${c.strategy}, ${c.workers} worker${c.workers > 1 ? 's' : ''} × batch ${c.batch}, ${c.optimizer} lr ${c.lr}${c.lrScaling === 'linear' && c.workers > 1 ? ` × ${c.workers} (linear scaling)` : ''}, kernels ${info.kernels}`
+        + `${c.strategy}, ${ranksText(c)}, ${c.optimizer} lr ${c.lr}${c.lrScaling === 'linear' && c.workers > 1 ? ` × ${c.workers} (linear scaling)` : ''}, kernels ${info.kernels}`
         + `${recipeText(c, config)}${resumedText(info.resumedFrom)}\n`);
       monitor.listen(new ProgressBar(c.epochs).update);
     },
@@ -223,9 +233,21 @@ async function trainWithThreads(config: TrainConfig, stopFlag: SharedArrayBuffer
   const s = result.summary;
   // a bar left mid-epoch (a stopped run) is cleared, so the last line has a line of its own
   if (process.stderr.isTTY) process.stderr.write('\r\x1b[K');
-  resultStream(config, json).write(finalLine(s, config, `${s.workers} worker${s.workers > 1 ? 's' : ''}`));
+  resultStream(config, json).write(stagesText(s) + finalLine(s, config, strategies[config.strategy].stages ? `${config.stages} stages` : `${s.workers} worker${s.workers > 1 ? 's' : ''}`));
   if (json) process.stdout.write(`${JSON.stringify(s)}\n`);
   return 0;
+}
+
+/** How the run's ranks divide the work, for the first line. */
+function ranksText(c: TrainConfig): string {
+  if (strategies[c.strategy]?.stages) return `${c.stages} stages × ${c.microbatches} micro-batches of ${c.batch / c.microbatches} (${c.pipelineSchedule}${c.stageCuts ? `, cut at layers ${c.stageCuts.join(',')}` : ''})`;
+  return `${c.workers} worker${c.workers > 1 ? 's' : ''} × batch ${c.batch}`;
+}
+
+/** A pipeline's evidence, a line per stage: its layers, parameters, stored micro-batches and how busy it was. */
+function stagesText(s: Summary): string {
+  return (s.pipeline ?? []).map((stage) => `stage ${stage.stage}: layers ${stage.layers[0]}–${stage.layers[1] - 1}, ${stage.parameters.toLocaleString('en-US')} parameters, at most ${stage.peakStoredMicrobatches} micro-batches stored, `
+    + `${(100 * stage.computeSeconds / Math.max(1e-9, stage.computeSeconds + stage.idleSeconds)).toFixed(0)}% computing\n`).join('');
 }
 
 function transportText(security: TransportSecurity): string {
@@ -233,14 +255,14 @@ function transportText(security: TransportSecurity): string {
 }
 
 /** One rank of a tcp or mpi job: rank 0 shows the progress and the result; the others stay quiet. */
-async function trainAsRank(config: TrainConfig, workersAsked: number | undefined, stopFlag: SharedArrayBuffer, json: boolean): Promise<number> {
+async function trainAsRank(config: TrainConfig, asked: { workersAsked?: number; stagesAsked?: number }, stopFlag: SharedArrayBuffer, json: boolean): Promise<number> {
   const result = await trainOnProcess(config, {
     stopFlag,
-    workersAsked,
+    ...asked,
     notice: (line) => process.stderr.write(`${line}\n`),
     onStart: (monitor, info) => {
       const c = info.config;
-      process.stderr.write(`converge: ${modelLabel(c.model)} (${info.parameters.toLocaleString('en-US')} parameters) on ${info.dataset.name}${splitText(info.dataset) ? ` (${splitText(info.dataset).slice(2)})` : ''}, ${c.strategy} over ${c.backend}${c.backend === 'tcp' ? ` (${transportText(transportSecurityOf(c.transportSecurity))})` : ''}, ${c.workers} worker${c.workers > 1 ? 's' : ''} × batch ${c.batch}, kernels ${info.kernels}`
+      process.stderr.write(`converge: ${modelLabel(c.model)} (${info.parameters.toLocaleString('en-US')} parameters) on ${info.dataset.name}${splitText(info.dataset) ? ` (${splitText(info.dataset).slice(2)})` : ''}, ${c.strategy} over ${c.backend}${c.backend === 'tcp' ? ` (${transportText(transportSecurityOf(c.transportSecurity))})` : ''}, ${ranksText(c)}, kernels ${info.kernels}`
         + `${resumedText(info.resumedFrom)}\n`);
       // a launcher's pipe is not a terminal: one line per epoch instead of a bar
       if (process.stderr.isTTY) monitor.listen(new ProgressBar(c.epochs).update);
@@ -251,7 +273,7 @@ async function trainAsRank(config: TrainConfig, workersAsked: number | undefined
     },
   });
   if (result.rank === 0) {
-    resultStream(config, json).write(finalLine(result.summary, config, `${result.size} processes over ${config.backend}`));
+    resultStream(config, json).write(stagesText(result.summary) + finalLine(result.summary, config, `${result.size} processes over ${config.backend}`));
     if (json) process.stdout.write(`${JSON.stringify(result.summary)}\n`);
   }
   return 0;

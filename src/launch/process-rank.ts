@@ -28,18 +28,24 @@ export function workersOf(strategyName: string, size: number): number {
   throw new ConvergeError(`--strategy ${strategyName} needs ${ranksFor(entry, 1)} or more ranks (a server and workers); this job has ${size}.`, 'BAD_OPTION');
 }
 
-/** --workers, when given, must agree with the job's size; else it is taken from it. */
-export async function trainOnProcess(requested: TrainConfig, hooks: LaunchHooks & { workersAsked?: number } = {}): Promise<ProcessTrainResult> {
+/** --workers (and a pipeline's --stages), when given, must agree with the job's size; else they are taken from it. */
+export async function trainOnProcess(requested: TrainConfig, hooks: LaunchHooks & { workersAsked?: number; stagesAsked?: number } = {}): Promise<ProcessTrainResult> {
   // the options' own checks first (a strategy this backend cannot run, say): before joining a job
   validate(requested);
   const place = placeFromEnvironment();
-  const workers = workersOf(requested.strategy, place.size);
+  // a pipeline: one worker, every rank a stage
+  const pipelined = strategy(requested.strategy).stages;
+  const workers = pipelined ? 1 : workersOf(requested.strategy, place.size);
+  const stages = pipelined ? place.size : 1;
   if (hooks.workersAsked !== undefined && hooks.workersAsked !== workers) {
     throw badOption('--workers', hooks.workersAsked, `${workers}, what the job's ${place.size} processes give ${requested.strategy} (or leave --workers out)`);
   }
-  const { config, kernels, dataset, model, start, resumedFrom } = await prepareRun({ ...requested, workers }, place.rank === 0 ? hooks : { ...hooks, notice: undefined, writes: false });
+  if (pipelined && hooks.stagesAsked !== undefined && hooks.stagesAsked !== stages) {
+    throw badOption('--stages', hooks.stagesAsked, `${stages}, the job's ${place.size} processes, one stage each (or leave --stages out)`);
+  }
+  const { config, kernels, dataset, model, start, resumedFrom } = await prepareRun({ ...requested, workers, stages }, place.rank === 0 ? hooks : { ...hooks, notice: undefined, writes: false });
   const size = model.layout.size;
-  const comm = await createProcessCommunicator(config.backend, { capacity: Math.max(largestMessage(config, size), IDENTITY_FLOATS), timeoutMs: config.timeoutSeconds * 1000, security: config.transportSecurity, bind: config.bind });
+  const comm = await createProcessCommunicator(config.backend, { capacity: Math.max(largestMessage(config, model), IDENTITY_FLOATS), timeoutMs: config.timeoutSeconds * 1000, security: config.transportSecurity, bind: config.bind });
   if (comm.rank !== place.rank || comm.size !== place.size) {
     comm.close();
     throw new ConvergeError(`the environment says rank ${place.rank} of ${place.size} (${place.source}) but ${config.backend} says ${comm.rank} of ${comm.size}; start every rank with the same launcher.`, 'BAD_ENVIRONMENT');

@@ -9,7 +9,8 @@ import { stepsPerEpoch } from '../data/batches.js';
 import { badOption, shapeMismatch } from '../errors.js';
 import { selectKernels } from '../kernels/select.js';
 import { parseCompress } from '../compress/parse.js';
-import { modelsFor } from '../models/index.js';
+import { modelsFor, type Model } from '../models/index.js';
+import { checkPipeline, pipelineMessageFloats } from '../strategies/pipeline.js';
 import { modelLabel, modelModuleUrl, isModelModule, resolveModel } from '../models/module.js';
 import { Optimizer, defaultOptimizer } from '../optim/optimizers.js';
 import { ranksFor, strategy } from '../strategies/index.js';
@@ -66,6 +67,8 @@ export async function prepareRun(requested: TrainConfig, hooks: LaunchHooks & { 
     throw badOption('--batch', config.batch, `a global batch (workers × batch = ${config.workers * config.batch}) no larger than the ${dataset.train.count} training samples`);
   }
   const model = definition.build(modelOptions(dataset, config, 1));
+  // a pipeline cuts a chain of layers: say now if this model is not one, before any rank starts
+  if (strategy(config.strategy).stages) checkPipeline(model, config.stages, config.stageCuts);
 
   let start: TrainingState;
   let resumedFrom: { epoch: number; step: number } | undefined;
@@ -88,10 +91,12 @@ export async function prepareRun(requested: TrainConfig, hooks: LaunchHooks & { 
   return { config, kernels, dataset, model, start, resumedFrom };
 }
 
-/** The largest message a rank of this run sends, in floats: parameter-sized, or a compressed push (payload and header). */
-export function largestMessage(config: TrainConfig, size: number): number {
+/** The largest message a rank of this run sends, in floats: parameter-sized, a compressed push (payload and header), or a pipeline's activations. */
+export function largestMessage(config: TrainConfig, model: Model): number {
+  const size = model.layout.size;
   const push = config.compress === undefined ? 0 : 5 + Math.ceil(parseCompress(config.compress)({ size, seed: 0, momentum: 0 }).maxBytes(size) / 4);
-  return Math.max(size + 4, push);
+  const activations = strategy(config.strategy).stages ? pipelineMessageFloats(model, config.batch / config.microbatches) : 0;
+  return Math.max(size + 4, push, activations);
 }
 
 /** The run's facts as the log and summary name them. */
@@ -108,7 +113,7 @@ export async function trainOnThreads(requested: TrainConfig, hooks: LaunchHooks 
   // low-precision ps, the encoded parameters it broadcasts), and (async-ps) the largest push per mailbox
   const size = model.layout.size;
   const regionFloats = 2 * size + 4 + (config.paramPrecision === 'fp32' ? 0 : size + 4);
-  const handle = createShmHandle(ranksFor(entry, config.workers), size + 4, config.timeoutSeconds * 1000, regionFloats, entry.pointToPoint ? largestMessage(config, size) : 0);
+  const handle = createShmHandle(ranksFor(entry, config.workers, config.stages), size + 4, config.timeoutSeconds * 1000, regionFloats, entry.pointToPoint ? largestMessage(config, model) : 0);
   const stopFlag = hooks.stopFlag ?? new SharedArrayBuffer(4);
   if (config.stopAtTarget) monitor.stopAtTarget(stopFlag);
   const input: RankInput = {

@@ -16,10 +16,11 @@ export class Sequential implements ImageModel {
   readonly buffers?: Float32Array;
   private readonly inputs: Float32Array[]; // the input each layer saw in the last forward pass
   private readonly inputGrads: (Float32Array | null)[]; // gradient w.r.t. each layer's input
-  private readonly gradLogits: Float32Array;
+  /** The gradient of the loss with respect to the outputs, written by outputLoss. */
+  readonly gradLogits: Float32Array;
   private readonly labelTargets: Float32Array;
 
-  constructor(readonly name: string, private readonly kernels: KernelSet, private readonly layers: Layer[],
+  constructor(readonly name: string, private readonly kernels: KernelSet, readonly layers: readonly Layer[],
     readonly inputShape: readonly number[], readonly classes: number, readonly maxBatch: number,
     /** What the outputs are fitted by: classes by softmax cross-entropy; targets by mean squared error or binary cross-entropy. */
     readonly loss: LossName = 'softmax-cross-entropy') {
@@ -76,8 +77,8 @@ export class Sequential implements ImageModel {
     return activation;
   }
 
-  /** The batch's mean loss, and its gradient with respect to the outputs in gradLogits when `withGradient`. */
-  private lossOf(outputs: Float32Array, batch: Batch, withGradient: boolean): number {
+  /** The batch's mean loss, and its gradient with respect to the outputs in gradLogits when `withGradient` (a pipeline's last stage calls it on the outputs it computed). */
+  outputLoss(outputs: Float32Array, batch: Batch, withGradient: boolean): number {
     if (this.loss === 'softmax-cross-entropy') return this.kernels.softmaxCrossEntropy(outputs, batch.y, batch.size, this.classes, this.gradLogits);
     const gradient = withGradient ? this.gradLogits : null;
     if (this.loss === 'bce') return binaryCrossEntropy(outputs, this.targetsOf(batch), batch.size, this.classes, gradient);
@@ -97,7 +98,7 @@ export class Sequential implements ImageModel {
     if (this.modal.length > 0) this.setMode(true);
     const logits = this.forward(params, batch.x, batch.size);
     // the classifiers' loss called straight: the hot path stays what V8 optimised before the other losses came
-    const loss = this.loss === 'softmax-cross-entropy' ? this.kernels.softmaxCrossEntropy(logits, batch.y, batch.size, this.classes, this.gradLogits) : this.lossOf(logits, batch, true);
+    const loss = this.loss === 'softmax-cross-entropy' ? this.kernels.softmaxCrossEntropy(logits, batch.y, batch.size, this.classes, this.gradLogits) : this.outputLoss(logits, batch, true);
     const p = this.layout.views(params);
     const g = this.layout.views(grad);
     let gradOut = this.gradLogits;
@@ -121,7 +122,7 @@ export class Sequential implements ImageModel {
       this.inputs[i] = activation;
       activation = layer.synchronised ? await layer.forwardAsync!(p, activation, batch.size) : layer.forward(p, activation, batch.size);
     }
-    const loss = this.lossOf(activation, batch, true);
+    const loss = this.outputLoss(activation, batch, true);
     let gradOut = this.gradLogits;
     for (let i = this.layers.length - 1; i >= 0; i--) {
       const layer = this.layers[i];
@@ -135,8 +136,12 @@ export class Sequential implements ImageModel {
 
   evaluate(params: Float32Array, batch: Batch): Evaluation {
     if (this.modal.length > 0) this.setMode(false);
-    const logits = this.forward(params, batch.x, batch.size);
-    const loss = this.lossOf(logits, batch, false);
+    return this.score(this.forward(params, batch.x, batch.size), batch);
+  }
+
+  /** The loss and figure of merit of outputs the model computed for the batch. */
+  score(logits: Float32Array, batch: Batch): Evaluation {
+    const loss = this.outputLoss(logits, batch, false);
     if (this.loss === 'mse') return { loss, correct: 0, squaredError: squaredError(logits, batch.targets!, batch.size, this.classes) };
     let correct = 0;
     if (this.loss === 'bce') {

@@ -9,6 +9,7 @@ import { parameterServer } from './ps.js';
 import { asyncParameterServer } from './async-ps.js';
 import { hogwild } from './hogwild.js';
 import { localSgd } from './local-sgd.js';
+import { pipeline } from './pipeline.js';
 
 export interface StrategyEntry {
   readonly run: Strategy;
@@ -33,6 +34,8 @@ export interface StrategyEntry {
   readonly perExampleSteps: boolean;
   /** Every rank computes every step, together: batch norm can reduce its statistics across them inside the step (--sync-bn). */
   readonly syncBatchNorm: boolean;
+  /** The model's layers are cut into --stages stages, one rank each: a worker takes that many ranks. */
+  readonly stages: boolean;
 }
 
 const everywhere: readonly BackendName[] = ['shm', 'tcp', 'mpi'];
@@ -40,23 +43,27 @@ const everywhere: readonly BackendName[] = ['shm', 'tcp', 'mpi'];
 export const strategies: Readonly<Record<string, StrategyEntry>> = {
   allreduce: {
     run: allreduce, description: 'synchronous; gradients averaged by all-reduce (reduce-scatter + all-gather), no server',
-    server: false, backends: everywhere, pointToPoint: false, compression: true, hookMomentum: true, paramPrecision: true, sharedArray: false, midEpochCheckpoints: true, perExampleSteps: false, syncBatchNorm: true,
+    server: false, backends: everywhere, pointToPoint: false, compression: true, hookMomentum: true, paramPrecision: true, sharedArray: false, midEpochCheckpoints: true, perExampleSteps: false, syncBatchNorm: true, stages: false,
   },
   ps: {
     run: parameterServer, description: 'synchronous parameter server: one extra thread holds the parameters and gathers every gradient',
-    server: true, backends: everywhere, pointToPoint: false, compression: true, hookMomentum: true, paramPrecision: true, sharedArray: false, midEpochCheckpoints: true, perExampleSteps: false, syncBatchNorm: false,
+    server: true, backends: everywhere, pointToPoint: false, compression: true, hookMomentum: true, paramPrecision: true, sharedArray: false, midEpochCheckpoints: true, perExampleSteps: false, syncBatchNorm: false, stages: false,
   },
   'async-ps': {
     run: asyncParameterServer, description: 'asynchronous parameter server: each push applied as it arrives, workers at most --staleness steps apart',
-    server: true, backends: everywhere, pointToPoint: true, compression: true, hookMomentum: false, paramPrecision: false, sharedArray: false, midEpochCheckpoints: false, perExampleSteps: false, syncBatchNorm: false,
+    server: true, backends: everywhere, pointToPoint: true, compression: true, hookMomentum: false, paramPrecision: false, sharedArray: false, midEpochCheckpoints: false, perExampleSteps: false, syncBatchNorm: false, stages: false,
   },
   hogwild: {
     run: hogwild, description: 'Hogwild!: lock-free updates of one shared parameter array (threads only)',
-    server: false, backends: ['shm'], pointToPoint: false, compression: false, hookMomentum: false, paramPrecision: true, sharedArray: true, midEpochCheckpoints: false, perExampleSteps: true, syncBatchNorm: false,
+    server: false, backends: ['shm'], pointToPoint: false, compression: false, hookMomentum: false, paramPrecision: true, sharedArray: true, midEpochCheckpoints: false, perExampleSteps: true, syncBatchNorm: false, stages: false,
   },
   'local-sgd': {
     run: localSgd, description: 'local SGD: own copies, averaged every --sync-every steps',
-    server: false, backends: everywhere, pointToPoint: false, compression: true, hookMomentum: false, paramPrecision: true, sharedArray: false, midEpochCheckpoints: true, perExampleSteps: false, syncBatchNorm: true,
+    server: false, backends: everywhere, pointToPoint: false, compression: true, hookMomentum: false, paramPrecision: true, sharedArray: false, midEpochCheckpoints: true, perExampleSteps: false, syncBatchNorm: true, stages: false,
+  },
+  pipeline: {
+    run: pipeline, description: 'pipeline parallelism: the layers cut into --stages stages, one rank each, --microbatches in flight (--pipeline-schedule gpipe|1f1b)',
+    server: false, backends: everywhere, pointToPoint: true, compression: false, hookMomentum: false, paramPrecision: false, sharedArray: false, midEpochCheckpoints: true, perExampleSteps: false, syncBatchNorm: false, stages: true,
   },
 };
 
@@ -68,9 +75,9 @@ export function strategy(name: string): StrategyEntry {
   return entry;
 }
 
-/** Ranks a job needs for `workers` gradient workers. */
-export function ranksFor(entry: StrategyEntry, workers: number): number {
-  return entry.server ? workers + 1 : workers;
+/** Ranks a job needs for `workers` gradient workers (each a pipeline of `stages` ranks where the strategy cuts the model). */
+export function ranksFor(entry: StrategyEntry, workers: number, stages = 1): number {
+  return (entry.server ? workers + 1 : workers) * (entry.stages ? stages : 1);
 }
 
 /** The strategies with an ability, for messages ("allreduce, ps, local-sgd"). */

@@ -5,9 +5,11 @@
 
 import type { Communicator } from '../comm/communicator.js';
 import type { Hook } from '../compress/hook.js';
+import type { Batcher } from '../data/batches.js';
 import type { AnyBatch, Model } from '../models/model.js';
 import type { Optimizer } from '../optim/optimizers.js';
 import type { ParamPrecision } from '../tensor/precision.js';
+import type { PipelineOptions, StageReport } from './pipeline.js';
 
 /** What the loop hands a strategy when it builds a rank. */
 export interface RankSetup {
@@ -26,10 +28,19 @@ export interface RankSetup {
   sharedBuffer?: SharedArrayBuffer;
   /** This rank's compression hook (--compress), its saved state restored; null without one. */
   hook: Hook | null;
-  /** The optimiser of --optimizer (plain SGD when the hook applies momentum), its saved state restored. */
-  optimizer(): Optimizer;
+  /**
+   * The optimiser of --optimizer (plain SGD when the hook applies momentum), its saved state
+   * restored; over the parameters' [start, end) alone when a range is given (a pipeline stage's).
+   */
+  optimizer(range?: [number, number]): Optimizer;
+  /** Another replica of the model (the same definition, seed and rank), sized for batches of up to maxBatch: a pipeline stage holds one per micro-batch in flight. */
+  replica(maxBatch: number): Model;
+  /** pipeline: the stages, micro-batches, schedule and cut. */
+  pipeline?: PipelineOptions;
   /** Reports of a strategy's own kind (async-ps: which updates had which staleness). */
   reportUpdates(workers: number[], versions: number[], staleness: number[]): void;
+  /** pipeline, at rank 0: every stage's layers, parameters, peak stored micro-batches and time. */
+  reportPipeline?(stages: StageReport[]): void;
 }
 
 /** One step as the loop describes it to a rank. */
@@ -65,6 +76,8 @@ export interface StepOutcome {
   stop: boolean;
   /** Where a resumed run starts, when not at the next step (async-ps: the slowest worker's step). */
   resumeAt?: number;
+  /** Seconds of forward and backward passes the rank ran itself, outside input.gradient (a pipeline stage's). */
+  computeSeconds?: number;
 }
 
 /** The optimiser state a checkpoint holds, whole, at rank 0. */
@@ -88,6 +101,12 @@ export interface StrategyRank {
   endSteps?(stopped: boolean, trainLoss: number): Promise<{ stop: boolean; trainLoss: number }>;
   /** A collective before a checkpoint: the optimiser state, whole at rank 0 (null elsewhere). */
   snapshot(): Promise<OptimizerSnapshot | null>;
+  /**
+   * A collective: the test split's loss and accuracy (or RMSE), where no rank holds the whole
+   * model (a pipeline passes the batches through its stages). Absent: each rank evaluates its
+   * share with `params`.
+   */
+  evaluate?(batcher: Batcher, count: number): Promise<{ loss: number; accuracy: number; rmse: number }>;
 }
 
 export type Strategy = (setup: RankSetup) => Promise<StrategyRank>;

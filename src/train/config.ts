@@ -12,6 +12,7 @@ import { isModelModule } from '../models/module.js';
 import { optimizerNames, type OptimizerName } from '../optim/optimizers.js';
 import { scheduleNames, type ScheduleName } from '../optim/schedules.js';
 import { strategiesThat, strategy, strategyNames } from '../strategies/index.js';
+import { pipelineSchedules, type PipelineSchedule } from '../strategies/pipeline-schedule.js';
 import { parseSlowRank } from './faults.js';
 import { paramPrecisions, type ParamPrecision } from '../tensor/precision.js';
 
@@ -32,6 +33,14 @@ export interface TrainConfig {
   paramPrecision: ParamPrecision; // how the master copy of the parameters is stored
   syncBn: boolean; // batch norm normalises by every rank's batch together (else each replica by its own)
   workers: number;
+  /** pipeline: ranks each worker's model is cut across (one stage each). */
+  stages: number;
+  /** pipeline: micro-batches each step's batch is split into (they fill the pipeline). */
+  microbatches: number;
+  /** pipeline: gpipe (every forward, then every backward) or 1f1b (at most S − s micro-batches stored on stage s). */
+  pipelineSchedule: PipelineSchedule;
+  /** pipeline: the layer indices where stages 2..S begin (else balanced over measured layer costs). */
+  stageCuts?: number[];
   /** shm: threads of this process; tcp, mpi: this process is one rank of a job (see launch/process-rank.ts) */
   backend: string;
   strategy: string;
@@ -83,6 +92,9 @@ export const defaults: TrainConfig = {
   paramPrecision: 'fp32',
   syncBn: false,
   workers: availableParallelism(), // one per core
+  stages: 1,
+  microbatches: 4,
+  pipelineSchedule: '1f1b',
   strategy: 'allreduce',
   backend: 'shm',
   epochs: 2,
@@ -104,7 +116,7 @@ export const defaults: TrainConfig = {
 };
 
 /** The options without a default, so that defaults and these together name every option. */
-export const optionalOptions = ['dataDir', 'testDataset', 'labelColumn', 'compress', 'save', 'resume', 'log', 'stopAfterSteps', 'globalBatch', 'target', 'slowRank', 'transportSecurity', 'bind'] as const satisfies readonly (keyof TrainConfig)[];
+export const optionalOptions = ['dataDir', 'testDataset', 'labelColumn', 'compress', 'save', 'resume', 'log', 'stopAfterSteps', 'globalBatch', 'target', 'slowRank', 'transportSecurity', 'bind', 'stageCuts'] as const satisfies readonly (keyof TrainConfig)[];
 
 /** Every option's name (the TrainConfig field; the CLI flag is it in kebab case). */
 export const optionNames: readonly string[] = [...Object.keys(defaults), ...optionalOptions];
@@ -121,6 +133,11 @@ export function withRecommended(config: TrainConfig, given: (option: keyof Train
     if (given(option as keyof TrainConfig)) continue;
     out[option] = value;
     taken.push(`${option.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} ${value}`);
+  }
+  // a pipeline's ranks are its stages: one pipeline, as many stages as cores, unless the user says
+  if (strategyNames.includes(config.strategy) && strategy(config.strategy).stages) {
+    if (!given('workers')) out.workers = 1;
+    if (!given('stages')) out.stages = Math.max(2, Math.floor(availableParallelism() / (out.workers as number)));
   }
   return { config: out as unknown as TrainConfig, taken };
 }
@@ -162,6 +179,9 @@ export function validate(config: TrainConfig): void {
   if (!['auto', 'classification', 'regression'].includes(config.task)) throw unknownName('task', config.task, ['auto', 'classification', 'regression']);
   if (!['linear', 'none'].includes(config.lrScaling)) throw badOption('--lr-scaling', config.lrScaling, "'linear' or 'none'");
   positiveInteger('--workers', config.workers);
+  positiveInteger('--stages', config.stages);
+  positiveInteger('--microbatches', config.microbatches);
+  if (!(pipelineSchedules as readonly string[]).includes(config.pipelineSchedule)) throw unknownName('pipeline schedule', config.pipelineSchedule, pipelineSchedules);
   positiveInteger('--epochs', config.epochs);
   positiveInteger('--batch', config.batch);
   if (config.globalBatch !== undefined) {
@@ -205,6 +225,16 @@ export function validate(config: TrainConfig): void {
   }
   if (evaluatesMidEpoch(config.evalEvery) && !abilities.midEpochCheckpoints) {
     throw badOption('--eval-every', config.evalEvery, `1 or more epochs with ${config.strategy}, whose ranks do not meet inside an epoch (mid-epoch evaluation works with ${strategiesThat((s) => s.midEpochCheckpoints).join(', ')})`);
+  }
+  if (abilities.stages) {
+    if (config.workers !== 1) throw badOption('--workers', config.workers, `1 with --strategy ${config.strategy}: a worker is one pipeline of --stages ranks, and pipelines side by side (pipeline × data parallelism) are not built yet`);
+    const batch = config.globalBatch ?? config.batch;
+    if (batch % config.microbatches !== 0) throw badOption('--microbatches', config.microbatches, `a divisor of the batch (${batch}): each micro-batch takes batch / microbatches samples`);
+    if (config.stageCuts !== undefined && (config.stageCuts.length !== config.stages - 1 || config.stageCuts.some((c, i) => !Number.isInteger(c) || c <= (i === 0 ? 0 : config.stageCuts![i - 1])))) {
+      throw badOption('--stage-cuts', config.stageCuts.join(','), `${config.stages - 1} increasing layer indices ≥ 1, where stages 2..${config.stages} begin`);
+    }
+  } else if (config.stages !== 1 || config.stageCuts !== undefined) {
+    throw badOption(config.stages !== 1 ? '--stages' : '--stage-cuts', config.stages !== 1 ? config.stages : config.stageCuts!.join(','), `a strategy that cuts the model into stages (${strategiesThat((s) => s.stages).join(', ')}), not ${config.strategy}`);
   }
   if (config.syncBn && !abilities.syncBatchNorm) {
     throw badOption('--sync-bn', 'given', `a strategy whose ranks all compute every step together (${strategiesThat((s) => s.syncBatchNorm).join(', ')}), not ${config.strategy}`);

@@ -50,8 +50,11 @@ export function restoreHookState(hook: Hook | null | undefined, saved: Record<st
   hook.loadState(state);
 }
 
-/** Loads a saved optimiser state; a state the optimiser does not keep (momentum, when a hook applies it) is skipped. */
-export function restoreOptimizer(optimizer: Optimizer, saved: Record<string, Float32Array>, steps: number): void {
-  for (const [name, values] of Object.entries(saved)) optimizer.state[name]?.set(values);
+/**
+ * Loads a saved optimiser state (its [start, end) where the optimiser keeps a range of the
+ * parameters); a state the optimiser does not keep (momentum, when a hook applies it) is skipped.
+ */
+export function restoreOptimizer(optimizer: Optimizer, saved: Record<string, Float32Array>, steps: number, [start, end]: [number, number] = [0, optimizer.size]): void {
+  for (const [name, values] of Object.entries(saved)) optimizer.state[name]?.set(values.subarray(start, end));
   optimizer.steps = steps;
 }

@@ -10,6 +10,7 @@ import type { Dataset } from '../data/dataset.js';
 import { divergence } from '../errors.js';
 import type { Model } from '../models/model.js';
 import type { StrategyEntry } from '../strategies/index.js';
+import type { StageReport } from '../strategies/pipeline.js';
 import type { StepInput, StrategyRank } from '../strategies/strategy.js';
 import { gatherHookState } from './hook-state.js';
 
@@ -31,7 +32,9 @@ export type TrainingEvent =
    */
   | { kind: 'evaluation'; epochs: number; samples: number; testLoss: number; testAccuracy: number; testRmse: number; trainSeconds: number }
   /** async-ps: the updates applied since the last report — worker, server version after it, staleness */
-  | { kind: 'updates'; workers: number[]; versions: number[]; staleness: number[] };
+  | { kind: 'updates'; workers: number[]; versions: number[]; staleness: number[] }
+  /** pipeline: every stage's cut, parameters, peak stored micro-batches and time, so far */
+  | { kind: 'pipeline'; stages: StageReport[] };
 
 /**
  * Where a step's time went on the reporting rank, in seconds per step over an epoch: computing
@@ -51,6 +54,8 @@ export interface LoopInput {
   dataset: Dataset;
   capabilities: StrategyEntry;
   workers: number;
+  /** Ranks per worker (a pipeline's stages; 1 elsewhere): they all read the worker's minibatch. */
+  stages: number;
   batch: number; // per worker
   epochs: number;
   seed: number;
@@ -93,8 +98,8 @@ export async function trainingLoop(input: LoopInput, rank: StrategyRank): Promis
   const trainBatcher = makeBatcher(dataset, 'train', batch);
   const testBatcher = makeBatcher(dataset, 'test', model.maxBatch);
   const steps = stepsPerEpoch(dataset.train.count, workers, batch);
-  // a server computes no gradient; worker w of P takes the w-th slice of each global batch
-  const workerIndex = capabilities.server ? comm.rank - 1 : comm.rank;
+  // a server computes no gradient; worker w of P takes the w-th slice of each global batch (with every stage of its pipeline)
+  const workerIndex = Math.floor((capabilities.server ? comm.rank - 1 : comm.rank) / input.stages);
   let lastReport = 0;
   const whole = trainBatcher.whole?.();
 
@@ -143,7 +148,7 @@ export async function trainingLoop(input: LoopInput, rank: StrategyRank): Promis
   let trainedSeconds = 0;
   const test = async (epochs: number, samples: number) => {
     await syncBuffers();
-    const { loss, accuracy, rmse } = await evaluate(comm, model, dataset, rank.params, testBatcher);
+    const { loss, accuracy, rmse } = rank.evaluate ? await rank.evaluate(testBatcher, dataset.test.count) : await evaluate(comm, model, dataset, rank.params, testBatcher);
     if (reporting) input.report({ kind: 'evaluation', epochs, samples, testLoss: loss, testAccuracy: accuracy, testRmse: rmse, trainSeconds: trainedSeconds });
     return { loss, accuracy, rmse };
   };
@@ -182,6 +187,7 @@ export async function trainingLoop(input: LoopInput, rank: StrategyRank): Promis
       const stepStarted = performance.now();
       const outcome = await rank.step(current);
       stepMs += performance.now() - stepStarted;
+      computeMs += 1000 * (outcome.computeSeconds ?? 0);
       stepsTimed++;
       if (outcome.loss !== undefined) {
         if (Number.isNaN(firstLoss)) firstLoss = outcome.loss;

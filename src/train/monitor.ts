@@ -2,6 +2,7 @@
 // then a summary), live figures for a progress display, and the summary itself.
 
 import { closeSync, openSync, writeSync } from 'node:fs';
+import type { StageReport } from '../strategies/pipeline.js';
 import type { StepBreakdown, TrainingEvent } from './loop.js';
 
 export interface Summary {
@@ -28,6 +29,8 @@ export interface Summary {
   trainSecondsToTarget?: number | null; // training time of this run until then, evaluations excluded
   samplesToTarget?: number | null;
   wallSecondsToTarget?: number | null;
+  /** pipeline: each stage's layers, parameters, peak stored micro-batches, and compute and idle seconds. */
+  pipeline?: StageReport[];
 }
 
 export type Listener = (event: TrainingEvent, elapsedSeconds: number) => void;
@@ -47,6 +50,7 @@ export class Monitor {
   private stalenessCount = 0;
   private reached: { trainSeconds: number; samples: number; wallSeconds: number } | null = null;
   private stopFlag: SharedArrayBuffer | null = null;
+  private stages: StageReport[] | null = null;
 
   /** --stop-at-target: the first evaluation that reaches the target raises the run's stop flag (the ranks stop together at their next meeting). */
   stopAtTarget(stopFlag: SharedArrayBuffer): void {
@@ -82,6 +86,9 @@ export class Monitor {
         this.stalenessMax = Math.max(this.stalenessMax, value);
       }
       this.stalenessCount += event.staleness.length;
+    } else if (event.kind === 'pipeline') {
+      this.stages = event.stages;
+      this.write({ type: 'pipeline', time, stages: event.stages });
     } else if (event.kind === 'evaluation') {
       const classification = !Number.isNaN(event.testAccuracy);
       this.write({ type: 'evaluation', time, epochs: event.epochs, samples: event.samples, testLoss: event.testLoss,
@@ -113,6 +120,7 @@ export class Monitor {
       samples: this.samples, samplesPerSecond: this.trainSeconds > 0 ? this.samples / this.trainSeconds : 0,
       wallSeconds: this.elapsed(), bytesPerWorkerPerStep: this.steps > 0 ? this.lastBytes / this.steps : 0, stoppedEarly,
       ...(this.stalenessCount ? { meanStaleness: this.stalenessSum / this.stalenessCount, maxStaleness: this.stalenessMax } : {}),
+      ...(this.stages ? { pipeline: this.stages } : {}),
       ...(this.run.target !== undefined ? {
         target: this.run.target, trainSecondsToTarget: this.reached?.trainSeconds ?? null, samplesToTarget: this.reached?.samples ?? null, wallSecondsToTarget: this.reached?.wallSeconds ?? null,
       } : {}),

@@ -56,7 +56,8 @@ export async function trainRank(comm: Communicator, input: RankInput, emit: (val
   const definition = await resolveModel(config.model);
   // --sync-bn: batch norm sums its statistics over every rank inside the step
   const statistics = config.syncBn ? { allreduceSum: (buffer: Float32Array) => comm.allreduce(buffer, 'sum') } : undefined;
-  const built = definition.build({ ...modelOptions(dataset, config, Math.max(config.batch, EVAL_BATCH)), seed: config.seed, replica: comm.rank, statistics });
+  const build = (maxBatch: number) => definition.build({ ...modelOptions(dataset, config, maxBatch), seed: config.seed, replica: comm.rank, statistics });
+  const built = build(Math.max(config.batch, EVAL_BATCH));
   const model = withSlowdown(withFault(built, comm.rank), comm.rank, config.slowRank === undefined ? undefined : parseSlowRank(config.slowRank));
   if (config.syncBn && !model.lossAndGradAsync) throw badOption('--sync-bn', 'given', `a model with batch norm layers (${model.name} has none)`);
   const size = model.layout.size;
@@ -72,15 +73,18 @@ export async function trainRank(comm: Communicator, input: RankInput, emit: (val
   const rank = await capabilities.run({
     comm, model, workers: config.workers, batch: config.batch, seed: config.seed, startParams: start.params,
     paramPrecision: config.paramPrecision, syncEvery: config.syncEvery, staleness: config.staleness, sharedBuffer: input.shared, hook,
-    optimizer: () => {
-      const optimizer = new Optimizer({ ...defaultOptimizer, name: hook?.appliesMomentum ? 'sgd' : config.optimizer, momentum: config.momentum, weightDecay: config.weightDecay }, size);
-      restoreOptimizer(optimizer, start.optimizerState, start.optimizerSteps);
+    optimizer: (range = [0, size]) => {
+      const optimizer = new Optimizer({ ...defaultOptimizer, name: hook?.appliesMomentum ? 'sgd' : config.optimizer, momentum: config.momentum, weightDecay: config.weightDecay }, range[1] - range[0]);
+      restoreOptimizer(optimizer, start.optimizerState, start.optimizerSteps, range);
       return optimizer;
     },
+    replica: build,
+    pipeline: capabilities.stages ? { stages: config.stages, microbatches: config.microbatches, schedule: config.pipelineSchedule, cuts: config.stageCuts } : undefined,
     reportUpdates: (workers, versions, staleness) => emit({ kind: 'updates', workers, versions, staleness }),
+    reportPipeline: (stages) => emit({ kind: 'pipeline', stages }),
   });
   const result = await trainingLoop({
-    comm, model, dataset, capabilities, hook, start,
+    comm, model, dataset, capabilities, hook, start, stages: capabilities.stages ? config.stages : 1,
     workers: config.workers, batch: config.batch, epochs: config.epochs, seed: config.seed, saveEvery: config.saveEvery,
     evalEvery: evaluationInterval(config.evalEvery, stepsPerEpoch(dataset.train.count, config.workers, config.batch)),
     learningRate: (epoch) => learningRate(schedule, epoch),

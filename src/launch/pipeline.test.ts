@@ -1,0 +1,129 @@
+// Pipeline parallelism end to end on threads: S stages with m micro-batches end bit-equal to one
+// model trained serially with gradient accumulation over the same micro-batches (written out
+// here: the mean of the micro-batches' gradients, summed in micro-batch order, then the
+// optimiser's step), for both schedules, S ∈ {2, 3}, m ∈ {1, 2, 4, 8}; the engine's own count of
+// stored micro-batches is the schedule's; evaluation through the stages equals evaluating the
+// whole model; a checkpoint resumes on another stage count.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { epochOrder, makeBatcher } from '../data/batches.js';
+import { syntheticDataset } from '../data/dataset.js';
+import { createModel } from '../models/index.js';
+import type { Batch } from '../models/model.js';
+import { Optimizer, defaultOptimizer } from '../optim/optimizers.js';
+import { Random } from '../tensor/random.js';
+import { defaults, type TrainConfig } from '../train/config.js';
+import { trainOnThreads } from './threads.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'converge-pipeline-'));
+const base: TrainConfig = { ...defaults, dataset: 'synthetic', model: 'mlp', hidden: [32, 16], strategy: 'pipeline', workers: 1, batch: 32, epochs: 2, lr: 0.05, seed: 4, lrScaling: 'none' };
+const dataset = syntheticDataset(base.seed);
+const shape = { inputShape: [1, 8, 8], classes: 10, hidden: base.hidden };
+
+/** One model, serially: each step's batch split into m micro-batches, their gradients summed in order, then the mean, then momentum SGD. */
+function serialAccumulation(batch: number, micro: number, steps: number): { params: Float32Array; losses: number[] } {
+  const size = batch / micro;
+  const model = createModel('mlp', { ...shape, maxBatch: size });
+  const params = model.layout.allocate();
+  model.init(params, new Random(base.seed));
+  const optimizer = new Optimizer({ ...defaultOptimizer, name: 'momentum', momentum: base.momentum }, model.layout.size);
+  const sum = new Float32Array(model.layout.size);
+  const grad = new Float32Array(model.layout.size);
+  const order = new Uint32Array(dataset.train.count);
+  const batcher = makeBatcher(dataset, 'train', batch);
+  const perEpoch = Math.floor(dataset.train.count / batch);
+  const losses: number[] = [];
+  for (let t = 0; t < steps; t++) {
+    if (t % perEpoch === 0) epochOrder(order, base.seed, t / perEpoch);
+    const whole = batcher.fromOrder(order, (t % perEpoch) * batch, batch) as Batch;
+    let loss = 0;
+    for (let i = 0; i < micro; i++) {
+      const part: Batch = { x: whole.x.subarray(i * size * 64, (i + 1) * size * 64), y: whole.y.subarray(i * size, (i + 1) * size), size };
+      loss += model.lossAndGrad(params, part, i === 0 ? sum : grad);
+      if (i > 0) for (let j = 0; j < sum.length; j++) sum[j] = Math.fround(sum[j] + grad[j]);
+    }
+    if (micro > 1) for (let j = 0; j < sum.length; j++) sum[j] = Math.fround(sum[j] * (1 / micro));
+    optimizer.step(params, sum, base.lr);
+    losses.push(loss / micro);
+  }
+  return { params, losses };
+}
+
+function firstDifference(a: Float32Array, b: Float32Array): string | null {
+  assert.equal(a.length, b.length);
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i] && !(Number.isNaN(a[i]) && Number.isNaN(b[i]))) return `parameter ${i}: ${a[i]} vs ${b[i]}`;
+  return null;
+}
+
+test('pipeline on threads: GPipe and 1F1B with S = 2, 3 stages and m = 1, 2, 4, 8 micro-batches end bit-equal to serial gradient accumulation, storing what each schedule promises', async () => {
+  const steps = 70; // into the second epoch: an epoch's end (evaluation, checkpoint gather) lies between
+  const oracles = new Map<number, Float32Array>();
+  for (const schedule of ['gpipe', '1f1b'] as const) {
+    for (const stages of [2, 3]) {
+      for (const micro of [1, 2, 4, 8]) {
+        // the partitioner's cut (measured) for 2 stages; given cuts for 3, one of them starting a stage at a ReLU
+        const stageCuts = stages === 3 ? (micro % 2 === 0 ? [1, 3] : [2, 4]) : undefined;
+        const run = await trainOnThreads({ ...base, stages, microbatches: micro, pipelineSchedule: schedule, stageCuts, stopAfterSteps: steps });
+        if (!oracles.has(micro)) oracles.set(micro, serialAccumulation(base.batch, micro, steps).params);
+        const difference = firstDifference(run.params, oracles.get(micro)!);
+        assert.equal(difference, null, `${schedule} S=${stages} m=${micro}: ${difference}`);
+        const stored = run.summary.pipeline!.map((stage) => stage.peakStoredMicrobatches);
+        assert.deepEqual(stored, Array.from({ length: stages }, (_, s) => (schedule === 'gpipe' ? micro : Math.min(micro, stages - s))), `${schedule} S=${stages} m=${micro}`);
+        const layers = run.summary.pipeline!.map((stage) => stage.layers);
+        assert.equal(layers[0][0], 0);
+        assert.equal(layers[stages - 1][1], 5, 'fc1 relu fc2 relu fc3');
+        for (let s = 1; s < stages; s++) assert.ok(layers[s][0] === layers[s - 1][1] && layers[s][1] > layers[s][0]);
+        assert.equal(run.summary.pipeline!.reduce((sum, stage) => sum + stage.parameters, 0), run.params.length, 'the stages hold the model between them, once');
+      }
+    }
+  }
+});
+
+test('pipeline on threads: the test accuracy it reports is the whole model\'s on the test split, and the training loss the serial one', async () => {
+  const run = await trainOnThreads({ ...base, epochs: 1, stages: 3, microbatches: 4, log: join(dir, 'log.jsonl') });
+  const model = createModel('mlp', { ...shape, maxBatch: 128 });
+  const batcher = makeBatcher(dataset, 'test', 128);
+  let correct = 0;
+  let lossSum = 0;
+  for (let start = 0; start < dataset.test.count; start += 128) {
+    const count = Math.min(128, dataset.test.count - start);
+    const result = model.evaluate(run.params, batcher.range(start, count));
+    correct += result.correct;
+    lossSum += result.loss * count;
+  }
+  assert.equal(run.summary.testAccuracy, correct / dataset.test.count);
+  assert.ok(Math.abs(run.summary.testLoss - lossSum / dataset.test.count) < 1e-5 * Math.abs(run.summary.testLoss));
+  assert.ok(run.summary.testAccuracy > 0.9, `accuracy ${run.summary.testAccuracy}`);
+  const { losses } = serialAccumulation(base.batch, 4, 64);
+  const mean = losses.reduce((a, b) => a + b, 0) / losses.length;
+  assert.ok(Math.abs(run.summary.trainLoss - mean) < 1e-5 * mean, `train loss ${run.summary.trainLoss} vs ${mean}`);
+});
+
+test('pipeline on threads: a checkpoint of 2 stages resumes on 3 (and on 1) and ends bit-equal to the run never interrupted', async () => {
+  const whole = await trainOnThreads({ ...base, stages: 2, microbatches: 4 });
+  const checkpoint = join(dir, 'two-stages.ckpt');
+  const first = await trainOnThreads({ ...base, stages: 2, microbatches: 4, save: checkpoint, stopAfterSteps: 10 });
+  assert.equal(first.summary.stoppedEarly, true);
+  for (const stages of [3, 1]) {
+    const resumed = await trainOnThreads({ ...base, stages, microbatches: 4, pipelineSchedule: 'gpipe', resume: checkpoint });
+    assert.deepEqual(resumed.resumedFrom, { epoch: 0, step: 10 });
+    assert.equal(firstDifference(resumed.params, whole.params), null, `resumed on ${stages} stages`);
+  }
+});
+
+test('pipeline: what it cannot run is refused before training, in one line that says what to do', async () => {
+  const refusals: [Partial<TrainConfig>, RegExp][] = [
+    [{ workers: 2, stages: 2 }, /--workers: got 2; expected 1 with --strategy pipeline: a worker is one pipeline of --stages ranks/],
+    [{ stages: 2, microbatches: 5 }, /--microbatches: got 5; expected a divisor of the batch \(32\)/],
+    [{ strategy: 'allreduce', workers: 2, stages: 2 }, /--stages: got 2; expected a strategy that cuts the model into stages \(pipeline\), not allreduce/],
+    [{ stages: 3, stageCuts: [2] }, /--stage-cuts: got "2"; expected 2 increasing layer indices/],
+    [{ stages: 2, stageCuts: [5] }, /--stage-cuts: got "5"; expected 1 increasing layer indices between 1 and 4, where stage 2 begins \(the model has 5 layers/],
+    [{ stages: 6 }, /--stages: got 6; expected 1 to 5 \(the model has 5 layers/],
+    [{ stages: 2, pipelineSchedule: 'zigzag' as never }, /unknown pipeline schedule 'zigzag'/],
+    [{ stages: 2, dataset: 'rcv1-like', model: 'logreg' }, /--strategy pipeline cuts a model of layers into stages .*logreg is not one/],
+  ];
+  for (const [change, message] of refusals) await assert.rejects(trainOnThreads({ ...base, ...change }), message, JSON.stringify(change));
+});

@@ -1,0 +1,82 @@
+// A contiguous run of a sequential model's layers: one stage of a pipeline. Its parameters are
+// one contiguous range of the whole model's flat buffer (a layout lists the layers' tensors in
+// order), so a stage holds that range alone, and a checkpoint of the whole model is the stages'
+// ranges side by side — whatever the cut.
+
+import { ConvergeError } from '../errors.js';
+import { Layout } from '../tensor/layout.js';
+import type { Random } from '../tensor/random.js';
+import { LayerChain } from './chain.js';
+import type { Layer } from './layers.js';
+import type { Batch, Evaluation, Model } from './model.js';
+import { Sequential } from './sequential.js';
+
+const sizeOf = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
+
+/** The model as a chain of layers a pipeline can cut, or a one-line reason why it cannot be. */
+export function layerChainOf(model: Model): Sequential {
+  if (!(model instanceof Sequential)) {
+    throw new ConvergeError(`--strategy pipeline cuts a model of layers into stages (sequential([...]) or the built-in mlp, cnn); ${model.name} is not one.`, 'BAD_OPTION');
+  }
+  if (model.buffers) throw new ConvergeError(`--strategy pipeline: ${model.name} keeps running statistics (batch norm), which the stages do not share yet; pick a model without batch norm.`, 'BAD_OPTION');
+  if (model.layers.some((layer) => layer.synchronised)) throw new ConvergeError('--strategy pipeline with --sync-bn: not supported.', 'BAD_OPTION');
+  return model;
+}
+
+/** Where each layer's parameters sit in the model's flat buffer: layer i's are [offsets[i], offsets[i + 1]). */
+export function layerOffsets(layers: readonly Layer[]): number[] {
+  const offsets = [0];
+  for (const layer of layers) offsets.push(offsets[offsets.length - 1] + layer.params.reduce((sum, spec) => sum + sizeOf(spec.shape), 0));
+  return offsets;
+}
+
+export class ChainStage {
+  /** This stage's parameters, named as in the whole model. */
+  readonly layout: Layout;
+  /** Where they sit in the whole model's flat buffer: [start, end). */
+  readonly paramRange: [number, number];
+  readonly inputWidth: number; // floats per sample in
+  readonly outputWidth: number; // floats per sample out
+  private readonly chain: LayerChain;
+  private readonly layers: readonly Layer[];
+
+  constructor(private readonly model: Sequential, first: number, end: number, maxBatch: number) {
+    this.layers = model.layers.slice(first, end);
+    this.chain = new LayerChain(this.layers, maxBatch);
+    this.layout = new Layout(this.layers.flatMap((layer) => layer.params));
+    const offsets = layerOffsets(model.layers);
+    this.paramRange = [offsets[first], offsets[end]];
+    this.inputWidth = first === 0 ? sizeOf(model.inputShape) : sizeOf(model.layers[first - 1].outputShape);
+    this.outputWidth = sizeOf(this.layers[this.layers.length - 1].outputShape);
+  }
+
+  init(params: Float32Array, random: Random): void {
+    const p = this.layout.views(params);
+    for (const layer of this.layers) layer.init(p, random);
+  }
+
+  /** `step` seeds what is random while training (dropout): one number per micro-batch. */
+  forward(params: Float32Array, x: Float32Array, batch: number, training: boolean, step: number): Float32Array {
+    for (const layer of this.layers) layer.setMode?.(training, step);
+    return this.chain.forward(this.layout.views(params), x, batch);
+  }
+
+  /** The last stage: the batch's mean loss of its outputs; the gradient with respect to them is in `outputGradient`. */
+  loss(outputs: Float32Array, batch: Batch): number {
+    return this.model.outputLoss(outputs, batch, true);
+  }
+
+  get outputGradient(): Float32Array {
+    return this.model.gradLogits;
+  }
+
+  /** The last stage: loss and figure of merit of its outputs. */
+  score(outputs: Float32Array, batch: Batch): Evaluation {
+    return this.model.score(outputs, batch);
+  }
+
+  /** Parameter gradients into grad (overwritten) and, unless gradX is null, the gradient of the stage's input. */
+  backward(params: Float32Array, grad: Float32Array, gradOut: Float32Array, gradX: Float32Array | null, batch: number): void {
+    this.chain.backward(this.layout.views(params), this.layout.views(grad), gradOut, gradX, batch);
+  }
+}

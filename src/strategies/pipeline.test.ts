@@ -1,0 +1,101 @@
+// Pipeline schedules and the stage partitioner, against closed forms and brute force: the bubble
+// of equal stages is (S − 1)/(m + S − 1), 1F1B stores min(m, S − s) micro-batches on stage s and
+// GPipe m, no program deadlocks even when every send waits for its receive, and the balanced cut
+// is the best of every possible cut.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Random } from '../tensor/random.js';
+import { balancedCuts, checkCuts, stageRange } from './pipeline-partition.js';
+import { peakStored, pipelinePrograms, simulate, stageProgram, type PipelineAction } from './pipeline-schedule.js';
+
+const schedules = ['gpipe', '1f1b'] as const;
+
+test('pipeline schedules: with equal stages the bubble is exactly (S − 1)/(m + S − 1), for GPipe and 1F1B, S ≤ 6, m ≤ 12', () => {
+  for (const schedule of schedules) {
+    for (let stages = 1; stages <= 6; stages++) {
+      for (let micro = 1; micro <= 12; micro++) {
+        // backward twice the forward, as for dense layers; the formula holds for any equal split
+        const costs = Array.from({ length: stages }, () => ({ forward: 1, backward: 2 }));
+        const result = simulate(pipelinePrograms(schedule, stages, micro), costs);
+        const expected = (stages - 1) / (micro + stages - 1);
+        assert.ok(Math.abs(result.bubble - expected) < 1e-12, `${schedule} S=${stages} m=${micro}: bubble ${result.bubble}, expected ${expected}`);
+        assert.equal(result.makespan, 3 * (micro + stages - 1), `${schedule} S=${stages} m=${micro}: makespan`);
+      }
+    }
+  }
+});
+
+test('pipeline schedules: 1F1B stores at most min(m, S − s) micro-batches on stage s, GPipe m; every program runs each forward and backward once, backwards in micro-batch order', () => {
+  for (const schedule of schedules) {
+    for (let stages = 1; stages <= 8; stages++) {
+      for (let micro = 1; micro <= 16; micro++) {
+        for (let s = 0; s < stages; s++) {
+          const program = stageProgram(schedule, s, stages, micro);
+          assert.equal(peakStored(program), schedule === 'gpipe' ? micro : Math.min(micro, stages - s), `${schedule} S=${stages} m=${micro} stage ${s}`);
+          const forwards = program.filter((a) => a.kind === 'forward').map((a) => a.micro);
+          const backwards = program.filter((a) => a.kind === 'backward').map((a) => a.micro);
+          const inOrder = Array.from({ length: micro }, (_, i) => i);
+          assert.deepEqual(forwards, inOrder);
+          assert.deepEqual(backwards, inOrder, 'backwards in micro-batch order: the gradient sums add as serial accumulation does');
+          for (let i = 0; i < micro; i++) {
+            const at = (kind: PipelineAction['kind']) => program.findIndex((a) => a.kind === kind && a.micro === i);
+            assert.ok(at('forward') < at('backward'));
+            if (s > 0) assert.ok(at('recvActivation') < at('forward') && at('backward') < at('sendGradient'));
+            if (s < stages - 1) assert.ok(at('forward') < at('sendActivation') && at('recvGradient') < at('backward'));
+          }
+        }
+      }
+    }
+  }
+});
+
+test('pipeline schedules: no configuration deadlocks when every send waits for its receive (S ≤ 8, m ≤ 16, unequal stages); the order a textbook 1F1B sends in would', () => {
+  const random = new Random(3);
+  for (const schedule of schedules) {
+    for (let stages = 1; stages <= 8; stages++) {
+      for (let micro = 1; micro <= 16; micro++) {
+        const costs = Array.from({ length: stages }, () => ({ forward: 0.5 + random.next(), backward: 1 + 2 * random.next() }));
+        const result = simulate(pipelinePrograms(schedule, stages, micro), costs, 0.1);
+        assert.ok(result.bubble >= 0 && result.bubble < 1);
+      }
+    }
+  }
+  // the steady phase written as "forward, send its activations, then wait for a gradient" meets the next stage sending that gradient: a deadlock the simulator must see
+  const textbook = pipelinePrograms('1f1b', 3, 4).map((program) => {
+    const out = [...program];
+    for (let j = 0; j + 1 < out.length; j++) {
+      if (out[j].kind === 'recvGradient' && out[j + 1].kind === 'sendActivation') [out[j], out[j + 1]] = [out[j + 1], out[j]];
+    }
+    return out;
+  });
+  assert.throws(() => simulate(textbook, Array.from({ length: 3 }, () => ({ forward: 1, backward: 2 }))), /deadlocks/);
+});
+
+test('pipeline partition: the balanced cut minimises the slowest stage (brute force over every cut), leaves no stage empty, and --stage-cuts is checked', () => {
+  const random = new Random(11);
+  for (let trial = 0; trial < 300; trial++) {
+    const layers = 1 + random.below(9);
+    const stages = 1 + random.below(Math.min(layers, 5));
+    const costs = Array.from({ length: layers }, () => (random.below(4) === 0 ? 0 : random.next() * 10));
+    const cuts = balancedCuts(costs, stages);
+    assert.equal(cuts.length, stages - 1);
+    const worst = (c: number[]) => Math.max(...Array.from({ length: stages }, (_, s) => {
+      const [a, b] = stageRange(c, layers, s);
+      assert.ok(b > a, `stage ${s} of ${c} is empty`);
+      return costs.slice(a, b).reduce((x, y) => x + y, 0);
+    }));
+    let best = Infinity;
+    const choose = (from: number, chosen: number[]) => {
+      if (chosen.length === stages - 1) {
+        best = Math.min(best, worst(chosen));
+        return;
+      }
+      for (let c = from; c < layers; c++) choose(c + 1, [...chosen, c]);
+    };
+    choose(1, []);
+    assert.ok(Math.abs(worst(cuts) - best) < 1e-9, `costs ${costs}: cut ${cuts} gives ${worst(cuts)}, the best is ${best}`);
+  }
+  assert.throws(() => balancedCuts([1, 2], 3), /--stages: got 3; expected 1 to 2 \(the model has 2 layers/);
+  assert.deepEqual(checkCuts([2, 4], 5, 3), [2, 4]);
+  for (const bad of [[2], [4, 2], [0, 3], [2, 5]]) assert.throws(() => checkCuts(bad, 5, 3), /--stage-cuts: .*expected 2 increasing layer indices between 1 and 4/);
+});
