@@ -2,6 +2,7 @@
 // pair shaped with tbf to 1 Gbit/s — not loopback, where every byte arrives at once and a class
 // of end-of-run races cannot show. Needs root and iproute2 (ip netns, tc); skipped, saying so,
 // where they are missing, unless CONVERGE_REQUIRE_NETNS=1 (CI sets it).
+import { strategiesThat } from '../strategies/index.js';
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -60,7 +61,7 @@ test('every strategy and every compression hook trains across network namespaces
   ensureNetwork();
   const quick = [cli, 'train', '--backend', 'tcp', '--dataset', 'synthetic', '--model', 'mlp', '--hidden', '32,16', '--epochs', '1', '--timeout', '60'];
   const runs = [
-    ...['allreduce', 'ps', 'async-ps', 'local-sgd'].map((strategy) => ['--strategy', strategy]),
+    ...strategiesThat((entry) => entry.backends.includes('tcp')).map((strategy) => ['--strategy', strategy]),
     ...['fp16', 'bf16', 'sign', 'qsgd:4', 'topk:0.01', 'randomk:0.05'].map((hook) => ['--compress', hook]),
     ['--param-precision', 'int8'],
   ];

@@ -75,6 +75,23 @@ export function processTests(backend: string): void {
     assert.ok(maxRelativeDifference(onThreads.params, whole.params) < 1e-3);
   });
 
+  test(`${backend}: a pipeline of 3 processes (1F1B, 4 micro-batches) ends bit-equal to the same pipeline on threads; --stages must match the job`, async () => {
+    const threads = await trainOnThreads({ ...base, strategy: 'pipeline', workers: 1, stages: 3, microbatches: 4, batch: 32 });
+    const save = join(dir, `${backend}-pipeline.ckpt`);
+    const job = await trainJob(backend, 3, [...args, '--strategy', 'pipeline', '--microbatches', '4', '--batch', '32', '--save', save]);
+    assert.equal(job.exitCode, 0, job.lines.flat().join('\n'));
+    const output = job.lines[0].join('\n');
+    assert.match(output, /3 stages × 4 micro-batches of 8 \(1f1b\)/);
+    assert.match(output, /stage 2: layers \d–4, [\d,]+ parameters, at most 1 micro-batches stored/);
+    assert.match(output, new RegExp(`test accuracy [\\d.]+% after 2 epochs \\(mlp, pipeline, 3 processes over ${backend}`));
+    const saved = savedParams(save);
+    const different = saved.findIndex((value, i) => value !== threads.params[i]);
+    assert.equal(different, -1, `parameter ${different}: ${saved[different]} over ${backend}, ${threads.params[different]} on threads`);
+    const wrong = await trainJob(backend, 2, [...args, '--strategy', 'pipeline', '--stages', '3', '--epochs', '1']);
+    assert.notEqual(wrong.exitCode, 0);
+    assert.match(wrong.lines[0].join('\n'), /--stages: got 3; expected 2, the job's 2 processes, one stage each \(or leave --stages out\)/);
+  });
+
   // tcp: every surviving rank names the failed one itself; mpi: the job's output does (a rank in a
   // collective cannot see who is missing; mpirun reports dead ranks, the watchdog stalled calls)
   const expectations = backend === 'tcp'
