@@ -254,3 +254,28 @@ test('--stop-at-target ends the run (threads, and every rank of a tcp job) at th
   assert.match(job.stdout, /\[rank 0\] stopped at the target \(mlp, allreduce, 2 processes over tcp/);
   failsWith(['train', '--stop-at-target'], /--stop-at-target.*a --target to stop at/);
 });
+
+test('converge plan: equal stages have the bubble (S − 1)/(m + S − 1) and 1F1B stores S − s; with a model it prints the balanced cut and a predicted speed-up; bad values are refused', () => {
+  const equal = converge('plan', '--stages', '4', '--microbatches', '12', '--json');
+  assert.equal(equal.code, 0, equal.stderr);
+  const plan = JSON.parse(equal.stdout) as { plans: { schedule: string; bubble: number; stages: { storedMicrobatches: number }[] }[] };
+  assert.deepEqual(plan.plans.map((p) => p.schedule), ['gpipe', '1f1b']);
+  for (const p of plan.plans) assert.ok(Math.abs(p.bubble - 3 / 15) < 1e-12, `${p.schedule}: ${p.bubble}`);
+  assert.deepEqual(plan.plans[1].stages.map((s) => s.storedMicrobatches), [4, 3, 2, 1]);
+  assert.deepEqual(plan.plans[0].stages.map((s) => s.storedMicrobatches), [12, 12, 12, 12]);
+  const model = converge('plan', '--stages', '3', '--microbatches', '2', '--pipeline-schedule', '1f1b', '--model', 'mlp', '--dataset', 'synthetic', '--hidden', '32,16', '--batch', '32');
+  assert.equal(model.code, 0, model.stderr);
+  assert.match(model.stdout, /^1f1b: S = 3, m = 2: bubble [\d.]+% \(equal stages: 50\.0%\), a step [\d.]+ ms, [\d.]+× one worker\n  stage 0 \(layers 0–\d\): .*stores 2 micro-batches\n  stage 1 \(layers \d–\d\): .*stores 2 micro-batches\n  stage 2 \(layers \d–4\): .*stores 1 micro-batch\n$/);
+  assert.match(converge('plan', '--stages', '0').stderr, /converge: error: --stages: got "0"; expected a positive integer/);
+  assert.match(converge('plan', '--pipeline-schedule', 'zigzag').stderr, /--pipeline-schedule: got "zigzag"; expected gpipe or 1f1b/);
+  assert.match(converge('plan', '--stages', '2', '--model', 'logreg', '--dataset', 'rcv1-like').stderr, /--strategy pipeline cuts a model of layers into stages/);
+});
+
+test('converge train --strategy pipeline: the first line says the stages and micro-batches, a line per stage its share, and options for other strategies are refused', () => {
+  const run = converge('train', '--strategy', 'pipeline', '--dataset', 'synthetic', '--hidden', '16', '--epochs', '1', '--stages', '2', '--microbatches', '2', '--pipeline-schedule', 'gpipe', '--stage-cuts', '2');
+  assert.equal(run.code, 0, run.stderr);
+  assert.match(run.stderr, /pipeline, 2 stages × 2 micro-batches of 32 \(gpipe, cut at layers 2\)/);
+  assert.match(run.stderr, /stage 0: layers 0–1, 1,040 parameters, at most 2 micro-batches stored, \d+% computing\nstage 1: layers 2–2, 170 parameters, at most 2 micro-batches stored/);
+  assert.match(run.stderr, /test accuracy [\d.]+% after 1 epoch \(mlp, pipeline, 2 stages,/);
+  failsWith(['train', ...quick, '--stages', '2'], /--stages: got 2; expected a strategy that cuts the model into stages \(pipeline\), not allreduce/);
+});

@@ -9,6 +9,7 @@ import { launchCommand } from './launch.js';
 import { benchCommand } from './bench.js';
 import { reportCommand } from './report.js';
 import { exportCommand, predictCommand } from './predict.js';
+import { planCommand } from './plan.js';
 
 const usage = `converge — parallel and distributed training in TypeScript
 
@@ -19,6 +20,7 @@ Commands:
   generate KIND --out D  write a synthetic data set (rcv1-like, netflix-like)
   launch -n N -- CMD     run N local ranks of a job
   bench --workload W     sweep configurations, one process each
+  plan --stages S        a pipeline's schedules simulated: bubble, stored micro-batches, cut, speed-up
   report DIR             charts and tables of a sweep, as one HTML page
   predict --checkpoint F apply a trained checkpoint to data: predictions and metrics
   export --checkpoint F  write a checkpoint's tensors as NPY files (numpy, PyTorch)
@@ -43,6 +45,8 @@ async function main(argv: string[]): Promise<number> {
       return launchCommand(rest);
     case 'bench':
       return benchCommand(rest);
+    case 'plan':
+      return planCommand(rest);
     case 'report':
       return reportCommand(rest);
     case 'predict':
@@ -61,7 +65,7 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(`converge ${version()}\n`);
       return 0;
     default:
-      throw usageError(`unknown command '${command}'; use one of: train, generate, launch, bench, report, predict, export (see converge --help).`);
+      throw usageError(`unknown command '${command}'; use one of: train, generate, launch, bench, plan, report, predict, export (see converge --help).`);
   }
 }
 

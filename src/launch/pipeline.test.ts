@@ -16,6 +16,7 @@ import type { Batch } from '../models/model.js';
 import { Optimizer, defaultOptimizer } from '../optim/optimizers.js';
 import { Random } from '../tensor/random.js';
 import { defaults, type TrainConfig } from '../train/config.js';
+import { readCheckpoint } from '../train/checkpoint.js';
 import { trainOnThreads } from './threads.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'converge-pipeline-'));
@@ -24,9 +25,9 @@ const dataset = syntheticDataset(base.seed);
 const shape = { inputShape: [1, 8, 8], classes: 10, hidden: base.hidden };
 
 /** One model, serially: each step's batch split into m micro-batches, their gradients summed in order, then the mean, then momentum SGD. */
-function serialAccumulation(batch: number, micro: number, steps: number): { params: Float32Array; losses: number[] } {
+function serialAccumulation(batch: number, micro: number, steps: number, name = 'mlp'): { params: Float32Array; losses: number[]; buffers?: Float32Array } {
   const size = batch / micro;
-  const model = createModel('mlp', { ...shape, maxBatch: size });
+  const model = createModel(name, { ...shape, maxBatch: size });
   const params = model.layout.allocate();
   model.init(params, new Random(base.seed));
   const optimizer = new Optimizer({ ...defaultOptimizer, name: 'momentum', momentum: base.momentum }, model.layout.size);
@@ -49,7 +50,7 @@ function serialAccumulation(batch: number, micro: number, steps: number): { para
     optimizer.step(params, sum, base.lr);
     losses.push(loss / micro);
   }
-  return { params, losses };
+  return { params, losses, buffers: model.buffers };
 }
 
 function firstDifference(a: Float32Array, b: Float32Array): string | null {
@@ -80,6 +81,26 @@ test('pipeline on threads: GPipe and 1F1B with S = 2, 3 stages and m = 1, 2, 4, 
       }
     }
   }
+});
+
+test('pipeline on threads: ResNet-20, cut between its residual blocks, ends bit-equal to serial accumulation, batch norm\'s running statistics included', async () => {
+  const steps = 6;
+  const save = join(dir, 'resnet.ckpt');
+  const run = await trainOnThreads({ ...base, model: 'resnet20', stages: 3, microbatches: 2, save, stopAfterSteps: steps });
+  const oracle = serialAccumulation(base.batch, 2, steps, 'resnet20');
+  assert.equal(firstDifference(run.params, oracle.params), null);
+  const layout = createModel('resnet20', { ...shape, maxBatch: 1 }).layout;
+  const saved = readCheckpoint(save, 'resnet20', layout).state.optimizerState['model.buffers'];
+  assert.ok(oracle.buffers && saved, 'running statistics saved');
+  assert.equal(firstDifference(saved, oracle.buffers), null, 'running statistics');
+  assert.ok(oracle.buffers.some((value) => value !== 0 && value !== 1), 'the statistics moved from their start (means 0, variances 1)');
+  // stopped halfway and resumed on 2 stages: the statistics come back from the checkpoint
+  const half = join(dir, 'resnet-half.ckpt');
+  await trainOnThreads({ ...base, model: 'resnet20', stages: 3, microbatches: 2, save: half, stopAfterSteps: steps / 2 });
+  const resumed = join(dir, 'resnet-resumed.ckpt');
+  const second = await trainOnThreads({ ...base, model: 'resnet20', stages: 2, microbatches: 2, resume: half, save: resumed, stopAfterSteps: steps / 2 });
+  assert.equal(firstDifference(second.params, oracle.params), null, 'resumed: parameters');
+  assert.equal(firstDifference(readCheckpoint(resumed, 'resnet20', layout).state.optimizerState['model.buffers'], oracle.buffers), null, 'resumed: running statistics');
 });
 
 test('pipeline on threads: the test accuracy it reports is the whole model\'s on the test split, and the training loss the serial one', async () => {

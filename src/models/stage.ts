@@ -18,15 +18,17 @@ export function layerChainOf(model: Model): Sequential {
   if (!(model instanceof Sequential)) {
     throw new ConvergeError(`--strategy pipeline cuts a model of layers into stages (sequential([...]) or the built-in mlp, cnn); ${model.name} is not one.`, 'BAD_OPTION');
   }
-  if (model.buffers) throw new ConvergeError(`--strategy pipeline: ${model.name} keeps running statistics (batch norm), which the stages do not share yet; pick a model without batch norm.`, 'BAD_OPTION');
-  if (model.layers.some((layer) => layer.synchronised)) throw new ConvergeError('--strategy pipeline with --sync-bn: not supported.', 'BAD_OPTION');
+  if (model.layers.some((layer) => layer.synchronised)) throw new ConvergeError('--strategy pipeline with --sync-bn: a pipeline\'s one worker normalises by its micro-batches; leave --sync-bn out.', 'BAD_OPTION');
   return model;
 }
 
-/** Where each layer's parameters sit in the model's flat buffer: layer i's are [offsets[i], offsets[i + 1]). */
-export function layerOffsets(layers: readonly Layer[]): number[] {
+/**
+ * Where each layer's parameters (or, `buffers`, its running statistics) sit in the model's flat
+ * buffer of them: layer i's are [offsets[i], offsets[i + 1]).
+ */
+export function layerOffsets(layers: readonly Layer[], of: 'params' | 'buffers' = 'params'): number[] {
   const offsets = [0];
-  for (const layer of layers) offsets.push(offsets[offsets.length - 1] + layer.params.reduce((sum, spec) => sum + sizeOf(spec.shape), 0));
+  for (const layer of layers) offsets.push(offsets[offsets.length - 1] + (layer[of] ?? []).reduce((sum, spec) => sum + sizeOf(spec.shape), 0));
   return offsets;
 }
 
@@ -35,6 +37,8 @@ export class ChainStage {
   readonly layout: Layout;
   /** Where they sit in the whole model's flat buffer: [start, end). */
   readonly paramRange: [number, number];
+  /** Where its layers' running statistics (batch norm) sit in the model's buffers: [start, end). */
+  readonly bufferRange: [number, number];
   readonly inputWidth: number; // floats per sample in
   readonly outputWidth: number; // floats per sample out
   private readonly chain: LayerChain;
@@ -46,8 +50,22 @@ export class ChainStage {
     this.layout = new Layout(this.layers.flatMap((layer) => layer.params));
     const offsets = layerOffsets(model.layers);
     this.paramRange = [offsets[first], offsets[end]];
+    const bufferOffsets = layerOffsets(model.layers, 'buffers');
+    this.bufferRange = [bufferOffsets[first], bufferOffsets[end]];
     this.inputWidth = first === 0 ? sizeOf(model.inputShape) : sizeOf(model.layers[first - 1].outputShape);
     this.outputWidth = sizeOf(this.layers[this.layers.length - 1].outputShape);
+  }
+
+  /** The running statistics this stage's layers update: the model's buffers (the replicas of one stage share one copy, updated micro-batch after micro-batch as one model would). */
+  get buffers(): Float32Array | undefined {
+    return this.model.buffers;
+  }
+
+  /** Makes this replica's layers keep their running statistics in `other`'s buffers. */
+  shareBuffers(other: ChainStage): void {
+    if (!other.model.buffers) return;
+    const views = new Layout(other.model.layers.flatMap((layer) => layer.buffers ?? [])).views(other.model.buffers);
+    for (const layer of this.layers) layer.useBuffers?.(views);
   }
 
   init(params: Float32Array, random: Random): void {

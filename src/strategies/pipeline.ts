@@ -18,8 +18,8 @@ import { ChainStage, layerChainOf, layerOffsets } from '../models/stage.js';
 import type { Sequential } from '../models/sequential.js';
 import { Random } from '../tensor/random.js';
 import { balancedCuts, checkCuts, stageRange } from './pipeline-partition.js';
-import { peakStored, stageProgram, type PipelineSchedule } from './pipeline-schedule.js';
-import type { Strategy, StrategyRank } from './strategy.js';
+import { peakStored, stageProgram, type PipelineSchedule, type StageCost } from './pipeline-schedule.js';
+import { MODEL_BUFFERS, type Strategy, type StrategyRank } from './strategy.js';
 
 export interface PipelineOptions {
   stages: number;
@@ -60,15 +60,15 @@ export function checkPipeline(model: Model, stages: number, cuts: number[] | und
 }
 
 /**
- * Per-layer cost (forward + backward seconds of one micro-batch), measured on this rank: the
+ * Each layer's forward and backward seconds for one micro-batch, measured on this rank: the
  * median of 3 timed runs after a warm-up, on random inputs.
  */
-export function layerCosts(chain: Sequential, params: Float32Array, microBatch: number): number[] {
+export function layerCosts(chain: Sequential, params: Float32Array, microBatch: number): StageCost[] {
   const p = chain.layout.views(params);
   const g = chain.layout.views(new Float32Array(params.length));
   const random = new Random(7);
   const widths = [sizeOf(chain.inputShape), ...chain.layers.map((layer) => sizeOf(layer.outputShape))];
-  const runs: number[][] = chain.layers.map(() => []);
+  const runs: StageCost[][] = chain.layers.map(() => []);
   const input = new Float32Array(microBatch * widths[0]);
   for (let run = 0; run < 4; run++) {
     random.fillUniform(input, -1, 1);
@@ -87,10 +87,25 @@ export function layerCosts(chain: Sequential, params: Float32Array, microBatch: 
       const gradX = i > 0 ? new Float32Array(microBatch * widths[i]) : null;
       const started = performance.now();
       chain.layers[i].backward(p, g, inputs[i], gradOut, gradX, microBatch);
-      if (run > 0) runs[i].push(forwardSeconds[i] + (performance.now() - started) / 1000);
+      if (run > 0) runs[i].push({ forward: forwardSeconds[i], backward: (performance.now() - started) / 1000 });
     }
   }
-  return runs.map((times) => times.sort((a, b) => a - b)[1]);
+  const median = (values: number[]) => values.sort((a, b) => a - b)[values.length >> 1];
+  return runs.map((times) => ({ forward: median(times.map((t) => t.forward)), backward: median(times.map((t) => t.backward)) }));
+}
+
+/** The balanced cut of measured layer costs (forward + backward). */
+export function cutsFor(costs: readonly StageCost[], stages: number): number[] {
+  return balancedCuts(costs.map((cost) => cost.forward + cost.backward), stages);
+}
+
+/** Each stage's cost under a cut: the sums of its layers'. */
+export function stageCosts(costs: readonly StageCost[], cuts: readonly number[]): StageCost[] {
+  return Array.from({ length: cuts.length + 1 }, (_, s) => {
+    const [a, b] = stageRange(cuts, costs.length, s);
+    const layers = costs.slice(a, b);
+    return { forward: layers.reduce((sum, c) => sum + c.forward, 0), backward: layers.reduce((sum, c) => sum + c.backward, 0) };
+  });
 }
 
 export const pipeline: Strategy = async (setup) => {
@@ -115,6 +130,16 @@ export const pipeline: Strategy = async (setup) => {
   const [firstLayer, endLayer] = stageRange(cuts, layerCount, stage);
   const slots = [new ChainStage(probe, firstLayer, endLayer, Math.max(micro, EVAL_BATCH))];
   for (let k = 1; k < peakStored(program); k++) slots.push(new ChainStage(layerChainOf(setup.replica(micro)), firstLayer, endLayer, micro));
+  // batch norm: one set of running statistics per stage, from the checkpoint when there is one
+  for (const slot of slots.slice(1)) slot.shareBuffers(slots[0]);
+  const buffers = slots[0].buffers;
+  const bufferOffsets = layerOffsets(probe.layers, 'buffers');
+  const bufferRangeOf = (s: number): [number, number] => {
+    const [a, b] = stageRange(cuts, layerCount, s);
+    return [bufferOffsets[a], bufferOffsets[b]];
+  };
+  const [bufferLow, bufferHigh] = slots[0].bufferRange;
+  if (buffers && setup.startBuffers?.length === buffers.length) buffers.set(setup.startBuffers.subarray(bufferLow, bufferHigh), bufferLow);
   const [low, high] = slots[0].paramRange;
   const size = high - low;
 
@@ -170,6 +195,7 @@ export const pipeline: Strategy = async (setup) => {
     get params() {
       return whole ?? params;
     },
+    holdsBuffers: true,
     bytesSent: () => exchanged,
     async step(input) {
       const started = performance.now();
@@ -263,6 +289,11 @@ export const pipeline: Strategy = async (setup) => {
         await gatherAtRoot(comm, values, gathered, stages, rangeOf);
         if (gathered) state[name] = gathered;
       }
+      if (buffers) {
+        // each stage's running statistics, in the model's buffer layout
+        await gatherAtRoot(comm, buffers.subarray(bufferLow, bufferHigh), comm.rank === 0 ? buffers : null, stages, bufferRangeOf);
+        if (comm.rank === 0) state[MODEL_BUFFERS] = buffers;
+      }
       // and each stage's evidence
       const mine = Float32Array.of(peakInUse, computeSeconds, stepSeconds - computeSeconds, size);
       const reports = comm.rank === 0 ? new Float32Array(4 * stages) : null;
@@ -285,7 +316,7 @@ async function agreeOnCuts(comm: Communicator, options: PipelineOptions, chain: 
   if (options.cuts) return checkCuts(options.cuts, layers, options.stages);
   if (options.stages === 1) return [];
   const cuts = new Float32Array(options.stages - 1);
-  if (comm.rank === 0) cuts.set(balancedCuts(layerCosts(chain, params, micro), options.stages));
+  if (comm.rank === 0) cuts.set(cutsFor(layerCosts(chain, params, micro), options.stages));
   await comm.broadcast(cuts, 0);
   return Array.from(cuts);
 }

@@ -11,6 +11,9 @@ import type { Optimizer } from '../optim/optimizers.js';
 import type { ParamPrecision } from '../tensor/precision.js';
 import type { PipelineOptions, StageReport } from './pipeline.js';
 
+/** The checkpoint's name for the model's buffers (batch norm's running statistics). */
+export const MODEL_BUFFERS = 'model.buffers';
+
 /** What the loop hands a strategy when it builds a rank. */
 export interface RankSetup {
   comm: Communicator;
@@ -21,6 +24,8 @@ export interface RankSetup {
   seed: number;
   /** The parameters to start from; rank 0's are the real ones (a strategy broadcasts them). */
   startParams: Float32Array;
+  /** The model's buffers (running statistics) a checkpoint held, if any: for a strategy that keeps them itself (holdsBuffers). */
+  startBuffers?: Float32Array;
   paramPrecision: ParamPrecision;
   syncEvery: number; // local-sgd
   staleness: number; // async-ps
@@ -89,6 +94,11 @@ export interface OptimizerSnapshot {
 export interface StrategyRank {
   /** The parameters as this rank holds them: current on every rank once endSteps has run; rank 0's are saved. */
   readonly params: Float32Array;
+  /**
+   * The model's buffers (batch norm's running statistics) live in the rank's own replicas, each
+   * stage its part (a pipeline): its snapshot saves them, and the loop leaves its model's alone.
+   */
+  readonly holdsBuffers?: boolean;
   /** Bytes a worker sent in the steps' exchanges, as the log reports them. */
   bytesSent(): number;
   /** Before the first step of an epoch (async-ps's server hands out the first steps). */

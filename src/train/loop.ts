@@ -11,7 +11,7 @@ import { divergence } from '../errors.js';
 import type { Model } from '../models/model.js';
 import type { StrategyEntry } from '../strategies/index.js';
 import type { StageReport } from '../strategies/pipeline.js';
-import type { StepInput, StrategyRank } from '../strategies/strategy.js';
+import { MODEL_BUFFERS as BUFFERS, type StepInput, type StrategyRank } from '../strategies/strategy.js';
 import { gatherHookState } from './hook-state.js';
 
 export interface TrainingState {
@@ -79,8 +79,6 @@ export interface LoopResult {
   stoppedEarly: boolean;
 }
 
-/** The checkpoint's name for the model's buffers. */
-const BUFFERS = 'model.buffers';
 
 /**
  * A loss this many times the run's first (or 1, if that was smaller) has diverged as surely as
@@ -105,7 +103,7 @@ export async function trainingLoop(input: LoopInput, rank: StrategyRank): Promis
 
   // the model's buffers (batch norm's running statistics): every replica keeps its own while
   // training; before evaluating and saving, every rank takes the first worker's (as DDP does)
-  const buffers = model.buffers;
+  const buffers = rank.holdsBuffers ? undefined : model.buffers;
   const firstWorker = capabilities.server ? 1 : 0;
   const savedBuffers = start.optimizerState[BUFFERS];
   if (buffers && savedBuffers?.length === buffers.length) buffers.set(savedBuffers);

@@ -11,6 +11,7 @@ import { modelLabel, resolveModel } from '../models/module.js';
 import { Optimizer, defaultOptimizer } from '../optim/optimizers.js';
 import { learningRate, scaledLearningRate } from '../optim/schedules.js';
 import { strategy } from '../strategies/index.js';
+import { MODEL_BUFFERS } from '../strategies/strategy.js';
 import { writeCheckpoint } from './checkpoint.js';
 import { parseCompress } from '../compress/parse.js';
 import { mixSeed } from '../tensor/random.js';
@@ -71,7 +72,7 @@ export async function trainRank(comm: Communicator, input: RankInput, emit: (val
   restoreHookState(hook, start.optimizerState, comm.rank, comm.size);
   let stepsAsked = 0;
   const rank = await capabilities.run({
-    comm, model, workers: config.workers, batch: config.batch, seed: config.seed, startParams: start.params,
+    comm, model, workers: config.workers, batch: config.batch, seed: config.seed, startParams: start.params, startBuffers: start.optimizerState[MODEL_BUFFERS],
     paramPrecision: config.paramPrecision, syncEvery: config.syncEvery, staleness: config.staleness, sharedBuffer: input.shared, hook,
     optimizer: (range = [0, size]) => {
       const optimizer = new Optimizer({ ...defaultOptimizer, name: hook?.appliesMomentum ? 'sgd' : config.optimizer, momentum: config.momentum, weightDecay: config.weightDecay }, range[1] - range[0]);

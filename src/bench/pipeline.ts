@@ -1,0 +1,93 @@
+// bench/pipeline: pipeline parallelism against one worker and against data parallelism, on a
+// deep MLP and the CNN (Fashion-MNIST, the first training images: enough for 30 steps of the deep MLP, 120 of the CNN): samples/s per
+// schedule and micro-batch count, the share of each stage's time not spent computing (the bubble,
+// and its sends, receives and update) beside the formula (S − 1)/(m + S − 1), and each rank's parameters and stored
+// activations against one worker's. Configurations alternate within each repeat; medians.
+//   npm run bench:pipeline -- [--repeats 3] [--models deep-mlp,cnn] [--micro 4,8]
+
+import { parseArgs } from 'node:util';
+import type { Dataset, ImageDataset } from '../data/dataset.js';
+import { loadAnyDataset } from '../data/load.js';
+import { createModel } from '../models/index.js';
+import { layerChainOf } from '../models/stage.js';
+import { trainOnThreads } from '../launch/threads.js';
+import { stageRange } from '../strategies/pipeline-partition.js';
+import { defaults, type TrainConfig } from '../train/config.js';
+import type { Summary } from '../train/monitor.js';
+import { announceEnvironment, environment, median, writeJson } from './common.js';
+
+const { values } = parseArgs({
+  options: {
+    repeats: { type: 'string', default: '3' },
+    models: { type: 'string', default: 'deep-mlp,cnn' },
+    micro: { type: 'string', default: '4,8' },
+    out: { type: 'string', default: 'bench/results/pipeline.json' },
+  },
+});
+const list = (s: string) => s.split(',').filter(Boolean);
+
+const workloads: Record<string, { config: Partial<TrainConfig>; batch: number; samples: number }> = {
+  'deep-mlp': { config: { model: 'mlp', hidden: [1024, 1024, 1024, 1024, 1024, 1024] }, batch: 1024, samples: 30720 },
+  cnn: { config: { model: 'cnn' }, batch: 128, samples: 15360 },
+};
+
+interface Configuration { label: string; config: Partial<TrainConfig> }
+interface Figures { label: string; samplesPerSecond: number[]; idle: number[][]; summary?: Summary }
+
+announceEnvironment();
+const full = loadAnyDataset('fashion-mnist', { seed: 1 }) as ImageDataset;
+const pixels = full.shape.reduce((a, b) => a * b, 1);
+const firstImages = (samples: number): Dataset => ({ ...full, train: { images: full.train.images.subarray(0, samples * pixels), labels: full.train.labels.subarray(0, samples), count: samples } });
+const results: Record<string, unknown>[] = [];
+
+for (const name of list(values.models)) {
+  const workload = workloads[name];
+  if (!workload) throw new Error(`unknown model ${name}; known: ${Object.keys(workloads).join(', ')}`);
+  const { batch, samples } = workload;
+  const dataset = firstImages(samples);
+  const base: TrainConfig = { ...defaults, ...workload.config, dataset: 'fashion-mnist', epochs: 1, batch, lr: 0.02, timeoutSeconds: 600 };
+  const configurations: Configuration[] = [
+    { label: 'one worker', config: { strategy: 'allreduce', workers: 1 } },
+    { label: 'allreduce, 2 workers', config: { strategy: 'allreduce', workers: 2, batch: batch / 2 } },
+    ...list(values.micro).flatMap((m) => (['gpipe', '1f1b'] as const).map((schedule) => ({
+      label: `pipeline ${schedule}, m = ${m}`, config: { strategy: 'pipeline', workers: 1, stages: 2, microbatches: Number(m), pipelineSchedule: schedule },
+    }))),
+  ];
+  const figures: Figures[] = configurations.map((c) => ({ label: c.label, samplesPerSecond: [], idle: [] }));
+  for (let repeat = 0; repeat < Number(values.repeats); repeat++) {
+    for (const [i, c] of configurations.entries()) {
+      const { summary } = await trainOnThreads({ ...base, ...c.config }, { dataset });
+      figures[i].samplesPerSecond.push(summary.samplesPerSecond);
+      if (summary.pipeline) figures[i].idle.push(summary.pipeline.map((stage) => stage.idleSeconds / (stage.idleSeconds + stage.computeSeconds)));
+      figures[i].summary = summary;
+      const cut = summary.pipeline ? `, stages ${summary.pipeline.map((stage) => `${stage.layers[0]}–${stage.layers[1] - 1}`).join(' | ')}` : '';
+      console.log(`${name} repeat ${repeat + 1}: ${c.label}: ${Math.round(summary.samplesPerSecond)} samples/s, ${(100 * summary.testAccuracy).toFixed(1)}%${cut}`);
+    }
+  }
+
+  // memory per rank, from the engine's figures: parameter-sized arrays, and activations (stored micro-batches × their layers' outputs)
+  const model = layerChainOf(createModel(base.model, { inputShape: full.shape, classes: full.classes, hidden: base.hidden, maxBatch: 1 }));
+  const widths = model.layers.map((layer) => layer.outputShape.reduce((a, b) => a * b, 1));
+  const total = model.layout.size;
+  const oneWorkerActivations = batch * widths.reduce((a, b) => a + b, 0);
+  const one = median(figures[0].samplesPerSecond);
+  console.log(`\n${name} (${total.toLocaleString('en-US')} parameters, batch ${batch}, ${samples} samples an epoch): medians of ${values.repeats}`);
+  console.log('| configuration | samples/s | ÷ one worker | stages not computing (measured) | bubble formula | parameters per rank ÷ one worker | activations per rank ÷ one worker |');
+  console.log('|---|---|---|---|---|---|---|');
+  const rows = figures.map((f) => {
+    const speed = median(f.samplesPerSecond);
+    const stages = f.summary?.pipeline;
+    let row: Record<string, unknown> = { configuration: f.label, samplesPerSecond: speed, ratio: speed / one, runs: f.samplesPerSecond };
+    if (stages) {
+      const m = Number(/m = (\d+)/.exec(f.label)![1]);
+      const idle = stages.map((_, s) => median(f.idle.map((run) => run[s])));
+      const micro = batch / m;
+      const activations = stages.map((stage) => stage.peakStoredMicrobatches * micro * widths.slice(...stageRange(stages.slice(1).map((x) => x.layers[0]), widths.length, stage.stage)).reduce((a, b) => a + b, 0));
+      row = { ...row, idle, formulaBubble: (stages.length - 1) / (m + stages.length - 1), parameters: stages.map((s) => s.parameters / total), activations: activations.map((a) => a / oneWorkerActivations), stages };
+      console.log(`| ${f.label} | ${Math.round(speed)} | ${(speed / one).toFixed(2)}× | ${idle.map((x) => `${(100 * x).toFixed(0)}%`).join(' / ')} | ${(100 * (row.formulaBubble as number)).toFixed(0)}% | ${stages.map((s) => (s.parameters / total).toFixed(2)).join(' / ')} | ${activations.map((a) => (a / oneWorkerActivations).toFixed(2)).join(' / ')} |`);
+    } else console.log(`| ${f.label} | ${Math.round(speed)} | ${(speed / one).toFixed(2)}× | | | 1 | ${f.label === 'one worker' ? 1 : 0.5} |`);
+    return row;
+  });
+  results.push({ model: name, parameters: total, batch, samples, rows });
+}
+writeJson(values.out, { environment: environment(), repeats: Number(values.repeats), results });
