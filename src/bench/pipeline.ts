@@ -3,7 +3,7 @@
 // schedule and micro-batch count, the share of each stage's time not spent computing (the bubble,
 // and its sends, receives and update) beside the formula (S − 1)/(m + S − 1), and each rank's parameters and stored
 // activations against one worker's. Configurations alternate within each repeat; medians.
-//   npm run bench:pipeline -- [--repeats 3] [--models deep-mlp,cnn] [--micro 4,8]
+//   npm run bench:pipeline -- [--repeats 3] [--models deep-mlp,cnn] [--micro 8,16]
 
 import { parseArgs } from 'node:util';
 import type { Dataset, ImageDataset } from '../data/dataset.js';
@@ -20,15 +20,16 @@ const { values } = parseArgs({
   options: {
     repeats: { type: 'string', default: '3' },
     models: { type: 'string', default: 'deep-mlp,cnn' },
-    micro: { type: 'string', default: '4,8' },
+    micro: { type: 'string' },
     out: { type: 'string', default: 'bench/results/pipeline.json' },
   },
 });
 const list = (s: string) => s.split(',').filter(Boolean);
 
-const workloads: Record<string, { config: Partial<TrainConfig>; batch: number; samples: number }> = {
-  'deep-mlp': { config: { model: 'mlp', hidden: [1024, 1024, 1024, 1024, 1024, 1024] }, batch: 1024, samples: 30720 },
-  cnn: { config: { model: 'cnn' }, batch: 128, samples: 15360 },
+// micro-batches of 128 rows and more: below that, each product's packing of the weights costs more than its arithmetic
+const workloads: Record<string, { config: Partial<TrainConfig>; batch: number; samples: number; micro: number[] }> = {
+  'deep-mlp': { config: { model: 'mlp', hidden: [1024, 1024, 1024, 1024, 1024, 1024] }, batch: 2048, samples: 30720, micro: [8, 16] },
+  cnn: { config: { model: 'cnn' }, batch: 128, samples: 15360, micro: [4, 8] },
 };
 
 interface Configuration { label: string; config: Partial<TrainConfig> }
@@ -49,7 +50,7 @@ for (const name of list(values.models)) {
   const configurations: Configuration[] = [
     { label: 'one worker', config: { strategy: 'allreduce', workers: 1 } },
     { label: 'allreduce, 2 workers', config: { strategy: 'allreduce', workers: 2, batch: batch / 2 } },
-    ...list(values.micro).flatMap((m) => (['gpipe', '1f1b'] as const).map((schedule) => ({
+    ...(values.micro ? list(values.micro).map(Number) : workload.micro).flatMap((m) => (['gpipe', '1f1b'] as const).map((schedule) => ({
       label: `pipeline ${schedule}, m = ${m}`, config: { strategy: 'pipeline', workers: 1, stages: 2, microbatches: Number(m), pipelineSchedule: schedule },
     }))),
   ];

@@ -233,14 +233,14 @@ async function trainWithThreads(config: TrainConfig, stopFlag: SharedArrayBuffer
   const s = result.summary;
   // a bar left mid-epoch (a stopped run) is cleared, so the last line has a line of its own
   if (process.stderr.isTTY) process.stderr.write('\r\x1b[K');
-  resultStream(config, json).write(stagesText(s) + finalLine(s, config, strategies[config.strategy].stages ? `${config.stages} stages` : `${s.workers} worker${s.workers > 1 ? 's' : ''}`));
+  resultStream(config, json).write(stagesText(s) + finalLine(s, config, strategies[config.strategy].stages ? `${config.workers > 1 ? `${config.workers} pipelines × ` : ''}${config.stages} stages` : `${s.workers} worker${s.workers > 1 ? 's' : ''}`));
   if (json) process.stdout.write(`${JSON.stringify(s)}\n`);
   return 0;
 }
 
 /** How the run's ranks divide the work, for the first line. */
 function ranksText(c: TrainConfig): string {
-  if (strategies[c.strategy]?.stages) return `${c.stages} stages × ${c.microbatches} micro-batches of ${c.batch / c.microbatches} (${c.pipelineSchedule}${c.stageCuts ? `, cut at layers ${c.stageCuts.join(',')}` : ''})`;
+  if (strategies[c.strategy]?.stages) return `${c.workers > 1 ? `${c.workers} pipelines of ` : ''}${c.stages} stages × ${c.microbatches} micro-batches of ${c.batch / c.microbatches} (${c.pipelineSchedule}${c.stageCuts ? `, cut at layers ${c.stageCuts.join(',')}` : ''})`;
   return `${c.workers} worker${c.workers > 1 ? 's' : ''} × batch ${c.batch}`;
 }
 

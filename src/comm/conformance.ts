@@ -3,6 +3,7 @@
 // compared with ===. Each case throws on the first wrong element.
 
 import type { Communicator } from './communicator.js';
+import { splitCommunicator } from './group.js';
 
 function expectEqual(comm: Communicator, what: string, actual: ArrayLike<number>, expected: (i: number) => number, length = actual.length): void {
   for (let i = 0; i < length; i++) {
@@ -206,6 +207,27 @@ export const conformanceCases: Record<string, (comm: Communicator) => Promise<vo
     else await recv().then(send);
     expectEqual(comm, `send/recv n=${n} from rank ${prev}`, buffer, (i) => value(prev, i, 2));
     await comm.barrier();
+  },
+
+  async subgroups(comm) {
+    // pairs of neighbouring ranks, each ordered backwards by its key: the group's rank 0 is the pair's higher rank
+    const group = await splitCommunicator(comm, Math.floor(comm.rank / 2), -comm.rank);
+    const members = [comm.rank - (comm.rank % 2) + 1, comm.rank - (comm.rank % 2)].filter((r) => r < comm.size);
+    if (group.size !== members.length || group.rank !== members.indexOf(comm.rank)) {
+      throw new Error(`rank ${comm.rank}: group rank ${group.rank} of ${group.size}, expected ${members.indexOf(comm.rank)} of ${members.length}`);
+    }
+    // the cases above, run inside each group at once (values are the group's ranks)
+    for (const name of ['allreduceSum', 'allreduceMean', 'reduceScatter', 'reduceScatterThenAllgatherShares', 'allgather', 'gather', 'broadcast', 'barrier', 'pointToPoint', 'bytesAreCounted'] as const) {
+      try {
+        await conformanceCases[name](group);
+      } catch (error) {
+        throw new Error(`rank ${comm.rank}, in a group of ${group.size}: ${name}: ${(error as Error).message}`);
+      }
+    }
+    // and the whole group still works after
+    const buffer = Float32Array.from({ length: 11 }, (_, i) => value(comm.rank, i));
+    await comm.allreduce(buffer, 'sum');
+    expectEqual(comm, 'allreduce after the groups', buffer, (i) => sumOver(comm.size, i));
   },
 
   async bytesAreCounted(comm) {

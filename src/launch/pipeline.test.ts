@@ -25,33 +25,55 @@ const dataset = syntheticDataset(base.seed);
 const shape = { inputShape: [1, 8, 8], classes: 10, hidden: base.hidden };
 
 /** One model, serially: each step's batch split into m micro-batches, their gradients summed in order, then the mean, then momentum SGD. */
-function serialAccumulation(batch: number, micro: number, steps: number, name = 'mlp'): { params: Float32Array; losses: number[]; buffers?: Float32Array } {
+function serialAccumulation(batch: number, micro: number, steps: number, name = 'mlp', workers = 1): { params: Float32Array; losses: number[]; buffers?: Float32Array } {
   const size = batch / micro;
   const model = createModel(name, { ...shape, maxBatch: size });
   const params = model.layout.allocate();
   model.init(params, new Random(base.seed));
   const optimizer = new Optimizer({ ...defaultOptimizer, name: 'momentum', momentum: base.momentum }, model.layout.size);
-  const sum = new Float32Array(model.layout.size);
+  const sums = Array.from({ length: workers }, () => new Float32Array(model.layout.size));
   const grad = new Float32Array(model.layout.size);
   const order = new Uint32Array(dataset.train.count);
   const batcher = makeBatcher(dataset, 'train', batch);
-  const perEpoch = Math.floor(dataset.train.count / batch);
+  const perEpoch = Math.floor(dataset.train.count / (workers * batch));
   const losses: number[] = [];
   for (let t = 0; t < steps; t++) {
     if (t % perEpoch === 0) epochOrder(order, base.seed, t / perEpoch);
-    const whole = batcher.fromOrder(order, (t % perEpoch) * batch, batch) as Batch;
     let loss = 0;
-    for (let i = 0; i < micro; i++) {
-      const part: Batch = { x: whole.x.subarray(i * size * 64, (i + 1) * size * 64), y: whole.y.subarray(i * size, (i + 1) * size), size };
-      loss += model.lossAndGrad(params, part, i === 0 ? sum : grad);
-      if (i > 0) for (let j = 0; j < sum.length; j++) sum[j] = Math.fround(sum[j] + grad[j]);
+    // worker w takes the w-th slice of the step's global batch
+    for (const [w, sum] of sums.entries()) {
+      const whole = batcher.fromOrder(order, ((t % perEpoch) * workers + w) * batch, batch) as Batch;
+      for (let i = 0; i < micro; i++) {
+        const part: Batch = { x: whole.x.subarray(i * size * 64, (i + 1) * size * 64), y: whole.y.subarray(i * size, (i + 1) * size), size };
+        loss += model.lossAndGrad(params, part, i === 0 ? sum : grad);
+        if (i > 0) for (let j = 0; j < sum.length; j++) sum[j] = Math.fround(sum[j] + grad[j]);
+      }
+      if (micro > 1) for (let j = 0; j < sum.length; j++) sum[j] = Math.fround(sum[j] * (1 / micro));
     }
-    if (micro > 1) for (let j = 0; j < sum.length; j++) sum[j] = Math.fround(sum[j] * (1 / micro));
+    // the mean over the workers
+    const sum = sums[0];
+    if (workers > 1) for (let j = 0; j < sum.length; j++) sum[j] = Math.fround(sums.reduce((total, s) => Math.fround(total + s[j]), 0) * (1 / workers));
     optimizer.step(params, sum, base.lr);
-    losses.push(loss / micro);
+    losses.push(loss / micro / workers);
   }
   return { params, losses, buffers: model.buffers };
 }
+
+/** The whole MLP's test accuracy and mean loss, computed directly. */
+function scoreOf(params: Float32Array): { accuracy: number; loss: number } {
+  const model = createModel('mlp', { ...shape, maxBatch: 128 });
+  const batcher = makeBatcher(dataset, 'test', 128);
+  let correct = 0;
+  let lossSum = 0;
+  for (let start = 0; start < dataset.test.count; start += 128) {
+    const count = Math.min(128, dataset.test.count - start);
+    const result = model.evaluate(params, batcher.range(start, count));
+    correct += result.correct;
+    lossSum += result.loss * count;
+  }
+  return { accuracy: correct / dataset.test.count, loss: lossSum / dataset.test.count };
+}
+const accuracyOf = (params: Float32Array) => scoreOf(params).accuracy;
 
 function firstDifference(a: Float32Array, b: Float32Array): string | null {
   assert.equal(a.length, b.length);
@@ -83,6 +105,22 @@ test('pipeline on threads: GPipe and 1F1B with S = 2, 3 stages and m = 1, 2, 4, 
   }
 });
 
+test('pipelines side by side on threads: 2 workers × 2 stages (4 ranks) end bit-equal to 2 workers accumulating serially, their gradients averaged', async () => {
+  const steps = 40;
+  const oracle = serialAccumulation(base.batch, 4, steps, 'mlp', 2);
+  for (const schedule of ['gpipe', '1f1b'] as const) {
+    const run = await trainOnThreads({ ...base, workers: 2, stages: 2, microbatches: 4, pipelineSchedule: schedule, stopAfterSteps: steps });
+    assert.equal(firstDifference(run.params, oracle.params), null, schedule);
+    assert.equal(run.summary.workers, 2);
+  }
+  // an epoch: the loss averaged over both pipelines, and the test split shared between them and scored whole
+  const whole = await trainOnThreads({ ...base, epochs: 1, workers: 2, stages: 2, microbatches: 4 });
+  const epoch = serialAccumulation(base.batch, 4, 32, 'mlp', 2);
+  const mean = epoch.losses.reduce((a, b) => a + b, 0) / epoch.losses.length;
+  assert.ok(Math.abs(whole.summary.trainLoss - mean) < 1e-5 * mean, `train loss ${whole.summary.trainLoss} vs ${mean}`);
+  assert.equal(whole.summary.testAccuracy, accuracyOf(epoch.params));
+});
+
 test('pipeline on threads: ResNet-20, cut between its residual blocks, ends bit-equal to serial accumulation, batch norm\'s running statistics included', async () => {
   const steps = 6;
   const save = join(dir, 'resnet.ckpt');
@@ -105,25 +143,16 @@ test('pipeline on threads: ResNet-20, cut between its residual blocks, ends bit-
 
 test('pipeline on threads: the test accuracy it reports is the whole model\'s on the test split, and the training loss the serial one', async () => {
   const run = await trainOnThreads({ ...base, epochs: 1, stages: 3, microbatches: 4, log: join(dir, 'log.jsonl') });
-  const model = createModel('mlp', { ...shape, maxBatch: 128 });
-  const batcher = makeBatcher(dataset, 'test', 128);
-  let correct = 0;
-  let lossSum = 0;
-  for (let start = 0; start < dataset.test.count; start += 128) {
-    const count = Math.min(128, dataset.test.count - start);
-    const result = model.evaluate(run.params, batcher.range(start, count));
-    correct += result.correct;
-    lossSum += result.loss * count;
-  }
-  assert.equal(run.summary.testAccuracy, correct / dataset.test.count);
-  assert.ok(Math.abs(run.summary.testLoss - lossSum / dataset.test.count) < 1e-5 * Math.abs(run.summary.testLoss));
+  const { accuracy, loss } = scoreOf(run.params);
+  assert.equal(run.summary.testAccuracy, accuracy);
+  assert.ok(Math.abs(run.summary.testLoss - loss) < 1e-5 * Math.abs(run.summary.testLoss));
   assert.ok(run.summary.testAccuracy > 0.9, `accuracy ${run.summary.testAccuracy}`);
   const { losses } = serialAccumulation(base.batch, 4, 64);
   const mean = losses.reduce((a, b) => a + b, 0) / losses.length;
   assert.ok(Math.abs(run.summary.trainLoss - mean) < 1e-5 * mean, `train loss ${run.summary.trainLoss} vs ${mean}`);
 });
 
-test('pipeline on threads: a checkpoint of 2 stages resumes on 3 (and on 1) and ends bit-equal to the run never interrupted', async () => {
+test('pipeline on threads: a checkpoint of 2 stages resumes on 3 (and on 1) and ends bit-equal to the run never interrupted; all-reduce resumes it too', async () => {
   const whole = await trainOnThreads({ ...base, stages: 2, microbatches: 4 });
   const checkpoint = join(dir, 'two-stages.ckpt');
   const first = await trainOnThreads({ ...base, stages: 2, microbatches: 4, save: checkpoint, stopAfterSteps: 10 });
@@ -133,11 +162,15 @@ test('pipeline on threads: a checkpoint of 2 stages resumes on 3 (and on 1) and 
     assert.deepEqual(resumed.resumedFrom, { epoch: 0, step: 10 });
     assert.equal(firstDifference(resumed.params, whole.params), null, `resumed on ${stages} stages`);
   }
+  // one worker's whole batch: the same mean gradient, summed in another order
+  const allreduce = await trainOnThreads({ ...base, strategy: 'allreduce', resume: checkpoint });
+  let worst = 0;
+  for (let i = 0; i < whole.params.length; i++) worst = Math.max(worst, Math.abs(allreduce.params[i] - whole.params[i]) / (1e-3 + Math.abs(whole.params[i])));
+  assert.ok(worst < 1e-3, `all-reduce resumed a pipeline's checkpoint ${worst} (relative) away`);
 });
 
 test('pipeline: what it cannot run is refused before training, in one line that says what to do', async () => {
   const refusals: [Partial<TrainConfig>, RegExp][] = [
-    [{ workers: 2, stages: 2 }, /--workers: got 2; expected 1 with --strategy pipeline: a worker is one pipeline of --stages ranks/],
     [{ stages: 2, microbatches: 5 }, /--microbatches: got 5; expected a divisor of the batch \(32\)/],
     [{ strategy: 'allreduce', workers: 2, stages: 2 }, /--stages: got 2; expected a strategy that cuts the model into stages \(pipeline\), not allreduce/],
     [{ stages: 3, stageCuts: [2] }, /--stage-cuts: got "2"; expected 2 increasing layer indices/],

@@ -87,9 +87,17 @@ export function processTests(backend: string): void {
     const saved = savedParams(save);
     const different = saved.findIndex((value, i) => value !== threads.params[i]);
     assert.equal(different, -1, `parameter ${different}: ${saved[different]} over ${backend}, ${threads.params[different]} on threads`);
+    // 2 pipelines of 2 stages on 4 processes
+    const hybrid = await trainOnThreads({ ...base, strategy: 'pipeline', workers: 2, stages: 2, microbatches: 2, batch: 16, epochs: 1 });
+    const hybridSave = join(dir, `${backend}-hybrid.ckpt`);
+    const four = await trainJob(backend, 4, [...args, '--strategy', 'pipeline', '--stages', '2', '--microbatches', '2', '--batch', '16', '--epochs', '1', '--save', hybridSave]);
+    assert.equal(four.exitCode, 0, four.lines.flat().join('\n'));
+    assert.match(four.lines[0].join('\n'), /2 pipelines of 2 stages × 2 micro-batches of 8/);
+    const hybridSaved = savedParams(hybridSave);
+    assert.equal(hybridSaved.findIndex((value, i) => value !== hybrid.params[i]), -1, '2 × 2 processes against 2 × 2 threads');
     const wrong = await trainJob(backend, 2, [...args, '--strategy', 'pipeline', '--stages', '3', '--epochs', '1']);
     assert.notEqual(wrong.exitCode, 0);
-    assert.match(wrong.lines[0].join('\n'), /--stages: got 3; expected 2, the job's 2 processes, one stage each \(or leave --stages out\)/);
+    assert.match(wrong.lines[0].join('\n'), /--stages: got 3; expected a divisor of the job's 2 processes: each of the --workers pipelines takes --stages of them/);
   });
 
   // tcp: every surviving rank names the failed one itself; mpi: the job's output does (a rank in a

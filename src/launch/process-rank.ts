@@ -33,15 +33,15 @@ export async function trainOnProcess(requested: TrainConfig, hooks: LaunchHooks 
   // the options' own checks first (a strategy this backend cannot run, say): before joining a job
   validate(requested);
   const place = placeFromEnvironment();
-  // a pipeline: one worker, every rank a stage
+  // a pipeline: workers × stages ranks — the stages asked for (else every rank a stage of one pipeline)
   const pipelined = strategy(requested.strategy).stages;
-  const workers = pipelined ? 1 : workersOf(requested.strategy, place.size);
-  const stages = pipelined ? place.size : 1;
-  if (hooks.workersAsked !== undefined && hooks.workersAsked !== workers) {
-    throw badOption('--workers', hooks.workersAsked, `${workers}, what the job's ${place.size} processes give ${requested.strategy} (or leave --workers out)`);
+  const stages = pipelined ? hooks.stagesAsked ?? place.size / (hooks.workersAsked ?? 1) : 1;
+  if (pipelined && (!Number.isInteger(stages) || place.size % stages !== 0)) {
+    throw badOption(hooks.stagesAsked !== undefined ? '--stages' : '--workers', hooks.stagesAsked ?? hooks.workersAsked, `a divisor of the job's ${place.size} processes: each of the --workers pipelines takes --stages of them`);
   }
-  if (pipelined && hooks.stagesAsked !== undefined && hooks.stagesAsked !== stages) {
-    throw badOption('--stages', hooks.stagesAsked, `${stages}, the job's ${place.size} processes, one stage each (or leave --stages out)`);
+  const workers = pipelined ? place.size / stages : workersOf(requested.strategy, place.size);
+  if (hooks.workersAsked !== undefined && hooks.workersAsked !== workers) {
+    throw badOption('--workers', hooks.workersAsked, `${workers}, what the job's ${place.size} processes give ${requested.strategy}${pipelined ? ` of ${stages} stages` : ''} (or leave --workers out)`);
   }
   const { config, kernels, dataset, model, start, resumedFrom } = await prepareRun({ ...requested, workers, stages }, place.rank === 0 ? hooks : { ...hooks, notice: undefined, writes: false });
   const size = model.layout.size;

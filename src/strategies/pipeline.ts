@@ -1,4 +1,6 @@
-// Pipeline parallelism: the model's layers cut into S contiguous stages, one per rank. Each step
+// Pipeline parallelism: the model's layers cut into S contiguous stages, one per rank. With W
+// workers, W pipelines run side by side on W·S ranks, each on its share of the global batch, and
+// each stage's W replicas average their gradients (a communicator group per stage). Each step
 // splits the minibatch into m micro-batches; activations go forward from stage to stage and
 // their gradients come back through the communicator's send/recv, in the order the schedule
 // (pipeline-schedule.ts: GPipe or 1F1B) lists. Each stage sums its parameters' gradients over
@@ -11,7 +13,8 @@
 // final result, so a checkpoint resumes on any stage count.
 
 import type { Communicator } from '../comm/communicator.js';
-import type { Batcher } from '../data/batches.js';
+import { splitCommunicator } from '../comm/group.js';
+import { shareOf, type Batcher } from '../data/batches.js';
 import { kernel } from '../kernels/registry.js';
 import type { Batch, Model } from '../models/model.js';
 import { ChainStage, layerChainOf, layerOffsets } from '../models/stage.js';
@@ -112,9 +115,14 @@ export const pipeline: Strategy = async (setup) => {
   const { comm } = setup;
   const options = setup.pipeline!;
   const { stages, microbatches } = options;
-  const stage = comm.rank;
+  // ranks w·S … w·S + S − 1 are worker w's pipeline; its stages' neighbours are the ranks beside them
+  const stage = comm.rank % stages;
+  const worker = Math.floor(comm.rank / stages);
+  const workers = setup.workers;
   const first = stage === 0;
   const last = stage === stages - 1;
+  const previous = comm.rank - 1;
+  const next = comm.rank + 1;
   const micro = setup.batch / microbatches;
   const program = stageProgram(options.schedule, stage, stages, microbatches);
 
@@ -147,6 +155,8 @@ export const pipeline: Strategy = async (setup) => {
   const params = new Float32Array(size);
   params.set(setup.startParams.subarray(low, high));
   await scatterFromRoot(comm, setup.startParams, params, stages, rangeOf);
+  // pipelines side by side: each stage's replicas average their gradients (a group per stage)
+  const replicas = workers > 1 ? await splitCommunicator(comm, stage, worker) : null;
   const grad = new Float32Array(size);
   const microGrad = new Float32Array(size);
   const optimizer = setup.optimizer([low, high]);
@@ -210,7 +220,7 @@ export const pipeline: Strategy = async (setup) => {
         switch (action.kind) {
           case 'recvActivation':
             slotOf[i] = take();
-            await comm.recv(slotInputs[slotOf[i]]!, stage - 1);
+            await comm.recv(slotInputs[slotOf[i]]!, previous);
             break;
           case 'forward': {
             if (first) slotOf[i] = take();
@@ -223,10 +233,10 @@ export const pipeline: Strategy = async (setup) => {
             break;
           }
           case 'sendActivation':
-            await comm.send(outputs[i].subarray(0, micro * outputWidth), stage + 1);
+            await comm.send(outputs[i].subarray(0, micro * outputWidth), next);
             break;
           case 'recvGradient':
-            await comm.recv(gradientIn!, stage + 1);
+            await comm.recv(gradientIn!, next);
             break;
           case 'backward': {
             const slot = slots[slotOf[i]];
@@ -239,14 +249,15 @@ export const pipeline: Strategy = async (setup) => {
             break;
           }
           case 'sendGradient':
-            await comm.send(gradientOut!, stage - 1);
+            await comm.send(gradientOut!, previous);
             break;
         }
       }
       // the mean over the micro-batches, as serial accumulation takes it
       if (microbatches > 1) scale(grad, 0, 0, 1, 0, size, grad, 0, 1 / microbatches);
+      if (replicas && size > 0) await replicas.allreduce(grad, 'mean');
       optimizer.step(params, grad, input.lr);
-      scalars[0] = last ? lossSum / microbatches : 0;
+      scalars[0] = last ? lossSum / microbatches / workers : 0;
       scalars[1] = comm.rank === 0 && input.stopRequested() ? 1 : 0;
       await comm.allreduce(scalars, 'sum');
       exchanged += comm.bytesSent - before;
@@ -258,16 +269,18 @@ export const pipeline: Strategy = async (setup) => {
       const slot = slots[0];
       const inputs = first ? null : new Float32Array(EVAL_BATCH * inputWidth);
       const totals = new Float32Array(4);
-      for (let start = 0; start < count; start += EVAL_BATCH) {
-        const n = Math.min(EVAL_BATCH, count - start);
+      // each pipeline evaluates its share of the test split
+      const [from, end] = shareOf(count, worker, workers);
+      for (let start = from; start < end; start += EVAL_BATCH) {
+        const n = Math.min(EVAL_BATCH, end - start);
         const batch = first || last ? (batcher.range(start, n) as Batch) : null;
         let x = batch?.x;
         if (!first) {
           x = inputs!.subarray(0, n * inputWidth);
-          await comm.recv(x, stage - 1);
+          await comm.recv(x, previous);
         }
         const out = slot.forward(params, x!, n, false, 0);
-        if (!last) await comm.send(out.subarray(0, n * outputWidth), stage + 1);
+        if (!last) await comm.send(out.subarray(0, n * outputWidth), next);
         else {
           const result = slot.score(out, batch!);
           totals[0] += result.loss * n;
@@ -275,28 +288,30 @@ export const pipeline: Strategy = async (setup) => {
           totals[2] += result.squaredError;
         }
       }
-      totals[3] = last ? count : 0;
+      totals[3] = last ? end - from : 0;
       await comm.allreduce(totals, 'sum');
       return { loss: totals[0] / totals[3], accuracy: probe.task === 'classification' ? totals[1] / totals[3] : NaN, rmse: probe.task === 'regression' ? Math.sqrt(totals[2] / totals[3]) : NaN };
     },
     async snapshot() {
-      // every stage's range of the parameters and of each optimiser state, side by side at rank 0
+      // every stage's range of the parameters and of each optimiser state, side by side at rank 0 (from the first pipeline: the others' are the same)
       const full = comm.rank === 0 ? (whole ??= new Float32Array(setup.startParams.length)) : null;
-      await gatherAtRoot(comm, params, full, stages, rangeOf);
       const state: Record<string, Float32Array> = {};
-      for (const [name, values] of Object.entries(optimizer.state)) {
-        const gathered = comm.rank === 0 ? new Float32Array(setup.startParams.length) : null;
-        await gatherAtRoot(comm, values, gathered, stages, rangeOf);
-        if (gathered) state[name] = gathered;
+      if (worker === 0) {
+        await gatherAtRoot(comm, params, full, stages, rangeOf);
+        for (const [name, values] of Object.entries(optimizer.state)) {
+          const gathered = comm.rank === 0 ? new Float32Array(setup.startParams.length) : null;
+          await gatherAtRoot(comm, values, gathered, stages, rangeOf);
+          if (gathered) state[name] = gathered;
+        }
       }
-      if (buffers) {
+      if (buffers && worker === 0) {
         // each stage's running statistics, in the model's buffer layout
         await gatherAtRoot(comm, buffers.subarray(bufferLow, bufferHigh), comm.rank === 0 ? buffers : null, stages, bufferRangeOf);
         if (comm.rank === 0) state[MODEL_BUFFERS] = buffers;
       }
       // and each stage's evidence
       const mine = Float32Array.of(peakInUse, computeSeconds, stepSeconds - computeSeconds, size);
-      const reports = comm.rank === 0 ? new Float32Array(4 * stages) : null;
+      const reports = comm.rank === 0 ? new Float32Array(4 * comm.size) : null;
       await comm.gather(mine, reports, 0);
       if (reports) {
         setup.reportPipeline?.(Array.from({ length: stages }, (_, s) => ({
@@ -321,15 +336,15 @@ async function agreeOnCuts(comm: Communicator, options: PipelineOptions, chain: 
   return Array.from(cuts);
 }
 
-/** Rank 0 sends each stage its range of the starting parameters (rank 0's are the ones every strategy starts from). */
+/** Rank 0 sends every other rank its stage's range of the starting parameters (rank 0's are the ones every strategy starts from). */
 async function scatterFromRoot(comm: Communicator, start: Float32Array, mine: Float32Array, stages: number, rangeOf: (stage: number) => [number, number]): Promise<void> {
   if (comm.rank !== 0) {
     if (mine.length > 0) await comm.recv(mine, 0);
     return;
   }
-  for (let s = 1; s < stages; s++) {
-    const [a, b] = rangeOf(s);
-    if (b > a) await comm.send(start.subarray(a, b), s);
+  for (let r = 1; r < comm.size; r++) {
+    const [a, b] = rangeOf(r % stages);
+    if (b > a) await comm.send(start.subarray(a, b), r);
   }
 }
 

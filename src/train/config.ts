@@ -134,7 +134,7 @@ export function withRecommended(config: TrainConfig, given: (option: keyof Train
     out[option] = value;
     taken.push(`${option.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} ${value}`);
   }
-  // a pipeline's ranks are its stages: one pipeline, as many stages as cores, unless the user says
+  // a pipeline's ranks are its stages: one pipeline (a worker), as many stages as cores, unless the user says
   if (strategyNames.includes(config.strategy) && strategy(config.strategy).stages) {
     if (!given('workers')) out.workers = 1;
     if (!given('stages')) out.stages = Math.max(2, Math.floor(availableParallelism() / (out.workers as number)));
@@ -227,7 +227,6 @@ export function validate(config: TrainConfig): void {
     throw badOption('--eval-every', config.evalEvery, `1 or more epochs with ${config.strategy}, whose ranks do not meet inside an epoch (mid-epoch evaluation works with ${strategiesThat((s) => s.midEpochCheckpoints).join(', ')})`);
   }
   if (abilities.stages) {
-    if (config.workers !== 1) throw badOption('--workers', config.workers, `1 with --strategy ${config.strategy}: a worker is one pipeline of --stages ranks, and pipelines side by side (pipeline × data parallelism) are not built yet`);
     const batch = config.globalBatch ?? config.batch;
     if (batch % config.microbatches !== 0) throw badOption('--microbatches', config.microbatches, `a divisor of the batch (${batch}): each micro-batch takes batch / microbatches samples`);
     if (config.stageCuts !== undefined && (config.stageCuts.length !== config.stages - 1 || config.stageCuts.some((c, i) => !Number.isInteger(c) || c <= (i === 0 ? 0 : config.stageCuts![i - 1])))) {
