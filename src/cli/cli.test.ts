@@ -55,7 +55,7 @@ test('--help documents every option', () => {
 
 test('bad names and numbers: one line naming the option and the valid choices', () => {
   failsWith(['train', ...quick, '--model', 'resnet'], /unknown model 'resnet'; choose one of: softmax, mlp, cnn, logreg, svm, mf\./);
-  failsWith(['train', ...quick, '--strategy', 'gossip'], /unknown strategy 'gossip'; choose one of: allreduce, ps, async-ps, hogwild, local-sgd\./);
+  failsWith(['train', ...quick, '--strategy', 'gossip'], /unknown strategy 'gossip'; choose one of: allreduce, ps, async-ps, hogwild, local-sgd, pipeline, fsdp\./);
   failsWith(['train', ...quick, '--dataset', 'imagenet'], /unknown dataset 'imagenet'; choose one of: fashion-mnist, mnist, synthetic, rcv1-like, netflix-like, or give a \.svm\/\.ratings file or a folder\./);
   failsWith(['train', ...quick, '--optimizer', 'lion'], /unknown optimizer 'lion'; choose one of: sgd, momentum, nesterov, adam\./);
   failsWith(['train', ...quick, '--workers', '0'], /--workers: got 0; expected a positive integer\./);
@@ -268,7 +268,7 @@ test('converge plan: equal stages have the bubble (S − 1)/(m + S − 1) and 1F
   assert.match(model.stdout, /^1f1b: S = 3, m = 2: bubble [\d.]+% \(equal stages: 50\.0%\), a step [\d.]+ ms, [\d.]+× one worker\n  stage 0 \(layers 0–\d\): .*stores 2 micro-batches\n  stage 1 \(layers \d–\d\): .*stores 2 micro-batches\n  stage 2 \(layers \d–4\): .*stores 1 micro-batch\n$/);
   assert.match(converge('plan', '--stages', '0').stderr, /converge: error: --stages: got "0"; expected a positive integer/);
   assert.match(converge('plan', '--pipeline-schedule', 'zigzag').stderr, /--pipeline-schedule: got "zigzag"; expected gpipe or 1f1b/);
-  assert.match(converge('plan', '--stages', '2', '--model', 'logreg', '--dataset', 'rcv1-like').stderr, /--strategy pipeline cuts a model of layers into stages/);
+  assert.match(converge('plan', '--stages', '2', '--model', 'logreg', '--dataset', 'rcv1-like').stderr, /--strategy pipeline runs a model of layers layer by layer/);
 });
 
 test('converge train --strategy pipeline: the first line says the stages and micro-batches, a line per stage its share, and options for other strategies are refused', () => {

@@ -177,7 +177,7 @@ test('pipeline: what it cannot run is refused before training, in one line that 
     [{ stages: 2, stageCuts: [5] }, /--stage-cuts: got "5"; expected 1 increasing layer indices between 1 and 4, where stage 2 begins \(the model has 5 layers/],
     [{ stages: 6 }, /--stages: got 6; expected 1 to 5 \(the model has 5 layers/],
     [{ stages: 2, pipelineSchedule: 'zigzag' as never }, /unknown pipeline schedule 'zigzag'/],
-    [{ stages: 2, dataset: 'rcv1-like', model: 'logreg' }, /--strategy pipeline cuts a model of layers into stages .*logreg is not one/],
+    [{ stages: 2, dataset: 'rcv1-like', model: 'logreg' }, /--strategy pipeline runs a model of layers layer by layer .*logreg is not one/],
   ];
   for (const [change, message] of refusals) await assert.rejects(trainOnThreads({ ...base, ...change }), message, JSON.stringify(change));
 });

@@ -100,6 +100,19 @@ export function processTests(backend: string): void {
     assert.match(wrong.lines[0].join('\n'), /--stages: got 3; expected a divisor of the job's 2 processes: each of the --workers pipelines takes --stages of them/);
   });
 
+  test(`${backend}: fsdp (sharded parameters) over 2 processes ends bit-equal to fsdp and all-reduce on 2 threads`, async () => {
+    const threads = await trainOnThreads({ ...base, strategy: 'fsdp', workers: 2, batch: 24 });
+    const reference = await trainOnThreads({ ...base, strategy: 'allreduce', workers: 2, batch: 24 });
+    assert.equal(threads.params.findIndex((value, i) => value !== reference.params[i]), -1, 'fsdp on threads against all-reduce');
+    const save = join(dir, `${backend}-fsdp.ckpt`);
+    const job = await trainJob(backend, 2, [...args, '--strategy', 'fsdp', '--batch', '24', '--save', save]);
+    assert.equal(job.exitCode, 0, job.lines.flat().join('\n'));
+    assert.match(job.lines[0].join('\n'), new RegExp(`test accuracy [\\d.]+% after 2 epochs \\(mlp, fsdp, 2 processes over ${backend}`));
+    const saved = savedParams(save);
+    const different = saved.findIndex((value, i) => value !== threads.params[i]);
+    assert.equal(different, -1, `parameter ${different}: ${saved[different]} over ${backend}, ${threads.params[different]} on threads`);
+  });
+
   // tcp: every surviving rank names the failed one itself; mpi: the job's output does (a rank in a
   // collective cannot see who is missing; mpirun reports dead ranks, the watchdog stalled calls)
   const expectations = backend === 'tcp'

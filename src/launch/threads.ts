@@ -11,6 +11,7 @@ import { selectKernels } from '../kernels/select.js';
 import { parseCompress } from '../compress/parse.js';
 import { modelsFor, type Model } from '../models/index.js';
 import { checkPipeline, pipelineMessageFloats } from '../strategies/pipeline.js';
+import { layerChainOf } from '../models/stage.js';
 import { modelLabel, modelModuleUrl, isModelModule, resolveModel } from '../models/module.js';
 import { Optimizer, defaultOptimizer } from '../optim/optimizers.js';
 import { ranksFor, strategy } from '../strategies/index.js';
@@ -67,8 +68,9 @@ export async function prepareRun(requested: TrainConfig, hooks: LaunchHooks & { 
     throw badOption('--batch', config.batch, `a global batch (workers × batch = ${config.workers * config.batch}) no larger than the ${dataset.train.count} training samples`);
   }
   const model = definition.build(modelOptions(dataset, config, 1));
-  // a pipeline cuts a chain of layers: say now if this model is not one, before any rank starts
+  // a pipeline cuts a chain of layers, fsdp shards it: say now if this model is not one, before any rank starts
   if (strategy(config.strategy).stages) checkPipeline(model, config.stages, config.stageCuts);
+  else if (strategy(config.strategy).layerChain) layerChainOf(model, config.strategy);
 
   let start: TrainingState;
   let resumedFrom: { epoch: number; step: number } | undefined;

@@ -13,12 +13,12 @@ import { Sequential } from './sequential.js';
 
 const sizeOf = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 
-/** The model as a chain of layers a pipeline can cut, or a one-line reason why it cannot be. */
-export function layerChainOf(model: Model): Sequential {
+/** The model as a chain of layers a strategy can cut or shard, or a one-line reason why it cannot be. */
+export function layerChainOf(model: Model, strategy = 'pipeline'): Sequential {
   if (!(model instanceof Sequential)) {
-    throw new ConvergeError(`--strategy pipeline cuts a model of layers into stages (sequential([...]) or the built-in mlp, cnn); ${model.name} is not one.`, 'BAD_OPTION');
+    throw new ConvergeError(`--strategy ${strategy} runs a model of layers layer by layer (sequential([...]) or the built-in mlp, cnn, resnet20); ${model.name} is not one.`, 'BAD_OPTION');
   }
-  if (model.layers.some((layer) => layer.synchronised)) throw new ConvergeError('--strategy pipeline with --sync-bn: a pipeline\'s one worker normalises by its micro-batches; leave --sync-bn out.', 'BAD_OPTION');
+  if (model.layers.some((layer) => layer.synchronised)) throw new ConvergeError(`--strategy ${strategy} with --sync-bn: not supported; leave --sync-bn out.`, 'BAD_OPTION');
   return model;
 }
 

@@ -10,6 +10,7 @@ import { asyncParameterServer } from './async-ps.js';
 import { hogwild } from './hogwild.js';
 import { localSgd } from './local-sgd.js';
 import { pipeline } from './pipeline.js';
+import { fsdp } from './fsdp.js';
 
 export interface StrategyEntry {
   readonly run: Strategy;
@@ -36,6 +37,8 @@ export interface StrategyEntry {
   readonly syncBatchNorm: boolean;
   /** The model's layers are cut into --stages stages, one rank each: a worker takes that many ranks. */
   readonly stages: boolean;
+  /** It runs the model layer by layer (a chain of layers: sequential([...]), mlp, cnn, resnet20), not through lossAndGrad. */
+  readonly layerChain: boolean;
 }
 
 const everywhere: readonly BackendName[] = ['shm', 'tcp', 'mpi'];
@@ -43,27 +46,31 @@ const everywhere: readonly BackendName[] = ['shm', 'tcp', 'mpi'];
 export const strategies: Readonly<Record<string, StrategyEntry>> = {
   allreduce: {
     run: allreduce, description: 'synchronous; gradients averaged by all-reduce (reduce-scatter + all-gather), no server',
-    server: false, backends: everywhere, pointToPoint: false, compression: true, hookMomentum: true, paramPrecision: true, sharedArray: false, midEpochCheckpoints: true, perExampleSteps: false, syncBatchNorm: true, stages: false,
+    server: false, backends: everywhere, pointToPoint: false, compression: true, hookMomentum: true, paramPrecision: true, sharedArray: false, midEpochCheckpoints: true, perExampleSteps: false, syncBatchNorm: true, stages: false, layerChain: false,
   },
   ps: {
     run: parameterServer, description: 'synchronous parameter server: one extra thread holds the parameters and gathers every gradient',
-    server: true, backends: everywhere, pointToPoint: false, compression: true, hookMomentum: true, paramPrecision: true, sharedArray: false, midEpochCheckpoints: true, perExampleSteps: false, syncBatchNorm: false, stages: false,
+    server: true, backends: everywhere, pointToPoint: false, compression: true, hookMomentum: true, paramPrecision: true, sharedArray: false, midEpochCheckpoints: true, perExampleSteps: false, syncBatchNorm: false, stages: false, layerChain: false,
   },
   'async-ps': {
     run: asyncParameterServer, description: 'asynchronous parameter server: each push applied as it arrives, workers at most --staleness steps apart',
-    server: true, backends: everywhere, pointToPoint: true, compression: true, hookMomentum: false, paramPrecision: false, sharedArray: false, midEpochCheckpoints: false, perExampleSteps: false, syncBatchNorm: false, stages: false,
+    server: true, backends: everywhere, pointToPoint: true, compression: true, hookMomentum: false, paramPrecision: false, sharedArray: false, midEpochCheckpoints: false, perExampleSteps: false, syncBatchNorm: false, stages: false, layerChain: false,
   },
   hogwild: {
     run: hogwild, description: 'Hogwild!: lock-free updates of one shared parameter array (threads only)',
-    server: false, backends: ['shm'], pointToPoint: false, compression: false, hookMomentum: false, paramPrecision: true, sharedArray: true, midEpochCheckpoints: false, perExampleSteps: true, syncBatchNorm: false, stages: false,
+    server: false, backends: ['shm'], pointToPoint: false, compression: false, hookMomentum: false, paramPrecision: true, sharedArray: true, midEpochCheckpoints: false, perExampleSteps: true, syncBatchNorm: false, stages: false, layerChain: false,
   },
   'local-sgd': {
     run: localSgd, description: 'local SGD: own copies, averaged every --sync-every steps',
-    server: false, backends: everywhere, pointToPoint: false, compression: true, hookMomentum: false, paramPrecision: true, sharedArray: false, midEpochCheckpoints: true, perExampleSteps: false, syncBatchNorm: true, stages: false,
+    server: false, backends: everywhere, pointToPoint: false, compression: true, hookMomentum: false, paramPrecision: true, sharedArray: false, midEpochCheckpoints: true, perExampleSteps: false, syncBatchNorm: true, stages: false, layerChain: false,
   },
   pipeline: {
     run: pipeline, description: 'pipeline parallelism: the layers cut into --stages stages, one rank each, --microbatches in flight (--pipeline-schedule gpipe|1f1b)',
-    server: false, backends: everywhere, pointToPoint: true, compression: false, hookMomentum: false, paramPrecision: false, sharedArray: false, midEpochCheckpoints: true, perExampleSteps: false, syncBatchNorm: false, stages: true,
+    server: false, backends: everywhere, pointToPoint: true, compression: false, hookMomentum: false, paramPrecision: false, sharedArray: false, midEpochCheckpoints: true, perExampleSteps: false, syncBatchNorm: false, stages: true, layerChain: true,
+  },
+  fsdp: {
+    run: fsdp, description: 'sharded parameters (ZeRO-3, FSDP): each rank stores 1/P of the parameters, gradients and optimiser state; a layer is all-gathered for its passes, its gradient reduce-scattered',
+    server: false, backends: everywhere, pointToPoint: false, compression: false, hookMomentum: false, paramPrecision: false, sharedArray: false, midEpochCheckpoints: true, perExampleSteps: false, syncBatchNorm: false, stages: false, layerChain: true,
   },
 };
 
