@@ -76,7 +76,7 @@ export async function train(options: TrainOptions): Promise<TrainOutcome> {
   };
   try {
     if (isProcessBackend(config.backend)) {
-      const result = await trainOnProcess(config, { ...hooks, workersAsked: options.workers, stagesAsked: options.stages });
+      const result = await trainOnProcess(config, { ...hooks, workersAsked: options.workers, modelRanksAsked: options.stages ?? options.tensorParallel });
       return { summary: result.summary, params: result.params, resumedFrom: result.resumedFrom };
     }
     return await trainOnThreads(config, hooks);

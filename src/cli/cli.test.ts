@@ -55,7 +55,7 @@ test('--help documents every option', () => {
 
 test('bad names and numbers: one line naming the option and the valid choices', () => {
   failsWith(['train', ...quick, '--model', 'resnet'], /unknown model 'resnet'; choose one of: softmax, mlp, cnn, logreg, svm, mf\./);
-  failsWith(['train', ...quick, '--strategy', 'gossip'], /unknown strategy 'gossip'; choose one of: allreduce, ps, async-ps, hogwild, local-sgd, pipeline, fsdp\./);
+  failsWith(['train', ...quick, '--strategy', 'gossip'], /unknown strategy 'gossip'; choose one of: allreduce, ps, async-ps, hogwild, local-sgd, pipeline, fsdp, tensor\./);
   failsWith(['train', ...quick, '--dataset', 'imagenet'], /unknown dataset 'imagenet'; choose one of: fashion-mnist, mnist, synthetic, rcv1-like, netflix-like, or give a \.svm\/\.ratings file or a folder\./);
   failsWith(['train', ...quick, '--optimizer', 'lion'], /unknown optimizer 'lion'; choose one of: sgd, momentum, nesterov, adam\./);
   failsWith(['train', ...quick, '--workers', '0'], /--workers: got 0; expected a positive integer\./);

@@ -31,6 +31,7 @@ const options = {
   stages: { type: 'string', help: 'pipeline: ranks the model\'s layers are cut across, one stage each (default: one per core; with tcp/mpi: the job size)' },
   microbatches: { type: 'string', help: `pipeline: micro-batches each step's batch is split into; they fill the pipeline, so more shrink its idle bubble, (S − 1)/(m + S − 1) (default ${defaults.microbatches})` },
   'pipeline-schedule': { type: 'string', help: `pipeline: gpipe (every forward, then every backward; m micro-batches stored) | 1f1b (one forward, one backward in turn; at most S − s stored on stage s) (default ${defaults.pipelineSchedule})` },
+  'tensor-parallel': { type: 'string', help: 'tensor: ranks each pair of dense layers is split across, Megatron-style (default: one per core; with tcp/mpi: the job size)' },
   'stage-cuts': { type: 'string', help: 'pipeline: the layer indices where stages 2..S begin, comma-separated (default: balanced over the layers\' forward and backward times measured at start-up; `converge plan` shows them)' },
   backend: { type: 'string', help: 'shm: worker threads of this process (default); tcp or mpi: this process is one rank of a job started by `converge launch`, mpirun or srun' },
   strategy: { type: 'string', help: `${Object.entries(strategies).map(([name, s]) => `${name} (${s.description})`).join('; ')} (default ${defaults.strategy})` },
@@ -116,6 +117,7 @@ export function parseTrainArgs(rawArgs: string[]): TrainConfig | 'help' {
     microbatches: n('microbatches', defaults.microbatches),
     pipelineSchedule: (s('pipeline-schedule') ?? defaults.pipelineSchedule) as TrainConfig['pipelineSchedule'],
     stageCuts: s('stage-cuts') === undefined ? undefined : s('stage-cuts')!.split(',').map((c) => number('stage-cuts', c, NaN)),
+    tensorParallel: n('tensor-parallel', defaults.tensorParallel),
     backend: s('backend') ?? defaults.backend,
     strategy: s('strategy') ?? defaults.strategy,
     epochs: n('epochs', defaults.epochs),
@@ -181,9 +183,10 @@ export async function trainCommand(args: string[]): Promise<number> {
   for (const [signal, listener] of listeners) process.on(signal, listener);
   const asked = (option: string) => args.includes(option) || args.some((a) => a.startsWith(`${option}=`));
   const workersAsked = asked('--workers') ? config.workers : undefined;
-  const stagesAsked = asked('--stages') ? config.stages : undefined;
+  const split = strategies[config.strategy]?.modelRanks;
+  const modelRanksAsked = split && asked(split === 'stages' ? '--stages' : '--tensor-parallel') ? config[split] : undefined;
   try {
-    const code = isProcessBackend(config.backend) ? await trainAsRank(config, { workersAsked, stagesAsked }, stopFlag, json) : await trainWithThreads(config, stopFlag, json);
+    const code = isProcessBackend(config.backend) ? await trainAsRank(config, { workersAsked, modelRanksAsked }, stopFlag, json) : await trainWithThreads(config, stopFlag, json);
     // an interrupted run saved what it had (with --save) but did not finish: say so to the shell
     return stoppedBy ? STOP_SIGNALS[stoppedBy] : code;
   } finally {
@@ -233,14 +236,16 @@ async function trainWithThreads(config: TrainConfig, stopFlag: SharedArrayBuffer
   const s = result.summary;
   // a bar left mid-epoch (a stopped run) is cleared, so the last line has a line of its own
   if (process.stderr.isTTY) process.stderr.write('\r\x1b[K');
-  resultStream(config, json).write(stagesText(s) + finalLine(s, config, strategies[config.strategy].stages ? `${config.workers > 1 ? `${config.workers} pipelines × ` : ''}${config.stages} stages` : `${s.workers} worker${s.workers > 1 ? 's' : ''}`));
+  resultStream(config, json).write(stagesText(s) + finalLine(s, config, strategies[config.strategy].modelRanks === 'stages' ? `${config.workers > 1 ? `${config.workers} pipelines × ` : ''}${config.stages} stages`
+    : strategies[config.strategy].modelRanks === 'tensorParallel' ? `${config.workers > 1 ? `${config.workers} × ` : ''}${config.tensorParallel} tensor-parallel ranks` : `${s.workers} worker${s.workers > 1 ? 's' : ''}`));
   if (json) process.stdout.write(`${JSON.stringify(s)}\n`);
   return 0;
 }
 
 /** How the run's ranks divide the work, for the first line. */
 function ranksText(c: TrainConfig): string {
-  if (strategies[c.strategy]?.stages) return `${c.workers > 1 ? `${c.workers} pipelines of ` : ''}${c.stages} stages × ${c.microbatches} micro-batches of ${c.batch / c.microbatches} (${c.pipelineSchedule}${c.stageCuts ? `, cut at layers ${c.stageCuts.join(',')}` : ''})`;
+  if (strategies[c.strategy]?.modelRanks === 'tensorParallel') return `${c.workers > 1 ? `${c.workers} groups of ` : ''}${c.tensorParallel} tensor-parallel ranks × batch ${c.batch}`;
+  if (strategies[c.strategy]?.modelRanks === 'stages') return `${c.workers > 1 ? `${c.workers} pipelines of ` : ''}${c.stages} stages × ${c.microbatches} micro-batches of ${c.batch / c.microbatches} (${c.pipelineSchedule}${c.stageCuts ? `, cut at layers ${c.stageCuts.join(',')}` : ''})`;
   return `${c.workers} worker${c.workers > 1 ? 's' : ''} × batch ${c.batch}`;
 }
 
@@ -255,7 +260,7 @@ function transportText(security: TransportSecurity): string {
 }
 
 /** One rank of a tcp or mpi job: rank 0 shows the progress and the result; the others stay quiet. */
-async function trainAsRank(config: TrainConfig, asked: { workersAsked?: number; stagesAsked?: number }, stopFlag: SharedArrayBuffer, json: boolean): Promise<number> {
+async function trainAsRank(config: TrainConfig, asked: { workersAsked?: number; modelRanksAsked?: number }, stopFlag: SharedArrayBuffer, json: boolean): Promise<number> {
   const result = await trainOnProcess(config, {
     stopFlag,
     ...asked,

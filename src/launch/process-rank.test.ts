@@ -97,7 +97,7 @@ export function processTests(backend: string): void {
     assert.equal(hybridSaved.findIndex((value, i) => value !== hybrid.params[i]), -1, '2 × 2 processes against 2 × 2 threads');
     const wrong = await trainJob(backend, 2, [...args, '--strategy', 'pipeline', '--stages', '3', '--epochs', '1']);
     assert.notEqual(wrong.exitCode, 0);
-    assert.match(wrong.lines[0].join('\n'), /--stages: got 3; expected a divisor of the job's 2 processes: each of the --workers pipelines takes --stages of them/);
+    assert.match(wrong.lines[0].join('\n'), /--stages: got 3; expected a divisor of the job's 2 processes: each of the --workers workers takes --stages of them/);
   });
 
   test(`${backend}: fsdp (sharded parameters) over 2 processes ends bit-equal to fsdp and all-reduce on 2 threads`, async () => {
@@ -111,6 +111,19 @@ export function processTests(backend: string): void {
     const saved = savedParams(save);
     const different = saved.findIndex((value, i) => value !== threads.params[i]);
     assert.equal(different, -1, `parameter ${different}: ${saved[different]} over ${backend}, ${threads.params[different]} on threads`);
+  });
+
+  test(`${backend}: tensor parallelism over 2 processes ends bit-equal to 2 threads; --tensor-parallel must divide the job`, async () => {
+    const threads = await trainOnThreads({ ...base, strategy: 'tensor', workers: 1, tensorParallel: 2, batch: 24 });
+    const save = join(dir, `${backend}-tensor.ckpt`);
+    const job = await trainJob(backend, 2, [...args, '--strategy', 'tensor', '--batch', '24', '--save', save]);
+    assert.equal(job.exitCode, 0, job.lines.flat().join('\n'));
+    assert.match(job.lines[0].join('\n'), /2 tensor-parallel ranks × batch 24/);
+    const saved = savedParams(save);
+    const different = saved.findIndex((value, i) => value !== threads.params[i]);
+    assert.equal(different, -1, `parameter ${different}: ${saved[different]} over ${backend}, ${threads.params[different]} on threads`);
+    const wrong = await trainJob(backend, 2, [...args, '--strategy', 'tensor', '--tensor-parallel', '3', '--epochs', '1']);
+    assert.match(wrong.lines[0].join('\n'), /--tensor-parallel: got 3; expected a divisor of the job's 2 processes/);
   });
 
   // tcp: every surviving rank names the failed one itself; mpi: the job's output does (a rank in a

@@ -28,22 +28,26 @@ export function workersOf(strategyName: string, size: number): number {
   throw new ConvergeError(`--strategy ${strategyName} needs ${ranksFor(entry, 1)} or more ranks (a server and workers); this job has ${size}.`, 'BAD_OPTION');
 }
 
-/** --workers (and a pipeline's --stages), when given, must agree with the job's size; else they are taken from it. */
-export async function trainOnProcess(requested: TrainConfig, hooks: LaunchHooks & { workersAsked?: number; stagesAsked?: number } = {}): Promise<ProcessTrainResult> {
+/**
+ * --workers (and, where the model is split across ranks, --stages or --tensor-parallel), when
+ * given, must agree with the job's size; else they are taken from it.
+ */
+export async function trainOnProcess(requested: TrainConfig, hooks: LaunchHooks & { workersAsked?: number; modelRanksAsked?: number } = {}): Promise<ProcessTrainResult> {
   // the options' own checks first (a strategy this backend cannot run, say): before joining a job
   validate(requested);
   const place = placeFromEnvironment();
-  // a pipeline: workers × stages ranks — the stages asked for (else every rank a stage of one pipeline)
-  const pipelined = strategy(requested.strategy).stages;
-  const stages = pipelined ? hooks.stagesAsked ?? place.size / (hooks.workersAsked ?? 1) : 1;
-  if (pipelined && (!Number.isInteger(stages) || place.size % stages !== 0)) {
-    throw badOption(hooks.stagesAsked !== undefined ? '--stages' : '--workers', hooks.stagesAsked ?? hooks.workersAsked, `a divisor of the job's ${place.size} processes: each of the --workers pipelines takes --stages of them`);
+  // a split model: workers × ranks per worker — the ranks asked for (else every rank one part of one worker's model)
+  const split = strategy(requested.strategy).modelRanks;
+  const flag = split === 'stages' ? '--stages' : '--tensor-parallel';
+  const perWorker = split ? hooks.modelRanksAsked ?? place.size / (hooks.workersAsked ?? 1) : 1;
+  if (split && (!Number.isInteger(perWorker) || place.size % perWorker !== 0)) {
+    throw badOption(hooks.modelRanksAsked !== undefined ? flag : '--workers', hooks.modelRanksAsked ?? hooks.workersAsked, `a divisor of the job's ${place.size} processes: each of the --workers workers takes ${flag} of them`);
   }
-  const workers = pipelined ? place.size / stages : workersOf(requested.strategy, place.size);
+  const workers = split ? place.size / perWorker : workersOf(requested.strategy, place.size);
   if (hooks.workersAsked !== undefined && hooks.workersAsked !== workers) {
-    throw badOption('--workers', hooks.workersAsked, `${workers}, what the job's ${place.size} processes give ${requested.strategy}${pipelined ? ` of ${stages} stages` : ''} (or leave --workers out)`);
+    throw badOption('--workers', hooks.workersAsked, `${workers}, what the job's ${place.size} processes give ${requested.strategy}${split ? ` with ${flag} ${perWorker}` : ''} (or leave --workers out)`);
   }
-  const { config, kernels, dataset, model, start, resumedFrom } = await prepareRun({ ...requested, workers, stages }, place.rank === 0 ? hooks : { ...hooks, notice: undefined, writes: false });
+  const { config, kernels, dataset, model, start, resumedFrom } = await prepareRun({ ...requested, workers, ...(split ? { [split]: perWorker } : {}) }, place.rank === 0 ? hooks : { ...hooks, notice: undefined, writes: false });
   const size = model.layout.size;
   const comm = await createProcessCommunicator(config.backend, { capacity: Math.max(largestMessage(config, model), IDENTITY_FLOATS), timeoutMs: config.timeoutSeconds * 1000, security: config.transportSecurity, bind: config.bind });
   if (comm.rank !== place.rank || comm.size !== place.size) {

@@ -14,7 +14,8 @@ import { checkPipeline, pipelineMessageFloats } from '../strategies/pipeline.js'
 import { layerChainOf } from '../models/stage.js';
 import { modelLabel, modelModuleUrl, isModelModule, resolveModel } from '../models/module.js';
 import { Optimizer, defaultOptimizer } from '../optim/optimizers.js';
-import { ranksFor, strategy } from '../strategies/index.js';
+import { ranksFor, ranksPerWorker, strategy } from '../strategies/index.js';
+import { splitBlocks } from '../models/tensor-parallel.js';
 import { Random } from '../tensor/random.js';
 import { readCheckpoint } from '../train/checkpoint.js';
 import { validate, type TrainConfig } from '../train/config.js';
@@ -69,8 +70,11 @@ export async function prepareRun(requested: TrainConfig, hooks: LaunchHooks & { 
   }
   const model = definition.build(modelOptions(dataset, config, 1));
   // a pipeline cuts a chain of layers, fsdp shards it: say now if this model is not one, before any rank starts
-  if (strategy(config.strategy).stages) checkPipeline(model, config.stages, config.stageCuts);
+  if (strategy(config.strategy).modelRanks === 'stages') checkPipeline(model, config.stages, config.stageCuts);
   else if (strategy(config.strategy).layerChain) layerChainOf(model, config.strategy);
+  if (strategy(config.strategy).modelRanks === 'tensorParallel' && splitBlocks(layerChainOf(model, config.strategy).layers, config.tensorParallel).length === 0) {
+    throw badOption('--tensor-parallel', config.tensorParallel, `a count that divides the outputs of a dense layer followed (after element-wise layers) by another dense layer; ${modelLabel(config.model)} has no such pair for ${config.tensorParallel}`);
+  }
 
   let start: TrainingState;
   let resumedFrom: { epoch: number; step: number } | undefined;
@@ -97,7 +101,8 @@ export async function prepareRun(requested: TrainConfig, hooks: LaunchHooks & { 
 export function largestMessage(config: TrainConfig, model: Model): number {
   const size = model.layout.size;
   const push = config.compress === undefined ? 0 : 5 + Math.ceil(parseCompress(config.compress)({ size, seed: 0, momentum: 0 }).maxBytes(size) / 4);
-  const activations = strategy(config.strategy).stages ? pipelineMessageFloats(model, config.batch / config.microbatches) : 0;
+  const split = strategy(config.strategy).modelRanks;
+  const activations = split === 'stages' ? pipelineMessageFloats(model, config.batch / config.microbatches) : split === 'tensorParallel' ? pipelineMessageFloats(model, config.batch) : 0;
   return Math.max(size + 4, push, activations);
 }
 
@@ -115,7 +120,7 @@ export async function trainOnThreads(requested: TrainConfig, hooks: LaunchHooks 
   // low-precision ps, the encoded parameters it broadcasts), and (async-ps) the largest push per mailbox
   const size = model.layout.size;
   const regionFloats = 2 * size + 4 + (config.paramPrecision === 'fp32' ? 0 : size + 4);
-  const handle = createShmHandle(ranksFor(entry, config.workers, config.stages), size + 4, config.timeoutSeconds * 1000, regionFloats, entry.pointToPoint ? largestMessage(config, model) : 0);
+  const handle = createShmHandle(ranksFor(entry, config.workers, ranksPerWorker(entry, config)), size + 4, config.timeoutSeconds * 1000, regionFloats, entry.pointToPoint ? largestMessage(config, model) : 0);
   const stopFlag = hooks.stopFlag ?? new SharedArrayBuffer(4);
   if (config.stopAtTarget) monitor.stopAtTarget(stopFlag);
   const input: RankInput = {

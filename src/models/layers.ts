@@ -53,8 +53,8 @@ export class Dense implements Layer {
   private readonly weight: string;
   private readonly bias: string;
 
-  constructor(private readonly k: KernelSet, name: string, private readonly inputs: number,
-    private readonly outputs: number, maxBatch: number) {
+  constructor(private readonly k: KernelSet, readonly name: string, readonly inputs: number,
+    readonly outputs: number, maxBatch: number) {
     this.weight = `${name}.weight`;
     this.bias = `${name}.bias`;
     this.params = [

@@ -10,6 +10,7 @@ import type { AnyBatch, Model } from '../models/model.js';
 import type { Optimizer } from '../optim/optimizers.js';
 import type { ParamPrecision } from '../tensor/precision.js';
 import type { PipelineOptions, StageReport } from './pipeline.js';
+import type { TensorParallelReport } from './tensor.js';
 
 /** The checkpoint's name for the model's buffers (batch norm's running statistics). */
 export const MODEL_BUFFERS = 'model.buffers';
@@ -42,10 +43,14 @@ export interface RankSetup {
   replica(maxBatch: number): Model;
   /** pipeline: the stages, micro-batches, schedule and cut. */
   pipeline?: PipelineOptions;
+  /** tensor: the ranks each split layer is divided across. */
+  tensorParallel?: number;
   /** Reports of a strategy's own kind (async-ps: which updates had which staleness). */
   reportUpdates(workers: number[], versions: number[], staleness: number[]): void;
   /** pipeline, at rank 0: every stage's layers, parameters, peak stored micro-batches and time. */
   reportPipeline?(stages: StageReport[]): void;
+  /** tensor, at rank 0: the split blocks, the all-reduces a step made, the parameters a rank holds. */
+  reportTensorParallel?(report: TensorParallelReport): void;
 }
 
 /** One step as the loop describes it to a rank. */

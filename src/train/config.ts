@@ -41,6 +41,8 @@ export interface TrainConfig {
   pipelineSchedule: PipelineSchedule;
   /** pipeline: the layer indices where stages 2..S begin (else balanced over measured layer costs). */
   stageCuts?: number[];
+  /** tensor: ranks each worker's split layers are divided across. */
+  tensorParallel: number;
   /** shm: threads of this process; tcp, mpi: this process is one rank of a job (see launch/process-rank.ts) */
   backend: string;
   strategy: string;
@@ -95,6 +97,7 @@ export const defaults: TrainConfig = {
   stages: 1,
   microbatches: 4,
   pipelineSchedule: '1f1b',
+  tensorParallel: 1,
   strategy: 'allreduce',
   backend: 'shm',
   epochs: 2,
@@ -134,10 +137,11 @@ export function withRecommended(config: TrainConfig, given: (option: keyof Train
     out[option] = value;
     taken.push(`${option.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} ${value}`);
   }
-  // a pipeline's ranks are its stages: one pipeline (a worker), as many stages as cores, unless the user says
-  if (strategyNames.includes(config.strategy) && strategy(config.strategy).stages) {
+  // a model split across ranks (a pipeline's stages, a tensor-parallel group): one worker, as many ranks as cores, unless the user says
+  const modelRanks = strategyNames.includes(config.strategy) ? strategy(config.strategy).modelRanks : null;
+  if (modelRanks) {
     if (!given('workers')) out.workers = 1;
-    if (!given('stages')) out.stages = Math.max(2, Math.floor(availableParallelism() / (out.workers as number)));
+    if (!given(modelRanks)) out[modelRanks] = Math.max(2, Math.floor(availableParallelism() / (out.workers as number)));
   }
   return { config: out as unknown as TrainConfig, taken };
 }
@@ -180,6 +184,7 @@ export function validate(config: TrainConfig): void {
   if (!['linear', 'none'].includes(config.lrScaling)) throw badOption('--lr-scaling', config.lrScaling, "'linear' or 'none'");
   positiveInteger('--workers', config.workers);
   positiveInteger('--stages', config.stages);
+  positiveInteger('--tensor-parallel', config.tensorParallel);
   positiveInteger('--microbatches', config.microbatches);
   if (!(pipelineSchedules as readonly string[]).includes(config.pipelineSchedule)) throw unknownName('pipeline schedule', config.pipelineSchedule, pipelineSchedules);
   positiveInteger('--epochs', config.epochs);
@@ -226,14 +231,17 @@ export function validate(config: TrainConfig): void {
   if (evaluatesMidEpoch(config.evalEvery) && !abilities.midEpochCheckpoints) {
     throw badOption('--eval-every', config.evalEvery, `1 or more epochs with ${config.strategy}, whose ranks do not meet inside an epoch (mid-epoch evaluation works with ${strategiesThat((s) => s.midEpochCheckpoints).join(', ')})`);
   }
-  if (abilities.stages) {
+  if (config.tensorParallel !== 1 && abilities.modelRanks !== 'tensorParallel') {
+    throw badOption('--tensor-parallel', config.tensorParallel, `a strategy that splits layers across ranks (${strategiesThat((s) => s.modelRanks === 'tensorParallel').join(', ')}), not ${config.strategy}`);
+  }
+  if (abilities.modelRanks === 'stages') {
     const batch = config.globalBatch ?? config.batch;
     if (batch % config.microbatches !== 0) throw badOption('--microbatches', config.microbatches, `a divisor of the batch (${batch}): each micro-batch takes batch / microbatches samples`);
     if (config.stageCuts !== undefined && (config.stageCuts.length !== config.stages - 1 || config.stageCuts.some((c, i) => !Number.isInteger(c) || c <= (i === 0 ? 0 : config.stageCuts![i - 1])))) {
       throw badOption('--stage-cuts', config.stageCuts.join(','), `${config.stages - 1} increasing layer indices ≥ 1, where stages 2..${config.stages} begin`);
     }
   } else if (config.stages !== 1 || config.stageCuts !== undefined) {
-    throw badOption(config.stages !== 1 ? '--stages' : '--stage-cuts', config.stages !== 1 ? config.stages : config.stageCuts!.join(','), `a strategy that cuts the model into stages (${strategiesThat((s) => s.stages).join(', ')}), not ${config.strategy}`);
+    throw badOption(config.stages !== 1 ? '--stages' : '--stage-cuts', config.stages !== 1 ? config.stages : config.stageCuts!.join(','), `a strategy that cuts the model into stages (${strategiesThat((s) => s.modelRanks === 'stages').join(', ')}), not ${config.strategy}`);
   }
   if (config.syncBn && !abilities.syncBatchNorm) {
     throw badOption('--sync-bn', 'given', `a strategy whose ranks all compute every step together (${strategiesThat((s) => s.syncBatchNorm).join(', ')}), not ${config.strategy}`);

@@ -11,6 +11,7 @@ import { divergence } from '../errors.js';
 import type { Model } from '../models/model.js';
 import type { StrategyEntry } from '../strategies/index.js';
 import type { StageReport } from '../strategies/pipeline.js';
+import type { TensorParallelReport } from '../strategies/tensor.js';
 import { MODEL_BUFFERS as BUFFERS, type StepInput, type StrategyRank } from '../strategies/strategy.js';
 import { gatherHookState } from './hook-state.js';
 
@@ -34,7 +35,9 @@ export type TrainingEvent =
   /** async-ps: the updates applied since the last report — worker, server version after it, staleness */
   | { kind: 'updates'; workers: number[]; versions: number[]; staleness: number[] }
   /** pipeline: every stage's cut, parameters, peak stored micro-batches and time, so far */
-  | { kind: 'pipeline'; stages: StageReport[] };
+  | { kind: 'pipeline'; stages: StageReport[] }
+  /** tensor: the split blocks, the all-reduces of a step, the parameters a rank holds */
+  | ({ kind: 'tensor' } & TensorParallelReport);
 
 /**
  * Where a step's time went on the reporting rank, in seconds per step over an epoch: computing
@@ -54,8 +57,8 @@ export interface LoopInput {
   dataset: Dataset;
   capabilities: StrategyEntry;
   workers: number;
-  /** Ranks per worker (a pipeline's stages; 1 elsewhere): they all read the worker's minibatch. */
-  stages: number;
+  /** Ranks per worker (a pipeline's stages, a tensor-parallel group; 1 elsewhere): they all read the worker's minibatch. */
+  ranksPerWorker: number;
   batch: number; // per worker
   epochs: number;
   seed: number;
@@ -97,7 +100,7 @@ export async function trainingLoop(input: LoopInput, rank: StrategyRank): Promis
   const testBatcher = makeBatcher(dataset, 'test', model.maxBatch);
   const steps = stepsPerEpoch(dataset.train.count, workers, batch);
   // a server computes no gradient; worker w of P takes the w-th slice of each global batch (with every stage of its pipeline)
-  const workerIndex = Math.floor((capabilities.server ? comm.rank - 1 : comm.rank) / input.stages);
+  const workerIndex = Math.floor((capabilities.server ? comm.rank - 1 : comm.rank) / input.ranksPerWorker);
   let lastReport = 0;
   const whole = trainBatcher.whole?.();
 

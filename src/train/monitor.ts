@@ -3,6 +3,7 @@
 
 import { closeSync, openSync, writeSync } from 'node:fs';
 import type { StageReport } from '../strategies/pipeline.js';
+import type { TensorParallelReport } from '../strategies/tensor.js';
 import type { StepBreakdown, TrainingEvent } from './loop.js';
 
 export interface Summary {
@@ -31,6 +32,8 @@ export interface Summary {
   wallSecondsToTarget?: number | null;
   /** pipeline: each stage's layers, parameters, peak stored micro-batches, and compute and idle seconds. */
   pipeline?: StageReport[];
+  /** tensor: the split blocks, the all-reduces a step made, the parameters a rank holds. */
+  tensorParallel?: TensorParallelReport;
 }
 
 export type Listener = (event: TrainingEvent, elapsedSeconds: number) => void;
@@ -51,6 +54,7 @@ export class Monitor {
   private reached: { trainSeconds: number; samples: number; wallSeconds: number } | null = null;
   private stopFlag: SharedArrayBuffer | null = null;
   private stages: StageReport[] | null = null;
+  private tensor: TensorParallelReport | null = null;
 
   /** --stop-at-target: the first evaluation that reaches the target raises the run's stop flag (the ranks stop together at their next meeting). */
   stopAtTarget(stopFlag: SharedArrayBuffer): void {
@@ -86,6 +90,10 @@ export class Monitor {
         this.stalenessMax = Math.max(this.stalenessMax, value);
       }
       this.stalenessCount += event.staleness.length;
+    } else if (event.kind === 'tensor') {
+      const { kind: _kind, ...report } = event;
+      this.tensor = report;
+      this.write({ type: 'tensor', time, ...report });
     } else if (event.kind === 'pipeline') {
       this.stages = event.stages;
       this.write({ type: 'pipeline', time, stages: event.stages });
@@ -121,6 +129,7 @@ export class Monitor {
       wallSeconds: this.elapsed(), bytesPerWorkerPerStep: this.steps > 0 ? this.lastBytes / this.steps : 0, stoppedEarly,
       ...(this.stalenessCount ? { meanStaleness: this.stalenessSum / this.stalenessCount, maxStaleness: this.stalenessMax } : {}),
       ...(this.stages ? { pipeline: this.stages } : {}),
+      ...(this.tensor ? { tensorParallel: this.tensor } : {}),
       ...(this.run.target !== undefined ? {
         target: this.run.target, trainSecondsToTarget: this.reached?.trainSeconds ?? null, samplesToTarget: this.reached?.samples ?? null, wallSecondsToTarget: this.reached?.wallSeconds ?? null,
       } : {}),

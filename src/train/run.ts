@@ -10,7 +10,7 @@ import type { ModelOptions } from '../models/index.js';
 import { modelLabel, resolveModel } from '../models/module.js';
 import { Optimizer, defaultOptimizer } from '../optim/optimizers.js';
 import { learningRate, scaledLearningRate } from '../optim/schedules.js';
-import { strategy } from '../strategies/index.js';
+import { ranksPerWorker, strategy } from '../strategies/index.js';
 import { MODEL_BUFFERS } from '../strategies/strategy.js';
 import { writeCheckpoint } from './checkpoint.js';
 import { parseCompress } from '../compress/parse.js';
@@ -80,12 +80,14 @@ export async function trainRank(comm: Communicator, input: RankInput, emit: (val
       return optimizer;
     },
     replica: build,
-    pipeline: capabilities.stages ? { stages: config.stages, microbatches: config.microbatches, schedule: config.pipelineSchedule, cuts: config.stageCuts } : undefined,
+    pipeline: capabilities.modelRanks === 'stages' ? { stages: config.stages, microbatches: config.microbatches, schedule: config.pipelineSchedule, cuts: config.stageCuts } : undefined,
+    tensorParallel: config.tensorParallel,
     reportUpdates: (workers, versions, staleness) => emit({ kind: 'updates', workers, versions, staleness }),
     reportPipeline: (stages) => emit({ kind: 'pipeline', stages }),
+    reportTensorParallel: (report) => emit({ kind: 'tensor', ...report }),
   });
   const result = await trainingLoop({
-    comm, model, dataset, capabilities, hook, start, stages: capabilities.stages ? config.stages : 1,
+    comm, model, dataset, capabilities, hook, start, ranksPerWorker: ranksPerWorker(capabilities, config),
     workers: config.workers, batch: config.batch, epochs: config.epochs, seed: config.seed, saveEvery: config.saveEvery,
     evalEvery: evaluationInterval(config.evalEvery, stepsPerEpoch(dataset.train.count, config.workers, config.batch)),
     learningRate: (epoch) => learningRate(schedule, epoch),

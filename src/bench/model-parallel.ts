@@ -1,13 +1,15 @@
-// bench/pipeline: pipeline parallelism against one worker and against data parallelism, on a
+// bench/model-parallel: pipeline parallelism and sharded parameters (fsdp) against one worker
+// and against data parallelism (all-reduce), on a
 // deep MLP and the CNN (Fashion-MNIST, the first training images: enough for 30 steps of the deep MLP, 120 of the CNN): samples/s per
 // schedule and micro-batch count, the share of each stage's time not spent computing (the bubble,
 // and its sends, receives and update) beside the formula (S − 1)/(m + S − 1), and each rank's parameters and stored
 // activations against one worker's. Configurations alternate within each repeat; medians.
-//   npm run bench:pipeline -- [--repeats 3] [--models deep-mlp,cnn] [--micro 8,16]
+//   npm run bench:model-parallel -- [--repeats 3] [--models deep-mlp,cnn] [--micro 8,16]
 
 import { parseArgs } from 'node:util';
 import type { Dataset, ImageDataset } from '../data/dataset.js';
 import { loadAnyDataset } from '../data/load.js';
+import { bufferShare } from '../comm/communicator.js';
 import { createModel } from '../models/index.js';
 import { layerChainOf } from '../models/stage.js';
 import { trainOnThreads } from '../launch/threads.js';
@@ -21,7 +23,7 @@ const { values } = parseArgs({
     repeats: { type: 'string', default: '3' },
     models: { type: 'string', default: 'deep-mlp,cnn' },
     micro: { type: 'string' },
-    out: { type: 'string', default: 'bench/results/pipeline.json' },
+    out: { type: 'string', default: 'bench/results/model-parallel.json' },
   },
 });
 const list = (s: string) => s.split(',').filter(Boolean);
@@ -50,6 +52,7 @@ for (const name of list(values.models)) {
   const configurations: Configuration[] = [
     { label: 'one worker', config: { strategy: 'allreduce', workers: 1 } },
     { label: 'allreduce, 2 workers', config: { strategy: 'allreduce', workers: 2, batch: batch / 2 } },
+    { label: 'fsdp, 2 workers', config: { strategy: 'fsdp', workers: 2, batch: batch / 2 } },
     ...(values.micro ? list(values.micro).map(Number) : workload.micro).flatMap((m) => (['gpipe', '1f1b'] as const).map((schedule) => ({
       label: `pipeline ${schedule}, m = ${m}`, config: { strategy: 'pipeline', workers: 1, stages: 2, microbatches: Number(m), pipelineSchedule: schedule },
     }))),
@@ -66,14 +69,15 @@ for (const name of list(values.models)) {
     }
   }
 
-  // memory per rank, from the engine's figures: parameter-sized arrays, and activations (stored micro-batches × their layers' outputs)
+  // memory per rank, from the engine's figures: parameter-sized arrays (one worker: parameters, gradients, velocity; a pipeline stage also its
+  // micro-batch gradient), and activations (stored micro-batches × their layers' outputs)
   const model = layerChainOf(createModel(base.model, { inputShape: full.shape, classes: full.classes, hidden: base.hidden, maxBatch: 1 }));
   const widths = model.layers.map((layer) => layer.outputShape.reduce((a, b) => a * b, 1));
   const total = model.layout.size;
   const oneWorkerActivations = batch * widths.reduce((a, b) => a + b, 0);
   const one = median(figures[0].samplesPerSecond);
   console.log(`\n${name} (${total.toLocaleString('en-US')} parameters, batch ${batch}, ${samples} samples an epoch): medians of ${values.repeats}`);
-  console.log('| configuration | samples/s | ÷ one worker | stages not computing (measured) | bubble formula | parameters per rank ÷ one worker | activations per rank ÷ one worker |');
+  console.log('| configuration | samples/s | ÷ one worker | stages not computing (measured) | bubble formula | parameter memory per rank ÷ one worker | activations per rank ÷ one worker |');
   console.log('|---|---|---|---|---|---|---|');
   const rows = figures.map((f) => {
     const speed = median(f.samplesPerSecond);
@@ -84,9 +88,16 @@ for (const name of list(values.models)) {
       const idle = stages.map((_, s) => median(f.idle.map((run) => run[s])));
       const micro = batch / m;
       const activations = stages.map((stage) => stage.peakStoredMicrobatches * micro * widths.slice(...stageRange(stages.slice(1).map((x) => x.layers[0]), widths.length, stage.stage)).reduce((a, b) => a + b, 0));
-      row = { ...row, idle, formulaBubble: (stages.length - 1) / (m + stages.length - 1), parameters: stages.map((s) => s.parameters / total), activations: activations.map((a) => a / oneWorkerActivations), stages };
-      console.log(`| ${f.label} | ${Math.round(speed)} | ${(speed / one).toFixed(2)}× | ${idle.map((x) => `${(100 * x).toFixed(0)}%`).join(' / ')} | ${(100 * (row.formulaBubble as number)).toFixed(0)}% | ${stages.map((s) => (s.parameters / total).toFixed(2)).join(' / ')} | ${activations.map((a) => (a / oneWorkerActivations).toFixed(2)).join(' / ')} |`);
-    } else console.log(`| ${f.label} | ${Math.round(speed)} | ${(speed / one).toFixed(2)}× | | | 1 | ${f.label === 'one worker' ? 1 : 0.5} |`);
+      row = { ...row, idle, formulaBubble: (stages.length - 1) / (m + stages.length - 1), parameters: stages.map((s) => (4 * s.parameters) / (3 * total)), activations: activations.map((a) => a / oneWorkerActivations), stages };
+      console.log(`| ${f.label} | ${Math.round(speed)} | ${(speed / one).toFixed(2)}× | ${idle.map((x) => `${(100 * x).toFixed(0)}%`).join(' / ')} | ${(100 * (row.formulaBubble as number)).toFixed(0)}% | ${stages.map((s) => ((4 * s.parameters) / (3 * total)).toFixed(2)).join(' / ')} | ${activations.map((a) => (a / oneWorkerActivations).toFixed(2)).join(' / ')} |`);
+    } else {
+      // parameter-sized floats a rank holds (momentum SGD: parameters, gradients, velocity): fsdp its shares, and one layer's parameters and gradient whole
+      const sharded = f.label.startsWith('fsdp');
+      const sizes = model.layers.map((layer) => layer.params.reduce((sum, spec) => sum + spec.shape.reduce((a, b) => a * b, 1), 0));
+      const held = sharded ? 3 * sizes.reduce((sum, n) => sum + bufferShare(n, 0, 2)[1], 0) + 2 * Math.max(...sizes) : 3 * total;
+      row = { ...row, parameters: [held / (3 * total)] };
+      console.log(`| ${f.label} | ${Math.round(speed)} | ${(speed / one).toFixed(2)}× | | | ${(held / (3 * total)).toFixed(2)} | ${f.label === 'one worker' ? 1 : 0.5} |`);
+    }
     return row;
   });
   results.push({ model: name, parameters: total, batch, samples, rows });

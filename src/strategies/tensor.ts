@@ -1,0 +1,160 @@
+// Tensor (intra-layer) parallelism, Megatron-style: the T ranks of a worker hold the slices of
+// each split pair of dense layers (models/tensor-parallel.ts) and the other layers whole; they
+// compute every sample of the worker's batch together. A split block costs one all-reduce of its
+// partial outputs in the forward pass and one of its input's partial gradients in the backward
+// pass. With W workers, W·T ranks: each worker's group takes its share of the global batch, and
+// the ranks holding the same slice average their gradients across the workers.
+//
+// Rank 0 gathers the whole model only for checkpoints and the result.
+
+import type { Communicator } from '../comm/communicator.js';
+import { splitCommunicator } from '../comm/group.js';
+import { shareOf, type Batcher } from '../data/batches.js';
+import { kernelSet } from '../kernels/registry.js';
+import type { Batch } from '../models/model.js';
+import { layerChainOf } from '../models/stage.js';
+import { TensorParallelChain } from '../models/tensor-parallel.js';
+import { Optimizer } from '../optim/optimizers.js';
+import type { Strategy, StrategyRank } from './strategy.js';
+
+const EVAL_BATCH = 128;
+const sizeOf = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
+
+/** How many all-reduces a step of the split blocks made, forward and backward (the engine's own count, for the evidence). */
+export interface TensorParallelReport {
+  blocks: number;
+  forwardAllreduces: number;
+  backwardAllreduces: number;
+  /** Parameters this rank holds, and the whole model's. */
+  parameters: number;
+  wholeParameters: number;
+}
+
+export const tensorParallel: Strategy = async (setup) => {
+  const { comm } = setup;
+  const ranks = setup.tensorParallel ?? 1;
+  const worker = Math.floor(comm.rank / ranks);
+  const workers = setup.workers;
+  const chain = new TensorParallelChain(layerChainOf(setup.model, 'tensor'), ranks, comm.rank % ranks, kernelSet());
+  // the ranks of this worker's group reduce the partial sums; the same slices across workers average gradients
+  const group: Communicator = workers > 1 ? await splitCommunicator(comm, worker, comm.rank) : comm;
+  const replicas = workers > 1 ? await splitCommunicator(comm, comm.rank % ranks, worker) : null;
+  const { layers, layout } = chain;
+  const total = setup.startParams.length;
+
+  await comm.broadcast(setup.startParams, 0);
+  const params = layout.allocate();
+  chain.toLocal(setup.startParams, params);
+  const grad = layout.allocate();
+  const whole0 = setup.optimizer();
+  const optimizer = new Optimizer(whole0.config, layout.size);
+  optimizer.steps = whole0.steps;
+  for (const [name, values] of Object.entries(whole0.state)) chain.toLocal(values, optimizer.state[name]);
+
+  // the row-parallel biases are added once: by the group's rank 0; the others see zeros in their forward pass
+  const p = layout.views(params);
+  const forwardViews: Record<string, Float32Array> = { ...p };
+  if (group.rank !== 0) for (const name of chain.rowBiases) forwardViews[name] = new Float32Array(p[name].length);
+  const g = layout.views(grad);
+  const isRow = chain.roles.map((role, i) => role === 'row' && layers[i].params.length > 0);
+  const startsBlock = chain.roles.map((role, i) => role === 'column' && (i === 0 || chain.roles[i - 1] !== 'column'));
+  const inputs: Float32Array[] = new Array(layers.length);
+  const inputGrads = layers.map((_, i) => (i === 0 ? null : new Float32Array(chain.model.maxBatch * sizeOf(layers[i - 1].outputShape))));
+  const counts = { forward: 0, backward: 0 };
+
+  const forward = async (x: Float32Array, batch: number, training: boolean, step: number): Promise<Float32Array> => {
+    for (let i = 0; i < layers.length; i++) {
+      layers[i].setMode?.(training, step);
+      inputs[i] = x;
+      x = layers[i].forward(forwardViews, x, batch);
+      if (isRow[i]) {
+        const out = x.subarray(0, batch * sizeOf(layers[i].outputShape));
+        await group.allreduce(out, 'sum');
+        counts.forward++;
+      }
+    }
+    return x;
+  };
+
+  const scalars = new Float32Array(2); // [loss, stop]
+  let exchanged = 0;
+  let whole: Float32Array | null = null;
+  let first: { forward: number; backward: number } | null = null;
+
+  const rank: StrategyRank & { readonly params: Float32Array } = {
+    get params() {
+      return whole ?? params;
+    },
+    bytesSent: () => exchanged,
+    async step(input) {
+      const before = comm.bytesSent;
+      const batch = input.batch() as Batch;
+      counts.forward = 0;
+      counts.backward = 0;
+      const t = performance.now();
+      const outputs = await forward(batch.x, batch.size, true, input.epoch * input.steps + input.step);
+      const loss = chain.model.outputLoss(outputs, batch, true);
+      let gradOut = chain.model.gradLogits;
+      for (let i = layers.length - 1; i >= 0; i--) {
+        const gradX = inputGrads[i];
+        layers[i].backward(forwardViews, g, inputs[i], gradOut, gradX, batch.size);
+        if (!gradX) continue;
+        // the gradient of a block's input is the sum of every rank's part
+        if (startsBlock[i]) {
+          await group.allreduce(gradX.subarray(0, batch.size * sizeOf(layers[i - 1].outputShape)), 'sum');
+          counts.backward++;
+        }
+        gradOut = gradX;
+      }
+      const computed = performance.now() - t;
+      first ??= { ...counts };
+      if (replicas) await replicas.allreduce(grad, 'mean');
+      optimizer.step(params, grad, input.lr);
+      scalars[0] = group.rank === 0 ? loss / workers : 0;
+      scalars[1] = comm.rank === 0 && input.stopRequested() ? 1 : 0;
+      await comm.allreduce(scalars, 'sum');
+      exchanged += comm.bytesSent - before;
+      return { loss: scalars[0], stop: scalars[1] > 0, computeSeconds: computed / 1000 };
+    },
+    async evaluate(batcher: Batcher, count: number) {
+      // each worker's group its share of the test split, all of the group's ranks on the same samples
+      const [from, end] = shareOf(count, worker, workers);
+      const totals = new Float32Array(4);
+      for (let start = from; start < end; start += EVAL_BATCH) {
+        const n = Math.min(EVAL_BATCH, end - start);
+        const batch = batcher.range(start, n) as Batch;
+        const result = chain.model.score(await forward(batch.x, n, false, 0), batch);
+        if (group.rank !== 0) continue;
+        totals[0] += result.loss * n;
+        totals[1] += result.correct;
+        totals[2] += result.squaredError;
+      }
+      totals[3] = group.rank === 0 ? end - from : 0;
+      await comm.allreduce(totals, 'sum');
+      const model = chain.model;
+      return { loss: totals[0] / totals[3], accuracy: model.task === 'classification' ? totals[1] / totals[3] : NaN, rmse: model.task === 'regression' ? Math.sqrt(totals[2] / totals[3]) : NaN };
+    },
+    async snapshot() {
+      // the first worker's ranks send rank 0 their parts; it puts the whole model together
+      const parts = comm.rank === 0 ? new Float32Array(layout.size * comm.size) : null;
+      const assemble = async (mine: Float32Array, into: Float32Array | null) => {
+        await comm.gather(mine, parts, 0);
+        if (!into || !parts) return;
+        for (let r = 0; r < ranks; r++) chain.toWhole(parts.subarray(r * layout.size, (r + 1) * layout.size), into, r);
+      };
+      if (comm.rank === 0) whole ??= new Float32Array(total);
+      await assemble(params, whole);
+      const state: Record<string, Float32Array> = {};
+      for (const [name, values] of Object.entries(optimizer.state)) {
+        const into = comm.rank === 0 ? new Float32Array(total) : null;
+        await assemble(values, into);
+        if (into) state[name] = into;
+      }
+      if (comm.rank === 0 && first) {
+        setup.reportTensorParallel?.({ blocks: chain.blocks.length, forwardAllreduces: first.forward, backwardAllreduces: first.backward, parameters: layout.size, wholeParameters: total });
+      }
+      return comm.rank === 0 ? { optimizerState: state, optimizerSteps: optimizer.steps } : null;
+    },
+  };
+  return rank;
+};
