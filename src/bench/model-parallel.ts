@@ -12,6 +12,7 @@ import { loadAnyDataset } from '../data/load.js';
 import { bufferShare } from '../comm/communicator.js';
 import { createModel } from '../models/index.js';
 import { layerChainOf } from '../models/stage.js';
+import { splitBlocks } from '../models/tensor-parallel.js';
 import { trainOnThreads } from '../launch/threads.js';
 import { stageRange } from '../strategies/pipeline-partition.js';
 import { defaults, type TrainConfig } from '../train/config.js';
@@ -29,9 +30,10 @@ const { values } = parseArgs({
 const list = (s: string) => s.split(',').filter(Boolean);
 
 // micro-batches of 128 rows and more: below that, each product's packing of the weights costs more than its arithmetic
-const workloads: Record<string, { config: Partial<TrainConfig>; batch: number; samples: number; micro: number[] }> = {
-  'deep-mlp': { config: { model: 'mlp', hidden: [1024, 1024, 1024, 1024, 1024, 1024] }, batch: 2048, samples: 30720, micro: [8, 16] },
-  cnn: { config: { model: 'cnn' }, batch: 128, samples: 15360, micro: [4, 8] },
+// (tensor parallelism splits dense layers only: the CNN's convolutions would run whole on both ranks)
+const workloads: Record<string, { config: Partial<TrainConfig>; batch: number; samples: number; micro: number[]; tensor: boolean }> = {
+  'deep-mlp': { config: { model: 'mlp', hidden: [1024, 1024, 1024, 1024, 1024, 1024] }, batch: 2048, samples: 30720, micro: [8, 16], tensor: true },
+  cnn: { config: { model: 'cnn' }, batch: 128, samples: 15360, micro: [4, 8], tensor: false },
 };
 
 interface Configuration { label: string; config: Partial<TrainConfig> }
@@ -53,6 +55,7 @@ for (const name of list(values.models)) {
     { label: 'one worker', config: { strategy: 'allreduce', workers: 1 } },
     { label: 'allreduce, 2 workers', config: { strategy: 'allreduce', workers: 2, batch: batch / 2 } },
     { label: 'fsdp, 2 workers', config: { strategy: 'fsdp', workers: 2, batch: batch / 2 } },
+    ...(workload.tensor ? [{ label: 'tensor, T = 2', config: { strategy: 'tensor', workers: 1, tensorParallel: 2 } }] : []),
     ...(values.micro ? list(values.micro).map(Number) : workload.micro).flatMap((m) => (['gpipe', '1f1b'] as const).map((schedule) => ({
       label: `pipeline ${schedule}, m = ${m}`, config: { strategy: 'pipeline', workers: 1, stages: 2, microbatches: Number(m), pipelineSchedule: schedule },
     }))),
@@ -91,12 +94,18 @@ for (const name of list(values.models)) {
       row = { ...row, idle, formulaBubble: (stages.length - 1) / (m + stages.length - 1), parameters: stages.map((s) => (4 * s.parameters) / (3 * total)), activations: activations.map((a) => a / oneWorkerActivations), stages };
       console.log(`| ${f.label} | ${Math.round(speed)} | ${(speed / one).toFixed(2)}× | ${idle.map((x) => `${(100 * x).toFixed(0)}%`).join(' / ')} | ${(100 * (row.formulaBubble as number)).toFixed(0)}% | ${stages.map((s) => ((4 * s.parameters) / (3 * total)).toFixed(2)).join(' / ')} | ${activations.map((a) => (a / oneWorkerActivations).toFixed(2)).join(' / ')} |`);
     } else {
-      // parameter-sized floats a rank holds (momentum SGD: parameters, gradients, velocity): fsdp its shares, and one layer's parameters and gradient whole
-      const sharded = f.label.startsWith('fsdp');
+      // parameter-sized floats a rank holds (momentum SGD: parameters, gradients, velocity): fsdp its shares, and one layer's parameters and gradient whole;
+      // tensor its slices and the layers it keeps whole, as the engine reports them
       const sizes = model.layers.map((layer) => layer.params.reduce((sum, spec) => sum + spec.shape.reduce((a, b) => a * b, 1), 0));
-      const held = sharded ? 3 * sizes.reduce((sum, n) => sum + bufferShare(n, 0, 2)[1], 0) + 2 * Math.max(...sizes) : 3 * total;
+      const held = f.label.startsWith('fsdp') ? 3 * sizes.reduce((sum, n) => sum + bufferShare(n, 0, 2)[1], 0) + 2 * Math.max(...sizes)
+        : f.summary?.tensorParallel ? 3 * f.summary.tensorParallel.parameters : 3 * total;
       row = { ...row, parameters: [held / (3 * total)] };
-      console.log(`| ${f.label} | ${Math.round(speed)} | ${(speed / one).toFixed(2)}× | | | ${(held / (3 * total)).toFixed(2)} | ${f.label === 'one worker' ? 1 : 0.5} |`);
+      // activations: data parallelism halves the batch; tensor parallelism keeps it whole and halves the split layers' outputs
+      const roles = new Array<number>(widths.length).fill(1);
+      for (const block of splitBlocks(model.layers, 2)) for (let k = block.column; k < block.row; k++) roles[k] = 0.5;
+      const activations = f.label === 'one worker' ? 1 : f.summary?.tensorParallel ? widths.reduce((sum, w, k) => sum + w * roles[k], 0) / widths.reduce((a, b) => a + b, 0) : 0.5;
+      row = { ...row, activations: [activations] };
+      console.log(`| ${f.label} | ${Math.round(speed)} | ${(speed / one).toFixed(2)}× | | | ${(held / (3 * total)).toFixed(2)} | ${activations.toFixed(2)} |`);
     }
     return row;
   });
