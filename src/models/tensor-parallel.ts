@@ -9,6 +9,7 @@
 // A rank's parameters are its own layout: the replicated layers' tensors, and its slices of the
 // split ones, under the whole model's names; `toLocal` and `toWhole` map between the two.
 
+import type { KernelSet } from '../kernels/types.js';
 import { Layout } from '../tensor/layout.js';
 import { ElementWise } from './activations.js';
 import { Dense, Relu, type Layer } from './layers.js';
@@ -43,7 +44,7 @@ export class TensorParallelChain {
   readonly roles: ('whole' | 'column' | 'row')[];
   private readonly whole: Layout;
 
-  constructor(readonly model: Sequential, readonly ranks: number, readonly rank: number, private readonly kernels: ConstructorParameters<typeof Dense>[0]) {
+  constructor(readonly model: Sequential, readonly ranks: number, readonly rank: number, kernels: KernelSet) {
     this.whole = model.layout;
     this.blocks = splitBlocks(model.layers, ranks);
     this.roles = model.layers.map(() => 'whole');
