@@ -14,6 +14,10 @@ export const modules = {
   compress: { mutate: ['src/compress/*.ts', '!src/compress/*.test.ts'], tests: ['dist/compress/compress.test.js'] },
   // the readers (sparse, csv, npy, cifar, text-scan: 1,200 more mutants) would take ≈3 h here
   data: { mutate: ['src/data/batches.ts', 'src/data/split.ts'], tests: ['dist/data/*.test.js', 'dist/models/sparse-models.test.js'] },
+  // the pipeline's schedules, simulator and partitioner (pure: closed forms and brute force judge them)
+  pipeline: { mutate: ['src/strategies/pipeline-schedule.ts', 'src/strategies/pipeline-partition.ts'], tests: ['dist/strategies/pipeline.test.js'] },
+  // communicator groups: the conformance suite's subgroups case on shared memory, 1–4 ranks
+  groups: { mutate: ['src/comm/group.ts'], tests: ['--test-name-pattern=subgroups', 'dist/comm/shm.test.js'] },
 };
 
 const chosen = process.argv.slice(2).filter((a) => !a.startsWith('-'));

@@ -11,7 +11,7 @@ import { selectKernels } from '../kernels/select.js';
 import { parseCompress } from '../compress/parse.js';
 import { modelsFor, type Model } from '../models/index.js';
 import { checkPipeline, pipelineMessageFloats } from '../strategies/pipeline.js';
-import { layerChainOf } from '../models/stage.js';
+import { layerChainOf, notALayerChain } from '../models/stage.js';
 import { modelLabel, modelModuleUrl, isModelModule, resolveModel } from '../models/module.js';
 import { Optimizer, defaultOptimizer } from '../optim/optimizers.js';
 import { ranksFor, ranksPerWorker, strategy } from '../strategies/index.js';
@@ -58,6 +58,8 @@ export async function prepareRun(requested: TrainConfig, hooks: LaunchHooks & { 
   // a model module is named by its absolute URL, so every thread and process imports the same file
   if (isModelModule(config.model)) config.model = modelModuleUrl(config.model);
   const definition = await resolveModel(config.model);
+  // a strategy that runs the model layer by layer needs a chain of layers, which only image models can be: say so before loading the data
+  if (strategy(config.strategy).layerChain && definition.data !== 'images') throw notALayerChain(config.strategy, modelLabel(config.model));
   const kernels = selectKernels(undefined, hooks.notice);
   const dataset = hooks.dataset ?? loadAnyDataset(config.dataset, { dataDir: config.dataDir, testDataset: config.testDataset, zeroBased: config.zeroBased, labelColumn: config.labelColumn, task: config.task, seed: config.seed });
   if (definition.data !== dataset.kind) {

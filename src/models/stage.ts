@@ -13,11 +13,14 @@ import { Sequential } from './sequential.js';
 
 const sizeOf = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 
+/** What a strategy that runs a model layer by layer says of a model that is not a chain of layers. */
+export function notALayerChain(strategy: string, model: string): ConvergeError {
+  return new ConvergeError(`--strategy ${strategy} runs a model of layers layer by layer (sequential([...]) or the built-in mlp, cnn, resnet20); ${model} is not one.`, 'BAD_OPTION');
+}
+
 /** The model as a chain of layers a strategy can cut or shard, or a one-line reason why it cannot be. */
 export function layerChainOf(model: Model, strategy = 'pipeline'): Sequential {
-  if (!(model instanceof Sequential)) {
-    throw new ConvergeError(`--strategy ${strategy} runs a model of layers layer by layer (sequential([...]) or the built-in mlp, cnn, resnet20); ${model.name} is not one.`, 'BAD_OPTION');
-  }
+  if (!(model instanceof Sequential)) throw notALayerChain(strategy, model.name);
   if (model.layers.some((layer) => layer.synchronised)) throw new ConvergeError(`--strategy ${strategy} with --sync-bn: not supported; leave --sync-bn out.`, 'BAD_OPTION');
   return model;
 }
