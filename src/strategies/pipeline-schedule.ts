@@ -97,15 +97,9 @@ export function simulate(programs: readonly PipelineAction[][], costs: readonly 
   const next = new Array<number>(stages).fill(0); // each stage's next action
   const clock = new Array<number>(stages).fill(0);
   const busy = new Array<number>(stages).fill(0);
-  const partner = (stage: number, action: PipelineAction): { stage: number; kind: PipelineAction['kind'] } | null => {
-    switch (action.kind) {
-      case 'sendActivation': return { stage: stage + 1, kind: 'recvActivation' };
-      case 'recvActivation': return { stage: stage - 1, kind: 'sendActivation' };
-      case 'sendGradient': return { stage: stage - 1, kind: 'recvGradient' };
-      case 'recvGradient': return { stage: stage + 1, kind: 'sendGradient' };
-      default: return null;
-    }
-  };
+  // a receive is matched with the send it waits for (a send waits to be matched)
+  const sender = (stage: number, action: PipelineAction): { stage: number; kind: PipelineAction['kind'] } =>
+    (action.kind === 'recvActivation' ? { stage: stage - 1, kind: 'sendActivation' } : { stage: stage + 1, kind: 'sendGradient' });
   for (;;) {
     let progressed = false;
     let done = 0;
@@ -115,8 +109,7 @@ export function simulate(programs: readonly PipelineAction[][], costs: readonly 
         continue;
       }
       const action = programs[s][next[s]];
-      const other = partner(s, action);
-      if (!other) {
+      if (action.kind === 'forward' || action.kind === 'backward') {
         const cost = action.kind === 'forward' ? costs[s].forward : costs[s].backward;
         clock[s] += cost;
         busy[s] += cost;
@@ -124,8 +117,10 @@ export function simulate(programs: readonly PipelineAction[][], costs: readonly 
         progressed = true;
         continue;
       }
-      const theirs = programs[other.stage]?.[next[other.stage]];
-      if (!theirs || theirs.kind !== other.kind) continue; // the partner is elsewhere: wait
+      if (action.kind === 'sendActivation' || action.kind === 'sendGradient') continue;
+      const other = sender(s, action);
+      const theirs = programs[other.stage][next[other.stage]];
+      if (!theirs || theirs.kind !== other.kind) continue; // the sender is elsewhere: wait
       if (theirs.micro !== action.micro) {
         throw new ConvergeError(`pipeline schedule: stage ${s} ${action.kind} of micro-batch ${action.micro} meets stage ${other.stage} ${theirs.kind} of micro-batch ${theirs.micro}`, 'BAD_SCHEDULE');
       }

@@ -38,7 +38,11 @@ test('pipeline schedules: 1F1B stores at most min(m, S − s) micro-batches on s
           assert.deepEqual(forwards, inOrder);
           assert.deepEqual(backwards, inOrder, 'backwards in micro-batch order: the gradient sums add as serial accumulation does');
           for (let i = 0; i < micro; i++) {
-            const at = (kind: PipelineAction['kind']) => program.findIndex((a) => a.kind === kind && a.micro === i);
+            const at = (kind: PipelineAction['kind']) => {
+              const index = program.findIndex((a) => a.kind === kind && a.micro === i);
+              assert.ok(index >= 0, `${schedule} S=${stages} m=${micro} stage ${s}: no ${kind} of micro-batch ${i}`);
+              return index;
+            };
             assert.ok(at('forward') < at('backward'));
             if (s > 0) assert.ok(at('recvActivation') < at('forward') && at('backward') < at('sendGradient'));
             if (s < stages - 1) assert.ok(at('forward') < at('sendActivation') && at('recvGradient') < at('backward'));
@@ -68,7 +72,20 @@ test('pipeline schedules: no configuration deadlocks when every send waits for i
     }
     return out;
   });
-  assert.throws(() => simulate(textbook, Array.from({ length: 3 }, () => ({ forward: 1, backward: 2 }))), /deadlocks/);
+  assert.throws(() => simulate(textbook, Array.from({ length: 3 }, () => ({ forward: 1, backward: 2 }))), /pipeline schedule deadlocks: stage 0 at sendActivation 2, stage 1 at sendActivation 1, stage 2 at sendGradient 0$/);
+  // two activations received in the wrong order meet their sends as a mismatch, named
+  const swapped = pipelinePrograms('gpipe', 2, 2);
+  const receives = swapped[1].filter((a) => a.kind === 'recvActivation');
+  [receives[0].micro, receives[1].micro] = [1, 0];
+  assert.throws(() => simulate(swapped, [{ forward: 1, backward: 2 }, { forward: 1, backward: 2 }]), /stage 1 recvActivation of micro-batch 1 meets stage 0 sendActivation of micro-batch 0/);
+});
+
+test('pipeline schedules: each hop costs the link time — one micro-batch through 2 equal stages takes F + L + F + B + L + B', () => {
+  for (const schedule of schedules) {
+    const result = simulate(pipelinePrograms(schedule, 2, 1), [{ forward: 1, backward: 2 }, { forward: 1, backward: 2 }], 0.25);
+    assert.equal(result.makespan, 6.5);
+    assert.deepEqual(result.busy, [3, 3]);
+  }
 });
 
 test('pipeline partition: the balanced cut minimises the slowest stage (brute force over every cut), leaves no stage empty, and --stage-cuts is checked', () => {
@@ -79,10 +96,11 @@ test('pipeline partition: the balanced cut minimises the slowest stage (brute fo
     const costs = Array.from({ length: layers }, () => (random.below(4) === 0 ? 0 : random.next() * 10));
     const cuts = balancedCuts(costs, stages);
     assert.equal(cuts.length, stages - 1);
-    const worst = (c: number[]) => Math.max(...Array.from({ length: stages }, (_, s) => {
-      const [a, b] = stageRange(c, layers, s);
-      assert.ok(b > a, `stage ${s} of ${c} is empty`);
-      return costs.slice(a, b).reduce((x, y) => x + y, 0);
+    // each stage from one cut to the next (written out here, not stageRange's)
+    const worst = (c: number[]) => Math.max(...[0, ...c].map((start, s) => {
+      const end = s < c.length ? c[s] : layers;
+      assert.ok(end > start, `stage ${s} of ${c} is empty`);
+      return costs.slice(start, end).reduce((x, y) => x + y, 0);
     }));
     let best = Infinity;
     const choose = (from: number, chosen: number[]) => {
@@ -95,7 +113,9 @@ test('pipeline partition: the balanced cut minimises the slowest stage (brute fo
     choose(1, []);
     assert.ok(Math.abs(worst(cuts) - best) < 1e-9, `costs ${costs}: cut ${cuts} gives ${worst(cuts)}, the best is ${best}`);
   }
-  assert.throws(() => balancedCuts([1, 2], 3), /--stages: got 3; expected 1 to 2 \(the model has 2 layers/);
+  for (const stages of [3, 0, 1.5]) assert.throws(() => balancedCuts([1, 2], stages), new RegExp(`--stages: got ${stages}; expected 1 to 2 \\(the model has 2 layers`));
   assert.deepEqual(checkCuts([2, 4], 5, 3), [2, 4]);
-  for (const bad of [[2], [4, 2], [0, 3], [2, 5]]) assert.throws(() => checkCuts(bad, 5, 3), /--stage-cuts: .*expected 2 increasing layer indices between 1 and 4/);
+  for (const bad of [[2], [4, 2], [0, 3], [2, 5]]) assert.throws(() => checkCuts(bad, 5, 3), /^ConvergeError: --stage-cuts: got "[\d,]+"; expected 2 increasing layer indices between 1 and 4, where stages 2..3 begin \(the model has 5 layers\)/);
+  assert.throws(() => checkCuts([5], 5, 2), /expected 1 increasing layer indices between 1 and 4, where stage 2 begins \(the model has 5 layers\)/);
+  assert.deepEqual([0, 1, 2].map((s) => stageRange([2, 4], 6, s)), [[0, 2], [2, 4], [4, 6]]);
 });
