@@ -16,8 +16,8 @@ export const modules = {
   data: { mutate: ['src/data/batches.ts', 'src/data/split.ts'], tests: ['dist/data/*.test.js', 'dist/models/sparse-models.test.js'] },
   // the pipeline's schedules, simulator and partitioner (pure: closed forms and brute force judge them)
   pipeline: { mutate: ['src/strategies/pipeline-schedule.ts', 'src/strategies/pipeline-partition.ts'], tests: ['dist/strategies/pipeline.test.js'] },
-  // communicator groups: the conformance suite's subgroups case on shared memory, 1–4 ranks
-  groups: { mutate: ['src/comm/group.ts'], tests: ['--test-name-pattern=subgroups', 'dist/comm/shm.test.js'] },
+  // communicator groups: the conformance suite's subgroups case on shared memory, 1–4 ranks, and their own checks
+  groups: { mutate: ['src/comm/group.ts'], tests: ['--test-name-pattern=subgroups', 'dist/comm/shm.test.js', 'dist/comm/group.test.js'] },
 };
 
 const chosen = process.argv.slice(2).filter((a) => !a.startsWith('-'));

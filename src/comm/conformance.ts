@@ -210,18 +210,24 @@ export const conformanceCases: Record<string, (comm: Communicator) => Promise<vo
   },
 
   async subgroups(comm) {
-    // pairs of neighbouring ranks, each ordered backwards by its key: the group's rank 0 is the pair's higher rank
-    const group = await splitCommunicator(comm, Math.floor(comm.rank / 2), -comm.rank);
-    const members = [comm.rank - (comm.rank % 2) + 1, comm.rank - (comm.rank % 2)].filter((r) => r < comm.size);
-    if (group.size !== members.length || group.rank !== members.indexOf(comm.rank)) {
-      throw new Error(`rank ${comm.rank}: group rank ${group.rank} of ${group.size}, expected ${members.indexOf(comm.rank)} of ${members.length}`);
-    }
-    // the cases above, run inside each group at once (values are the group's ranks)
-    for (const name of ['allreduceSum', 'allreduceMean', 'reduceScatter', 'reduceScatterThenAllgatherShares', 'allgather', 'gather', 'broadcast', 'barrier', 'pointToPoint', 'bytesAreCounted'] as const) {
-      try {
-        await conformanceCases[name](group);
-      } catch (error) {
-        throw new Error(`rank ${comm.rank}, in a group of ${group.size}: ${name}: ${(error as Error).message}`);
+    // two splits in turn: pairs of neighbouring ranks, and every rank but 0 (a ring of 3 with 4 ranks); each group ordered backwards by its key
+    const splits = [
+      { colour: (r: number) => Math.floor(r / 2), members: (r: number) => [r - (r % 2) + 1, r - (r % 2)].filter((m) => m < comm.size) },
+      { colour: (r: number) => (r === 0 ? 1 : 0), members: (r: number) => (r === 0 ? [0] : Array.from({ length: comm.size - 1 }, (_, i) => comm.size - 1 - i)) },
+    ];
+    for (const split of splits) {
+      const group = await splitCommunicator(comm, split.colour(comm.rank), -comm.rank);
+      const members = split.members(comm.rank);
+      if (group.size !== members.length || group.rank !== members.indexOf(comm.rank) || group.backend !== `${comm.backend} group`) {
+        throw new Error(`rank ${comm.rank}: group rank ${group.rank} of ${group.size} (${group.backend}), expected ${members.indexOf(comm.rank)} of ${members.length}`);
+      }
+      // the cases above, run inside each group at once (values are the group's ranks)
+      for (const name of ['allreduceSum', 'allreduceMean', 'reduceScatter', 'reduceScatterThenAllgatherShares', 'allgather', 'gather', 'broadcast', 'barrier', 'pointToPoint', 'bytesAreCounted'] as const) {
+        try {
+          await conformanceCases[name](group);
+        } catch (error) {
+          throw new Error(`rank ${comm.rank}, in a group of ${group.size}: ${name}: ${(error as Error).message}`);
+        }
       }
     }
     // and the whole group still works after
