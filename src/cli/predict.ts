@@ -15,7 +15,8 @@ import { checkWritable } from '../launch/outputs.js';
 import { modelLabel, modelModuleUrl, isModelModule, resolveModel } from '../models/module.js';
 import { readCheckpoint, readCheckpointLayout } from '../train/checkpoint.js';
 import { validate } from '../train/config.js';
-import { EVAL_BATCH, modelOptions } from '../train/run.js';
+import { modelOptions } from '../train/run.js';
+import { EVAL_BATCH } from '../strategies/strategy.js';
 import { parseTrainArgs } from './train.js';
 
 export const predictHelp = `converge predict --checkpoint FILE [--model M --dataset D … as for train] [--out FILE.csv|FILE.npy] [--json]

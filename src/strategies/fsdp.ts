@@ -15,9 +15,8 @@ import type { Layer } from '../models/layers.js';
 import type { Batch } from '../models/model.js';
 import { layerChainOf, layerOffsets } from '../models/stage.js';
 import { Optimizer } from '../optim/optimizers.js';
-import type { Strategy, StrategyRank } from './strategy.js';
+import { EVAL_BATCH, addEvaluation, evaluationFigures, type Strategy, type StrategyRank } from './strategy.js';
 
-const EVAL_BATCH = 128;
 const sizeOf = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 
 export const fsdp: Strategy = async (setup) => {
@@ -128,14 +127,10 @@ export const fsdp: Strategy = async (setup) => {
           continue;
         }
         const batch = batcher.range(start, n) as Batch;
-        const result = chain.score(await forward(batch.x, n, false, 0), batch);
-        totals[0] += result.loss * n;
-        totals[1] += result.correct;
-        totals[2] += result.squaredError;
+        addEvaluation(totals, chain.score(await forward(batch.x, n, false, 0), batch), n);
       }
-      totals[3] = end - from;
       await comm.allreduce(totals, 'sum');
-      return { loss: totals[0] / totals[3], accuracy: chain.task === 'classification' ? totals[1] / totals[3] : NaN, rmse: chain.task === 'regression' ? Math.sqrt(totals[2] / totals[3]) : NaN };
+      return evaluationFigures(totals, chain.task);
     },
     async snapshot() {
       // the whole parameters and optimiser state at rank 0, a layer at a time

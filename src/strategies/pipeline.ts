@@ -22,7 +22,7 @@ import type { Sequential } from '../models/sequential.js';
 import { Random } from '../tensor/random.js';
 import { balancedCuts, checkCuts, stageRange } from './pipeline-partition.js';
 import { peakStored, stageProgram, type PipelineSchedule, type StageCost } from './pipeline-schedule.js';
-import { MODEL_BUFFERS, type Strategy, type StrategyRank } from './strategy.js';
+import { EVAL_BATCH, MODEL_BUFFERS, addEvaluation, evaluationFigures, type Strategy, type StrategyRank } from './strategy.js';
 
 export interface PipelineOptions {
   stages: number;
@@ -44,8 +44,6 @@ export interface StageReport {
   idleSeconds: number;
 }
 
-/** Evaluation batches a stage pushes through the pipeline (and the replica that runs them is sized for). */
-const EVAL_BATCH = 128;
 const sizeOf = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 
 /** The largest message a pipeline run sends between stages, in floats: a micro-batch (or an evaluation batch) of the widest activation. */
@@ -281,16 +279,10 @@ export const pipeline: Strategy = async (setup) => {
         }
         const out = slot.forward(params, x!, n, false, 0);
         if (!last) await comm.send(out.subarray(0, n * outputWidth), next);
-        else {
-          const result = slot.score(out, batch!);
-          totals[0] += result.loss * n;
-          totals[1] += result.correct;
-          totals[2] += result.squaredError;
-        }
+        else addEvaluation(totals, slot.score(out, batch!), n);
       }
-      totals[3] = last ? end - from : 0;
       await comm.allreduce(totals, 'sum');
-      return { loss: totals[0] / totals[3], accuracy: probe.task === 'classification' ? totals[1] / totals[3] : NaN, rmse: probe.task === 'regression' ? Math.sqrt(totals[2] / totals[3]) : NaN };
+      return evaluationFigures(totals, probe.task);
     },
     async snapshot() {
       // every stage's range of the parameters and of each optimiser state, side by side at rank 0 (from the first pipeline: the others' are the same)

@@ -6,11 +6,28 @@
 import type { Communicator } from '../comm/communicator.js';
 import type { Hook } from '../compress/hook.js';
 import type { Batcher } from '../data/batches.js';
-import type { AnyBatch, Model } from '../models/model.js';
+import type { AnyBatch, Evaluation, Model } from '../models/model.js';
 import type { Optimizer } from '../optim/optimizers.js';
 import type { ParamPrecision } from '../tensor/precision.js';
 import type { PipelineOptions, StageReport } from './pipeline.js';
 import type { TensorParallelReport } from './tensor.js';
+
+/** Test samples a pass evaluates at once (the loop's model is built for batches this large, and the strategies that evaluate through their own passes use it). */
+export const EVAL_BATCH = 128;
+
+/** Adds one evaluated batch of `count` samples to [Σ loss·count, correct, Σ squared error, count]. */
+export function addEvaluation(totals: Float32Array | Float64Array, result: Evaluation, count: number): void {
+  totals[0] += result.loss * count;
+  totals[1] += result.correct;
+  totals[2] += result.squaredError;
+  totals[3] += count;
+}
+
+/** The test loss and accuracy (classification) or RMSE (regression) of totals summed over every rank. */
+export function evaluationFigures(totals: ArrayLike<number>, task: 'classification' | 'regression'): { loss: number; accuracy: number; rmse: number } {
+  const count = totals[3];
+  return { loss: totals[0] / count, accuracy: task === 'classification' ? totals[1] / count : NaN, rmse: task === 'regression' ? Math.sqrt(totals[2] / count) : NaN };
+}
 
 /** The checkpoint's name for the model's buffers (batch norm's running statistics). */
 export const MODEL_BUFFERS = 'model.buffers';

@@ -15,9 +15,8 @@ import type { Batch } from '../models/model.js';
 import { layerChainOf } from '../models/stage.js';
 import { TensorParallelChain } from '../models/tensor-parallel.js';
 import { Optimizer } from '../optim/optimizers.js';
-import type { Strategy, StrategyRank } from './strategy.js';
+import { EVAL_BATCH, addEvaluation, evaluationFigures, type Strategy, type StrategyRank } from './strategy.js';
 
-const EVAL_BATCH = 128;
 const sizeOf = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 
 /** How many all-reduces a step of the split blocks made, forward and backward (the engine's own count, for the evidence). */
@@ -124,15 +123,10 @@ export const tensorParallel: Strategy = async (setup) => {
         const n = Math.min(EVAL_BATCH, end - start);
         const batch = batcher.range(start, n) as Batch;
         const result = chain.model.score(await forward(batch.x, n, false, 0), batch);
-        if (group.rank !== 0) continue;
-        totals[0] += result.loss * n;
-        totals[1] += result.correct;
-        totals[2] += result.squaredError;
+        if (group.rank === 0) addEvaluation(totals, result, n); // the group's ranks computed the same
       }
-      totals[3] = group.rank === 0 ? end - from : 0;
       await comm.allreduce(totals, 'sum');
-      const model = chain.model;
-      return { loss: totals[0] / totals[3], accuracy: model.task === 'classification' ? totals[1] / totals[3] : NaN, rmse: model.task === 'regression' ? Math.sqrt(totals[2] / totals[3]) : NaN };
+      return evaluationFigures(totals, chain.model.task);
     },
     async snapshot() {
       // the first worker's ranks send rank 0 their parts; it puts the whole model together

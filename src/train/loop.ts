@@ -12,7 +12,7 @@ import type { Model } from '../models/model.js';
 import type { StrategyEntry } from '../strategies/index.js';
 import type { StageReport } from '../strategies/pipeline.js';
 import type { TensorParallelReport } from '../strategies/tensor.js';
-import { MODEL_BUFFERS as BUFFERS, type StepInput, type StrategyRank } from '../strategies/strategy.js';
+import { MODEL_BUFFERS as BUFFERS, addEvaluation, evaluationFigures, type StepInput, type StrategyRank } from '../strategies/strategy.js';
 import { gatherHookState } from './hook-state.js';
 
 export interface TrainingState {
@@ -247,15 +247,10 @@ export async function evaluate(comm: Communicator, model: Model, dataset: Datase
   const totals = new Float64Array(4);
   for (let start = first; start < end; start += model.maxBatch) {
     const count = Math.min(model.maxBatch, end - start);
-    const result = model.evaluate(params, batcher.range(start, count));
-    totals[0] += result.loss * count;
-    totals[1] += result.correct;
-    totals[2] += result.squaredError;
+    addEvaluation(totals, model.evaluate(params, batcher.range(start, count)), count);
   }
-  totals[3] = end - first;
   // float32 sums of counts up to 2²⁴ stay exact; the sums of losses lose only float32 rounding
   const shared = Float32Array.from(totals);
   await comm.allreduce(shared, 'sum');
-  const count = shared[3];
-  return { loss: shared[0] / count, accuracy: model.task === 'classification' ? shared[1] / count : NaN, rmse: model.task === 'regression' ? Math.sqrt(shared[2] / count) : NaN };
+  return evaluationFigures(shared, model.task);
 }

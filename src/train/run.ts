@@ -11,7 +11,7 @@ import { modelLabel, resolveModel } from '../models/module.js';
 import { Optimizer, defaultOptimizer } from '../optim/optimizers.js';
 import { learningRate, scaledLearningRate } from '../optim/schedules.js';
 import { ranksPerWorker, strategy } from '../strategies/index.js';
-import { MODEL_BUFFERS } from '../strategies/strategy.js';
+import { EVAL_BATCH, MODEL_BUFFERS } from '../strategies/strategy.js';
 import { writeCheckpoint } from './checkpoint.js';
 import { parseCompress } from '../compress/parse.js';
 import { mixSeed } from '../tensor/random.js';
@@ -43,8 +43,6 @@ export function modelOptions(dataset: Dataset, config: TrainConfig, maxBatch: nu
   }
 }
 
-/** Evaluation and the largest batch the model's buffers are sized for. */
-export const EVAL_BATCH = 128;
 
 export interface RankOutput {
   params: Float32Array | null; // from rank 0, which owns the final parameters in every strategy
