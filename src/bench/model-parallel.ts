@@ -1,6 +1,6 @@
 // bench/model-parallel: pipeline parallelism and sharded parameters (fsdp) against one worker
 // and against data parallelism (all-reduce), on a
-// deep MLP and the CNN (Fashion-MNIST, the first training images: enough for 30 steps of the deep MLP, 120 of the CNN): samples/s per
+// deep MLP, the CNN and ResNet-20 (Fashion-MNIST, the first training images: enough for 15 steps of the deep MLP, 120 of the CNN, 60 of ResNet-20): samples/s per
 // schedule and micro-batch count, the share of each stage's time not spent computing (the bubble,
 // and its sends, receives and update) beside the formula (S − 1)/(m + S − 1), and each rank's parameters and stored
 // activations against one worker's. Configurations alternate within each repeat; medians.
@@ -22,7 +22,7 @@ import { announceEnvironment, environment, median, writeJson } from './common.js
 const { values } = parseArgs({
   options: {
     repeats: { type: 'string', default: '3' },
-    models: { type: 'string', default: 'deep-mlp,cnn' },
+    models: { type: 'string', default: 'deep-mlp,cnn,resnet20' },
     micro: { type: 'string' },
     out: { type: 'string', default: 'bench/results/model-parallel.json' },
   },
@@ -34,6 +34,7 @@ const list = (s: string) => s.split(',').filter(Boolean);
 const workloads: Record<string, { config: Partial<TrainConfig>; batch: number; samples: number; micro: number[]; tensor: boolean }> = {
   'deep-mlp': { config: { model: 'mlp', hidden: [1024, 1024, 1024, 1024, 1024, 1024] }, batch: 2048, samples: 30720, micro: [8, 16], tensor: true },
   cnn: { config: { model: 'cnn' }, batch: 128, samples: 15360, micro: [4, 8], tensor: false },
+  resnet20: { config: { model: 'resnet20' }, batch: 64, samples: 3840, micro: [4], tensor: false },
 };
 
 interface Configuration { label: string; config: Partial<TrainConfig> }
