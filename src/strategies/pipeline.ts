@@ -124,8 +124,8 @@ export const pipeline: Strategy = async (setup) => {
   const micro = setup.batch / microbatches;
   const program = stageProgram(options.schedule, stage, stages, microbatches);
 
-  // replica 0 also runs the evaluations; the others hold the activations of further micro-batches in flight
-  const probe = layerChainOf(setup.replica(Math.max(micro, EVAL_BATCH)));
+  // replica 0 is the loop's model (built for the batch and for evaluations) and runs the evaluations; the others hold the activations of further micro-batches in flight
+  const probe = layerChainOf(setup.model);
   const layerCount = probe.layers.length;
   const offsets = layerOffsets(probe.layers);
   const cuts = await agreeOnCuts(comm, options, probe, setup.startParams, micro);
