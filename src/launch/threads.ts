@@ -10,7 +10,7 @@ import { badOption, shapeMismatch } from '../errors.js';
 import { selectKernels } from '../kernels/select.js';
 import { parseCompress } from '../compress/parse.js';
 import { modelsFor, type Model } from '../models/index.js';
-import { checkPipeline, pipelineMessageFloats } from '../strategies/pipeline.js';
+import { checkPipeline, activationMessageFloats } from '../strategies/pipeline.js';
 import { layerChainOf, notALayerChain } from '../models/stage.js';
 import { modelLabel, modelModuleUrl, isModelModule, resolveModel } from '../models/module.js';
 import { Optimizer, defaultOptimizer } from '../optim/optimizers.js';
@@ -104,7 +104,7 @@ export function largestMessage(config: TrainConfig, model: Model): number {
   const size = model.layout.size;
   const push = config.compress === undefined ? 0 : 5 + Math.ceil(parseCompress(config.compress)({ size, seed: 0, momentum: 0 }).maxBytes(size) / 4);
   const split = strategy(config.strategy).modelRanks;
-  const activations = split === 'stages' ? pipelineMessageFloats(model, config.batch / config.microbatches) : split === 'tensorParallel' ? pipelineMessageFloats(model, config.batch) : 0;
+  const activations = split === 'stages' ? activationMessageFloats(model, config.batch / config.microbatches) : split === 'tensorParallel' ? activationMessageFloats(model, config.batch) : 0;
   return Math.max(size + 4, push, activations);
 }
 

@@ -46,11 +46,11 @@ export interface StageReport {
 
 const sizeOf = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 
-/** The largest message a pipeline run sends between stages, in floats: a micro-batch (or an evaluation batch) of the widest activation. */
-export function pipelineMessageFloats(model: Model, microBatch: number): number {
+/** The largest activation message between ranks, in floats: a batch of `batch` samples (or an evaluation batch) of the widest layer output — a pipeline's micro-batch between stages, a tensor-parallel group's partial sums. */
+export function activationMessageFloats(model: Model, batch: number): number {
   const chain = layerChainOf(model);
   const widest = Math.max(sizeOf(chain.inputShape), ...chain.layers.map((layer) => sizeOf(layer.outputShape)));
-  return widest * Math.max(microBatch, EVAL_BATCH);
+  return widest * Math.max(batch, EVAL_BATCH);
 }
 
 /** Before any rank starts: the model is a chain of layers, with a layer for every stage and, if given, a cut that fits it. */
