@@ -3,6 +3,14 @@
 
 import type { TrainingEvent } from '../train/loop.js';
 import { breakdownMs } from '../train/monitor.js';
+import { formatBytes } from '../models/checkpointing.js';
+import type { ActivationReport } from '../models/sequential.js';
+
+/** What --recompute and --memory-budget made of rank 0's step, in one line. */
+export function activationLine(a: ActivationReport): string {
+  const predicted = a.predictedSeconds === undefined ? '' : `; predicted ${(a.predictedSeconds * 1e3).toFixed(1)} ms of forward and backward passes a step`;
+  return `activations: --recompute ${a.schedule} holds ${formatBytes(a.bytes)} (storing all: ${formatBytes(a.storeAllBytes)}), runs ${a.recomputed} of ${a.units} units' forward passes twice${predicted}`;
+}
 
 const WIDTH = 24;
 
@@ -53,6 +61,8 @@ export class ProgressBar {
       if (this.live) this.stream.write('\r\x1b[K');
       const merit = Number.isNaN(event.testAccuracy) ? `test RMSE ${event.testRmse.toFixed(4)}` : `test accuracy ${(100 * event.testAccuracy).toFixed(2)}%`;
       this.stream.write(`  at epoch ${event.epochs.toFixed(2)}  test loss ${event.testLoss.toFixed(4)}  ${merit}  ${event.trainSeconds.toFixed(1)} s of training\n`);
+    } else if (event.kind === 'activations' && event.schedule !== 'none') {
+      this.stream.write(`${activationLine(event)}\n`);
     } else if (event.kind === 'epoch') {
       if (this.live) this.stream.write('\r\x1b[K');
       const merit = Number.isNaN(event.testAccuracy) ? `test RMSE ${event.testRmse.toFixed(4)}` : `test accuracy ${(100 * event.testAccuracy).toFixed(2)}%`;

@@ -1,5 +1,6 @@
 // `converge train`: options → TrainConfig → a run on worker threads, with a progress bar.
 
+import { parseBytes, recomputeHelp } from '../models/checkpointing.js';
 import { parseArgs } from 'node:util';
 import { isProcessBackend } from '../comm/backends.js';
 import { modelLabel } from '../models/module.js';
@@ -33,6 +34,8 @@ const options = {
   'pipeline-schedule': { type: 'string', help: `pipeline: gpipe (every forward, then every backward; m micro-batches stored) | 1f1b (one forward, one backward in turn; at most S − s stored on stage s) (default ${defaults.pipelineSchedule})` },
   'tensor-parallel': { type: 'string', help: 'tensor: ranks each pair of dense layers is split across, Megatron-style (default: one per core; with tcp/mpi: the job size)' },
   'stage-cuts': { type: 'string', help: 'pipeline: the layer indices where stages 2..S begin, comma-separated (default: balanced over the layers\' forward and backward times measured at start-up; `converge plan` shows them)' },
+  recompute: { type: 'string', help: `models of layers: which activations a step stores and which it computes again from a stored one: ${recomputeHelp} (default none; auto with --memory-budget)` },
+  'memory-budget': { type: 'string', help: 'models of layers: the most activation memory a rank\'s step may hold, e.g. 512MiB or 2GB; a step that cannot fit is refused at start-up with the least it needs' },
   backend: { type: 'string', help: 'shm: worker threads of this process (default); tcp or mpi: this process is one rank of a job started by `converge launch`, mpirun or srun' },
   strategy: { type: 'string', help: `${Object.entries(strategies).map(([name, s]) => `${name} (${s.description})`).join('; ')} (default ${defaults.strategy})` },
   'sync-every': { type: 'string', help: `local-sgd: average the workers' copies every k steps (default ${defaults.syncEvery})` },
@@ -118,6 +121,8 @@ export function parseTrainArgs(rawArgs: string[]): TrainConfig | 'help' {
     pipelineSchedule: (s('pipeline-schedule') ?? defaults.pipelineSchedule) as TrainConfig['pipelineSchedule'],
     stageCuts: s('stage-cuts') === undefined ? undefined : s('stage-cuts')!.split(',').map((c) => number('stage-cuts', c, NaN)),
     tensorParallel: n('tensor-parallel', defaults.tensorParallel),
+    recompute: s('recompute'),
+    memoryBudget: s('memory-budget') === undefined ? undefined : parseBytes(s('memory-budget')!, '--memory-budget'),
     backend: s('backend') ?? defaults.backend,
     strategy: s('strategy') ?? defaults.strategy,
     epochs: n('epochs', defaults.epochs),

@@ -21,7 +21,8 @@ import { readCheckpoint } from '../train/checkpoint.js';
 import { validate, type TrainConfig } from '../train/config.js';
 import type { TrainingState } from '../train/loop.js';
 import { Monitor, type Summary } from '../train/monitor.js';
-import { modelOptions, type RankInput, type RankOutput } from '../train/run.js';
+import { asksForMemory, modelOptions, type RankInput, type RankOutput } from '../train/run.js';
+import { Sequential } from '../models/sequential.js';
 import { encodedBytes } from '../tensor/precision.js';
 import { runThreadGroup } from './thread-group.js';
 import { checkWritable } from './outputs.js';
@@ -70,7 +71,12 @@ export async function prepareRun(requested: TrainConfig, hooks: LaunchHooks & { 
   if (stepsPerEpoch(dataset.train.count, config.workers, config.batch) === 0) {
     throw badOption('--batch', config.batch, `a global batch (workers × batch = ${config.workers * config.batch}) no larger than the ${dataset.train.count} training samples`);
   }
-  const model = definition.build(modelOptions(dataset, config, 1));
+  const model = definition.build({ ...modelOptions(dataset, config, 1), recompute: undefined, memoryBudget: undefined });
+  // --recompute, --memory-budget: plan the step at its batch now, so that a budget too small is said before any rank starts
+  if (asksForMemory(config)) {
+    if (!(model instanceof Sequential)) throw badOption(config.recompute !== undefined ? '--recompute' : '--memory-budget', config.recompute ?? config.memoryBudget!, `a model of layers (sequential([...]), mlp, cnn, resnet20); ${modelLabel(config.model)} is not one`);
+    definition.build(modelOptions(dataset, config, config.batch));
+  }
   // a pipeline cuts a chain of layers, fsdp shards it: say now if this model is not one, before any rank starts
   if (strategy(config.strategy).modelRanks === 'stages') checkPipeline(model, config.stages, config.stageCuts);
   else if (strategy(config.strategy).layerChain) layerChainOf(model, config.strategy);

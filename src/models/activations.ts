@@ -3,6 +3,7 @@
 // place) and writes its own output buffer.
 
 import type { Layer, Views } from './layers.js';
+import { Held } from '../tensor/arena.js';
 import type { TensorSpec } from '../tensor/layout.js';
 
 const sizeOf = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
@@ -37,7 +38,8 @@ export type ActivationName = keyof typeof activations;
 
 export class ElementWise implements Layer {
   readonly params: TensorSpec[] = [];
-  private readonly out: Float32Array;
+  readonly output: Held;
+  readonly held: Held[];
   private readonly f: Activation;
 
   readonly outputBlock: number;
@@ -46,14 +48,16 @@ export class ElementWise implements Layer {
   constructor(readonly kind: ActivationName, readonly outputShape: readonly number[], maxBatch: number, readonly inputBlock = 1) {
     this.outputBlock = inputBlock;
     this.f = activations[kind];
-    this.out = new Float32Array(maxBatch * sizeOf(outputShape));
+    this.output = new Held(maxBatch * sizeOf(outputShape), 'kept');
+    this.held = [this.output];
   }
 
   forward(_p: Views, x: Float32Array, batch: number): Float32Array {
     const n = batch * sizeOf(this.outputShape);
     const f = this.f.forward;
-    for (let i = 0; i < n; i++) this.out[i] = f(x[i]);
-    return this.out;
+    const out = this.output.f32;
+    for (let i = 0; i < n; i++) out[i] = f(x[i]);
+    return out;
   }
 
   backward(_p: Views, _g: Views, x: Float32Array, gradOut: Float32Array, gradX: Float32Array | null, batch: number): void {

@@ -36,7 +36,7 @@ for (const backend of backends) {
           optimizer.step(params, grad, 1e-3);
           return loss;
         };
-        for (let s = 0; s < 300; s++) step(s); // warm-up: the JIT compiles (and allocates code) during the first steps
+        for (let s = 0; s < 600; s++) step(s); // warm-up: the JIT compiles (and allocates code) during the first few hundred steps
         // V8 frees buffers' memory on a background thread after a collection: let it finish
         gc();
         await new Promise((resolve) => setTimeout(resolve, 100));

@@ -14,6 +14,7 @@ import { ConvergeError } from '../errors.js';
 import type { KernelSet } from '../kernels/types.js';
 import type { Layer, Views } from './layers.js';
 import type { StatisticsGroup } from './model.js';
+import { Held } from '../tensor/arena.js';
 import type { TensorSpec } from '../tensor/layout.js';
 
 const EPSILON = 1e-5;
@@ -24,10 +25,15 @@ export class BatchNorm implements Layer {
   readonly buffers: TensorSpec[];
   private readonly channels: number;
   private readonly plane: number; // values per channel per sample
-  private readonly out: Float32Array;
-  private readonly normalised: Float32Array; // x̂ of the last training pass
-  private readonly inverseStd: Float32Array; // per channel, of the last training pass
+  readonly output: Held;
+  private readonly normalised: Held; // x̂ of the last training pass
+  private readonly inverseStd: Held; // per channel, of the last training pass
+  readonly held: Held[];
   private training = false;
+  // a recomputed pass updates copies of the running statistics, not them (it ran once already)
+  private replay = false;
+  private readonly replayMean: Float32Array;
+  private readonly replayVar: Float32Array;
   private buffered: Views | null = null;
   private readonly weight: string;
   private readonly bias: string;
@@ -56,17 +62,21 @@ export class BatchNorm implements Layer {
     this.params = [{ name: this.weight, shape: [this.channels] }, { name: this.bias, shape: [this.channels] }];
     this.buffers = [{ name: this.runningMean, shape: [this.channels] }, { name: this.runningVar, shape: [this.channels] }];
     const size = maxBatch * this.channels * this.plane;
-    this.out = new Float32Array(size);
-    this.normalised = new Float32Array(size);
-    this.inverseStd = new Float32Array(this.channels);
+    this.output = new Held(size, 'kept');
+    this.normalised = new Held(size, 'kept');
+    this.inverseStd = new Held(this.channels, 'kept');
+    this.held = [this.output, this.normalised, this.inverseStd];
+    this.replayMean = new Float32Array(this.channels);
+    this.replayVar = new Float32Array(this.channels);
     this.synchronised = statistics !== undefined;
     this.exchange = new Float32Array(statistics ? 2 * this.channels + 1 : 0);
     this.mean = new Float32Array(statistics ? this.channels : 0);
     this.variance = new Float32Array(statistics ? this.channels : 0);
   }
 
-  setMode(training: boolean): void {
+  setMode(training: boolean, _step: number, replay = false): void {
     this.training = training;
+    this.replay = replay;
   }
 
   /** The model hands the layer the views of its running statistics. */
@@ -79,13 +89,22 @@ export class BatchNorm implements Layer {
   forward(p: Views, x: Float32Array, batch: number): Float32Array {
     if (this.training && this.statistics) throw new ConvergeError(`batch norm ${this.name} reduces its statistics across ranks (--sync-bn): train the model through lossAndGradAsync.`, 'BAD_MODEL');
     const buffers = this.buffered!;
-    this.k.batchNormForward(x, p[this.weight], p[this.bias], this.out, this.normalised, this.inverseStd, buffers[this.runningMean], buffers[this.runningVar],
+    let runningMean = buffers[this.runningMean];
+    let runningVar = buffers[this.runningVar];
+    if (this.replay && this.training) {
+      this.replayMean.set(runningMean);
+      this.replayVar.set(runningVar);
+      runningMean = this.replayMean;
+      runningVar = this.replayVar;
+    }
+    const out = this.output.f32;
+    this.k.batchNormForward(x, p[this.weight], p[this.bias], out, this.normalised.f32, this.inverseStd.f32, runningMean, runningVar,
       batch, this.channels, this.plane, this.inputBlock, this.training, MOMENTUM, EPSILON);
-    return this.out;
+    return out;
   }
 
   backward(p: Views, g: Views, _x: Float32Array, gradOut: Float32Array, gradX: Float32Array | null, batch: number): void {
-    this.k.batchNormBackward(gradOut, this.normalised, this.inverseStd, p[this.weight], g[this.weight], g[this.bias], gradX, batch, this.channels, this.plane, this.inputBlock);
+    this.k.batchNormBackward(gradOut, this.normalised.f32, this.inverseStd.f32, p[this.weight], g[this.weight], g[this.bias], gradX, batch, this.channels, this.plane, this.inputBlock);
   }
 
   async forwardAsync(p: Views, x: Float32Array, batch: number): Promise<Float32Array> {
@@ -103,17 +122,19 @@ export class BatchNorm implements Layer {
     const buffers = this.buffered!;
     const runningMean = buffers[this.runningMean];
     const runningVar = buffers[this.runningVar];
+    const inverseStd = this.inverseStd.f32;
     for (let c = 0; c < channels; c++) {
       variance[c] = exchange[c] / count;
-      this.inverseStd[c] = 1 / Math.sqrt(variance[c] + EPSILON);
+      inverseStd[c] = 1 / Math.sqrt(variance[c] + EPSILON);
       runningMean[c] = (1 - MOMENTUM) * runningMean[c] + MOMENTUM * mean[c];
       runningVar[c] = (1 - MOMENTUM) * runningVar[c] + MOMENTUM * (count > 1 ? exchange[c] / (count - 1) : exchange[c]);
     }
     this.globalCount = count;
     // normalising by given statistics is the kernel's evaluation pass (it writes x̂ too)
-    this.k.batchNormForward(x, p[this.weight], p[this.bias], this.out, this.normalised, this.inverseStd, mean, variance,
+    const out = this.output.f32;
+    this.k.batchNormForward(x, p[this.weight], p[this.bias], out, this.normalised.f32, inverseStd, mean, variance,
       batch, channels, plane, block, false, MOMENTUM, EPSILON);
-    return this.out;
+    return out;
   }
 
   async backwardAsync(p: Views, g: Views, _x: Float32Array, gradOut: Float32Array, gradX: Float32Array | null, batch: number): Promise<void> {
@@ -121,12 +142,12 @@ export class BatchNorm implements Layer {
     const gradGamma = g[this.weight];
     const gradBeta = g[this.bias];
     // this rank's Σ dy·x̂ and Σ dy: its parameter gradients, and its share of the sums every rank needs
-    this.k.batchNormBackward(gradOut, this.normalised, this.inverseStd, p[this.weight], gradGamma, gradBeta, null, batch, channels, plane, block);
+    this.k.batchNormBackward(gradOut, this.normalised.f32, this.inverseStd.f32, p[this.weight], gradGamma, gradBeta, null, batch, channels, plane, block);
     exchange.set(gradBeta, 0);
     exchange.set(gradGamma, channels);
     await this.statistics!.allreduceSum(exchange.subarray(0, 2 * channels));
     if (!gradX) return;
-    this.k.batchNormInputGradient(gradOut, this.normalised, this.inverseStd, p[this.weight], exchange.subarray(0, channels), exchange.subarray(channels, 2 * channels),
+    this.k.batchNormInputGradient(gradOut, this.normalised.f32, this.inverseStd.f32, p[this.weight], exchange.subarray(0, channels), exchange.subarray(channels, 2 * channels),
       this.globalCount, gradX, batch, channels, plane, block);
   }
 

@@ -2,17 +2,26 @@
 // pass runs them in reverse, each writing its parameter gradients and the gradient of its
 // input. Sequential models and the branches of a residual block are chains.
 
+import { Held } from '../tensor/arena.js';
 import type { Layer, Views } from './layers.js';
 
 const sizeOf = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 
 export class LayerChain {
   private readonly inputs: Float32Array[]; // the input each layer saw in the last forward pass
-  private readonly inputGrads: (Float32Array | null)[]; // gradient w.r.t. each layer's input (the first's is the caller's)
+  private readonly inputGrads: (Held | null)[]; // gradient w.r.t. each layer's input (the first's is the caller's)
+  /** The activation memory of its layers and of the gradients between them. */
+  readonly held: readonly Held[];
 
   constructor(readonly layers: readonly Layer[], maxBatch: number) {
     this.inputs = new Array(layers.length);
-    this.inputGrads = layers.map((_, i) => (i === 0 ? null : new Float32Array(maxBatch * sizeOf(layers[i - 1].outputShape))));
+    this.inputGrads = layers.map((_, i) => (i === 0 ? null : new Held(maxBatch * sizeOf(layers[i - 1].outputShape), 'gradient')));
+    this.held = [...layers.flatMap((layer) => layer.held ?? []), ...this.inputGrads.filter((held) => held !== null)];
+  }
+
+  /** The gradients between its layers only. */
+  get gradients(): Held[] {
+    return this.inputGrads.filter((held) => held !== null);
   }
 
   forward(p: Views, x: Float32Array, batch: number): Float32Array {
@@ -38,7 +47,7 @@ export class LayerChain {
     let gradient = gradOut;
     for (let i = this.layers.length - 1; i >= 0; i--) {
       const layer = this.layers[i];
-      const target = i === 0 ? gradX : this.inputGrads[i];
+      const target = i === 0 ? gradX : this.inputGrads[i]!.f32;
       if (layer.synchronised) await layer.backwardAsync!(p, g, this.inputs[i], gradient, target, batch);
       else layer.backward(p, g, this.inputs[i], gradient, target, batch);
       if (target) gradient = target;
@@ -54,7 +63,7 @@ export class LayerChain {
   backward(p: Views, g: Views, gradOut: Float32Array, gradX: Float32Array | null, batch: number): void {
     let gradient = gradOut;
     for (let i = this.layers.length - 1; i >= 0; i--) {
-      const target = i === 0 ? gradX : this.inputGrads[i];
+      const target = i === 0 ? gradX : this.inputGrads[i]!.f32;
       this.layers[i].backward(p, g, this.inputs[i], gradient, target, batch);
       if (target) gradient = target;
     }

@@ -203,7 +203,7 @@ export function sequential(layers: LayerSpec[] | ((data: DataShape) => LayerSpec
       const context = { kernels, inputShape: o.inputShape, maxBatch: o.maxBatch, seed: mixSeed(o.seed ?? 1, o.replica ?? 0), statistics: o.statistics };
       const built = buildLayers(specs, context);
       toPlain(built, 1, context); // the loss reads plain outputs
-      return new Sequential(options.name ?? 'sequential', kernels, built, o.inputShape, o.classes, o.maxBatch, options.loss ?? lossFor(o));
+      return new Sequential(options.name ?? 'sequential', kernels, built, o.inputShape, o.classes, o.maxBatch, options.loss ?? lossFor(o), o);
     },
   };
 }

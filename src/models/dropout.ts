@@ -4,6 +4,7 @@
 // draws the same masks again.
 
 import type { Layer, Views } from './layers.js';
+import { Held } from '../tensor/arena.js';
 import type { TensorSpec } from '../tensor/layout.js';
 import { Random, mixSeed } from '../tensor/random.js';
 
@@ -11,14 +12,16 @@ const sizeOf = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 
 export class Dropout implements Layer {
   readonly params: TensorSpec[] = [];
-  private readonly out: Float32Array;
-  private readonly mask: Float32Array; // 0 or 1/(1 − p) per value of the last training pass
+  readonly output: Held;
+  private readonly maskHeld: Held; // 0 or 1/(1 − p) per value of the last training pass
+  readonly held: Held[];
   private training = false;
   private readonly random = new Random(0);
 
   constructor(readonly p: number, readonly outputShape: readonly number[], maxBatch: number, private readonly seed: number) {
-    this.out = new Float32Array(maxBatch * sizeOf(outputShape));
-    this.mask = new Float32Array(this.out.length);
+    this.output = new Held(maxBatch * sizeOf(outputShape), 'kept');
+    this.maskHeld = new Held(this.output.floats, 'kept');
+    this.held = [this.output, this.maskHeld];
   }
 
   setMode(training: boolean, step: number): void {
@@ -28,24 +31,29 @@ export class Dropout implements Layer {
 
   forward(_p: Views, x: Float32Array, batch: number): Float32Array {
     const n = batch * sizeOf(this.outputShape);
+    const out = this.output.f32;
     if (!this.training || this.p === 0) {
-      this.out.set(x.subarray(0, n));
-      return this.out;
+      out.set(x.subarray(0, n));
+      return out;
     }
     const random = this.random;
+    const mask = this.maskHeld.f32;
     const keep = 1 / (1 - this.p);
     for (let i = 0; i < n; i++) {
-      this.mask[i] = random.next() < this.p ? 0 : keep;
-      this.out[i] = x[i] * this.mask[i];
+      mask[i] = random.next() < this.p ? 0 : keep;
+      out[i] = x[i] * mask[i];
     }
-    return this.out;
+    return out;
   }
 
   backward(_p: Views, _g: Views, _x: Float32Array, gradOut: Float32Array, gradX: Float32Array | null, batch: number): void {
     if (!gradX) return;
     const n = batch * sizeOf(this.outputShape);
     if (!this.training || this.p === 0) gradX.set(gradOut.subarray(0, n));
-    else for (let i = 0; i < n; i++) gradX[i] = gradOut[i] * this.mask[i];
+    else {
+      const mask = this.maskHeld.f32;
+      for (let i = 0; i < n; i++) gradX[i] = gradOut[i] * mask[i];
+    }
   }
 
   init(): void {}

@@ -26,7 +26,7 @@ function imageOptions(name: string, o: ModelOptions): { inputShape: readonly num
 function softmax(options: ModelOptions): ImageModel {
   const o = { ...options, ...imageOptions('softmax', options) };
   const k = kernelSet();
-  return new Sequential('softmax', k, [new Dense(k, 'fc', size(o.inputShape), o.classes, o.maxBatch)], o.inputShape, o.classes, o.maxBatch, lossFor(options));
+  return new Sequential('softmax', k, [new Dense(k, 'fc', size(o.inputShape), o.classes, o.maxBatch)], o.inputShape, o.classes, o.maxBatch, lossFor(options), options);
 }
 
 /** Dense layers with ReLU between them; `hidden` gives their widths (default 512, 256). */
@@ -39,7 +39,7 @@ function mlp(options: ModelOptions): ImageModel {
     layers.push(new Dense(k, `fc${i + 1}`, widths[i], widths[i + 1], o.maxBatch));
     if (i + 2 < widths.length) layers.push(new Relu(k, [widths[i + 1]]));
   }
-  return new Sequential('mlp', k, layers, o.inputShape, o.classes, o.maxBatch, lossFor(options));
+  return new Sequential('mlp', k, layers, o.inputShape, o.classes, o.maxBatch, lossFor(options), options);
 }
 
 /** conv3x3 32 'same' ReLU → maxpool 2 → conv3x3 64 'same' ReLU → maxpool 2 → dense 128 ReLU → dense 10 */
@@ -59,7 +59,7 @@ function cnn(options: ModelOptions): ImageModel {
     conv2, new Relu(k, conv2.outputShape), pool2,
     fc1, new Relu(k, fc1.outputShape), fc2,
   ];
-  return new Sequential('cnn', k, layers, o.inputShape, o.classes, o.maxBatch, lossFor(options));
+  return new Sequential('cnn', k, layers, o.inputShape, o.classes, o.maxBatch, lossFor(options), options);
 }
 
 function sparseOptions(name: string, o: ModelOptions, binary = true): number {

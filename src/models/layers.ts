@@ -3,6 +3,7 @@
 
 import type { KernelSet, ConvGeometry, PoolGeometry } from '../kernels/types.js';
 import { convGeometry, poolGeometry } from '../kernels/types.js';
+import { Held } from '../tensor/arena.js';
 import type { TensorSpec } from '../tensor/layout.js';
 import type { Random } from '../tensor/random.js';
 
@@ -21,8 +22,14 @@ export interface Layer {
   forward(p: Views, x: Float32Array, batch: number): Float32Array;
   /** Its output is its input's memory (ReLU writes over it; Flatten passes it on): whoever else reads that input needs a copy. */
   readonly inPlace?: boolean;
-  /** Layers that act differently when training (dropout) are told before each pass; `step` seeds what is random in it. */
-  setMode?(training: boolean, step: number): void;
+  /** Running it twice on its own output changes nothing (ReLU, Flatten): a recomputed pass may run it again on the batch it wrote over. */
+  readonly idempotent?: boolean;
+  /**
+   * Layers that act differently when training (dropout) are told before each pass; `step` seeds
+   * what is random in it. `replay`: the pass repeats one already run this step (recomputed for the
+   * backward pass), so it must change no state (batch norm's running statistics).
+   */
+  setMode?(training: boolean, step: number, replay?: boolean): void;
   /** State that is not trained by gradients (batch norm's running statistics): named shapes, and where the model keeps them. */
   readonly buffers?: TensorSpec[];
   useBuffers?(views: Views): void;
@@ -33,6 +40,14 @@ export interface Layer {
    * one): the passes, awaited. A model with such a layer trains through lossAndGradAsync.
    */
   readonly synchronised?: boolean;
+  /**
+   * The activation memory it writes (tensor/arena.ts): its output, what it keeps for its backward
+   * pass, its scratch, the gradients it passes on inside it. The model binds them from its arena;
+   * a layer without them keeps memory of its own, which the arena neither counts nor saves.
+   */
+  readonly held?: readonly Held[];
+  /** The Held its forward pass returns (absent when it works in place). */
+  readonly output?: Held;
   forwardAsync?(p: Views, x: Float32Array, batch: number): Promise<Float32Array>;
   backwardAsync?(p: Views, g: Views, x: Float32Array, gradOut: Float32Array, gradX: Float32Array | null, batch: number): Promise<void>;
   init(p: Views, random: Random): void;
@@ -49,7 +64,8 @@ function initUniform(w: Float32Array, b: Float32Array, fanIn: number, random: Ra
 export class Dense implements Layer {
   readonly params: TensorSpec[];
   readonly outputShape: number[];
-  private readonly out: Float32Array;
+  readonly output: Held;
+  readonly held: Held[];
   private readonly weight: string;
   private readonly bias: string;
 
@@ -62,12 +78,14 @@ export class Dense implements Layer {
       { name: this.bias, shape: [outputs] },
     ];
     this.outputShape = [outputs];
-    this.out = new Float32Array(maxBatch * outputs);
+    this.output = new Held(maxBatch * outputs, 'kept');
+    this.held = [this.output];
   }
 
   forward(p: Views, x: Float32Array, batch: number): Float32Array {
-    this.k.denseForward(x, p[this.weight], p[this.bias], this.out, batch, this.inputs, this.outputs);
-    return this.out;
+    const out = this.output.f32;
+    this.k.denseForward(x, p[this.weight], p[this.bias], out, batch, this.inputs, this.outputs);
+    return out;
   }
 
   backward(p: Views, g: Views, x: Float32Array, gradOut: Float32Array, gradX: Float32Array | null, batch: number): void {
@@ -84,6 +102,7 @@ export class Dense implements Layer {
 export class Relu implements Layer {
   readonly params: TensorSpec[] = [];
   readonly inPlace = true;
+  readonly idempotent = true;
   readonly outputBlock: number;
   // element by element: any layout
   constructor(private readonly k: KernelSet, readonly outputShape: readonly number[], readonly inputBlock = 1) {
@@ -106,8 +125,9 @@ export class Conv2d implements Layer {
   readonly params: TensorSpec[];
   readonly outputShape: number[];
   readonly geometry: ConvGeometry;
-  private readonly out: Float32Array;
-  private readonly columns: Float32Array;
+  readonly output: Held;
+  private readonly columns: Held;
+  readonly held: Held[];
   private readonly weight: string;
   private readonly bias: string;
   // without a bias (before batch norm, which has its own): zeros, and a gradient nobody reads
@@ -129,18 +149,20 @@ export class Conv2d implements Layer {
     this.zeroBias = withBias ? null : new Float32Array(filters);
     this.unusedGrad = withBias ? null : new Float32Array(filters);
     this.outputShape = [filters, outHeight, outWidth];
-    this.out = new Float32Array(maxBatch * sizeOf(this.outputShape));
-    this.columns = new Float32Array(channels * kernelSize * kernelSize * outHeight * outWidth);
+    this.output = new Held(maxBatch * sizeOf(this.outputShape), 'kept');
+    this.columns = new Held(channels * kernelSize * kernelSize * outHeight * outWidth, 'scratch');
+    this.held = [this.output, this.columns];
   }
 
   forward(p: Views, x: Float32Array, batch: number): Float32Array {
-    this.k.convForward(x, p[this.weight], this.zeroBias ?? p[this.bias], this.out, batch, this.geometry, this.columns);
-    return this.out;
+    const out = this.output.f32;
+    this.k.convForward(x, p[this.weight], this.zeroBias ?? p[this.bias], out, batch, this.geometry, this.columns.f32);
+    return out;
   }
 
   backward(p: Views, g: Views, x: Float32Array, gradOut: Float32Array, gradX: Float32Array | null, batch: number): void {
     this.k.convBackward(x, p[this.weight], gradOut, g[this.weight], this.unusedGrad ?? g[this.bias], gradX,
-      batch, this.geometry, this.columns);
+      batch, this.geometry, this.columns.f32);
   }
 
   init(p: Views, random: Random): void {
@@ -153,8 +175,9 @@ export class MaxPool2d implements Layer {
   readonly params: TensorSpec[] = [];
   readonly outputShape: number[];
   private readonly geometry: PoolGeometry;
-  private readonly out: Float32Array;
-  private readonly argmax: Int32Array;
+  readonly output: Held;
+  private readonly argmax: Held; // the input index each output came from, as 32-bit integers
+  readonly held: Held[];
   private readonly inputSize: number;
 
   constructor(private readonly k: KernelSet, inputShape: readonly number[], size: number, maxBatch: number) {
@@ -162,17 +185,19 @@ export class MaxPool2d implements Layer {
     this.geometry = poolGeometry(channels, height, width, size);
     this.outputShape = [channels, this.geometry.outHeight, this.geometry.outWidth];
     this.inputSize = sizeOf(inputShape);
-    this.out = new Float32Array(maxBatch * sizeOf(this.outputShape));
-    this.argmax = new Int32Array(this.out.length);
+    this.output = new Held(maxBatch * sizeOf(this.outputShape), 'kept');
+    this.argmax = new Held(this.output.floats, 'kept');
+    this.held = [this.output, this.argmax];
   }
 
   forward(_p: Views, x: Float32Array, batch: number): Float32Array {
-    this.k.maxPoolForward(x, this.out, this.argmax, batch, this.geometry);
-    return this.out;
+    const out = this.output.f32;
+    this.k.maxPoolForward(x, out, this.argmax.i32, batch, this.geometry);
+    return out;
   }
 
   backward(_p: Views, _g: Views, _x: Float32Array, gradOut: Float32Array, gradX: Float32Array | null, batch: number): void {
-    if (gradX) this.k.maxPoolBackward(gradOut, this.argmax, gradX, batch * sizeOf(this.outputShape), batch * this.inputSize);
+    if (gradX) this.k.maxPoolBackward(gradOut, this.argmax.i32, gradX, batch * sizeOf(this.outputShape), batch * this.inputSize);
   }
 
   init(): void {}
@@ -183,6 +208,7 @@ export class Flatten implements Layer {
   readonly params: TensorSpec[] = [];
   // its output is its input: a ReLU after it would write over that input
   readonly inPlace = true;
+  readonly idempotent = true;
   readonly outputShape: readonly number[];
   constructor(inputShape: readonly number[]) {
     this.outputShape = [sizeOf(inputShape)];
@@ -202,19 +228,22 @@ export class Flatten implements Layer {
 /** An image reblocked for the next layer (kernels/types.ts): inserted by the model where one layer writes a layout the next cannot read. */
 export class Reorder implements Layer {
   readonly params: TensorSpec[] = [];
-  private readonly out: Float32Array;
+  readonly output: Held;
+  readonly held: Held[];
   private readonly channels: number;
   private readonly plane: number;
 
   constructor(private readonly k: KernelSet, readonly outputShape: readonly number[], readonly inputBlock: number, readonly outputBlock: number, maxBatch: number) {
     this.channels = outputShape[0];
     this.plane = sizeOf(outputShape.slice(1));
-    this.out = new Float32Array(maxBatch * sizeOf(outputShape));
+    this.output = new Held(maxBatch * sizeOf(outputShape), 'kept');
+    this.held = [this.output];
   }
 
   forward(_p: Views, x: Float32Array, batch: number): Float32Array {
-    this.k.reorderChannels(x, this.out, batch, this.channels, this.plane, this.inputBlock, this.outputBlock);
-    return this.out;
+    const out = this.output.f32;
+    this.k.reorderChannels(x, out, batch, this.channels, this.plane, this.inputBlock, this.outputBlock);
+    return out;
   }
 
   backward(_p: Views, _g: Views, _x: Float32Array, gradOut: Float32Array, gradX: Float32Array | null, batch: number): void {

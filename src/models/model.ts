@@ -3,6 +3,7 @@
 
 import type { Layout } from '../tensor/layout.js';
 import type { Random } from '../tensor/random.js';
+import type { RecomputeSpec } from './checkpointing.js';
 
 /** Images (or any dense samples) with class labels. */
 export interface Batch {
@@ -109,6 +110,10 @@ export interface ModelOptions {
   mean?: number; // matrix factorisation: the global mean rating
   /** Batch norm with --sync-bn: the ranks its statistics are reduced across (absent: each replica keeps its own). */
   statistics?: StatisticsGroup;
+  /** Models of layers: which activations a step stores and which it recomputes (models/checkpointing.ts; default: store all). */
+  recompute?: RecomputeSpec;
+  /** Models of layers: the most bytes of activation memory a step may hold (its arena's size). */
+  memoryBudget?: number;
 }
 
 /** The ranks that normalise by one batch's statistics: a sum of every rank's buffer, awaited inside the training step. */

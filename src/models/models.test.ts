@@ -6,6 +6,8 @@ import { activeBackend, kernelSet, registerBackend, useBackend } from '../kernel
 import { referenceKernels } from '../kernels/reference.js';
 import { avgPool2d, batchNorm, conv2d, dense, dropout, flatten, gelu, globalAvgPool2d, lossAndGradModel, maxPool2d, relu, residual, sequential, sigmoid, tanh } from './define.js';
 import { erf } from './activations.js';
+import { holdPrivately } from '../tensor/arena.js';
+import type { Layer } from './layers.js';
 
 // Finite differences in float32 need a coarse step; the loss is accumulated in float64.
 function checkGradient(model: Model, seed: number, batchSize: number): void {
@@ -53,6 +55,12 @@ function matchesDifferences(model: { lossAndGrad(params: Float32Array, batch: ne
     const numeric = (up - down) / 2e-2;
     assert.ok(Math.abs(numeric - grad[i]) <= slack * (2e-3 + 2e-2 * Math.abs(numeric)), `${label(i)}: analytic ${grad[i]} vs numeric ${numeric}`);
   }
+}
+
+/** A layer used alone, outside a model: its buffers get memory of their own (a model binds them from its arena). */
+function standalone<L extends Layer>(layer: L): L {
+  holdPrivately(layer.held ?? []);
+  return layer;
 }
 
 test('softmax regression gradient matches finite differences (odd shapes)', () => {
@@ -134,7 +142,7 @@ test('layers of your own: residual blocks (identity and projection shortcuts) an
   const projected = sequential(({ classes }) => [conv2d(3), residual([conv2d(4), conv2d(4)], [conv2d(4, 1)]), flatten(), dense(classes)], { name: 'residual-projection' });
   checkGradient(projected.build({ inputShape: [2, 6, 4], classes: 3, maxBatch: 3 }) as Model, 4, 3);
   // out = body(x) + x, with x as it came in, even when the body's first layer works in place
-  const block = residual([relu()])({ kernels: kernelSet(), inputShape: [4], maxBatch: 1, name: 'r', seed: 0 });
+  const block = standalone(residual([relu()])({ kernels: kernelSet(), inputShape: [4], maxBatch: 1, name: 'r', seed: 0 }));
   const input = Float32Array.of(-2, -1, 1, 2);
   assert.deepEqual(Array.from(block.forward({}, input, 1)), [-2, -1, 2, 4]);
   assert.deepEqual(Array.from(input), [-2, -1, 1, 2], 'the block leaves its input alone');
@@ -217,7 +225,7 @@ test('more layers: tanh, sigmoid, GELU, average and global average pooling, stri
 test('GELU, erf and the strided convolution\'s shape against closed forms', () => {
   // erf from tables (Abramowitz & Stegun 7.1): to float32 accuracy
   for (const [x, value] of [[0.5, 0.5204998778], [1, 0.8427007929], [2, 0.995322265], [-0.3, -0.3286267595]]) assert.ok(Math.abs(erf(x) - value) < 2e-7, `erf(${x})`);
-  const layer = gelu()({ kernels: kernelSet(), inputShape: [3], maxBatch: 1, name: 'g', seed: 0 });
+  const layer = standalone(gelu()({ kernels: kernelSet(), inputShape: [3], maxBatch: 1, name: 'g', seed: 0 }));
   // x·Φ(x): Φ(1) = 0.8413447461, Φ(−0.5) = 0.3085375387
   assert.deepEqual(Array.from(layer.forward({}, Float32Array.of(1, -0.5, 0), 1)).map((v) => +v.toFixed(6)), [0.841345, -0.154269, 0]);
   // ResNet's downsampling: 3×3, pad 1, stride 2 halves 28 → 14 and 7 → 4
@@ -226,7 +234,7 @@ test('GELU, erf and the strided convolution\'s shape against closed forms', () =
 });
 
 test('dropout: inverted scaling, the identity in evaluation, the same mask for the same (seed, replica, step) and another for another', () => {
-  const make = (replica: number) => dropout(0.25)({ kernels: kernelSet(), inputShape: [4000], maxBatch: 1, name: '3', seed: replica * 7919 + 1 });
+  const make = (replica: number) => standalone(dropout(0.25)({ kernels: kernelSet(), inputShape: [4000], maxBatch: 1, name: '3', seed: replica * 7919 + 1 }));
   const input = new Float32Array(4000).fill(1);
   const layer = make(0);
   layer.setMode!(true, 5);
@@ -249,7 +257,7 @@ test('batch norm: the gradient (images and vectors) against finite differences; 
   const images = sequential(({ classes }) => [conv2d(3, 3, { bias: false }), batchNorm(), tanh(), flatten(), dense(4), batchNorm(), dense(classes)], { name: 'bn' });
   checkGradient(images.build({ inputShape: [2, 4, 5], classes: 3, maxBatch: 4 }) as Model, 8, 4);
   // one layer alone: y = γ·(x − μ)/√(σ² + ε) + β with the batch's μ and σ² while training
-  const layer = batchNorm()({ kernels: kernelSet(), inputShape: [2, 1, 2], maxBatch: 2, name: 'b', seed: 0 });
+  const layer = standalone(batchNorm()({ kernels: kernelSet(), inputShape: [2, 1, 2], maxBatch: 2, name: 'b', seed: 0 }));
   const buffers = { 'b.running_mean': new Float32Array(2), 'b.running_var': new Float32Array(2) };
   layer.useBuffers!(buffers);
   const p = { 'b.weight': Float32Array.of(2, 1), 'b.bias': Float32Array.of(0.5, 0) };

@@ -4,12 +4,14 @@
 import { shapeMismatch } from '../errors.js';
 import { blockedIndex } from '../kernels/types.js';
 import type { Layer, Views } from './layers.js';
+import { Held } from '../tensor/arena.js';
 import type { TensorSpec } from '../tensor/layout.js';
 
 export class AvgPool2d implements Layer {
   readonly params: TensorSpec[] = [];
   readonly outputShape: readonly number[];
-  private readonly out: Float32Array;
+  readonly output: Held;
+  readonly held: Held[];
   private readonly channels: number;
   private readonly height: number;
   private readonly width: number;
@@ -28,7 +30,8 @@ export class AvgPool2d implements Layer {
       if (size > this.height || size > this.width) throw shapeMismatch(`pooling ${name}`, `a plane of at least ${size}×${size}`, `${this.height}×${this.width}`);
       this.outputShape = [this.channels, Math.floor(this.height / size), Math.floor(this.width / size)];
     }
-    this.out = new Float32Array(maxBatch * this.outputShape.reduce((a, b) => a * b, 1));
+    this.output = new Held(maxBatch * this.outputShape.reduce((a, b) => a * b, 1), 'kept');
+    this.held = [this.output];
   }
 
   /** Window height and width, and the output plane's. */
@@ -43,17 +46,18 @@ export class AvgPool2d implements Layer {
     const { kh, kw, oh, ow } = this.geometry;
     const scale = 1 / (kh * kw);
     const plane = this.height * this.width;
+    const out = this.output.f32;
     for (let nc = 0; nc < batch * this.channels; nc++) {
       const input = nc * plane;
       for (let i = 0; i < oh; i++) {
         for (let j = 0; j < ow; j++) {
           let sum = 0;
           for (let a = 0; a < kh; a++) for (let b = 0; b < kw; b++) sum += x[input + (i * kh + a) * this.width + j * kw + b];
-          this.out[(nc * oh + i) * ow + j] = sum * scale;
+          out[(nc * oh + i) * ow + j] = sum * scale;
         }
       }
     }
-    return this.out;
+    return out;
   }
 
   backward(_p: Views, _g: Views, _x: Float32Array, gradOut: Float32Array, gradX: Float32Array | null, batch: number): void {
@@ -79,14 +83,15 @@ export class AvgPool2d implements Layer {
     const { channels, inputBlock: block } = this;
     const plane = this.height * this.width;
     const scale = 1 / plane;
+    const out = this.output.f32;
     for (let n = 0; n < batch; n++) {
       for (let c = 0; c < channels; c++) {
         let sum = 0;
         for (let i = 0, j = blockedIndex(n, c, 0, channels, plane, block); i < plane; i++, j += block) sum += x[j];
-        this.out[n * channels + c] = sum * scale;
+        out[n * channels + c] = sum * scale;
       }
     }
-    return this.out;
+    return out;
   }
 
   private globalBackward(gradOut: Float32Array, gradX: Float32Array, batch: number): void {

@@ -7,6 +7,7 @@ import { shapeMismatch } from '../errors.js';
 import { LayerChain } from './chain.js';
 import type { KernelSet } from '../kernels/types.js';
 import type { Layer, Views } from './layers.js';
+import { Held } from '../tensor/arena.js';
 import type { TensorSpec } from '../tensor/layout.js';
 import type { Random } from '../tensor/random.js';
 
@@ -19,11 +20,13 @@ export class Residual implements Layer {
   private readonly shortcut: LayerChain | null;
   private readonly inputSize: number;
   // a branch whose first layer works in place (ReLU) reads its own copy of the input
-  private readonly bodyInput: Float32Array | null;
-  private readonly shortcutInput: Float32Array | null;
-  private readonly out: Float32Array;
-  private readonly shortcutGrad: Float32Array | null;
+  private readonly bodyInput: Held | null;
+  private readonly shortcutInput: Held | null;
+  readonly output: Held;
+  private readonly shortcutGrad: Held | null;
   readonly synchronised: boolean;
+  /** Its own buffers, its branches' layers' and the gradients between them. */
+  readonly held: Held[];
 
   /** The branches read the input in `inputBlock` and both write `outputBlock` (define.ts's residual() sees to it). */
   constructor(private readonly k: KernelSet, name: string, inputShape: readonly number[], body: Layer[], shortcut: Layer[] | null, maxBatch: number,
@@ -39,10 +42,11 @@ export class Residual implements Layer {
     this.inputSize = sizeOf(inputShape);
     this.body = new LayerChain(body, maxBatch);
     this.shortcut = shortcut && shortcut.length > 0 ? new LayerChain(shortcut, maxBatch) : null;
-    this.bodyInput = body[0].inPlace ? new Float32Array(maxBatch * this.inputSize) : null;
-    this.shortcutInput = shortcut && shortcut.length > 0 && shortcut[0].inPlace ? new Float32Array(maxBatch * this.inputSize) : null;
-    this.out = new Float32Array(maxBatch * sizeOf(bodyShape));
-    this.shortcutGrad = this.shortcut ? new Float32Array(maxBatch * this.inputSize) : null;
+    this.bodyInput = body[0].inPlace ? new Held(maxBatch * this.inputSize, 'kept') : null;
+    this.shortcutInput = shortcut && shortcut.length > 0 && shortcut[0].inPlace ? new Held(maxBatch * this.inputSize, 'kept') : null;
+    this.output = new Held(maxBatch * sizeOf(bodyShape), 'kept');
+    this.shortcutGrad = this.shortcut ? new Held(maxBatch * this.inputSize, 'gradient') : null;
+    this.held = [this.output, ...[this.bodyInput, this.shortcutInput, this.shortcutGrad].filter((held) => held !== null), ...this.body.held, ...(this.shortcut?.held ?? [])];
     this.synchronised = this.body.synchronised || (this.shortcut?.synchronised ?? false);
   }
 
@@ -55,7 +59,7 @@ export class Residual implements Layer {
   backward(p: Views, g: Views, _x: Float32Array, gradOut: Float32Array, gradX: Float32Array | null, batch: number): void {
     // the body writes the input's gradient, and the shortcut's (or the output's own) is added to it
     this.body.backward(p, g, gradOut, gradX, batch);
-    if (this.shortcut) this.shortcut.backward(p, g, gradOut, gradX ? this.shortcutGrad : null, batch);
+    if (this.shortcut) this.shortcut.backward(p, g, gradOut, gradX ? this.shortcutGrad!.f32 : null, batch);
     if (gradX) this.joinGradient(gradX, gradOut, batch);
   }
 
@@ -68,28 +72,29 @@ export class Residual implements Layer {
 
   async backwardAsync(p: Views, g: Views, _x: Float32Array, gradOut: Float32Array, gradX: Float32Array | null, batch: number): Promise<void> {
     await this.body.backwardAsync(p, g, gradOut, gradX, batch);
-    if (this.shortcut) await this.shortcut.backwardAsync(p, g, gradOut, gradX ? this.shortcutGrad : null, batch);
+    if (this.shortcut) await this.shortcut.backwardAsync(p, g, gradOut, gradX ? this.shortcutGrad!.f32 : null, batch);
     if (gradX) this.joinGradient(gradX, gradOut, batch);
   }
 
   /** What a branch reads: the input itself, or its own copy when the branch's first layer works in place. */
-  private branchInput(copy: Float32Array | null, x: Float32Array, batch: number): Float32Array {
+  private branchInput(copy: Held | null, x: Float32Array, batch: number): Float32Array {
     if (!copy) return x;
-    this.k.copy(copy, 0, x, 0, batch * this.inputSize);
-    return copy;
+    this.k.copy(copy.f32, 0, x, 0, batch * this.inputSize);
+    return copy.f32;
   }
 
   /** out = body(x) + shortcut(x). */
   private join(y: Float32Array, skip: Float32Array, batch: number): Float32Array {
     const m = batch * sizeOf(this.outputShape);
-    this.k.copy(this.out, 0, y, 0, m);
-    this.k.addInto(this.out, 0, skip, 0, m);
-    return this.out;
+    const out = this.output.f32;
+    this.k.copy(out, 0, y, 0, m);
+    this.k.addInto(out, 0, skip, 0, m);
+    return out;
   }
 
   /** The input's gradient (the body's, already in gradX) plus the shortcut's, or the output's own through an identity. */
   private joinGradient(gradX: Float32Array, gradOut: Float32Array, batch: number): void {
-    this.k.addInto(gradX, 0, this.shortcutGrad ?? gradOut, 0, batch * this.inputSize);
+    this.k.addInto(gradX, 0, this.shortcutGrad?.f32 ?? gradOut, 0, batch * this.inputSize);
   }
 
   get buffers(): TensorSpec[] {
@@ -100,9 +105,9 @@ export class Residual implements Layer {
     for (const layer of [...this.body.layers, ...(this.shortcut?.layers ?? [])]) layer.useBuffers?.(views);
   }
 
-  setMode(training: boolean, step: number): void {
-    for (const layer of this.body.layers) layer.setMode?.(training, step);
-    if (this.shortcut) for (const layer of this.shortcut.layers) layer.setMode?.(training, step);
+  setMode(training: boolean, step: number, replay = false): void {
+    for (const layer of this.body.layers) layer.setMode?.(training, step, replay);
+    if (this.shortcut) for (const layer of this.shortcut.layers) layer.setMode?.(training, step, replay);
   }
 
   init(p: Views, random: Random): void {

@@ -4,18 +4,43 @@
 
 import type { KernelSet } from '../kernels/types.js';
 import { Layout } from '../tensor/layout.js';
-import type { Random } from '../tensor/random.js';
-import { shapeMismatch } from '../errors.js';
+import { Random } from '../tensor/random.js';
+import { Held, holdPrivately } from '../tensor/arena.js';
+import { ConvergeError, shapeMismatch } from '../errors.js';
+import { formatBytes, leastMemory, price, recomputeName, revolve, rotor, sqrtSegments, storeAll, type Op, type UnitCost } from './checkpointing.js';
 import type { Layer } from './layers.js';
+import { profileUnits, Recompute, scratchOf, storeAllArena, unitsOf, unitSizes } from './recompute.js';
 import { binaryCrossEntropy, meanSquaredError, squaredError, type LossName } from './losses.js';
-import type { Batch, Evaluation, ImageModel } from './model.js';
+import type { Batch, Evaluation, ImageModel, ModelOptions } from './model.js';
+
+/** What a model of layers says of its activation memory (the log's peakActivationBytes). */
+export interface ActivationReport {
+  /** The arena's size: every activation, saved tensor and gradient of a step lives in it. */
+  bytes: number;
+  /** The schedule: none, sqrt, revolve:S or auto. */
+  schedule: string;
+  /** Forward passes of a unit a step runs unrecorded, and so again. */
+  recomputed: number;
+  units: number;
+  /** What storing everything would hold. */
+  storeAllBytes: number;
+  /** auto: the least any schedule needs (scratch included). */
+  leastBytes?: number;
+  /** auto: the dynamic program's predicted seconds of a step's passes. */
+  predictedSeconds?: number;
+  /** auto: the measured profile it chose by. */
+  profile?: UnitCost[];
+}
 
 export class Sequential implements ImageModel {
   readonly task: 'classification' | 'regression';
   readonly layout: Layout;
   readonly buffers?: Float32Array;
   private readonly inputs: Float32Array[]; // the input each layer saw in the last forward pass
-  private readonly inputGrads: (Float32Array | null)[]; // gradient w.r.t. each layer's input
+  private readonly inputGrads: (Held | null)[]; // gradient w.r.t. each layer's input
+  /** A schedule that recomputes (or any with a budget): the step runs through it. */
+  private readonly recompute: Recompute | null = null;
+  readonly activations: ActivationReport;
   /** The gradient of the loss with respect to the outputs, written by outputLoss. */
   readonly gradLogits: Float32Array;
   private readonly labelTargets: Float32Array;
@@ -23,7 +48,7 @@ export class Sequential implements ImageModel {
   constructor(readonly name: string, private readonly kernels: KernelSet, readonly layers: readonly Layer[],
     readonly inputShape: readonly number[], readonly classes: number, readonly maxBatch: number,
     /** What the outputs are fitted by: classes by softmax cross-entropy; targets by mean squared error or binary cross-entropy. */
-    readonly loss: LossName = 'softmax-cross-entropy') {
+    readonly loss: LossName = 'softmax-cross-entropy', memory: Pick<ModelOptions, 'recompute' | 'memoryBudget' | 'seed'> = {}) {
     this.task = loss === 'mse' ? 'regression' : 'classification';
     this.layout = new Layout(layers.flatMap((layer) => layer.params));
     const last = layers[layers.length - 1].outputShape;
@@ -32,7 +57,7 @@ export class Sequential implements ImageModel {
     this.inputGrads = layers.map((_, i) => {
       if (i === 0) return null;
       const shape = layers[i - 1].outputShape;
-      return new Float32Array(maxBatch * shape.reduce((a, b) => a * b, 1));
+      return new Held(maxBatch * shape.reduce((a, b) => a * b, 1), 'gradient');
     });
     this.gradLogits = new Float32Array(maxBatch * classes);
     this.labelTargets = new Float32Array(loss === 'bce' ? maxBatch : 0);
@@ -45,6 +70,55 @@ export class Sequential implements ImageModel {
       const views = bufferLayout.views(this.buffers);
       for (const layer of layers) layer.useBuffers?.(views);
     }
+    const schedule = memory.recompute ?? { kind: memory.memoryBudget === undefined ? 'none' : 'auto' };
+    const units = layers.filter((layer, i) => i === 0 || !layer.inPlace).length;
+    const whole = storeAllArena(layers, this.inputGrads);
+    // auto within a budget that holds everything stores everything, as none does
+    if (schedule.kind === 'none' || (schedule.kind === 'auto' && memory.memoryBudget !== undefined && whole.bytes <= memory.memoryBudget)) {
+      if (memory.memoryBudget !== undefined && whole.bytes > memory.memoryBudget) {
+        throw new ConvergeError(`--memory-budget ${formatBytes(memory.memoryBudget)}: model ${name} at batch ${maxBatch} holds ${formatBytes(whole.bytes)} of activations when it stores them all; give --recompute auto (or sqrt, revolve:S) to recompute some, or a smaller --batch.`, 'BAD_OPTION');
+      }
+      this.activations = { bytes: whole.allocate().byteLength, schedule: recomputeName(schedule), recomputed: 0, units, storeAllBytes: whole.bytes };
+    } else {
+      const planned = this.planRecompute(schedule, memory.memoryBudget, memory.seed ?? 1);
+      this.recompute = planned.recompute;
+      this.activations = { ...planned.report, storeAllBytes: whole.bytes };
+    }
+  }
+
+  /** Units, a schedule for them (measured first, for auto), and the arena it runs in; checked against the budget. */
+  private planRecompute(schedule: NonNullable<ModelOptions['recompute']>, budget: number | undefined, seed: number): { recompute: Recompute; report: Omit<ActivationReport, 'storeAllBytes'> } {
+    const units = unitsOf(this.layers, this.inputShape, this.maxBatch);
+    const n = units.length;
+    const scratch = scratchOf(this.layers);
+    let sizes = unitSizes(units, this.maxBatch);
+    if (schedule.kind === 'auto') {
+      if (budget === undefined) throw new ConvergeError('--recompute auto: give --memory-budget BYTES, the activation memory a step may hold.', 'BAD_OPTION');
+      holdPrivately(scratch);
+      const params = this.layout.allocate();
+      this.init(params, new Random(seed));
+      sizes = profileUnits(units, sizes, { p: this.layout.views(params), g: this.layout.views(this.layout.allocate()) }, this.maxBatch, new Random(seed + 1));
+      const scratchBytes = scratch.reduce((most, held) => Math.max(most, Math.ceil(held.bytes / 64) * 64), 0);
+      const least = leastMemory(sizes) + scratchBytes;
+      if (budget < least) throw new ConvergeError(`--memory-budget ${formatBytes(budget)} of activations: too small for model ${this.name} at batch ${this.maxBatch}; no schedule fits in less than ${formatBytes(least)}. Give at least that, or a smaller --batch.`, 'BAD_OPTION');
+      // the plan's first fit can leave holes the dynamic program does not see: ask for less until the arena fits
+      let ask = budget - scratchBytes;
+      for (let attempt = 0; attempt < 8 && ask > 0; attempt++) {
+        const plan = rotor(sizes, ask);
+        const recompute = new Recompute(units, plan.ops, scratch, this.maxBatch);
+        const report = { bytes: recompute.peakBytes, schedule: 'auto', recomputed: recompute.recomputed, units: n, leastBytes: least, predictedSeconds: plan.seconds, profile: sizes };
+        if (recompute.peakBytes <= budget) return { recompute, report };
+        ask -= recompute.peakBytes - budget;
+      }
+      throw new ConvergeError(`--memory-budget ${formatBytes(budget)} of activations: the arena of every schedule tried for model ${this.name} came out larger; give a budget a little above ${formatBytes(least)}.`, 'BAD_OPTION');
+    }
+    const ops: Op[] = schedule.kind === 'sqrt' ? sqrtSegments(n) : schedule.kind === 'revolve' ? revolve(n, schedule.snapshots) : storeAll(n);
+    price(ops, sizes); // checks the schedule before it runs
+    const recompute = new Recompute(units, ops, scratch, this.maxBatch);
+    if (budget !== undefined && recompute.peakBytes > budget) {
+      throw new ConvergeError(`--memory-budget ${formatBytes(budget)}: --recompute ${recomputeName(schedule)} holds ${formatBytes(recompute.peakBytes)} of activations for model ${this.name} at batch ${this.maxBatch}; give --recompute auto to fit the budget, or a larger one.`, 'BAD_OPTION');
+    }
+    return { recompute, report: { bytes: recompute.peakBytes, schedule: recomputeName(schedule), recomputed: recompute.recomputed, units: n } };
   }
 
   private step = 0;
@@ -69,6 +143,7 @@ export class Sequential implements ImageModel {
   private forward(params: Float32Array, x: Float32Array, batch: number): Float32Array {
     if (batch > this.maxBatch || batch < 1) throw shapeMismatch(`model ${this.name}`, `a batch of 1..${this.maxBatch}`, `${batch}`);
     const p = this.layout.views(params);
+    if (this.recompute) return this.recompute.forward(p, x, batch);
     let activation = x;
     for (let i = 0; i < this.layers.length; i++) {
       this.inputs[i] = activation;
@@ -95,6 +170,7 @@ export class Sequential implements ImageModel {
   }
 
   lossAndGrad(params: Float32Array, batch: Batch, grad: Float32Array): number {
+    if (this.recompute) return this.scheduledStep(params, batch, grad);
     if (this.modal.length > 0) this.setMode(true);
     const logits = this.forward(params, batch.x, batch.size);
     // the classifiers' loss called straight: the hot path stays what V8 optimised before the other losses came
@@ -103,11 +179,17 @@ export class Sequential implements ImageModel {
     const g = this.layout.views(grad);
     let gradOut = this.gradLogits;
     for (let i = this.layers.length - 1; i >= 0; i--) {
-      const gradX = this.inputGrads[i];
+      const gradX = this.inputGrads[i]?.f32 ?? null;
       this.layers[i].backward(p, g, this.inputs[i], gradOut, gradX, batch.size);
       if (gradX) gradOut = gradX;
     }
     return loss;
+  }
+
+  /** lossAndGrad by a recompute schedule: the same arithmetic, some forward passes run twice. */
+  private scheduledStep(params: Float32Array, batch: Batch, grad: Float32Array): number {
+    if (batch.size > this.maxBatch || batch.size < 1) throw shapeMismatch(`model ${this.name}`, `a batch of 1..${this.maxBatch}`, `${batch.size}`);
+    return this.recompute!.step(this.layout.views(params), this.layout.views(grad), batch.x, batch.size, this.step, this.gradLogits, (logits) => this.outputLoss(logits, batch, true));
   }
 
   /** lossAndGrad with layers that reduce across ranks: their passes awaited, the others run as lossAndGrad runs them. */
@@ -126,7 +208,7 @@ export class Sequential implements ImageModel {
     let gradOut = this.gradLogits;
     for (let i = this.layers.length - 1; i >= 0; i--) {
       const layer = this.layers[i];
-      const gradX = this.inputGrads[i];
+      const gradX = this.inputGrads[i]?.f32 ?? null;
       if (layer.synchronised) await layer.backwardAsync!(p, g, this.inputs[i], gradOut, gradX, batch.size);
       else layer.backward(p, g, this.inputs[i], gradOut, gradX, batch.size);
       if (gradX) gradOut = gradX;

@@ -4,6 +4,7 @@
 // ranges side by side — whatever the cut.
 
 import { ConvergeError } from '../errors.js';
+import { holdPrivately } from '../tensor/arena.js';
 import { Layout } from '../tensor/layout.js';
 import type { Random } from '../tensor/random.js';
 import { LayerChain } from './chain.js';
@@ -50,6 +51,7 @@ export class ChainStage {
   constructor(private readonly model: Sequential, first: number, end: number, maxBatch: number) {
     this.layers = model.layers.slice(first, end);
     this.chain = new LayerChain(this.layers, maxBatch);
+    holdPrivately(this.chain.gradients); // its layers' own buffers are the replica model's arena
     this.layout = new Layout(this.layers.flatMap((layer) => layer.params));
     const offsets = layerOffsets(model.layers);
     this.paramRange = [offsets[first], offsets[end]];

@@ -13,6 +13,7 @@ import type { KernelSet } from '../kernels/types.js';
 import { Layout } from '../tensor/layout.js';
 import { ElementWise } from './activations.js';
 import { Dense, Relu, type Layer } from './layers.js';
+import { holdPrivately } from '../tensor/arena.js';
 import type { Sequential } from './sequential.js';
 
 export interface SplitBlock {
@@ -65,6 +66,8 @@ export class TensorParallelChain {
       this.layers.push(layer instanceof Relu ? new Relu(kernels, width) : new ElementWise((layer as ElementWise).kind, width, model.maxBatch));
     });
     this.layout = new Layout(this.layers.flatMap((layer) => layer.params));
+    // the slices' buffers are this rank's own; the whole layers' are the model's arena
+    holdPrivately(this.layers.filter((layer, i) => layer !== model.layers[i]).flatMap((layer) => layer.held ?? []));
   }
 
   /** The row-parallel layers' bias names: added once, by rank 0, before the partial sums are reduced. */

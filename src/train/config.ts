@@ -14,6 +14,7 @@ import { scheduleNames, type ScheduleName } from '../optim/schedules.js';
 import { strategiesThat, strategy, strategyNames } from '../strategies/index.js';
 import { pipelineSchedules, type PipelineSchedule } from '../strategies/pipeline-schedule.js';
 import { parseSlowRank } from './faults.js';
+import { parseRecompute } from '../models/checkpointing.js';
 import { paramPrecisions, type ParamPrecision } from '../tensor/precision.js';
 
 export interface TrainConfig {
@@ -43,6 +44,10 @@ export interface TrainConfig {
   stageCuts?: number[];
   /** tensor: ranks each worker's split layers are divided across. */
   tensorParallel: number;
+  /** Models of layers: which activations a step stores and which it computes again (none, sqrt, revolve:S, auto; unset: none, or auto with --memory-budget). */
+  recompute?: string;
+  /** Models of layers: the most bytes of activation memory a rank's step may hold (its arena). */
+  memoryBudget?: number;
   /** shm: threads of this process; tcp, mpi: this process is one rank of a job (see launch/process-rank.ts) */
   backend: string;
   strategy: string;
@@ -119,7 +124,7 @@ export const defaults: TrainConfig = {
 };
 
 /** The options without a default, so that defaults and these together name every option. */
-export const optionalOptions = ['dataDir', 'testDataset', 'labelColumn', 'compress', 'save', 'resume', 'log', 'stopAfterSteps', 'globalBatch', 'target', 'slowRank', 'transportSecurity', 'bind', 'stageCuts'] as const satisfies readonly (keyof TrainConfig)[];
+export const optionalOptions = ['dataDir', 'testDataset', 'labelColumn', 'compress', 'save', 'resume', 'log', 'stopAfterSteps', 'globalBatch', 'target', 'slowRank', 'transportSecurity', 'bind', 'stageCuts', 'recompute', 'memoryBudget'] as const satisfies readonly (keyof TrainConfig)[];
 
 /** Every option's name (the TrainConfig field; the CLI flag is it in kebab case). */
 export const optionNames: readonly string[] = [...Object.keys(defaults), ...optionalOptions];
@@ -242,6 +247,15 @@ export function validate(config: TrainConfig): void {
     }
   } else if (config.stages !== 1 || config.stageCuts !== undefined) {
     throw badOption(config.stages !== 1 ? '--stages' : '--stage-cuts', config.stages !== 1 ? config.stages : config.stageCuts!.join(','), `a strategy that cuts the model into stages (${strategiesThat((s) => s.modelRanks === 'stages').join(', ')}), not ${config.strategy}`);
+  }
+  if (config.memoryBudget !== undefined && !(Number.isInteger(config.memoryBudget) && config.memoryBudget > 0)) throw badOption('--memory-budget', config.memoryBudget, 'a positive number of bytes (e.g. 512MiB)');
+  if (config.recompute !== undefined) {
+    const recompute = parseRecompute(config.recompute);
+    if (recompute.kind === 'auto' && config.memoryBudget === undefined) throw badOption('--recompute', 'auto', 'a --memory-budget to fit (e.g. --memory-budget 256MiB)');
+  }
+  if ((config.recompute !== undefined && config.recompute !== 'none') || config.memoryBudget !== undefined) {
+    if (abilities.layerChain) throw badOption(config.recompute !== undefined ? '--recompute' : '--memory-budget', config.recompute ?? config.memoryBudget!, `a strategy whose ranks run the model's own training step (${strategiesThat((s) => !s.layerChain).join(', ')}); ${config.strategy} runs the layers itself`);
+    if (config.syncBn) throw badOption('--recompute', config.recompute ?? 'auto', 'no --sync-bn (a recomputed pass would reduce across ranks again)');
   }
   if (config.syncBn && !abilities.syncBatchNorm) {
     throw badOption('--sync-bn', 'given', `a strategy whose ranks all compute every step together (${strategiesThat((s) => s.syncBatchNorm).join(', ')}), not ${config.strategy}`);

@@ -3,6 +3,7 @@
 // evaluation and reports. A strategy's rank supplies only what differs — how a step's gradient
 // becomes an update — through the StrategyRank interface.
 
+import type { ActivationReport } from '../models/sequential.js';
 import type { Communicator } from '../comm/communicator.js';
 import type { Hook } from '../compress/hook.js';
 import { epochOrder, makeBatcher, shardStart, shareOf, stepsPerEpoch, type Batcher } from '../data/batches.js';
@@ -37,7 +38,9 @@ export type TrainingEvent =
   /** pipeline: every stage's cut, parameters, peak stored micro-batches and time, so far */
   | { kind: 'pipeline'; stages: StageReport[] }
   /** tensor: the split blocks, the all-reduces of a step, the parameters a rank holds */
-  | ({ kind: 'tensor' } & TensorParallelReport);
+  | ({ kind: 'tensor' } & TensorParallelReport)
+  /** models of layers: the activation arena and the schedule it is planned for */
+  | ({ kind: 'activations' } & ActivationReport);
 
 /**
  * Where a step's time went on the reporting rank, in seconds per step over an epoch: computing

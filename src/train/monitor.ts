@@ -34,6 +34,8 @@ export interface Summary {
   pipeline?: StageReport[];
   /** tensor: the split blocks, the all-reduces a step made, the parameters a rank holds. */
   tensorParallel?: TensorParallelReport;
+  /** Models of layers: rank 0's activation arena (bytes really held by a step), the schedule, the forward passes it runs again. */
+  activations?: { peakActivationBytes: number; schedule: string; recomputed: number; units: number; storeAllBytes: number; predictedSeconds?: number };
 }
 
 export type Listener = (event: TrainingEvent, elapsedSeconds: number) => void;
@@ -55,6 +57,7 @@ export class Monitor {
   private stopFlag: SharedArrayBuffer | null = null;
   private stages: StageReport[] | null = null;
   private tensor: TensorParallelReport | null = null;
+  private activations: Summary['activations'] | null = null;
 
   /** --stop-at-target: the first evaluation that reaches the target raises the run's stop flag (the ranks stop together at their next meeting). */
   stopAtTarget(stopFlag: SharedArrayBuffer): void {
@@ -94,6 +97,10 @@ export class Monitor {
       const { kind: _kind, ...report } = event;
       this.tensor = report;
       this.write({ type: 'tensor', time, ...report });
+    } else if (event.kind === 'activations') {
+      const { bytes, schedule, recomputed, units, storeAllBytes, predictedSeconds } = event;
+      this.activations = { peakActivationBytes: bytes, schedule, recomputed, units, storeAllBytes, ...(predictedSeconds !== undefined ? { predictedSeconds } : {}) };
+      this.write({ type: 'activations', time, ...this.activations, ...(event.profile ? { profile: event.profile } : {}) });
     } else if (event.kind === 'pipeline') {
       this.stages = event.stages;
       this.write({ type: 'pipeline', time, stages: event.stages });
@@ -130,6 +137,7 @@ export class Monitor {
       ...(this.stalenessCount ? { meanStaleness: this.stalenessSum / this.stalenessCount, maxStaleness: this.stalenessMax } : {}),
       ...(this.stages ? { pipeline: this.stages } : {}),
       ...(this.tensor ? { tensorParallel: this.tensor } : {}),
+      ...(this.activations ? { activations: this.activations } : {}),
       ...(this.run.target !== undefined ? {
         target: this.run.target, trainSecondsToTarget: this.reached?.trainSeconds ?? null, samplesToTarget: this.reached?.samples ?? null, wallSecondsToTarget: this.reached?.wallSeconds ?? null,
       } : {}),

@@ -20,6 +20,13 @@ import { badOption } from '../errors.js';
 import { evaluationInterval, type TrainConfig } from './config.js';
 import { restoreHookState, restoreOptimizer } from './hook-state.js';
 import { trainingLoop, type TrainingState } from './loop.js';
+import { parseRecompute } from '../models/checkpointing.js';
+import type { Sequential } from '../models/sequential.js';
+
+/** Whether the run asks a model of layers for its activation memory to be managed (--recompute, --memory-budget). */
+export function asksForMemory(config: TrainConfig): boolean {
+  return (config.recompute !== undefined && config.recompute !== 'none') || config.memoryBudget !== undefined;
+}
 
 export interface RankInput {
   config: TrainConfig;
@@ -32,7 +39,8 @@ export interface RankInput {
 
 /** What a model needs to know of the data: the shape of an image, the number of features, users and items. */
 export function modelOptions(dataset: Dataset, config: TrainConfig, maxBatch: number): ModelOptions {
-  const base = { maxBatch, hidden: config.hidden, l2: config.l2, factors: config.factors };
+  const memory = { recompute: config.recompute === undefined ? undefined : parseRecompute(config.recompute), memoryBudget: config.memoryBudget };
+  const base = { maxBatch, hidden: config.hidden, l2: config.l2, factors: config.factors, ...memory };
   switch (dataset.kind) {
     case 'images':
       return { ...base, inputShape: dataset.shape, classes: dataset.classes, task: dataset.task };
@@ -56,7 +64,10 @@ export async function trainRank(comm: Communicator, input: RankInput, emit: (val
   // --sync-bn: batch norm sums its statistics over every rank inside the step
   const statistics = config.syncBn ? { allreduceSum: (buffer: Float32Array) => comm.allreduce(buffer, 'sum') } : undefined;
   const build = (maxBatch: number) => definition.build({ ...modelOptions(dataset, config, maxBatch), seed: config.seed, replica: comm.rank, statistics });
-  const built = build(Math.max(config.batch, EVAL_BATCH));
+  // with a memory budget the arena is sized for the training batch (evaluation runs in batches of that size)
+  const built = build(asksForMemory(config) ? config.batch : Math.max(config.batch, EVAL_BATCH));
+  if (asksForMemory(config) && !('activations' in built)) throw badOption(config.recompute !== undefined ? '--recompute' : '--memory-budget', config.recompute ?? config.memoryBudget!, `a model of layers (sequential([...]), mlp, cnn, resnet20); ${built.name} is not one`);
+  if (comm.rank === 0 && 'activations' in built) emit({ kind: 'activations', ...(built as Sequential).activations });
   const model = withSlowdown(withFault(built, comm.rank), comm.rank, config.slowRank === undefined ? undefined : parseSlowRank(config.slowRank));
   if (config.syncBn && !model.lossAndGradAsync) throw badOption('--sync-bn', 'given', `a model with batch norm layers (${model.name} has none)`);
   const size = model.layout.size;
