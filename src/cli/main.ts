@@ -10,6 +10,7 @@ import { benchCommand } from './bench.js';
 import { reportCommand } from './report.js';
 import { exportCommand, predictCommand } from './predict.js';
 import { planCommand } from './plan.js';
+import { profileCommand } from './profile.js';
 
 const usage = `converge — parallel and distributed training in TypeScript
 
@@ -21,6 +22,7 @@ Commands:
   launch -n N -- CMD     run N local ranks of a job
   bench --workload W     sweep configurations, one process each
   plan --stages S        a pipeline's schedules simulated: bubble, stored micro-batches, cut, speed-up
+  profile --model M      a model's units timed, and what each --recompute schedule costs on it
   report DIR             charts and tables of a sweep, as one HTML page
   predict --checkpoint F apply a trained checkpoint to data: predictions and metrics
   export --checkpoint F  write a checkpoint's tensors as NPY files (numpy, PyTorch)
@@ -47,6 +49,8 @@ async function main(argv: string[]): Promise<number> {
       return benchCommand(rest);
     case 'plan':
       return planCommand(rest);
+    case 'profile':
+      return profileCommand(rest);
     case 'report':
       return reportCommand(rest);
     case 'predict':
@@ -65,7 +69,7 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(`converge ${version()}\n`);
       return 0;
     default:
-      throw usageError(`unknown command '${command}'; use one of: train, generate, launch, bench, plan, report, predict, export (see converge --help).`);
+      throw usageError(`unknown command '${command}'; use one of: train, generate, launch, bench, plan, profile, report, predict, export (see converge --help).`);
   }
 }
 

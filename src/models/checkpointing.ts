@@ -320,33 +320,52 @@ export interface RotorPlan {
   seconds: number;
 }
 
-/** The least live memory any schedule of this model needs (the store-all peak divided into fine slots, and the least that fits). */
-export function leastMemory(costs: readonly UnitCost[], slots = ROTOR_SLOTS): number {
-  const all = price(storeAll(costs.length), costs).peakBytes;
-  const slotBytes = Math.max(1, all / slots);
-  const c = inSlots(costs, slotBytes);
-  const table = rotorTable(c, slots);
-  const n = costs.length;
-  for (let m = 0; m <= slots; m++) if (Number.isFinite(table.time[table.index(0, n - 1, m)])) return Math.ceil(m * slotBytes);
-  return all;
+/** The other schedules auto weighs against the dynamic program's (which rounds sizes up to slots, and so can miss one that fits exactly): store all, √n, revolve. */
+function candidates(n: number): Op[][] {
+  const list = [storeAll(n), sqrtSegments(n)];
+  for (let snapshots = 1; snapshots < Math.min(n, 17); snapshots++) list.push(revolve(n, snapshots));
+  return list;
 }
 
 /**
- * The fastest persistent schedule within `budget` bytes of live activations. Refuses a budget
- * below the least any schedule needs, saying that least.
+ * The least live memory the planner finds a schedule for: the dynamic program's least over fine
+ * slots of the store-all peak, or a candidate's peak where that is lower.
+ */
+export function leastMemory(costs: readonly UnitCost[], slots = 4 * ROTOR_SLOTS): number {
+  const n = costs.length;
+  const all = price(storeAll(n), costs).peakBytes;
+  const slotBytes = Math.max(1, all / slots);
+  const table = rotorTable(inSlots(costs, slotBytes), slots);
+  let least = all;
+  for (let m = 0; m <= slots; m++) {
+    if (Number.isFinite(table.time[table.index(0, n - 1, m)])) {
+      least = Math.ceil(m * slotBytes);
+      break;
+    }
+  }
+  for (const ops of candidates(n)) least = Math.min(least, price(ops, costs).peakBytes);
+  return least;
+}
+
+/**
+ * The fastest schedule within `budget` bytes of live activations: the rotor dynamic program's,
+ * or store all, √n or revolve where one of them fits and is faster (what the program's rounding
+ * to slots can miss). Refuses a budget below the least the planner finds, saying that least.
  */
 export function rotor(costs: readonly UnitCost[], budget: number, slots = ROTOR_SLOTS): RotorPlan {
   const n = costs.length;
-  // slots round sizes up: what fits exactly in bytes may not in slots; storing all is the fastest whenever it fits
-  const all = price(storeAll(n), costs);
-  if (all.peakBytes <= budget) return { ops: storeAll(n), seconds: all.seconds };
   const c = inSlots(costs, budget / slots);
   const table = rotorTable(c, slots);
   const seconds = table.time[table.index(0, n - 1, slots)];
-  if (!Number.isFinite(seconds)) {
-    throw new ConvergeError(`--memory-budget ${formatBytes(budget)} of activations: too small for this model and batch; no schedule fits in less than ${formatBytes(leastMemory(costs))}. Give at least that, or a smaller --batch.`, 'BAD_OPTION');
+  let best: RotorPlan | null = Number.isFinite(seconds) ? { ops: rotorOps(table, c, n, slots), seconds } : null;
+  for (const ops of candidates(n)) {
+    const p = price(ops, costs);
+    if (p.peakBytes <= budget && (!best || p.seconds < best.seconds)) best = { ops, seconds: p.seconds };
   }
-  return { ops: rotorOps(table, c, n, slots), seconds };
+  if (!best) {
+    throw new ConvergeError(`--memory-budget ${formatBytes(budget)} of activations: too small for this model and batch; the smallest schedule found holds ${formatBytes(leastMemory(costs))}. Give at least that, or a smaller --batch.`, 'BAD_OPTION');
+  }
+  return best;
 }
 
 export function formatBytes(bytes: number): string {

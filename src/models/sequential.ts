@@ -5,11 +5,11 @@
 import type { KernelSet } from '../kernels/types.js';
 import { Layout } from '../tensor/layout.js';
 import { Random } from '../tensor/random.js';
-import { Held, holdPrivately } from '../tensor/arena.js';
+import { aligned, Held, holdPrivately } from '../tensor/arena.js';
 import { ConvergeError, shapeMismatch } from '../errors.js';
 import { formatBytes, leastMemory, price, recomputeName, revolve, rotor, sqrtSegments, storeAll, type Op, type UnitCost } from './checkpointing.js';
 import type { Layer } from './layers.js';
-import { profileUnits, Recompute, scratchOf, storeAllArena, unitsOf, unitSizes } from './recompute.js';
+import { profileUnits, Recompute, scratchOf, storeAllArena, unitsOf, unitSizes, type Unit } from './recompute.js';
 import { binaryCrossEntropy, meanSquaredError, squaredError, type LossName } from './losses.js';
 import type { Batch, Evaluation, ImageModel, ModelOptions } from './model.js';
 
@@ -86,22 +86,35 @@ export class Sequential implements ImageModel {
     }
   }
 
+  /**
+   * The chain as the schedules see it: its units, and each one's bytes and forward and backward
+   * seconds measured at the largest batch (median of 3 after a warm-up). The units' buffers are
+   * left where the measurement put them: call it on a model that is planned next, or thrown away.
+   */
+  profile(seed = 1): { units: Unit[]; costs: UnitCost[]; scratchBytes: number } {
+    const units = unitsOf(this.layers, this.inputShape, this.maxBatch);
+    const scratch = scratchOf(this.layers);
+    holdPrivately(scratch);
+    const params = this.layout.allocate();
+    this.init(params, new Random(seed));
+    const views = { p: this.layout.views(params), g: this.layout.views(this.layout.allocate()) };
+    const costs = profileUnits(units, unitSizes(units, this.maxBatch), views, this.maxBatch, new Random(seed + 1));
+    return { units, costs, scratchBytes: scratch.reduce((most, held) => Math.max(most, aligned(held.bytes)), 0) };
+  }
+
   /** Units, a schedule for them (measured first, for auto), and the arena it runs in; checked against the budget. */
   private planRecompute(schedule: NonNullable<ModelOptions['recompute']>, budget: number | undefined, seed: number): { recompute: Recompute; report: Omit<ActivationReport, 'storeAllBytes'> } {
-    const units = unitsOf(this.layers, this.inputShape, this.maxBatch);
+    if (schedule.kind === 'auto' && budget === undefined) throw new ConvergeError('--recompute auto: give --memory-budget BYTES, the activation memory a step may hold.', 'BAD_OPTION');
+    const profiled = schedule.kind === 'auto' ? this.profile(seed) : null;
+    const units = profiled?.units ?? unitsOf(this.layers, this.inputShape, this.maxBatch);
+    const sizes = profiled?.costs ?? unitSizes(units, this.maxBatch);
     const n = units.length;
     const scratch = scratchOf(this.layers);
-    let sizes = unitSizes(units, this.maxBatch);
-    if (schedule.kind === 'auto') {
-      if (budget === undefined) throw new ConvergeError('--recompute auto: give --memory-budget BYTES, the activation memory a step may hold.', 'BAD_OPTION');
-      holdPrivately(scratch);
-      const params = this.layout.allocate();
-      this.init(params, new Random(seed));
-      sizes = profileUnits(units, sizes, { p: this.layout.views(params), g: this.layout.views(this.layout.allocate()) }, this.maxBatch, new Random(seed + 1));
-      const scratchBytes = scratch.reduce((most, held) => Math.max(most, Math.ceil(held.bytes / 64) * 64), 0);
+    if (schedule.kind === 'auto' && budget !== undefined) {
+      const scratchBytes = profiled!.scratchBytes;
       const least = leastMemory(sizes) + scratchBytes;
-      if (budget < least) throw new ConvergeError(`--memory-budget ${formatBytes(budget)} of activations: too small for model ${this.name} at batch ${this.maxBatch}; no schedule fits in less than ${formatBytes(least)}. Give at least that, or a smaller --batch.`, 'BAD_OPTION');
-      // the plan's first fit can leave holes the dynamic program does not see: ask for less until the arena fits
+      if (budget < least) throw new ConvergeError(`--memory-budget ${formatBytes(budget)} of activations: too small for model ${this.name} at batch ${this.maxBatch}; the smallest schedule found holds ${formatBytes(least)}. Give at least that, or a smaller --batch.`, 'BAD_OPTION');
+      // placing the buffers can leave holes the dynamic program does not see: ask for less until the arena fits
       let ask = budget - scratchBytes;
       for (let attempt = 0; attempt < 8 && ask > 0; attempt++) {
         const plan = rotor(sizes, ask);
