@@ -102,3 +102,26 @@ test('the report times the target from every evaluation a log holds (--eval-ever
   const rows = tableRows(loadRuns(logs), { metric: 'testAccuracy', value: 0.8 });
   assert.deepEqual(rows.map((r) => [r.id, r.secondsToTarget, r.samplesToTarget]), [['quarters', 1.7, 3072], ['epochs', 2.2, 4096]]);
 });
+
+test('converge report draws the recompute bench\'s curve: step time against activation memory per model, with its table', () => {
+  const folder = mkdtempSync(join(tmpdir(), 'converge-recompute-report-'));
+  const row = (model: string, schedule: string, mib: number, ms: number, predictedMs: number | null = null) => ({ model, schedule, budget: null, arenaBytes: mib * 2 ** 20, medianStepMs: ms, predictedMs, recomputed: schedule === 'none' ? 0 : 3 });
+  const rows = [row('resnet20', 'none', 268, 300), row('resnet20', 'sqrt', 157, 380), row('resnet20', 'auto', 110, 345, 338), row('resnet20', 'auto', 180, 315, 307), row('deep-mlp', 'none', 33, 90), row('deep-mlp', 'revolve:2', 5, 160)];
+  writeFileSync(join(folder, 'recompute.json'), JSON.stringify({ rows }));
+  writeFileSync(join(folder, 'model-parallel.json'), JSON.stringify({ rows: [{ label: 'not a recompute row' }] })); // other benches' results lie beside it
+  const out = join(folder, 'report.html');
+  const result = spawnSync(process.execPath, [cli, 'report', folder, '--out', out], { encoding: 'utf8' });
+  assert.equal(result.status, 0, result.stderr);
+  assert.match(result.stdout, /1 workload, 2 charts/);
+  const html = readFileSync(out, 'utf8');
+  assert.ok(html.includes('<h2>Recompute versus store</h2>'));
+  for (const model of ['resnet20', 'deep-mlp']) assert.ok(html.includes(`<figcaption>${model}: step time against activation memory</figcaption><svg`), model);
+  assert.equal((html.match(/<svg /g) ?? []).length, 2);
+  // a point per schedule, labelled; the table says each against storing all
+  const resnet = html.slice(html.indexOf('<figcaption>resnet20'), html.indexOf('</svg>', html.indexOf('<figcaption>resnet20')));
+  for (const label of ['none', 'sqrt', 'auto']) assert.ok(resnet.includes(`>${label}<`), label);
+  assert.ok(html.includes('<td>0.59× memory, 1.27× time</td>'), 'sqrt against storing all');
+  assert.ok(html.includes('<td>338.0 ms</td>'), "auto's prediction");
+  const markdown = readFileSync(join(folder, 'summary.md'), 'utf8');
+  assert.match(markdown, /\| revolve:2 \| 5\.0 MiB \| 160\.0 ms \| 0\.15× memory, 1\.78× time \| – \| 3 \|/);
+});

@@ -59,7 +59,54 @@ export function labelOf(r: RunRecord): string {
   return parts.join(', ');
 }
 
-export function loadRuns(dir: string): Run[] {
+/** A row of bench/recompute's results: one schedule on one model. */
+export interface RecomputeRow {
+  model: string;
+  schedule: string;
+  budget: number | null;
+  arenaBytes: number;
+  medianStepMs: number;
+  predictedMs: number | null;
+  recomputed: number;
+}
+
+/** The recompute bench's rows in a folder (files recompute*.json, as npm run bench:recompute writes them), or none. */
+export function loadRecompute(dir: string): RecomputeRow[] {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir).filter((f) => /^recompute.*\.json$/.test(f)).sort().flatMap((file) => {
+    const parsed = JSON.parse(readFileSync(join(dir, file), 'utf8')) as { rows?: RecomputeRow[] };
+    return Array.isArray(parsed.rows) && parsed.rows.every((r) => typeof r.arenaBytes === 'number' && typeof r.medianStepMs === 'number') ? parsed.rows : [];
+  });
+}
+
+/** Step time against activation memory, one chart per model: every schedule a point, auto's budgets joined by a line. */
+async function recomputeSection(rows: RecomputeRow[]): Promise<{ html: string; markdown: string; charts: number }> {
+  const models = [...new Set(rows.map((r) => r.model))];
+  const parts: string[] = [];
+  const markdown: string[] = ['## Recompute versus store', ''];
+  for (const model of models) {
+    const own = rows.filter((r) => r.model === model);
+    const all = own.find((r) => r.schedule === 'none');
+    const points = own.map((r) => ({ schedule: r.schedule.startsWith('auto') ? 'auto' : r.schedule.replace(/:\d+$/, ''), label: r.schedule, mib: r.arenaBytes / 2 ** 20, ms: r.medianStepMs }));
+    const chart = await svg({
+      data: { values: points },
+      layer: [
+        { transform: [{ filter: "datum.schedule === 'auto'" }], mark: { type: 'line', color: '#999' }, encoding: { x: { field: 'mib', type: 'quantitative' }, y: { field: 'ms', type: 'quantitative' }, order: { field: 'mib' } } },
+        { mark: { type: 'point', filled: true, size: 80 }, encoding: { x: { field: 'mib', type: 'quantitative', title: 'activation memory a step holds (MiB)', scale: { zero: true } }, y: { field: 'ms', type: 'quantitative', title: 'step time (ms)', scale: { zero: false } }, color: { field: 'schedule', type: 'nominal', title: 'schedule' } } },
+        { mark: { type: 'text', dx: 6, align: 'left', fontSize: 10 }, encoding: { x: { field: 'mib', type: 'quantitative' }, y: { field: 'ms', type: 'quantitative' }, text: { field: 'label' } } },
+      ],
+    });
+    const ratio = (r: RecomputeRow) => (all ? `${(r.arenaBytes / all.arenaBytes).toFixed(2)}× memory, ${(r.medianStepMs / all.medianStepMs).toFixed(2)}× time` : '');
+    const cells = own.map((r) => [r.schedule, fmt.mib(r.arenaBytes), `${r.medianStepMs.toFixed(1)} ms`, ratio(r), r.predictedMs === null ? '–' : `${r.predictedMs.toFixed(1)} ms`, String(r.recomputed)]);
+    const head = ['schedule', 'activation memory', 'step time', 'against storing all', 'predicted (auto)', 'forward passes again'];
+    parts.push(`<h3>${escape(model)}</h3><table><thead><tr>${head.map((h) => `<th>${h}</th>`).join('')}</tr></thead><tbody>${cells.map((c) => `<tr>${c.map((v) => `<td>${escape(v)}</td>`).join('')}</tr>`).join('')}</tbody></table><figure><figcaption>${escape(model)}: step time against activation memory</figcaption>${chart}</figure>`);
+    markdown.push(`### ${model}`, '', `| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...cells.map((c) => `| ${c.join(' | ')} |`), '');
+  }
+  const html = `<section id="recompute"><h2>Recompute versus store</h2><p>Each --recompute schedule's activation memory (the arena a step holds) and training-step time (npm run bench:recompute).</p>${parts.join('')}</section>`;
+  return { html, markdown: markdown.join('\n'), charts: models.length };
+}
+
+export function loadRuns(dir: string, optional = false): Run[] {
   if (!existsSync(dir)) throw missingData('sweep folder', dir, "run 'converge bench … --out DIR' first.");
   const runs: Run[] = [];
   for (const file of readdirSync(dir).filter((f) => f.endsWith('.json') && f !== 'sweep.json' && !f.startsWith('summary')).sort()) {
@@ -80,7 +127,7 @@ export function loadRuns(dir: string): Run[] {
     const evaluations = evaluationRecords.length > 0 ? evaluationRecords : epochs;
     runs.push({ record, label: labelOf(record), steps, epochs, evaluations, summary });
   }
-  if (runs.length === 0) throw missingData('sweep logs', dir, "the folder holds no configuration of 'converge bench'.");
+  if (runs.length === 0 && !optional) throw missingData('sweep logs', dir, "the folder holds no configuration of 'converge bench', nor npm run bench:recompute's results.");
   return runs;
 }
 
@@ -168,6 +215,7 @@ const fmt = {
   samples: (n: number | null) => (n === null ? '–' : Math.round(n).toLocaleString('en-US')),
   metric: (t: Target, v: number | null) => (v === null ? '–' : t.metric === 'testAccuracy' ? `${(100 * v).toFixed(2)}%` : v.toFixed(4)),
   rate: (n: number | null) => (n === null ? '–' : Math.round(n).toLocaleString('en-US')),
+  mib: (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`,
 };
 
 function targetText(target: Target): string {
@@ -180,7 +228,8 @@ function markdownTable(rows: Row[], target: Target): string {
 }
 
 export async function writeReport(dir: string, outPath: string): Promise<{ html: string; markdown: string; json: string; charts: number; tables: number }> {
-  const runs = loadRuns(dir);
+  const recompute = loadRecompute(dir);
+  const runs = loadRuns(dir, recompute.length > 0);
   const byWorkload = new Map<string, Run[]>();
   for (const run of runs) byWorkload.set(run.record.workload, [...(byWorkload.get(run.record.workload) ?? []), run]);
   const sections: string[] = [];
@@ -199,6 +248,13 @@ export async function writeReport(dir: string, outPath: string): Promise<{ html:
       .join('')}</tbody></table>`;
     sections.push(`<section id="${escape(name)}"><h2>${escape(name)}</h2><p>${escape(w.description)}. Target: ${escape(targetText(w.target))}.</p><h3>Time to target, best first</h3>${table}<div class="charts">${drawn.map((c) => `<figure><figcaption>${escape(c.title)}</figcaption>${c.svg}</figure>`).join('')}</div></section>`);
   }
+  if (recompute.length > 0) {
+    const drawn = await recomputeSection(recompute);
+    sections.push(drawn.html);
+    markdown.push(drawn.markdown, '');
+    json.recompute = recompute;
+    chartCount += drawn.charts;
+  }
   const html = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>converge report</title>
 <style>
@@ -211,7 +267,7 @@ tr.failed td { color: #a00; }
 figure { margin: 0; } figcaption { font-weight: bold; margin: 0.5em 0; }
 </style></head>
 <body><h1>converge report</h1>
-<p>${runs.length} configurations from <code>${escape(dir)}</code>. Hardware efficiency is samples per second; statistical efficiency is accuracy (or loss) per sample seen; what matters is their product, the time to the target.</p>
+<p>${runs.length} configurations${recompute.length > 0 ? ` and ${recompute.length} recompute schedules` : ''} from <code>${escape(dir)}</code>. Hardware efficiency is samples per second; statistical efficiency is accuracy (or loss) per sample seen; what matters is their product, the time to the target.</p>
 ${sections.join('\n')}
 </body></html>
 `;
@@ -222,5 +278,5 @@ ${sections.join('\n')}
   const jsonPath = join(outDir, 'summary.json');
   writeFileSync(markdownPath, `${markdown.join('\n')}\n`);
   writeFileSync(jsonPath, `${JSON.stringify(json, null, 2)}\n`);
-  return { html: outPath, markdown: markdownPath, json: jsonPath, charts: chartCount, tables: byWorkload.size };
+  return { html: outPath, markdown: markdownPath, json: jsonPath, charts: chartCount, tables: byWorkload.size + (recompute.length > 0 ? 1 : 0) };
 }
