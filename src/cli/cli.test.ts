@@ -302,10 +302,13 @@ test('converge train --recompute and --memory-budget: the run trains exactly as 
   for (const other of [revolve, budget]) {
     for (const figure of ['trainLoss', 'testLoss', 'testAccuracy']) assert.equal(other.summary[figure], all.summary[figure], `${figure}: the same arithmetic, in another order of passes`);
   }
+  const pipeline = converge('train', '--strategy', 'pipeline', '--dataset', 'synthetic', '--hidden', '32,32,32,32', '--epochs', '1', '--stages', '2', '--recompute', 'revolve:1');
+  assert.equal(pipeline.code, 0, pipeline.stderr);
+  assert.match(pipeline.stdout, /^stage 0: layers 0–\d+, [\d,]+ parameters, at most 2 micro-batches stored, their activations [\d.]+ KiB \(--recompute\), \d+% computing\nstage 1: /);
   failsWith(['train', ...quick, '--recompute', 'auto'], /--recompute: got "auto"; expected a --memory-budget to fit/);
   failsWith(['train', ...quick, '--recompute', 'half'], /--recompute half: expected none \(store every activation\), sqrt/);
   failsWith(['train', ...quick, '--memory-budget', 'lots'], /--memory-budget lots: expected a size in bytes/);
   failsWith(['train', ...quick, '--memory-budget', '2KB'], /--memory-budget 2\.0 KiB of activations: too small for model mlp at batch 64; the smallest schedule found holds [\d.]+ KiB/);
-  failsWith(['train', '--strategy', 'pipeline', '--dataset', 'synthetic', '--epochs', '1', '--recompute', 'sqrt'], /--recompute: got "sqrt"; expected a strategy whose ranks run the model's own training step \(.*allreduce.*\); pipeline runs the layers itself/);
+  failsWith(['train', '--strategy', 'fsdp', '--dataset', 'synthetic', '--epochs', '1', '--recompute', 'sqrt'], /--recompute: got "sqrt"; expected a strategy whose ranks run a chain's forward and backward passes whole \(allreduce, .*pipeline\); fsdp runs each layer with collectives between/);
   failsWith(['train', '--model', 'logreg', '--dataset', 'rcv1-like', '--epochs', '1', '--recompute', 'sqrt'], /--recompute: got "sqrt"; expected a model of layers/);
 });

@@ -1,6 +1,6 @@
 // `converge train`: options → TrainConfig → a run on worker threads, with a progress bar.
 
-import { parseBytes, recomputeHelp } from '../models/checkpointing.js';
+import { formatBytes, parseBytes, recomputeHelp } from '../models/checkpointing.js';
 import { parseArgs } from 'node:util';
 import { isProcessBackend } from '../comm/backends.js';
 import { modelLabel } from '../models/module.js';
@@ -257,6 +257,7 @@ function ranksText(c: TrainConfig): string {
 /** A pipeline's evidence, a line per stage: its layers, parameters, stored micro-batches and how busy it was. */
 function stagesText(s: Summary): string {
   return (s.pipeline ?? []).map((stage) => `stage ${stage.stage}: layers ${stage.layers[0]}–${stage.layers[1] - 1}, ${stage.parameters.toLocaleString('en-US')} parameters, at most ${stage.peakStoredMicrobatches} micro-batches stored, `
+    + `${stage.activationBytes === undefined ? '' : `their activations ${formatBytes(stage.activationBytes)} (--recompute), `}`
     + `${(100 * stage.computeSeconds / Math.max(1e-9, stage.computeSeconds + stage.idleSeconds)).toFixed(0)}% computing\n`).join('');
 }
 

@@ -181,3 +181,32 @@ test('pipeline: what it cannot run is refused before training, in one line that 
   ];
   for (const [change, message] of refusals) await assert.rejects(trainOnThreads({ ...base, ...change }), message, JSON.stringify(change));
 });
+
+test('pipeline with --recompute: each stage runs its own schedule in an arena of its own, and the run ends bit-equal to the pipeline that stores everything, within the budget', async () => {
+  // (the oracle is a pipeline run on the same kernels: the serial oracle above runs on this thread's kernels, which need not be the ranks')
+  const hidden = [32, 32, 32, 32, 32, 32, 32, 32];
+  const steps = 12;
+  const configuration = { ...base, hidden, stages: 2, microbatches: 4, stageCuts: [9], stopAfterSteps: steps };
+  const oracle = (await trainOnThreads(configuration)).params;
+  const stored = await trainOnThreads({ ...configuration, recompute: 'none' });
+  assert.equal(firstDifference(stored.params, oracle), null, 'none');
+  const storeAll = stored.summary.pipeline!.map((stage) => stage.activationBytes!);
+  assert.ok(storeAll.every((bytes) => bytes > 0), `${storeAll}`);
+  // the rank's budget covers its micro-batches in flight: 1F1B stores 2 on stage 0, so each gets half
+  const budget = Math.floor(0.75 * Math.max(...storeAll));
+  for (const [recompute, memoryBudget, schedule] of [['sqrt', undefined, '1f1b'], ['revolve:1', undefined, 'gpipe'], [undefined, budget, '1f1b']] as const) {
+    const run = await trainOnThreads({ ...configuration, pipelineSchedule: schedule, recompute, memoryBudget });
+    const label = `${recompute ?? `auto within ${budget}`} ${schedule}`;
+    assert.equal(firstDifference(run.params, oracle), null, label);
+    const bytes = run.summary.pipeline!.map((stage) => stage.activationBytes!);
+    assert.ok(bytes.every((b) => b > 0 && (memoryBudget === undefined || b <= memoryBudget)), `${label}: ${bytes}`);
+  }
+  // batch norm inside a stage's recomputed passes: its running statistics move once per micro-batch, as serially
+  const resnetRun = (recompute: string | undefined, save: string) => trainOnThreads({ ...base, model: 'resnet20', stages: 2, microbatches: 2, recompute, stopAfterSteps: 3, save: join(dir, save) });
+  const resnetStored = await resnetRun(undefined, 'resnet-stored.ckpt');
+  const resnet = await resnetRun('revolve:1', 'resnet-recompute.ckpt');
+  assert.equal(firstDifference(resnet.params, resnetStored.params), null, 'resnet20 revolve:1');
+  const layout = createModel('resnet20', { ...shape, maxBatch: 1 }).layout;
+  const buffersOf = (file: string) => readCheckpoint(join(dir, file), 'resnet20', layout).state.optimizerState['model.buffers'];
+  assert.equal(firstDifference(buffersOf('resnet-recompute.ckpt'), buffersOf('resnet-stored.ckpt')), null, 'resnet20 revolve:1: running statistics');
+});

@@ -73,7 +73,7 @@ export async function prepareRun(requested: TrainConfig, hooks: LaunchHooks & { 
   }
   const model = definition.build({ ...modelOptions(dataset, config, 1), recompute: undefined, memoryBudget: undefined });
   // --recompute, --memory-budget: plan the step at its batch now, so that a budget too small is said before any rank starts
-  if (asksForMemory(config)) {
+  if (asksForMemory(config) && !strategy(config.strategy).layerChain) {
     if (!(model instanceof Sequential)) throw badOption(config.recompute !== undefined ? '--recompute' : '--memory-budget', config.recompute ?? config.memoryBudget!, `a model of layers (sequential([...]), mlp, cnn, resnet20); ${modelLabel(config.model)} is not one`);
     definition.build(modelOptions(dataset, config, config.batch));
   }

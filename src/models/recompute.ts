@@ -6,10 +6,11 @@
 // schedule's allocations through a first-fit allocator, so a step allocates nothing.
 
 import { ConvergeError } from '../errors.js';
-import type { Random } from '../tensor/random.js';
-import { aligned, bindingAt, Held, livePeak, placeBuffers, type Binding, type Lifetime } from '../tensor/arena.js';
+import { Random } from '../tensor/random.js';
+import { aligned, bindingAt, Held, holdPrivately, livePeak, placeBuffers, type Binding, type Lifetime } from '../tensor/arena.js';
 import { LayerChain } from './chain.js';
-import type { Op, UnitCost } from './checkpointing.js';
+import { formatBytes, leastMemory, price, recomputeName, revolve, rotor, sqrtSegments, storeAll, type Op, type RecomputeSpec, type UnitCost } from './checkpointing.js';
+import type { Layout } from '../tensor/layout.js';
 import type { Layer, Views } from './layers.js';
 
 const sizeOf = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
@@ -237,30 +238,50 @@ export class Recompute {
 
   /**
    * One step: forwards and backwards as the schedule says. `loss(outputs)` is called when the
-   * last unit first runs forward and must leave the outputs' gradient in `gradOut`.
+   * last unit has run forward and must leave the outputs' gradient in `gradOut`.
    */
   step(p: Views, g: Views, x: Float32Array, batch: number, stepNumber: number, gradOut: Float32Array, loss: (outputs: Float32Array) => number): number {
-    const n = this.units.length;
+    const value = loss(this.forwardPhase(p, x, batch, stepNumber));
+    this.backwardPhase(p, g, gradOut, null, batch);
+    return value;
+  }
+
+  /**
+   * The schedule up to the last unit's first forward pass (a pipeline stage's forward): returns
+   * the outputs. `x` must stay as it is until backwardPhase has run.
+   */
+  forwardPhase(p: Views, x: Float32Array, batch: number, stepNumber: number): Float32Array {
     this.forwarded.fill(false);
     this.views[0] = x;
-    let value = NaN;
-    let gradient = gradOut;
-    for (const { op, bindings } of this.train) {
-      for (let k = 0; k < bindings.length; k++) bindings[k][0].bindTo(bindings[k][1]);
-      if (op.kind === 'forward') {
-        const unit = this.units[op.unit];
-        for (const layer of unit.modal) layer.setMode!(true, stepNumber, this.forwarded[op.unit]);
-        const out = unit.chain.forward(p, this.views[op.unit]!, batch);
-        this.views[op.unit + 1] = out;
-        if (op.unit === n - 1 && !this.forwarded[op.unit]) value = loss(out);
-        this.forwarded[op.unit] = true;
-      } else if (op.kind === 'backward') {
-        const gradX = this.boundaryGradients[op.unit]?.f32 ?? null;
-        this.units[op.unit].chain.backward(p, g, gradient, gradX, batch);
-        if (gradX) gradient = gradX;
-      }
+    this.stepNumber = stepNumber;
+    this.position = 0;
+    const last = this.units.length - 1;
+    while (!this.forwarded[last]) this.run(this.train[this.position++], p, p, null, batch);
+    return this.views[last + 1]!;
+  }
+
+  /** The rest of the schedule, from the outputs' gradient; writes the gradient of the input into gradX unless null. */
+  backwardPhase(p: Views, g: Views, gradOut: Float32Array, gradX: Float32Array | null, batch: number): void {
+    this.gradient = gradOut;
+    while (this.position < this.train.length) this.run(this.train[this.position++], p, g, gradX, batch);
+  }
+
+  private stepNumber = 0;
+  private position = 0; // the next operation of the step
+  private gradient: Float32Array = new Float32Array(0); // the gradient of the input of the unit backpropagated last
+
+  private run({ op, bindings }: Step, p: Views, g: Views, gradX: Float32Array | null, batch: number): void {
+    for (let k = 0; k < bindings.length; k++) bindings[k][0].bindTo(bindings[k][1]);
+    if (op.kind === 'forward') {
+      const unit = this.units[op.unit];
+      for (const layer of unit.modal) layer.setMode!(true, this.stepNumber, this.forwarded[op.unit]);
+      this.views[op.unit + 1] = unit.chain.forward(p, this.views[op.unit]!, batch);
+      this.forwarded[op.unit] = true;
+    } else if (op.kind === 'backward') {
+      const target = op.unit === 0 ? gradX : this.boundaryGradients[op.unit]!.f32;
+      this.units[op.unit].chain.backward(p, g, this.gradient, target, batch);
+      if (target) this.gradient = target;
     }
-    return value;
   }
 
   /** A forward pass for evaluation or prediction (the layers told `training` already). */
@@ -347,4 +368,66 @@ export function profileUnits(units: readonly Unit[], sizes: UnitCost[], views: {
     }
     return { ...sizes[i], forward: median(forward.slice(1)), backward: median(backward.slice(1)) };
   });
+}
+
+/** What a chain of layers says of its activation memory (the log's peakActivationBytes). */
+export interface ActivationReport {
+  /** The arena's size: every activation, saved tensor and gradient of a step lives in it. */
+  bytes: number;
+  /** The schedule: none, sqrt, revolve:S or auto. */
+  schedule: string;
+  /** Forward passes of a unit a step runs unrecorded, and so again. */
+  recomputed: number;
+  units: number;
+  /** What storing everything would hold. */
+  storeAllBytes: number;
+  /** auto: the least the planner finds (scratch included). */
+  leastBytes?: number;
+  /** auto: the dynamic program's predicted seconds of a step's passes. */
+  predictedSeconds?: number;
+  /** auto: the measured profile it chose by. */
+  profile?: UnitCost[];
+}
+
+export const scratchBytesOf = (scratch: readonly Held[]) => scratch.reduce((most, held) => Math.max(most, aligned(held.bytes)), 0);
+
+/** Each unit's sizes and measured times (profileUnits) on fresh parameters of `layout`, initialised by `init`. */
+export function measureUnits(units: readonly Unit[], scratch: readonly Held[], maxBatch: number, layout: Layout, init: (params: Float32Array) => void, seed: number): UnitCost[] {
+  holdPrivately(scratch);
+  const params = layout.allocate();
+  init(params);
+  const views = { p: layout.views(params), g: layout.views(layout.allocate()) };
+  return profileUnits(units, unitSizes(units, maxBatch), views, maxBatch, new Random(seed + 1));
+}
+
+/**
+ * A schedule for the units and the arena it runs in, checked against the budget: the named one,
+ * or for auto (with a budget) the fastest that fits, from the times `measure` takes. `what` names
+ * the chain in errors.
+ */
+export function planUnits(units: Unit[], scratch: readonly Held[], schedule: RecomputeSpec, budget: number | undefined, maxBatch: number, what: string, measure: () => UnitCost[]): { recompute: Recompute; report: Omit<ActivationReport, 'storeAllBytes'> } {
+  const n = units.length;
+  if (schedule.kind === 'auto') {
+    if (budget === undefined) throw new ConvergeError('--recompute auto: give --memory-budget BYTES, the activation memory a step may hold.', 'BAD_OPTION');
+    const costs = measure();
+    const scratchBytes = scratchBytesOf(scratch);
+    const least = leastMemory(costs) + scratchBytes;
+    if (budget < least) throw new ConvergeError(`--memory-budget ${formatBytes(budget)} of activations: too small for ${what}; the smallest schedule found holds ${formatBytes(least)}. Give at least that, or a smaller --batch.`, 'BAD_OPTION');
+    // placing the buffers can leave holes the dynamic program does not see: ask for less until the arena fits
+    let ask = budget - scratchBytes;
+    for (let attempt = 0; attempt < 8 && ask > 0; attempt++) {
+      const plan = rotor(costs, ask);
+      const recompute = new Recompute(units, plan.ops, scratch, maxBatch);
+      if (recompute.peakBytes <= budget) return { recompute, report: { bytes: recompute.peakBytes, schedule: 'auto', recomputed: recompute.recomputed, units: n, leastBytes: least, predictedSeconds: plan.seconds, profile: costs } };
+      ask -= recompute.peakBytes - budget;
+    }
+    throw new ConvergeError(`--memory-budget ${formatBytes(budget)} of activations: the arena of every schedule tried for ${what} came out larger; give a budget a little above ${formatBytes(least)}.`, 'BAD_OPTION');
+  }
+  const ops = schedule.kind === 'sqrt' ? sqrtSegments(n) : schedule.kind === 'revolve' ? revolve(n, schedule.snapshots) : storeAll(n);
+  price(ops, unitSizes(units, maxBatch)); // checks the schedule before it runs
+  const recompute = new Recompute(units, ops, scratch, maxBatch);
+  if (budget !== undefined && recompute.peakBytes > budget) {
+    throw new ConvergeError(`--memory-budget ${formatBytes(budget)}: --recompute ${recomputeName(schedule)} holds ${formatBytes(recompute.peakBytes)} of activations for ${what}; give --recompute auto to fit the budget, or a larger one.`, 'BAD_OPTION');
+  }
+  return { recompute, report: { bytes: recompute.peakBytes, schedule: recomputeName(schedule), recomputed: recompute.recomputed, units: n } };
 }

@@ -5,32 +5,15 @@
 import type { KernelSet } from '../kernels/types.js';
 import { Layout } from '../tensor/layout.js';
 import { Random } from '../tensor/random.js';
-import { aligned, Held, holdPrivately } from '../tensor/arena.js';
+import { Held } from '../tensor/arena.js';
 import { ConvergeError, shapeMismatch } from '../errors.js';
-import { formatBytes, leastMemory, price, recomputeName, revolve, rotor, sqrtSegments, storeAll, type Op, type UnitCost } from './checkpointing.js';
+import { formatBytes, recomputeName, type UnitCost } from './checkpointing.js';
 import type { Layer } from './layers.js';
-import { profileUnits, Recompute, scratchOf, storeAllArena, unitsOf, unitSizes, type Unit } from './recompute.js';
+import { measureUnits, planUnits, Recompute, scratchBytesOf, scratchOf, storeAllArena, unitsOf, type ActivationReport, type Unit } from './recompute.js';
 import { binaryCrossEntropy, meanSquaredError, squaredError, type LossName } from './losses.js';
 import type { Batch, Evaluation, ImageModel, ModelOptions } from './model.js';
 
-/** What a model of layers says of its activation memory (the log's peakActivationBytes). */
-export interface ActivationReport {
-  /** The arena's size: every activation, saved tensor and gradient of a step lives in it. */
-  bytes: number;
-  /** The schedule: none, sqrt, revolve:S or auto. */
-  schedule: string;
-  /** Forward passes of a unit a step runs unrecorded, and so again. */
-  recomputed: number;
-  units: number;
-  /** What storing everything would hold. */
-  storeAllBytes: number;
-  /** auto: the least any schedule needs (scratch included). */
-  leastBytes?: number;
-  /** auto: the dynamic program's predicted seconds of a step's passes. */
-  predictedSeconds?: number;
-  /** auto: the measured profile it chose by. */
-  profile?: UnitCost[];
-}
+export type { ActivationReport } from './recompute.js';
 
 export class Sequential implements ImageModel {
   readonly task: 'classification' | 'regression';
@@ -80,7 +63,9 @@ export class Sequential implements ImageModel {
       }
       this.activations = { bytes: whole.allocate().byteLength, schedule: recomputeName(schedule), recomputed: 0, units, storeAllBytes: whole.bytes };
     } else {
-      const planned = this.planRecompute(schedule, memory.memoryBudget, memory.seed ?? 1);
+      const units = unitsOf(layers, inputShape, maxBatch);
+      const measure = () => measureUnits(units, scratchOf(layers), maxBatch, this.layout, (params) => this.init(params, new Random(memory.seed ?? 1)), memory.seed ?? 1);
+      const planned = planUnits(units, scratchOf(layers), schedule, memory.memoryBudget, maxBatch, `model ${name} at batch ${maxBatch}`, measure);
       this.recompute = planned.recompute;
       this.activations = { ...planned.report, storeAllBytes: whole.bytes };
     }
@@ -88,50 +73,14 @@ export class Sequential implements ImageModel {
 
   /**
    * The chain as the schedules see it: its units, and each one's bytes and forward and backward
-   * seconds measured at the largest batch (median of 3 after a warm-up). The units' buffers are
-   * left where the measurement put them: call it on a model that is planned next, or thrown away.
+   * seconds measured at the largest batch. The units' buffers are left where the measurement put
+   * them: call it on a model that is planned next, or thrown away.
    */
   profile(seed = 1): { units: Unit[]; costs: UnitCost[]; scratchBytes: number } {
     const units = unitsOf(this.layers, this.inputShape, this.maxBatch);
     const scratch = scratchOf(this.layers);
-    holdPrivately(scratch);
-    const params = this.layout.allocate();
-    this.init(params, new Random(seed));
-    const views = { p: this.layout.views(params), g: this.layout.views(this.layout.allocate()) };
-    const costs = profileUnits(units, unitSizes(units, this.maxBatch), views, this.maxBatch, new Random(seed + 1));
-    return { units, costs, scratchBytes: scratch.reduce((most, held) => Math.max(most, aligned(held.bytes)), 0) };
-  }
-
-  /** Units, a schedule for them (measured first, for auto), and the arena it runs in; checked against the budget. */
-  private planRecompute(schedule: NonNullable<ModelOptions['recompute']>, budget: number | undefined, seed: number): { recompute: Recompute; report: Omit<ActivationReport, 'storeAllBytes'> } {
-    if (schedule.kind === 'auto' && budget === undefined) throw new ConvergeError('--recompute auto: give --memory-budget BYTES, the activation memory a step may hold.', 'BAD_OPTION');
-    const profiled = schedule.kind === 'auto' ? this.profile(seed) : null;
-    const units = profiled?.units ?? unitsOf(this.layers, this.inputShape, this.maxBatch);
-    const sizes = profiled?.costs ?? unitSizes(units, this.maxBatch);
-    const n = units.length;
-    const scratch = scratchOf(this.layers);
-    if (schedule.kind === 'auto' && budget !== undefined) {
-      const scratchBytes = profiled!.scratchBytes;
-      const least = leastMemory(sizes) + scratchBytes;
-      if (budget < least) throw new ConvergeError(`--memory-budget ${formatBytes(budget)} of activations: too small for model ${this.name} at batch ${this.maxBatch}; the smallest schedule found holds ${formatBytes(least)}. Give at least that, or a smaller --batch.`, 'BAD_OPTION');
-      // placing the buffers can leave holes the dynamic program does not see: ask for less until the arena fits
-      let ask = budget - scratchBytes;
-      for (let attempt = 0; attempt < 8 && ask > 0; attempt++) {
-        const plan = rotor(sizes, ask);
-        const recompute = new Recompute(units, plan.ops, scratch, this.maxBatch);
-        const report = { bytes: recompute.peakBytes, schedule: 'auto', recomputed: recompute.recomputed, units: n, leastBytes: least, predictedSeconds: plan.seconds, profile: sizes };
-        if (recompute.peakBytes <= budget) return { recompute, report };
-        ask -= recompute.peakBytes - budget;
-      }
-      throw new ConvergeError(`--memory-budget ${formatBytes(budget)} of activations: the arena of every schedule tried for model ${this.name} came out larger; give a budget a little above ${formatBytes(least)}.`, 'BAD_OPTION');
-    }
-    const ops: Op[] = schedule.kind === 'sqrt' ? sqrtSegments(n) : schedule.kind === 'revolve' ? revolve(n, schedule.snapshots) : storeAll(n);
-    price(ops, sizes); // checks the schedule before it runs
-    const recompute = new Recompute(units, ops, scratch, this.maxBatch);
-    if (budget !== undefined && recompute.peakBytes > budget) {
-      throw new ConvergeError(`--memory-budget ${formatBytes(budget)}: --recompute ${recomputeName(schedule)} holds ${formatBytes(recompute.peakBytes)} of activations for model ${this.name} at batch ${this.maxBatch}; give --recompute auto to fit the budget, or a larger one.`, 'BAD_OPTION');
-    }
-    return { recompute, report: { bytes: recompute.peakBytes, schedule: recomputeName(schedule), recomputed: recompute.recomputed, units: n } };
+    const costs = measureUnits(units, scratch, this.maxBatch, this.layout, (params) => this.init(params, new Random(seed)), seed);
+    return { units, costs, scratchBytes: scratchBytesOf(scratch) };
   }
 
   private step = 0;

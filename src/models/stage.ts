@@ -6,8 +6,10 @@
 import { ConvergeError } from '../errors.js';
 import { holdPrivately } from '../tensor/arena.js';
 import { Layout } from '../tensor/layout.js';
-import type { Random } from '../tensor/random.js';
+import { Random } from '../tensor/random.js';
 import { LayerChain } from './chain.js';
+import type { RecomputeSpec } from './checkpointing.js';
+import { measureUnits, planUnits, scratchOf, unitsOf, type ActivationReport, type Recompute } from './recompute.js';
 import type { Layer } from './layers.js';
 import type { Batch, Evaluation, Model } from './model.js';
 import { Sequential } from './sequential.js';
@@ -47,8 +49,11 @@ export class ChainStage {
   readonly outputWidth: number; // floats per sample out
   private readonly chain: LayerChain;
   private readonly layers: readonly Layer[];
+  /** With --recompute: the stage's own step by a schedule, its buffers in an arena of its own. */
+  private readonly recompute: Recompute | null = null;
+  readonly activations: Omit<ActivationReport, 'storeAllBytes'> | null = null;
 
-  constructor(private readonly model: Sequential, first: number, end: number, maxBatch: number) {
+  constructor(private readonly model: Sequential, first: number, end: number, maxBatch: number, memory?: { recompute: RecomputeSpec; budget?: number; seed: number }) {
     this.layers = model.layers.slice(first, end);
     this.chain = new LayerChain(this.layers, maxBatch);
     holdPrivately(this.chain.gradients); // its layers' own buffers are the replica model's arena
@@ -59,6 +64,15 @@ export class ChainStage {
     this.bufferRange = [bufferOffsets[first], bufferOffsets[end]];
     this.inputWidth = first === 0 ? sizeOf(model.inputShape) : sizeOf(model.layers[first - 1].outputShape);
     this.outputWidth = sizeOf(this.layers[this.layers.length - 1].outputShape);
+    if (memory) {
+      // the stage's layers move to an arena of their own, planned for the stage's schedule
+      const units = unitsOf(this.layers, [this.inputWidth], maxBatch);
+      const scratch = scratchOf(this.layers);
+      const measure = () => measureUnits(units, scratch, maxBatch, this.layout, (params) => this.init(params, new Random(memory.seed)), memory.seed);
+      const planned = planUnits(units, scratch, memory.recompute, memory.budget, maxBatch, `stage layers ${first}–${end - 1} at micro-batch ${maxBatch}`, measure);
+      this.recompute = planned.recompute;
+      this.activations = planned.report;
+    }
   }
 
   /** The running statistics this stage's layers update: the model's buffers (the replicas of one stage share one copy, updated micro-batch after micro-batch as one model would). */
@@ -81,6 +95,11 @@ export class ChainStage {
   /** `step` seeds what is random while training (dropout): one number per micro-batch. */
   forward(params: Float32Array, x: Float32Array, batch: number, training: boolean, step: number): Float32Array {
     for (const layer of this.layers) layer.setMode?.(training, step);
+    if (this.recompute) {
+      const p = this.layout.views(params);
+      // training: the schedule's forward part (x must stay until the backward); evaluation: a pass that keeps nothing
+      return training ? this.recompute.forwardPhase(p, x, batch, step) : this.recompute.forward(p, x, batch);
+    }
     return this.chain.forward(this.layout.views(params), x, batch);
   }
 
@@ -100,6 +119,7 @@ export class ChainStage {
 
   /** Parameter gradients into grad (overwritten) and, unless gradX is null, the gradient of the stage's input. */
   backward(params: Float32Array, grad: Float32Array, gradOut: Float32Array, gradX: Float32Array | null, batch: number): void {
-    this.chain.backward(this.layout.views(params), this.layout.views(grad), gradOut, gradX, batch);
+    if (this.recompute) this.recompute.backwardPhase(this.layout.views(params), this.layout.views(grad), gradOut, gradX, batch);
+    else this.chain.backward(this.layout.views(params), this.layout.views(grad), gradOut, gradX, batch);
   }
 }

@@ -42,6 +42,8 @@ export interface StageReport {
   /** Seconds of forward and backward passes, and of the rest of its steps (waiting for neighbours, sending, updating). */
   computeSeconds: number;
   idleSeconds: number;
+  /** With --recompute: the bytes its micro-batches' activation arenas hold together. */
+  activationBytes?: number;
 }
 
 const sizeOf = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
@@ -134,8 +136,13 @@ export const pipeline: Strategy = async (setup) => {
     return [offsets[a], offsets[b]];
   };
   const [firstLayer, endLayer] = stageRange(cuts, layerCount, stage);
-  const slots = [new ChainStage(probe, firstLayer, endLayer, Math.max(micro, EVAL_BATCH))];
-  for (let k = 1; k < peakStored(program); k++) slots.push(new ChainStage(layerChainOf(setup.replica(micro)), firstLayer, endLayer, micro));
+  // --recompute: each micro-batch in flight has the stage's schedule and an arena of its own, sized for the micro-batch (evaluations too then run in micro-batches), the budget shared between them
+  const stored = peakStored(program);
+  const memory = setup.recompute ? { recompute: setup.recompute.spec, budget: setup.recompute.budget === undefined ? undefined : Math.floor(setup.recompute.budget / stored), seed: setup.seed } : undefined;
+  const evalBatch = memory ? micro : Math.max(micro, EVAL_BATCH);
+  const slots = [new ChainStage(probe, firstLayer, endLayer, evalBatch, memory)];
+  for (let k = 1; k < stored; k++) slots.push(new ChainStage(layerChainOf(setup.replica(micro)), firstLayer, endLayer, micro, memory));
+  const activationBytes = slots.reduce((sum, slot) => sum + (slot.activations?.bytes ?? 0), 0);
   // batch norm: one set of running statistics per stage, from the checkpoint when there is one
   for (const slot of slots.slice(1)) slot.shareBuffers(slots[0]);
   const buffers = slots[0].buffers;
@@ -265,12 +272,12 @@ export const pipeline: Strategy = async (setup) => {
     },
     async evaluate(batcher: Batcher, count: number) {
       const slot = slots[0];
-      const inputs = first ? null : new Float32Array(EVAL_BATCH * inputWidth);
+      const inputs = first ? null : new Float32Array(evalBatch * inputWidth);
       const totals = new Float32Array(4);
       // each pipeline evaluates its share of the test split
       const [from, end] = shareOf(count, worker, workers);
-      for (let start = from; start < end; start += EVAL_BATCH) {
-        const n = Math.min(EVAL_BATCH, end - start);
+      for (let start = from; start < end; start += evalBatch) {
+        const n = Math.min(evalBatch, end - start);
         const batch = first || last ? (batcher.range(start, n) as Batch) : null;
         let x = batch?.x;
         if (!first) {
@@ -302,13 +309,15 @@ export const pipeline: Strategy = async (setup) => {
         if (comm.rank === 0) state[MODEL_BUFFERS] = buffers;
       }
       // and each stage's evidence
-      const mine = Float32Array.of(peakInUse, computeSeconds, stepSeconds - computeSeconds, size);
-      const reports = comm.rank === 0 ? new Float32Array(4 * comm.size) : null;
+      // (the arena's bytes in 64-byte lines, which it is made of: exact in float32 up to a GiB)
+      const mine = Float32Array.of(peakInUse, computeSeconds, stepSeconds - computeSeconds, size, activationBytes / 64);
+      const reports = comm.rank === 0 ? new Float32Array(5 * comm.size) : null;
       await comm.gather(mine, reports, 0);
       if (reports) {
         setup.reportPipeline?.(Array.from({ length: stages }, (_, s) => ({
-          stage: s, layers: stageRange(cuts, layerCount, s), parameters: reports[4 * s + 3], peakStoredMicrobatches: reports[4 * s],
-          computeSeconds: reports[4 * s + 1], idleSeconds: reports[4 * s + 2],
+          stage: s, layers: stageRange(cuts, layerCount, s), parameters: reports[5 * s + 3], peakStoredMicrobatches: reports[5 * s],
+          computeSeconds: reports[5 * s + 1], idleSeconds: reports[5 * s + 2],
+          ...(memory ? { activationBytes: 64 * reports[5 * s + 4] } : {}),
         })));
       }
       return comm.rank === 0 ? { optimizerState: state, optimizerSteps: optimizer.steps } : null;

@@ -3,6 +3,7 @@
 // epochs, data order, resume, stop, checkpoints, evaluation, reports — and asks a strategy's
 // rank for one step at a time.
 
+import type { RecomputeSpec } from '../models/checkpointing.js';
 import type { Communicator } from '../comm/communicator.js';
 import type { Hook } from '../compress/hook.js';
 import type { Batcher } from '../data/batches.js';
@@ -62,6 +63,8 @@ export interface RankSetup {
   pipeline?: PipelineOptions;
   /** tensor: the ranks each split layer is divided across. */
   tensorParallel?: number;
+  /** pipeline with --recompute or --memory-budget: each stage's schedule, and the activation memory a rank may hold (its micro-batches' arenas together). */
+  recompute?: { spec: RecomputeSpec; budget?: number };
   /** Reports of a strategy's own kind (async-ps: which updates had which staleness). */
   reportUpdates(workers: number[], versions: number[], staleness: number[]): void;
   /** pipeline, at rank 0: every stage's layers, parameters, peak stored micro-batches and time. */

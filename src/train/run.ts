@@ -63,15 +63,18 @@ export async function trainRank(comm: Communicator, input: RankInput, emit: (val
   const definition = await resolveModel(config.model);
   // --sync-bn: batch norm sums its statistics over every rank inside the step
   const statistics = config.syncBn ? { allreduceSum: (buffer: Float32Array) => comm.allreduce(buffer, 'sum') } : undefined;
-  const build = (maxBatch: number) => definition.build({ ...modelOptions(dataset, config, maxBatch), seed: config.seed, replica: comm.rank, statistics });
-  // with a memory budget the arena is sized for the training batch (evaluation runs in batches of that size)
-  const built = build(asksForMemory(config) ? config.batch : Math.max(config.batch, EVAL_BATCH));
+  const capabilities = strategy(config.strategy);
+  // a strategy that runs the layers itself (a pipeline's stages) plans their memory itself: its model stores all
+  const memory = asksForMemory(config) && capabilities.layerChain ? { recompute: undefined, memoryBudget: undefined } : {};
+  const build = (maxBatch: number) => definition.build({ ...modelOptions(dataset, config, maxBatch), ...memory, seed: config.seed, replica: comm.rank, statistics });
+  // with a memory budget the arena is sized for the training batch — a pipeline's for its micro-batch — and evaluation runs in batches of that size
+  const trainingBatch = capabilities.modelRanks === 'stages' ? config.batch / config.microbatches : config.batch;
+  const built = build(asksForMemory(config) ? trainingBatch : Math.max(config.batch, EVAL_BATCH));
   if (asksForMemory(config) && !('activations' in built)) throw badOption(config.recompute !== undefined ? '--recompute' : '--memory-budget', config.recompute ?? config.memoryBudget!, `a model of layers (sequential([...]), mlp, cnn, resnet20); ${built.name} is not one`);
-  if (comm.rank === 0 && 'activations' in built) emit({ kind: 'activations', ...(built as Sequential).activations });
+  if (comm.rank === 0 && 'activations' in built && !capabilities.layerChain) emit({ kind: 'activations', ...(built as Sequential).activations });
   const model = withSlowdown(withFault(built, comm.rank), comm.rank, config.slowRank === undefined ? undefined : parseSlowRank(config.slowRank));
   if (config.syncBn && !model.lossAndGradAsync) throw badOption('--sync-bn', 'given', `a model with batch norm layers (${model.name} has none)`);
   const size = model.layout.size;
-  const capabilities = strategy(config.strategy);
   const baseLr = scaledLearningRate(config.lr, config.workers, config.lrScaling);
   const schedule = { name: config.schedule, baseLr, epochs: config.epochs, warmupEpochs: config.warmupEpochs, stepEpochs: config.stepEpochs, gamma: config.gamma };
   const stopFlag = new Int32Array(input.stopFlag);
@@ -91,6 +94,7 @@ export async function trainRank(comm: Communicator, input: RankInput, emit: (val
     replica: build,
     pipeline: capabilities.modelRanks === 'stages' ? { stages: config.stages, microbatches: config.microbatches, schedule: config.pipelineSchedule, cuts: config.stageCuts } : undefined,
     tensorParallel: config.tensorParallel,
+    recompute: asksForMemory(config) ? { spec: parseRecompute(config.recompute ?? 'auto'), budget: config.memoryBudget } : undefined,
     reportUpdates: (workers, versions, staleness) => emit({ kind: 'updates', workers, versions, staleness }),
     reportPipeline: (stages) => emit({ kind: 'pipeline', stages }),
     reportTensorParallel: (report) => emit({ kind: 'tensor', ...report }),
