@@ -65,3 +65,21 @@ test('fsdp on threads: a checkpoint resumes bit-equal to the run never interrupt
 test('fsdp: a model that is not a chain of layers is refused before training', async () => {
   await assert.rejects(trainOnThreads({ ...base, strategy: 'fsdp', dataset: 'rcv1-like', model: 'logreg' }), /--strategy fsdp runs a model of layers layer by layer .*logreg is not one/);
 });
+
+test('fsdp with --recompute: each unit\'s parameters are gathered again for its recomputed passes, and the run ends bit-equal to all-reduce, within the budget; its evaluation too', async () => {
+  const config = { ...base, hidden: [32, 32, 32, 32, 32, 32], workers: 2, strategy: 'fsdp', stopAfterSteps: 20 };
+  const reference = await trainOnThreads({ ...config, strategy: 'allreduce' });
+  const stored = await trainOnThreads({ ...config, recompute: 'none' });
+  assert.equal(firstDifference(stored.params, reference.params), null, 'none');
+  const storeAll = stored.summary.activations!.peakActivationBytes;
+  for (const [recompute, memoryBudget] of [['sqrt'], ['revolve:1'], [undefined, Math.floor(storeAll * 0.7)]] as const) {
+    const run = await trainOnThreads({ ...config, recompute, memoryBudget });
+    const label = recompute ?? `auto within ${memoryBudget}`;
+    assert.equal(firstDifference(run.params, reference.params), null, label);
+    assert.ok(run.summary.activations!.recomputed > 0, label);
+    if (memoryBudget !== undefined) assert.ok(run.summary.activations!.peakActivationBytes <= memoryBudget, `${label}: ${run.summary.activations!.peakActivationBytes}`);
+  }
+  // an epoch: evaluation runs the recomputing chain's forward pass, gathering as it goes
+  const epoch = { ...config, stopAfterSteps: undefined };
+  assert.equal((await trainOnThreads({ ...epoch, recompute: 'revolve:2' })).summary.testAccuracy, (await trainOnThreads({ ...epoch, strategy: 'allreduce' })).summary.testAccuracy);
+});

@@ -2,8 +2,9 @@
 // activation in one arena (tensor/arena.ts). The layers are grouped into units — a layer and the
 // in-place layers after it (ReLU writes over its predecessor's output, so the two stand or fall
 // together), or a residual block — and each operation of the schedule moves its unit's buffers
-// to the places planned for it before running it. The plan is made once, by replaying the
-// schedule's allocations through a first-fit allocator, so a step allocates nothing.
+// to the places planned for it before running it. The plan is made once — the schedule's
+// allocations replayed to learn every buffer's lifetime, the buffers placed by lifetime
+// (tensor/arena.ts) — so a step allocates nothing.
 
 import { ConvergeError } from '../errors.js';
 import { Random } from '../tensor/random.js';
@@ -18,6 +19,7 @@ const bytesOf = (helds: readonly Held[]) => helds.reduce((sum, held) => sum + al
 
 export interface Unit {
   readonly first: number; // index of its first layer in the model
+  readonly head: number; // index of the layer that writes its output (the one with parameters, if any)
   readonly chain: LayerChain;
   readonly modal: readonly Layer[];
   /** What a recorded forward keeps: its output among them. */
@@ -42,7 +44,8 @@ export function unitsOf(layers: readonly Layer[], inputShape: readonly number[],
   return starts.map((first, k) => {
     const end = k + 1 < starts.length ? starts[k + 1] : layers.length;
     const own = layers.slice(first, end);
-    const head = own.find((layer) => !layer.inPlace)!;
+    const headAt = own.findIndex((layer) => !layer.inPlace);
+    const head = own[headAt];
     if (!head.output || own.some((layer) => !layer.inPlace && !layer.held)) {
       throw new ConvergeError(`--recompute: a layer from ${first} on keeps memory of its own (it declares no held buffers), so its activations cannot be recomputed into the arena; give --recompute none.`, 'BAD_OPTION');
     }
@@ -51,6 +54,7 @@ export function unitsOf(layers: readonly Layer[], inputShape: readonly number[],
     const all = own.flatMap((layer) => layer.held ?? []);
     return {
       first,
+      head: first + headAt,
       chain,
       modal: own.filter((layer) => layer.setMode),
       kept: all.filter((held) => held.kind === 'kept'),
@@ -59,6 +63,14 @@ export function unitsOf(layers: readonly Layer[], inputShape: readonly number[],
       inputFloats: first === 0 ? sizeOf(inputShape) : sizeOf(layers[first - 1].outputShape),
     };
   });
+}
+
+/** What a strategy does around each unit's passes when its layers' parameters are not all on the rank (fsdp). */
+export interface UnitHooks {
+  /** Before each forward or backward pass of the unit, recomputed ones included. */
+  before(unit: number): Promise<void>;
+  /** After the unit's backward pass. */
+  afterBackward(unit: number): Promise<void>;
 }
 
 /** The byte sizes of a unit as the schedules price them (times filled in by a profile). */
@@ -264,6 +276,42 @@ export class Recompute {
   backwardPhase(p: Views, g: Views, gradOut: Float32Array, gradX: Float32Array | null, batch: number): void {
     this.gradient = gradOut;
     while (this.position < this.train.length) this.run(this.train[this.position++], p, g, gradX, batch);
+  }
+
+  /**
+   * The step with a strategy's collectives around each unit's passes (fsdp: gather a unit's
+   * parameters before each of its passes — recomputed ones too — and reduce-scatter its gradient
+   * after its backward pass). The same operations as step, in the same order.
+   */
+  async stepWith(hooks: UnitHooks, p: Views, g: Views, x: Float32Array, batch: number, stepNumber: number, gradOut: Float32Array, loss: (outputs: Float32Array) => number): Promise<number> {
+    this.forwarded.fill(false);
+    this.views[0] = x;
+    this.stepNumber = stepNumber;
+    this.gradient = gradOut;
+    const last = this.units.length - 1;
+    let value = NaN;
+    for (const step of this.train) {
+      const { op } = step;
+      if (op.kind === 'drop') continue;
+      await hooks.before(op.unit);
+      const first = op.kind === 'forward' && !this.forwarded[op.unit];
+      this.run(step, p, g, null, batch);
+      if (op.kind === 'forward' && op.unit === last && first) value = loss(this.views[last + 1]!);
+      if (op.kind === 'backward') await hooks.afterBackward(op.unit);
+    }
+    return value;
+  }
+
+  /** A forward pass for evaluation with the strategy's collectives before each unit. */
+  async forwardWith(hooks: UnitHooks, p: Views, x: Float32Array, batch: number): Promise<Float32Array> {
+    let activation = x;
+    for (const { op, bindings } of this.evaluation) {
+      const unit = (op as { unit: number }).unit;
+      await hooks.before(unit);
+      for (let k = 0; k < bindings.length; k++) bindings[k][0].bindTo(bindings[k][1]);
+      activation = this.units[unit].chain.forward(p, activation, batch);
+    }
+    return activation;
   }
 
   private stepNumber = 0;

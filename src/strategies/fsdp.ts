@@ -14,6 +14,7 @@ import { shareOf, type Batcher } from '../data/batches.js';
 import type { Layer } from '../models/layers.js';
 import type { Batch } from '../models/model.js';
 import { layerChainOf, layerOffsets } from '../models/stage.js';
+import { measureUnits, planUnits, scratchOf, unitsOf, type UnitHooks } from '../models/recompute.js';
 import { Optimizer } from '../optim/optimizers.js';
 import { EVAL_BATCH, addEvaluation, evaluationFigures, type Strategy, type StrategyRank } from './strategy.js';
 
@@ -78,9 +79,45 @@ export const fsdp: Strategy = async (setup) => {
     return x;
   };
 
+  // --recompute: the chain's units run by the schedule in an arena of their own, a unit's parameters gathered before each of its passes (recomputed ones too)
+  let communicationMs = 0;
+  const hooks: UnitHooks = {
+    async before(unit) {
+      const t = performance.now();
+      if (layerSize(units[unit].head) > 0) await gather(units[unit].head);
+      communicationMs += performance.now() - t;
+    },
+    async afterBackward(unit) {
+      const i = units[unit].head;
+      const n = layerSize(i);
+      if (n === 0) return;
+      const t = performance.now();
+      const [start, end] = await comm.reduceScatter(layerGrad.subarray(0, n), 'mean');
+      mine(shardGrad, i).set(layerGrad.subarray(start, end));
+      communicationMs += performance.now() - t;
+    },
+  };
+  const units = setup.recompute ? unitsOf(layers, chain.inputShape, chain.maxBatch) : [];
+  const recompute = setup.recompute
+    ? planUnits(units, scratchOf(layers), setup.recompute.spec, setup.recompute.budget, chain.maxBatch, `model ${chain.name} at batch ${chain.maxBatch}`,
+      () => measureUnits(units, scratchOf(layers), chain.maxBatch, chain.layout, (params) => params.set(setup.startParams), setup.seed))
+    : null;
+  if (recompute && comm.rank === 0) setup.reportActivations?.({ ...recompute.report, storeAllBytes: chain.activations.storeAllBytes });
+  const evalBatch = Math.min(EVAL_BATCH, chain.maxBatch);
+
   const scalars = new Float32Array(2); // [loss, stop], averaged
   let exchanged = 0;
   let whole: Float32Array | null = null;
+
+  /** The step's end, either way: the update of this rank's shares, and the loss and stop flag averaged. */
+  const finish = async (loss: number, computed: number, before: number, input: { lr: number; stopRequested(): boolean }) => {
+    optimizer.step(shard, shardGrad, input.lr);
+    scalars[0] = loss;
+    scalars[1] = comm.rank === 0 && input.stopRequested() ? 1 : 0;
+    await comm.allreduce(scalars, 'mean');
+    exchanged += comm.bytesSent - before;
+    return { loss: scalars[0], stop: scalars[1] > 0, computeSeconds: computed / 1000 };
+  };
 
   const rank: StrategyRank & { readonly params: Float32Array } = {
     get params() {
@@ -92,6 +129,12 @@ export const fsdp: Strategy = async (setup) => {
       const batch = input.batch() as Batch;
       let computed = 0;
       let t = performance.now();
+      if (recompute) {
+        communicationMs = 0;
+        const loss = await recompute.recompute.stepWith(hooks, p, g, batch.x, batch.size, input.epoch * input.steps + input.step, chain.gradLogits, (outputs) => chain.outputLoss(outputs, batch, true));
+        computed = performance.now() - t - communicationMs;
+        return finish(loss, computed, before, input);
+      }
       const outputs = await forward(batch.x, batch.size, true, input.epoch * input.steps + input.step);
       const loss = chain.outputLoss(outputs, batch, true);
       computed += performance.now() - t;
@@ -107,27 +150,24 @@ export const fsdp: Strategy = async (setup) => {
         const [start, end] = await comm.reduceScatter(layerGrad.subarray(0, n), 'mean');
         mine(shardGrad, i).set(layerGrad.subarray(start, end));
       }
-      optimizer.step(shard, shardGrad, input.lr);
-      scalars[0] = loss;
-      scalars[1] = comm.rank === 0 && input.stopRequested() ? 1 : 0;
-      await comm.allreduce(scalars, 'mean');
-      exchanged += comm.bytesSent - before;
-      return { loss: scalars[0], stop: scalars[1] > 0, computeSeconds: computed / 1000 };
+      return finish(loss, computed, before, input);
     },
     async evaluate(batcher: Batcher, count: number) {
       // each rank its share of the test split; every rank gathers as many times (a rank out of samples still takes part)
       const [from, end] = shareOf(count, comm.rank, P);
-      const rounds = Math.ceil(Math.ceil(count / P) / EVAL_BATCH);
+      const rounds = Math.ceil(Math.ceil(count / P) / evalBatch);
       const totals = new Float32Array(4);
       for (let round = 0; round < rounds; round++) {
-        const start = from + round * EVAL_BATCH;
-        const n = Math.min(EVAL_BATCH, end - start);
+        const start = from + round * evalBatch;
+        const n = Math.min(evalBatch, end - start);
         if (n <= 0) {
           for (let i = 0; i < layers.length; i++) if (layerSize(i) > 0) await gather(i);
           continue;
         }
         const batch = batcher.range(start, n) as Batch;
-        addEvaluation(totals, chain.score(await forward(batch.x, n, false, 0), batch), n);
+        if (recompute) for (const layer of layers) layer.setMode?.(false, 0);
+        const outputs = recompute ? await recompute.recompute.forwardWith(hooks, p, batch.x, n) : await forward(batch.x, n, false, 0);
+        addEvaluation(totals, chain.score(outputs, batch), n);
       }
       await comm.allreduce(totals, 'sum');
       return evaluationFigures(totals, chain.task);

@@ -44,8 +44,9 @@ export interface StrategyEntry {
   /** It runs the model layer by layer (a chain of layers: sequential([...]), mlp, cnn, resnet20), not through lossAndGrad. */
   readonly layerChain: boolean;
   /**
-   * A chain's forward and backward passes run whole on a rank (the model's own step, or a pipeline
-   * stage's), so a --recompute schedule can run them; not where collectives sit between the layers.
+   * A chain's forward and backward passes run on the rank unit by unit (the model's own step, a
+   * pipeline stage's, fsdp's with its gathers around each unit), so a --recompute schedule can run
+   * them; not tensor's, whose split layers all-reduce inside their passes.
    */
   readonly recompute: boolean;
 }
@@ -79,7 +80,7 @@ export const strategies: Readonly<Record<string, StrategyEntry>> = {
   },
   fsdp: {
     run: fsdp, description: 'sharded parameters (ZeRO-3, FSDP): each rank stores 1/P of the parameters, gradients and optimiser state; a layer is all-gathered for its passes, its gradient reduce-scattered',
-    server: false, backends: everywhere, pointToPoint: false, compression: false, hookMomentum: false, paramPrecision: false, sharedArray: false, midEpochCheckpoints: true, perExampleSteps: false, syncBatchNorm: false, modelRanks: null, layerChain: true, recompute: false,
+    server: false, backends: everywhere, pointToPoint: false, compression: false, hookMomentum: false, paramPrecision: false, sharedArray: false, midEpochCheckpoints: true, perExampleSteps: false, syncBatchNorm: false, modelRanks: null, layerChain: true, recompute: true,
   },
   tensor: {
     run: tensorParallel, description: 'tensor parallelism (Megatron): each pair of dense layers split across --tensor-parallel ranks, one all-reduce a pair forward and one backward',

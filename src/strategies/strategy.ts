@@ -4,6 +4,7 @@
 // rank for one step at a time.
 
 import type { RecomputeSpec } from '../models/checkpointing.js';
+import type { ActivationReport } from '../models/recompute.js';
 import type { Communicator } from '../comm/communicator.js';
 import type { Hook } from '../compress/hook.js';
 import type { Batcher } from '../data/batches.js';
@@ -69,6 +70,8 @@ export interface RankSetup {
   reportUpdates(workers: number[], versions: number[], staleness: number[]): void;
   /** pipeline, at rank 0: every stage's layers, parameters, peak stored micro-batches and time. */
   reportPipeline?(stages: StageReport[]): void;
+  /** A strategy that runs the chain itself with --recompute (fsdp), at rank 0: its arena and schedule. */
+  reportActivations?(report: ActivationReport): void;
   /** tensor, at rank 0: the split blocks, the all-reduces a step made, the parameters a rank holds. */
   reportTensorParallel?(report: TensorParallelReport): void;
 }

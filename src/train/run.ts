@@ -97,6 +97,7 @@ export async function trainRank(comm: Communicator, input: RankInput, emit: (val
     recompute: asksForMemory(config) ? { spec: parseRecompute(config.recompute ?? 'auto'), budget: config.memoryBudget } : undefined,
     reportUpdates: (workers, versions, staleness) => emit({ kind: 'updates', workers, versions, staleness }),
     reportPipeline: (stages) => emit({ kind: 'pipeline', stages }),
+    reportActivations: (report) => emit({ kind: 'activations', ...report }),
     reportTensorParallel: (report) => emit({ kind: 'tensor', ...report }),
   });
   const result = await trainingLoop({
