@@ -305,6 +305,12 @@ test('converge train --recompute and --memory-budget: the run trains exactly as 
   const pipeline = converge('train', '--strategy', 'pipeline', '--dataset', 'synthetic', '--hidden', '32,32,32,32', '--epochs', '1', '--stages', '2', '--recompute', 'revolve:1');
   assert.equal(pipeline.code, 0, pipeline.stderr);
   assert.match(pipeline.stdout, /^stage 0: layers 0–\d+, [\d,]+ parameters, at most 2 micro-batches stored, their activations [\d.]+ KiB \(--recompute\), \d+% computing\nstage 1: /);
+  // --memory-limit: a whole replica of 8 layers of 512 (7.2 MiB of parameters) does not fit 16 MiB; sharded, it does
+  const wide = ['--dataset', 'synthetic', '--hidden', '512,512,512,512,512,512,512,512', '--epochs', '1', '--stop-after-steps', '2', '--memory-limit', '16MiB'];
+  failsWith(['train', ...wide], /--memory-limit 16\.0 MiB: rank \d of --strategy allreduce would hold [\d.]+ MiB \(parameters 7\.2 MiB, gradients 7\.2 MiB, optimiser state 7\.2 MiB, activations [\d.]+ [KM]iB\); shard the model across ranks \(--strategy pipeline or fsdp or tensor\)/);
+  const sharded = converge('train', ...wide, '--strategy', 'fsdp', '--json');
+  assert.equal(sharded.code, 0, sharded.stderr);
+  assert.ok(JSON.parse(sharded.stdout).memory.total <= 16 * 2 ** 20);
   failsWith(['train', ...quick, '--recompute', 'auto'], /--recompute: got "auto"; expected a --memory-budget to fit/);
   failsWith(['train', ...quick, '--recompute', 'half'], /--recompute half: expected none \(store every activation\), sqrt/);
   failsWith(['train', ...quick, '--memory-budget', 'lots'], /--memory-budget lots: expected a size in bytes/);

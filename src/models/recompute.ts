@@ -437,6 +437,9 @@ export interface ActivationReport {
   profile?: UnitCost[];
 }
 
+/** What layers' buffers take, each in a place of its own (no two sharing): an upper bound, for layers outside a planned arena. */
+export const heldBytesOf = (layers: readonly Layer[]) => bytesOf(layers.flatMap((layer) => layer.held ?? []));
+
 export const scratchBytesOf = (scratch: readonly Held[]) => scratch.reduce((most, held) => Math.max(most, aligned(held.bytes)), 0);
 
 /** Each unit's sizes and measured times (profileUnits) on fresh parameters of `layout`, initialised by `init`. */

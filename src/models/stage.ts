@@ -4,12 +4,12 @@
 // ranges side by side — whatever the cut.
 
 import { ConvergeError } from '../errors.js';
-import { holdPrivately } from '../tensor/arena.js';
+import { aligned, holdPrivately } from '../tensor/arena.js';
 import { Layout } from '../tensor/layout.js';
 import { Random } from '../tensor/random.js';
 import { LayerChain } from './chain.js';
 import type { RecomputeSpec } from './checkpointing.js';
-import { measureUnits, planUnits, scratchOf, unitsOf, type ActivationReport, type Recompute } from './recompute.js';
+import { heldBytesOf, measureUnits, planUnits, scratchOf, unitsOf, type ActivationReport, type Recompute } from './recompute.js';
 import type { Layer } from './layers.js';
 import type { Batch, Evaluation, Model } from './model.js';
 import { Sequential } from './sequential.js';
@@ -73,6 +73,11 @@ export class ChainStage {
       this.recompute = planned.recompute;
       this.activations = planned.report;
     }
+  }
+
+  /** The activation memory this replica of the stage holds: its arena with --recompute, else its layers' buffers and the gradients between them. */
+  get activationBytes(): number {
+    return this.activations?.bytes ?? heldBytesOf(this.layers) + this.chain.gradients.reduce((sum, held) => sum + aligned(held.bytes), 0);
   }
 
   /** The running statistics this stage's layers update: the model's buffers (the replicas of one stage share one copy, updated micro-batch after micro-batch as one model would). */

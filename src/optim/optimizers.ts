@@ -24,6 +24,12 @@ export const defaultOptimizer: OptimizerConfig = { name: 'momentum', momentum: 0
 export class Optimizer {
   readonly state: Record<string, Float32Array> = {};
   steps = 0;
+
+  /** The bytes its state holds (velocity; Adam's two moments). */
+  get stateBytes(): number {
+    return Object.values(this.state).reduce((sum, values) => sum + 4 * values.length, 0);
+  }
+
   private readonly sgd: KernelSet['sgdUpdate'];
   private readonly momentum: KernelSet['momentumUpdate'];
   private readonly adam: KernelSet['adamUpdate'];

@@ -68,7 +68,10 @@ export const fsdp: Strategy = async (setup) => {
 
   // what backward needs of the forward pass: each layer's input, and room for its input's gradient
   const inputs: Float32Array[] = new Array(layers.length);
-  const inputGrads = layers.map((_, i) => (i === 0 ? null : new Float32Array(chain.maxBatch * sizeOf(layers[i - 1].outputShape))));
+  // the gradients between layers: two buffers in turn (layer i writes the one layer i + 1 did not)
+  const widest = Math.max(...layers.slice(0, -1).map((layer) => sizeOf(layer.outputShape)), 0);
+  const turns = [new Float32Array(chain.maxBatch * widest), new Float32Array(chain.maxBatch * widest)];
+  const inputGrads = layers.map((_, i) => (i === 0 ? null : turns[i % 2]));
   const forward = async (x: Float32Array, batch: number, training: boolean, step: number): Promise<Float32Array> => {
     for (let i = 0; i < layers.length; i++) {
       layers[i].setMode?.(training, step);
@@ -104,6 +107,12 @@ export const fsdp: Strategy = async (setup) => {
     : null;
   if (recompute && comm.rank === 0) setup.reportActivations?.({ ...recompute.report, storeAllBytes: chain.activations.storeAllBytes });
   const evalBatch = Math.min(EVAL_BATCH, chain.maxBatch);
+  // what this rank holds: its shares of the parameters, gradients and optimiser state, one layer whole (parameters and gradient) at a time, and the activations of a whole step
+  const ownGradients = 8 * chain.maxBatch * widest;
+  setup.holds?.({
+    parameters: 4 * (shardSize + largest), gradients: 4 * (shardSize + largest), optimizer: optimizer.stateBytes,
+    activations: recompute ? recompute.recompute.peakBytes : chain.activations.bytes + ownGradients,
+  });
 
   const scalars = new Float32Array(2); // [loss, stop], averaged
   let exchanged = 0;

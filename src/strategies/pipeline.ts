@@ -142,7 +142,7 @@ export const pipeline: Strategy = async (setup) => {
   const evalBatch = memory ? micro : Math.max(micro, EVAL_BATCH);
   const slots = [new ChainStage(probe, firstLayer, endLayer, evalBatch, memory)];
   for (let k = 1; k < stored; k++) slots.push(new ChainStage(layerChainOf(setup.replica(micro)), firstLayer, endLayer, micro, memory));
-  const activationBytes = slots.reduce((sum, slot) => sum + (slot.activations?.bytes ?? 0), 0);
+  const activationBytes = slots.reduce((sum, slot) => sum + slot.activationBytes, 0);
   // batch norm: one set of running statistics per stage, from the checkpoint when there is one
   for (const slot of slots.slice(1)) slot.shareBuffers(slots[0]);
   const buffers = slots[0].buffers;
@@ -199,6 +199,10 @@ export const pipeline: Strategy = async (setup) => {
     }
     return microBatches[i];
   };
+
+  // what this rank holds: its stage's parameters, gradient and micro-batch gradient, their optimiser state, and its micro-batches' activations and messages
+  const messages = [...slotInputs, gradientIn, gradientOut].reduce((sum, buffer) => sum + 4 * (buffer?.length ?? 0), 0);
+  setup.holds?.({ parameters: 4 * size, gradients: 8 * size, optimizer: optimizer.stateBytes, activations: activationBytes + messages });
 
   const scalars = new Float32Array(2); // [mean loss (the last stage's), stop (rank 0's)], summed
   let computeSeconds = 0;

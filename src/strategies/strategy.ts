@@ -5,6 +5,7 @@
 
 import type { RecomputeSpec } from '../models/checkpointing.js';
 import type { ActivationReport } from '../models/recompute.js';
+
 import type { Communicator } from '../comm/communicator.js';
 import type { Hook } from '../compress/hook.js';
 import type { Batcher } from '../data/batches.js';
@@ -35,6 +36,14 @@ export function evaluationFigures(totals: ArrayLike<number>, task: 'classificati
 export const MODEL_BUFFERS = 'model.buffers';
 
 /** What the loop hands a strategy when it builds a rank. */
+/** What a rank holds for its model, in bytes (train/memory.ts adds them up against --memory-limit). */
+export interface MemoryParts {
+  parameters: number;
+  gradients: number;
+  optimizer: number;
+  activations: number;
+}
+
 export interface RankSetup {
   comm: Communicator;
   model: Model;
@@ -70,6 +79,11 @@ export interface RankSetup {
   reportUpdates(workers: number[], versions: number[], staleness: number[]): void;
   /** pipeline, at rank 0: every stage's layers, parameters, peak stored micro-batches and time. */
   reportPipeline?(stages: StageReport[]): void;
+  /**
+   * What this rank holds for the model, in bytes, once its buffers exist (train/memory.ts): a
+   * strategy that holds a share (pipeline, fsdp, tensor) says so; the others hold a whole replica.
+   */
+  holds?(parts: MemoryParts): void;
   /** A strategy that runs the chain itself with --recompute (fsdp), at rank 0: its arena and schedule. */
   reportActivations?(report: ActivationReport): void;
   /** tensor, at rank 0: the split blocks, the all-reduces a step made, the parameters a rank holds. */

@@ -7,6 +7,7 @@
 //
 // Rank 0 gathers the whole model only for checkpoints and the result.
 
+import { heldBytesOf } from '../models/recompute.js';
 import type { Communicator } from '../comm/communicator.js';
 import { splitCommunicator } from '../comm/group.js';
 import { shareOf, type Batcher } from '../data/batches.js';
@@ -60,6 +61,11 @@ export const tensorParallel: Strategy = async (setup) => {
   const inputs: Float32Array[] = new Array(layers.length);
   const inputGrads = layers.map((_, i) => (i === 0 ? null : new Float32Array(chain.model.maxBatch * sizeOf(layers[i - 1].outputShape))));
   const counts = { forward: 0, backward: 0 };
+  // what this rank holds: its slices of the parameters, gradients and optimiser state, and its layers' activations (split layers' at their width)
+  setup.holds?.({
+    parameters: 4 * layout.size, gradients: 4 * layout.size, optimizer: optimizer.stateBytes,
+    activations: heldBytesOf(layers) + inputGrads.reduce((sum, buffer) => sum + 4 * (buffer?.length ?? 0), 0),
+  });
 
   const forward = async (x: Float32Array, batch: number, training: boolean, step: number): Promise<Float32Array> => {
     for (let i = 0; i < layers.length; i++) {

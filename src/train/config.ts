@@ -48,6 +48,8 @@ export interface TrainConfig {
   recompute?: string;
   /** Models of layers: the most bytes of activation memory a rank's step may hold (its arena). */
   memoryBudget?: number;
+  /** The most bytes a rank may hold for the model — parameters, gradients, optimiser state, activations — checked before the first step. */
+  memoryLimit?: number;
   /** shm: threads of this process; tcp, mpi: this process is one rank of a job (see launch/process-rank.ts) */
   backend: string;
   strategy: string;
@@ -124,7 +126,7 @@ export const defaults: TrainConfig = {
 };
 
 /** The options without a default, so that defaults and these together name every option. */
-export const optionalOptions = ['dataDir', 'testDataset', 'labelColumn', 'compress', 'save', 'resume', 'log', 'stopAfterSteps', 'globalBatch', 'target', 'slowRank', 'transportSecurity', 'bind', 'stageCuts', 'recompute', 'memoryBudget'] as const satisfies readonly (keyof TrainConfig)[];
+export const optionalOptions = ['dataDir', 'testDataset', 'labelColumn', 'compress', 'save', 'resume', 'log', 'stopAfterSteps', 'globalBatch', 'target', 'slowRank', 'transportSecurity', 'bind', 'stageCuts', 'recompute', 'memoryBudget', 'memoryLimit'] as const satisfies readonly (keyof TrainConfig)[];
 
 /** Every option's name (the TrainConfig field; the CLI flag is it in kebab case). */
 export const optionNames: readonly string[] = [...Object.keys(defaults), ...optionalOptions];
@@ -249,6 +251,7 @@ export function validate(config: TrainConfig): void {
     throw badOption(config.stages !== 1 ? '--stages' : '--stage-cuts', config.stages !== 1 ? config.stages : config.stageCuts!.join(','), `a strategy that cuts the model into stages (${strategiesThat((s) => s.modelRanks === 'stages').join(', ')}), not ${config.strategy}`);
   }
   if (config.memoryBudget !== undefined && !(Number.isInteger(config.memoryBudget) && config.memoryBudget > 0)) throw badOption('--memory-budget', config.memoryBudget, 'a positive number of bytes (e.g. 512MiB)');
+  if (config.memoryLimit !== undefined && !(Number.isInteger(config.memoryLimit) && config.memoryLimit > 0)) throw badOption('--memory-limit', config.memoryLimit, 'a positive number of bytes (e.g. 4GiB)');
   if (config.recompute !== undefined) {
     const recompute = parseRecompute(config.recompute);
     if (recompute.kind === 'auto' && config.memoryBudget === undefined) throw badOption('--recompute', 'auto', 'a --memory-budget to fit (e.g. --memory-budget 256MiB)');

@@ -4,6 +4,7 @@
 // becomes an update — through the StrategyRank interface.
 
 import type { ActivationReport } from '../models/sequential.js';
+import type { MemoryParts } from './memory.js';
 import type { Communicator } from '../comm/communicator.js';
 import type { Hook } from '../compress/hook.js';
 import { epochOrder, makeBatcher, shardStart, shareOf, stepsPerEpoch, type Batcher } from '../data/batches.js';
@@ -40,7 +41,9 @@ export type TrainingEvent =
   /** tensor: the split blocks, the all-reduces of a step, the parameters a rank holds */
   | ({ kind: 'tensor' } & TensorParallelReport)
   /** models of layers: the activation arena and the schedule it is planned for */
-  | ({ kind: 'activations' } & ActivationReport);
+  | ({ kind: 'activations' } & ActivationReport)
+  /** rank 0: what it holds for the model, in bytes (train/memory.ts) */
+  | ({ kind: 'memory' } & MemoryParts);
 
 /**
  * Where a step's time went on the reporting rank, in seconds per step over an epoch: computing

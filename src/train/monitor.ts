@@ -1,6 +1,7 @@
 // Turns the events ranks report into the run's evidence: a JSONL log (one object per report,
 // then a summary), live figures for a progress display, and the summary itself.
 
+import { totalOf, type MemoryParts } from './memory.js';
 import { closeSync, openSync, writeSync } from 'node:fs';
 import type { StageReport } from '../strategies/pipeline.js';
 import type { TensorParallelReport } from '../strategies/tensor.js';
@@ -36,6 +37,8 @@ export interface Summary {
   tensorParallel?: TensorParallelReport;
   /** Models of layers: rank 0's activation arena (bytes really held by a step), the schedule, the forward passes it runs again. */
   activations?: { peakActivationBytes: number; schedule: string; recomputed: number; units: number; storeAllBytes: number; predictedSeconds?: number };
+  /** Rank 0's bytes for the model: parameters, gradients, optimiser state, activations (what --memory-limit checks). */
+  memory?: MemoryParts & { total: number };
 }
 
 export type Listener = (event: TrainingEvent, elapsedSeconds: number) => void;
@@ -58,6 +61,7 @@ export class Monitor {
   private stages: StageReport[] | null = null;
   private tensor: TensorParallelReport | null = null;
   private activations: Summary['activations'] | null = null;
+  private memory: Summary['memory'] | null = null;
 
   /** --stop-at-target: the first evaluation that reaches the target raises the run's stop flag (the ranks stop together at their next meeting). */
   stopAtTarget(stopFlag: SharedArrayBuffer): void {
@@ -97,6 +101,10 @@ export class Monitor {
       const { kind: _kind, ...report } = event;
       this.tensor = report;
       this.write({ type: 'tensor', time, ...report });
+    } else if (event.kind === 'memory') {
+      const { kind: _kind, ...parts } = event;
+      this.memory = { ...parts, total: totalOf(parts) };
+      this.write({ type: 'memory', time, ...this.memory });
     } else if (event.kind === 'activations') {
       const { bytes, schedule, recomputed, units, storeAllBytes, predictedSeconds } = event;
       this.activations = { peakActivationBytes: bytes, schedule, recomputed, units, storeAllBytes, ...(predictedSeconds !== undefined ? { predictedSeconds } : {}) };
@@ -138,6 +146,7 @@ export class Monitor {
       ...(this.stages ? { pipeline: this.stages } : {}),
       ...(this.tensor ? { tensorParallel: this.tensor } : {}),
       ...(this.activations ? { activations: this.activations } : {}),
+      ...(this.memory ? { memory: this.memory } : {}),
       ...(this.run.target !== undefined ? {
         target: this.run.target, trainSecondsToTarget: this.reached?.trainSeconds ?? null, samplesToTarget: this.reached?.samples ?? null, wallSecondsToTarget: this.reached?.wallSeconds ?? null,
       } : {}),

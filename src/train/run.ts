@@ -10,7 +10,8 @@ import type { ModelOptions } from '../models/index.js';
 import { modelLabel, resolveModel } from '../models/module.js';
 import { Optimizer, defaultOptimizer } from '../optim/optimizers.js';
 import { learningRate, scaledLearningRate } from '../optim/schedules.js';
-import { ranksPerWorker, strategy } from '../strategies/index.js';
+import { ranksPerWorker, strategiesThat, strategy } from '../strategies/index.js';
+import { MemoryLedger } from './memory.js';
 import { EVAL_BATCH, MODEL_BUFFERS } from '../strategies/strategy.js';
 import { writeCheckpoint } from './checkpoint.js';
 import { parseCompress } from '../compress/parse.js';
@@ -83,14 +84,17 @@ export async function trainRank(comm: Communicator, input: RankInput, emit: (val
   const hook = config.compress !== undefined ? parseCompress(config.compress)({ size, seed: mixSeed(config.seed, comm.rank), momentum }) : null;
   restoreHookState(hook, start.optimizerState, comm.rank, comm.size);
   let stepsAsked = 0;
+  const ledger = new MemoryLedger(comm.rank, config.memoryLimit);
   const rank = await capabilities.run({
     comm, model, workers: config.workers, batch: config.batch, seed: config.seed, startParams: start.params, startBuffers: start.optimizerState[MODEL_BUFFERS],
     paramPrecision: config.paramPrecision, syncEvery: config.syncEvery, staleness: config.staleness, sharedBuffer: input.shared, hook,
     optimizer: (range = [0, size]) => {
       const optimizer = new Optimizer({ ...defaultOptimizer, name: hook?.appliesMomentum ? 'sgd' : config.optimizer, momentum: config.momentum, weightDecay: config.weightDecay }, range[1] - range[0]);
       restoreOptimizer(optimizer, start.optimizerState, start.optimizerSteps, range);
+      ledger.optimizerBytes += optimizer.stateBytes;
       return optimizer;
     },
+    holds: (parts) => ledger.holds(parts),
     replica: build,
     pipeline: capabilities.modelRanks === 'stages' ? { stages: config.stages, microbatches: config.microbatches, schedule: config.pipelineSchedule, cuts: config.stageCuts } : undefined,
     tensorParallel: config.tensorParallel,
@@ -100,6 +104,10 @@ export async function trainRank(comm: Communicator, input: RankInput, emit: (val
     reportActivations: (report) => emit({ kind: 'activations', ...report }),
     reportTensorParallel: (report) => emit({ kind: 'tensor', ...report }),
   });
+  // what this rank holds for the model, now that the strategy has made its buffers: refused here, before any step, when over --memory-limit
+  const held = ledger.parts({ parameters: size, activations: 'activations' in built ? (built as Sequential).activations.bytes : 0 });
+  ledger.check(held, config.strategy, strategiesThat((s) => s.layerChain));
+  if (comm.rank === 0) emit({ kind: 'memory', ...held });
   const result = await trainingLoop({
     comm, model, dataset, capabilities, hook, start, ranksPerWorker: ranksPerWorker(capabilities, config),
     workers: config.workers, batch: config.batch, epochs: config.epochs, seed: config.seed, saveEvery: config.saveEvery,
