@@ -73,9 +73,10 @@ export async function prepareRun(requested: TrainConfig, hooks: LaunchHooks & { 
   }
   const model = definition.build({ ...modelOptions(dataset, config, 1), recompute: undefined, memoryBudget: undefined });
   // --recompute, --memory-budget: plan the step at its batch now, so that a budget too small is said before any rank starts
-  if (asksForMemory(config) && !strategy(config.strategy).layerChain) {
+  if (asksForMemory(config)) {
     if (!(model instanceof Sequential)) throw badOption(config.recompute !== undefined ? '--recompute' : '--memory-budget', config.recompute ?? config.memoryBudget!, `a model of layers (sequential([...]), mlp, cnn, resnet20); ${modelLabel(config.model)} is not one`);
-    definition.build(modelOptions(dataset, config, config.batch));
+    // (a strategy that runs the layers itself plans each rank's share there)
+    if (!strategy(config.strategy).layerChain) definition.build(modelOptions(dataset, config, config.batch));
   }
   // a pipeline cuts a chain of layers, fsdp shards it: say now if this model is not one, before any rank starts
   if (strategy(config.strategy).modelRanks === 'stages') checkPipeline(model, config.stages, config.stageCuts);

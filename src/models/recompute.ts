@@ -90,6 +90,9 @@ export function scratchOf(layers: readonly Layer[]): Held[] {
   return layers.flatMap((layer) => layer.held ?? []).filter((held) => held.kind === 'scratch');
 }
 
+/** The shared scratch region's size: the largest scratch buffer. */
+export const scratchBytesOf = (scratch: readonly Held[]) => scratch.reduce((most, held) => Math.max(most, aligned(held.bytes)), 0);
+
 type Step = { op: Op; bindings: [Held, Binding][] };
 
 /** The buffers a planned pass holds, each from the event that takes it to the one that gives it back. */
@@ -225,7 +228,7 @@ export class Recompute {
     const n = units.length;
     this.boundaryGradients = units.map((unit, i) => (i === 0 ? null : new Held(unit.inputFloats * maxBatch, 'gradient')));
     this.boundaryGradients.push(null); // the output's gradient is the model's own (its loss writes it)
-    this.scratchBytes = scratch.reduce((most, held) => Math.max(most, aligned(held.bytes)), 0);
+    this.scratchBytes = scratchBytesOf(scratch);
     const train = replay(ops, units, this.boundaryGradients);
     const evaluation = replayForward(units);
     const trainPlaces = train.lives.place();
@@ -352,7 +355,7 @@ export class Recompute {
  */
 export function storeAllArena(layers: readonly Layer[], inputGrads: readonly (Held | null)[]): { bytes: number; allocate(): ArrayBuffer } {
   const scratch = scratchOf(layers);
-  const scratchBytes = scratch.reduce((most, held) => Math.max(most, aligned(held.bytes)), 0);
+  const scratchBytes = scratchBytesOf(scratch);
   const lives = new Lives();
   const ids = new Map<Held, number>();
   const take = (held: Held) => ids.set(held, lives.take(held));
@@ -440,7 +443,6 @@ export interface ActivationReport {
 /** What layers' buffers take, each in a place of its own (no two sharing): an upper bound, for layers outside a planned arena. */
 export const heldBytesOf = (layers: readonly Layer[]) => bytesOf(layers.flatMap((layer) => layer.held ?? []));
 
-export const scratchBytesOf = (scratch: readonly Held[]) => scratch.reduce((most, held) => Math.max(most, aligned(held.bytes)), 0);
 
 /** Each unit's sizes and measured times (profileUnits) on fresh parameters of `layout`, initialised by `init`. */
 export function measureUnits(units: readonly Unit[], scratch: readonly Held[], maxBatch: number, layout: Layout, init: (params: Float32Array) => void, seed: number): UnitCost[] {

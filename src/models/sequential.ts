@@ -54,18 +54,17 @@ export class Sequential implements ImageModel {
       for (const layer of layers) layer.useBuffers?.(views);
     }
     const schedule = memory.recompute ?? { kind: memory.memoryBudget === undefined ? 'none' : 'auto' };
-    const units = layers.filter((layer, i) => i === 0 || !layer.inPlace).length;
+    const unitCount = layers.filter((layer, i) => i === 0 || !layer.inPlace).length;
     const whole = storeAllArena(layers, this.inputGrads);
     // auto within a budget that holds everything stores everything, as none does
     if (schedule.kind === 'none' || (schedule.kind === 'auto' && memory.memoryBudget !== undefined && whole.bytes <= memory.memoryBudget)) {
       if (memory.memoryBudget !== undefined && whole.bytes > memory.memoryBudget) {
         throw new ConvergeError(`--memory-budget ${formatBytes(memory.memoryBudget)}: model ${name} at batch ${maxBatch} holds ${formatBytes(whole.bytes)} of activations when it stores them all; give --recompute auto (or sqrt, revolve:S) to recompute some, or a smaller --batch.`, 'BAD_OPTION');
       }
-      this.activations = { bytes: whole.allocate().byteLength, schedule: recomputeName(schedule), recomputed: 0, units, storeAllBytes: whole.bytes };
+      this.activations = { bytes: whole.allocate().byteLength, schedule: recomputeName(schedule), recomputed: 0, units: unitCount, storeAllBytes: whole.bytes };
     } else {
       const units = unitsOf(layers, inputShape, maxBatch);
-      const measure = () => measureUnits(units, scratchOf(layers), maxBatch, this.layout, (params) => this.init(params, new Random(memory.seed ?? 1)), memory.seed ?? 1);
-      const planned = planUnits(units, scratchOf(layers), schedule, memory.memoryBudget, maxBatch, `model ${name} at batch ${maxBatch}`, measure);
+      const planned = planUnits(units, scratchOf(layers), schedule, memory.memoryBudget, maxBatch, `model ${name} at batch ${maxBatch}`, () => this.measure(units, memory.seed ?? 1));
       this.recompute = planned.recompute;
       this.activations = { ...planned.report, storeAllBytes: whole.bytes };
     }
@@ -78,9 +77,11 @@ export class Sequential implements ImageModel {
    */
   profile(seed = 1): { units: Unit[]; costs: UnitCost[]; scratchBytes: number } {
     const units = unitsOf(this.layers, this.inputShape, this.maxBatch);
-    const scratch = scratchOf(this.layers);
-    const costs = measureUnits(units, scratch, this.maxBatch, this.layout, (params) => this.init(params, new Random(seed)), seed);
-    return { units, costs, scratchBytes: scratchBytesOf(scratch) };
+    return { units, costs: this.measure(units, seed), scratchBytes: scratchBytesOf(scratchOf(this.layers)) };
+  }
+
+  private measure(units: readonly Unit[], seed: number): UnitCost[] {
+    return measureUnits(units, scratchOf(this.layers), this.maxBatch, this.layout, (params) => this.init(params, new Random(seed)), seed);
   }
 
   private step = 0;

@@ -71,7 +71,6 @@ export async function trainRank(comm: Communicator, input: RankInput, emit: (val
   // with a memory budget the arena is sized for the training batch — a pipeline's for its micro-batch — and evaluation runs in batches of that size
   const trainingBatch = capabilities.modelRanks === 'stages' ? config.batch / config.microbatches : config.batch;
   const built = build(asksForMemory(config) ? trainingBatch : Math.max(config.batch, EVAL_BATCH));
-  if (asksForMemory(config) && !('activations' in built)) throw badOption(config.recompute !== undefined ? '--recompute' : '--memory-budget', config.recompute ?? config.memoryBudget!, `a model of layers (sequential([...]), mlp, cnn, resnet20); ${built.name} is not one`);
   if (comm.rank === 0 && 'activations' in built && !capabilities.layerChain) emit({ kind: 'activations', ...(built as Sequential).activations });
   const model = withSlowdown(withFault(built, comm.rank), comm.rank, config.slowRank === undefined ? undefined : parseSlowRank(config.slowRank));
   if (config.syncBn && !model.lossAndGradAsync) throw badOption('--sync-bn', 'given', `a model with batch norm layers (${model.name} has none)`);
