@@ -315,6 +315,5 @@ test('converge train --recompute and --memory-budget: the run trains exactly as 
   failsWith(['train', ...quick, '--recompute', 'half'], /--recompute half: expected none \(store every activation\), sqrt/);
   failsWith(['train', ...quick, '--memory-budget', 'lots'], /--memory-budget lots: expected a size in bytes/);
   failsWith(['train', ...quick, '--memory-budget', '2KB'], /--memory-budget 2\.0 KiB of activations: too small for model mlp at batch 64; the smallest schedule found holds [\d.]+ KiB/);
-  failsWith(['train', '--strategy', 'tensor', '--dataset', 'synthetic', '--epochs', '1', '--recompute', 'sqrt'], /--recompute: got "sqrt"; expected a strategy whose ranks run a chain's forward and backward passes unit by unit \(allreduce, .*pipeline, fsdp\); tensor's split layers all-reduce inside their passes/);
   failsWith(['train', '--model', 'logreg', '--dataset', 'rcv1-like', '--epochs', '1', '--recompute', 'sqrt'], /--recompute: got "sqrt"; expected a model of layers/);
 });

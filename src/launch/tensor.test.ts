@@ -83,3 +83,22 @@ test('tensor parallelism: what it cannot split is refused before training', asyn
   await assert.rejects(trainOnThreads({ ...base, strategy: 'allreduce', tensorParallel: 2 }), /--tensor-parallel: got 2; expected a strategy that splits layers across ranks \(tensor\), not allreduce/);
   await assert.rejects(trainOnThreads({ ...base, tensorParallel: 2, dataset: 'rcv1-like', model: 'logreg' }), /--strategy tensor runs a model of layers layer by layer/);
 });
+
+test('tensor parallelism with --recompute: a row unit\'s outputs are summed again after each recomputed pass, and the run ends bit-equal to storing everything, within the budget; its evaluation too', async () => {
+  const config = { ...base, hidden: [32, 32, 32, 32, 16], tensorParallel: 2, stopAfterSteps: 20 };
+  const reference = await trainOnThreads(config);
+  const stored = await trainOnThreads({ ...config, recompute: 'none' });
+  assert.equal(relativeDifference(stored.params, reference.params), 0, 'none');
+  const storeAll = stored.summary.activations!.peakActivationBytes;
+  for (const [recompute, memoryBudget] of [['sqrt'], ['revolve:1'], [undefined, Math.floor(storeAll * 0.7)]] as const) {
+    const run = await trainOnThreads({ ...config, recompute, memoryBudget });
+    const label = recompute ?? `auto within ${memoryBudget}`;
+    assert.equal(relativeDifference(run.params, reference.params), 0, label);
+    assert.ok(run.summary.activations!.recomputed > 0, label);
+    if (memoryBudget !== undefined) assert.ok(run.summary.activations!.peakActivationBytes <= memoryBudget, `${label}: ${run.summary.activations!.peakActivationBytes}`);
+    // a recomputed row unit sums its outputs again: more forward all-reduces than blocks
+    assert.ok(run.summary.tensorParallel!.forwardAllreduces >= run.summary.tensorParallel!.blocks, label);
+  }
+  const epoch = { ...config, stopAfterSteps: undefined };
+  assert.equal((await trainOnThreads({ ...epoch, recompute: 'revolve:2' })).summary.testAccuracy, (await trainOnThreads(epoch)).summary.testAccuracy);
+});

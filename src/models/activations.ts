@@ -18,7 +18,9 @@ export function erf(x: number): number {
 
 type Activation = { forward(x: number): number; derivative(x: number): number };
 
-const activations: Record<'tanh' | 'sigmoid' | 'gelu', Activation> = {
+const activations: Record<'tanh' | 'sigmoid' | 'gelu' | 'relu', Activation> = {
+  // out of place (the Relu layer works in place): where a pass must read its input after it (a tensor-parallel row's all-reduce)
+  relu: { forward: (x) => (x > 0 ? x : 0), derivative: (x) => (x > 0 ? 1 : 0) },
   tanh: { forward: Math.tanh, derivative: (x) => 1 - Math.tanh(x) ** 2 },
   sigmoid: {
     forward: (x) => 1 / (1 + Math.exp(-x)),

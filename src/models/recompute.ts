@@ -65,12 +65,14 @@ export function unitsOf(layers: readonly Layer[], inputShape: readonly number[],
   });
 }
 
-/** What a strategy does around each unit's passes when its layers' parameters are not all on the rank (fsdp). */
+/** What a strategy does around each unit's passes: collectives, when a rank holds only part of a unit (fsdp, tensor). */
 export interface UnitHooks {
-  /** Before each forward or backward pass of the unit, recomputed ones included. */
-  before(unit: number): Promise<void>;
-  /** After the unit's backward pass. */
-  afterBackward(unit: number): Promise<void>;
+  /** Before each forward or backward pass of the unit, recomputed ones included (fsdp: gather its parameters). */
+  before?(unit: number): Promise<void>;
+  /** After each forward pass, recomputed ones included (tensor: sum a row-parallel unit's partial outputs). */
+  afterForward?(unit: number, output: Float32Array): Promise<void>;
+  /** After the unit's backward pass, with the gradient it wrote for its input, if any (fsdp: reduce-scatter; tensor: sum a block's input gradient). */
+  afterBackward?(unit: number, gradX: Float32Array | null): Promise<void>;
 }
 
 /** The byte sizes of a unit as the schedules price them (times filled in by a profile). */
@@ -296,11 +298,13 @@ export class Recompute {
     for (const step of this.train) {
       const { op } = step;
       if (op.kind === 'drop') continue;
-      await hooks.before(op.unit);
+      await hooks.before?.(op.unit);
       const first = op.kind === 'forward' && !this.forwarded[op.unit];
       this.run(step, p, g, null, batch);
-      if (op.kind === 'forward' && op.unit === last && first) value = loss(this.views[last + 1]!);
-      if (op.kind === 'backward') await hooks.afterBackward(op.unit);
+      if (op.kind === 'forward') {
+        await hooks.afterForward?.(op.unit, this.views[op.unit + 1]!);
+        if (op.unit === last && first) value = loss(this.views[last + 1]!);
+      } else await hooks.afterBackward?.(op.unit, op.unit === 0 ? null : this.boundaryGradients[op.unit]!.f32);
     }
     return value;
   }
@@ -310,9 +314,10 @@ export class Recompute {
     let activation = x;
     for (const { op, bindings } of this.evaluation) {
       const unit = (op as { unit: number }).unit;
-      await hooks.before(unit);
+      await hooks.before?.(unit);
       for (let k = 0; k < bindings.length; k++) bindings[k][0].bindTo(bindings[k][1]);
       activation = this.units[unit].chain.forward(p, activation, batch);
+      await hooks.afterForward?.(unit, activation);
     }
     return activation;
   }

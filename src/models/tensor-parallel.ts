@@ -45,7 +45,12 @@ export class TensorParallelChain {
   readonly roles: ('whole' | 'column' | 'row')[];
   private readonly whole: Layout;
 
-  constructor(readonly model: Sequential, readonly ranks: number, readonly rank: number, kernels: KernelSet) {
+  /**
+   * `outOfPlace`: a ReLU right after a row-parallel layer writes its own output instead of over
+   * the row's, so the row's output can be all-reduced between the two when they run as separate
+   * units of a --recompute schedule (the same values: max(x, 0), its gradient where x > 0).
+   */
+  constructor(readonly model: Sequential, readonly ranks: number, readonly rank: number, kernels: KernelSet, outOfPlace = false) {
     this.whole = model.layout;
     this.blocks = splitBlocks(model.layers, ranks);
     this.roles = model.layers.map(() => 'whole');
@@ -56,7 +61,10 @@ export class TensorParallelChain {
     }
     model.layers.forEach((layer, i) => {
       const role = this.roles[i];
-      if (role === 'whole') return this.layers.push(layer);
+      if (role === 'whole') {
+        const afterRow = i > 0 && this.roles[i - 1] === 'row';
+        return this.layers.push(outOfPlace && afterRow && layer instanceof Relu ? new ElementWise('relu', layer.outputShape, model.maxBatch) : layer);
+      }
       if (layer instanceof Dense) {
         const name = layer.name;
         const local = role === 'column' ? new Dense(kernels, name, layer.inputs, layer.outputs / ranks, model.maxBatch) : new Dense(kernels, name, layer.inputs / ranks, layer.outputs, model.maxBatch);

@@ -14,7 +14,7 @@ import { shareOf, type Batcher } from '../data/batches.js';
 import type { Layer } from '../models/layers.js';
 import type { Batch } from '../models/model.js';
 import { layerChainOf, layerOffsets } from '../models/stage.js';
-import { measureUnits, planUnits, scratchOf, unitsOf, type UnitHooks } from '../models/recompute.js';
+import { measureUnits, planUnits, scratchOf, unitsOf, unitSizes, type UnitHooks } from '../models/recompute.js';
 import { Optimizer } from '../optim/optimizers.js';
 import { EVAL_BATCH, addEvaluation, evaluationFigures, type Strategy, type StrategyRank } from './strategy.js';
 
@@ -101,9 +101,20 @@ export const fsdp: Strategy = async (setup) => {
     },
   };
   const units = setup.recompute ? unitsOf(layers, chain.inputShape, chain.maxBatch) : [];
+  // every rank must run the same schedule (its gathers are collectives): auto plans on rank 0's measured times, broadcast
+  const times = new Float32Array(2 * units.length);
+  if (setup.recompute?.spec.kind === 'auto') {
+    if (comm.rank === 0) {
+      measureUnits(units, scratchOf(layers), chain.maxBatch, chain.layout, (params) => params.set(setup.startParams), setup.seed).forEach((cost, i) => {
+        times[2 * i] = cost.forward;
+        times[2 * i + 1] = cost.backward;
+      });
+    }
+    await comm.broadcast(times, 0);
+  }
   const recompute = setup.recompute
     ? planUnits(units, scratchOf(layers), setup.recompute.spec, setup.recompute.budget, chain.maxBatch, `model ${chain.name} at batch ${chain.maxBatch}`,
-      () => measureUnits(units, scratchOf(layers), chain.maxBatch, chain.layout, (params) => params.set(setup.startParams), setup.seed))
+      () => unitSizes(units, chain.maxBatch).map((cost, i) => ({ ...cost, forward: times[2 * i], backward: times[2 * i + 1] })))
     : null;
   if (recompute && comm.rank === 0) setup.reportActivations?.({ ...recompute.report, storeAllBytes: chain.activations.storeAllBytes });
   const evalBatch = Math.min(EVAL_BATCH, chain.maxBatch);

@@ -43,12 +43,6 @@ export interface StrategyEntry {
   readonly modelRanks: 'stages' | 'tensorParallel' | null;
   /** It runs the model layer by layer (a chain of layers: sequential([...]), mlp, cnn, resnet20), not through lossAndGrad. */
   readonly layerChain: boolean;
-  /**
-   * A chain's forward and backward passes run on the rank unit by unit (the model's own step, a
-   * pipeline stage's, fsdp's with its gathers around each unit), so a --recompute schedule can run
-   * them; not tensor's, whose split layers all-reduce inside their passes.
-   */
-  readonly recompute: boolean;
 }
 
 const everywhere: readonly BackendName[] = ['shm', 'tcp', 'mpi'];
@@ -56,35 +50,35 @@ const everywhere: readonly BackendName[] = ['shm', 'tcp', 'mpi'];
 export const strategies: Readonly<Record<string, StrategyEntry>> = {
   allreduce: {
     run: allreduce, description: 'synchronous; gradients averaged by all-reduce (reduce-scatter + all-gather), no server',
-    server: false, backends: everywhere, pointToPoint: false, compression: true, hookMomentum: true, paramPrecision: true, sharedArray: false, midEpochCheckpoints: true, perExampleSteps: false, syncBatchNorm: true, modelRanks: null, layerChain: false, recompute: true,
+    server: false, backends: everywhere, pointToPoint: false, compression: true, hookMomentum: true, paramPrecision: true, sharedArray: false, midEpochCheckpoints: true, perExampleSteps: false, syncBatchNorm: true, modelRanks: null, layerChain: false,
   },
   ps: {
     run: parameterServer, description: 'synchronous parameter server: one extra thread holds the parameters and gathers every gradient',
-    server: true, backends: everywhere, pointToPoint: false, compression: true, hookMomentum: true, paramPrecision: true, sharedArray: false, midEpochCheckpoints: true, perExampleSteps: false, syncBatchNorm: false, modelRanks: null, layerChain: false, recompute: true,
+    server: true, backends: everywhere, pointToPoint: false, compression: true, hookMomentum: true, paramPrecision: true, sharedArray: false, midEpochCheckpoints: true, perExampleSteps: false, syncBatchNorm: false, modelRanks: null, layerChain: false,
   },
   'async-ps': {
     run: asyncParameterServer, description: 'asynchronous parameter server: each push applied as it arrives, workers at most --staleness steps apart',
-    server: true, backends: everywhere, pointToPoint: true, compression: true, hookMomentum: false, paramPrecision: false, sharedArray: false, midEpochCheckpoints: false, perExampleSteps: false, syncBatchNorm: false, modelRanks: null, layerChain: false, recompute: true,
+    server: true, backends: everywhere, pointToPoint: true, compression: true, hookMomentum: false, paramPrecision: false, sharedArray: false, midEpochCheckpoints: false, perExampleSteps: false, syncBatchNorm: false, modelRanks: null, layerChain: false,
   },
   hogwild: {
     run: hogwild, description: 'Hogwild!: lock-free updates of one shared parameter array (threads only)',
-    server: false, backends: ['shm'], pointToPoint: false, compression: false, hookMomentum: false, paramPrecision: true, sharedArray: true, midEpochCheckpoints: false, perExampleSteps: true, syncBatchNorm: false, modelRanks: null, layerChain: false, recompute: true,
+    server: false, backends: ['shm'], pointToPoint: false, compression: false, hookMomentum: false, paramPrecision: true, sharedArray: true, midEpochCheckpoints: false, perExampleSteps: true, syncBatchNorm: false, modelRanks: null, layerChain: false,
   },
   'local-sgd': {
     run: localSgd, description: 'local SGD: own copies, averaged every --sync-every steps',
-    server: false, backends: everywhere, pointToPoint: false, compression: true, hookMomentum: false, paramPrecision: true, sharedArray: false, midEpochCheckpoints: true, perExampleSteps: false, syncBatchNorm: true, modelRanks: null, layerChain: false, recompute: true,
+    server: false, backends: everywhere, pointToPoint: false, compression: true, hookMomentum: false, paramPrecision: true, sharedArray: false, midEpochCheckpoints: true, perExampleSteps: false, syncBatchNorm: true, modelRanks: null, layerChain: false,
   },
   pipeline: {
     run: pipeline, description: 'pipeline parallelism: the layers cut into --stages stages, one rank each, --microbatches in flight (--pipeline-schedule gpipe|1f1b)',
-    server: false, backends: everywhere, pointToPoint: true, compression: false, hookMomentum: false, paramPrecision: false, sharedArray: false, midEpochCheckpoints: true, perExampleSteps: false, syncBatchNorm: false, modelRanks: 'stages', layerChain: true, recompute: true,
+    server: false, backends: everywhere, pointToPoint: true, compression: false, hookMomentum: false, paramPrecision: false, sharedArray: false, midEpochCheckpoints: true, perExampleSteps: false, syncBatchNorm: false, modelRanks: 'stages', layerChain: true,
   },
   fsdp: {
     run: fsdp, description: 'sharded parameters (ZeRO-3, FSDP): each rank stores 1/P of the parameters, gradients and optimiser state; a layer is all-gathered for its passes, its gradient reduce-scattered',
-    server: false, backends: everywhere, pointToPoint: false, compression: false, hookMomentum: false, paramPrecision: false, sharedArray: false, midEpochCheckpoints: true, perExampleSteps: false, syncBatchNorm: false, modelRanks: null, layerChain: true, recompute: true,
+    server: false, backends: everywhere, pointToPoint: false, compression: false, hookMomentum: false, paramPrecision: false, sharedArray: false, midEpochCheckpoints: true, perExampleSteps: false, syncBatchNorm: false, modelRanks: null, layerChain: true,
   },
   tensor: {
     run: tensorParallel, description: 'tensor parallelism (Megatron): each pair of dense layers split across --tensor-parallel ranks, one all-reduce a pair forward and one backward',
-    server: false, backends: everywhere, pointToPoint: true, compression: false, hookMomentum: false, paramPrecision: false, sharedArray: false, midEpochCheckpoints: true, perExampleSteps: false, syncBatchNorm: false, modelRanks: 'tensorParallel', layerChain: true, recompute: false,
+    server: false, backends: everywhere, pointToPoint: true, compression: false, hookMomentum: false, paramPrecision: false, sharedArray: false, midEpochCheckpoints: true, perExampleSteps: false, syncBatchNorm: false, modelRanks: 'tensorParallel', layerChain: true,
   },
 };
 

@@ -7,7 +7,7 @@
 //
 // Rank 0 gathers the whole model only for checkpoints and the result.
 
-import { heldBytesOf } from '../models/recompute.js';
+import { heldBytesOf, measureUnits, planUnits, scratchOf, unitsOf, unitSizes, type UnitHooks } from '../models/recompute.js';
 import type { Communicator } from '../comm/communicator.js';
 import { splitCommunicator } from '../comm/group.js';
 import { shareOf, type Batcher } from '../data/batches.js';
@@ -35,7 +35,8 @@ export const tensorParallel: Strategy = async (setup) => {
   const ranks = setup.tensorParallel ?? 1;
   const worker = Math.floor(comm.rank / ranks);
   const workers = setup.workers;
-  const chain = new TensorParallelChain(layerChainOf(setup.model, 'tensor'), ranks, comm.rank % ranks, kernelSet());
+  // with --recompute a ReLU after a row layer writes its own output, so the row's can be summed between the two
+  const chain = new TensorParallelChain(layerChainOf(setup.model, 'tensor'), ranks, comm.rank % ranks, kernelSet(), setup.recompute !== undefined);
   // the ranks of this worker's group reduce the partial sums; the same slices across workers average gradients
   const group: Communicator = workers > 1 ? await splitCommunicator(comm, worker, comm.rank) : comm;
   const replicas = workers > 1 ? await splitCommunicator(comm, comm.rank % ranks, worker) : null;
@@ -61,11 +62,6 @@ export const tensorParallel: Strategy = async (setup) => {
   const inputs: Float32Array[] = new Array(layers.length);
   const inputGrads = layers.map((_, i) => (i === 0 ? null : new Float32Array(chain.model.maxBatch * sizeOf(layers[i - 1].outputShape))));
   const counts = { forward: 0, backward: 0 };
-  // what this rank holds: its slices of the parameters, gradients and optimiser state, and its layers' activations (split layers' at their width)
-  setup.holds?.({
-    parameters: 4 * layout.size, gradients: 4 * layout.size, optimizer: optimizer.stateBytes,
-    activations: heldBytesOf(layers) + inputGrads.reduce((sum, buffer) => sum + 4 * (buffer?.length ?? 0), 0),
-  });
 
   const forward = async (x: Float32Array, batch: number, training: boolean, step: number): Promise<Float32Array> => {
     for (let i = 0; i < layers.length; i++) {
@@ -81,10 +77,74 @@ export const tensorParallel: Strategy = async (setup) => {
     return x;
   };
 
+  // --recompute: the chain's units run by the schedule, a row unit's output summed after each of its forward passes (recomputed ones too), a block's input gradient after its backward
+  let rows = 0; // the batch the hooks sum over
+  const hooks: UnitHooks = {
+    async afterForward(unit, output) {
+      const i = units[unit].head;
+      if (!isRow[i]) return;
+      await group.allreduce(output.subarray(0, rows * sizeOf(layers[i].outputShape)), 'sum');
+      counts.forward++;
+    },
+    async afterBackward(unit, gradX) {
+      const i = units[unit].head;
+      if (!gradX || !startsBlock[i]) return;
+      await group.allreduce(gradX.subarray(0, rows * sizeOf(layers[i - 1].outputShape)), 'sum');
+      counts.backward++;
+    },
+  };
+  const units = setup.recompute ? unitsOf(layers, chain.model.inputShape, chain.model.maxBatch) : [];
+  // every rank must run the same schedule (its sums are collectives): auto plans on rank 0's measured times, broadcast
+  const times = new Float32Array(2 * units.length);
+  if (setup.recompute?.spec.kind === 'auto') {
+    if (comm.rank === 0) {
+      measureUnits(units, scratchOf(layers), chain.model.maxBatch, layout, (local) => local.set(params), setup.seed).forEach((cost, i) => {
+        times[2 * i] = cost.forward;
+        times[2 * i + 1] = cost.backward;
+      });
+    }
+    await comm.broadcast(times, 0);
+  }
+  const recompute = setup.recompute
+    ? planUnits(units, scratchOf(layers), setup.recompute.spec, setup.recompute.budget, chain.model.maxBatch, `model ${chain.model.name} at batch ${chain.model.maxBatch}`,
+      () => unitSizes(units, chain.model.maxBatch).map((cost, i) => ({ ...cost, forward: times[2 * i], backward: times[2 * i + 1] })))
+    : null;
+  if (recompute && comm.rank === 0) setup.reportActivations?.({ ...recompute.report, storeAllBytes: chain.model.activations.storeAllBytes });
+  // what this rank holds: its slices of the parameters, gradients and optimiser state, and its layers' activations (split layers' at their width)
+  setup.holds?.({
+    parameters: 4 * layout.size, gradients: 4 * layout.size, optimizer: optimizer.stateBytes,
+    activations: recompute ? recompute.recompute.peakBytes : heldBytesOf(layers) + inputGrads.reduce((sum, buffer) => sum + 4 * (buffer?.length ?? 0), 0),
+  });
+
   const scalars = new Float32Array(2); // [loss, stop]
   let exchanged = 0;
   let whole: Float32Array | null = null;
   let first: { forward: number; backward: number } | null = null;
+
+  /** A step's forward and backward passes, every layer's activations stored; the loss. */
+  const passes = async (batch: Batch, step: number): Promise<number> => {
+    const outputs = await forward(batch.x, batch.size, true, step);
+    const loss = chain.model.outputLoss(outputs, batch, true);
+    let gradOut = chain.model.gradLogits;
+    for (let i = layers.length - 1; i >= 0; i--) {
+      const gradX = inputGrads[i];
+      layers[i].backward(forwardViews, g, inputs[i], gradOut, gradX, batch.size);
+      if (!gradX) continue;
+      // the gradient of a block's input is the sum of every rank's part
+      if (startsBlock[i]) {
+        await group.allreduce(gradX.subarray(0, batch.size * sizeOf(layers[i - 1].outputShape)), 'sum');
+        counts.backward++;
+      }
+      gradOut = gradX;
+    }
+    return loss;
+  };
+
+  /** The same by the --recompute schedule. */
+  const recomputedPasses = (batch: Batch, step: number): Promise<number> => {
+    rows = batch.size;
+    return recompute!.recompute.stepWith(hooks, forwardViews, g, batch.x, batch.size, step, chain.model.gradLogits, (outputs) => chain.model.outputLoss(outputs, batch, true));
+  };
 
   const rank: StrategyRank & { readonly params: Float32Array } = {
     get params() {
@@ -97,20 +157,7 @@ export const tensorParallel: Strategy = async (setup) => {
       counts.forward = 0;
       counts.backward = 0;
       const t = performance.now();
-      const outputs = await forward(batch.x, batch.size, true, input.epoch * input.steps + input.step);
-      const loss = chain.model.outputLoss(outputs, batch, true);
-      let gradOut = chain.model.gradLogits;
-      for (let i = layers.length - 1; i >= 0; i--) {
-        const gradX = inputGrads[i];
-        layers[i].backward(forwardViews, g, inputs[i], gradOut, gradX, batch.size);
-        if (!gradX) continue;
-        // the gradient of a block's input is the sum of every rank's part
-        if (startsBlock[i]) {
-          await group.allreduce(gradX.subarray(0, batch.size * sizeOf(layers[i - 1].outputShape)), 'sum');
-          counts.backward++;
-        }
-        gradOut = gradX;
-      }
+      const loss = recompute ? await recomputedPasses(batch, input.epoch * input.steps + input.step) : await passes(batch, input.epoch * input.steps + input.step);
       const computed = performance.now() - t;
       first ??= { ...counts };
       if (replicas) await replicas.allreduce(grad, 'mean');
@@ -125,10 +172,17 @@ export const tensorParallel: Strategy = async (setup) => {
       // each worker's group its share of the test split, all of the group's ranks on the same samples
       const [from, end] = shareOf(count, worker, workers);
       const totals = new Float32Array(4);
-      for (let start = from; start < end; start += EVAL_BATCH) {
-        const n = Math.min(EVAL_BATCH, end - start);
+      const evalBatch = Math.min(EVAL_BATCH, chain.model.maxBatch);
+      for (let start = from; start < end; start += evalBatch) {
+        const n = Math.min(evalBatch, end - start);
         const batch = batcher.range(start, n) as Batch;
-        const result = chain.model.score(await forward(batch.x, n, false, 0), batch);
+        let outputs: Float32Array;
+        if (recompute) {
+          rows = n;
+          for (const layer of layers) layer.setMode?.(false, 0);
+          outputs = await recompute.recompute.forwardWith(hooks, forwardViews, batch.x, n);
+        } else outputs = await forward(batch.x, n, false, 0);
+        const result = chain.model.score(outputs, batch);
         if (group.rank === 0) addEvaluation(totals, result, n); // the group's ranks computed the same
       }
       await comm.allreduce(totals, 'sum');

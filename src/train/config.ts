@@ -257,7 +257,6 @@ export function validate(config: TrainConfig): void {
     if (recompute.kind === 'auto' && config.memoryBudget === undefined) throw badOption('--recompute', 'auto', 'a --memory-budget to fit (e.g. --memory-budget 256MiB)');
   }
   if ((config.recompute !== undefined && config.recompute !== 'none') || config.memoryBudget !== undefined) {
-    if (!abilities.recompute) throw badOption(config.recompute !== undefined ? '--recompute' : '--memory-budget', config.recompute ?? config.memoryBudget!, `a strategy whose ranks run a chain's forward and backward passes unit by unit (${strategiesThat((s) => s.recompute).join(', ')}); ${config.strategy}'s split layers all-reduce inside their passes`);
     if (config.syncBn) throw badOption('--recompute', config.recompute ?? 'auto', 'no --sync-bn (a recomputed pass would reduce across ranks again)');
   }
   if (config.syncBn && !abilities.syncBatchNorm) {
