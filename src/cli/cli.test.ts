@@ -317,3 +317,21 @@ test('converge train --recompute and --memory-budget: the run trains exactly as 
   failsWith(['train', ...quick, '--memory-budget', '2KB'], /--memory-budget 2\.0 KiB of activations: too small for model mlp at batch 64; the smallest schedule found holds [\d.]+ KiB/);
   failsWith(['train', '--model', 'logreg', '--dataset', 'rcv1-like', '--epochs', '1', '--recompute', 'sqrt'], /--recompute: got "sqrt"; expected a model of layers/);
 });
+
+test('converge profile: a model\'s units, their bytes (against the layers\' sizes) and measured times, and each schedule priced on them', () => {
+  const run = converge('profile', '--model', 'mlp', '--dataset', 'synthetic', '--hidden', '32,32', '--batch', '16', '--json');
+  assert.equal(run.code, 0, run.stderr);
+  const profile = JSON.parse(run.stdout);
+  // dense 64→32 + relu, dense 32→32 + relu, dense 32→10, at 16 samples of 4-byte floats
+  assert.deepEqual(profile.units.map((u: Record<string, unknown>) => [u.layers, u.input, u.output, u.kept, u.gradients]), [
+    ['dense+relu', 0, 2048, 2048, 2048], ['dense+relu', 2048, 2048, 2048, 2048], ['dense', 2048, 640, 640, 0],
+  ]);
+  assert.ok(profile.units.every((u: { forward: number; backward: number }) => u.forward > 0 && u.backward > 0));
+  const none = profile.schedules.find((s: { schedule: string }) => s.schedule === 'none');
+  // at unit 1's backward: both records, the gradient coming in, the one between its layers, the one going out
+  assert.deepEqual([none.peakBytes, none.recomputed], [5 * 2048, 0]);
+  assert.equal(profile.schedules.find((s: { schedule: string }) => s.schedule === 'revolve:1').recomputed, 3);
+  const text = converge('profile', '--model', 'mlp', '--dataset', 'synthetic', '--hidden', '32,32', '--batch', '16');
+  assert.match(text.stdout, /^mlp at batch 16 on synthetic: 3 units; storing all holds 10\.0 KiB of activations/);
+  assert.match(converge('profile', '--model', 'logreg', '--dataset', 'rcv1-like').stderr, /converge: error: --model: got "logreg"; expected a model of layers/);
+});

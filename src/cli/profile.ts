@@ -42,7 +42,8 @@ export function scheduleCurve(costs: readonly UnitCost[], scratchBytes: number):
   const least = leastMemory(costs);
   const curve = [all, priced('sqrt', sqrtSegments(n))];
   for (const snapshots of [1, 2, 4, 8].filter((s) => s < n)) curve.push(priced(`revolve:${snapshots}`, revolve(n, snapshots)));
-  for (const fraction of [0.1, 0.25, 0.5, 0.75]) {
+  // (none where storing all is the least: every budget would store all)
+  for (const fraction of all.peakBytes - scratchBytes > least ? [0.1, 0.25, 0.5, 0.75] : []) {
     const budget = least + fraction * (all.peakBytes - scratchBytes - least);
     curve.push(priced(`auto:${formatBytes(budget + scratchBytes)}`, rotor(costs, budget).ops));
   }
@@ -79,7 +80,7 @@ export async function profileCommand(args: string[]): Promise<number> {
     return 0;
   }
   const out = (line: string) => process.stdout.write(`${line}\n`);
-  out(`${model.name} at batch ${batch} on ${dataset.name}: ${units.length} units; storing all holds ${formatBytes(curve[0].peakBytes)} of activations, the least any schedule needs is ${formatBytes(leastMemory(costs) + scratchBytes)} (scratch ${formatBytes(scratchBytes)} included)`);
+  out(`${model.name} at batch ${batch} on ${dataset.name}: ${units.length} units; storing all holds ${formatBytes(curve[0].peakBytes)} of activations, the least the planner finds is ${formatBytes(leastMemory(costs) + scratchBytes)} (scratch ${formatBytes(scratchBytes)} included)`);
   out(`${'unit'.padStart(4)}  ${'layers'.padEnd(28)} ${'forward ms'.padStart(10)} ${'backward ms'.padStart(11)} ${'input'.padStart(10)} ${'kept'.padStart(10)} ${'gradients'.padStart(10)}`);
   costs.forEach((c, i) => {
     out(`${String(i).padStart(4)}  ${layerNames[i].slice(0, 28).padEnd(28)} ${(1e3 * c.forward).toFixed(3).padStart(10)} ${(1e3 * c.backward).toFixed(3).padStart(11)} ${formatBytes(c.input).padStart(10)} ${formatBytes(c.kept).padStart(10)} ${formatBytes(c.gradients).padStart(10)}`);
