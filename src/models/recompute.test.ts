@@ -8,7 +8,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { Random } from '../tensor/random.js';
 import { batchNorm, conv2d, dense, dropout, flatten, globalAvgPool2d, maxPool2d, relu, residual, sequential, tanh, type LayerSpec } from './define.js';
-import { inSlots, leastMemory, parseBytes, parseRecompute, price, revolve, revolveAdvances, rotor, rotorTable, sqrtSegments, storeAll, type RecomputeSpec, type UnitCost } from './checkpointing.js';
+import { formatBytes, inSlots, leastMemory, parseBytes, parseRecompute, price, recomputeName, revolve, revolveAdvances, rotor, rotorTable, sqrtSegments, storeAll, type Op, type RecomputeSpec, type UnitCost } from './checkpointing.js';
 import type { Batch } from './model.js';
 import type { Sequential } from './sequential.js';
 
@@ -158,6 +158,33 @@ test('auto with a budget that holds everything recomputes nothing; below the lea
     assert.ok(seconds <= previous, `${seconds} at ${budget}`);
     previous = seconds;
   }
+});
+
+test('price() refuses a schedule that runs a pass without what it needs, or ends with work left', () => {
+  const costs = equalCosts(3);
+  const f = (unit: number, record = true): Op => ({ kind: 'forward', unit, record });
+  const b = (unit: number): Op => ({ kind: 'backward', unit });
+  const d = (boundary: number): Op => ({ kind: 'drop', boundary });
+  const invalid: [string, Op[]][] = [
+    ['forward 1', [f(1)]], // its input x_1 was never computed
+    ['forward 0', [f(0), f(0)]], // recorded twice
+    ['forward 0', [f(0, false), f(0)]], // its output is already held
+    ['backward 1', [f(0), f(1), f(2), b(1)]], // out of order
+    ['backward 2', [f(0), f(1), f(2, false), b(2)]], // not recorded
+    ['drop 2', [f(0), f(1), d(2)]], // x_2 is unit 1's record, not a checkpoint
+    ['drop 1', [f(0, false), f(1), d(1)]], // unit 1 still needs its input
+    ['it ends', [f(0), f(1), f(2), b(2), b(1)]],
+  ];
+  for (const [what, ops] of invalid) assert.throws(() => price(ops, costs), new RegExp(`invalid schedule: ${what}`), JSON.stringify(ops));
+  assert.deepEqual(price(storeAll(3), costs), { seconds: 9, peakBytes: 3 * 100 + 100, recomputed: 0 }); // every record, and the gradient coming back to the last
+});
+
+test('sizes said and read: bytes, KiB, MiB, GiB; the schedules\' names', () => {
+  assert.deepEqual([512, 1023, 1024, 2048, 3 * 2 ** 20, 2 ** 31].map(formatBytes), ['512 B', '1023 B', '1.0 KiB', '2.0 KiB', '3.0 MiB', '2.00 GiB']);
+  assert.deepEqual(['1KB', '2KiB', '3MB', '1GiB', '7b', ' 12 '].map((v) => parseBytes(v, '--x')), [1000, 2048, 3e6, 2 ** 30, 7, 12]);
+  for (const bad of ['0', '0.1', '-5', '5 TB', '1e6']) assert.throws(() => parseBytes(bad, '--x'), new RegExp(`--x ${bad.trim().replace('.', '\\.')}: expected a`), bad);
+  assert.deepEqual(['none', 'auto', 'sqrt', 'revolve:12'].map((v) => recomputeName(parseRecompute(v))), ['none', 'auto', 'sqrt', 'revolve:12']);
+  for (const bad of ['revolve:', 'revolve:3x', 'xrevolve:3', 'Sqrt']) assert.throws(() => parseRecompute(bad), /--recompute .*: expected none \(store every activation\), sqrt/, bad);
 });
 
 test('the options parse: schedules, sizes with units, and one-line refusals', () => {

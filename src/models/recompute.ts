@@ -183,7 +183,7 @@ export function replay(ops: readonly Op[], units: readonly Unit[], boundaryGradi
     }
     steps.push({ op, takes });
   }
-  if (frontier !== 0 || checkpoint.some((id) => id !== null)) fail('it ends with units not backpropagated or checkpoints held');
+  if (frontier !== 0) fail('it ends with units not backpropagated');
   return { lives, steps };
 }
 
