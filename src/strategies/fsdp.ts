@@ -14,7 +14,8 @@ import { shareOf, type Batcher } from '../data/batches.js';
 import type { Layer } from '../models/layers.js';
 import type { Batch } from '../models/model.js';
 import { layerChainOf, layerOffsets } from '../models/stage.js';
-import { measureUnits, planUnits, scratchOf, unitsOf, unitSizes, type UnitHooks } from '../models/recompute.js';
+import type { UnitHooks } from '../models/recompute.js';
+import { agreedSchedule } from './agreed-schedule.js';
 import { Optimizer } from '../optim/optimizers.js';
 import { EVAL_BATCH, addEvaluation, evaluationFigures, type Strategy, type StrategyRank } from './strategy.js';
 
@@ -100,29 +101,13 @@ export const fsdp: Strategy = async (setup) => {
       communicationMs += performance.now() - t;
     },
   };
-  const units = setup.recompute ? unitsOf(layers, chain.inputShape, chain.maxBatch) : [];
-  // every rank must run the same schedule (its gathers are collectives): auto plans on rank 0's measured times, broadcast
-  const times = new Float32Array(2 * units.length);
-  if (setup.recompute?.spec.kind === 'auto') {
-    if (comm.rank === 0) {
-      measureUnits(units, scratchOf(layers), chain.maxBatch, chain.layout, (params) => params.set(setup.startParams), setup.seed).forEach((cost, i) => {
-        times[2 * i] = cost.forward;
-        times[2 * i + 1] = cost.backward;
-      });
-    }
-    await comm.broadcast(times, 0);
-  }
-  const recompute = setup.recompute
-    ? planUnits(units, scratchOf(layers), setup.recompute.spec, setup.recompute.budget, chain.maxBatch, `model ${chain.name} at batch ${chain.maxBatch}`,
-      () => unitSizes(units, chain.maxBatch).map((cost, i) => ({ ...cost, forward: times[2 * i], backward: times[2 * i + 1] })))
-    : null;
-  if (recompute && comm.rank === 0) setup.reportActivations?.({ ...recompute.report, storeAllBytes: chain.activations.storeAllBytes });
+  const { units, recompute } = await agreedSchedule(setup, comm, chain, layers, chain.layout, setup.startParams);
   const evalBatch = Math.min(EVAL_BATCH, chain.maxBatch);
   // what this rank holds: its shares of the parameters, gradients and optimiser state, one layer whole (parameters and gradient) at a time, and the activations of a whole step
   const ownGradients = 8 * chain.maxBatch * widest;
   setup.holds?.({
     parameters: 4 * (shardSize + largest), gradients: 4 * (shardSize + largest), optimizer: optimizer.stateBytes,
-    activations: recompute ? recompute.recompute.peakBytes : chain.activations.bytes + ownGradients,
+    activations: recompute ? recompute.peakBytes : chain.activations.bytes + ownGradients,
   });
 
   const scalars = new Float32Array(2); // [loss, stop], averaged
@@ -151,7 +136,7 @@ export const fsdp: Strategy = async (setup) => {
       let t = performance.now();
       if (recompute) {
         communicationMs = 0;
-        const loss = await recompute.recompute.stepWith(hooks, p, g, batch.x, batch.size, input.epoch * input.steps + input.step, chain.gradLogits, (outputs) => chain.outputLoss(outputs, batch, true));
+        const loss = await recompute.stepWith(hooks, p, g, batch.x, batch.size, input.epoch * input.steps + input.step, chain.gradLogits, (outputs) => chain.outputLoss(outputs, batch, true));
         computed = performance.now() - t - communicationMs;
         return finish(loss, computed, before, input);
       }
@@ -186,7 +171,7 @@ export const fsdp: Strategy = async (setup) => {
         }
         const batch = batcher.range(start, n) as Batch;
         if (recompute) for (const layer of layers) layer.setMode?.(false, 0);
-        const outputs = recompute ? await recompute.recompute.forwardWith(hooks, p, batch.x, n) : await forward(batch.x, n, false, 0);
+        const outputs = recompute ? await recompute.forwardWith(hooks, p, batch.x, n) : await forward(batch.x, n, false, 0);
         addEvaluation(totals, chain.score(outputs, batch), n);
       }
       await comm.allreduce(totals, 'sum');

@@ -7,7 +7,8 @@
 //
 // Rank 0 gathers the whole model only for checkpoints and the result.
 
-import { heldBytesOf, measureUnits, planUnits, scratchOf, unitsOf, unitSizes, type UnitHooks } from '../models/recompute.js';
+import { heldBytesOf, type UnitHooks } from '../models/recompute.js';
+import { agreedSchedule } from './agreed-schedule.js';
 import type { Communicator } from '../comm/communicator.js';
 import { splitCommunicator } from '../comm/group.js';
 import { shareOf, type Batcher } from '../data/batches.js';
@@ -93,27 +94,11 @@ export const tensorParallel: Strategy = async (setup) => {
       counts.backward++;
     },
   };
-  const units = setup.recompute ? unitsOf(layers, chain.model.inputShape, chain.model.maxBatch) : [];
-  // every rank must run the same schedule (its sums are collectives): auto plans on rank 0's measured times, broadcast
-  const times = new Float32Array(2 * units.length);
-  if (setup.recompute?.spec.kind === 'auto') {
-    if (comm.rank === 0) {
-      measureUnits(units, scratchOf(layers), chain.model.maxBatch, layout, (local) => local.set(params), setup.seed).forEach((cost, i) => {
-        times[2 * i] = cost.forward;
-        times[2 * i + 1] = cost.backward;
-      });
-    }
-    await comm.broadcast(times, 0);
-  }
-  const recompute = setup.recompute
-    ? planUnits(units, scratchOf(layers), setup.recompute.spec, setup.recompute.budget, chain.model.maxBatch, `model ${chain.model.name} at batch ${chain.model.maxBatch}`,
-      () => unitSizes(units, chain.model.maxBatch).map((cost, i) => ({ ...cost, forward: times[2 * i], backward: times[2 * i + 1] })))
-    : null;
-  if (recompute && comm.rank === 0) setup.reportActivations?.({ ...recompute.report, storeAllBytes: chain.model.activations.storeAllBytes });
+  const { units, recompute } = await agreedSchedule(setup, comm, chain.model, layers, layout, params);
   // what this rank holds: its slices of the parameters, gradients and optimiser state, and its layers' activations (split layers' at their width)
   setup.holds?.({
     parameters: 4 * layout.size, gradients: 4 * layout.size, optimizer: optimizer.stateBytes,
-    activations: recompute ? recompute.recompute.peakBytes : heldBytesOf(layers) + inputGrads.reduce((sum, buffer) => sum + 4 * (buffer?.length ?? 0), 0),
+    activations: recompute ? recompute.peakBytes : heldBytesOf(layers) + inputGrads.reduce((sum, buffer) => sum + 4 * (buffer?.length ?? 0), 0),
   });
 
   const scalars = new Float32Array(2); // [loss, stop]
@@ -143,7 +128,7 @@ export const tensorParallel: Strategy = async (setup) => {
   /** The same by the --recompute schedule. */
   const recomputedPasses = (batch: Batch, step: number): Promise<number> => {
     rows = batch.size;
-    return recompute!.recompute.stepWith(hooks, forwardViews, g, batch.x, batch.size, step, chain.model.gradLogits, (outputs) => chain.model.outputLoss(outputs, batch, true));
+    return recompute!.stepWith(hooks, forwardViews, g, batch.x, batch.size, step, chain.model.gradLogits, (outputs) => chain.model.outputLoss(outputs, batch, true));
   };
 
   const rank: StrategyRank & { readonly params: Float32Array } = {
@@ -180,7 +165,7 @@ export const tensorParallel: Strategy = async (setup) => {
         if (recompute) {
           rows = n;
           for (const layer of layers) layer.setMode?.(false, 0);
-          outputs = await recompute.recompute.forwardWith(hooks, forwardViews, batch.x, n);
+          outputs = await recompute.forwardWith(hooks, forwardViews, batch.x, n);
         } else outputs = await forward(batch.x, n, false, 0);
         const result = chain.model.score(outputs, batch);
         if (group.rank === 0) addEvaluation(totals, result, n); // the group's ranks computed the same
