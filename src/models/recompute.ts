@@ -8,7 +8,7 @@
 
 import { ConvergeError } from '../errors.js';
 import { Random } from '../tensor/random.js';
-import { aligned, bindingAt, Held, holdPrivately, livePeak, placeBuffers, type Binding, type Lifetime } from '../tensor/arena.js';
+import { aligned, bindingAt, Held, holdPrivately, placeBuffers, type Binding, type Lifetime } from '../tensor/arena.js';
 import { LayerChain } from './chain.js';
 import { formatBytes, leastMemory, price, recomputeName, revolve, rotor, sqrtSegments, storeAll, type Op, type RecomputeSpec, type UnitCost } from './checkpointing.js';
 import type { Layout } from '../tensor/layout.js';
@@ -222,8 +222,6 @@ export class Recompute {
   private readonly views: (Float32Array | null)[];
   /** Bytes below the plans: the scratch region every layer's call shares. */
   readonly scratchBytes: number;
-  /** The most bytes a step's buffers hold at once (the arena, less scratch, is at least this). */
-  readonly livePeak: number;
 
   constructor(units: Unit[], readonly ops: readonly Op[], scratch: readonly Held[], maxBatch: number) {
     this.units = units;
@@ -235,7 +233,6 @@ export class Recompute {
     const evaluation = replayForward(units);
     const trainPlaces = train.lives.place();
     const evaluationPlaces = evaluation.lives.place();
-    this.livePeak = livePeak(train.lives.lifetimes);
     this.arena = new ArrayBuffer(this.scratchBytes + Math.max(trainPlaces.size, evaluationPlaces.size));
     for (const held of scratch) held.bindTo(bindingAt(this.arena, 0, held.floats));
     this.train = bind(train, trainPlaces.offsets, this.arena, this.scratchBytes);

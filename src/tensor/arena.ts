@@ -88,17 +88,3 @@ export function placeBuffers(lifetimes: readonly Lifetime[]): { offsets: number[
   }
   return { offsets, size };
 }
-
-/** The most bytes alive at once. */
-export function livePeak(lifetimes: readonly Lifetime[]): number {
-  const events: [number, number][] = [];
-  for (const life of lifetimes) events.push([life.from, aligned(life.bytes)], [life.to, -aligned(life.bytes)]);
-  events.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
-  let live = 0;
-  let peak = 0;
-  for (const [, change] of events) {
-    live += change;
-    peak = Math.max(peak, live);
-  }
-  return peak;
-}
