@@ -106,7 +106,7 @@ test('the report times the target from every evaluation a log holds (--eval-ever
 test('converge report draws the recompute bench\'s curve: step time against activation memory per model, with its table', () => {
   const folder = mkdtempSync(join(tmpdir(), 'converge-recompute-report-'));
   const row = (model: string, schedule: string, mib: number, ms: number, predictedMs: number | null = null) => ({ model, schedule, budget: null, arenaBytes: mib * 2 ** 20, medianStepMs: ms, predictedMs, recomputed: schedule === 'none' ? 0 : 3 });
-  const rows = [row('resnet20', 'none', 268, 300), row('resnet20', 'sqrt', 157, 380), row('resnet20', 'auto', 110, 345, 338), row('resnet20', 'auto', 180, 315, 307), row('deep-mlp', 'none', 33, 90), row('deep-mlp', 'revolve:2', 5, 160)];
+  const rows = [row('resnet20', 'none', 268, 300), row('resnet20', 'sqrt', 157, 380), row('resnet20', 'auto', 110, 345, 338), row('resnet20', 'auto', 180, 315, 307), row('deep-mlp', 'none', 33, 90), { ...row('deep-mlp', 'revolve:2', 5, 160), measuredOverPriced: 1.034 }];
   writeFileSync(join(folder, 'recompute.json'), JSON.stringify({ rows }));
   writeFileSync(join(folder, 'model-parallel.json'), JSON.stringify({ rows: [{ label: 'not a recompute row' }] })); // other benches' results lie beside it
   const out = join(folder, 'report.html');
@@ -123,5 +123,6 @@ test('converge report draws the recompute bench\'s curve: step time against acti
   assert.ok(html.includes('<td>0.59× memory, 1.27× time</td>'), 'sqrt against storing all');
   assert.ok(html.includes('<td>338.0 ms</td>'), "auto's prediction");
   const markdown = readFileSync(join(folder, 'summary.md'), 'utf8');
-  assert.match(markdown, /\| revolve:2 \| 5\.0 MiB \| 160\.0 ms \| 0\.15× memory, 1\.78× time \| – \| 3 \|/);
+  assert.match(markdown, /\| revolve:2 \| 5\.0 MiB \| 160\.0 ms \| 0\.15× memory, 1\.78× time \| – \| 1\.03× \| 3 \|/);
+  assert.match(markdown, /\| sqrt \| 157\.0 MiB \| 380\.0 ms \| 0\.59× memory, 1\.27× time \| – \| – \| 3 \|/); // older results have no priced figure
 });

@@ -67,6 +67,8 @@ export interface RecomputeRow {
   arenaBytes: number;
   medianStepMs: number;
   predictedMs: number | null;
+  /** The step time ÷ the schedule priced on a profile measured just before it (median over repeats; absent in older results). */
+  measuredOverPriced?: number;
   recomputed: number;
 }
 
@@ -97,8 +99,8 @@ async function recomputeSection(rows: RecomputeRow[]): Promise<{ html: string; m
       ],
     });
     const ratio = (r: RecomputeRow) => (all ? `${(r.arenaBytes / all.arenaBytes).toFixed(2)}× memory, ${(r.medianStepMs / all.medianStepMs).toFixed(2)}× time` : '');
-    const cells = own.map((r) => [r.schedule, fmt.mib(r.arenaBytes), `${r.medianStepMs.toFixed(1)} ms`, ratio(r), r.predictedMs === null ? '–' : `${r.predictedMs.toFixed(1)} ms`, String(r.recomputed)]);
-    const head = ['schedule', 'activation memory', 'step time', 'against storing all', 'predicted (auto)', 'forward passes again'];
+    const cells = own.map((r) => [r.schedule, fmt.mib(r.arenaBytes), `${r.medianStepMs.toFixed(1)} ms`, ratio(r), r.predictedMs === null ? '–' : `${r.predictedMs.toFixed(1)} ms`, r.measuredOverPriced === undefined ? '–' : `${r.measuredOverPriced.toFixed(2)}×`, String(r.recomputed)]);
+    const head = ['schedule', 'activation memory', 'step time', 'against storing all', 'predicted at start-up (auto)', 'measured ÷ priced just before', 'forward passes again'];
     parts.push(`<h3>${escape(model)}</h3><table><thead><tr>${head.map((h) => `<th>${h}</th>`).join('')}</tr></thead><tbody>${cells.map((c) => `<tr>${c.map((v) => `<td>${escape(v)}</td>`).join('')}</tr>`).join('')}</tbody></table><figure><figcaption>${escape(model)}: step time against activation memory</figcaption>${chart}</figure>`);
     markdown.push(`### ${model}`, '', `| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...cells.map((c) => `| ${c.join(' | ')} |`), '');
   }

@@ -7,7 +7,7 @@ import { Layout } from '../tensor/layout.js';
 import { Random } from '../tensor/random.js';
 import { Held } from '../tensor/arena.js';
 import { ConvergeError, shapeMismatch } from '../errors.js';
-import { formatBytes, recomputeName, type UnitCost } from './checkpointing.js';
+import { formatBytes, price, recomputeName, storeAll, type UnitCost } from './checkpointing.js';
 import type { Layer } from './layers.js';
 import { measureUnits, planUnits, Recompute, scratchBytesOf, scratchOf, storeAllArena, unitsOf, type ActivationReport, type Unit } from './recompute.js';
 import { binaryCrossEntropy, meanSquaredError, squaredError, type LossName } from './losses.js';
@@ -78,6 +78,15 @@ export class Sequential implements ImageModel {
   profile(seed = 1): { units: Unit[]; costs: UnitCost[]; scratchBytes: number } {
     const units = unitsOf(this.layers, this.inputShape, this.maxBatch);
     return { units, costs: this.measure(units, seed), scratchBytes: scratchBytesOf(scratchOf(this.layers)) };
+  }
+
+  /**
+   * The seconds this model's schedule (storing all, or the one it runs) takes by the cost model the
+   * planner uses: the sum of its units' passes, each priced at `costs` (a profile of the same chain).
+   */
+  predictSeconds(costs: readonly UnitCost[]): number {
+    if (costs.length !== this.activations.units) throw shapeMismatch(`model ${this.name}'s profile`, `${this.activations.units} units`, `${costs.length}`);
+    return price(this.recompute?.ops ?? storeAll(costs.length), costs).seconds;
   }
 
   private measure(units: readonly Unit[], seed: number): UnitCost[] {
