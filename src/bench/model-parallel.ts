@@ -2,21 +2,20 @@
 // and against data parallelism (all-reduce), on a
 // deep MLP, the CNN and ResNet-20 (Fashion-MNIST, the first training images: enough for 15 steps of the deep MLP, 120 of the CNN, 60 of ResNet-20): samples/s per
 // schedule and micro-batch count, the share of each stage's time not spent computing (the bubble,
-// and its sends, receives and update) beside the formula (S − 1)/(m + S − 1), and each rank's parameters and stored
-// activations against one worker's. Configurations alternate within each repeat; medians.
+// and its sends, receives and update) beside the formula (S − 1)/(m + S − 1), and each rank's memory against one
+// worker's as the engine declares and checks it for --memory-limit (log record `memory`, every rank's): parameters,
+// gradients and optimiser state, and activations (the arenas the rank's model or stage planned, and its messages).
+// Configurations alternate within each repeat; medians.
 //   npm run bench:model-parallel -- [--repeats 3] [--models deep-mlp,cnn] [--micro 8,16]
 
 import { parseArgs } from 'node:util';
 import type { Dataset, ImageDataset } from '../data/dataset.js';
 import { loadAnyDataset } from '../data/load.js';
-import { bufferShare } from '../comm/communicator.js';
-import { createModel } from '../models/index.js';
-import { layerChainOf } from '../models/stage.js';
-import { splitBlocks } from '../models/tensor-parallel.js';
 import { trainOnThreads } from '../launch/threads.js';
-import { stageRange } from '../strategies/pipeline-partition.js';
 import { defaults, type TrainConfig } from '../train/config.js';
 import type { Summary } from '../train/monitor.js';
+import type { MemoryParts } from '../train/memory.js';
+import { formatBytes } from '../models/checkpointing.js';
 import { announceEnvironment, environment, median, writeJson } from './common.js';
 
 const { values } = parseArgs({
@@ -33,6 +32,8 @@ const list = (s: string) => s.split(',').filter(Boolean);
 // (tensor parallelism splits dense layers only: the CNN's convolutions would run whole on both ranks)
 const workloads: Record<string, { config: Partial<TrainConfig>; batch: number; samples: number; micro: number[]; tensor: boolean }> = {
   'deep-mlp': { config: { model: 'mlp', hidden: [1024, 1024, 1024, 1024, 1024, 1024] }, batch: 2048, samples: 30720, micro: [8, 16], tensor: true },
+  // deeper: with 16 layers a cut can balance the two stages (6 leave 7,712 against 9,246 units of work)
+  'deep-mlp-16': { config: { model: 'mlp', hidden: Array.from({ length: 16 }, () => 1024) }, batch: 2048, samples: 30720, micro: [8], tensor: true },
   cnn: { config: { model: 'cnn' }, batch: 128, samples: 15360, micro: [4, 8], tensor: false },
   resnet20: { config: { model: 'resnet20' }, batch: 64, samples: 3840, micro: [4], tensor: false },
 };
@@ -73,41 +74,30 @@ for (const name of list(values.models)) {
     }
   }
 
-  // memory per rank, from the engine's figures: parameter-sized arrays (one worker: parameters, gradients, velocity; a pipeline stage also its
-  // micro-batch gradient), and activations (stored micro-batches × their layers' outputs)
-  const model = layerChainOf(createModel(base.model, { inputShape: full.shape, classes: full.classes, hidden: base.hidden, maxBatch: 1 }));
-  const widths = model.layers.map((layer) => layer.outputShape.reduce((a, b) => a * b, 1));
-  const total = model.layout.size;
-  const oneWorkerActivations = batch * widths.reduce((a, b) => a + b, 0);
+  // memory per rank, as the engine declares it (each rank's): parameter-sized arrays (parameters, gradients, optimiser state) and activations
+  const total = figures[0].summary!.memory!.ranks[0].parameters / 4;
+  const paramBytes = (rank: MemoryParts) => rank.parameters + rank.gradients + rank.optimizer;
+  const [oneWorker] = figures[0].summary!.memory!.ranks;
   const one = median(figures[0].samplesPerSecond);
-  console.log(`\n${name} (${total.toLocaleString('en-US')} parameters, batch ${batch}, ${samples} samples an epoch): medians of ${values.repeats}`);
-  console.log('| configuration | samples/s | ÷ one worker | stages not computing (measured) | bubble formula | parameter memory per rank ÷ one worker | activations per rank ÷ one worker |');
+  console.log(`\n${name} (${total.toLocaleString('en-US')} parameters, batch ${batch}, ${samples} samples an epoch): medians of ${values.repeats}; one worker holds ${formatBytes(paramBytes(oneWorker))} parameter-sized and ${formatBytes(oneWorker.activations)} of activations`);
+  console.log('| configuration | samples/s | ÷ one worker | stages not computing (measured) | bubble formula | parameters, gradients, optimiser state per rank ÷ one worker | activations per rank ÷ one worker |');
   console.log('|---|---|---|---|---|---|---|');
   const rows = figures.map((f) => {
     const speed = median(f.samplesPerSecond);
     const stages = f.summary?.pipeline;
-    let row: Record<string, unknown> = { configuration: f.label, samplesPerSecond: speed, ratio: speed / one, runs: f.samplesPerSecond };
+    const ranks = f.summary!.memory!.ranks;
+    const parameters = ranks.map((rank) => paramBytes(rank) / paramBytes(oneWorker));
+    const activations = ranks.map((rank) => rank.activations / oneWorker.activations);
+    let row: Record<string, unknown> = { configuration: f.label, samplesPerSecond: speed, ratio: speed / one, runs: f.samplesPerSecond, memory: ranks, parameters, activations };
+    let bubble = '| |';
     if (stages) {
       const m = Number(/m = (\d+)/.exec(f.label)![1]);
       const idle = stages.map((_, s) => median(f.idle.map((run) => run[s])));
-      const micro = batch / m;
-      const activations = stages.map((stage) => stage.peakStoredMicrobatches * micro * widths.slice(...stageRange(stages.slice(1).map((x) => x.layers[0]), widths.length, stage.stage)).reduce((a, b) => a + b, 0));
-      row = { ...row, idle, formulaBubble: (stages.length - 1) / (m + stages.length - 1), parameters: stages.map((s) => (4 * s.parameters) / (3 * total)), activations: activations.map((a) => a / oneWorkerActivations), stages };
-      console.log(`| ${f.label} | ${Math.round(speed)} | ${(speed / one).toFixed(2)}× | ${idle.map((x) => `${(100 * x).toFixed(0)}%`).join(' / ')} | ${(100 * (row.formulaBubble as number)).toFixed(0)}% | ${stages.map((s) => ((4 * s.parameters) / (3 * total)).toFixed(2)).join(' / ')} | ${activations.map((a) => (a / oneWorkerActivations).toFixed(2)).join(' / ')} |`);
-    } else {
-      // parameter-sized floats a rank holds (momentum SGD: parameters, gradients, velocity): fsdp its shares, and one layer's parameters and gradient whole;
-      // tensor its slices and the layers it keeps whole, as the engine reports them
-      const sizes = model.layers.map((layer) => layer.params.reduce((sum, spec) => sum + spec.shape.reduce((a, b) => a * b, 1), 0));
-      const held = f.label.startsWith('fsdp') ? 3 * sizes.reduce((sum, n) => sum + bufferShare(n, 0, 2)[1], 0) + 2 * Math.max(...sizes)
-        : f.summary?.tensorParallel ? 3 * f.summary.tensorParallel.parameters : 3 * total;
-      row = { ...row, parameters: [held / (3 * total)] };
-      // activations: data parallelism halves the batch; tensor parallelism keeps it whole and halves the split layers' outputs
-      const roles = new Array<number>(widths.length).fill(1);
-      for (const block of splitBlocks(model.layers, 2)) for (let k = block.column; k < block.row; k++) roles[k] = 0.5;
-      const activations = f.label === 'one worker' ? 1 : f.summary?.tensorParallel ? widths.reduce((sum, w, k) => sum + w * roles[k], 0) / widths.reduce((a, b) => a + b, 0) : 0.5;
-      row = { ...row, activations: [activations] };
-      console.log(`| ${f.label} | ${Math.round(speed)} | ${(speed / one).toFixed(2)}× | | | ${(held / (3 * total)).toFixed(2)} | ${activations.toFixed(2)} |`);
+      row = { ...row, idle, formulaBubble: (stages.length - 1) / (m + stages.length - 1), stages };
+      bubble = `| ${idle.map((x) => `${(100 * x).toFixed(0)}%`).join(' / ')} | ${(100 * (row.formulaBubble as number)).toFixed(0)}% |`;
     }
+    const each = (values: number[]) => values.map((x) => x.toFixed(2)).join(' / ');
+    console.log(`| ${f.label} | ${Math.round(speed)} | ${(speed / one).toFixed(2)}× ${bubble} ${each(parameters)} | ${each(activations)} |`);
     return row;
   });
   results.push({ model: name, parameters: total, batch, samples, rows });

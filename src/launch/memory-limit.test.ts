@@ -20,7 +20,8 @@ test('--memory-limit: a model whose whole replica does not fit a rank trains wit
   const largest = 512 * 512 + 512;
   // a whole replica: parameters, gradient and momentum's velocity, and the model's activation arena
   const whole = await trainOnThreads(base);
-  assert.deepEqual(whole.summary.memory, { parameters: 4 * n, gradients: 4 * n, optimizer: 4 * n, activations: model.activations.bytes, total: 12 * n + model.activations.bytes });
+  const replica = { parameters: 4 * n, gradients: 4 * n, optimizer: 4 * n, activations: model.activations.bytes, total: 12 * n + model.activations.bytes };
+  assert.deepEqual(whole.summary.memory, { ...replica, ranks: [replica, replica] });
   const limit = Math.floor(0.85 * 12 * n);
   await assert.rejects(trainOnThreads({ ...base, memoryLimit: limit }), (error: Error) =>
     /--memory-limit [\d.]+ MiB: rank \d of --strategy allreduce would hold [\d.]+ MiB \(parameters [\d.]+ MiB, gradients [\d.]+ MiB, optimiser state [\d.]+ MiB, activations [\d.]+ [KM]iB\); shard the model across ranks \(--strategy pipeline or fsdp or tensor\)/.test(error.message));
@@ -30,10 +31,20 @@ test('--memory-limit: a model whose whole replica does not fit a rank trains wit
   assert.ok(memory.parameters >= 4 * (n / 2 + largest) && memory.parameters <= 4 * (n / 2 + largest + 20), `${memory.parameters}`);
   assert.equal(memory.optimizer, memory.parameters - 4 * largest);
   assert.ok(memory.total <= limit, `${memory.total} > ${limit}`);
+  // each rank's own figures, gathered: the two shares of every layer make the whole model
+  assert.equal(memory.ranks.length, 2);
+  assert.equal(memory.ranks[0].parameters + memory.ranks[1].parameters, 4 * (n + 2 * largest));
+  assert.ok(memory.ranks.every((rank) => rank.total <= limit));
   // a pipeline of 3 stages (every rank checked; the summary has rank 0's): its stage's parameters, a gradient and a micro-batch gradient, and their velocity
   const pipeline = await trainOnThreads({ ...base, strategy: 'pipeline', workers: 1, stages: 3, microbatches: 2, memoryLimit: limit });
   const stage = pipeline.summary.memory!;
   const first = pipeline.summary.pipeline![0].parameters;
   assert.deepEqual([stage.parameters, stage.gradients, stage.optimizer], [4 * first, 8 * first, 4 * first]);
   assert.ok(stage.total <= limit && first < n, `${stage.total} > ${limit}`);
+  // every stage's own figures: its parameters (as its report says), which together are the model's once
+  const stages = pipeline.summary.pipeline!;
+  assert.deepEqual(stage.ranks.map((rank) => rank.parameters), stages.map((s) => 4 * s.parameters));
+  assert.equal(stage.ranks.reduce((sum, rank) => sum + rank.parameters, 0), 4 * n);
+  assert.deepEqual(stage.ranks.map((rank) => rank.gradients), stages.map((s) => 8 * s.parameters));
+  assert.ok(stage.ranks.every((rank) => rank.total <= limit && rank.activations > 0));
 });

@@ -43,7 +43,7 @@ export type TrainingEvent =
   /** models of layers: the activation arena and the schedule it is planned for */
   | ({ kind: 'activations' } & ActivationReport)
   /** rank 0: what it holds for the model, in bytes (train/memory.ts) */
-  | ({ kind: 'memory' } & MemoryParts);
+  | ({ kind: 'memory'; ranks: MemoryParts[] } & MemoryParts);
 
 /**
  * Where a step's time went on the reporting rank, in seconds per step over an epoch: computing

@@ -5,6 +5,7 @@
 // replica: the model's parameters, a gradient, the optimiser state it asked for and the model's
 // activation arena.
 
+import type { Communicator } from '../comm/communicator.js';
 import { ConvergeError } from '../errors.js';
 import { formatBytes } from '../models/checkpointing.js';
 import type { MemoryParts } from '../strategies/strategy.js';
@@ -37,4 +38,22 @@ export class MemoryLedger {
     const others = shardable.filter((name) => name !== strategy);
     throw new ConvergeError(`--memory-limit ${formatBytes(this.limit)}: rank ${this.rank} of --strategy ${strategy} would hold ${formatBytes(totalOf(parts))} (${what}); shard the model across ranks (--strategy ${others.join(' or ')}), hold fewer activations (--memory-budget, --recompute), or give a larger limit.`, 'BAD_OPTION');
   }
+}
+
+const PARTS = ['parameters', 'gradients', 'optimizer', 'activations'] as const;
+const MIB = 2 ** 20;
+
+/**
+ * Every rank's parts, at rank 0 (null elsewhere): a gather of four byte counts a rank, each sent
+ * as whole MiB and the bytes left over so that a float32 carries it exactly (up to 16 TiB).
+ */
+export async function gatherParts(comm: Communicator, parts: MemoryParts): Promise<MemoryParts[] | null> {
+  const mine = Float32Array.from(PARTS.flatMap((part) => [Math.floor(parts[part] / MIB), parts[part] % MIB]));
+  const all = comm.rank === 0 ? new Float32Array(comm.size * mine.length) : null;
+  await comm.gather(mine, all, 0);
+  if (!all) return null;
+  return Array.from({ length: comm.size }, (_, rank) => {
+    const at = rank * mine.length;
+    return Object.fromEntries(PARTS.map((part, k) => [part, all[at + 2 * k] * MIB + all[at + 2 * k + 1]])) as unknown as MemoryParts;
+  });
 }

@@ -37,8 +37,8 @@ export interface Summary {
   tensorParallel?: TensorParallelReport;
   /** Models of layers: rank 0's activation arena (bytes really held by a step), the schedule, the forward passes it runs again. */
   activations?: { peakActivationBytes: number; schedule: string; recomputed: number; units: number; storeAllBytes: number; predictedSeconds?: number };
-  /** Rank 0's bytes for the model: parameters, gradients, optimiser state, activations (what --memory-limit checks). */
-  memory?: MemoryParts & { total: number };
+  /** Rank 0's bytes for the model: parameters, gradients, optimiser state, activations (what --memory-limit checks); `ranks`, each rank's. */
+  memory?: MemoryParts & { total: number; ranks: (MemoryParts & { total: number })[] };
 }
 
 export type Listener = (event: TrainingEvent, elapsedSeconds: number) => void;
@@ -102,8 +102,8 @@ export class Monitor {
       this.tensor = report;
       this.write({ type: 'tensor', time, ...report });
     } else if (event.kind === 'memory') {
-      const { kind: _kind, ...parts } = event;
-      this.memory = { ...parts, total: totalOf(parts) };
+      const { kind: _kind, ranks, ...parts } = event;
+      this.memory = { ...parts, total: totalOf(parts), ranks: ranks.map((rank) => ({ ...rank, total: totalOf(rank) })) };
       this.write({ type: 'memory', time, ...this.memory });
     } else if (event.kind === 'activations') {
       const { bytes, schedule, recomputed, units, storeAllBytes, predictedSeconds } = event;

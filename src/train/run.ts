@@ -11,7 +11,7 @@ import { modelLabel, resolveModel } from '../models/module.js';
 import { Optimizer, defaultOptimizer } from '../optim/optimizers.js';
 import { learningRate, scaledLearningRate } from '../optim/schedules.js';
 import { ranksPerWorker, strategiesThat, strategy } from '../strategies/index.js';
-import { MemoryLedger } from './memory.js';
+import { gatherParts, MemoryLedger } from './memory.js';
 import { EVAL_BATCH, MODEL_BUFFERS } from '../strategies/strategy.js';
 import { writeCheckpoint } from './checkpoint.js';
 import { parseCompress } from '../compress/parse.js';
@@ -106,7 +106,8 @@ export async function trainRank(comm: Communicator, input: RankInput, emit: (val
   // what this rank holds for the model, now that the strategy has made its buffers: refused here, before any step, when over --memory-limit
   const held = ledger.parts({ parameters: size, activations: 'activations' in built ? (built as Sequential).activations.bytes : 0 });
   ledger.check(held, config.strategy, strategiesThat((s) => s.layerChain));
-  if (comm.rank === 0) emit({ kind: 'memory', ...held });
+  const ranks = await gatherParts(comm, held);
+  if (ranks) emit({ kind: 'memory', ...held, ranks });
   const result = await trainingLoop({
     comm, model, dataset, capabilities, hook, start, ranksPerWorker: ranksPerWorker(capabilities, config),
     workers: config.workers, batch: config.batch, epochs: config.epochs, seed: config.seed, saveEvery: config.saveEvery,
