@@ -11,6 +11,7 @@ import { reportCommand } from './report.js';
 import { exportCommand, predictCommand } from './predict.js';
 import { planCommand } from './plan.js';
 import { profileCommand } from './profile.js';
+import { studyCommand } from './study.js';
 
 const usage = `converge — parallel and distributed training in TypeScript
 
@@ -23,6 +24,7 @@ Commands:
   bench --workload W     sweep configurations, one process each
   plan --stages S        a pipeline's schedules simulated: bubble, stored micro-batches, cut, speed-up
   profile --model M      a model's units timed, and what each --recompute schedule costs on it
+  study STUDY.json       an ensemble of simulation runs streamed into statistics (no files between)
   report DIR             charts and tables of a sweep, as one HTML page
   predict --checkpoint F apply a trained checkpoint to data: predictions and metrics
   export --checkpoint F  write a checkpoint's tensors as NPY files (numpy, PyTorch)
@@ -51,6 +53,8 @@ async function main(argv: string[]): Promise<number> {
       return planCommand(rest);
     case 'profile':
       return profileCommand(rest);
+    case 'study':
+      return studyCommand(rest);
     case 'report':
       return reportCommand(rest);
     case 'predict':
@@ -69,7 +73,7 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(`converge ${version()}\n`);
       return 0;
     default:
-      throw usageError(`unknown command '${command}'; use one of: train, generate, launch, bench, plan, profile, report, predict, export (see converge --help).`);
+      throw usageError(`unknown command '${command}'; use one of: train, generate, launch, bench, plan, profile, study, report, predict, export (see converge --help).`);
   }
 }
 

@@ -63,13 +63,13 @@ export function readNpy(path: string): NpyArray {
   return parseNpy(readFileSync(path), path);
 }
 
-/** A float32 array as .npy bytes (format 1.0), as numpy.save writes it. */
-export function formatNpy(values: Float32Array, shape: readonly number[]): Buffer {
-  const dict = `{'descr': '<f4', 'fortran_order': False, 'shape': (${shape.join(', ')}${shape.length === 1 ? ',' : ''}), }`;
+/** A float32 or float64 array as .npy bytes (format 1.0), as numpy.save writes it. */
+export function formatNpy(values: Float32Array | Float64Array, shape: readonly number[]): Buffer {
+  const dict = `{'descr': '<f${values.BYTES_PER_ELEMENT}', 'fortran_order': False, 'shape': (${shape.join(', ')}${shape.length === 1 ? ',' : ''}), }`;
   // magic + version + length + header, padded with spaces and a newline to a multiple of 64
   const unpadded = 10 + dict.length + 1;
   const header = `${dict}${' '.repeat((64 - (unpadded % 64)) % 64)}\n`;
-  const out = Buffer.alloc(10 + header.length + 4 * values.length);
+  const out = Buffer.alloc(10 + header.length + values.byteLength);
   out.set(MAGIC, 0);
   out[6] = 1;
   out[7] = 0;

@@ -1,0 +1,203 @@
+// Runs a study: forks its server ranks, starts the simulation runs (at most `concurrency` at
+// once), restarts a run that crashes or outlives its timeout (its already-counted timesteps are
+// recognised by the servers), and at the end gathers every rank's slices into whole fields,
+// written as NPY files beside a summary.json.
+
+import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ConvergeError } from '../errors.js';
+import { formatNpy } from '../data/npy.js';
+import { Design } from './design.js';
+import { ENV } from './client.js';
+import type { RankResults, ServerStart } from './server.js';
+import type { StudySpec } from './spec.js';
+
+export interface StudyOptions {
+  /** Folder for the results (created). */
+  out: string;
+  /** Where the servers listen (loopback by default: the runs are local processes). */
+  bind?: string;
+  /** Called with one line per event (a run started, failed, restarted; the end). */
+  log?: (line: string) => void;
+  /** Extra environment for every run (tests inject faults through it). */
+  env?: Record<string, string>;
+}
+
+export interface StudySummary {
+  runs: number;
+  servers: number;
+  design: string;
+  /** Runs started again after a crash or a timeout. */
+  restarts: number;
+  seconds: number;
+  runsPerSecond: number;
+  /** Field values received by the servers, in bytes (float64), repeats included. */
+  bytesStreamed: number;
+  /** Timesteps sent again by restarted runs and not counted twice. */
+  repeatedTimesteps: number;
+  /** Connections turned away (a wrong secret or job). */
+  refusedConnections: number;
+  /** The files written, by field: statistic → file name. */
+  files: Record<string, Record<string, string>>;
+}
+
+const serverScript = fileURLToPath(new URL('./server.js', import.meta.url));
+const moduleRunner = fileURLToPath(new URL('./run-module.js', import.meta.url));
+
+interface Rank {
+  process: ChildProcess;
+  port: number;
+  /** Questions waiting for this rank's answer: each takes the reply it matches; all fail if the rank exits. */
+  replies: { take: (message: Record<string, unknown>) => boolean; fail: (error: Error) => void }[];
+}
+
+export async function runStudy(spec: StudySpec, options: StudyOptions): Promise<StudySummary> {
+  const log = options.log ?? (() => {});
+  const started = performance.now();
+  const design = new Design(spec.parameters, spec.design, spec.seed);
+  const credentials = { secret: randomBytes(16).toString('hex'), job: `study-${randomBytes(8).toString('hex')}`, security: spec.transportSecurity };
+  const bind = options.bind ?? '127.0.0.1';
+  const stateSpec = { fields: spec.fields, runs: spec.runs, groupSize: design.groupSize, inputs: spec.parameters.length, pickFreeze: spec.design === 'pick-freeze', moments: spec.statistics, covariance: spec.statistics.covariance };
+  const inputs = spec.parameters.map((p) => p.name);
+  let failure: Error | null = null;
+  let stopping = false;
+  const ranks: Rank[] = await Promise.all(Array.from({ length: spec.servers }, (_, rank) => new Promise<Rank>((resolve, reject) => {
+    const child = fork(serverScript, ['--study-server'], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'pipe', 'ipc'] });
+    const entry: Rank = { process: child, port: 0, replies: [] };
+    child.stderr!.on('data', (chunk: Buffer) => log(chunk.toString().trimEnd()));
+    child.on('message', (message: Record<string, unknown>) => {
+      if (typeof message.port === 'number') {
+        entry.port = message.port;
+        resolve(entry);
+      } else if (typeof message.error === 'string') failure ??= new ConvergeError(message.error, 'STUDY_SERVER');
+      else entry.replies = entry.replies.filter((reply) => !reply.take(message));
+    });
+    child.once('exit', (code, signal) => {
+      const gone = new ConvergeError(`study server rank ${rank} exited (${signal ?? `code ${code}`}) before the study ended; the study stops.`, 'STUDY_SERVER');
+      if (!stopping) failure ??= gone;
+      for (const reply of entry.replies) reply.fail(failure ?? gone);
+      reject(new ConvergeError(`study server rank ${rank} did not start (${signal ?? `code ${code}`}).`, 'STUDY_SERVER'));
+    });
+    const start: ServerStart = { spec: stateSpec, rank, ranks: spec.servers, credentials, bind };
+    child.send({ start, inputs });
+  })));
+  const ask = <T extends Record<string, unknown>>(rank: Rank, message: Record<string, unknown>, matches: (reply: Record<string, unknown>) => boolean): Promise<T> => new Promise((resolve, reject) => {
+    if (rank.process.exitCode !== null || rank.process.signalCode !== null) return reject(failure ?? new ConvergeError('a study server rank has exited; the study stops.', 'STUDY_SERVER'));
+    rank.replies.push({
+      take: (reply) => {
+        if (!matches(reply)) return false;
+        resolve(reply as T);
+        return true;
+      },
+      fail: reject,
+    });
+    rank.process.send(message);
+  });
+
+  const servers = ranks.map((rank) => `${bind}:${rank.port}`).join(',');
+  const fields = JSON.stringify(spec.fields);
+  const [program, ...args] = 'command' in spec.simulation ? spec.simulation.command : [process.execPath, moduleRunner, spec.simulation.module];
+  let restarts = 0;
+
+  /** One run to completion: started again (up to `retries` times) when it crashes or hangs. */
+  const runOne = async (run: number): Promise<void> => {
+    const parameters = Object.fromEntries(design.inputs(run).map((value, k) => [inputs[k], value]));
+    for (let attempt = 0; ; attempt++) {
+      if (failure) throw failure;
+      const env = {
+        ...process.env, ...options.env,
+        [ENV.servers]: servers, [ENV.run]: String(run), [ENV.attempt]: String(attempt), [ENV.inputs]: JSON.stringify(parameters), [ENV.fields]: fields,
+        [ENV.security]: spec.transportSecurity, [ENV.secret]: credentials.secret, [ENV.job]: credentials.job,
+      };
+      const child = spawn(program, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr!.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-2000)));
+      const outcome = await new Promise<string | null>((resolve) => {
+        const timer = setTimeout(() => {
+          child.kill('SIGKILL');
+          resolve(`ran past runTimeoutSeconds (${spec.runTimeoutSeconds} s)`);
+        }, spec.runTimeoutSeconds * 1000);
+        child.once('error', (error) => (clearTimeout(timer), resolve(`could not start ${program}: ${error.message}`)));
+        child.once('exit', (code, signal) => {
+          clearTimeout(timer);
+          resolve(code === 0 ? null : `exited with ${signal ?? `code ${code}`}${lastWords(stderr)}`);
+        });
+      });
+      if (failure) throw failure; // a server's own error says more than what it did to this run
+      if (outcome === null) {
+        const replies = await Promise.all(ranks.map((rank) => ask<{ ok: boolean; received: number }>(rank, { complete: run }, (reply) => reply.complete === run)));
+        if (replies.every((reply) => reply.ok)) return;
+        const timesteps = spec.fields.reduce((sum, f) => sum + f.timesteps, 0);
+        throw new ConvergeError(`study: run ${run} exited 0 having sent ${replies.map((r) => r.received).join(' and ')} of its ${timesteps} timesteps (every field's) to the server ranks; a simulation must send each declared timestep of each field, then close().`, 'BAD_DATA');
+      }
+      if (stopping) return;
+      if (attempt >= spec.retries) throw new ConvergeError(`study: run ${run} failed ${attempt + 1} times (last: ${outcome}); the study stops. Fix the simulation, or raise "retries".`, 'RUN_FAILED');
+      restarts++;
+      log(`run ${run} ${outcome}; starting it again (attempt ${attempt + 2} of ${spec.retries + 1})`);
+    }
+  };
+
+  try {
+    let next = 0;
+    let done = 0;
+    const worker = async () => {
+      while (next < spec.runs) {
+        const run = next++;
+        await runOne(run);
+        done++;
+        if (done % Math.max(1, Math.floor(spec.runs / 10)) === 0 || done === spec.runs) log(`${done} of ${spec.runs} runs done (${((performance.now() - started) / 1000).toFixed(1)} s)`);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(spec.concurrency, spec.runs) }, worker));
+    if (failure) throw failure;
+    stopping = true;
+    const results = await Promise.all(ranks.map((rank) => ask<{ results: RankResults; waiting: number; failure: string | null }>(rank, { finish: true }, (reply) => 'results' in reply)));
+    const broken = results.find((r) => r.failure);
+    if (broken) throw new ConvergeError(broken.failure!, 'STUDY_SERVER');
+    if (results.some((r) => r.waiting > 0)) throw new ConvergeError(`study: ${results.reduce((s, r) => s + r.waiting, 0)} samples still wait for the rest of their group or pair after every run ended (a bug: please report it).`, 'STUDY_SERVER');
+    const seconds = (performance.now() - started) / 1000;
+    const files = writeResults(spec, results.map((r) => r.results), options.out);
+    const summary: StudySummary = {
+      runs: spec.runs, servers: spec.servers, design: spec.design, restarts, seconds, runsPerSecond: spec.runs / seconds,
+      bytesStreamed: results.reduce((s, r) => s + r.results.bytes, 0), repeatedTimesteps: results.reduce((s, r) => s + r.results.repeated, 0),
+      refusedConnections: results.reduce((s, r) => s + r.results.refused, 0), files,
+    };
+    writeFileSync(join(options.out, 'summary.json'), `${JSON.stringify({ ...summary, parameters: spec.parameters, fields: spec.fields, statistics: spec.statistics }, null, 2)}\n`);
+    log(`study done: ${spec.runs} runs in ${seconds.toFixed(1)} s (${summary.runsPerSecond.toFixed(1)} runs/s), ${(summary.bytesStreamed / 2 ** 20).toFixed(1)} MiB streamed, ${restarts} restarts; results in ${options.out}`);
+    return summary;
+  } finally {
+    stopping = true;
+    for (const rank of ranks) if (rank.process.exitCode === null) rank.process.kill();
+  }
+}
+
+/** What a crashed run said last: its error's line (node's stack and version trailer left out). */
+function lastWords(stderr: string): string {
+  const lines = stderr.split('\n').map((line) => line.trim()).filter((line) => line && !/^Node\.js v/.test(line) && !line.startsWith('at '));
+  const error = lines.filter((line) => /error/i.test(line)).pop() ?? lines.pop();
+  return error ? `: ${error}` : '';
+}
+
+/** Each statistic of each field, its ranks' slices put side by side: [timesteps, cells] float64 NPY. */
+function writeResults(spec: StudySpec, ranks: RankResults[], out: string): Record<string, Record<string, string>> {
+  mkdirSync(out, { recursive: true });
+  const files: Record<string, Record<string, string>> = {};
+  spec.fields.forEach((field, f) => {
+    files[field.name] = {};
+    for (const name of Object.keys(ranks[0].fields[f])) {
+      const whole = new Float64Array(field.timesteps * field.cells);
+      for (const rank of ranks) {
+        const [low, high] = rank.slices[f];
+        const slice = rank.fields[f][name];
+        for (let t = 0; t < field.timesteps; t++) whole.set(slice.subarray(t * (high - low), (t + 1) * (high - low)), t * field.cells + low);
+      }
+      const file = `${field.name}.${name}.npy`;
+      writeFileSync(join(out, file), formatNpy(whole, [field.timesteps, field.cells]));
+      files[field.name][name] = file;
+    }
+  });
+  return files;
+}

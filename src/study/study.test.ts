@@ -1,0 +1,236 @@
+// Studies end to end: server ranks as processes, simulation runs as processes streaming over
+// sealed TCP, results as NPY files. Oracles: the test simulation's closed-form outputs for
+// every run's inputs (the design is reproducible), summed in two passes here; a study without
+// faults for the ones with them.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, existsSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { spawnSync } from 'node:child_process';
+import { createServer, connect as dial, type Socket } from 'node:net';
+import { parseNpy } from '../data/npy.js';
+import { Design } from './design.js';
+import { parseStudy } from './spec.js';
+import { runStudy, type StudySummary } from './launch.js';
+import { CELLS, TIMESTEPS, outputs } from './test-simulation.js';
+import { Kind, helloAsClient, helloAsServer, type Channel } from './wire.js';
+
+const simulation = fileURLToPath(new URL('./test-simulation.js', import.meta.url));
+const cli = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+const parameters = { x: { uniform: [-Math.PI, Math.PI] }, y: { normal: [1, 0.5] } };
+const fields = { u: { cells: CELLS, timesteps: TIMESTEPS }, v: { cells: CELLS, timesteps: TIMESTEPS } };
+
+const read = (dir: string, file: string) => {
+  const npy = parseNpy(readFileSync(join(dir, file)), file);
+  assert.deepEqual(npy.shape, [TIMESTEPS, CELLS]);
+  assert.equal(npy.dtype, '<f8');
+  return npy.values;
+};
+const relative = (a: number, b: number) => Math.abs(a - b) / Math.max(Math.abs(b), 1e-12);
+
+async function study(description: Record<string, unknown>, env: Record<string, string> = {}): Promise<{ dir: string; summary: StudySummary; lines: string[] }> {
+  const dir = mkdtempSync(join(tmpdir(), 'converge-study-'));
+  const lines: string[] = [];
+  const summary = await runStudy(parseStudy({ simulation: { module: simulation }, parameters, fields, ...description }), { out: dir, env, log: (line) => lines.push(line) });
+  return { dir, summary, lines };
+}
+
+test('a Monte-Carlo study over 3 server ranks: every statistic of every cell and timestep equals two passes over the runs\' outputs', async () => {
+  const runs = 24;
+  const { dir, summary } = await study({ design: 'monte-carlo', runs, servers: 3, concurrency: 3, seed: 5, statistics: { higher: true, thresholds: [100.5], quantiles: [0.5], covariance: [['u', 'v']] } });
+  assert.equal(summary.runs, runs);
+  assert.equal(summary.restarts, 0);
+  // every value of both fields, once (float64), whichever rank kept it
+  assert.equal(summary.bytesStreamed, runs * 2 * TIMESTEPS * CELLS * 8);
+  const design = new Design([{ name: 'x', distribution: { kind: 'uniform', low: -Math.PI, high: Math.PI } }, { name: 'y', distribution: { kind: 'normal', mean: 1, sd: 0.5 } }], 'monte-carlo', 5);
+  const all = Array.from({ length: runs }, (_, r) => {
+    const [x, y] = design.inputs(r);
+    return Array.from({ length: TIMESTEPS }, (_, t) => outputs({ x, y }, t));
+  });
+  const mean = read(dir, 'u.mean.npy');
+  const variance = read(dir, 'u.variance.npy');
+  const min = read(dir, 'u.min.npy');
+  const max = read(dir, 'u.max.npy');
+  const skewness = read(dir, 'u.skewness.npy');
+  const exceedance = read(dir, 'u.exceedance-100.5.npy');
+  const covariance = read(dir, 'u.covariance-u-v.npy');
+  const vMean = read(dir, 'v.mean.npy');
+  for (let t = 0; t < TIMESTEPS; t++) {
+    for (let i = 0; i < CELLS; i++) {
+      const u = all.map((run) => run[t].u[i]);
+      const v = all.map((run) => run[t].v[i]);
+      const mu = u.reduce((a, b) => a + b, 0) / runs;
+      const mv = v.reduce((a, b) => a + b, 0) / runs;
+      const m2 = u.reduce((s, x) => s + (x - mu) ** 2, 0);
+      const m3 = u.reduce((s, x) => s + (x - mu) ** 3, 0);
+      const at = t * CELLS + i;
+      assert.ok(relative(mean[at], mu) < 1e-12, `mean of u, t ${t}, cell ${i}`);
+      assert.ok(relative(vMean[at], mv) < 1e-12, `mean of v, t ${t}, cell ${i}`);
+      assert.ok(relative(variance[at], m2 / (runs - 1)) < 1e-10, `variance, t ${t}, cell ${i}`);
+      assert.ok(relative(skewness[at], (Math.sqrt(runs) * m3) / m2 ** 1.5) < 1e-8, `skewness, t ${t}, cell ${i}`);
+      assert.equal(min[at], Math.min(...u));
+      assert.equal(max[at], Math.max(...u));
+      assert.equal(exceedance[at], u.filter((x) => x > 100.5).length / runs);
+      const cov = u.reduce((s, x, k) => s + (x - mu) * (v[k] - mv), 0) / (runs - 1);
+      assert.ok(relative(covariance[at], cov) < 1e-10, `covariance, t ${t}, cell ${i}`);
+    }
+  }
+  const written = JSON.parse(readFileSync(join(dir, 'summary.json'), 'utf8'));
+  assert.equal(written.runs, runs);
+  assert.equal(written.files.u.mean, 'u.mean.npy');
+});
+
+test('a pick-freeze study: Sobol indices per cell and timestep equal Martinez\'s correlations computed in two passes over the groups', async () => {
+  const groups = 12;
+  const { dir, summary } = await study({ design: 'pick-freeze', groups, servers: 2, concurrency: 2, seed: 9 });
+  assert.equal(summary.runs, groups * 4);
+  const design = new Design([{ name: 'x', distribution: { kind: 'uniform', low: -Math.PI, high: Math.PI } }, { name: 'y', distribution: { kind: 'normal', mean: 1, sd: 0.5 } }], 'pick-freeze', 9);
+  const first = [read(dir, 'u.sobol-first-x.npy'), read(dir, 'u.sobol-first-y.npy')];
+  const total = [read(dir, 'u.sobol-total-x.npy'), read(dir, 'u.sobol-total-y.npy')];
+  const mean = read(dir, 'u.mean.npy');
+  const pearson = (a: number[], b: number[]) => {
+    const ma = a.reduce((s, x) => s + x, 0) / a.length;
+    const mb = b.reduce((s, x) => s + x, 0) / b.length;
+    const cov = a.reduce((s, x, k) => s + (x - ma) * (b[k] - mb), 0);
+    return cov / Math.sqrt(a.reduce((s, x) => s + (x - ma) ** 2, 0) * b.reduce((s, x) => s + (x - mb) ** 2, 0));
+  };
+  for (const t of [0, TIMESTEPS - 1]) {
+    for (let i = 0; i < CELLS; i++) {
+      const y = (member: number) => Array.from({ length: groups }, (_, g) => { const [x, yy] = design.inputs(g * 4 + member); return outputs({ x, y: yy }, t).u[i]; });
+      const [a, b, c0, c1] = [0, 1, 2, 3].map(y);
+      const at = t * CELLS + i;
+      [c0, c1].forEach((c, k) => {
+        assert.ok(Math.abs(first[k][at] - pearson(b, c)) < 1e-10, `S_${k}, t ${t}, cell ${i}: ${first[k][at]} vs ${pearson(b, c)}`);
+        assert.ok(Math.abs(total[k][at] - (1 - pearson(a, c))) < 1e-10, `ST_${k}, t ${t}, cell ${i}`);
+      });
+      // the moments take each group's A and B, the two independent draws
+      const ab = [...a, ...b];
+      assert.ok(relative(mean[at], ab.reduce((s, x) => s + x, 0) / ab.length) < 1e-12);
+    }
+  }
+});
+
+test('a run that crashes mid-run is started again, the timesteps it had sent are not counted twice, and the statistics are bit-identical to a study without the crash', async () => {
+  const description = { design: 'pick-freeze', groups: 5, servers: 2, concurrency: 1, seed: 3, statistics: { higher: true, quantiles: [0.9] } };
+  const clean = await study(description);
+  const crashed = await study(description, { CONVERGE_TEST_CRASH: '6:2' });
+  assert.equal(crashed.summary.restarts, 1);
+  assert.ok(crashed.lines.some((line) => /^run 6 exited with code 3; starting it again \(attempt 2 of 3\)$/.test(line)), crashed.lines.join('\n'));
+  // what reached the servers before the crash came again and was recognised (up to 3 timesteps of 2 fields, on 2 ranks)
+  assert.ok(crashed.summary.repeatedTimesteps > 0 && crashed.summary.repeatedTimesteps <= 12, `${crashed.summary.repeatedTimesteps}`);
+  for (const file of Object.values(clean.summary.files).flatMap((f) => Object.values(f))) {
+    assert.ok(readFileSync(join(crashed.dir, file)).equals(readFileSync(join(clean.dir, file))), file);
+  }
+  // a hung run is killed at its timeout and started again, with the same result
+  const hung = await study({ ...description, runTimeoutSeconds: 3 }, { CONVERGE_TEST_HANG: '9:1' });
+  assert.equal(hung.summary.restarts, 1);
+  assert.ok(hung.lines.some((line) => line.startsWith('run 9 ran past runTimeoutSeconds (3 s); starting it again')), hung.lines.join('\n'));
+  assert.ok(readFileSync(join(hung.dir, 'u.sobol-first-x.npy')).equals(readFileSync(join(clean.dir, 'u.sobol-first-x.npy'))));
+});
+
+test('a simulation that disagrees with its study is stopped with a message naming the run and what to fix', async () => {
+  // sends too few cells: the client refuses before sending; the run fails each attempt and the study names it
+  await assert.rejects(study({ design: 'monte-carlo', runs: 2, concurrency: 1, retries: 1 }, { CONVERGE_TEST_CELLS: '5' }),
+    /study: run 0 failed 2 times \(last: exited with code 1: ConvergeError: run 0: field "u" has 6 cells in the study; this simulation sent 5\.\); the study stops/);
+  // closes without sending a timestep
+  await assert.rejects(study({ design: 'monte-carlo', runs: 2, concurrency: 1 }, { CONVERGE_TEST_SKIP: '3' }),
+    /study: run 0 exited 0 having sent 8 of its 10 timesteps \(every field's\) to the server ranks; a simulation must send each declared timestep/);
+  // a description's mistakes, before anything starts
+  const base = { simulation: { command: ['true'] }, parameters, fields, runs: 4 };
+  assert.throws(() => parseStudy({ ...base, parameters: { x: { uniform: [1, 0] } } }), /study: parameters\.x is \{"uniform":\[1,0\]\}; give \{ "uniform": \[low, high\] \} \(low < high\)/);
+  assert.throws(() => parseStudy({ ...base, design: 'pick-freeze' }), /study: runs is for "monte-carlo"; a "pick-freeze" design counts "groups"/);
+  assert.throws(() => parseStudy({ ...base, fields: { u: { cells: 0, timesteps: 2 } } }), /study: fields\.u\.cells is 0; give a whole number ≥ 1/);
+  assert.throws(() => parseStudy({ ...base, statistics: { covariance: [['u', 'w']] } }), /study: statistics\.covariance is \[\["u","w"\]\]; give pairs of declared fields/);
+  assert.throws(() => parseStudy({ ...base, sims: 3 }), /study: key "sims" is not known/);
+});
+
+/** Two ends of a loopback connection, each through its handshake. */
+async function pair(serverSecret: string, clientSecret: string, job = 'job-a'): Promise<{ server: Promise<{ channel: Channel; run: number }>; client: Promise<Channel>; close(): void }> {
+  const sockets: Socket[] = [];
+  let accepted!: (s: Socket) => void;
+  const incoming = new Promise<Socket>((resolve) => (accepted = resolve));
+  const listener = createServer((s) => (sockets.push(s), accepted(s)));
+  await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+  const port = (listener.address() as { port: number }).port;
+  const socket = dial({ host: '127.0.0.1', port });
+  sockets.push(socket);
+  await new Promise((resolve) => socket.once('connect', resolve));
+  const client = helloAsClient(socket, { secret: clientSecret, job, security: 'encrypt' }, 7, 0, 'run 7');
+  const server = incoming.then((s) => helloAsServer(s, { secret: serverSecret, job: 'job-a', security: 'encrypt' }, 'server rank 0'));
+  client.catch(() => {});
+  server.catch(() => {});
+  return { server, client, close: () => (sockets.forEach((s) => s.destroy()), listener.close()) };
+}
+
+test('the study connection: a client without the secret or of another job is turned away; a byte altered on the wire breaks the connection', async () => {
+  const good = await pair('secret-1', 'secret-1');
+  const [{ channel: serverSide, run }, clientSide] = await Promise.all([good.server, good.client]);
+  assert.equal(run, 7);
+  const got: number[][] = [];
+  let broken = '';
+  serverSide.listen((message) => message.kind === Kind.Data && got.push([message.field, message.timestep, message.offset, ...message.values]), (what) => (broken = what));
+  await clientSide.send({ kind: Kind.Data, field: 1, timestep: 4, offset: 2, values: Float64Array.of(1.5, -2, 1e300) });
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  assert.deepEqual(got, [[1, 4, 2, 1.5, -2, 1e300]]);
+  // the bytes are sealed: flip one in flight and the reader refuses the record
+  const write = clientSide.socket.write.bind(clientSide.socket);
+  clientSide.socket.write = ((chunk: Uint8Array, ...rest: never[]) => {
+    const copy = Buffer.from(chunk);
+    copy[copy.length - 20] ^= 1;
+    return write(copy, ...rest);
+  }) as typeof clientSide.socket.write;
+  await clientSide.send({ kind: Kind.Data, field: 0, timestep: 0, offset: 0, values: Float64Array.of(3) });
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  assert.match(broken, /authenticat/);
+  assert.equal(got.length, 1);
+  good.close();
+
+  const wrong = await pair('secret-1', 'secret-2');
+  await assert.rejects(wrong.client, /run 7: the server does not know this study's secret/);
+  wrong.close();
+  // a peer that skips checking the server and sends a made-up proof is turned away by the server
+  const listener = createServer((socket) => {
+    const hello = Buffer.alloc(46 + 5);
+    hello.writeUInt32LE(0x53475643, 0);
+    hello.writeUInt32LE(3, 4);
+    hello.writeUInt16LE(5, 44);
+    hello.write('job-a', 46);
+    socket.write(hello);
+    socket.once('data', () => socket.write(Buffer.alloc(32)));
+  });
+  await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+  const impostor = dial({ host: '127.0.0.1', port: (listener.address() as { port: number }).port });
+  await new Promise((resolve) => impostor.once('connect', resolve));
+  await assert.rejects(helloAsServer(impostor, { secret: 'secret-1', job: 'job-a', security: 'encrypt' }, 'server rank 0'), /server rank 0: a client that does not know the study's secret \(run 3\); turned away/);
+  impostor.destroy();
+  listener.close();
+  const otherJob = await pair('secret-1', 'secret-1', 'job-b');
+  await assert.rejects(otherJob.server, /server rank 0: a client of job "job-b" where this study is "job-a"/);
+  otherJob.close();
+});
+
+test('converge study runs the heat-equation example: a cell on the boundary holds its run\'s boundary input, so its mean is the mean of the inputs drawn', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'converge-heat-'));
+  const description = join(dir, 'study.json');
+  const heat = JSON.parse(readFileSync(fileURLToPath(new URL('../../examples/heat-study.json', import.meta.url)), 'utf8'));
+  const runs = 6;
+  const root = fileURLToPath(new URL('../../', import.meta.url));
+  const spec = { ...heat, design: 'monte-carlo', runs, groups: undefined, simulation: { command: [process.execPath, join(root, 'examples/dist/heat.js')] } };
+  writeFileSync(description, JSON.stringify(spec));
+  const result = spawnSync(process.execPath, [cli, 'study', description, '--out', join(dir, 'out'), '--json'], { encoding: 'utf8', cwd: root });
+  assert.equal(result.status, 0, result.stderr);
+  const summary = JSON.parse(result.stdout) as StudySummary;
+  assert.equal(summary.runs, runs);
+  const mean = parseNpy(readFileSync(join(dir, 'out', 'temperature.mean.npy')), 'mean');
+  assert.deepEqual(mean.shape, [20, 1024]);
+  const design = new Design(Object.entries(heat.parameters as Record<string, { uniform: [number, number] }>).map(([name, d]) => ({ name, distribution: { kind: 'uniform', low: d.uniform[0], high: d.uniform[1] } })), 'monte-carlo', heat.seed);
+  const boundary = Array.from({ length: runs }, (_, r) => design.inputs(r)[2]).reduce((a, b) => a + b, 0) / runs;
+  assert.ok(Math.abs(mean.values[0] - boundary) < 1e-12, `${mean.values[0]} vs ${boundary}`);
+  // the centre warms over time (the source), and more than the boundary
+  const centre = 16 * 32 + 16;
+  assert.ok(mean.values[19 * 1024 + centre] > mean.values[centre] && mean.values[19 * 1024 + centre] > boundary + 0.5);
+  assert.ok(existsSync(join(dir, 'out', 'temperature.quantile-0.9.npy')));
+});
+
