@@ -24,14 +24,18 @@ export interface StudyOptions {
   log?: (line: string) => void;
   /** Extra environment for every run (tests inject faults through it). */
   env?: Record<string, string>;
+  /** Called when a run is done, with the server ranks' process ids (tests kill one through it). */
+  onRunDone?: (run: number, serverPids: number[]) => void;
 }
 
 export interface StudySummary {
   runs: number;
   servers: number;
   design: string;
-  /** Runs started again after a crash or a timeout. */
+  /** Runs started again after a crash, a timeout, or the loss of a server rank. */
   restarts: number;
+  /** Server ranks started again from their last checkpoint. */
+  serverRestarts: number;
   seconds: number;
   runsPerSecond: number;
   /** Field values received by the servers, in bytes (float64), repeats included. */
@@ -62,9 +66,16 @@ export async function runStudy(spec: StudySpec, options: StudyOptions): Promise<
   const bind = options.bind ?? '127.0.0.1';
   const stateSpec = { fields: spec.fields, runs: spec.runs, groupSize: design.groupSize, inputs: spec.parameters.length, pickFreeze: spec.design === 'pick-freeze', moments: spec.statistics, covariance: spec.statistics.covariance };
   const inputs = spec.parameters.map((p) => p.name);
+  const checkpoints = spec.checkpointEverySeconds === undefined ? null : join(options.out, 'checkpoints');
+  if (checkpoints) mkdirSync(checkpoints, { recursive: true });
   let failure: Error | null = null;
   let stopping = false;
-  const ranks: Rank[] = await Promise.all(Array.from({ length: spec.servers }, (_, rank) => new Promise<Rank>((resolve, reject) => {
+  /** Server ranks started again from their checkpoints; a run whose attempt saw one is not blamed for it. */
+  let serverRestarts = 0;
+  let recovering: Promise<void> = Promise.resolve();
+
+  /** Forks server rank `rank` (from its checkpoint when `resume`); resolves once it listens. */
+  const startServer = (rank: number, resume: boolean) => new Promise<Rank>((resolve, reject) => {
     const child = fork(serverScript, ['--study-server'], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'pipe', 'ipc'] });
     const entry: Rank = { process: child, port: 0, replies: [] };
     child.stderr!.on('data', (chunk: Buffer) => log(chunk.toString().trimEnd()));
@@ -76,16 +87,25 @@ export async function runStudy(spec: StudySpec, options: StudyOptions): Promise<
       else entry.replies = entry.replies.filter((reply) => !reply.take(message));
     });
     child.once('exit', (code, signal) => {
-      const gone = new ConvergeError(`study server rank ${rank} exited (${signal ?? `code ${code}`}) before the study ended; the study stops.`, 'STUDY_SERVER');
-      if (!stopping) failure ??= gone;
-      for (const reply of entry.replies) reply.fail(failure ?? gone);
-      reject(new ConvergeError(`study server rank ${rank} did not start (${signal ?? `code ${code}`}).`, 'STUDY_SERVER'));
+      const how = signal ?? `code ${code}`;
+      const gone = new ConvergeError(`study server rank ${rank} exited (${how}) before the study ended${checkpoints ? '' : ' (no checkpoints: give "checkpointEverySeconds" to have it started again)'}; the study stops.`, 'STUDY_SERVER');
+      reject(gone);
+      if (stopping || entry.port === 0) return;
+      if (!checkpoints || failure) {
+        failure ??= gone;
+        for (const reply of entry.replies) reply.fail(gone);
+        return;
+      }
+      serverRestarts++;
+      log(`study server rank ${rank} exited (${how}); starting it again from its last checkpoint`);
+      recovering = recovering.then(() => recover(rank, entry));
     });
-    const start: ServerStart = { spec: stateSpec, rank, ranks: spec.servers, credentials, bind };
+    const start: ServerStart = { spec: stateSpec, rank, ranks: spec.servers, credentials, bind, checkpoint: checkpoints ? { path: join(checkpoints, `rank-${rank}.v8`), everySeconds: spec.checkpointEverySeconds!, resume } : undefined };
     child.send({ start, inputs });
-  })));
+  });
+  const ranks: Rank[] = await Promise.all(Array.from({ length: spec.servers }, (_, rank) => startServer(rank, false)));
   const ask = <T extends Record<string, unknown>>(rank: Rank, message: Record<string, unknown>, matches: (reply: Record<string, unknown>) => boolean): Promise<T> => new Promise((resolve, reject) => {
-    if (rank.process.exitCode !== null || rank.process.signalCode !== null) return reject(failure ?? new ConvergeError('a study server rank has exited; the study stops.', 'STUDY_SERVER'));
+    if (rank.process.exitCode !== null || rank.process.signalCode !== null) return reject(new ServerGone());
     rank.replies.push({
       take: (reply) => {
         if (!matches(reply)) return false;
@@ -97,61 +117,117 @@ export async function runStudy(spec: StudySpec, options: StudyOptions): Promise<
     rank.process.send(message);
   });
 
-  const servers = ranks.map((rank) => `${bind}:${rank.port}`).join(',');
+  // runs wait in order; a run put back (its data lost with a server rank) goes back in its place
+  const queue = Array.from({ length: spec.runs }, (_, run) => run);
+  const putBack = (run: number) => {
+    const at = queue.findIndex((r) => r > run);
+    queue.splice(at < 0 ? queue.length : at, 0, run);
+  };
+  const completed = new Set<number>();
+  /** A restarted rank holds what its checkpoint held: every completed run it lacks runs again. */
+  const recover = async (rank: number, old: Rank) => {
+    for (const reply of old.replies) reply.fail(new ServerGone());
+    try {
+      ranks[rank] = await startServer(rank, true);
+    } catch (error) {
+      failure ??= error as Error;
+      return;
+    }
+    const lost: number[] = [];
+    for (const run of [...completed].sort((a, b) => a - b)) {
+      const reply = await ask<{ ok: boolean }>(ranks[rank], { complete: run }, (r) => r.complete === run).catch(() => ({ ok: false }));
+      if (!reply.ok) {
+        completed.delete(run);
+        putBack(run);
+        lost.push(run);
+      }
+    }
+    log(`study server rank ${rank} is back from its checkpoint, which holds ${completed.size} of the ${completed.size + lost.length} runs done; ${lost.length ? `runs ${lost.join(', ')} run again` : 'none runs again'}`);
+  };
+
   const fields = JSON.stringify(spec.fields);
   const [program, ...args] = 'command' in spec.simulation ? spec.simulation.command : [process.execPath, moduleRunner, spec.simulation.module];
   let restarts = 0;
+  const attempts = new Map<number, number>();
+  const running = new Set<ChildProcess>();
 
-  /** One run to completion: started again (up to `retries` times) when it crashes or hangs. */
-  const runOne = async (run: number): Promise<void> => {
+  /** One attempt of a run: null when it is done; else why not, and whether to blame the run. */
+  const attempt = async (run: number): Promise<{ why: string; blame: boolean } | null> => {
+    await recovering;
+    if (failure) throw failure;
+    const restartsBefore = serverRestarts;
+    const attempt = attempts.get(run) ?? 0;
     const parameters = Object.fromEntries(design.inputs(run).map((value, k) => [inputs[k], value]));
-    for (let attempt = 0; ; attempt++) {
-      if (failure) throw failure;
-      const env = {
-        ...process.env, ...options.env,
-        [ENV.servers]: servers, [ENV.run]: String(run), [ENV.attempt]: String(attempt), [ENV.inputs]: JSON.stringify(parameters), [ENV.fields]: fields,
-        [ENV.security]: spec.transportSecurity, [ENV.secret]: credentials.secret, [ENV.job]: credentials.job,
-      };
-      const child = spawn(program, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
-      let stderr = '';
-      child.stderr!.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-2000)));
-      const outcome = await new Promise<string | null>((resolve) => {
-        const timer = setTimeout(() => {
-          child.kill('SIGKILL');
-          resolve(`ran past runTimeoutSeconds (${spec.runTimeoutSeconds} s)`);
-        }, spec.runTimeoutSeconds * 1000);
-        child.once('error', (error) => (clearTimeout(timer), resolve(`could not start ${program}: ${error.message}`)));
-        child.once('exit', (code, signal) => {
-          clearTimeout(timer);
-          resolve(code === 0 ? null : `exited with ${signal ?? `code ${code}`}${lastWords(stderr)}`);
-        });
+    const env = {
+      ...process.env, ...options.env,
+      [ENV.servers]: ranks.map((rank) => `${bind}:${rank.port}`).join(','), [ENV.run]: String(run), [ENV.attempt]: String(attempt), [ENV.inputs]: JSON.stringify(parameters), [ENV.fields]: fields,
+      [ENV.security]: spec.transportSecurity, [ENV.secret]: credentials.secret, [ENV.job]: credentials.job,
+    };
+    const child = spawn(program, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    running.add(child);
+    child.once('exit', () => running.delete(child));
+    let stderr = '';
+    child.stderr!.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-2000)));
+    const outcome = await new Promise<string | null>((resolve) => {
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        resolve(`ran past runTimeoutSeconds (${spec.runTimeoutSeconds} s)`);
+      }, spec.runTimeoutSeconds * 1000);
+      child.once('error', (error) => (clearTimeout(timer), resolve(`could not start ${program}: ${error.message}`)));
+      child.once('exit', (code, signal) => {
+        clearTimeout(timer);
+        resolve(code === 0 ? null : `exited with ${signal ?? `code ${code}`}${lastWords(stderr)}`);
       });
-      if (failure) throw failure; // a server's own error says more than what it did to this run
-      if (outcome === null) {
-        const replies = await Promise.all(ranks.map((rank) => ask<{ ok: boolean; received: number }>(rank, { complete: run }, (reply) => reply.complete === run)));
-        if (replies.every((reply) => reply.ok)) return;
-        const timesteps = spec.fields.reduce((sum, f) => sum + f.timesteps, 0);
-        throw new ConvergeError(`study: run ${run} exited 0 having sent ${replies.map((r) => r.received).join(' and ')} of its ${timesteps} timesteps (every field's) to the server ranks; a simulation must send each declared timestep of each field, then close().`, 'BAD_DATA');
-      }
-      if (stopping) return;
-      if (attempt >= spec.retries) throw new ConvergeError(`study: run ${run} failed ${attempt + 1} times (last: ${outcome}); the study stops. Fix the simulation, or raise "retries".`, 'RUN_FAILED');
-      restarts++;
-      log(`run ${run} ${outcome}; starting it again (attempt ${attempt + 2} of ${spec.retries + 1})`);
-    }
+    });
+    await recovering;
+    if (failure) throw failure; // a server's own error says more than what it did to this run
+    const serverLost = serverRestarts !== restartsBefore;
+    if (outcome !== null) return { why: outcome, blame: !serverLost };
+    const replies = await Promise.all(ranks.map((rank) => ask<{ ok: boolean; received: number }>(rank, { complete: run }, (reply) => reply.complete === run))).catch((error: Error) => {
+      if (error instanceof ServerGone) return null;
+      throw error;
+    });
+    if (replies === null || serverRestarts !== restartsBefore) return { why: 'lost its data with a server rank', blame: false };
+    if (replies.every((reply) => reply.ok)) return null;
+    const timesteps = spec.fields.reduce((sum, f) => sum + f.timesteps, 0);
+    throw new ConvergeError(`study: run ${run} exited 0 having sent ${replies.map((r) => r.received).join(' and ')} of its ${timesteps} timesteps (every field's) to the server ranks; a simulation must send each declared timestep of each field, then close().`, 'BAD_DATA');
   };
 
   try {
-    let next = 0;
     let done = 0;
     const worker = async () => {
-      while (next < spec.runs) {
-        const run = next++;
-        await runOne(run);
-        done++;
-        if (done % Math.max(1, Math.floor(spec.runs / 10)) === 0 || done === spec.runs) log(`${done} of ${spec.runs} runs done (${((performance.now() - started) / 1000).toFixed(1)} s)`);
+      for (let run = queue.shift(); run !== undefined; run = queue.shift()) {
+        const failed = await attempt(run);
+        if (failed === null) {
+          completed.add(run);
+          done++;
+          options.onRunDone?.(run, ranks.map((rank) => rank.process.pid!));
+          if (done % Math.max(1, Math.floor(spec.runs / 10)) === 0 || done === spec.runs) log(`${done} of ${spec.runs} runs done (${((performance.now() - started) / 1000).toFixed(1)} s)`);
+          continue;
+        }
+        if (stopping) return;
+        const tries = (attempts.get(run) ?? 0) + (failed.blame ? 1 : 0);
+        if (tries > spec.retries) throw new ConvergeError(`study: run ${run} failed ${tries} times (last: ${failed.why}); the study stops. Fix the simulation, or raise "retries".`, 'RUN_FAILED');
+        attempts.set(run, tries);
+        restarts++;
+        log(`run ${run} ${failed.why}; starting it again${failed.blame ? ` (attempt ${tries + 1} of ${spec.retries + 1})` : ''}`);
+        putBack(run);
       }
     };
-    await Promise.all(Array.from({ length: Math.min(spec.concurrency, spec.runs) }, worker));
+    // a worker that finds the queue empty while another's run may still be put back waits for it
+    const workers = Array.from({ length: Math.min(spec.concurrency, spec.runs) }, async () => {
+      try {
+        while (completed.size < spec.runs && !failure) {
+          await worker();
+          if (completed.size < spec.runs) await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+      } catch (error) {
+        failure ??= error as Error; // the other workers stop at their next run
+        throw error;
+      }
+    });
+    await Promise.all(workers);
+    await recovering;
     if (failure) throw failure;
     stopping = true;
     const results = await Promise.all(ranks.map((rank) => ask<{ results: RankResults; waiting: number; failure: string | null }>(rank, { finish: true }, (reply) => 'results' in reply)));
@@ -161,16 +237,24 @@ export async function runStudy(spec: StudySpec, options: StudyOptions): Promise<
     const seconds = (performance.now() - started) / 1000;
     const files = writeResults(spec, results.map((r) => r.results), options.out);
     const summary: StudySummary = {
-      runs: spec.runs, servers: spec.servers, design: spec.design, restarts, seconds, runsPerSecond: spec.runs / seconds,
+      runs: spec.runs, servers: spec.servers, design: spec.design, restarts, serverRestarts, seconds, runsPerSecond: spec.runs / seconds,
       bytesStreamed: results.reduce((s, r) => s + r.results.bytes, 0), repeatedTimesteps: results.reduce((s, r) => s + r.results.repeated, 0),
       refusedConnections: results.reduce((s, r) => s + r.results.refused, 0), files,
     };
     writeFileSync(join(options.out, 'summary.json'), `${JSON.stringify({ ...summary, parameters: spec.parameters, fields: spec.fields, statistics: spec.statistics }, null, 2)}\n`);
-    log(`study done: ${spec.runs} runs in ${seconds.toFixed(1)} s (${summary.runsPerSecond.toFixed(1)} runs/s), ${(summary.bytesStreamed / 2 ** 20).toFixed(1)} MiB streamed, ${restarts} restarts; results in ${options.out}`);
+    log(`study done: ${spec.runs} runs in ${seconds.toFixed(1)} s (${summary.runsPerSecond.toFixed(1)} runs/s), ${(summary.bytesStreamed / 2 ** 20).toFixed(1)} MiB streamed, ${restarts} runs and ${serverRestarts} server ranks restarted; results in ${options.out}`);
     return summary;
   } finally {
     stopping = true;
+    for (const child of running) child.kill('SIGKILL');
     for (const rank of ranks) if (rank.process.exitCode === null) rank.process.kill();
+  }
+}
+
+/** A server rank went away while a question to it was open (it is being started again). */
+class ServerGone extends Error {
+  constructor() {
+    super('a study server rank exited');
   }
 }
 

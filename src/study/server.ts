@@ -6,10 +6,12 @@
 //   launcher → server: { start: ServerStart } | { complete: run } | { finish: true }
 //   server → launcher: { port } | { complete: run, ok, received } | { results } | { error }
 
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
+import { deserialize, serialize } from 'node:v8';
 import { ConvergeError } from '../errors.js';
 import type { MomentOptions } from './moments.js';
-import { StudyState, type StateSpec } from './state.js';
+import { StudyState, type StateSnapshot, type StateSpec } from './state.js';
 import { Kind, helloAsServer, type Credentials } from './wire.js';
 
 export interface ServerStart {
@@ -19,6 +21,8 @@ export interface ServerStart {
   credentials: Credentials;
   /** The address to listen on (loopback unless the clients run elsewhere). */
   bind: string;
+  /** Where to write this rank's state every `everySeconds` (atomically: a whole checkpoint or the previous one), and whether to start from it. */
+  checkpoint?: { path: string; everySeconds: number; resume: boolean };
 }
 
 /** One field's statistics on this rank's slice: [timestep][cell] flattened, per statistic name. */
@@ -87,6 +91,14 @@ export function collect(state: StudyState, inputs: string[]): Record<string, Flo
 export async function serve(start: ServerStart, inputs: string[], send: (message: unknown) => void, receive: (handler: (message: Record<string, unknown>) => void) => void): Promise<void> {
   const state = new StudyState(start.spec, start.rank, start.ranks);
   const where = `study server rank ${start.rank}`;
+  const { checkpoint } = start;
+  if (checkpoint?.resume && existsSync(checkpoint.path)) state.restore(deserialize(readFileSync(checkpoint.path)) as StateSnapshot);
+  const save = () => {
+    if (!checkpoint) return;
+    writeFileSync(`${checkpoint.path}.partial`, serialize(state.snapshot()));
+    renameSync(`${checkpoint.path}.partial`, checkpoint.path);
+  };
+  const saving = checkpoint ? setInterval(save, 1000 * checkpoint.everySeconds) : null;
   const sockets = new Set<Socket>();
   let bytes = 0;
   let refused = 0;
@@ -132,6 +144,7 @@ export async function serve(start: ServerStart, inputs: string[], send: (message
         const run = message.complete;
         send({ complete: run, ok: state.complete(run), received: state.received[run] });
       } else if (message.finish) {
+        if (saving) clearInterval(saving);
         server.close();
         for (const socket of sockets) socket.destroy();
         const results: RankResults = { rank: start.rank, slices: state.slices, fields: collect(state, inputs), counted: state.counted, repeated: state.repeated, bytes, refused };

@@ -4,7 +4,7 @@
 // {
 //   "simulation": { "command": ["node", "examples/dist/heat.js"] }   (or { "module": "./sim.js" }),
 //   "parameters": { "diffusivity": { "uniform": [0.5, 1.5] }, "source": { "normal": [1, 0.2] } },
-//   "fields": { "temperature": { "cells": 1024, "timesteps": 20 } },
+//   "fields": { "temperature": { "cells": 1024, "timesteps": 20, "shape": [32, 32] } },
 //   "design": "pick-freeze", "groups": 40          (or "design": "monte-carlo", "runs": 200),
 //   "statistics": { "higher": true, "thresholds": [0.5], "quantiles": [0.1, 0.9], "covariance": [["a", "b"]] },
 //   "servers": 2, "concurrency": 2, "seed": 1, "runTimeoutSeconds": 60, "retries": 2
@@ -28,6 +28,8 @@ export interface StudySpec {
   seed: number;
   runTimeoutSeconds: number;
   retries: number;
+  /** Server ranks write their state this often and a rank that dies is started again from it; none when absent. */
+  checkpointEverySeconds?: number;
   /** How the clients' connections are protected (as the tcp backend's --transport-security). */
   transportSecurity: 'encrypt' | 'integrity' | 'none';
 }
@@ -45,7 +47,7 @@ const numbers = (value: unknown, key: string): number[] => {
   return value as number[];
 };
 
-const KNOWN = ['simulation', 'parameters', 'fields', 'design', 'groups', 'runs', 'statistics', 'servers', 'concurrency', 'seed', 'runTimeoutSeconds', 'retries', 'transportSecurity'];
+const KNOWN = ['simulation', 'parameters', 'fields', 'design', 'groups', 'runs', 'statistics', 'servers', 'concurrency', 'seed', 'runTimeoutSeconds', 'retries', 'transportSecurity', 'checkpointEverySeconds'];
 
 export function parseStudy(input: unknown): StudySpec {
   if (!isObject(input)) throw bad('description', 'must be a JSON object');
@@ -67,7 +69,13 @@ export function parseStudy(input: unknown): StudySpec {
   if (!isObject(input.fields) || Object.keys(input.fields).length === 0) throw bad('fields', 'must declare at least one field, e.g. { "temperature": { "cells": 1024, "timesteps": 20 } }.');
   const fields: FieldSpec[] = Object.entries(input.fields).map(([name, f]) => {
     if (!isObject(f)) throw bad(`fields.${name}`, 'must be { "cells": N, "timesteps": T }.');
-    return { name, cells: positiveInteger(f.cells, `fields.${name}.cells`), timesteps: positiveInteger(f.timesteps, `fields.${name}.timesteps`) };
+    const cells = positiveInteger(f.cells, `fields.${name}.cells`);
+    const timesteps = positiveInteger(f.timesteps, `fields.${name}.timesteps`);
+    if (f.shape === undefined) return { name, cells, timesteps };
+    if (!Array.isArray(f.shape) || f.shape.length !== 2 || !f.shape.every((d) => Number.isInteger(d) && d > 0) || f.shape[0] * f.shape[1] !== cells) {
+      throw bad(`fields.${name}.shape`, `is ${JSON.stringify(f.shape)}; give [rows, columns] whose product is the field's ${cells} cells.`);
+    }
+    return { name, cells, timesteps, shape: [f.shape[0], f.shape[1]] };
   });
 
   const design = input.design ?? 'monte-carlo';
@@ -99,7 +107,10 @@ export function parseStudy(input: unknown): StudySpec {
   if (typeof timeout !== 'number' || !(timeout > 0)) throw bad('runTimeoutSeconds', `is ${JSON.stringify(timeout)}; give seconds > 0.`);
   const retries = input.retries ?? 2;
   if (!Number.isInteger(retries) || (retries as number) < 0) throw bad('retries', `is ${JSON.stringify(retries)}; give a whole number ≥ 0.`);
+  const every = input.checkpointEverySeconds;
+  if (every !== undefined && (typeof every !== 'number' || !(every > 0))) throw bad('checkpointEverySeconds', `is ${JSON.stringify(every)}; give seconds > 0.`);
   return {
+    ...(every !== undefined ? { checkpointEverySeconds: every } : {}),
     simulation: sim, parameters, fields, design, runs,
     statistics: { higher: statistics.higher === true, thresholds: numbers(statistics.thresholds, 'statistics.thresholds'), quantiles, covariance: covariance as [string, string][] },
     servers: positiveInteger(input.servers, 'servers', 1), concurrency: positiveInteger(input.concurrency, 'concurrency', 2),

@@ -14,6 +14,8 @@ export interface FieldSpec {
   /** Cells of the whole field (a client sends all of them; a server rank keeps its slice). */
   cells: number;
   timesteps: number;
+  /** How the cells lie on a grid, row-major (for drawing): rows × cols = cells. */
+  shape?: [number, number];
 }
 
 export interface StateSpec {
@@ -31,6 +33,18 @@ export interface StateSpec {
 /** The cells of a field of `cells` that server rank `rank` of `ranks` keeps: [low, high). */
 export function sliceOf(cells: number, rank: number, ranks: number): [number, number] {
   return [Math.floor((rank * cells) / ranks), Math.floor(((rank + 1) * cells) / ranks)];
+}
+
+export interface StateSnapshot {
+  moments: object[][];
+  sobol: object[][] | null;
+  covariances: object[][];
+  seen: Uint8Array;
+  received: Uint32Array;
+  groups: Map<string, (Float64Array | null)[]>;
+  pairs: Map<string, (Float64Array | null)[]>;
+  counted: number;
+  repeated: number;
 }
 
 export class StudyState {
@@ -136,6 +150,39 @@ export class StudyState {
         for (let s = 0; s < samples.length; s++) perTimestep[timestep].add(waiting[0].subarray(s * cells, (s + 1) * cells), waiting[1].subarray(s * cells, (s + 1) * cells));
       }
     }
+  }
+
+  /**
+   * Everything this rank has counted and holds back, as plain data for a checkpoint (v8's
+   * serializer writes it exactly): restore() on a state of the same study takes it back.
+   */
+  snapshot(): StateSnapshot {
+    return {
+      moments: this.moments.map((perTimestep) => perTimestep.map((m) => ({ ...m }))),
+      sobol: this.sobol?.map((perTimestep) => perTimestep.map((s) => ({ ...s }))) ?? null,
+      covariances: this.covariances.map((c) => c.perTimestep.map((x) => ({ ...x }))),
+      seen: this.seen, received: this.received, groups: this.groups, pairs: this.pairs, counted: this.counted, repeated: this.repeated,
+    };
+  }
+
+  restore(snapshot: StateSnapshot): void {
+    const fit = (what: string, ok: boolean) => {
+      if (!ok) throw new ConvergeError(`study server rank ${this.rank}: the checkpoint does not fit this study (${what}); start the study afresh.`, 'BAD_CHECKPOINT');
+    };
+    fit('fields and timesteps', snapshot.moments.length === this.moments.length && snapshot.moments.every((t, f) => t.length === this.moments[f].length));
+    fit('runs', snapshot.seen.length === this.seen.length);
+    fit('design', (snapshot.sobol === null) === (this.sobol === null));
+    snapshot.moments.forEach((perTimestep, f) => perTimestep.forEach((m, t) => Object.assign(this.moments[f][t], m)));
+    snapshot.sobol?.forEach((perTimestep, f) => perTimestep.forEach((s, t) => Object.assign(this.sobol![f][t], s)));
+    snapshot.covariances.forEach((perTimestep, k) => perTimestep.forEach((c, t) => Object.assign(this.covariances[k].perTimestep[t], c)));
+    this.seen.set(snapshot.seen);
+    this.received.set(snapshot.received);
+    this.groups.clear();
+    for (const [key, value] of snapshot.groups) this.groups.set(key, value);
+    this.pairs.clear();
+    for (const [key, value] of snapshot.pairs) this.pairs.set(key, value);
+    this.counted = snapshot.counted;
+    this.repeated = snapshot.repeated;
   }
 
   /** Runs whose every timestep of every field this rank has counted. */

@@ -234,3 +234,35 @@ test('converge study runs the heat-equation example: a cell on the boundary hold
   assert.ok(existsSync(join(dir, 'out', 'temperature.quantile-0.9.npy')));
 });
 
+
+test('a server rank killed mid-study is started again from its last checkpoint; the runs it lost run again and the statistics are bit-identical to a study without the kill', async () => {
+  const description = { design: 'pick-freeze', groups: 6, servers: 2, concurrency: 1, seed: 4, checkpointEverySeconds: 0.05, statistics: { higher: true, quantiles: [0.9], covariance: [['u', 'v']] } };
+  const clean = await study(description);
+  assert.equal(clean.summary.serverRestarts, 0);
+  const dir = mkdtempSync(join(tmpdir(), 'converge-study-'));
+  const lines: string[] = [];
+  let killed = false;
+  const summary = await runStudy(parseStudy({ simulation: { module: simulation }, parameters, fields, ...description }), {
+    out: dir, log: (line) => lines.push(line),
+    onRunDone: (run, pids) => {
+      if (run === 13 && !killed) {
+        killed = true;
+        process.kill(pids[1], 'SIGKILL');
+      }
+    },
+  });
+  assert.ok(killed);
+  assert.equal(summary.serverRestarts, 1);
+  assert.ok(lines.includes('study server rank 1 exited (SIGKILL); starting it again from its last checkpoint'), lines.join('\n'));
+  // the checkpoint held most of the 14 runs done (written every 50 ms): only those after it run again
+  const back = lines.map((line) => /^study server rank 1 is back from its checkpoint, which holds (\d+) of the (\d+) runs done/.exec(line)).find(Boolean);
+  assert.ok(back && Number(back[2]) === 14 && Number(back[1]) >= 7, lines.join('\n'));
+  for (const file of Object.values(clean.summary.files).flatMap((f) => Object.values(f))) {
+    assert.ok(readFileSync(join(dir, file)).equals(readFileSync(join(clean.dir, file))), file);
+  }
+  // without checkpoints the study stops, saying how to have it recover
+  await assert.rejects(runStudy(parseStudy({ simulation: { module: simulation }, parameters, fields, ...description, checkpointEverySeconds: undefined }), {
+    out: mkdtempSync(join(tmpdir(), 'converge-study-')),
+    onRunDone: (run, pids) => run === 3 && process.kill(pids[0], 'SIGKILL'),
+  }), /study server rank 0 exited \(SIGKILL\) before the study ended \(no checkpoints: give "checkpointEverySeconds" to have it started again\); the study stops/);
+});
