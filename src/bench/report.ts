@@ -10,6 +10,7 @@ import { dirname, join } from 'node:path';
 import * as vega from 'vega';
 import * as vegaLite from 'vega-lite';
 import { missingData } from '../errors.js';
+import { escape } from './html.js';
 import type { RunRecord } from './sweep.js';
 import { reached, workload as findWorkload, workloads, type Target } from './workloads.js';
 
@@ -211,7 +212,6 @@ export async function charts(runs: Run[], target: Target): Promise<Chart[]> {
   return out;
 }
 
-const escape = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 const fmt = {
   seconds: (s: number | null) => (s === null ? 'not reached' : `${s.toFixed(1)} s`),
   samples: (n: number | null) => (n === null ? '–' : Math.round(n).toLocaleString('en-US')),

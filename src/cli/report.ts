@@ -8,7 +8,9 @@ import { checkWritable } from '../launch/outputs.js';
 export const reportHelp = `converge report DIR [--out FILE]
   Reads the logs of 'converge bench … --out DIR' and writes one self-contained HTML page
   (FILE, default DIR/report.html) with the charts and the time-to-target table of every
-  workload, and summary.md and summary.json beside it.
+  workload, and summary.md and summary.json beside it. On the results of
+  'converge study … --out DIR' it draws heat maps of each field's mean, standard deviation and
+  Sobol indices.
 `;
 
 export async function reportCommand(args: string[]): Promise<number> {
@@ -24,6 +26,13 @@ export async function reportCommand(args: string[]): Promise<number> {
     // the page's folder is made if need be (as the report always did), then checked before any drawing
     mkdirSync(dirname(resolve(values.out)), { recursive: true });
     checkWritable('--out', values.out);
+  }
+  // a study's results (converge study --out DIR): heat maps of its fields, drawn without vega
+  const { isStudy, writeStudyReport } = await import('../bench/study-report.js');
+  if (isStudy(dir)) {
+    const drawn = writeStudyReport(dir, values.out ?? `${dir}/report.html`);
+    process.stdout.write(`wrote ${drawn.html} (a study, ${drawn.charts} heat maps)\n`);
+    return 0;
   }
   // Vega loads only here: the other commands, and the library, never need it (an optional peer dependency)
   const { writeReport } = await import('../bench/report.js').catch((error: NodeJS.ErrnoException) => {
