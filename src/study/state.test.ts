@@ -1,0 +1,114 @@
+// One server rank's state, without processes: slices, repeated timesteps, pick-freeze groups and
+// covariance pairs that wait for their last member, and a checkpoint taken mid-stream. Oracles:
+// the estimators fed directly in the same order (moments, Sobol), and a state that never
+// checkpointed.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { deserialize, serialize } from 'node:v8';
+import { Random } from '../tensor/random.js';
+import { Covariance, Moments } from './moments.js';
+import { Sobol } from './sobol.js';
+import { StudyState, sliceOf, type StateSpec } from './state.js';
+
+const fields = [{ name: 'a', cells: 7, timesteps: 3 }, { name: 'b', cells: 7, timesteps: 3 }];
+const sample = (run: number, field: number, timestep: number) => Float64Array.from({ length: 7 }, (_, i) => Math.sin(run * 1.3 + i) * (field + 1) + timestep + new Random(run * 100 + field * 10 + timestep).next());
+
+test('cells are split among ranks in contiguous slices that cover the field once', () => {
+  for (const [cells, ranks] of [[7, 3], [1024, 2], [5, 5], [3, 4]]) {
+    const slices = Array.from({ length: ranks }, (_, r) => sliceOf(cells, r, ranks));
+    assert.equal(slices[0][0], 0);
+    assert.equal(slices[ranks - 1][1], cells);
+    for (let r = 1; r < ranks; r++) assert.equal(slices[r][0], slices[r - 1][1]);
+    assert.ok(slices.every(([low, high]) => high - low <= Math.ceil(cells / ranks)));
+  }
+});
+
+test('a Monte-Carlo rank counts each run\'s timestep once, keeps its slice, and pairs the two fields for their covariance', () => {
+  const spec: StateSpec = { fields, runs: 6, groupSize: 1, inputs: 2, pickFreeze: false, moments: { higher: true }, covariance: [['a', 'b']] };
+  const state = new StudyState(spec, 1, 2); // rank 1 of 2: cells 3..7
+  assert.deepEqual(state.slices, [[3, 7], [3, 7]]);
+  const oracle = new Moments(4, { higher: true });
+  const covariance = new Covariance(4);
+  for (let run = 0; run < 6; run++) {
+    const a = sample(run, 0, 1).subarray(3);
+    const b = sample(run, 1, 1).subarray(3);
+    // b first for even runs: a pair waits for its other half whichever comes first
+    if (run % 2 === 0) assert.equal(state.add(run, 1, 1, 3, b), true);
+    assert.equal(state.add(run, 0, 1, 3, a), true);
+    if (run % 2 === 1) assert.equal(state.add(run, 1, 1, 3, b), true);
+    assert.equal(state.add(run, 0, 1, 3, a), false, 'the same timestep again is not counted');
+    oracle.add(a);
+    covariance.add(a, b);
+  }
+  assert.deepEqual(state.moments[0][1].mean, oracle.mean);
+  assert.deepEqual(state.moments[0][1].m4, oracle.m4);
+  assert.deepEqual(state.covariances[0].perTimestep[1].covariance(), covariance.covariance());
+  assert.equal(state.moments[0][0].count, 0);
+  assert.equal(state.counted, 12);
+  assert.equal(state.repeated, 6);
+  assert.equal(state.waiting, 0);
+  assert.equal(state.complete(0), false);
+  for (const [field, timestep] of [[0, 0], [0, 2], [1, 0], [1, 2]]) state.add(0, field, timestep, 3, sample(0, field, timestep).subarray(3));
+  assert.equal(state.complete(0), true);
+  // what cannot be, named
+  assert.throws(() => state.add(6, 0, 0, 3, new Float64Array(4)), /study server rank 1: run 6 is not in the study \(it has 6 runs\)/);
+  assert.throws(() => state.add(1, 0, 3, 3, new Float64Array(4)), /run 1 sent timestep 3 of field "a", which has 3 \(0\.\.2\)/);
+  assert.throws(() => state.add(1, 0, 0, 0, new Float64Array(4)), /run 1 sent cells 0\.\.4 of field "a" to the rank that keeps 3\.\.7/);
+  assert.throws(() => state.add(1, 2, 0, 3, new Float64Array(4)), /run 1 sent field #2; the study declares 2/);
+});
+
+test('a pick-freeze rank waits for a group\'s last run, whatever the order, then feeds its Sobol indices and its A and B runs\' moments', () => {
+  const spec: StateSpec = { fields: [fields[0]], runs: 4 * 5, groupSize: 4, inputs: 2, pickFreeze: true, moments: {}, covariance: [] };
+  const state = new StudyState(spec, 0, 1);
+  const sobol = new Sobol(2, 7);
+  const moments = new Moments(7);
+  const random = new Random(3);
+  for (let group = 0; group < 5; group++) {
+    const members = [0, 1, 2, 3].sort(() => random.next() - 0.5);
+    members.forEach((member, k) => {
+      state.add(group * 4 + member, 0, 2, 0, sample(group * 4 + member, 0, 2));
+      assert.equal(state.waiting, k < 3 ? 1 : 0, `group ${group} after ${k + 1} members`);
+    });
+    const run = (m: number) => sample(group * 4 + m, 0, 2);
+    sobol.add(run(0), run(1), [run(2), run(3)]);
+    moments.add(run(0));
+    moments.add(run(1));
+  }
+  assert.deepEqual(state.sobol![0][2].indices(), sobol.indices());
+  assert.deepEqual(state.moments[0][2].mean, moments.mean);
+  assert.equal(state.moments[0][2].count, 10);
+});
+
+test('a checkpoint taken mid-stream (groups and pairs still waiting) restores a state that ends bit-identical to one never stopped', () => {
+  const spec: StateSpec = { fields, runs: 4 * 6, groupSize: 4, inputs: 2, pickFreeze: true, moments: { higher: true, thresholds: [0.5], quantiles: [0.9] }, covariance: [['a', 'b']] };
+  const order: [number, number, number][] = [];
+  const random = new Random(5);
+  for (let run = 0; run < 24; run++) for (let field = 0; field < 2; field++) for (let t = 0; t < 3; t++) order.push([run, field, t]);
+  order.sort(() => random.next() - 0.5);
+  const whole = new StudyState(spec, 0, 1);
+  const first = new StudyState(spec, 0, 1);
+  const half = order.length >> 1;
+  order.forEach(([run, field, t], k) => {
+    whole.add(run, field, t, 0, sample(run, field, t));
+    if (k < half) first.add(run, field, t, 0, sample(run, field, t));
+  });
+  assert.ok(first.waiting > 0, 'the checkpoint holds samples waiting for their group or pair');
+  const resumed = new StudyState(spec, 0, 1);
+  resumed.restore(deserialize(serialize(first.snapshot())));
+  // the restarted rank hears every run again (the runs start over): the first half is recognised
+  order.forEach(([run, field, t]) => resumed.add(run, field, t, 0, sample(run, field, t)));
+  assert.equal(resumed.repeated, half);
+  assert.equal(resumed.counted, whole.counted);
+  // every estimate, to the bit (deepEqual compares floats with Object.is)
+  for (let f = 0; f < 2; f++) {
+    for (let t = 0; t < 3; t++) {
+      const [m, w] = [resumed.moments[f][t], whole.moments[f][t]];
+      for (const key of ['count', 'mean', 'm2', 'm3', 'm4', 'min', 'max', 'above', 'quantile'] as const) assert.deepEqual(m[key], w[key], `${key} of field ${f} at ${t}`);
+      assert.deepEqual(resumed.sobol![f][t].indices(), whole.sobol![f][t].indices());
+    }
+  }
+  resumed.covariances[0].perTimestep.forEach((c, t) => assert.deepEqual(c.covariance(), whole.covariances[0].perTimestep[t].covariance()));
+  // a checkpoint of another study is refused
+  const other = new StudyState({ ...spec, runs: 8 }, 0, 1);
+  assert.throws(() => other.restore(first.snapshot()), /study server rank 0: the checkpoint does not fit this study \(runs\); start the study afresh/);
+});
