@@ -31,5 +31,10 @@ export type { ReduceOp } from './comm/communicator.js';
 export type { TransportSecurity } from './comm/tcp-seal.js';
 export { Optimizer, defaultOptimizer, optimizerNames, type OptimizerConfig, type OptimizerName } from './optim/optimizers.js';
 
+// learning from running simulations (the simulations themselves import 'converge/client')
+export { study, type StudyOptions, type StudySummary } from './api/study.js';
+export { Moments, Covariance, type MomentOptions } from './study/moments.js';
+export { Sobol, type SobolIndices } from './study/sobol.js';
+
 // errors: every one a ConvergeError with a code (BAD_OPTION, UNKNOWN_NAME, SHAPE_MISMATCH, COMM_TIMEOUT, PEER_FAILED, DIVERGED, …)
 export { ConvergeError, CommunicationError } from './errors.js';

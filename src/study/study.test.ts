@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { spawnSync } from 'node:child_process';
 import { createServer, connect as dial, type Socket } from 'node:net';
 import { parseNpy } from '../data/npy.js';
+import * as api from '../index.js';
 import { Design } from './design.js';
 import { parseStudy } from './spec.js';
 import { runStudy, type StudySummary } from './launch.js';
@@ -33,7 +34,8 @@ const relative = (a: number, b: number) => Math.abs(a - b) / Math.max(Math.abs(b
 async function study(description: Record<string, unknown>, env: Record<string, string> = {}): Promise<{ dir: string; summary: StudySummary; lines: string[] }> {
   const dir = mkdtempSync(join(tmpdir(), 'converge-study-'));
   const lines: string[] = [];
-  const summary = await runStudy(parseStudy({ simulation: { module: simulation }, parameters, fields, ...description }), { out: dir, env, log: (line) => lines.push(line) });
+  // through the public API, as a library's user runs a study
+  const summary = await api.study({ simulation: { module: simulation }, parameters, fields, ...description }, { out: dir, env, log: (line) => lines.push(line) });
   return { dir, summary, lines };
 }
 
