@@ -1,9 +1,9 @@
-// A heat map as a PNG, written by hand (zlib's deflate and a CRC are all the format needs): one
+// A heat map as a PNG, written by hand (zlib's deflate and CRC-32 are all the format needs): one
 // pixel per cell, coloured by viridis between the values' minimum and maximum. A study's field
 // of a thousand cells at twenty timesteps is one small image, where a chart of one mark per cell
 // would weigh megabytes.
 
-import { deflateSync } from 'node:zlib';
+import { crc32, deflateSync } from 'node:zlib';
 
 // viridis at 0, 1/8, …, 1 (matplotlib's), interpolated linearly between
 const VIRIDIS = [[68, 1, 84], [71, 44, 122], [59, 81, 139], [44, 113, 142], [33, 144, 141], [39, 173, 129], [92, 200, 99], [170, 220, 50], [253, 231, 37]];
@@ -16,16 +16,6 @@ export function viridis(t: number): [number, number, number] {
   return [0, 1, 2].map((c) => Math.round(VIRIDIS[i][c] + f * (VIRIDIS[i + 1][c] - VIRIDIS[i][c]))) as [number, number, number];
 }
 
-const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
-  let c = n;
-  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-  return c >>> 0;
-});
-function crc32(bytes: Buffer): number {
-  let c = 0xffffffff;
-  for (const b of bytes) c = CRC_TABLE[(c ^ b) & 0xff] ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
-}
 function chunk(type: string, data: Buffer): Buffer {
   const out = Buffer.alloc(12 + data.length);
   out.writeUInt32BE(data.length, 0);

@@ -12,14 +12,14 @@ import { inflateSync } from 'node:zlib';
 import { parseNpy } from '../data/npy.js';
 import { parseStudy } from '../study/spec.js';
 import { runStudy } from '../study/launch.js';
-import { CELLS, TIMESTEPS } from '../study/test-simulation.js';
+import { CELLS, TIMESTEPS } from '../study/simulation.test.fixture.js';
 
 const cli = fileURLToPath(new URL('../cli/main.js', import.meta.url));
 
 test('converge report draws a study: heat maps of mean, deviation and each Sobol index, on the grid where the field has a shape', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'converge-study-report-'));
   await runStudy(parseStudy({
-    simulation: { module: fileURLToPath(new URL('../study/test-simulation.js', import.meta.url)) },
+    simulation: { module: fileURLToPath(new URL('../study/simulation.test.fixture.js', import.meta.url)) },
     parameters: { x: { uniform: [0, 1] }, y: { uniform: [0, 1] } },
     fields: { u: { cells: CELLS, timesteps: TIMESTEPS, shape: [2, 3] }, v: { cells: CELLS, timesteps: TIMESTEPS } },
     design: 'pick-freeze', groups: 4, concurrency: 2,

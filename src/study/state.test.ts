@@ -33,7 +33,10 @@ test('a Monte-Carlo rank counts each run\'s timestep once, keeps its slice, and 
     const a = sample(run, 0, 1).subarray(3);
     const b = sample(run, 1, 1).subarray(3);
     // b first for even runs: a pair waits for its other half whichever comes first
-    if (run % 2 === 0) assert.equal(state.add(run, 1, 1, 3, b), true);
+    if (run % 2 === 0) {
+      assert.equal(state.add(run, 1, 1, 3, b), true);
+      assert.equal(state.waiting, 1, 'b waits for its a');
+    }
     assert.equal(state.add(run, 0, 1, 3, a), true);
     if (run % 2 === 1) assert.equal(state.add(run, 1, 1, 3, b), true);
     assert.equal(state.add(run, 0, 1, 3, a), false, 'the same timestep again is not counted');
@@ -87,12 +90,13 @@ test('a checkpoint taken mid-stream (groups and pairs still waiting) restores a 
   order.sort(() => random.next() - 0.5);
   const whole = new StudyState(spec, 0, 1);
   const first = new StudyState(spec, 0, 1);
-  const half = order.length >> 1;
+  const half = Math.floor(0.75 * order.length);
   order.forEach(([run, field, t], k) => {
     whole.add(run, field, t, 0, sample(run, field, t));
     if (k < half) first.add(run, field, t, 0, sample(run, field, t));
   });
   assert.ok(first.waiting > 0, 'the checkpoint holds samples waiting for their group or pair');
+  assert.ok(first.covariances[0].perTimestep.some((c) => c.count > 0) && first.sobol!.some((perTimestep) => perTimestep.some((s) => s.count > 0)), 'and finished groups and pairs');
   const resumed = new StudyState(spec, 0, 1);
   resumed.restore(deserialize(serialize(first.snapshot())));
   // the restarted rank hears every run again (the runs start over): the first half is recognised
@@ -108,6 +112,19 @@ test('a checkpoint taken mid-stream (groups and pairs still waiting) restores a 
     }
   }
   resumed.covariances[0].perTimestep.forEach((c, t) => assert.deepEqual(c.covariance(), whole.covariances[0].perTimestep[t].covariance()));
+  // a Monte-Carlo rank's checkpoint (no Sobol indices) comes back as well
+  const mc: StateSpec = { ...spec, runs: 5, groupSize: 1, pickFreeze: false };
+  const before = new StudyState(mc, 0, 1);
+  before.add(0, 0, 0, 0, sample(0, 0, 0));
+  const after = new StudyState(mc, 0, 1);
+  after.restore(deserialize(serialize(before.snapshot())));
+  assert.deepEqual(after.moments[0][0].mean, before.moments[0][0].mean);
+  assert.equal(after.waiting, 1);
+  assert.throws(() => new StudyState(mc, 0, 1).restore(first.snapshot()), /the checkpoint does not fit this study \(runs\)/);
+  assert.throws(() => new StudyState({ ...spec, pickFreeze: false, groupSize: 1 }, 0, 1).restore(first.snapshot()), /the checkpoint does not fit this study \(design\)/);
+  assert.throws(() => new StudyState({ ...spec, fields: [fields[0], { ...fields[1], timesteps: 2 }], covariance: [] }, 0, 1).restore(first.snapshot()), /the checkpoint does not fit this study \(fields and timesteps\)/);
+  // a covariance needs two fields of one shape
+  assert.throws(() => new StudyState({ ...spec, fields: [fields[0], { ...fields[1], cells: 6 }] }, 0, 1), /study: covariance of "a" and "b": the two fields must have the same cells and timesteps/);
   // a checkpoint of another study is refused
   const other = new StudyState({ ...spec, runs: 8 }, 0, 1);
   assert.throws(() => other.restore(first.snapshot()), /study server rank 0: the checkpoint does not fit this study \(runs\); start the study afresh/);

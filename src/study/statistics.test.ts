@@ -86,6 +86,14 @@ test('minimum, maximum and exceedance probabilities are those of the stored samp
   }
   // a threshold inside the spread of cell 2, so that the count is neither 0 nor all
   assert.ok(moments.exceedance(1)[2] > 0.05 && moments.exceedance(1)[2] < 0.95);
+  // exceeding is strictly above: a value equal to the threshold does not count
+  const exact = new Moments(1, { thresholds: [2] });
+  for (const v of [1, 2, 2, 3]) exact.add([v]);
+  assert.deepEqual([...exact.exceedance(0)], [0.25]);
+  // what cannot be, said
+  assert.throws(() => moments.add(new Float64Array(4)), /a sample of 4 values where the field has 5 cells/);
+  assert.throws(() => moments.skewness(), /third and fourth moments were not asked for/);
+  assert.throws(() => new Covariance(2).add([1, 2], [1]), /a pair of 2 and 1 values where the fields have 2 cells/);
 });
 
 test('quantiles by stochastic approximation: the 0.9 quantile of a U(0, 1) stream within 0.01 after 10⁵ samples, and of a normal one at its own scale', () => {
@@ -103,6 +111,7 @@ test('quantiles by stochastic approximation: the 0.9 quantile of a U(0, 1) strea
   assert.ok(Math.abs(moments.quantile[0][1] - (1000 + 50 * 1.2815515655)) < 0.5, `normal: ${moments.quantile[0][1]}`);
   assert.ok(Math.abs(moments.quantile[1][1] - 1000) < 0.5, `normal median: ${moments.quantile[1][1]}`);
   assert.throws(() => new Moments(1, { quantiles: [1] }), /quantile level 1: give a level between 0 and 1/);
+  assert.throws(() => new Moments(1, { quantiles: [0] }), /quantile level 0: give a level between 0 and 1/);
 });
 
 test('pick-freeze design: C_k takes input k from B and every other input from A; runs are the same whenever asked', () => {
@@ -118,6 +127,13 @@ test('pick-freeze design: C_k takes input k from B and every other input from A;
   assert.notEqual(a[0], b[0]);
   assert.deepEqual(design.inputs(group * 5 + 2), c[0]);
   assert.deepEqual(design.role(23), { group: 4, member: 3 });
+  // a normal input has its mean and standard deviation
+  const normal = new Design([{ name: 'n', distribution: { kind: 'normal', mean: 5, sd: 2 } }], 'monte-carlo', 8);
+  const values = Array.from({ length: 4000 }, (_, r) => normal.inputs(r)[0]);
+  const mean = values.reduce((a, b) => a + b, 0) / values.length;
+  const sd = Math.sqrt(values.reduce((a, v) => a + (v - mean) ** 2, 0) / (values.length - 1));
+  assert.ok(Math.abs(mean - 5) < 0.1 && Math.abs(sd - 2) < 0.1, `mean ${mean}, sd ${sd}`);
+  assert.throws(() => new Design([], 'monte-carlo', 1), /a study needs at least one uncertain parameter/);
   // Monte-Carlo: independent draws within their ranges
   const mc = new Design([{ name: 'a', distribution: { kind: 'uniform', low: 2, high: 3 } }], 'monte-carlo', 3);
   const draws = Array.from({ length: 200 }, (_, r) => mc.inputs(r)[0]);
@@ -159,6 +175,8 @@ test('Sobol indices of the Ishigami function (a = 7, b = 0.1) from 10⁴ pick-fr
   }
   assert.equal(sobol.count, groups);
   assert.throws(() => sobol.add([0, 0], [0, 0], [[0, 0]]), /a pick-freeze group of 3 runs where 3 inputs need 5/);
+  assert.throws(() => sobol.add([0, 0], [0], [[0, 0], [0, 0], [0, 0]]), /a run of 1 values where the field has 2 cells/);
+  assert.throws(() => new Sobol(0, 2), /Sobol indices need at least one input, not 0/);
 });
 
 test("Sobol intervals cover: over 300 independent studies of 200 groups each, each 95% interval holds the Ishigami function's true index 88–99% of the time", () => {

@@ -15,10 +15,10 @@ import * as api from '../index.js';
 import { Design } from './design.js';
 import { parseStudy } from './spec.js';
 import { runStudy, type StudySummary } from './launch.js';
-import { CELLS, TIMESTEPS, outputs } from './test-simulation.js';
+import { CELLS, TIMESTEPS, outputs } from './simulation.test.fixture.js';
 import { Kind, helloAsClient, helloAsServer, type Channel } from './wire.js';
 
-const simulation = fileURLToPath(new URL('./test-simulation.js', import.meta.url));
+const simulation = fileURLToPath(new URL('./simulation.test.fixture.js', import.meta.url));
 const cli = fileURLToPath(new URL('../cli/main.js', import.meta.url));
 const parameters = { x: { uniform: [-Math.PI, Math.PI] }, y: { normal: [1, 0.5] } };
 const fields = { u: { cells: CELLS, timesteps: TIMESTEPS }, v: { cells: CELLS, timesteps: TIMESTEPS } };

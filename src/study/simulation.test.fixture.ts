@@ -1,4 +1,4 @@
-// A simulation for the study tests, run as a module ({ "module": ".../test-simulation.js" }):
+// A simulation for the study tests, run as a module ({ "module": ".../simulation.test.fixture.js" }):
 // two fields of 6 cells over 5 timesteps, closed-form functions of the run's inputs x and y, so
 // a test can compute every run's outputs itself. Faults on request, for one run's first attempt:
 //   CONVERGE_TEST_CRASH=run:timestep   exits with code 3 right after sending that timestep
