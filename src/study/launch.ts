@@ -103,7 +103,15 @@ export async function runStudy(spec: StudySpec, options: StudyOptions): Promise<
     const start: ServerStart = { spec: stateSpec, rank, ranks: spec.servers, credentials, bind, checkpoint: checkpoints ? { path: join(checkpoints, `rank-${rank}.v8`), everySeconds: spec.checkpointEverySeconds!, resume } : undefined };
     child.send({ start, inputs });
   });
-  const ranks: Rank[] = await Promise.all(Array.from({ length: spec.servers }, (_, rank) => startServer(rank, false)));
+  const starting = await Promise.allSettled(Array.from({ length: spec.servers }, (_, rank) => startServer(rank, false)));
+  const ranks: Rank[] = starting.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+  const notStarted = starting.find((s) => s.status === 'rejected');
+  if (notStarted) {
+    // the ranks that did start are not left behind
+    stopping = true;
+    for (const rank of ranks) rank.process.kill();
+    throw (notStarted as PromiseRejectedResult).reason;
+  }
   const ask = <T extends Record<string, unknown>>(rank: Rank, message: Record<string, unknown>, matches: (reply: Record<string, unknown>) => boolean): Promise<T> => new Promise((resolve, reject) => {
     if (rank.process.exitCode !== null || rank.process.signalCode !== null) return reject(new ServerGone());
     rank.replies.push({
@@ -156,11 +164,11 @@ export async function runStudy(spec: StudySpec, options: StudyOptions): Promise<
     await recovering;
     if (failure) throw failure;
     const restartsBefore = serverRestarts;
-    const attempt = attempts.get(run) ?? 0;
+    const blamed = attempts.get(run) ?? 0;
     const parameters = Object.fromEntries(design.inputs(run).map((value, k) => [inputs[k], value]));
     const env = {
       ...process.env, ...options.env,
-      [ENV.servers]: ranks.map((rank) => `${bind}:${rank.port}`).join(','), [ENV.run]: String(run), [ENV.attempt]: String(attempt), [ENV.inputs]: JSON.stringify(parameters), [ENV.fields]: fields,
+      [ENV.servers]: ranks.map((rank) => `${bind}:${rank.port}`).join(','), [ENV.run]: String(run), [ENV.attempt]: String(blamed), [ENV.inputs]: JSON.stringify(parameters), [ENV.fields]: fields,
       [ENV.security]: spec.transportSecurity, [ENV.secret]: credentials.secret, [ENV.job]: credentials.job,
     };
     const child = spawn(program, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });

@@ -53,6 +53,10 @@ export class StudyState {
   readonly moments: Moments[][];
   readonly sobol: Sobol[][] | null;
   readonly covariances: { pair: readonly [string, string]; fields: [number, number]; perTimestep: Covariance[] }[];
+  /** Timesteps every run must send: every field's, summed. */
+  readonly timestepsPerRun: number;
+  /** Where each field's timesteps begin among a run's. */
+  private readonly fieldStart: number[];
   /** A byte per (run, field, timestep): 1 once counted. */
   private readonly seen: Uint8Array;
   /** Timesteps counted per run. */
@@ -79,19 +83,14 @@ export class StudyState {
       }
       return { pair, fields, perTimestep: Array.from({ length: spec.fields[fields[0]].timesteps }, () => new Covariance(cellsOf(fields[0]))) };
     });
-    this.seen = new Uint8Array(spec.runs * spec.fields.reduce((sum, f) => sum + f.timesteps, 0));
+    this.timestepsPerRun = spec.fields.reduce((sum, f) => sum + f.timesteps, 0);
+    this.fieldStart = spec.fields.map((_, f) => spec.fields.slice(0, f).reduce((sum, g) => sum + g.timesteps, 0));
+    this.seen = new Uint8Array(spec.runs * this.timestepsPerRun);
     this.received = new Uint32Array(spec.runs);
   }
 
   private index(run: number, field: number, timestep: number): number {
-    let at = run * this.spec.fields.reduce((sum, f) => sum + f.timesteps, 0);
-    for (let f = 0; f < field; f++) at += this.spec.fields[f].timesteps;
-    return at + timestep;
-  }
-
-  /** Timesteps every run must send: every field's, summed. */
-  get timestepsPerRun(): number {
-    return this.spec.fields.reduce((sum, f) => sum + f.timesteps, 0);
+    return run * this.timestepsPerRun + this.fieldStart[field] + timestep;
   }
 
   /**
