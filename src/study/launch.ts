@@ -89,8 +89,9 @@ export async function runStudy(spec: StudySpec, options: StudyOptions): Promise<
     child.once('exit', (code, signal) => {
       const how = signal ?? `code ${code}`;
       const gone = new ConvergeError(`study server rank ${rank} exited (${how}) before the study ended${checkpoints ? '' : ' (no checkpoints: give "checkpointEverySeconds" to have it started again)'}; the study stops.`, 'STUDY_SERVER');
-      reject(gone);
-      if (stopping || entry.port === 0) return;
+      // one that never listened says why (its own error, e.g. an address it cannot bind)
+      if (entry.port === 0) return reject(failure ?? gone);
+      if (stopping) return;
       if (!checkpoints || failure) {
         failure ??= gone;
         for (const reply of entry.replies) reply.fail(gone);

@@ -133,7 +133,7 @@ export async function serve(start: ServerStart, inputs: string[], send: (message
     });
   });
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (error) => reject(new ConvergeError(`${where} cannot listen on ${start.bind} (${error.message}); give --bind an address of this machine.`, 'BAD_OPTION')));
     server.listen(0, start.bind, () => resolve());
   });
   const address = server.address();

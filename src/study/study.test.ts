@@ -139,6 +139,9 @@ test('a simulation that disagrees with its study is stopped with a message namin
   // closes without sending a timestep
   await assert.rejects(study({ design: 'monte-carlo', runs: 2, concurrency: 1 }, { CONVERGE_TEST_SKIP: '3' }),
     /study: run 0 exited 0 having sent 8 of its 10 timesteps \(every field's\) to the server ranks; a simulation must send each declared timestep/);
+  // servers that cannot listen where they are told: the study stops, saying why
+  await assert.rejects(api.study({ simulation: { module: simulation }, parameters, fields, runs: 2, servers: 2 }, { out: mkdtempSync(join(tmpdir(), 'converge-study-')), bind: '203.0.113.7' }),
+    /study server rank \d cannot listen on 203\.0\.113\.7 \(listen EADDRNOTAVAIL.*\); give --bind an address of this machine/);
   // a description's mistakes, before anything starts
   const base = { simulation: { command: ['true'] }, parameters, fields, runs: 4 };
   assert.throws(() => parseStudy({ ...base, parameters: { x: { uniform: [1, 0] } } }), /study: parameters\.x is \{"uniform":\[1,0\]\}; give \{ "uniform": \[low, high\] \} \(low < high\)/);
