@@ -61,25 +61,59 @@ test('a Monte-Carlo rank counts each run\'s timestep once, keeps its slice, and 
 });
 
 test('a pick-freeze rank waits for a group\'s last run, whatever the order, then feeds its Sobol indices and its A and B runs\' moments', () => {
-  const spec: StateSpec = { fields: [fields[0]], runs: 4 * 5, groupSize: 4, inputs: 2, pickFreeze: true, moments: {}, covariance: [] };
+  const spec: StateSpec = { fields, runs: 4 * 5, groupSize: 4, inputs: 2, pickFreeze: true, moments: {}, covariance: [] };
   const state = new StudyState(spec, 0, 1);
-  const sobol = new Sobol(2, 7);
-  const moments = new Moments(7);
+  // the oracles, fed each group as it completes, per field and timestep
+  const sobol = fields.map(() => [0, 1, 2].map(() => new Sobol(2, 7)));
+  const moments = fields.map(() => [0, 1, 2].map(() => new Moments(7)));
+  const arrivals: [number, number, number][] = [];
+  for (let run = 0; run < 20; run++) for (let field = 0; field < 2; field++) for (let t = 0; t < 3; t++) arrivals.push([run, field, t]);
   const random = new Random(3);
-  for (let group = 0; group < 5; group++) {
-    const members = [0, 1, 2, 3].sort(() => random.next() - 0.5);
-    members.forEach((member, k) => {
-      state.add(group * 4 + member, 0, 2, 0, sample(group * 4 + member, 0, 2));
-      assert.equal(state.waiting, k < 3 ? 1 : 0, `group ${group} after ${k + 1} members`);
-    });
-    const run = (m: number) => sample(group * 4 + m, 0, 2);
-    sobol.add(run(0), run(1), [run(2), run(3)]);
-    moments.add(run(0));
-    moments.add(run(1));
+  arrivals.sort(() => random.next() - 0.5); // the groups' members, fields and timesteps interleaved
+  const seen = new Map<string, number>();
+  for (const [run, field, t] of arrivals) {
+    state.add(run, field, t, 0, sample(run, field, t));
+    const group = Math.floor(run / 4);
+    const key = `${group} ${field} ${t}`;
+    seen.set(key, (seen.get(key) ?? 0) + 1);
+    if (seen.get(key) === 4) {
+      const member = (m: number) => sample(group * 4 + m, field, t);
+      sobol[field][t].add(member(0), member(1), [member(2), member(3)]);
+      moments[field][t].add(member(0));
+      moments[field][t].add(member(1));
+    }
   }
-  assert.deepEqual(state.sobol![0][2].indices(), sobol.indices());
-  assert.deepEqual(state.moments[0][2].mean, moments.mean);
-  assert.equal(state.moments[0][2].count, 10);
+  assert.equal(state.waiting, 0);
+  for (let field = 0; field < 2; field++) {
+    for (let t = 0; t < 3; t++) {
+      assert.deepEqual(state.sobol![field][t].indices(), sobol[field][t].indices(), `field ${field}, timestep ${t}`);
+      assert.deepEqual(state.moments[field][t].mean, moments[field][t].mean);
+      assert.equal(state.moments[field][t].count, 10);
+    }
+  }
+  // one group's members in turn: it waits until its fourth
+  const single = new StudyState({ ...spec, fields: [fields[0]] }, 0, 1);
+  [2, 0, 3, 1].forEach((member, k) => {
+    single.add(member, 0, 0, 0, sample(member, 0, 0));
+    assert.equal(single.waiting, k < 3 ? 1 : 0);
+  });
+});
+
+test('covariance pairs wait per run and timestep: halves of many pairs in flight at once', () => {
+  const spec: StateSpec = { fields, runs: 6, groupSize: 1, inputs: 2, pickFreeze: false, moments: {}, covariance: [['a', 'b']] };
+  const state = new StudyState(spec, 0, 1);
+  const covariance = [0, 1, 2].map(() => new Covariance(7));
+  // every b first (18 halves waiting), then every a, runs and timesteps in reverse
+  for (let run = 0; run < 6; run++) for (let t = 0; t < 3; t++) state.add(run, 1, t, 0, sample(run, 1, t));
+  assert.equal(state.waiting, 18);
+  for (let run = 5; run >= 0; run--) {
+    for (let t = 2; t >= 0; t--) {
+      state.add(run, 0, t, 0, sample(run, 0, t));
+      covariance[t].add(sample(run, 0, t), sample(run, 1, t));
+    }
+  }
+  assert.equal(state.waiting, 0);
+  for (let t = 0; t < 3; t++) assert.deepEqual(state.covariances[0].perTimestep[t].covariance(), covariance[t].covariance());
 });
 
 test('a checkpoint taken mid-stream (groups and pairs still waiting) restores a state that ends bit-identical to one never stopped', () => {
