@@ -12,7 +12,8 @@ import { sessionKeys, transportSecurities, type TransportSecurity } from './tcp-
 import { HANDSHAKE_BYTES, HEADER, MAGIC, header, readHeader, type Frame, Type } from './tcp-wire.js';
 import { TcpCommunicator, type TcpOptions } from './tcp.js';
 
-function hmac(secret: string, ...parts: (string | Buffer)[]): Buffer {
+/** HMAC-SHA256 of the parts, in order, keyed by the job secret. */
+export function hmac(secret: string, ...parts: (string | Buffer)[]): Buffer {
   const h = createHmac('sha256', secret);
   for (const part of parts) h.update(part);
   return h.digest();

@@ -9,10 +9,11 @@
 //   then messages, sealed: u32 length | u8 kind | … (data: u32 field, u32 timestep, u32 offset,
 //   then float64 values; done: nothing more)
 
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { CommunicationError } from '../errors.js';
 import { Opener, Sealer, sessionKeys, type TransportSecurity } from '../comm/tcp-seal.js';
+import { hmac } from '../comm/tcp-rendezvous.js';
 
 export const STUDY_MAGIC = 0x53475643; // 'CVGS' little-endian
 const NONCE = 32;
@@ -35,8 +36,7 @@ export interface DataMessage {
 }
 export type Message = DataMessage | { kind: Kind.Done };
 
-const proof = (secret: string, who: string, clientNonce: Buffer, serverNonce: Buffer, job: string, run: number) =>
-  createHmac('sha256', secret).update(`converge study ${who} ${job} ${run}`).update(clientNonce).update(serverNonce).digest();
+const proof = (secret: string, who: string, clientNonce: Buffer, serverNonce: Buffer, job: string, run: number) => hmac(secret, `converge study ${who} ${job} ${run}`, clientNonce, serverNonce);
 
 /** Reads exact byte counts from a socket, for the handshake (before records begin). */
 class Exact {
