@@ -76,9 +76,9 @@ for (const name of list(values.models)) {
   }
 
   // memory per rank, as the engine declares it (each rank's): parameter-sized arrays (parameters, gradients, optimiser state) and activations
-  const total = figures[0].summary!.memory!.ranks[0].parameters / 4;
-  const paramBytes = (rank: MemoryParts) => rank.parameters + rank.gradients + rank.optimizer;
   const [oneWorker] = figures[0].summary!.memory!.ranks;
+  const total = oneWorker.parameters / 4;
+  const paramBytes = (rank: MemoryParts) => rank.parameters + rank.gradients + rank.optimizer;
   const one = median(figures[0].samplesPerSecond);
   console.log(`\n${name} (${total.toLocaleString('en-US')} parameters, batch ${batch}, ${samples} samples an epoch): medians of ${values.repeats}; one worker holds ${formatBytes(paramBytes(oneWorker))} parameter-sized and ${formatBytes(oneWorker.activations)} of activations`);
   console.log('| configuration | samples/s | ÷ one worker | stages not computing (measured) | bubble formula | parameters, gradients, optimiser state per rank ÷ one worker | activations per rank ÷ one worker |');

@@ -86,7 +86,7 @@ export async function connect(): Promise<StudyClient> {
       const spec = fields[field];
       if (values.length !== spec.cells) throw new ConvergeError(`run ${run}: field "${name}" has ${spec.cells} cells in the study; this simulation sent ${values.length}.`, 'BAD_DATA');
       if (!(Number.isInteger(timestep) && timestep >= 0 && timestep < spec.timesteps)) throw new ConvergeError(`run ${run}: timestep ${timestep} of field "${name}", which has ${spec.timesteps} (0..${spec.timesteps - 1}).`, 'BAD_DATA');
-      const all = Float64Array.from(values);
+      const all = values instanceof Float64Array ? values : Float64Array.from(values); // the channel copies what it sends
       await Promise.all(channels.map((channel, rank) => {
         const [low, high] = sliceOf(spec.cells, rank, ranks);
         return channel.send({ kind: Kind.Data, field, timestep, offset: low, values: all.subarray(low, high) });
