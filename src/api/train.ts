@@ -59,6 +59,9 @@ export async function train(options: TrainOptions): Promise<TrainOutcome> {
   const given: TrainConfig = { ...defaults, ...rest, model: model instanceof URL ? model.href : model, dataset: typeof data === 'object' ? data.name : data ?? defaults.dataset };
   // a built-in model's recipe (ResNet-20's schedule and weight decay) where the options leave it open
   const { config } = withRecommended(given, (option) => option in rest);
+  if (typeof data === 'object' && data.kind === 'images' && data.stream && !isProcessBackend(config.backend)) {
+    throw badOption('backend', config.backend, 'tcp or mpi for a data set fed while it trains (a stream): its buffer is filled in this process, which worker threads do not share');
+  }
   const stopFlag = new SharedArrayBuffer(4);
   const stop = () => Atomics.store(new Int32Array(stopFlag), 0, 1);
   if (signal?.aborted) stop();

@@ -57,8 +57,10 @@ export class BatchMaker implements Batcher<Batch> {
     const d = this.sampleSize;
     const images = this.split.images;
     const scale = this.scale;
+    // a stream's split not yet full: the epoch's order over every slot, folded onto the slots held
+    const held = this.split.filled ? this.split.filled[0] : this.split.count;
     for (let i = 0; i < count; i++) {
-      const index = order[start + i];
+      const index = order[start + i] % held;
       const source = index * d;
       const target = i * d;
       for (let j = 0; j < d; j++) x[target + j] = images[source + j] * scale;

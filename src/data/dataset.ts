@@ -16,6 +16,13 @@ export interface Split {
   /** Regression: the target of each sample, [count, targets]. */
   targets?: Float32Array;
   count: number;
+  /** A stream's split (data/reservoir.ts): only the first filled[0] of the count slots hold samples yet, and batches draw from those. */
+  filled?: Int32Array;
+}
+
+/** What a data set fed while the run trains gives the loop: a turn before every step, which waits while the buffer is short. */
+export interface Stream {
+  beforeStep(): Promise<void>;
 }
 
 /** Dense samples of one shape — images, or rows of features (CSV, NPY) — with class labels or regression targets. */
@@ -33,6 +40,8 @@ export interface ImageDataset {
   split?: string;
   /** What was read, for the first line (e.g. "CSV: 4 features, 3 classes from column 'species'"). */
   describe?: string;
+  /** Fed while the run trains (online training from a study's simulations); runs on a process backend only, where it stays in this process. */
+  stream?: Stream;
 }
 
 /** Every kind of data set converge trains on; plain objects of SharedArrayBuffers, so they cross to worker threads. */

@@ -109,6 +109,7 @@ export async function trainingLoop(input: LoopInput, rank: StrategyRank): Promis
   const workerIndex = Math.floor((capabilities.server ? comm.rank - 1 : comm.rank) / input.ranksPerWorker);
   let lastReport = 0;
   const whole = trainBatcher.whole?.();
+  const stream = dataset.kind === 'images' ? dataset.stream : undefined;
 
   // the model's buffers (batch norm's running statistics): every replica keeps its own while
   // training; before evaluating and saving, every rank takes the first worker's (as DDP does)
@@ -191,6 +192,7 @@ export async function trainingLoop(input: LoopInput, rank: StrategyRank): Promis
       current.lr = lr;
       current.first = firstOf(step);
       current.meetAfter = checkpointAfter || evaluateAfter;
+      await stream?.beforeStep();
       const stepStarted = performance.now();
       const outcome = await rank.step(current);
       stepMs += performance.now() - stepStarted;
