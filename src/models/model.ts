@@ -36,7 +36,7 @@ export type AnyBatch = Batch | SparseBatch | RatingBatch;
 export interface Evaluation {
   loss: number; // mean over the batch
   correct: number; // classification: right predictions; regression: 0
-  squaredError: number; // regression: Σ (prediction − target)²; classification: 0
+  squaredError: number; // regression: Σ over the batch of each sample's (prediction − target)², averaged over its targets (so RMSE is per value); classification: 0
 }
 
 export interface Model<B extends AnyBatch = AnyBatch> {

@@ -206,6 +206,8 @@ test('mean squared error and binary cross-entropy: the loss against closed forms
       }
     }
     assert.ok(Math.abs(value - expected / 8) < 1e-5, `${loss}: ${value} against ${expected / 8}`);
+    // regression's RMSE is per value: a batch's squared error sums each sample's mean over its 2 targets
+    if (loss === 'mse') assert.ok(Math.abs(model.evaluate(params, batch).squaredError - expected / 2) < 1e-5, `squared error ${model.evaluate(params, batch).squaredError} against ${expected / 2}`);
     matchesDifferences(model, params, batch, grad, model.layout.slots.flatMap((slot) => Array.from({ length: slot.size }, (_, k) => slot.offset + k)), (i) => `${loss} [${i}]`);
   }
 });

@@ -196,7 +196,7 @@ export class Sequential implements ImageModel {
   /** The loss and figure of merit of outputs the model computed for the batch. */
   score(logits: Float32Array, batch: Batch): Evaluation {
     const loss = this.outputLoss(logits, batch, false);
-    if (this.loss === 'mse') return { loss, correct: 0, squaredError: squaredError(logits, batch.targets!, batch.size, this.classes) };
+    if (this.loss === 'mse') return { loss, correct: 0, squaredError: squaredError(logits, batch.targets!, batch.size, this.classes) / this.classes };
     let correct = 0;
     if (this.loss === 'bce') {
       // one output per sample: the class is whether its logit is positive
