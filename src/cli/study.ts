@@ -1,7 +1,7 @@
 // `converge study STUDY.json`: runs an ensemble of simulations whose outputs are never stored.
 // Each run streams its fields to the study's server ranks, which keep only statistics (mean,
 // variance, moments, extremes, exceedance, quantiles, Sobol indices) per cell and timestep, and
-// write them as NPY files at the end (see src/study/).
+// write them as NPY files at the end — or train a surrogate network from them (see src/study/).
 
 import { readFileSync, existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -14,6 +14,7 @@ const options = {
   servers: { type: 'string', help: "server ranks, each keeping a slice of every field's cells (overrides the study's \"servers\")" },
   concurrency: { type: 'string', help: 'simulation runs at once (overrides "concurrency")' },
   bind: { type: 'string', help: 'the address the servers listen on (default 127.0.0.1: the runs are local)' },
+  'write-samples': { type: 'boolean', help: 'a surrogate study: write every sample as NPY (DIR/samples/train_x.npy …) instead of training — the offline baseline, for converge train --dataset DIR/samples' },
   json: { type: 'boolean', help: 'print the summary as JSON' },
   help: { type: 'boolean', short: 'h', help: 'show this help' },
 } as const;
@@ -47,7 +48,8 @@ export async function studyCommand(args: string[]): Promise<number> {
     return Number(v);
   };
   const spec = parseStudy({ ...(json as object), ...(count('servers') ? { servers: count('servers') } : {}), ...(count('concurrency') ? { concurrency: count('concurrency') } : {}) });
-  const summary = await runStudy(spec, { out: (values.out as string | undefined) ?? 'study-results', bind: values.bind as string | undefined, log: values.json ? undefined : (line) => process.stderr.write(`${line}\n`) });
+  if (values['write-samples'] && !spec.surrogate) throw badOption('--write-samples', 'given', 'a study with a "surrogate" (the samples are what it would train on)');
+  const summary = await runStudy(spec, { out: (values.out as string | undefined) ?? 'study-results', bind: values.bind as string | undefined, writeSamples: values['write-samples'] === true, log: values.json ? undefined : (line) => process.stderr.write(`${line}\n`) });
   if (values.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
   return 0;
 }

@@ -7,7 +7,8 @@
 //   await study.close();
 //
 // A field's values go to every server rank, each its slice of the cells (the N × M
-// redistribution), over connections that prove the job secret and are sealed. `close` returns
+// redistribution) — or, in a study that trains a surrogate, whole to the ranks the study names —
+// over connections that prove the job secret and are sealed. `close` returns
 // once every rank has counted everything this run sent, so the process may exit.
 
 import { connect as dial } from 'node:net';
@@ -26,6 +27,8 @@ export const ENV = {
   security: 'CONVERGE_STUDY_SECURITY',
   secret: 'CONVERGE_JOB_SECRET',
   job: 'CONVERGE_JOB_ID',
+  /** Unset: every field to every rank, each its slice (statistics). 'whole:0,2': whole fields to those ranks only (a surrogate's training). */
+  route: 'CONVERGE_STUDY_ROUTE',
 } as const;
 
 export interface StudyClient {
@@ -58,7 +61,13 @@ export async function connect(): Promise<StudyClient> {
   const inputs = JSON.parse(required(ENV.inputs)) as Record<string, number>;
   const fields = JSON.parse(required(ENV.fields)) as FieldSpec[];
   const credentials = { secret: required(ENV.secret), job: required(ENV.job), security: (process.env[ENV.security] ?? 'encrypt') as TransportSecurity };
-  const channels: Channel[] = await Promise.all(servers.map(({ host, port }, rank) => new Promise<Channel>((resolve, reject) => {
+  const route = process.env[ENV.route];
+  const whole = route?.startsWith('whole:') ? route.slice(6).split(',').map(Number) : null;
+  if (whole && (whole.length === 0 || whole.some((rank) => !(Number.isInteger(rank) && rank >= 0 && rank < servers.length)))) {
+    throw new ConvergeError(`converge/client: ${ENV.route}=${route} names no server rank of the ${servers.length}; a simulation connects when \`converge study\` starts it.`, 'BAD_OPTION');
+  }
+  const targets = whole ?? servers.map((_, rank) => rank);
+  const channels: Channel[] = await Promise.all(targets.map((rank) => ({ ...servers[rank], rank })).map(({ host, port, rank }) => new Promise<Channel>((resolve, reject) => {
     const socket = dial({ host, port });
     socket.once('error', (error) => reject(new ConvergeError(`run ${run}: cannot reach study server rank ${rank} at ${host}:${port} (${error.message}).`, 'CONNECT')));
     socket.once('connect', () => {
@@ -66,7 +75,8 @@ export async function connect(): Promise<StudyClient> {
       helloAsClient(socket, credentials, run, attempt, `run ${run} → study server rank ${rank}`).then(resolve, reject);
     });
   })));
-  const acknowledged = channels.map((channel, rank) => new Promise<void>((resolve, reject) => {
+  const acknowledged = channels.map((channel, k) => new Promise<void>((resolve, reject) => {
+    const rank = targets[k];
     channel.listen((message) => {
       if (message.kind === Kind.Done) resolve();
     }, (what) => reject(new ConvergeError(`run ${run}: study server rank ${rank} sent what failed authentication (${what}).`, 'TAMPERED')));
@@ -87,6 +97,10 @@ export async function connect(): Promise<StudyClient> {
       if (values.length !== spec.cells) throw new ConvergeError(`run ${run}: field "${name}" has ${spec.cells} cells in the study; this simulation sent ${values.length}.`, 'BAD_DATA');
       if (!(Number.isInteger(timestep) && timestep >= 0 && timestep < spec.timesteps)) throw new ConvergeError(`run ${run}: timestep ${timestep} of field "${name}", which has ${spec.timesteps} (0..${spec.timesteps - 1}).`, 'BAD_DATA');
       const all = values instanceof Float64Array ? values : Float64Array.from(values); // the channel copies what it sends
+      if (whole) {
+        await Promise.all(channels.map((channel) => channel.send({ kind: Kind.Data, field, timestep, offset: 0, values: all })));
+        return;
+      }
       await Promise.all(channels.map((channel, rank) => {
         const [low, high] = sliceOf(spec.cells, rank, ranks);
         return channel.send({ kind: Kind.Data, field, timestep, offset: low, values: all.subarray(low, high) });

@@ -1,19 +1,23 @@
 // Runs a study: forks its server ranks, starts the simulation runs (at most `concurrency` at
 // once), restarts a run that crashes or outlives its timeout (its already-counted timesteps are
 // recognised by the servers), and at the end gathers every rank's slices into whole fields,
-// written as NPY files beside a summary.json.
+// written as NPY files beside a summary.json — or, for a surrogate study, tells the training
+// ranks the stream has ended and writes what they trained (surrogate.json, surrogate.ckpt).
 
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConvergeError } from '../errors.js';
 import { formatNpy } from '../data/npy.js';
 import { Design } from './design.js';
 import { ENV } from './client.js';
-import type { RankResults, ServerStart } from './server.js';
+import type { RankResults, ServerStart, SurrogateResults } from './server.js';
 import type { StudySpec } from './spec.js';
+import type { CurvePoint } from './surrogate-server.js';
+import { routeOf } from './surrogate.js';
 
 export interface StudyOptions {
   /** Folder for the results (created). */
@@ -26,6 +30,30 @@ export interface StudyOptions {
   env?: Record<string, string>;
   /** Called when a run is done, with the server ranks' process ids (tests kill one through it). */
   onRunDone?: (run: number, serverPids: number[]) => void;
+  /** A surrogate study: keep every sample and write it as NPY files (the offline baseline) instead of training. */
+  writeSamples?: boolean;
+}
+
+/** What a surrogate study trained, and how fast the stream came and went. */
+export interface SurrogateSummary {
+  /** Training samples the simulations produced (repeats not counted), and the servers' training consumed (drawn from the buffers). */
+  produced: number;
+  consumed: number;
+  /** Samples evicted from full buffers. */
+  evicted: number;
+  /** Per second of the stream: produced while training ran, and consumed. */
+  producedPerSecond: number;
+  consumedPerSecond: number;
+  /** Seconds since the study started when training began and ended. */
+  began: number;
+  ended: number;
+  /** On the held-out runs: mean squared error per value, its root, and what predicting their mean field scores. */
+  heldOutMse: number;
+  heldOutRmse: number;
+  meanFieldMse: number;
+  curve: CurvePoint[];
+  parameters: number;
+  checkpoint: string;
 }
 
 export interface StudySummary {
@@ -46,6 +74,9 @@ export interface StudySummary {
   refusedConnections: number;
   /** The files written, by field: statistic → file name. */
   files: Record<string, Record<string, string>>;
+  /** A surrogate study's training (absent with writeSamples, whose folder `samples` holds train_x.npy … test_y.npy). */
+  surrogate?: SurrogateSummary;
+  samples?: string;
 }
 
 const serverScript = fileURLToPath(new URL('./server.js', import.meta.url));
@@ -101,9 +132,16 @@ export async function runStudy(spec: StudySpec, options: StudyOptions): Promise<
       log(`study server rank ${rank} exited (${how}); starting it again from its last checkpoint`);
       recovering = recovering.then(() => recover(rank, entry));
     });
-    const start: ServerStart = { spec: stateSpec, rank, ranks: spec.servers, credentials, bind, checkpoint: checkpoints ? { path: join(checkpoints, `rank-${rank}.v8`), everySeconds: spec.checkpointEverySeconds!, resume } : undefined };
+    const start: ServerStart = { spec: stateSpec, rank, ranks: spec.servers, credentials, bind, checkpoint: checkpoints ? { path: join(checkpoints, `rank-${rank}.v8`), everySeconds: spec.checkpointEverySeconds!, resume } : undefined, surrogate };
     child.send({ start, inputs });
   });
+  // a surrogate study's servers are the ranks of one training job: rank 0's rendezvous port is chosen now
+  const surrogate = spec.surrogate && {
+    spec: spec.surrogate, parameters: spec.parameters, design: spec.design, seed: spec.seed, fields: spec.fields, runs: spec.runs, writeSamples: options.writeSamples === true,
+    master: { addr: bind, port: await freePort(bind), secret: randomBytes(16).toString('hex'), job: `${credentials.job}-training`, security: spec.transportSecurity },
+    checkpoint: join(options.out, 'surrogate.ckpt'), studyStarted: Date.now() - (performance.now() - started),
+  };
+  if (surrogate) mkdirSync(options.out, { recursive: true });
   const starting = await Promise.allSettled(Array.from({ length: spec.servers }, (_, rank) => startServer(rank, false)));
   const ranks: Rank[] = starting.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
   const notStarted = starting.find((s) => s.status === 'rejected');
@@ -171,6 +209,7 @@ export async function runStudy(spec: StudySpec, options: StudyOptions): Promise<
       ...process.env, ...options.env,
       [ENV.servers]: ranks.map((rank) => `${bind}:${rank.port}`).join(','), [ENV.run]: String(run), [ENV.attempt]: String(blamed), [ENV.inputs]: JSON.stringify(parameters), [ENV.fields]: fields,
       [ENV.security]: spec.transportSecurity, [ENV.secret]: credentials.secret, [ENV.job]: credentials.job,
+      ...(spec.surrogate ? { [ENV.route]: `whole:${routeOf(run, spec.surrogate.heldOutRuns, spec.servers).join(',')}` } : {}),
     };
     const child = spawn(program, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
     running.add(child);
@@ -239,6 +278,10 @@ export async function runStudy(spec: StudySpec, options: StudyOptions): Promise<
     await recovering;
     if (failure) throw failure;
     stopping = true;
+    if (spec.surrogate) return await finishSurrogate(spec, options, ranks.map((rank) => {
+      rank.process.send({ streamEnded: true });
+      return ask<{ results: SurrogateResults | null; failure: string | null }>(rank, { finish: true }, (reply) => 'results' in reply);
+    }), started, restarts, log);
     const results = await Promise.all(ranks.map((rank) => ask<{ results: RankResults; waiting: number; failure: string | null }>(rank, { finish: true }, (reply) => 'results' in reply)));
     const broken = results.find((r) => r.failure);
     if (broken) throw new ConvergeError(broken.failure!, 'STUDY_SERVER');
@@ -293,4 +336,66 @@ function writeResults(spec: StudySpec, ranks: RankResults[], out: string): Recor
     }
   });
   return files;
+}
+
+/** A port nobody listens on now, on `host` (for the training job's rendezvous). */
+function freePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', (error) => reject(new ConvergeError(`study: cannot listen on ${host} (${error.message}); give --bind an address of this machine.`, 'BAD_OPTION')));
+    probe.listen(0, host, () => {
+      const address = probe.address();
+      probe.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}
+
+/** The end of a surrogate study: the ranks' training (or samples) gathered and written, and the summary. */
+async function finishSurrogate(spec: StudySpec, options: StudyOptions, replies: Promise<{ results: SurrogateResults | null; failure: string | null }>[], started: number, restarts: number, log: (line: string) => void): Promise<StudySummary> {
+  const ranks = await Promise.all(replies);
+  const broken = ranks.find((r) => r.failure);
+  if (broken) throw new ConvergeError(broken.failure!, 'STUDY_SERVER');
+  const results = ranks.map((r) => r.results!);
+  const seconds = (performance.now() - started) / 1000;
+  const summary: StudySummary = {
+    runs: spec.runs, servers: spec.servers, design: spec.design, restarts, serverRestarts: 0, seconds, runsPerSecond: spec.runs / seconds,
+    bytesStreamed: results.reduce((s, r) => s + r.bytes, 0), repeatedTimesteps: results.reduce((s, r) => s + r.repeated, 0),
+    refusedConnections: results.reduce((s, r) => s + r.refused, 0), files: {},
+  };
+  const produced = results.reduce((s, r) => s + r.received, 0);
+  if (options.writeSamples) {
+    const folder = join(options.out, 'samples');
+    mkdirSync(folder, { recursive: true });
+    const inputs = spec.parameters.length + 1;
+    const cells = spec.fields[spec.surrogate!.field].cells;
+    const join32 = (parts: Float32Array[]) => {
+      const all = new Float32Array(parts.reduce((s, p) => s + p.length, 0));
+      let at = 0;
+      for (const part of parts) (all.set(part, at), (at += part.length));
+      return all;
+    };
+    const x = join32(results.map((r) => r.samples!.x));
+    const y = join32(results.map((r) => r.samples!.y));
+    const { testX, testY } = results[0].samples!;
+    writeFileSync(join(folder, 'train_x.npy'), formatNpy(x, [x.length / inputs, inputs]));
+    writeFileSync(join(folder, 'train_y.npy'), formatNpy(y, [y.length / cells, cells]));
+    writeFileSync(join(folder, 'test_x.npy'), formatNpy(testX!, [testX!.length / inputs, inputs]));
+    writeFileSync(join(folder, 'test_y.npy'), formatNpy(testY!, [testY!.length / cells, cells]));
+    summary.samples = folder;
+    log(`study done: ${spec.runs} runs in ${seconds.toFixed(1)} s, ${produced} training samples and ${testX!.length / inputs} held-out ones written to ${folder} (train on them with converge train --dataset ${folder})`);
+  } else {
+    const training = results[0].training!;
+    const span = Math.max(1e-9, training.ended - training.began);
+    summary.surrogate = {
+      produced, consumed: training.samples, evicted: results.reduce((s, r) => s + r.evicted, 0),
+      producedPerSecond: produced / seconds, consumedPerSecond: training.samples / span, began: training.began, ended: training.ended,
+      heldOutMse: training.final.mse, heldOutRmse: training.final.rmse, meanFieldMse: training.final.meanFieldMse, curve: training.curve,
+      parameters: training.parameters, checkpoint: join(options.out, 'surrogate.ckpt'),
+    };
+    writeFileSync(join(options.out, 'surrogate.json'), `${JSON.stringify(summary.surrogate, null, 2)}\n`);
+    const s = summary.surrogate;
+    log(`study done: ${spec.runs} runs in ${seconds.toFixed(1)} s; the surrogate trained from ${training.began.toFixed(1)} s to ${training.ended.toFixed(1)} s on ${s.produced} samples (${s.evicted} evicted), drawing ${s.consumed} (${s.consumedPerSecond.toFixed(0)}/s against ${s.producedPerSecond.toFixed(0)}/s produced); held-out RMSE ${s.heldOutRmse.toPrecision(3)} per value (the mean field's: ${Math.sqrt(s.meanFieldMse).toPrecision(3)}); in ${options.out}`);
+  }
+  writeFileSync(join(options.out, 'summary.json'), `${JSON.stringify({ ...summary, parameters: spec.parameters, fields: spec.fields, surrogateOptions: spec.surrogate }, null, 2)}\n`);
+  return summary;
 }

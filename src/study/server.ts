@@ -1,9 +1,10 @@
 // One server rank of a study, as a process the launcher forks: it listens for the simulations'
 // connections, checks each one's proof of the job secret, and streams what they send into its
-// slice of the statistics (state.ts). The launcher asks it, over the fork's channel, whether a
-// run is complete, and at the end for its results.
+// slice of the statistics (state.ts) — or, in a surrogate study, into the buffer it trains from
+// (surrogate-server.ts). The launcher asks it, over the fork's channel, whether a run is
+// complete, and at the end for its results.
 //
-//   launcher → server: { start: ServerStart } | { complete: run } | { finish: true }
+//   launcher → server: { start: ServerStart } | { complete: run } | { streamEnded: true } | { finish: true }
 //   server → launcher: { port } | { complete: run, ok, received } | { results } | { error }
 
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
@@ -12,6 +13,7 @@ import { deserialize, serialize } from 'node:v8';
 import { ConvergeError } from '../errors.js';
 import type { MomentOptions } from './moments.js';
 import { StudyState, type StateSnapshot, type StateSpec } from './state.js';
+import { SurrogateSink, type SurrogateRankResults, type SurrogateStart } from './surrogate-server.js';
 import { Kind, helloAsServer, type Credentials } from './wire.js';
 
 export interface ServerStart {
@@ -23,6 +25,8 @@ export interface ServerStart {
   bind: string;
   /** Where to write this rank's state every `everySeconds` (atomically: a whole checkpoint or the previous one), and whether to start from it. */
   checkpoint?: { path: string; everySeconds: number; resume: boolean };
+  /** A surrogate study: train from the stream instead of keeping statistics. */
+  surrogate?: SurrogateStart;
 }
 
 /** One field's statistics on this rank's slice: [timestep][cell] flattened, per statistic name. */
@@ -36,6 +40,9 @@ export interface RankResults {
   bytes: number;
   refused: number;
 }
+
+/** A surrogate study's rank: what it trained (rank 0) or kept, and what it received. */
+export type SurrogateResults = SurrogateRankResults & { bytes: number; refused: number };
 
 const statisticNames = (moments: MomentOptions, inputs: string[], pickFreeze: boolean): string[] => [
   'mean', 'variance', 'min', 'max',
@@ -89,24 +96,26 @@ export function collect(state: StudyState, inputs: string[]): Record<string, Flo
 
 /** Runs a server rank in this process until the launcher says finish. */
 export async function serve(start: ServerStart, inputs: string[], send: (message: unknown) => void, receive: (handler: (message: Record<string, unknown>) => void) => void): Promise<void> {
-  const state = new StudyState(start.spec, start.rank, start.ranks);
   const where = `study server rank ${start.rank}`;
+  let failure: Error | null = null;
+  const fail = (error: Error) => {
+    failure ??= error;
+    send({ error: error.message });
+  };
+  const surrogate = start.surrogate ? new SurrogateSink(start.surrogate, start.rank, start.ranks, fail) : null;
+  const state = surrogate ? null : new StudyState(start.spec, start.rank, start.ranks);
+  const sink = surrogate ?? state!;
   const { checkpoint } = start;
-  if (checkpoint?.resume && existsSync(checkpoint.path)) state.restore(deserialize(readFileSync(checkpoint.path)) as StateSnapshot);
+  if (checkpoint?.resume && existsSync(checkpoint.path)) state!.restore(deserialize(readFileSync(checkpoint.path)) as StateSnapshot);
   const save = () => {
     if (!checkpoint) return;
-    writeFileSync(`${checkpoint.path}.partial`, serialize(state.snapshot()));
+    writeFileSync(`${checkpoint.path}.partial`, serialize(state!.snapshot()));
     renameSync(`${checkpoint.path}.partial`, checkpoint.path);
   };
   const saving = checkpoint ? setInterval(save, 1000 * checkpoint.everySeconds) : null;
   const sockets = new Set<Socket>();
   let bytes = 0;
   let refused = 0;
-  let failure: Error | null = null;
-  const fail = (error: Error) => {
-    failure ??= error;
-    send({ error: error.message });
-  };
   const server = createServer((socket) => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
@@ -116,7 +125,7 @@ export async function serve(start: ServerStart, inputs: string[], send: (message
         if (message.kind === Kind.Data) {
           bytes += 8 * message.values.length;
           try {
-            state.add(run, message.field, message.timestep, message.offset, message.values);
+            sink.add(run, message.field, message.timestep, message.offset, message.values);
           } catch (error) {
             fail(error as Error);
             socket.destroy();
@@ -138,17 +147,31 @@ export async function serve(start: ServerStart, inputs: string[], send: (message
   });
   const address = server.address();
   send({ port: typeof address === 'object' && address ? address.port : 0 });
+  surrogate?.begin();
   await new Promise<void>((resolve) => {
     receive((message) => {
       if (typeof message.complete === 'number') {
         const run = message.complete;
-        send({ complete: run, ok: state.complete(run), received: state.received[run] });
+        send({ complete: run, ok: sink.complete(run), received: surrogate ? surrogate.received(run) : state!.received[run] });
+      } else if (message.streamEnded) {
+        surrogate?.end();
       } else if (message.finish) {
         if (saving) clearInterval(saving);
         server.close();
         for (const socket of sockets) socket.destroy();
-        const results: RankResults = { rank: start.rank, slices: state.slices, fields: collect(state, inputs), counted: state.counted, repeated: state.repeated, bytes, refused };
-        send({ results, waiting: state.waiting, failure: failure?.message ?? null });
+        if (surrogate) {
+          surrogate.results().then((results) => {
+            const trained: SurrogateResults = { ...results, bytes, refused };
+            send({ results: trained, waiting: 0, failure: failure?.message ?? null });
+            resolve();
+          }, (error: Error) => {
+            send({ results: null, waiting: 0, failure: error.message });
+            resolve();
+          });
+          return;
+        }
+        const results: RankResults = { rank: start.rank, slices: state!.slices, fields: collect(state!, inputs), counted: state!.counted, repeated: state!.repeated, bytes, refused };
+        send({ results, waiting: state!.waiting, failure: failure?.message ?? null });
         resolve();
       }
     });

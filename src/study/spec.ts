@@ -9,11 +9,13 @@
 //   "statistics": { "higher": true, "thresholds": [0.5], "quantiles": [0.1, 0.9], "covariance": [["a", "b"]] },
 //   "servers": 2, "concurrency": 2, "seed": 1, "runTimeoutSeconds": 60, "retries": 2
 // }
+// or, in place of "statistics", "surrogate": { … } to train a network from the stream (surrogate.ts).
 
 import { ConvergeError } from '../errors.js';
 import type { DesignKind, Parameter } from './design.js';
 import type { MomentOptions } from './moments.js';
 import type { FieldSpec } from './state.js';
+import { parseSurrogate, type SurrogateSpec } from './surrogate.js';
 
 export interface StudySpec {
   simulation: { command: string[] } | { module: string };
@@ -32,6 +34,8 @@ export interface StudySpec {
   checkpointEverySeconds?: number;
   /** How the clients' connections are protected (as the tcp backend's --transport-security). */
   transportSecurity: 'encrypt' | 'integrity' | 'none';
+  /** Train a surrogate from the stream instead of keeping statistics (surrogate.ts). */
+  surrogate?: SurrogateSpec;
 }
 
 const bad = (key: string, what: string) => new ConvergeError(`study: ${key} ${what}`, 'BAD_OPTION');
@@ -47,7 +51,7 @@ const numbers = (value: unknown, key: string): number[] => {
   return value as number[];
 };
 
-const KNOWN = ['simulation', 'parameters', 'fields', 'design', 'groups', 'runs', 'statistics', 'servers', 'concurrency', 'seed', 'runTimeoutSeconds', 'retries', 'transportSecurity', 'checkpointEverySeconds'];
+const KNOWN = ['simulation', 'parameters', 'fields', 'design', 'groups', 'runs', 'statistics', 'servers', 'concurrency', 'seed', 'runTimeoutSeconds', 'retries', 'transportSecurity', 'checkpointEverySeconds', 'surrogate'];
 
 export function parseStudy(input: unknown): StudySpec {
   if (!isObject(input)) throw bad('description', 'must be a JSON object');
@@ -109,11 +113,19 @@ export function parseStudy(input: unknown): StudySpec {
   if (!Number.isInteger(retries) || (retries as number) < 0) throw bad('retries', `is ${JSON.stringify(retries)}; give a whole number ≥ 0.`);
   const every = input.checkpointEverySeconds;
   if (every !== undefined && (typeof every !== 'number' || !(every > 0))) throw bad('checkpointEverySeconds', `is ${JSON.stringify(every)}; give seconds > 0.`);
+  const servers = positiveInteger(input.servers, 'servers', 1);
+  let surrogate: SurrogateSpec | undefined;
+  if (input.surrogate !== undefined) {
+    if (input.statistics !== undefined) throw bad('surrogate', 'and statistics are two studies: a surrogate study\'s servers train a network, whose data reach them whole, not as slices; run the statistics as a study of their own.');
+    if (every !== undefined) throw bad('checkpointEverySeconds', 'is for statistics: a surrogate study does not yet restart a server rank (its training ranks fail together, with a message).');
+    surrogate = parseSurrogate(input.surrogate, fields, runs, servers);
+  }
   return {
     ...(every !== undefined ? { checkpointEverySeconds: every } : {}),
+    ...(surrogate ? { surrogate } : {}),
     simulation: sim, parameters, fields, design, runs,
     statistics: { higher: statistics.higher === true, thresholds: numbers(statistics.thresholds, 'statistics.thresholds'), quantiles, covariance: covariance as [string, string][] },
-    servers: positiveInteger(input.servers, 'servers', 1), concurrency: positiveInteger(input.concurrency, 'concurrency', 2),
+    servers, concurrency: positiveInteger(input.concurrency, 'concurrency', 2),
     seed: seed as number, runTimeoutSeconds: timeout, retries: retries as number, transportSecurity: security,
   };
 }

@@ -1,0 +1,237 @@
+// What a server rank of a surrogate study does with the runs' fields: the held-out runs' go to a
+// test set every rank holds; a training run's go, as (encoded inputs, field) samples, into this
+// rank's reservoir buffer, which the rank trains from — one rank of a data-parallel job over the
+// tcp backend whose ranks are the study's servers — while the simulations still run. Training
+// stops when the launcher says the stream has ended; rank 0 then tests the final parameters on
+// the held-out runs and writes them as a checkpoint.
+//   With `writeSamples` (the offline baseline) a rank trains nothing and keeps every sample, for
+// the launcher to write as NPY files that `converge train` reads.
+
+import { Reservoir } from '../data/reservoir.js';
+import { makeBatcher } from '../data/batches.js';
+import type { ImageDataset } from '../data/dataset.js';
+import { ConvergeError } from '../errors.js';
+import { modelLabel, resolveModel } from '../models/module.js';
+import { EVAL_BATCH, addEvaluation, evaluationFigures } from '../strategies/strategy.js';
+import { mixSeed } from '../tensor/random.js';
+import { writeCheckpoint } from '../train/checkpoint.js';
+import { defaults, type TrainConfig } from '../train/config.js';
+import { modelOptions } from '../train/run.js';
+import { train } from '../api/train.js';
+import { Design, type DesignKind, type Parameter } from './design.js';
+import type { FieldSpec } from './state.js';
+import { encodeInput, routeOf, type SurrogateSpec } from './surrogate.js';
+
+export interface SurrogateStart {
+  spec: SurrogateSpec;
+  parameters: Parameter[];
+  design: DesignKind;
+  seed: number;
+  fields: FieldSpec[];
+  runs: number;
+  /** Keep every sample for the launcher to write (the offline baseline) instead of training. */
+  writeSamples: boolean;
+  /** The training job's rendezvous (rank 0's address and port) and its secret and name. */
+  master: { addr: string; port: number; secret: string; job: string; security: string };
+  /** Where rank 0 writes the trained parameters. */
+  checkpoint: string;
+  /** Date.now() when the study started: the figures' clock. */
+  studyStarted: number;
+}
+
+/** One evaluation on the held-out runs while training. */
+export interface CurvePoint {
+  /** Seconds since the study started. */
+  seconds: number;
+  /** Training samples consumed so far (every rank's), and passes over the buffers. */
+  samples: number;
+  epochs: number;
+  /** Mean squared error per cell, and its root. */
+  mse: number;
+  rmse: number;
+}
+
+export interface SurrogateRankResults {
+  rank: number;
+  /** Training samples this rank received, and how many its buffer evicted unseen or seen. */
+  received: number;
+  evicted: number;
+  repeated: number;
+  /** Rank 0: how the training went. */
+  training?: {
+    curve: CurvePoint[];
+    final: { mse: number; rmse: number; meanFieldMse: number };
+    /** Training samples consumed (every rank's), and per second of training steps. */
+    samples: number;
+    samplesPerSecond: number;
+    /** Seconds since the study started when training began and ended. */
+    began: number;
+    ended: number;
+    parameters: number;
+  };
+  /** writeSamples: this rank's training samples, and (rank 0) the held-out ones. */
+  samples?: { x: Float32Array; y: Float32Array; testX?: Float32Array; testY?: Float32Array };
+}
+
+export class SurrogateSink {
+  private readonly design: Design;
+  private readonly timesteps: number;
+  private readonly cells: number;
+  private readonly inputs: number;
+  private readonly timestepsPerRun: number;
+  private readonly fieldStart: number[];
+  private readonly seen: Uint8Array;
+  readonly receivedBy: Uint32Array;
+  private readonly test: { x: Float32Array; y: Float32Array };
+  private readonly reservoir: Reservoir | null;
+  private readonly kept: { x: Float32Array[]; y: Float32Array[] } = { x: [], y: [] };
+  private repeated = 0;
+  private ended = false;
+  private stop: (() => void) | null = null;
+  private training: Promise<SurrogateRankResults['training']> | null = null;
+  private readonly input: Float32Array;
+
+  constructor(readonly start: SurrogateStart, readonly rank: number, readonly ranks: number, private readonly fail: (error: Error) => void) {
+    const { spec, fields, parameters, runs } = start;
+    this.design = new Design(parameters, start.design, start.seed);
+    this.timesteps = fields[spec.field].timesteps;
+    this.cells = fields[spec.field].cells;
+    this.inputs = parameters.length + 1;
+    this.input = new Float32Array(this.inputs);
+    this.timestepsPerRun = fields.reduce((sum, f) => sum + f.timesteps, 0);
+    this.fieldStart = fields.map((_, f) => fields.slice(0, f).reduce((sum, g) => sum + g.timesteps, 0));
+    this.seen = new Uint8Array(runs * this.timestepsPerRun);
+    this.receivedBy = new Uint32Array(runs);
+    const heldOut = spec.heldOutRuns * this.timesteps;
+    this.test = { x: new Float32Array(heldOut * this.inputs), y: new Float32Array(heldOut * this.cells) };
+    this.reservoir = start.writeSamples ? null : new Reservoir({ capacity: spec.capacity, inputs: this.inputs, targets: this.cells, threshold: spec.threshold, evict: spec.evict, seed: mixSeed(start.seed, rank, 0x7e5e) });
+  }
+
+  /** A run's whole field at a timestep; a timestep counted already (a restarted run's) is not counted again. */
+  add(run: number, field: number, timestep: number, offset: number, values: Float64Array): void {
+    const { fields, runs, spec } = this.start;
+    const where = `study server rank ${this.rank}: run ${run}`;
+    if (!(run < runs)) throw new ConvergeError(`${where} is not in the study (it has ${runs} runs).`, 'BAD_DATA');
+    const declared = fields[field];
+    if (!declared) throw new ConvergeError(`${where} sent field #${field}; the study declares ${fields.length}.`, 'BAD_DATA');
+    if (!(timestep < declared.timesteps)) throw new ConvergeError(`${where} sent timestep ${timestep} of field "${declared.name}", which has ${declared.timesteps} (0..${declared.timesteps - 1}).`, 'BAD_DATA');
+    if (!routeOf(run, spec.heldOutRuns, this.ranks).includes(this.rank)) throw new ConvergeError(`${where} sent its fields to this rank, which a surrogate study does not route it to: the client and the study disagree on the server ranks.`, 'BAD_DATA');
+    if (offset !== 0 || values.length !== declared.cells) throw new ConvergeError(`${where} sent cells ${offset}..${offset + values.length} of field "${declared.name}"; a surrogate study takes whole fields of ${declared.cells} cells.`, 'BAD_DATA');
+    const at = run * this.timestepsPerRun + this.fieldStart[field] + timestep;
+    if (this.seen[at]) {
+      this.repeated++;
+      return;
+    }
+    this.seen[at] = 1;
+    this.receivedBy[run]++;
+    if (field !== spec.field) return; // a field the surrogate does not predict: counted, not kept
+    const x = encodeInput(this.start.parameters, this.design.inputs(run), timestep, this.timesteps, this.input);
+    if (run < spec.heldOutRuns) {
+      const sample = run * this.timesteps + timestep;
+      this.test.x.set(x, sample * this.inputs);
+      this.test.y.set(values, sample * this.cells);
+    } else if (this.reservoir) this.reservoir.put(x, values);
+    else {
+      this.kept.x.push(Float32Array.from(x));
+      this.kept.y.push(Float32Array.from(values));
+    }
+  }
+
+  /** Whether this rank holds everything run `run` was to send it (nothing, where it goes elsewhere). */
+  complete(run: number): boolean {
+    const routed = routeOf(run, this.start.spec.heldOutRuns, this.ranks).includes(this.rank);
+    return this.receivedBy[run] === (routed ? this.timestepsPerRun : 0);
+  }
+
+  received(run: number): number {
+    return this.receivedBy[run];
+  }
+
+  /** Starts training once the held-out runs are in and the buffer holds its threshold (or the stream ended). */
+  begin(): void {
+    if (this.reservoir) this.training = this.train(this.reservoir).catch((error: Error) => {
+      this.fail(error);
+      return undefined;
+    });
+  }
+
+  /** Every run is done: training stops at its next step. */
+  end(): void {
+    this.ended = true;
+    this.reservoir?.end();
+    this.stop?.();
+  }
+
+  async results(): Promise<SurrogateRankResults> {
+    const base = { rank: this.rank, received: this.reservoir?.received ?? this.kept.x.length, evicted: this.reservoir?.evicted ?? 0, repeated: this.repeated };
+    if (!this.reservoir) {
+      const join = (parts: Float32Array[], width: number) => {
+        const all = new Float32Array(parts.length * width);
+        parts.forEach((part, i) => all.set(part, i * width));
+        return all;
+      };
+      return { ...base, samples: { x: join(this.kept.x, this.inputs), y: join(this.kept.y, this.cells), ...(this.rank === 0 ? { testX: this.test.x, testY: this.test.y } : {}) } };
+    }
+    const training = await this.training;
+    return { ...base, ...(training ? { training } : {}) };
+  }
+
+  private async train(reservoir: Reservoir): Promise<SurrogateRankResults['training']> {
+    const { spec, master } = this.start;
+    const heldOutIn = () => Array.from({ length: spec.heldOutRuns }, (_, run) => run).every((run) => this.complete(run));
+    while (!this.ended && !(heldOutIn() && reservoir.held >= spec.threshold)) await new Promise((resolve) => setTimeout(resolve, 20));
+    if (!heldOutIn()) throw new ConvergeError(`study server rank ${this.rank}: the stream ended before every held-out run arrived; nothing to test the surrogate on.`, 'BAD_DATA');
+    const clock = () => (Date.now() - this.start.studyStarted) / 1000;
+    const began = clock();
+    // this process is rank `rank` of the training job, as a launcher would have said
+    Object.assign(process.env, {
+      RANK: String(this.rank), WORLD_SIZE: String(this.ranks), MASTER_ADDR: master.addr, MASTER_PORT: String(master.port),
+      CONVERGE_SECRET: master.secret, CONVERGE_JOB_ID: master.job, CONVERGE_BIND: master.addr, CONVERGE_TRANSPORT_SECURITY: master.security,
+    });
+    const controller = new AbortController();
+    this.stop = () => controller.abort();
+    if (this.ended) controller.abort();
+    const dataset = reservoir.dataset(this.start.fields[spec.field].name, this.test);
+    const curve: CurvePoint[] = [];
+    const outcome = await train({
+      ...spec.train, model: spec.train.model ?? 'mlp', data: dataset, backend: 'tcp', epochs: Number.MAX_SAFE_INTEGER, signal: controller.signal,
+      // (a pass over a small buffer is short: the curve keeps a point every quarter second)
+      onEvaluation: (e) => {
+        if (curve.length === 0 || clock() - curve[curve.length - 1].seconds >= 0.25) curve.push({ seconds: clock(), samples: e.samples, epochs: e.epochs, mse: e.testLoss, rmse: Math.sqrt(e.testLoss) });
+      },
+    });
+    const ended = clock();
+    if (this.rank !== 0 || !outcome.params) return undefined;
+    const config: TrainConfig = { ...defaults, ...spec.train, dataset: dataset.name };
+    const final = await this.evaluate(config, dataset, outcome.params);
+    curve.push({ seconds: ended, samples: outcome.summary.samples, epochs: NaN, mse: final.mse, rmse: final.rmse });
+    return { curve, final, samples: outcome.summary.samples, samplesPerSecond: outcome.summary.samplesPerSecond, began, ended, parameters: outcome.params.length };
+  }
+
+  /** The final parameters on the held-out runs (the loop tests only at its evaluations), and written as a checkpoint. */
+  private async evaluate(config: TrainConfig, dataset: ImageDataset, params: Float32Array): Promise<{ mse: number; rmse: number; meanFieldMse: number }> {
+    const definition = await resolveModel(config.model);
+    const model = definition.build({ ...modelOptions(dataset, config, EVAL_BATCH), seed: config.seed });
+    const batcher = makeBatcher(dataset, 'test', EVAL_BATCH);
+    const totals = new Float64Array(4);
+    for (let first = 0; first < dataset.test.count; first += EVAL_BATCH) {
+      const count = Math.min(EVAL_BATCH, dataset.test.count - first);
+      addEvaluation(totals, model.evaluate(params, batcher.range(first, count)), count);
+    }
+    const mse = evaluationFigures(totals, 'regression').loss;
+    // what predicting every held-out run by their mean field at each timestep would score: the scale the error is read against
+    const meanFieldMse = meanFieldError(dataset.test.targets!, this.start.spec.heldOutRuns, this.timesteps, this.cells);
+    writeCheckpoint(this.start.checkpoint, { params, optimizerState: {}, optimizerSteps: 0, epoch: 0, step: 0 }, { model: modelLabel(config.model), layout: model.layout, optimizer: config.optimizer, globalBatch: config.batch * this.ranks, seed: config.seed });
+    return { mse, rmse: Math.sqrt(mse), meanFieldMse };
+  }
+}
+
+/** The mean squared error, per value, of predicting runs [run][timestep][cell] by their mean over the runs. */
+export function meanFieldError(values: Float32Array, runs: number, timesteps: number, cells: number): number {
+  const perRun = timesteps * cells;
+  const mean = new Float64Array(perRun);
+  for (let run = 0; run < runs; run++) for (let i = 0; i < perRun; i++) mean[i] += values[run * perRun + i] / runs;
+  let sum = 0;
+  for (let run = 0; run < runs; run++) for (let i = 0; i < perRun; i++) sum += (values[run * perRun + i] - mean[i]) ** 2;
+  return sum / (runs * perRun);
+}
