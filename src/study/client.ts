@@ -13,6 +13,7 @@
 
 import { connect as dial } from 'node:net';
 import { ConvergeError } from '../errors.js';
+import { placeFromEnvironment } from '../launch/environment.js';
 import type { TransportSecurity } from '../comm/tcp-seal.js';
 import { sliceOf, type FieldSpec } from './state.js';
 import { Kind, helloAsClient, type Channel } from './wire.js';
@@ -39,8 +40,14 @@ export interface StudyClient {
   readonly inputs: Readonly<Record<string, number>>;
   /** The fields the study expects, with their cells and timesteps. */
   readonly fields: readonly FieldSpec[];
-  /** Sends one timestep of a field (all its cells); resolves when the connections have taken it. */
-  send(field: string, timestep: number, values: ArrayLike<number>): Promise<void>;
+  /**
+   * Sends one timestep of a field: all its cells, or — from one process of a parallel simulation
+   * — the piece of them that starts at cell `offset`; the server ranks count the timestep once
+   * every piece has come. Resolves when the connections have taken it.
+   */
+  send(field: string, timestep: number, values: ArrayLike<number>, offset?: number): Promise<void>;
+  /** This process's place among the run's processes (a simulation started by mpirun or srun: its rank and their number; else 0 of 1). */
+  readonly process: { rank: number; size: number };
   /** Says the run is over and waits until every server rank has counted all it sent. */
   close(): Promise<void>;
 }
@@ -49,6 +56,16 @@ function required(name: string): string {
   const value = process.env[name];
   if (value === undefined || value === '') throw new ConvergeError(`converge/client: ${name} is not set; a simulation connects when \`converge study\` starts it (or set the study's variables yourself).`, 'BAD_OPTION');
   return value;
+}
+
+/** Which process of a parallel run this is, as mpirun or srun says (one process: 0 of 1). */
+function processPlace(): { rank: number; size: number } {
+  try {
+    const { rank, size } = placeFromEnvironment();
+    return { rank, size };
+  } catch {
+    return { rank: 0, size: 1 };
+  }
 }
 
 export async function connect(): Promise<StudyClient> {
@@ -90,20 +107,26 @@ export async function connect(): Promise<StudyClient> {
     attempt,
     inputs,
     fields,
-    async send(name, timestep, values) {
+    process: processPlace(),
+    async send(name, timestep, values, from) {
+      const offset = from ?? 0;
       const field = fieldIndex.get(name);
       if (field === undefined) throw new ConvergeError(`run ${run}: field "${name}" is not in the study (it declares ${fields.map((f) => f.name).join(', ')}).`, 'BAD_DATA');
       const spec = fields[field];
-      if (values.length !== spec.cells) throw new ConvergeError(`run ${run}: field "${name}" has ${spec.cells} cells in the study; this simulation sent ${values.length}.`, 'BAD_DATA');
+      if (from === undefined && values.length !== spec.cells) throw new ConvergeError(`run ${run}: field "${name}" has ${spec.cells} cells in the study; this simulation sent ${values.length} (a piece of them? give its first cell: send(field, timestep, values, offset)).`, 'BAD_DATA');
+      if (!(Number.isInteger(offset) && offset >= 0 && values.length > 0 && offset + values.length <= spec.cells)) throw new ConvergeError(`run ${run}: cells ${offset}..${offset + values.length} of field "${name}", which has ${spec.cells} (0..${spec.cells}).`, 'BAD_DATA');
       if (!(Number.isInteger(timestep) && timestep >= 0 && timestep < spec.timesteps)) throw new ConvergeError(`run ${run}: timestep ${timestep} of field "${name}", which has ${spec.timesteps} (0..${spec.timesteps - 1}).`, 'BAD_DATA');
       const all = values instanceof Float64Array ? values : Float64Array.from(values); // the channel copies what it sends
       if (whole) {
-        await Promise.all(channels.map((channel) => channel.send({ kind: Kind.Data, field, timestep, offset: 0, values: all })));
+        await Promise.all(channels.map((channel) => channel.send({ kind: Kind.Data, field, timestep, offset, values: all })));
         return;
       }
+      // each rank the part of this piece that falls in its slice
       await Promise.all(channels.map((channel, rank) => {
         const [low, high] = sliceOf(spec.cells, rank, ranks);
-        return channel.send({ kind: Kind.Data, field, timestep, offset: low, values: all.subarray(low, high) });
+        const first = Math.max(low, offset);
+        const end = Math.min(high, offset + all.length);
+        return first < end ? channel.send({ kind: Kind.Data, field, timestep, offset: first, values: all.subarray(first - offset, end - offset) }) : undefined;
       }));
     },
     async close() {

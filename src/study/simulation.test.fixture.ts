@@ -5,6 +5,8 @@
 //   CONVERGE_TEST_HANG=run:timestep    stops there and never returns
 //   CONVERGE_TEST_CELLS=n              sends n cells instead of 6 (a simulation that disagrees)
 //   CONVERGE_TEST_SKIP=t               never sends timestep t, and closes as if done
+//   CONVERGE_TEST_PIECES=a,b           sends each field in pieces: cells 0..a, a..b, b..end
+// Started as several processes (mpirun), process p of P sends its own cells, p·6/P .. (p+1)·6/P.
 import type { StudyClient } from './client.js';
 
 export const CELLS = 6;
@@ -30,11 +32,18 @@ export default async function simulate(study: StudyClient): Promise<void> {
   const hang = fault('CONVERGE_TEST_HANG', study);
   const cells = Number(process.env.CONVERGE_TEST_CELLS ?? CELLS);
   const skip = Number(process.env.CONVERGE_TEST_SKIP ?? -1);
+  const { rank, size } = study.process;
+  const cuts = [Math.floor((rank * CELLS) / size), ...(process.env.CONVERGE_TEST_PIECES?.split(',').map(Number) ?? []), Math.floor(((rank + 1) * CELLS) / size)];
+  const send = async (field: string, t: number, values: number[]) => {
+    if (cuts.length === 2 && size === 1) return study.send(field, t, values);
+    // (the last piece first: pieces may come in any order)
+    for (let k = cuts.length - 2; k >= 0; k--) await study.send(field, t, values.slice(cuts[k], cuts[k + 1]), cuts[k]);
+  };
   for (let t = 0; t < TIMESTEPS; t++) {
     if (t === skip) continue;
     const { u, v } = outputs(study.inputs, t);
-    await study.send('u', t, cells === CELLS ? u : new Array(cells).fill(0));
-    await study.send('v', t, v);
+    await send('u', t, cells === CELLS ? u : new Array(cells).fill(0));
+    await send('v', t, v);
     if (t === crash) process.exit(3);
     if (t === hang) await new Promise(() => setInterval(() => {}, 1000));
   }

@@ -163,3 +163,33 @@ test('a checkpoint taken mid-stream (groups and pairs still waiting) restores a 
   const other = new StudyState({ ...spec, runs: 8 }, 0, 1);
   assert.throws(() => other.restore(first.snapshot()), /study server rank 0: the checkpoint does not fit this study \(runs\); start the study afresh/);
 });
+
+test('a timestep in pieces (a parallel simulation\'s processes, any order, one piece sent twice, a checkpoint between) counts once whole, as if sent at once', () => {
+  const spec: StateSpec = { fields, runs: 3, groupSize: 1, inputs: 2, pickFreeze: false, moments: { higher: true }, covariance: [] };
+  const whole = new StudyState(spec, 1, 2); // cells 3..7
+  const pieces = new StudyState(spec, 1, 2);
+  for (let run = 0; run < 3; run++) {
+    const values = sample(run, 0, 2).subarray(3);
+    assert.equal(whole.add(run, 0, 2, 3, values), true);
+    // cells 5..7 (twice), then 3..4, then the missing 4..5 inside a piece 4..6 that overlaps what came
+    assert.equal(pieces.add(run, 0, 2, 5, values.subarray(2)), true);
+    assert.equal(pieces.add(run, 0, 2, 5, values.subarray(2)), true); // again, as a restarted process sends it
+    assert.equal(pieces.add(run, 0, 2, 3, values.subarray(0, 1)), true);
+    assert.equal(pieces.received[run], 0, 'not counted before its last cell');
+    assert.equal(pieces.waiting, 1);
+    if (run === 1) {
+      const restored = new StudyState(spec, 1, 2);
+      restored.restore(deserialize(serialize(pieces.snapshot())));
+      assert.equal(restored.waiting, 1, 'the checkpoint holds the pieces that came');
+      assert.equal(restored.add(run, 0, 2, 4, values.subarray(1, 3)), true);
+      assert.deepEqual(restored.moments[0][2].count, 1 + 1);
+    }
+    assert.equal(pieces.add(run, 0, 2, 4, values.subarray(1, 3)), true);
+    assert.equal(pieces.received[run], 1);
+    assert.equal(pieces.add(run, 0, 2, 4, values.subarray(1, 2)), false, 'a piece of a counted timestep is a repeat');
+  }
+  assert.equal(pieces.waiting, 0);
+  for (const key of ['count', 'mean', 'm2', 'm3', 'm4', 'min', 'max'] as const) assert.deepEqual(pieces.moments[0][2][key], whole.moments[0][2][key], key);
+  assert.throws(() => pieces.add(0, 0, 1, 2, new Float64Array(2)), /run 0 sent cells 2\.\.4 of field "a" to the rank that keeps 3\.\.7/);
+  assert.throws(() => pieces.add(0, 0, 1, 6, new Float64Array(2)), /run 0 sent cells 6\.\.8 of field "a" to the rank that keeps 3\.\.7/);
+});

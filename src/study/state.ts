@@ -3,11 +3,13 @@
 // Each (run, field, timestep) is counted once: a restarted run that sends a timestep again is
 // recognised. Pick-freeze groups wait, per field and timestep, until all p + 2 of their runs
 // have sent it; then the Sobol indices take the group and the moments its A and B runs (the two
-// independent draws). Covariances wait for both fields of a run's timestep.
+// independent draws). Covariances wait for both fields of a run's timestep. A parallel
+// simulation's processes may each send a piece of a timestep: it counts once whole (pieces.ts).
 
 import { ConvergeError } from '../errors.js';
 import { Covariance, Moments, type MomentOptions } from './moments.js';
 import { Sobol } from './sobol.js';
+import { Pieces, type Pending } from './pieces.js';
 
 export interface FieldSpec {
   name: string;
@@ -45,6 +47,8 @@ export interface StateSnapshot {
   pairs: Map<string, (Float64Array | null)[]>;
   counted: number;
   repeated: number;
+  /** Timesteps of which some pieces have come (absent in checkpoints from before pieces). */
+  pieces?: Map<string, Pending>;
 }
 
 export class StudyState {
@@ -63,6 +67,7 @@ export class StudyState {
   readonly received: Uint32Array;
   private readonly groups = new Map<string, (Float64Array | null)[]>();
   private readonly pairs = new Map<string, (Float64Array | null)[]>();
+  private readonly pieces = new Pieces();
   /** Samples counted, and samples that came again (from restarted runs) and were not. */
   counted = 0;
   repeated = 0;
@@ -94,22 +99,25 @@ export class StudyState {
   }
 
   /**
-   * A run's values of this rank's slice of a field at a timestep. Returns false when that
-   * timestep was counted already (a restarted run's); throws, naming the run, on what cannot be.
+   * A run's values of this rank's slice of a field at a timestep — all of it, or a piece that
+   * starts at cell `offset`. Returns false when that timestep was counted already (a restarted
+   * run's); throws, naming the run, on what cannot be.
    */
-  add(run: number, field: number, timestep: number, offset: number, values: Float64Array): boolean {
+  add(run: number, field: number, timestep: number, offset: number, piece: Float64Array): boolean {
     const spec = this.spec.fields[field];
     const where = `study server rank ${this.rank}: run ${run}`;
     if (!(run < this.spec.runs)) throw new ConvergeError(`${where} is not in the study (it has ${this.spec.runs} runs).`, 'BAD_DATA');
     if (!spec) throw new ConvergeError(`${where} sent field #${field}; the study declares ${this.spec.fields.length}.`, 'BAD_DATA');
     if (!(timestep < spec.timesteps)) throw new ConvergeError(`${where} sent timestep ${timestep} of field "${spec.name}", which has ${spec.timesteps} (0..${spec.timesteps - 1}).`, 'BAD_DATA');
     const [low, high] = this.slices[field];
-    if (offset !== low || values.length !== high - low) throw new ConvergeError(`${where} sent cells ${offset}..${offset + values.length} of field "${spec.name}" to the rank that keeps ${low}..${high}: the client and the study disagree on the field's size (${spec.cells} cells) or the server ranks.`, 'BAD_DATA');
+    if (offset < low || offset + piece.length > high || piece.length === 0) throw new ConvergeError(`${where} sent cells ${offset}..${offset + piece.length} of field "${spec.name}" to the rank that keeps ${low}..${high}: the client and the study disagree on the field's size (${spec.cells} cells) or the server ranks.`, 'BAD_DATA');
     const at = this.index(run, field, timestep);
     if (this.seen[at]) {
       this.repeated++;
       return false;
     }
+    const values = this.pieces.add(`${run}:${field}:${timestep}`, low, high, offset, piece);
+    if (values === null) return true; // more pieces to come
     this.seen[at] = 1;
     this.received[run]++;
     this.counted++;
@@ -160,7 +168,7 @@ export class StudyState {
       moments: this.moments.map((perTimestep) => perTimestep.map((m) => ({ ...m }))),
       sobol: this.sobol?.map((perTimestep) => perTimestep.map((s) => ({ ...s }))) ?? null,
       covariances: this.covariances.map((c) => c.perTimestep.map((x) => ({ ...x }))),
-      seen: this.seen, received: this.received, groups: this.groups, pairs: this.pairs, counted: this.counted, repeated: this.repeated,
+      seen: this.seen, received: this.received, groups: this.groups, pairs: this.pairs, counted: this.counted, repeated: this.repeated, pieces: this.pieces.snapshot(),
     };
   }
 
@@ -180,6 +188,7 @@ export class StudyState {
     for (const [key, value] of snapshot.groups) this.groups.set(key, value);
     this.pairs.clear();
     for (const [key, value] of snapshot.pairs) this.pairs.set(key, value);
+    this.pieces.restore(snapshot.pieces);
     this.counted = snapshot.counted;
     this.repeated = snapshot.repeated;
   }
@@ -189,8 +198,8 @@ export class StudyState {
     return this.received[run] === this.timestepsPerRun;
   }
 
-  /** Samples held back, waiting for the rest of their group or pair. */
+  /** Samples held back, waiting for the rest of their group or pair, or their timestep's other pieces. */
   get waiting(): number {
-    return this.groups.size + this.pairs.size;
+    return this.groups.size + this.pairs.size + this.pieces.size;
   }
 }

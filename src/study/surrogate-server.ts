@@ -21,6 +21,7 @@ import { train } from '../api/train.js';
 import { Design, type DesignKind, type Parameter } from './design.js';
 import type { FieldSpec } from './state.js';
 import { encodeInput, routeOf, type SurrogateSpec } from './surrogate.js';
+import { Pieces } from './pieces.js';
 
 export interface SurrogateStart {
   spec: SurrogateSpec;
@@ -90,6 +91,8 @@ export class SurrogateSink {
   private stop: (() => void) | null = null;
   private training: Promise<SurrogateRankResults['training']> | null = null;
   private readonly input: Float32Array;
+  /** Timesteps whose pieces (from a parallel simulation's processes) are not all in yet. */
+  private readonly pieces = new Pieces();
 
   constructor(readonly start: SurrogateStart, readonly rank: number, readonly ranks: number, private readonly fail: (error: Error) => void) {
     const { spec, fields, parameters, runs } = start;
@@ -107,8 +110,8 @@ export class SurrogateSink {
     this.reservoir = start.writeSamples ? null : new Reservoir({ capacity: spec.capacity, inputs: this.inputs, targets: this.cells, threshold: spec.threshold, evict: spec.evict, seed: mixSeed(start.seed, rank, 0x7e5e) });
   }
 
-  /** A run's whole field at a timestep; a timestep counted already (a restarted run's) is not counted again. */
-  add(run: number, field: number, timestep: number, offset: number, values: Float64Array): void {
+  /** A run's field at a timestep, whole or a piece from cell `offset`; a timestep counted already (a restarted run's) is not counted again. */
+  add(run: number, field: number, timestep: number, offset: number, piece: Float64Array): void {
     const { fields, runs, spec } = this.start;
     const where = `study server rank ${this.rank}: run ${run}`;
     if (!(run < runs)) throw new ConvergeError(`${where} is not in the study (it has ${runs} runs).`, 'BAD_DATA');
@@ -116,12 +119,14 @@ export class SurrogateSink {
     if (!declared) throw new ConvergeError(`${where} sent field #${field}; the study declares ${fields.length}.`, 'BAD_DATA');
     if (!(timestep < declared.timesteps)) throw new ConvergeError(`${where} sent timestep ${timestep} of field "${declared.name}", which has ${declared.timesteps} (0..${declared.timesteps - 1}).`, 'BAD_DATA');
     if (!routeOf(run, spec.heldOutRuns, this.ranks).includes(this.rank)) throw new ConvergeError(`${where} sent its fields to this rank, which a surrogate study does not route it to: the client and the study disagree on the server ranks.`, 'BAD_DATA');
-    if (offset !== 0 || values.length !== declared.cells) throw new ConvergeError(`${where} sent cells ${offset}..${offset + values.length} of field "${declared.name}"; a surrogate study takes whole fields of ${declared.cells} cells.`, 'BAD_DATA');
+    if (offset + piece.length > declared.cells || piece.length === 0) throw new ConvergeError(`${where} sent cells ${offset}..${offset + piece.length} of field "${declared.name}", which has ${declared.cells}.`, 'BAD_DATA');
     const at = run * this.timestepsPerRun + this.fieldStart[field] + timestep;
     if (this.seen[at]) {
       this.repeated++;
       return;
     }
+    const values = this.pieces.add(`${run}:${field}:${timestep}`, 0, declared.cells, offset, piece);
+    if (values === null) return; // more pieces to come
     this.seen[at] = 1;
     this.receivedBy[run]++;
     if (field !== spec.field) return; // a field the surrogate does not predict: counted, not kept
