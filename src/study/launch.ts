@@ -193,10 +193,11 @@ export async function runStudy(spec: StudySpec, options: StudyOptions): Promise<
   };
 
   const fields = JSON.stringify(spec.fields);
-  const [program, ...args] = 'command' in spec.simulation ? spec.simulation.command : [process.execPath, moduleRunner, spec.simulation.module];
+  const [program, ...args] = runCommand(spec.simulation);
   let restarts = 0;
   const attempts = new Map<number, number>();
   const running = new Set<ChildProcess>();
+  const killers = new Map<ChildProcess, () => void>();
 
   /** One attempt of a run: null when it is done; else why not, and whether to blame the run. */
   const attempt = async (run: number): Promise<{ why: string; blame: boolean } | null> => {
@@ -209,16 +210,26 @@ export async function runStudy(spec: StudySpec, options: StudyOptions): Promise<
       ...process.env, ...options.env,
       [ENV.servers]: ranks.map((rank) => `${bind}:${rank.port}`).join(','), [ENV.run]: String(run), [ENV.attempt]: String(blamed), [ENV.inputs]: JSON.stringify(parameters), [ENV.fields]: fields,
       [ENV.security]: spec.transportSecurity, [ENV.secret]: credentials.secret, [ENV.job]: credentials.job,
-      ...(spec.surrogate ? { [ENV.route]: `whole:${routeOf(run, spec.surrogate.heldOutRuns, spec.servers).join(',')}` } : {}),
+      [ENV.route]: spec.surrogate ? `whole:${routeOf(run, spec.surrogate.heldOutRuns, spec.servers).join(',')}` : 'slices',
     };
-    const child = spawn(program, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    // a group of its own: a timeout kills the run's every process (mpirun's too), not only the first
+    const child = spawn(program, args, { env, stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+    const kill = () => {
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        child.kill('SIGKILL');
+      }
+    };
+    killers.set(child, kill);
+    child.once('exit', () => killers.delete(child));
     running.add(child);
     child.once('exit', () => running.delete(child));
     let stderr = '';
     child.stderr!.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-2000)));
     const outcome = await new Promise<string | null>((resolve) => {
       const timer = setTimeout(() => {
-        child.kill('SIGKILL');
+        kill();
         resolve(`ran past runTimeoutSeconds (${spec.runTimeoutSeconds} s)`);
       }, spec.runTimeoutSeconds * 1000);
       child.once('error', (error) => (clearTimeout(timer), resolve(`could not start ${program}: ${error.message}`)));
@@ -298,7 +309,7 @@ export async function runStudy(spec: StudySpec, options: StudyOptions): Promise<
     return summary;
   } finally {
     stopping = true;
-    for (const child of running) child.kill('SIGKILL');
+    for (const child of running) (killers.get(child) ?? (() => child.kill('SIGKILL')))();
     for (const rank of ranks) if (rank.process.exitCode === null) rank.process.kill();
   }
 }
@@ -398,4 +409,16 @@ async function finishSurrogate(spec: StudySpec, options: StudyOptions, replies: 
   }
   writeFileSync(join(options.out, 'summary.json'), `${JSON.stringify({ ...summary, parameters: spec.parameters, fields: spec.fields, surrogateOptions: spec.surrogate }, null, 2)}\n`);
   return summary;
+}
+
+/** The words that start one run: the simulation's command (or the module runner), behind mpirun or srun for a parallel one. */
+export function runCommand(simulation: StudySpec['simulation']): string[] {
+  const command = 'command' in simulation ? simulation.command : [process.execPath, moduleRunner, simulation.module];
+  const { processes, with: launcher } = simulation.launcher;
+  if (launcher === null) return command;
+  if (Array.isArray(launcher)) return [...launcher, ...command];
+  if (launcher === 'srun') return ['srun', '-n', String(processes), '--export=ALL', ...command];
+  // the study's variables reach every process, on this node or another
+  const exported = Object.values(ENV).flatMap((name) => ['-x', name]);
+  return ['mpirun', ...(process.getuid?.() === 0 ? ['--allow-run-as-root'] : []), '--oversubscribe', '-np', String(processes), ...exported, ...command];
 }

@@ -2,7 +2,8 @@
 // starts: each mistake is one line naming the key and what to write instead.
 //
 // {
-//   "simulation": { "command": ["node", "examples/dist/heat.js"] }   (or { "module": "./sim.js" }),
+//   "simulation": { "command": ["node", "examples/dist/heat.js"] }   (or { "module": "./sim.js" };
+//                 a parallel one: "processes": 4, "launcher": "mpirun" | "srun" | ["mpiexec", "-n", "4", …]),
 //   "parameters": { "diffusivity": { "uniform": [0.5, 1.5] }, "source": { "normal": [1, 0.2] } },
 //   "fields": { "temperature": { "cells": 1024, "timesteps": 20, "shape": [32, 32] } },
 //   "design": "pick-freeze", "groups": 40          (or "design": "monte-carlo", "runs": 200),
@@ -17,8 +18,15 @@ import type { MomentOptions } from './moments.js';
 import type { FieldSpec } from './state.js';
 import { parseSurrogate, type SurrogateSpec } from './surrogate.js';
 
+/** How a run's processes are started: one process, or a parallel simulation through mpirun or srun (or a prefix of the user's). */
+export interface Launcher {
+  processes: number;
+  /** 'mpirun' and 'srun' get -np/-n processes; a list is put before the command as it is. */
+  with: 'mpirun' | 'srun' | string[] | null;
+}
+
 export interface StudySpec {
-  simulation: { command: string[] } | { module: string };
+  simulation: ({ command: string[] } | { module: string }) & { launcher: Launcher };
   parameters: Parameter[];
   fields: FieldSpec[];
   design: DesignKind;
@@ -57,10 +65,19 @@ export function parseStudy(input: unknown): StudySpec {
   if (!isObject(input)) throw bad('description', 'must be a JSON object');
   for (const key of Object.keys(input)) if (!KNOWN.includes(key)) throw bad(`key "${key}"`, `is not known; a study has ${KNOWN.join(', ')}.`);
   const simulation = input.simulation;
-  let sim: StudySpec['simulation'];
+  let sim: { command: string[] } | { module: string };
   if (isObject(simulation) && Array.isArray(simulation.command) && simulation.command.length > 0 && simulation.command.every((c) => typeof c === 'string')) sim = { command: simulation.command as string[] };
   else if (isObject(simulation) && typeof simulation.module === 'string') sim = { module: simulation.module };
   else throw bad('simulation', `is ${JSON.stringify(simulation)}; give { "command": ["program", "arg", …] } or { "module": "./simulation.js" }.`);
+  for (const key of Object.keys(simulation)) {
+    if (!['command', 'module', 'processes', 'launcher'].includes(key)) throw bad(`simulation.${key}`, 'is not known; a simulation has "command" or "module", and for a parallel one "processes" and "launcher".');
+  }
+  const processes = positiveInteger(simulation.processes, 'simulation.processes', 1);
+  const launcher = simulation.launcher ?? (processes > 1 ? 'mpirun' : null);
+  if (!(launcher === null || launcher === 'mpirun' || launcher === 'srun' || (Array.isArray(launcher) && launcher.length > 0 && launcher.every((a) => typeof a === 'string')))) {
+    throw bad('simulation.launcher', `is ${JSON.stringify(launcher)}; give "mpirun", "srun", or the words to put before the command (e.g. ["mpiexec", "-n", "4", "--hostfile", "hosts"]).`);
+  }
+  if (Array.isArray(launcher) && simulation.processes !== undefined) throw bad('simulation.processes', 'is for "mpirun" or "srun"; a launcher given as a list says its own process count.');
 
   if (!isObject(input.parameters) || Object.keys(input.parameters).length === 0) throw bad('parameters', 'must name at least one uncertain input, e.g. { "diffusivity": { "uniform": [0.5, 1.5] } }.');
   const parameters: Parameter[] = Object.entries(input.parameters).map(([name, d]) => {
@@ -123,7 +140,7 @@ export function parseStudy(input: unknown): StudySpec {
   return {
     ...(every !== undefined ? { checkpointEverySeconds: every } : {}),
     ...(surrogate ? { surrogate } : {}),
-    simulation: sim, parameters, fields, design, runs,
+    simulation: { ...sim, launcher: { processes, with: launcher as Launcher['with'] } }, parameters, fields, design, runs,
     statistics: { higher: statistics.higher === true, thresholds: numbers(statistics.thresholds, 'statistics.thresholds'), quantiles, covariance: covariance as [string, string][] },
     servers, concurrency: positiveInteger(input.concurrency, 'concurrency', 2),
     seed: seed as number, runTimeoutSeconds: timeout, retries: retries as number, transportSecurity: security,

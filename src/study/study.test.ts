@@ -14,9 +14,10 @@ import { parseNpy } from '../data/npy.js';
 import * as api from '../index.js';
 import { Design } from './design.js';
 import { parseStudy } from './spec.js';
-import { runStudy, type StudySummary } from './launch.js';
+import { runCommand, runStudy, type StudySummary } from './launch.js';
 import { CELLS, TIMESTEPS, outputs } from './simulation.test.fixture.js';
 import { Kind, helloAsClient, helloAsServer, type Channel } from './wire.js';
+import { mpirunAvailable } from '../launch/mpi-job.js';
 
 const simulation = fileURLToPath(new URL('./simulation.test.fixture.js', import.meta.url));
 const cli = fileURLToPath(new URL('../cli/main.js', import.meta.url));
@@ -130,6 +131,57 @@ test('a run that crashes mid-run is started again, the timesteps it had sent are
   assert.equal(hung.summary.restarts, 1);
   assert.ok(hung.lines.some((line) => line.startsWith('run 9 ran past runTimeoutSeconds (3 s); starting it again')), hung.lines.join('\n'));
   assert.ok(readFileSync(join(hung.dir, 'u.sobol-first-x.npy')).equals(readFileSync(join(clean.dir, 'u.sobol-first-x.npy'))));
+});
+
+test('a simulation that sends its fields in pieces — in any order, across 3 server ranks\' slices, crashing once — gives statistics bit-identical to one that sends them whole', async () => {
+  const description = { design: 'monte-carlo', runs: 8, servers: 3, concurrency: 1, seed: 6, statistics: { higher: true, quantiles: [0.5], covariance: [['u', 'v']] } };
+  const clean = await study(description);
+  // pieces 0..1, 1..4 and 4..6 against slices 0..2, 2..4 and 4..6: the middle piece is cut in two on its way
+  const pieces = await study(description, { CONVERGE_TEST_PIECES: '1,4', CONVERGE_TEST_CRASH: '3:2' });
+  assert.equal(pieces.summary.restarts, 1);
+  for (const file of Object.values(clean.summary.files).flatMap((f) => Object.values(f))) {
+    assert.ok(readFileSync(join(pieces.dir, file)).equals(readFileSync(join(clean.dir, file))), file);
+  }
+});
+
+test('a parallel simulation started by mpirun: its 2 processes each send their own cells, and the statistics are bit-identical to one process sending all', { skip: process.env.CONVERGE_REQUIRE_MPI === '1' ? false : mpirunAvailable() ? false : 'mpirun is not installed' }, async () => {
+  const description = { design: 'monte-carlo', runs: 6, servers: 2, concurrency: 1, seed: 8 };
+  const clean = await study(description);
+  const dir = mkdtempSync(join(tmpdir(), 'converge-study-'));
+  const lines: string[] = [];
+  const parallel = await api.study({ simulation: { module: simulation, processes: 2 }, parameters, fields, ...description }, { out: dir, log: (line) => lines.push(line) });
+  assert.equal(parallel.restarts, 0, lines.join('\n'));
+  // every value still reaches the servers once: the two processes' halves
+  assert.equal(parallel.bytesStreamed, clean.summary.bytesStreamed);
+  for (const file of Object.values(clean.summary.files).flatMap((f) => Object.values(f))) {
+    assert.ok(readFileSync(join(dir, file)).equals(readFileSync(join(clean.dir, file))), file);
+  }
+});
+
+test('a parallel simulation\'s command: behind mpirun -np or srun -n with the study\'s variables passed on, or behind the user\'s own words; mistakes named', () => {
+  const base = { parameters, fields, runs: 4 };
+  const command = (simulation: object) => runCommand(parseStudy({ ...base, simulation }).simulation);
+  assert.deepEqual(command({ command: ['./sim', '-v'] }), ['./sim', '-v']);
+  const mpi = command({ command: ['./sim'], processes: 4 });
+  assert.equal(mpi[0], 'mpirun');
+  assert.deepEqual(mpi.slice(mpi.indexOf('-np'), mpi.indexOf('-np') + 2), ['-np', '4']);
+  assert.equal(mpi[mpi.length - 1], './sim');
+  // every variable a run reads is exported to its processes, wherever mpirun starts them
+  for (const name of ['CONVERGE_STUDY_SERVERS', 'CONVERGE_STUDY_RUN', 'CONVERGE_STUDY_INPUTS', 'CONVERGE_JOB_SECRET', 'CONVERGE_STUDY_ROUTE']) assert.ok(mpi.some((word, k) => word === name && mpi[k - 1] === '-x'), name);
+  assert.deepEqual(command({ command: ['./sim'], processes: 3, launcher: 'srun' }), ['srun', '-n', '3', '--export=ALL', './sim']);
+  assert.deepEqual(command({ command: ['./sim'], launcher: ['mpiexec', '-n', '8', '--hostfile', 'hosts'] }), ['mpiexec', '-n', '8', '--hostfile', 'hosts', './sim']);
+  const message = (simulation: object) => {
+    try {
+      parseStudy({ ...base, simulation });
+    } catch (error) {
+      return (error as Error).message;
+    }
+    return 'accepted';
+  };
+  assert.match(message({ command: ['./sim'], launcher: 'qsub' }), /study: simulation\.launcher is "qsub"; give "mpirun", "srun", or the words to put before the command/);
+  assert.match(message({ command: ['./sim'], processes: 0 }), /study: simulation\.processes is 0; give a whole number ≥ 1/);
+  assert.match(message({ command: ['./sim'], launcher: ['mpiexec'], processes: 2 }), /simulation\.processes is for "mpirun" or "srun"/);
+  assert.match(message({ command: ['./sim'], ranks: 2 }), /study: simulation\.ranks is not known/);
 });
 
 test('a simulation that disagrees with its study is stopped with a message naming the run and what to fix', async () => {
