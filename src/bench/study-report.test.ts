@@ -3,7 +3,7 @@
 // pixel per cell (decoded here with zlib, and held to the study's own NPY values).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -51,4 +51,19 @@ test('converge report draws a study: heat maps of mean, deviation and each Sobol
   for (const title of ['mean, timestep 0', 'standard deviation, timestep 2', 'first-order Sobol index of x, timestep 4', 'total Sobol index of y, timestep × cell']) assert.ok(html.includes(`<figcaption>${title}</figcaption>`), title);
   // the study's own summary.json is left as it was
   assert.equal(JSON.parse(readFileSync(join(dir, 'summary.json'), 'utf8')).runs, 16);
+});
+
+test('converge report on a surrogate study: its figures, and the held-out RMSE along the study\'s clock on a log scale beside the mean field\'s', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'converge-surrogate-report-'));
+  const curve = [{ seconds: 2, rmse: 1 }, { seconds: 6, rmse: 0.1 }, { seconds: 10, rmse: 0.01 }].map((p) => ({ ...p, mse: p.rmse ** 2, samples: 0, epochs: 1 }));
+  const surrogate = { produced: 300, consumed: 9000, evicted: 12, producedPerSecond: 30, consumedPerSecond: 1000, began: 2, ended: 10, heldOutMse: 1e-4, heldOutRmse: 0.01, meanFieldMse: 1, curve, parameters: 1234, checkpoint: 'x' };
+  writeFileSync(join(dir, 'summary.json'), JSON.stringify({ runs: 20, design: 'monte-carlo', seconds: 10, restarts: 0, bytesStreamed: 2 ** 20, fields: [{ name: 'w', cells: 8, timesteps: 4 }], parameters: [{ name: 'x' }], files: {}, surrogate }));
+  const result = spawnSync(process.execPath, [cli, 'report', dir], { encoding: 'utf8' });
+  assert.equal(result.status, 0, result.stderr);
+  const html = readFileSync(join(dir, 'report.html'), 'utf8');
+  assert.match(html, /Held-out RMSE per value <b>0\.0100<\/b>; predicting each held-out run by their mean field: 1\.00/);
+  assert.match(html, /drawing 9000 \(1000 a second, against 30\.0 produced\)/);
+  // 520 × 260 with margins 60/16/12/36: x = 60 + 444·t/10, y = 12 + 212·(0 − log10 v)/2
+  const points = /<polyline[^>]* points="([^"]+)"/.exec(html)![1];
+  assert.equal(points, '148.8,12.0 326.4,118.0 504.0,224.0');
 });

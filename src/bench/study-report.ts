@@ -1,14 +1,16 @@
 // `converge report DIR` on a study's results (the folder `converge study --out DIR` wrote): heat
 // maps of each field's statistics — mean, standard deviation and every parameter's Sobol
 // indices — at a few timesteps, drawn on the field's grid when the study gave it a shape
-// ("shape": [rows, cols]), else as timestep × cell. One self-contained HTML page of PNG images
-// (heatmap.ts); it needs no charting library.
+// ("shape": [rows, cols]), else as timestep × cell; for a study that trained a surrogate, its
+// held-out error along the study's clock. One self-contained HTML page of PNG images
+// (heatmap.ts) and SVG; it needs no charting library.
 
 import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parseNpy } from '../data/npy.js';
 import { escape } from './html.js';
 import { heatmapPng } from './heatmap.js';
+import type { SurrogateSummary } from '../study/launch.js';
 
 interface StudyResults {
   runs: number;
@@ -19,6 +21,9 @@ interface StudyResults {
   fields: { name: string; cells: number; timesteps: number; shape?: [number, number] }[];
   parameters: { name: string }[];
   files: Record<string, Record<string, string>>;
+  surrogate?: SurrogateSummary;
+  /** A surrogate study run with --write-samples: where the samples went. */
+  samples?: string;
 }
 
 /** Whether a folder holds a study's results (its summary.json lists fields and their files). */
@@ -51,8 +56,14 @@ export function writeStudyReport(dir: string, outPath: string): { html: string; 
   const study = JSON.parse(readFileSync(join(dir, 'summary.json'), 'utf8')) as StudyResults;
   const sections: string[] = [];
   let charts = 0;
+  if (study.surrogate) {
+    sections.push(surrogateSection(study.surrogate));
+    charts++;
+  }
+  if (study.samples) sections.push(`<section><h2>samples</h2><p>Written to <code>${escape(study.samples)}</code> for offline training (<code>converge train --dataset ${escape(study.samples)}</code>).</p></section>`);
   for (const field of study.fields) {
-    const files = study.files[field.name] ?? {};
+    const files = study.files[field.name];
+    if (!files) continue; // a surrogate study keeps no statistics
     const load = (statistic: string) => parseNpy(readFileSync(join(dir, files[statistic])), files[statistic]).values;
     const statistics: [string, Float64Array][] = [['mean', load('mean')], ['standard deviation', load('variance').map(Math.sqrt)]];
     for (const { name } of study.parameters) {
@@ -83,4 +94,31 @@ ${sections.join('\n')}
   mkdirSync(dirname(outPath), { recursive: true });
   writeFileSync(outPath, html);
   return { html: outPath, charts };
+}
+
+/** A surrogate's figures, and its held-out RMSE against seconds since the study started (log scale), beside the mean field's. */
+function surrogateSection(s: SurrogateSummary): string {
+  const width = 520;
+  const height = 260;
+  const margin = { left: 60, right: 16, top: 12, bottom: 36 };
+  const meanField = Math.sqrt(s.meanFieldMse);
+  const points = s.curve.filter((p) => p.rmse > 0 && Number.isFinite(p.rmse));
+  const values = [...points.map((p) => p.rmse), meanField];
+  const [low, high] = [Math.log10(Math.min(...values)), Math.log10(Math.max(...values))];
+  const seconds = Math.max(s.ended, ...points.map((p) => p.seconds));
+  const x = (t: number) => margin.left + (t / seconds) * (width - margin.left - margin.right);
+  const y = (v: number) => margin.top + ((high - Math.log10(v)) / Math.max(1e-9, high - low)) * (height - margin.top - margin.bottom);
+  const line = points.map((p) => `${x(p.seconds).toFixed(1)},${y(p.rmse).toFixed(1)}`).join(' ');
+  const ticks = Array.from({ length: Math.floor(high) - Math.ceil(low) + 1 }, (_, k) => 10 ** (Math.ceil(low) + k));
+  const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-size="11">
+<line x1="${margin.left}" y1="${height - margin.bottom}" x2="${width - margin.right}" y2="${height - margin.bottom}" stroke="#888"/>
+<line x1="${margin.left}" y1="${margin.top}" x2="${margin.left}" y2="${height - margin.bottom}" stroke="#888"/>
+${ticks.map((v) => `<text x="${margin.left - 4}" y="${y(v) + 4}" text-anchor="end">${v.toExponential(0)}</text>`).join('')}
+<text x="${(margin.left + width) / 2}" y="${height - 6}" text-anchor="middle">seconds since the study started</text>
+<line x1="${x(s.began)}" y1="${margin.top}" x2="${x(s.began)}" y2="${height - margin.bottom}" stroke="#bbb" stroke-dasharray="3 3"/>
+<line x1="${margin.left}" y1="${y(meanField)}" x2="${width - margin.right}" y2="${y(meanField)}" stroke="#c44" stroke-dasharray="5 3"/>
+<text x="${width - margin.right}" y="${y(meanField) - 4}" text-anchor="end" fill="#c44">the runs' mean field</text>
+<polyline fill="none" stroke="#21918c" stroke-width="2" points="${line}"/>
+</svg>`;
+  return `<section><h2>surrogate</h2><p>Trained from ${s.began.toFixed(1)} s to ${s.ended.toFixed(1)} s on ${s.produced} samples as they came (${s.evicted} evicted from full buffers), drawing ${s.consumed} (${s.consumedPerSecond.toFixed(0)} a second, against ${s.producedPerSecond.toFixed(1)} produced); ${s.parameters} parameters. Held-out RMSE per value <b>${s.heldOutRmse.toPrecision(3)}</b>; predicting each held-out run by their mean field: ${meanField.toPrecision(3)}.</p><figure><figcaption>held-out RMSE per value</figcaption>${svg}</figure></section>`;
 }
