@@ -29,7 +29,7 @@ export async function studyCommand(args: string[]): Promise<number> {
   const values = parsed.values as Record<string, string | boolean | undefined>;
   if (values.help) {
     const lines = Object.entries(options).map(([name, o]) => `  --${name.padEnd(12)} ${o.help}`);
-    process.stdout.write(`Usage: converge study STUDY.json [--out DIR] [--servers R] [--concurrency K]\n\nLaunches a study's simulation runs, streams their fields to R server ranks and keeps only statistics — no intermediate files. STUDY.json is described in the README (an example: examples/heat-study.json).\n\n${lines.join('\n')}\n`);
+    process.stdout.write(`Usage: converge study STUDY.json [--out DIR] [--servers R] [--concurrency K]\n\nLaunches a study's simulation runs, streams their fields to R server ranks and keeps only statistics — or, with a "surrogate", trains a network on them as they come — with no intermediate files. STUDY.json is described in the README (examples: examples/heat-study.json, examples/heat-surrogate.json).\n\n${lines.join('\n')}\n`);
     return 0;
   }
   if (parsed.positionals.length !== 1) throw usageError('converge study takes one STUDY.json (see converge study --help)');
