@@ -9,7 +9,8 @@
 import { ConvergeError } from '../errors.js';
 import { Covariance, Moments, type MomentOptions } from './moments.js';
 import { Sobol } from './sobol.js';
-import { Pieces, type Pending } from './pieces.js';
+import { Arrivals } from './arrivals.js';
+import type { Pending } from './pieces.js';
 
 export interface FieldSpec {
   name: string;
@@ -57,17 +58,12 @@ export class StudyState {
   readonly moments: Moments[][];
   readonly sobol: Sobol[][] | null;
   readonly covariances: { pair: readonly [string, string]; fields: [number, number]; perTimestep: Covariance[] }[];
-  /** Timesteps every run must send: every field's, summed. */
-  readonly timestepsPerRun: number;
-  /** Where each field's timesteps begin among a run's. */
-  private readonly fieldStart: number[];
-  /** A byte per (run, field, timestep): 1 once counted. */
-  private readonly seen: Uint8Array;
+  /** What this rank has counted of each run, and the pieces of timesteps not yet whole. */
+  private readonly arrivals: Arrivals;
   /** Timesteps counted per run. */
   readonly received: Uint32Array;
   private readonly groups = new Map<string, (Float64Array | null)[]>();
   private readonly pairs = new Map<string, (Float64Array | null)[]>();
-  private readonly pieces = new Pieces();
   /** Samples counted, and samples that came again (from restarted runs) and were not. */
   counted = 0;
   repeated = 0;
@@ -88,14 +84,8 @@ export class StudyState {
       }
       return { pair, fields, perTimestep: Array.from({ length: spec.fields[fields[0]].timesteps }, () => new Covariance(cellsOf(fields[0]))) };
     });
-    this.timestepsPerRun = spec.fields.reduce((sum, f) => sum + f.timesteps, 0);
-    this.fieldStart = spec.fields.map((_, f) => spec.fields.slice(0, f).reduce((sum, g) => sum + g.timesteps, 0));
-    this.seen = new Uint8Array(spec.runs * this.timestepsPerRun);
-    this.received = new Uint32Array(spec.runs);
-  }
-
-  private index(run: number, field: number, timestep: number): number {
-    return run * this.timestepsPerRun + this.fieldStart[field] + timestep;
+    this.arrivals = new Arrivals(spec.fields, spec.runs, rank);
+    this.received = this.arrivals.received;
   }
 
   /**
@@ -104,22 +94,15 @@ export class StudyState {
    * run's); throws, naming the run, on what cannot be.
    */
   add(run: number, field: number, timestep: number, offset: number, piece: Float64Array): boolean {
-    const spec = this.spec.fields[field];
-    const where = `study server rank ${this.rank}: run ${run}`;
-    if (!(run < this.spec.runs)) throw new ConvergeError(`${where} is not in the study (it has ${this.spec.runs} runs).`, 'BAD_DATA');
-    if (!spec) throw new ConvergeError(`${where} sent field #${field}; the study declares ${this.spec.fields.length}.`, 'BAD_DATA');
-    if (!(timestep < spec.timesteps)) throw new ConvergeError(`${where} sent timestep ${timestep} of field "${spec.name}", which has ${spec.timesteps} (0..${spec.timesteps - 1}).`, 'BAD_DATA');
+    const spec = this.arrivals.check(run, field, timestep);
     const [low, high] = this.slices[field];
-    if (offset < low || offset + piece.length > high || piece.length === 0) throw new ConvergeError(`${where} sent cells ${offset}..${offset + piece.length} of field "${spec.name}" to the rank that keeps ${low}..${high}: the client and the study disagree on the field's size (${spec.cells} cells) or the server ranks.`, 'BAD_DATA');
-    const at = this.index(run, field, timestep);
-    if (this.seen[at]) {
+    if (offset < low || offset + piece.length > high || piece.length === 0) throw new ConvergeError(`study server rank ${this.rank}: run ${run} sent cells ${offset}..${offset + piece.length} of field "${spec.name}" to the rank that keeps ${low}..${high}: the client and the study disagree on the field's size (${spec.cells} cells) or the server ranks.`, 'BAD_DATA');
+    const values = this.arrivals.take(run, field, timestep, low, high, offset, piece);
+    if (values === 'repeat') {
       this.repeated++;
       return false;
     }
-    const values = this.pieces.add(`${run}:${field}:${timestep}`, low, high, offset, piece);
-    if (values === null) return true; // more pieces to come
-    this.seen[at] = 1;
-    this.received[run]++;
+    if (values === 'pending') return true; // more pieces to come
     this.counted++;
     if (this.sobol) {
       const { group, member } = { group: Math.floor(run / this.spec.groupSize), member: run % this.spec.groupSize };
@@ -168,7 +151,7 @@ export class StudyState {
       moments: this.moments.map((perTimestep) => perTimestep.map((m) => ({ ...m }))),
       sobol: this.sobol?.map((perTimestep) => perTimestep.map((s) => ({ ...s }))) ?? null,
       covariances: this.covariances.map((c) => c.perTimestep.map((x) => ({ ...x }))),
-      seen: this.seen, received: this.received, groups: this.groups, pairs: this.pairs, counted: this.counted, repeated: this.repeated, pieces: this.pieces.snapshot(),
+      seen: this.arrivals.seen, received: this.received, groups: this.groups, pairs: this.pairs, counted: this.counted, repeated: this.repeated, pieces: this.arrivals.pieces.snapshot(),
     };
   }
 
@@ -177,29 +160,29 @@ export class StudyState {
       if (!ok) throw new ConvergeError(`study server rank ${this.rank}: the checkpoint does not fit this study (${what}); start the study afresh.`, 'BAD_CHECKPOINT');
     };
     fit('fields and timesteps', snapshot.moments.length === this.moments.length && snapshot.moments.every((t, f) => t.length === this.moments[f].length));
-    fit('runs', snapshot.seen.length === this.seen.length);
+    fit('runs', snapshot.seen.length === this.arrivals.seen.length);
     fit('design', (snapshot.sobol === null) === (this.sobol === null));
     snapshot.moments.forEach((perTimestep, f) => perTimestep.forEach((m, t) => Object.assign(this.moments[f][t], m)));
     snapshot.sobol?.forEach((perTimestep, f) => perTimestep.forEach((s, t) => Object.assign(this.sobol![f][t], s)));
     snapshot.covariances.forEach((perTimestep, k) => perTimestep.forEach((c, t) => Object.assign(this.covariances[k].perTimestep[t], c)));
-    this.seen.set(snapshot.seen);
+    this.arrivals.seen.set(snapshot.seen);
     this.received.set(snapshot.received);
     this.groups.clear();
     for (const [key, value] of snapshot.groups) this.groups.set(key, value);
     this.pairs.clear();
     for (const [key, value] of snapshot.pairs) this.pairs.set(key, value);
-    this.pieces.restore(snapshot.pieces);
+    this.arrivals.pieces.restore(snapshot.pieces);
     this.counted = snapshot.counted;
     this.repeated = snapshot.repeated;
   }
 
   /** Runs whose every timestep of every field this rank has counted. */
   complete(run: number): boolean {
-    return this.received[run] === this.timestepsPerRun;
+    return this.received[run] === this.arrivals.timestepsPerRun;
   }
 
   /** Samples held back, waiting for the rest of their group or pair, or their timestep's other pieces. */
   get waiting(): number {
-    return this.groups.size + this.pairs.size + this.pieces.size;
+    return this.groups.size + this.pairs.size + this.arrivals.pieces.size;
   }
 }

@@ -187,7 +187,7 @@ test('a parallel simulation\'s command: behind mpirun -np or srun -n with the st
 test('a simulation that disagrees with its study is stopped with a message naming the run and what to fix', async () => {
   // sends too few cells: the client refuses before sending; the run fails each attempt and the study names it
   await assert.rejects(study({ design: 'monte-carlo', runs: 2, concurrency: 1, retries: 1 }, { CONVERGE_TEST_CELLS: '5' }),
-    /study: run 0 failed 2 times \(last: exited with code 1: ConvergeError: run 0: field "u" has 6 cells in the study; this simulation sent 5\.\); the study stops/);
+    /study: run 0 failed 2 times \(last: exited with code 1: ConvergeError: run 0: field "u" has 6 cells in the study; this simulation sent 5 \(a piece of them\? give its first cell: send\(field, timestep, values, offset\)\)\.\); the study stops/);
   // closes without sending a timestep
   await assert.rejects(study({ design: 'monte-carlo', runs: 2, concurrency: 1 }, { CONVERGE_TEST_SKIP: '3' }),
     /study: run 0 exited 0 having sent 8 of its 10 timesteps \(every field's\) to the server ranks; a simulation must send each declared timestep/);

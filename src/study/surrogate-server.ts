@@ -21,7 +21,7 @@ import { train } from '../api/train.js';
 import { Design, type DesignKind, type Parameter } from './design.js';
 import type { FieldSpec } from './state.js';
 import { encodeInput, routeOf, type SurrogateSpec } from './surrogate.js';
-import { Pieces } from './pieces.js';
+import { Arrivals } from './arrivals.js';
 
 export interface SurrogateStart {
   spec: SurrogateSpec;
@@ -79,10 +79,8 @@ export class SurrogateSink {
   private readonly timesteps: number;
   private readonly cells: number;
   private readonly inputs: number;
-  private readonly timestepsPerRun: number;
-  private readonly fieldStart: number[];
-  private readonly seen: Uint8Array;
-  readonly receivedBy: Uint32Array;
+  /** What this rank has counted of each run, and the pieces of timesteps not yet whole. */
+  private readonly arrivals: Arrivals;
   private readonly test: { x: Float32Array; y: Float32Array };
   private readonly reservoir: Reservoir | null;
   private readonly kept: { x: Float32Array[]; y: Float32Array[] } = { x: [], y: [] };
@@ -91,8 +89,6 @@ export class SurrogateSink {
   private stop: (() => void) | null = null;
   private training: Promise<SurrogateRankResults['training']> | null = null;
   private readonly input: Float32Array;
-  /** Timesteps whose pieces (from a parallel simulation's processes) are not all in yet. */
-  private readonly pieces = new Pieces();
 
   constructor(readonly start: SurrogateStart, readonly rank: number, readonly ranks: number, private readonly fail: (error: Error) => void) {
     const { spec, fields, parameters, runs } = start;
@@ -101,10 +97,7 @@ export class SurrogateSink {
     this.cells = fields[spec.field].cells;
     this.inputs = parameters.length + 1;
     this.input = new Float32Array(this.inputs);
-    this.timestepsPerRun = fields.reduce((sum, f) => sum + f.timesteps, 0);
-    this.fieldStart = fields.map((_, f) => fields.slice(0, f).reduce((sum, g) => sum + g.timesteps, 0));
-    this.seen = new Uint8Array(runs * this.timestepsPerRun);
-    this.receivedBy = new Uint32Array(runs);
+    this.arrivals = new Arrivals(fields, runs, rank);
     const heldOut = spec.heldOutRuns * this.timesteps;
     this.test = { x: new Float32Array(heldOut * this.inputs), y: new Float32Array(heldOut * this.cells) };
     this.reservoir = start.writeSamples ? null : new Reservoir({ capacity: spec.capacity, inputs: this.inputs, targets: this.cells, threshold: spec.threshold, evict: spec.evict, seed: mixSeed(start.seed, rank, 0x7e5e) });
@@ -112,23 +105,17 @@ export class SurrogateSink {
 
   /** A run's field at a timestep, whole or a piece from cell `offset`; a timestep counted already (a restarted run's) is not counted again. */
   add(run: number, field: number, timestep: number, offset: number, piece: Float64Array): void {
-    const { fields, runs, spec } = this.start;
+    const { spec } = this.start;
+    const declared = this.arrivals.check(run, field, timestep);
     const where = `study server rank ${this.rank}: run ${run}`;
-    if (!(run < runs)) throw new ConvergeError(`${where} is not in the study (it has ${runs} runs).`, 'BAD_DATA');
-    const declared = fields[field];
-    if (!declared) throw new ConvergeError(`${where} sent field #${field}; the study declares ${fields.length}.`, 'BAD_DATA');
-    if (!(timestep < declared.timesteps)) throw new ConvergeError(`${where} sent timestep ${timestep} of field "${declared.name}", which has ${declared.timesteps} (0..${declared.timesteps - 1}).`, 'BAD_DATA');
     if (!routeOf(run, spec.heldOutRuns, this.ranks).includes(this.rank)) throw new ConvergeError(`${where} sent its fields to this rank, which a surrogate study does not route it to: the client and the study disagree on the server ranks.`, 'BAD_DATA');
     if (offset + piece.length > declared.cells || piece.length === 0) throw new ConvergeError(`${where} sent cells ${offset}..${offset + piece.length} of field "${declared.name}", which has ${declared.cells}.`, 'BAD_DATA');
-    const at = run * this.timestepsPerRun + this.fieldStart[field] + timestep;
-    if (this.seen[at]) {
+    const values = this.arrivals.take(run, field, timestep, 0, declared.cells, offset, piece);
+    if (values === 'repeat') {
       this.repeated++;
       return;
     }
-    const values = this.pieces.add(`${run}:${field}:${timestep}`, 0, declared.cells, offset, piece);
-    if (values === null) return; // more pieces to come
-    this.seen[at] = 1;
-    this.receivedBy[run]++;
+    if (values === 'pending') return; // more pieces to come
     if (field !== spec.field) return; // a field the surrogate does not predict: counted, not kept
     const x = encodeInput(this.start.parameters, this.design.inputs(run), timestep, this.timesteps, this.input);
     if (run < spec.heldOutRuns) {
@@ -145,11 +132,11 @@ export class SurrogateSink {
   /** Whether this rank holds everything run `run` was to send it (nothing, where it goes elsewhere). */
   complete(run: number): boolean {
     const routed = routeOf(run, this.start.spec.heldOutRuns, this.ranks).includes(this.rank);
-    return this.receivedBy[run] === (routed ? this.timestepsPerRun : 0);
+    return this.arrivals.received[run] === (routed ? this.arrivals.timestepsPerRun : 0);
   }
 
   received(run: number): number {
-    return this.receivedBy[run];
+    return this.arrivals.received[run];
   }
 
   /** Starts training once the held-out runs are in and the buffer holds its threshold (or the stream ended). */
