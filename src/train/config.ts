@@ -75,6 +75,8 @@ export interface TrainConfig {
   seed: number;
   save?: string;
   saveEvery: number;
+  /** Write checkpoints at most this often (seconds); the run's last is always written. */
+  saveEverySeconds?: number;
   resume?: string;
   log?: string;
   timeoutSeconds: number;
@@ -126,7 +128,7 @@ export const defaults: TrainConfig = {
 };
 
 /** The options without a default, so that defaults and these together name every option. */
-export const optionalOptions = ['dataDir', 'testDataset', 'labelColumn', 'compress', 'save', 'resume', 'log', 'stopAfterSteps', 'globalBatch', 'target', 'slowRank', 'transportSecurity', 'bind', 'stageCuts', 'recompute', 'memoryBudget', 'memoryLimit'] as const satisfies readonly (keyof TrainConfig)[];
+export const optionalOptions = ['dataDir', 'testDataset', 'labelColumn', 'compress', 'save', 'saveEverySeconds', 'resume', 'log', 'stopAfterSteps', 'globalBatch', 'target', 'slowRank', 'transportSecurity', 'bind', 'stageCuts', 'recompute', 'memoryBudget', 'memoryLimit'] as const satisfies readonly (keyof TrainConfig)[];
 
 /** Every option's name (the TrainConfig field; the CLI flag is it in kebab case). */
 export const optionNames: readonly string[] = [...Object.keys(defaults), ...optionalOptions];
@@ -222,6 +224,7 @@ export function validate(config: TrainConfig): void {
   nonNegative('--gamma', config.gamma);
   if (!Number.isInteger(config.seed) || config.seed < 0) throw badOption('--seed', config.seed, 'a non-negative integer');
   if (!Number.isInteger(config.saveEvery) || config.saveEvery < 0) throw badOption('--save-every', config.saveEvery, 'a non-negative integer');
+  if (config.saveEverySeconds !== undefined && !(config.saveEverySeconds > 0)) throw badOption('--save-every-seconds', config.saveEverySeconds, 'seconds > 0');
   if (!Number.isFinite(config.timeoutSeconds) || config.timeoutSeconds <= 0) throw badOption('--timeout', config.timeoutSeconds, 'a positive number of seconds');
   if (config.hidden.length === 0 || config.hidden.some((h) => !Number.isInteger(h) || h <= 0)) throw badOption('--hidden', config.hidden.join(','), 'comma-separated positive widths, e.g. 512,256');
   if (config.stopAfterSteps !== undefined) positiveInteger('--stop-after-steps', config.stopAfterSteps);

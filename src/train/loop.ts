@@ -79,8 +79,8 @@ export interface LoopInput {
   learningRate(epoch: number): number;
   stopRequested(): boolean;
   report(event: TrainingEvent): void;
-  /** Persists a state (called on rank 0 only). */
-  save(state: TrainingState): void;
+  /** Persists a state (called on rank 0 only); `last` when the run ends with it. */
+  save(state: TrainingState, last: boolean): void;
 }
 
 export interface LoopResult {
@@ -121,12 +121,12 @@ export async function trainingLoop(input: LoopInput, rank: StrategyRank): Promis
     if (buffers && comm.size > firstWorker) await comm.broadcast(buffers, firstWorker);
   };
 
-  const save = async (epoch: number, step: number) => {
+  const save = async (epoch: number, step: number, last = false) => {
     await syncBuffers();
     const snapshot = await rank.snapshot();
     const hookState = await gatherHookState(comm, input.hook);
     if (comm.rank === 0 && snapshot) {
-      input.save({ params: rank.params, optimizerState: { ...snapshot.optimizerState, ...hookState, ...(buffers ? { [BUFFERS]: buffers } : {}) }, optimizerSteps: snapshot.optimizerSteps, epoch, step });
+      input.save({ params: rank.params, optimizerState: { ...snapshot.optimizerState, ...hookState, ...(buffers ? { [BUFFERS]: buffers } : {}) }, optimizerSteps: snapshot.optimizerSteps, epoch, step }, last);
     }
   };
 
@@ -225,7 +225,7 @@ export async function trainingLoop(input: LoopInput, rank: StrategyRank): Promis
     endStretch();
     const ended = rank.endSteps ? await rank.endSteps(stopped, lossSum / Math.max(1, lossWeight)) : { stop: stopped, trainLoss: lossSum / lossWeight };
     if (ended.stop) {
-      await save(epoch, resumeAt);
+      await save(epoch, resumeAt, true);
       return { params: rank.params, stoppedEarly: true };
     }
     const waited = comm.waitedSeconds === undefined || waitedAtStart === undefined ? null : comm.waitedSeconds - waitedAtStart;
@@ -239,7 +239,7 @@ export async function trainingLoop(input: LoopInput, rank: StrategyRank): Promis
     if (reporting) {
       input.report({ kind: 'epoch', epoch, trainLoss: ended.trainLoss, testLoss: loss, testAccuracy: accuracy, testRmse: rmse, trainSeconds: epochSeconds, samples: (steps - firstStep) * workers * batch, bytesSent: rank.bytesSent(), perStep });
     }
-    await save(epoch + 1, 0);
+    await save(epoch + 1, 0, epoch + 1 === epochs);
     // one shared array: nobody writes the next epoch's updates until rank 0 has saved this one's
     if (capabilities.sharedArray) await comm.barrier();
   }

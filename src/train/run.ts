@@ -108,6 +108,7 @@ export async function trainRank(comm: Communicator, input: RankInput, emit: (val
   ledger.check(held, config.strategy, strategiesThat((s) => s.layerChain));
   const ranks = await gatherParts(comm, held);
   if (ranks) emit({ kind: 'memory', ...held, ranks });
+  const writeNow = checkpointClock(config.saveEverySeconds);
   const result = await trainingLoop({
     comm, model, dataset, capabilities, hook, start, ranksPerWorker: ranksPerWorker(capabilities, config),
     workers: config.workers, batch: config.batch, epochs: config.epochs, seed: config.seed, saveEvery: config.saveEvery,
@@ -118,11 +119,21 @@ export async function trainRank(comm: Communicator, input: RankInput, emit: (val
       return Atomics.load(stopFlag, 0) === 1 || (config.stopAfterSteps !== undefined && stepsAsked >= config.stopAfterSteps);
     },
     report: emit,
-    save: (state) => {
-      if (config.save) {
+    save: (state, last) => {
+      if (config.save && (last || writeNow())) {
         writeCheckpoint(config.save, state, { model: modelLabel(config.model), layout: model.layout, optimizer: config.optimizer, globalBatch: config.workers * config.batch, seed: config.seed });
       }
     },
   }, rank);
   return { params: comm.rank === 0 ? result.params : null, stoppedEarly: result.stoppedEarly };
+}
+
+/** Whether a checkpoint is written now: always without a period; else when `seconds` have passed since the last written (the first is). */
+export function checkpointClock(seconds: number | undefined, now: () => number = () => performance.now()): () => boolean {
+  let last = -Infinity;
+  return () => {
+    if (seconds !== undefined && now() - last < 1000 * seconds) return false;
+    last = now();
+    return true;
+  };
 }
