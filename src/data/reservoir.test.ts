@@ -88,3 +88,19 @@ test('a stream trains on a process backend only: worker threads are refused with
   const data = reservoir.dataset('stream', { x: new Float32Array(4), y: new Float32Array(2) });
   await assert.rejects(train({ model: 'mlp', data, backend: 'shm', workers: 1 }), /tcp or mpi for a data set fed while it trains/);
 });
+
+test('a buffer restored from its checkpoint goes on exactly as the one never stopped: the same samples held, the same slots evicted', () => {
+  for (const evict of ['random', 'oldest'] as const) {
+    const options = { capacity: 9, inputs: 2, targets: 1, threshold: 1, evict, seed: 11 };
+    const whole = new Reservoir(options);
+    const first = new Reservoir(options);
+    for (let n = 0; n < 14; n++) (whole.put(...tagged(n)), first.put(...tagged(n)));
+    const resumed = new Reservoir(options);
+    resumed.restore(structuredClone(first.snapshot()));
+    for (let n = 14; n < 40; n++) (whole.put(...tagged(n)), resumed.put(...tagged(n)));
+    assert.deepEqual(Array.from(resumed.split.images), Array.from(whole.split.images), evict);
+    assert.deepEqual(Array.from(resumed.split.targets), Array.from(whole.split.targets), evict);
+    assert.deepEqual([resumed.held, resumed.received, resumed.evicted], [whole.held, whole.received, whole.evicted]);
+  }
+  assert.throws(() => new Reservoir({ capacity: 3, inputs: 2, targets: 1, threshold: 1, evict: 'random', seed: 1 }).restore(new Reservoir({ capacity: 4, inputs: 2, targets: 1, threshold: 1, evict: 'random', seed: 1 }).snapshot()), /does not fit this buffer/);
+});

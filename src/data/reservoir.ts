@@ -23,6 +23,16 @@ export interface ReservoirOptions {
   seed: number;
 }
 
+export interface ReservoirSnapshot {
+  images: Float32Array;
+  targets: Float32Array;
+  held: number;
+  received: number;
+  evicted: number;
+  oldest: number;
+  random: number;
+}
+
 export class Reservoir implements Stream {
   /** The split the loop reads: `capacity` slots, of which the first `filled[0]` hold samples. */
   readonly split: Split & { filled: Int32Array; targets: Float32Array; images: Float32Array };
@@ -93,6 +103,25 @@ export class Reservoir implements Stream {
     const wake = this.wake;
     this.wake = null;
     wake?.();
+  }
+
+  /** What the buffer holds and where its eviction stands, as plain data for a checkpoint. */
+  snapshot(): ReservoirSnapshot {
+    const { images, targets, filled } = this.split;
+    return { images, targets, held: filled[0], received: this.received, evicted: this.evicted, oldest: this.oldest, random: this.random.getState() };
+  }
+
+  restore(snapshot: ReservoirSnapshot): void {
+    if (snapshot.images.length !== this.split.images.length || snapshot.targets.length !== this.split.targets.length) {
+      throw new ConvergeError(`reservoir: a checkpoint of ${snapshot.images.length} input and ${snapshot.targets.length} target values does not fit this buffer (${this.split.images.length} and ${this.split.targets.length}); start afresh.`, 'BAD_CHECKPOINT');
+    }
+    this.split.images.set(snapshot.images);
+    this.split.targets.set(snapshot.targets);
+    this.split.filled[0] = snapshot.held;
+    this.received = snapshot.received;
+    this.evicted = snapshot.evicted;
+    this.oldest = snapshot.oldest;
+    this.random.setState(snapshot.random);
   }
 
   /** A regression data set whose training split is this buffer and whose test split is fixed. */

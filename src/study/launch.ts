@@ -54,6 +54,8 @@ export interface SurrogateSummary {
   curve: CurvePoint[];
   parameters: number;
   checkpoint: string;
+  /** Where training last resumed from its checkpoint, after its server ranks were started again. */
+  resumedFrom?: { epoch: number; step: number };
 }
 
 export interface StudySummary {
@@ -105,16 +107,21 @@ export async function runStudy(spec: StudySpec, options: StudyOptions): Promise<
   let serverRestarts = 0;
   let recovering: Promise<void> = Promise.resolve();
 
+  /** A surrogate's ranks are one training job: they are started again together, each time a new generation. */
+  let generation = 0;
   /** Forks server rank `rank` (from its checkpoint when `resume`); resolves once it listens. */
   const startServer = (rank: number, resume: boolean) => new Promise<Rank>((resolve, reject) => {
     const child = fork(serverScript, ['--study-server'], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'pipe', 'ipc'] });
     const entry: Rank = { process: child, port: 0, replies: [] };
+    const mine = generation;
     child.stderr!.on('data', (chunk: Buffer) => log(chunk.toString().trimEnd()));
     child.on('message', (message: Record<string, unknown>) => {
       if (typeof message.port === 'number') {
         entry.port = message.port;
         resolve(entry);
-      } else if (typeof message.error === 'string') failure ??= new ConvergeError(message.error, 'STUDY_SERVER');
+      } else if (typeof message.error === 'string') {
+        if (mine === generation) failure ??= new ConvergeError(message.error, 'STUDY_SERVER');
+      }
       else entry.replies = entry.replies.filter((reply) => !reply.take(message));
     });
     child.once('exit', (code, signal) => {
@@ -128,11 +135,20 @@ export async function runStudy(spec: StudySpec, options: StudyOptions): Promise<
         for (const reply of entry.replies) reply.fail(gone);
         return;
       }
+      if (spec.surrogate) {
+        if (mine !== generation) return; // a rank of the job being replaced, stopped on purpose
+        generation++;
+        serverRestarts++;
+        log(`study server rank ${rank} exited (${how}); every rank of the surrogate's training starts again from its last checkpoint`);
+        recovering = recovering.then(() => recoverAll());
+        return;
+      }
       serverRestarts++;
       log(`study server rank ${rank} exited (${how}); starting it again from its last checkpoint`);
       recovering = recovering.then(() => recover(rank, entry));
     });
-    const start: ServerStart = { spec: stateSpec, rank, ranks: spec.servers, credentials, bind, checkpoint: checkpoints ? { path: join(checkpoints, `rank-${rank}.v8`), everySeconds: spec.checkpointEverySeconds!, resume } : undefined, surrogate };
+    const training = surrogate?.training && { ...surrogate.training, resume };
+    const start: ServerStart = { spec: stateSpec, rank, ranks: spec.servers, credentials, bind, checkpoint: checkpoints ? { path: join(checkpoints, `rank-${rank}.v8`), everySeconds: spec.checkpointEverySeconds!, resume } : undefined, surrogate: surrogate && { ...surrogate, training } };
     child.send({ start, inputs });
   });
   // a surrogate study's servers are the ranks of one training job: rank 0's rendezvous port is chosen now
@@ -140,6 +156,7 @@ export async function runStudy(spec: StudySpec, options: StudyOptions): Promise<
     spec: spec.surrogate, parameters: spec.parameters, design: spec.design, seed: spec.seed, fields: spec.fields, runs: spec.runs, writeSamples: options.writeSamples === true,
     master: { addr: bind, port: await freePort(bind), secret: randomBytes(16).toString('hex'), job: `${credentials.job}-training`, security: spec.transportSecurity },
     checkpoint: join(options.out, 'surrogate.ckpt'), studyStarted: Date.now() - (performance.now() - started),
+    training: checkpoints ? { path: join(checkpoints, 'surrogate-training.ckpt'), resume: false, everySeconds: spec.checkpointEverySeconds! } : undefined,
   };
   if (surrogate) mkdirSync(options.out, { recursive: true });
   const starting = await Promise.allSettled(Array.from({ length: spec.servers }, (_, rank) => startServer(rank, false)));
@@ -180,16 +197,40 @@ export async function runStudy(spec: StudySpec, options: StudyOptions): Promise<
       failure ??= error as Error;
       return;
     }
+    rerunLost(`study server rank ${rank} is back from its checkpoint`, await lostRuns([ranks[rank]]));
+  };
+  /** A surrogate's ranks, one training job: the old job's ranks stopped, every rank started again from its checkpoint. */
+  const recoverAll = async () => {
+    const old = [...ranks];
+    for (const rank of old) for (const reply of rank.replies) reply.fail(new ServerGone());
+    await Promise.all(old.map((rank) => (rank.process.exitCode !== null || rank.process.signalCode !== null ? undefined : new Promise((resolve) => {
+      rank.process.once('exit', resolve);
+      rank.process.kill('SIGKILL');
+    }))));
+    try {
+      const fresh = await Promise.all(old.map((_, rank) => startServer(rank, true)));
+      fresh.forEach((rank, k) => (ranks[k] = rank));
+    } catch (error) {
+      failure ??= error as Error;
+      return;
+    }
+    rerunLost('the surrogate\'s server ranks are back from their checkpoints', await lostRuns(ranks));
+  };
+  /** The completed runs that one of `these` ranks no longer holds all of. */
+  const lostRuns = async (these: Rank[]) => {
     const lost: number[] = [];
     for (const run of [...completed].sort((a, b) => a - b)) {
-      const reply = await ask<{ ok: boolean }>(ranks[rank], { complete: run }, (r) => r.complete === run).catch(() => ({ ok: false }));
-      if (!reply.ok) {
-        completed.delete(run);
-        putBack(run);
-        lost.push(run);
-      }
+      const replies = await Promise.all(these.map((rank) => ask<{ ok: boolean }>(rank, { complete: run }, (r) => r.complete === run).catch(() => ({ ok: false }))));
+      if (!replies.every((reply) => reply.ok)) lost.push(run);
     }
-    log(`study server rank ${rank} is back from its checkpoint, which holds ${completed.size} of the ${completed.size + lost.length} runs done; ${lost.length ? `runs ${lost.join(', ')} run again` : 'none runs again'}`);
+    return lost;
+  };
+  const rerunLost = (what: string, lost: number[]) => {
+    for (const run of lost) {
+      completed.delete(run);
+      putBack(run);
+    }
+    log(`${what}, which hold ${completed.size} of the ${completed.size + lost.length} runs done; ${lost.length ? `runs ${lost.join(', ')} run again` : 'none runs again'}`);
   };
 
   const fields = JSON.stringify(spec.fields);
@@ -292,7 +333,7 @@ export async function runStudy(spec: StudySpec, options: StudyOptions): Promise<
     if (spec.surrogate) return await finishSurrogate(spec, options, ranks.map((rank) => {
       rank.process.send({ streamEnded: true });
       return ask<{ results: SurrogateResults | null; failure: string | null }>(rank, { finish: true }, (reply) => 'results' in reply);
-    }), started, restarts, log);
+    }), started, restarts, serverRestarts, log);
     const results = await Promise.all(ranks.map((rank) => ask<{ results: RankResults; waiting: number; failure: string | null }>(rank, { finish: true }, (reply) => 'results' in reply)));
     const broken = results.find((r) => r.failure);
     if (broken) throw new ConvergeError(broken.failure!, 'STUDY_SERVER');
@@ -362,14 +403,14 @@ function freePort(host: string): Promise<number> {
 }
 
 /** The end of a surrogate study: the ranks' training (or samples) gathered and written, and the summary. */
-async function finishSurrogate(spec: StudySpec, options: StudyOptions, replies: Promise<{ results: SurrogateResults | null; failure: string | null }>[], started: number, restarts: number, log: (line: string) => void): Promise<StudySummary> {
+async function finishSurrogate(spec: StudySpec, options: StudyOptions, replies: Promise<{ results: SurrogateResults | null; failure: string | null }>[], started: number, restarts: number, serverRestarts: number, log: (line: string) => void): Promise<StudySummary> {
   const ranks = await Promise.all(replies);
   const broken = ranks.find((r) => r.failure);
   if (broken) throw new ConvergeError(broken.failure!, 'STUDY_SERVER');
   const results = ranks.map((r) => r.results!);
   const seconds = (performance.now() - started) / 1000;
   const summary: StudySummary = {
-    runs: spec.runs, servers: spec.servers, design: spec.design, restarts, serverRestarts: 0, seconds, runsPerSecond: spec.runs / seconds,
+    runs: spec.runs, servers: spec.servers, design: spec.design, restarts, serverRestarts, seconds, runsPerSecond: spec.runs / seconds,
     bytesStreamed: results.reduce((s, r) => s + r.bytes, 0), repeatedTimesteps: results.reduce((s, r) => s + r.repeated, 0),
     refusedConnections: results.reduce((s, r) => s + r.refused, 0), files: {},
   };
@@ -401,7 +442,7 @@ async function finishSurrogate(spec: StudySpec, options: StudyOptions, replies: 
       produced, consumed: training.samples, evicted: results.reduce((s, r) => s + r.evicted, 0),
       producedPerSecond: produced / seconds, consumedPerSecond: training.samples / span, began: training.began, ended: training.ended,
       heldOutMse: training.final.mse, heldOutRmse: training.final.rmse, meanFieldMse: training.final.meanFieldMse, curve: training.curve,
-      parameters: training.parameters, checkpoint: join(options.out, 'surrogate.ckpt'),
+      parameters: training.parameters, checkpoint: join(options.out, 'surrogate.ckpt'), ...(training.resumedFrom ? { resumedFrom: training.resumedFrom } : {}),
     };
     writeFileSync(join(options.out, 'surrogate.json'), `${JSON.stringify(summary.surrogate, null, 2)}\n`);
     const s = summary.surrogate;

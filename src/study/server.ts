@@ -13,7 +13,10 @@ import { deserialize, serialize } from 'node:v8';
 import { ConvergeError } from '../errors.js';
 import type { MomentOptions } from './moments.js';
 import { StudyState, type StateSnapshot, type StateSpec } from './state.js';
-import { SurrogateSink, type SurrogateRankResults, type SurrogateStart } from './surrogate-server.js';
+import { SurrogateSink, type SurrogateRankResults, type SurrogateSnapshot, type SurrogateStart } from './surrogate-server.js';
+
+/** The exit code of a surrogate's server rank whose training lost a peer (with checkpoints: start every rank again). */
+export const TRAINING_LOST = 75;
 import { Kind, helloAsServer, type Credentials } from './wire.js';
 
 export interface ServerStart {
@@ -102,14 +105,23 @@ export async function serve(start: ServerStart, inputs: string[], send: (message
     failure ??= error;
     send({ error: error.message });
   };
-  const surrogate = start.surrogate ? new SurrogateSink(start.surrogate, start.rank, start.ranks, fail) : null;
+  // with checkpoints, a surrogate's training that loses a peer exits: the launcher starts every rank again from its checkpoint
+  const trainingLost = start.checkpoint ? (error: Error) => {
+    process.stderr.write(`${where}: training stopped (${error.message.split('\n')[0]}); this rank exits to be started again from its checkpoint.\n`);
+    process.exit(TRAINING_LOST);
+  } : undefined;
+  const surrogate = start.surrogate ? new SurrogateSink(start.surrogate, start.rank, start.ranks, fail, trainingLost) : null;
   const state = surrogate ? null : new StudyState(start.spec, start.rank, start.ranks);
   const sink = surrogate ?? state!;
   const { checkpoint } = start;
-  if (checkpoint?.resume && existsSync(checkpoint.path)) state!.restore(deserialize(readFileSync(checkpoint.path)) as StateSnapshot);
+  if (checkpoint?.resume && existsSync(checkpoint.path)) {
+    const snapshot = deserialize(readFileSync(checkpoint.path));
+    if (surrogate) surrogate.restore(snapshot as SurrogateSnapshot);
+    else state!.restore(snapshot as StateSnapshot);
+  }
   const save = () => {
     if (!checkpoint) return;
-    writeFileSync(`${checkpoint.path}.partial`, serialize(state!.snapshot()));
+    writeFileSync(`${checkpoint.path}.partial`, serialize(sink.snapshot()));
     renameSync(`${checkpoint.path}.partial`, checkpoint.path);
   };
   const saving = checkpoint ? setInterval(save, 1000 * checkpoint.everySeconds) : null;

@@ -134,7 +134,6 @@ export function parseStudy(input: unknown): StudySpec {
   let surrogate: SurrogateSpec | undefined;
   if (input.surrogate !== undefined) {
     if (input.statistics !== undefined) throw bad('surrogate', 'and statistics are two studies: a surrogate study\'s servers train a network, whose data reach them whole, not as slices; run the statistics as a study of their own.');
-    if (every !== undefined) throw bad('checkpointEverySeconds', 'is for statistics: a surrogate study does not yet restart a server rank (its training ranks fail together, with a message).');
     surrogate = parseSurrogate(input.surrogate, fields, runs, servers);
   }
   return {

@@ -7,7 +7,8 @@
 //   With `writeSamples` (the offline baseline) a rank trains nothing and keeps every sample, for
 // the launcher to write as NPY files that `converge train` reads.
 
-import { Reservoir } from '../data/reservoir.js';
+import { existsSync } from 'node:fs';
+import { Reservoir, type ReservoirSnapshot } from '../data/reservoir.js';
 import { makeBatcher } from '../data/batches.js';
 import type { ImageDataset } from '../data/dataset.js';
 import { ConvergeError } from '../errors.js';
@@ -22,6 +23,7 @@ import { Design, type DesignKind, type Parameter } from './design.js';
 import type { FieldSpec } from './state.js';
 import { encodeInput, routeOf, type SurrogateSpec } from './surrogate.js';
 import { Arrivals } from './arrivals.js';
+import type { Pending } from './pieces.js';
 
 export interface SurrogateStart {
   spec: SurrogateSpec;
@@ -36,6 +38,8 @@ export interface SurrogateStart {
   master: { addr: string; port: number; secret: string; job: string; security: string };
   /** Where rank 0 writes the trained parameters. */
   checkpoint: string;
+  /** With the study's checkpoints: where training saves its state (rank 0, at each pass over the buffers), and whether to resume from it. */
+  training?: { path: string; resume: boolean; everySeconds: number };
   /** Date.now() when the study started: the figures' clock. */
   studyStarted: number;
 }
@@ -69,9 +73,23 @@ export interface SurrogateRankResults {
     began: number;
     ended: number;
     parameters: number;
+    /** Where training last resumed from a checkpoint (after its server ranks were started again). */
+    resumedFrom?: { epoch: number; step: number };
   };
   /** writeSamples: this rank's training samples, and (rank 0) the held-out ones. */
   samples?: { x: Float32Array; y: Float32Array; testX?: Float32Array; testY?: Float32Array };
+}
+
+export interface SurrogateSnapshot {
+  seen: Uint8Array;
+  received: Uint32Array;
+  pieces: Map<string, Pending>;
+  reservoir: ReservoirSnapshot | null;
+  kept: { x: Float32Array[]; y: Float32Array[] };
+  test: { x: Float32Array; y: Float32Array };
+  repeated: number;
+  curve: CurvePoint[];
+  began: number | null;
 }
 
 export class SurrogateSink {
@@ -89,8 +107,15 @@ export class SurrogateSink {
   private stop: (() => void) | null = null;
   private training: Promise<SurrogateRankResults['training']> | null = null;
   private readonly input: Float32Array;
+  /** The held-out error along the study's clock, and when training first began (both kept across restarts). */
+  private curve: CurvePoint[] = [];
+  private began: number | null = null;
 
-  constructor(readonly start: SurrogateStart, readonly rank: number, readonly ranks: number, private readonly fail: (error: Error) => void) {
+  /**
+   * `fail` stops the study; `trainingLost`, where given, takes a training error instead (with
+   * checkpoints, a peer lost is a reason to start every rank again, not to stop).
+   */
+  constructor(readonly start: SurrogateStart, readonly rank: number, readonly ranks: number, private readonly fail: (error: Error) => void, private readonly trainingLost?: (error: Error) => void) {
     const { spec, fields, parameters, runs } = start;
     this.design = new Design(parameters, start.design, start.seed);
     this.timesteps = fields[spec.field].timesteps;
@@ -142,9 +167,34 @@ export class SurrogateSink {
   /** Starts training once the held-out runs are in and the buffer holds its threshold (or the stream ended). */
   begin(): void {
     if (this.reservoir) this.training = this.train(this.reservoir).catch((error: Error) => {
-      this.fail(error);
+      (this.trainingLost ?? this.fail)(error);
       return undefined;
     });
+  }
+
+  /** What this rank holds — what it counted, its buffer, the held-out runs, the curve so far — as plain data for a checkpoint. */
+  snapshot(): SurrogateSnapshot {
+    return {
+      seen: this.arrivals.seen, received: this.arrivals.received, pieces: this.arrivals.pieces.snapshot(), reservoir: this.reservoir?.snapshot() ?? null,
+      kept: this.kept, test: this.test, repeated: this.repeated, curve: this.curve, began: this.began,
+    };
+  }
+
+  restore(snapshot: SurrogateSnapshot): void {
+    if (snapshot.seen.length !== this.arrivals.seen.length || snapshot.test.y.length !== this.test.y.length || (snapshot.reservoir === null) !== (this.reservoir === null)) {
+      throw new ConvergeError(`study server rank ${this.rank}: the checkpoint does not fit this study (runs, fields or held-out runs); start the study afresh.`, 'BAD_CHECKPOINT');
+    }
+    this.arrivals.seen.set(snapshot.seen);
+    this.arrivals.received.set(snapshot.received);
+    this.arrivals.pieces.restore(snapshot.pieces);
+    if (snapshot.reservoir) this.reservoir!.restore(snapshot.reservoir);
+    this.kept.x.push(...snapshot.kept.x);
+    this.kept.y.push(...snapshot.kept.y);
+    this.test.x.set(snapshot.test.x);
+    this.test.y.set(snapshot.test.y);
+    this.repeated = snapshot.repeated;
+    this.curve = snapshot.curve;
+    this.began = snapshot.began;
   }
 
   /** Every run is done: training stops at its next step. */
@@ -174,7 +224,7 @@ export class SurrogateSink {
     while (!this.ended && !(heldOutIn() && reservoir.held >= spec.threshold)) await new Promise((resolve) => setTimeout(resolve, 20));
     if (!heldOutIn()) throw new ConvergeError(`study server rank ${this.rank}: the stream ended before every held-out run arrived; nothing to test the surrogate on.`, 'BAD_DATA');
     const clock = () => (Date.now() - this.start.studyStarted) / 1000;
-    const began = clock();
+    this.began ??= clock();
     // this process is rank `rank` of the training job, as a launcher would have said
     Object.assign(process.env, {
       RANK: String(this.rank), WORLD_SIZE: String(this.ranks), MASTER_ADDR: master.addr, MASTER_PORT: String(master.port),
@@ -184,9 +234,11 @@ export class SurrogateSink {
     this.stop = () => controller.abort();
     if (this.ended) controller.abort();
     const dataset = reservoir.dataset(this.start.fields[spec.field].name, this.test);
-    const curve: CurvePoint[] = [];
+    const curve = this.curve;
+    const saved = this.start.training;
     const outcome = await train({
       ...spec.train, model: spec.train.model ?? 'mlp', data: dataset, backend: 'tcp', epochs: Number.MAX_SAFE_INTEGER, signal: controller.signal,
+      ...(saved ? { save: saved.path, saveEverySeconds: saved.everySeconds, ...(saved.resume && existsSync(saved.path) ? { resume: saved.path } : {}) } : {}),
       // (a pass over a small buffer is short: the curve keeps a point every quarter second)
       onEvaluation: (e) => {
         if (curve.length === 0 || clock() - curve[curve.length - 1].seconds >= 0.25) curve.push({ seconds: clock(), samples: e.samples, epochs: e.epochs, mse: e.testLoss, rmse: Math.sqrt(e.testLoss) });
@@ -197,7 +249,7 @@ export class SurrogateSink {
     const config: TrainConfig = { ...defaults, ...spec.train, dataset: dataset.name };
     const final = await this.evaluate(config, dataset, outcome.params);
     curve.push({ seconds: ended, samples: outcome.summary.samples, epochs: NaN, mse: final.mse, rmse: final.rmse });
-    return { curve, final, samples: outcome.summary.samples, samplesPerSecond: outcome.summary.samplesPerSecond, began, ended, parameters: outcome.params.length };
+    return { curve, final, samples: outcome.summary.samples, samplesPerSecond: outcome.summary.samplesPerSecond, began: this.began, ended, parameters: outcome.params.length, ...(outcome.resumedFrom ? { resumedFrom: outcome.resumedFrom } : {}) };
   }
 
   /** The final parameters on the held-out runs (the loop tests only at its evaluations), and written as a checkpoint. */

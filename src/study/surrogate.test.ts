@@ -12,7 +12,7 @@ import * as api from '../index.js';
 import { Design } from './design.js';
 import { parseStudy } from './spec.js';
 import { readCheckpointLayout } from '../train/checkpoint.js';
-import type { StudySummary } from './launch.js';
+import { runStudy, type StudySummary } from './launch.js';
 import { CELLS, TIMESTEPS, field } from './surrogate.test.fixture.js';
 
 const simulation = fileURLToPath(new URL('./surrogate.test.fixture.js', import.meta.url));
@@ -108,6 +108,39 @@ test('online: two server ranks train one network data-parallel from their buffer
   assert.equal(s.parameters, 3 * 32 + 32 + 32 * 32 + 32 + 32 * CELLS + CELLS);
 });
 
+test('a server rank killed mid-study: every training rank starts again from its checkpoint (its buffer, what it counted, the model), the runs lost run again, every sample is counted once, and the surrogate still learns', async () => {
+  const runs = 48;
+  const heldOut = 8;
+  const dir = mkdtempSync(join(tmpdir(), 'converge-surrogate-'));
+  const lines: string[] = [];
+  let killed = false;
+  const summary = await runStudy(parseStudy({
+    simulation: { module: simulation }, parameters, fields, design: 'monte-carlo', runs, servers: 2, concurrency: 2, seed: 7, checkpointEverySeconds: 0.2,
+    // (each buffer holds its rank's whole share: what is learned depends on the restart, not on what was evicted when)
+    surrogate: { heldOutRuns: heldOut, threshold: 20, train: { hidden: [32, 32], lr: 0.002, batch: 16 } },
+  }), {
+    out: dir, log: (line) => lines.push(line),
+    onRunDone: (run, pids) => {
+      if (run === 30 && !killed) {
+        killed = true;
+        process.kill(pids[1], 'SIGKILL');
+      }
+    },
+  });
+  assert.ok(killed);
+  assert.equal(summary.serverRestarts, 1, lines.join('\n'));
+  assert.ok(lines.some((line) => line === 'study server rank 1 exited (SIGKILL); every rank of the surrogate\'s training starts again from its last checkpoint'), lines.join('\n'));
+  assert.ok(lines.some((line) => line.startsWith('the surrogate\'s server ranks are back from their checkpoints')), lines.join('\n'));
+  const s = summary.surrogate!;
+  // the checkpoints' samples, and the lost runs' sent again: each training sample taken once
+  assert.equal(s.produced, (runs - heldOut) * TIMESTEPS);
+  // training went on from its saved model, not from a fresh one
+  assert.ok(s.resumedFrom && s.resumedFrom.epoch + s.resumedFrom.step > 0, JSON.stringify(s.resumedFrom));
+  assert.ok(s.heldOutMse < 0.5 * s.meanFieldMse, `held-out MSE ${s.heldOutMse}, the mean field's ${s.meanFieldMse}\n${lines.join('\n')}`);
+  // the curve kept from before the kill, and its time of first training
+  assert.ok(s.curve[0].seconds < s.curve[s.curve.length - 1].seconds - 1 && s.began <= s.curve[0].seconds);
+});
+
 test('a surrogate study\'s description: each mistake is one line naming the key', () => {
   const base = { simulation: { module: simulation }, parameters, fields, runs: 10 };
   const message = (description: Record<string, unknown>) => {
@@ -126,7 +159,6 @@ test('a surrogate study\'s description: each mistake is one line naming the key'
   assert.match(message({ surrogate: { train: { epochs: 3 } } }), /surrogate\.train\.epochs is set by the study/);
   assert.match(message({ surrogate: { train: { learningRate: 3 } } }), /surrogate\.train\.learningRate is not an option of train\(\)/);
   assert.match(message({ surrogate: { train: { optimizer: 'adamw' } } }), /surrogate\.train is not a run converge can make: .*adamw/);
-  assert.match(message({ surrogate: {}, checkpointEverySeconds: 1 }), /checkpointEverySeconds is for statistics/);
   const spec = parseStudy({ ...base, servers: 2, surrogate: { heldOutRuns: 2 } });
   // by default a buffer takes its rank's whole share (8 training runs of 4 timesteps, over 2 ranks), and training starts at a quarter of it
   assert.deepEqual({ capacity: spec.surrogate!.capacity, threshold: spec.surrogate!.threshold, field: spec.surrogate!.field }, { capacity: 16, threshold: 4, field: 0 });
