@@ -9,7 +9,7 @@
 
 import { existsSync } from 'node:fs';
 import { Reservoir, type ReservoirSnapshot } from '../data/reservoir.js';
-import { makeBatcher } from '../data/batches.js';
+import { makeBatcher, stepsPerEpoch } from '../data/batches.js';
 import type { ImageDataset } from '../data/dataset.js';
 import { ConvergeError } from '../errors.js';
 import { modelLabel, resolveModel } from '../models/module.js';
@@ -249,7 +249,10 @@ export class SurrogateSink {
     const config: TrainConfig = { ...defaults, ...spec.train, dataset: dataset.name };
     const final = await this.evaluate(config, dataset, outcome.params);
     curve.push({ seconds: ended, samples: outcome.summary.samples, epochs: NaN, mse: final.mse, rmse: final.rmse });
-    return { curve, final, samples: outcome.summary.samples, samplesPerSecond: outcome.summary.samplesPerSecond, began: this.began, ended, parameters: outcome.params.length, ...(outcome.resumedFrom ? { resumedFrom: outcome.resumedFrom } : {}) };
+    // samples drawn in all: those before the checkpoint this training resumed from, and since
+    const globalBatch = config.batch * outcome.summary.workers;
+    const before = outcome.resumedFrom ? (outcome.resumedFrom.epoch * stepsPerEpoch(dataset.train.count, outcome.summary.workers, config.batch) + outcome.resumedFrom.step) * globalBatch : 0;
+    return { curve, final, samples: before + outcome.summary.samples, samplesPerSecond: outcome.summary.samplesPerSecond, began: this.began, ended, parameters: outcome.params.length, ...(outcome.resumedFrom ? { resumedFrom: outcome.resumedFrom } : {}) };
   }
 
   /** The final parameters on the held-out runs (the loop tests only at its evaluations), and written as a checkpoint. */
