@@ -14,6 +14,7 @@ const options = {
   servers: { type: 'string', help: "server ranks, each keeping a slice of every field's cells (overrides the study's \"servers\")" },
   concurrency: { type: 'string', help: 'simulation runs at once (overrides "concurrency")' },
   bind: { type: 'string', help: 'the address the servers listen on (default 127.0.0.1: the runs are local)' },
+  resume: { type: 'boolean', help: 'go on with a study whose launcher stopped: the server ranks start from the checkpoints in --out (the study needs "checkpointEverySeconds"), and only the runs they lack run' },
   'write-samples': { type: 'boolean', help: 'a surrogate study: write every sample as NPY (DIR/samples/train_x.npy …) instead of training — the offline baseline, for converge train --dataset DIR/samples' },
   json: { type: 'boolean', help: 'print the summary as JSON' },
   help: { type: 'boolean', short: 'h', help: 'show this help' },
@@ -49,7 +50,7 @@ export async function studyCommand(args: string[]): Promise<number> {
   };
   const spec = parseStudy({ ...(json as object), ...(count('servers') ? { servers: count('servers') } : {}), ...(count('concurrency') ? { concurrency: count('concurrency') } : {}) });
   if (values['write-samples'] && !spec.surrogate) throw badOption('--write-samples', 'given', 'a study with a "surrogate" (the samples are what it would train on)');
-  const summary = await runStudy(spec, { out: (values.out as string | undefined) ?? 'study-results', bind: values.bind as string | undefined, writeSamples: values['write-samples'] === true, log: values.json ? undefined : (line) => process.stderr.write(`${line}\n`) });
+  const summary = await runStudy(spec, { out: (values.out as string | undefined) ?? 'study-results', bind: values.bind as string | undefined, writeSamples: values['write-samples'] === true, resume: values.resume === true, log: values.json ? undefined : (line) => process.stderr.write(`${line}\n`) });
   if (values.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
   return 0;
 }

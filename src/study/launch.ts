@@ -6,7 +6,7 @@
 
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -32,6 +32,8 @@ export interface StudyOptions {
   onRunDone?: (run: number, serverPids: number[]) => void;
   /** A surrogate study: keep every sample and write it as NPY files (the offline baseline) instead of training. */
   writeSamples?: boolean;
+  /** Go on with a study whose launcher stopped: its server ranks start from the checkpoints in `out`, and only the runs they lack run. */
+  resume?: boolean;
 }
 
 /** What a surrogate study trained, and how fast the stream came and went. */
@@ -101,6 +103,9 @@ export async function runStudy(spec: StudySpec, options: StudyOptions): Promise<
   const inputs = spec.parameters.map((p) => p.name);
   const checkpoints = spec.checkpointEverySeconds === undefined ? null : join(options.out, 'checkpoints');
   if (checkpoints) mkdirSync(checkpoints, { recursive: true });
+  // the study's clock (the figures' seconds) starts at its first launch, resumed or not
+  if (options.resume && !checkpoints) throw new ConvergeError('study: --resume needs the study\'s checkpoints: give the description "checkpointEverySeconds" (the study that stopped had to have it too).', 'BAD_OPTION');
+  const studyStarted = checkpoints ? launchRecord(checkpoints, spec, options.resume === true) : Date.now();
   let failure: Error | null = null;
   let stopping = false;
   /** Server ranks started again from their checkpoints; a run whose attempt saw one is not blamed for it. */
@@ -155,11 +160,11 @@ export async function runStudy(spec: StudySpec, options: StudyOptions): Promise<
   const surrogate = spec.surrogate && {
     spec: spec.surrogate, parameters: spec.parameters, design: spec.design, seed: spec.seed, fields: spec.fields, runs: spec.runs, writeSamples: options.writeSamples === true,
     master: { addr: bind, port: await freePort(bind), secret: randomBytes(16).toString('hex'), job: `${credentials.job}-training`, security: spec.transportSecurity },
-    checkpoint: join(options.out, 'surrogate.ckpt'), studyStarted: Date.now() - (performance.now() - started),
+    checkpoint: join(options.out, 'surrogate.ckpt'), studyStarted,
     training: checkpoints ? { path: join(checkpoints, 'surrogate-training.ckpt'), resume: false, everySeconds: spec.checkpointEverySeconds! } : undefined,
   };
   if (surrogate) mkdirSync(options.out, { recursive: true });
-  const starting = await Promise.allSettled(Array.from({ length: spec.servers }, (_, rank) => startServer(rank, false)));
+  const starting = await Promise.allSettled(Array.from({ length: spec.servers }, (_, rank) => startServer(rank, options.resume === true)));
   const ranks: Rank[] = starting.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
   const notStarted = starting.find((s) => s.status === 'rejected');
   if (notStarted) {
@@ -294,7 +299,20 @@ export async function runStudy(spec: StudySpec, options: StudyOptions): Promise<
   };
 
   try {
-    let done = 0;
+    if (options.resume) {
+      // the runs every rank's checkpoint holds are done; the others run, in order
+      const held: number[] = [];
+      for (let run = 0; run < spec.runs; run++) {
+        const replies = await Promise.all(ranks.map((rank) => ask<{ ok: boolean }>(rank, { complete: run }, (r) => r.complete === run)));
+        if (replies.every((reply) => reply.ok)) held.push(run);
+      }
+      for (const run of held) {
+        completed.add(run);
+        queue.splice(queue.indexOf(run), 1);
+      }
+      log(`resuming ${options.out}: its checkpoints hold ${held.length} of the ${spec.runs} runs; the other ${spec.runs - held.length} run`);
+    }
+    let done = completed.size;
     const worker = async () => {
       for (let run = queue.shift(); run !== undefined; run = queue.shift()) {
         const failed = await attempt(run);
@@ -462,4 +480,24 @@ export function runCommand(simulation: StudySpec['simulation']): string[] {
   // the study's variables reach every process, on this node or another
   const exported = Object.values(ENV).flatMap((name) => ['-x', name]);
   return ['mpirun', ...(process.getuid?.() === 0 ? ['--allow-run-as-root'] : []), '--oversubscribe', '-np', String(processes), ...exported, ...command];
+}
+
+/**
+ * The study's first launch, recorded beside its checkpoints (its start, and what the checkpoints
+ * belong to); a resumed launch reads it back and must be the same study. Returns the start (Date.now()).
+ */
+function launchRecord(checkpoints: string, spec: StudySpec, resume: boolean): number {
+  const path = join(checkpoints, 'launch.json');
+  const identity = JSON.stringify({ runs: spec.runs, servers: spec.servers, design: spec.design, seed: spec.seed, fields: spec.fields, parameters: spec.parameters, surrogate: spec.surrogate !== undefined });
+  if (!resume) {
+    writeFileSync(path, `${JSON.stringify({ started: Date.now(), identity })}\n`);
+    return Date.now();
+  }
+  const nothing = (file: string) => new ConvergeError(`study: --resume finds no ${file}; nothing to resume there (start the study without --resume, or give the --out of the one that stopped).`, 'BAD_CHECKPOINT');
+  if (!existsSync(path)) throw nothing(path);
+  const record = JSON.parse(readFileSync(path, 'utf8')) as { started: number; identity: string };
+  if (record.identity !== identity) throw new ConvergeError(`study: --resume: ${checkpoints} holds another study's checkpoints (its runs, servers, design, seed, fields or parameters differ); resume with the description it was started with.`, 'BAD_CHECKPOINT');
+  const missing = Array.from({ length: spec.servers }, (_, rank) => join(checkpoints, `rank-${rank}.v8`)).find((file) => !existsSync(file));
+  if (missing) throw nothing(missing);
+  return record.started;
 }

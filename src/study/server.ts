@@ -193,6 +193,8 @@ export async function serve(start: ServerStart, inputs: string[], send: (message
 // forked by the launcher
 if (process.send && process.argv.includes('--study-server')) {
   const send = (message: unknown) => process.send!(message);
+  // a launcher that dies takes its ranks with it (their checkpoints stay, for converge study --resume)
+  process.once('disconnect', () => process.exit(1));
   process.once('message', (first: { start: ServerStart; inputs: string[] }) => {
     // once its results are sent the rank waits to be stopped: leaving would race the message out
     serve(first.start, first.inputs, send, (handler) => process.on('message', handler)).catch((error: Error) => {

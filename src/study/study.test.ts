@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, existsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createServer, connect as dial, type Socket } from 'node:net';
 import { parseNpy } from '../data/npy.js';
 import * as api from '../index.js';
@@ -322,4 +322,48 @@ test('a server rank killed mid-study is started again from its last checkpoint; 
     out: mkdtempSync(join(tmpdir(), 'converge-study-')),
     onRunDone: (run, pids) => run === 3 && process.kill(pids[0], 'SIGKILL'),
   }), /study server rank 0 exited \(SIGKILL\) before the study ended \(no checkpoints: give "checkpointEverySeconds" to have it started again\); the study stops/);
+});
+
+test('a launcher killed mid-study leaves no server behind, and converge study --resume goes on from the checkpoints: only the runs they lack run, and the statistics are bit-identical to a study never stopped', async () => {
+  const description = { design: 'pick-freeze', groups: 6, servers: 2, concurrency: 1, seed: 4, checkpointEverySeconds: 0.05, statistics: { higher: true, quantiles: [0.9], covariance: [['u', 'v']] } };
+  const clean = await study(description);
+  const dir = mkdtempSync(join(tmpdir(), 'converge-study-'));
+  const file = join(dir, 'study.json');
+  writeFileSync(file, JSON.stringify({ simulation: { module: simulation }, parameters, fields, ...description }));
+  const out = join(dir, 'out');
+  // the launcher as a user starts it, killed once 8 of the 24 runs are done
+  const launcher = spawn(process.execPath, [cli, 'study', file, '--out', out], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  await new Promise<void>((resolve) => launcher.stderr!.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+    if (/^8 of 24 runs done/m.test(stderr)) resolve();
+  }));
+  // its server ranks (forked: its children running server.js) see the launcher gone and exit; their checkpoints stay
+  const servers = spawnSync('pgrep', ['-P', String(launcher.pid), '-f', 'study-server'], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).map(Number);
+  assert.equal(servers.length, 2);
+  launcher.kill('SIGKILL');
+  await new Promise((resolve) => launcher.once('exit', resolve));
+  const alive = () => servers.filter((pid) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+  for (let wait = 0; wait < 50 && alive().length > 0; wait++) await new Promise((resolve) => setTimeout(resolve, 100));
+  assert.deepEqual(alive(), []);
+  const resumed = spawnSync(process.execPath, [cli, 'study', file, '--out', out, '--resume'], { encoding: 'utf8' });
+  assert.equal(resumed.status, 0, resumed.stderr);
+  const back = /^resuming .*: its checkpoints hold (\d+) of the 24 runs; the other (\d+) run$/m.exec(resumed.stderr);
+  assert.ok(back && Number(back[1]) >= 4 && Number(back[1]) <= 9, resumed.stderr);
+  // the held runs did not run again: at most the one in flight at the kill repeats its timesteps (both fields, on both ranks)
+  assert.ok(JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')).repeatedTimesteps <= 2 * TIMESTEPS * 2);
+  for (const name of Object.values(clean.summary.files).flatMap((f) => Object.values(f))) {
+    assert.ok(readFileSync(join(out, name)).equals(readFileSync(join(clean.dir, name))), name);
+  }
+  // what --resume refuses, in one line each
+  const refuse = (args: string[]) => spawnSync(process.execPath, [cli, 'study', file, ...args, '--resume'], { encoding: 'utf8' }).stderr;
+  assert.match(refuse(['--out', join(dir, 'elsewhere')]), /--resume finds no .*launch\.json; nothing to resume there/);
+  assert.match(refuse(['--out', out, '--servers', '3']), /--resume: .* holds another study's checkpoints/);
 });
