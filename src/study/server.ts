@@ -197,9 +197,9 @@ if (process.send && process.argv.includes('--study-server')) {
   process.once('disconnect', () => process.exit(1));
   process.once('message', (first: { start: ServerStart; inputs: string[] }) => {
     // once its results are sent the rank waits to be stopped: leaving would race the message out
+    // a rank that cannot serve says why, then exits (the disconnect listener would keep it alive)
     serve(first.start, first.inputs, send, (handler) => process.on('message', handler)).catch((error: Error) => {
-      send({ error: error.message });
-      process.exitCode = 1;
+      process.send!({ error: error.message }, () => process.exit(1));
     });
   });
 }
