@@ -11,13 +11,14 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConvergeError } from '../errors.js';
-import { formatNpy } from '../data/npy.js';
 import { Design } from './design.js';
 import { ENV } from './client.js';
 import type { RankResults, ServerStart, SurrogateResults } from './server.js';
+import { finishStatistics, finishSurrogate, type RankReply, type StudySummary } from './results.js';
 import type { StudySpec } from './spec.js';
-import type { CurvePoint } from './surrogate-server.js';
 import { routeOf } from './surrogate.js';
+
+export type { StudySummary, SurrogateSummary } from './results.js';
 
 export interface StudyOptions {
   /** Folder for the results (created). */
@@ -34,53 +35,6 @@ export interface StudyOptions {
   writeSamples?: boolean;
   /** Go on with a study whose launcher stopped: its server ranks start from the checkpoints in `out`, and only the runs they lack run. */
   resume?: boolean;
-}
-
-/** What a surrogate study trained, and how fast the stream came and went. */
-export interface SurrogateSummary {
-  /** Training samples the simulations produced (repeats not counted), and the servers' training consumed (drawn from the buffers). */
-  produced: number;
-  consumed: number;
-  /** Samples evicted from full buffers. */
-  evicted: number;
-  /** Per second of the stream: produced while training ran, and consumed. */
-  producedPerSecond: number;
-  consumedPerSecond: number;
-  /** Seconds since the study started when training began and ended. */
-  began: number;
-  ended: number;
-  /** On the held-out runs: mean squared error per value, its root, and what predicting their mean field scores. */
-  heldOutMse: number;
-  heldOutRmse: number;
-  meanFieldMse: number;
-  curve: CurvePoint[];
-  parameters: number;
-  checkpoint: string;
-  /** Where training last resumed from its checkpoint, after its server ranks were started again. */
-  resumedFrom?: { epoch: number; step: number };
-}
-
-export interface StudySummary {
-  runs: number;
-  servers: number;
-  design: string;
-  /** Runs started again after a crash, a timeout, or the loss of a server rank. */
-  restarts: number;
-  /** Server ranks started again from their last checkpoint. */
-  serverRestarts: number;
-  seconds: number;
-  runsPerSecond: number;
-  /** Field values received by the servers, in bytes (float64), repeats included. */
-  bytesStreamed: number;
-  /** Timesteps sent again by restarted runs and not counted twice. */
-  repeatedTimesteps: number;
-  /** Connections turned away (a wrong secret or job). */
-  refusedConnections: number;
-  /** The files written, by field: statistic → file name. */
-  files: Record<string, Record<string, string>>;
-  /** A surrogate study's training (absent with writeSamples, whose folder `samples` holds train_x.npy … test_y.npy). */
-  surrogate?: SurrogateSummary;
-  samples?: string;
 }
 
 const serverScript = fileURLToPath(new URL('./server.js', import.meta.url));
@@ -202,7 +156,7 @@ export async function runStudy(spec: StudySpec, options: StudyOptions): Promise<
       failure ??= error as Error;
       return;
     }
-    rerunLost(`study server rank ${rank} is back from its checkpoint`, await lostRuns([ranks[rank]]));
+    rerunLost(`study server rank ${rank} is back from its checkpoint, which holds`, await lostRuns([ranks[rank]]));
   };
   /** A surrogate's ranks, one training job: the old job's ranks stopped, every rank started again from its checkpoint. */
   const recoverAll = async () => {
@@ -219,7 +173,7 @@ export async function runStudy(spec: StudySpec, options: StudyOptions): Promise<
       failure ??= error as Error;
       return;
     }
-    rerunLost('the surrogate\'s server ranks are back from their checkpoints', await lostRuns(ranks));
+    rerunLost('the surrogate\'s server ranks are back from their checkpoints, which hold', await lostRuns(ranks));
   };
   /** The completed runs that one of `these` ranks no longer holds all of. */
   const lostRuns = async (these: Rank[]) => {
@@ -235,7 +189,7 @@ export async function runStudy(spec: StudySpec, options: StudyOptions): Promise<
       completed.delete(run);
       putBack(run);
     }
-    log(`${what}, which hold ${completed.size} of the ${completed.size + lost.length} runs done; ${lost.length ? `runs ${lost.join(', ')} run again` : 'none runs again'}`);
+    log(`${what} ${completed.size} of the ${completed.size + lost.length} runs done; ${lost.length ? `runs ${lost.join(', ')} run again` : 'none runs again'}`);
   };
 
   const fields = JSON.stringify(spec.fields);
@@ -348,24 +302,13 @@ export async function runStudy(spec: StudySpec, options: StudyOptions): Promise<
     await recovering;
     if (failure) throw failure;
     stopping = true;
-    if (spec.surrogate) return await finishSurrogate(spec, options, ranks.map((rank) => {
+    const counts = { started, restarts, serverRestarts };
+    const finish = <R>(rank: Rank) => ask<RankReply<R>>(rank, { finish: true }, (reply) => 'results' in reply);
+    if (!spec.surrogate) return await finishStatistics(spec, options, ranks.map((rank) => finish<RankResults>(rank)), counts, log);
+    return await finishSurrogate(spec, options, ranks.map((rank) => {
       rank.process.send({ streamEnded: true });
-      return ask<{ results: SurrogateResults | null; failure: string | null }>(rank, { finish: true }, (reply) => 'results' in reply);
-    }), started, restarts, serverRestarts, log);
-    const results = await Promise.all(ranks.map((rank) => ask<{ results: RankResults; waiting: number; failure: string | null }>(rank, { finish: true }, (reply) => 'results' in reply)));
-    const broken = results.find((r) => r.failure);
-    if (broken) throw new ConvergeError(broken.failure!, 'STUDY_SERVER');
-    if (results.some((r) => r.waiting > 0)) throw new ConvergeError(`study: ${results.reduce((s, r) => s + r.waiting, 0)} samples still wait for the rest of their group or pair after every run ended (a bug: please report it).`, 'STUDY_SERVER');
-    const seconds = (performance.now() - started) / 1000;
-    const files = writeResults(spec, results.map((r) => r.results), options.out);
-    const summary: StudySummary = {
-      runs: spec.runs, servers: spec.servers, design: spec.design, restarts, serverRestarts, seconds, runsPerSecond: spec.runs / seconds,
-      bytesStreamed: results.reduce((s, r) => s + r.results.bytes, 0), repeatedTimesteps: results.reduce((s, r) => s + r.results.repeated, 0),
-      refusedConnections: results.reduce((s, r) => s + r.results.refused, 0), files,
-    };
-    writeFileSync(join(options.out, 'summary.json'), `${JSON.stringify({ ...summary, parameters: spec.parameters, fields: spec.fields, statistics: spec.statistics }, null, 2)}\n`);
-    log(`study done: ${spec.runs} runs in ${seconds.toFixed(1)} s (${summary.runsPerSecond.toFixed(1)} runs/s), ${(summary.bytesStreamed / 2 ** 20).toFixed(1)} MiB streamed, ${restarts} runs and ${serverRestarts} server ranks restarted; results in ${options.out}`);
-    return summary;
+      return finish<SurrogateResults>(rank);
+    }), counts, log);
   } finally {
     stopping = true;
     for (const child of running) (killers.get(child) ?? (() => child.kill('SIGKILL')))();
@@ -387,27 +330,6 @@ function lastWords(stderr: string): string {
   return error ? `: ${error}` : '';
 }
 
-/** Each statistic of each field, its ranks' slices put side by side: [timesteps, cells] float64 NPY. */
-function writeResults(spec: StudySpec, ranks: RankResults[], out: string): Record<string, Record<string, string>> {
-  mkdirSync(out, { recursive: true });
-  const files: Record<string, Record<string, string>> = {};
-  spec.fields.forEach((field, f) => {
-    files[field.name] = {};
-    for (const name of Object.keys(ranks[0].fields[f])) {
-      const whole = new Float64Array(field.timesteps * field.cells);
-      for (const rank of ranks) {
-        const [low, high] = rank.slices[f];
-        const slice = rank.fields[f][name];
-        for (let t = 0; t < field.timesteps; t++) whole.set(slice.subarray(t * (high - low), (t + 1) * (high - low)), t * field.cells + low);
-      }
-      const file = `${field.name}.${name}.npy`;
-      writeFileSync(join(out, file), formatNpy(whole, [field.timesteps, field.cells]));
-      files[field.name][name] = file;
-    }
-  });
-  return files;
-}
-
 /** A port nobody listens on now, on `host` (for the training job's rendezvous). */
 function freePort(host: string): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -418,56 +340,6 @@ function freePort(host: string): Promise<number> {
       probe.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
     });
   });
-}
-
-/** The end of a surrogate study: the ranks' training (or samples) gathered and written, and the summary. */
-async function finishSurrogate(spec: StudySpec, options: StudyOptions, replies: Promise<{ results: SurrogateResults | null; failure: string | null }>[], started: number, restarts: number, serverRestarts: number, log: (line: string) => void): Promise<StudySummary> {
-  const ranks = await Promise.all(replies);
-  const broken = ranks.find((r) => r.failure);
-  if (broken) throw new ConvergeError(broken.failure!, 'STUDY_SERVER');
-  const results = ranks.map((r) => r.results!);
-  const seconds = (performance.now() - started) / 1000;
-  const summary: StudySummary = {
-    runs: spec.runs, servers: spec.servers, design: spec.design, restarts, serverRestarts, seconds, runsPerSecond: spec.runs / seconds,
-    bytesStreamed: results.reduce((s, r) => s + r.bytes, 0), repeatedTimesteps: results.reduce((s, r) => s + r.repeated, 0),
-    refusedConnections: results.reduce((s, r) => s + r.refused, 0), files: {},
-  };
-  const produced = results.reduce((s, r) => s + r.received, 0);
-  if (options.writeSamples) {
-    const folder = join(options.out, 'samples');
-    mkdirSync(folder, { recursive: true });
-    const inputs = spec.parameters.length + 1;
-    const cells = spec.fields[spec.surrogate!.field].cells;
-    const join32 = (parts: Float32Array[]) => {
-      const all = new Float32Array(parts.reduce((s, p) => s + p.length, 0));
-      let at = 0;
-      for (const part of parts) (all.set(part, at), (at += part.length));
-      return all;
-    };
-    const x = join32(results.map((r) => r.samples!.x));
-    const y = join32(results.map((r) => r.samples!.y));
-    const { testX, testY } = results[0].samples!;
-    writeFileSync(join(folder, 'train_x.npy'), formatNpy(x, [x.length / inputs, inputs]));
-    writeFileSync(join(folder, 'train_y.npy'), formatNpy(y, [y.length / cells, cells]));
-    writeFileSync(join(folder, 'test_x.npy'), formatNpy(testX!, [testX!.length / inputs, inputs]));
-    writeFileSync(join(folder, 'test_y.npy'), formatNpy(testY!, [testY!.length / cells, cells]));
-    summary.samples = folder;
-    log(`study done: ${spec.runs} runs in ${seconds.toFixed(1)} s, ${produced} training samples and ${testX!.length / inputs} held-out ones written to ${folder} (train on them with converge train --dataset ${folder})`);
-  } else {
-    const training = results[0].training!;
-    const span = Math.max(1e-9, training.ended - training.began);
-    summary.surrogate = {
-      produced, consumed: training.samples, evicted: results.reduce((s, r) => s + r.evicted, 0),
-      producedPerSecond: produced / seconds, consumedPerSecond: training.samples / span, began: training.began, ended: training.ended,
-      heldOutMse: training.final.mse, heldOutRmse: training.final.rmse, meanFieldMse: training.final.meanFieldMse, curve: training.curve,
-      parameters: training.parameters, checkpoint: join(options.out, 'surrogate.ckpt'), ...(training.resumedFrom ? { resumedFrom: training.resumedFrom } : {}),
-    };
-    writeFileSync(join(options.out, 'surrogate.json'), `${JSON.stringify(summary.surrogate, null, 2)}\n`);
-    const s = summary.surrogate;
-    log(`study done: ${spec.runs} runs in ${seconds.toFixed(1)} s; the surrogate trained from ${training.began.toFixed(1)} s to ${training.ended.toFixed(1)} s on ${s.produced} samples (${s.evicted} evicted), drawing ${s.consumed} (${s.consumedPerSecond.toFixed(0)}/s against ${s.producedPerSecond.toFixed(0)}/s produced); held-out RMSE ${s.heldOutRmse.toPrecision(3)} per value (the mean field's: ${Math.sqrt(s.meanFieldMse).toPrecision(3)}); in ${options.out}`);
-  }
-  writeFileSync(join(options.out, 'summary.json'), `${JSON.stringify({ ...summary, parameters: spec.parameters, fields: spec.fields, surrogateOptions: spec.surrogate }, null, 2)}\n`);
-  return summary;
 }
 
 /** The words that start one run: the simulation's command (or the module runner), behind mpirun or srun for a parallel one. */
