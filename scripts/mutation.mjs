@@ -22,6 +22,13 @@ export const modules = {
   // in-transit statistics: streamed moments, Sobol indices, the design and one server rank's state (two-pass sums, the Ishigami closed form,
   // the intervals' coverage and the estimators fed directly judge them; not the study's process tests, 40 s a run)
   study: { mutate: ['src/study/moments.ts', 'src/study/sobol.ts', 'src/study/design.ts', 'src/study/state.ts'], tests: ['dist/study/statistics.test.js', 'dist/study/state.test.js'] },
+  // learning from a stream: the reservoir buffer, a parallel simulation's pieces and what a rank has counted, a surrogate's description,
+  // its inputs' encoding and routing (closed forms, the last `capacity` samples, (1 − 1/N)^k and a state fed whole judge them; not the
+  // surrogate's process tests, 5–20 s a run)
+  stream: {
+    mutate: ['src/data/reservoir.ts', 'src/study/pieces.ts', 'src/study/arrivals.ts', 'src/study/surrogate.ts'],
+    tests: ['--test-name-pattern="^(oldest-first|random eviction|a buffer not yet full|a step waits|a stream trains|a buffer restored|cells are split|a Monte-Carlo rank|a pick-freeze rank|covariance pairs|a checkpoint taken|a timestep in pieces|a surrogate study.s description|a run.s inputs)"', 'dist/data/reservoir.test.js', 'dist/study/state.test.js', 'dist/study/surrogate.test.js'],
+  },
   // communicator groups: the conformance suite's subgroups case on shared memory, 1–4 ranks, and their own checks
   groups: { mutate: ['src/comm/group.ts'], tests: ['--test-name-pattern=subgroups', 'dist/comm/shm.test.js', 'dist/comm/group.test.js'] },
 };

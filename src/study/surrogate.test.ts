@@ -14,6 +14,7 @@ import { parseStudy } from './spec.js';
 import { readCheckpointLayout } from '../train/checkpoint.js';
 import { runStudy, type StudySummary } from './launch.js';
 import { CELLS, TIMESTEPS, field } from './surrogate.test.fixture.js';
+import { encodeInput, routeOf } from './surrogate.js';
 
 const simulation = fileURLToPath(new URL('./surrogate.test.fixture.js', import.meta.url));
 const parameters = { x: { uniform: [-Math.PI, Math.PI] }, y: { uniform: [0, 1] } };
@@ -162,4 +163,18 @@ test('a surrogate study\'s description: each mistake is one line naming the key'
   const spec = parseStudy({ ...base, servers: 2, surrogate: { heldOutRuns: 2 } });
   // by default a buffer takes its rank's whole share (8 training runs of 4 timesteps, over 2 ranks), and training starts at a quarter of it
   assert.deepEqual({ capacity: spec.surrogate!.capacity, threshold: spec.surrogate!.threshold, field: spec.surrogate!.field }, { capacity: 16, threshold: 4, field: 0 });
+});
+
+test('a run\'s inputs as the network sees them: a uniform\'s range to [0, 1], a normal\'s standard score, the timestep\'s place; and where a run\'s fields go', () => {
+  const parameters = [
+    { name: 'a', distribution: { kind: 'uniform' as const, low: 2, high: 6 } },
+    { name: 'b', distribution: { kind: 'normal' as const, mean: 10, sd: 4 } },
+  ];
+  assert.deepEqual(Array.from(encodeInput(parameters, [3, 4], 2, 5)), [0.25, -1.5, 0.5]);
+  assert.deepEqual(Array.from(encodeInput(parameters, [6, 10], 4, 5)), [1, 0, 1]);
+  // one timestep: its place is 0
+  assert.deepEqual(Array.from(encodeInput(parameters, [2, 14], 0, 1)), [0, 1, 0]);
+  // held-out runs go to every rank; the training runs after them take turns, starting at rank 0
+  assert.deepEqual([0, 1, 2].map((run) => routeOf(run, 3, 2)), [[0, 1], [0, 1], [0, 1]]);
+  assert.deepEqual([3, 4, 5, 6, 7].map((run) => routeOf(run, 3, 3)), [[0], [1], [2], [0], [1]]);
 });
