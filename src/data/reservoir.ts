@@ -87,10 +87,6 @@ export class Reservoir implements Stream {
     this.wakeUp();
   }
 
-  get isEnded(): boolean {
-    return this.ended;
-  }
-
   /** Resolves once the buffer holds its threshold (or the stream ended), after letting the producers in. */
   async beforeStep(): Promise<void> {
     // a step's compute is synchronous: without this turn, sockets would be read only inside collectives

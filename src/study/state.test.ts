@@ -172,6 +172,8 @@ test('a timestep in pieces (a parallel simulation\'s processes, any order, one p
     const values = sample(run, 0, 2).subarray(3);
     assert.equal(whole.add(run, 0, 2, 3, values), true);
     // cells 5..7 (twice), then 3..4, then the missing 4..5 inside a piece 4..6 that overlaps what came
+    // (run 1: the first piece starts where the rank's cells do, and is not all of them)
+    if (run === 1) assert.equal(pieces.add(run, 0, 2, 3, values.subarray(0, 1)), true);
     assert.equal(pieces.add(run, 0, 2, 5, values.subarray(2)), true);
     assert.equal(pieces.add(run, 0, 2, 5, values.subarray(2)), true); // again, as a restarted process sends it
     assert.equal(pieces.add(run, 0, 2, 3, values.subarray(0, 1)), true);

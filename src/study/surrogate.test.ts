@@ -160,6 +160,19 @@ test('a surrogate study\'s description: each mistake is one line naming the key'
   assert.match(message({ surrogate: { train: { epochs: 3 } } }), /surrogate\.train\.epochs is set by the study/);
   assert.match(message({ surrogate: { train: { learningRate: 3 } } }), /surrogate\.train\.learningRate is not an option of train\(\)/);
   assert.match(message({ surrogate: { train: { optimizer: 'adamw' } } }), /surrogate\.train is not a run converge can make: .*adamw/);
+  assert.match(message({ surrogate: 'mlp' }), /study: surrogate\. is "mlp"; give an object/);
+  assert.match(message({ surrogate: { train: ['hidden'] } }), /surrogate\.train is \["hidden"\]; give train\(\)'s options/);
+  assert.match(message({ surrogate: { buffer: 4 } }), /surrogate\.buffer is not known; a surrogate has field, heldOutRuns, capacity, threshold, evict, train/);
+  assert.match(message({ surrogate: { heldOutRuns: 1.5 } }), /surrogate\.heldOutRuns is 1\.5; give a whole number ≥ 1/);
+  assert.match(message({ surrogate: { capacity: 0 } }), /surrogate\.capacity is 0; give a whole number ≥ 1/);
+  // what the study itself sets, each refused by name
+  for (const key of ['dataset', 'dataDir', 'testDataset', 'labelColumn', 'zeroBased', 'task', 'backend', 'workers', 'epochs', 'resume', 'save', 'saveEvery', 'stopAfterSteps', 'stopAtTarget', 'target', 'bind', 'transportSecurity', 'globalBatch']) {
+    assert.match(message({ surrogate: { train: { [key]: 1 } } }), new RegExp(`surrogate\\.train\\.${key} is set by the study`), key);
+  }
+  assert.equal(message({ surrogate: { capacity: 5, threshold: 5 } }), 'accepted');
+  // a tenth of the runs held out by default
+  assert.equal(parseStudy({ ...base, runs: 30, surrogate: {} }).surrogate!.heldOutRuns, 3);
+  assert.deepEqual(parseStudy({ ...base, runs: 30, surrogate: {} }).surrogate!.train, { model: 'mlp', hidden: [256, 256], optimizer: 'adam', lr: 0.001, batch: 32, strategy: 'allreduce' });
   const spec = parseStudy({ ...base, servers: 2, surrogate: { heldOutRuns: 2 } });
   // by default a buffer takes its rank's whole share (8 training runs of 4 timesteps, over 2 ranks), and training starts at a quarter of it
   assert.deepEqual({ capacity: spec.surrogate!.capacity, threshold: spec.surrogate!.threshold, field: spec.surrogate!.field }, { capacity: 16, threshold: 4, field: 0 });
@@ -176,5 +189,5 @@ test('a run\'s inputs as the network sees them: a uniform\'s range to [0, 1], a 
   assert.deepEqual(Array.from(encodeInput(parameters, [2, 14], 0, 1)), [0, 1, 0]);
   // held-out runs go to every rank; the training runs after them take turns, starting at rank 0
   assert.deepEqual([0, 1, 2].map((run) => routeOf(run, 3, 2)), [[0, 1], [0, 1], [0, 1]]);
-  assert.deepEqual([3, 4, 5, 6, 7].map((run) => routeOf(run, 3, 3)), [[0], [1], [2], [0], [1]]);
+  assert.deepEqual([2, 3, 4, 5, 6].map((run) => routeOf(run, 2, 3)), [[0], [1], [2], [0], [1]]);
 });
