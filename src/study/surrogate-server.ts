@@ -247,7 +247,7 @@ export class SurrogateSink {
     const ended = clock();
     if (this.rank !== 0 || !outcome.params) return undefined;
     const config: TrainConfig = { ...defaults, ...spec.train, dataset: dataset.name };
-    const final = await this.evaluate(config, dataset, outcome.params);
+    const final = await this.testAndSave(config, dataset, outcome.params);
     curve.push({ seconds: ended, samples: outcome.summary.samples, epochs: NaN, mse: final.mse, rmse: final.rmse });
     // samples drawn in all: those before the checkpoint this training resumed from, and since
     const globalBatch = config.batch * outcome.summary.workers;
@@ -256,7 +256,7 @@ export class SurrogateSink {
   }
 
   /** The final parameters on the held-out runs (the loop tests only at its evaluations), and written as a checkpoint. */
-  private async evaluate(config: TrainConfig, dataset: ImageDataset, params: Float32Array): Promise<{ mse: number; rmse: number; meanFieldMse: number }> {
+  private async testAndSave(config: TrainConfig, dataset: ImageDataset, params: Float32Array): Promise<{ mse: number; rmse: number; meanFieldMse: number }> {
     const definition = await resolveModel(config.model);
     const model = definition.build({ ...modelOptions(dataset, config, EVAL_BATCH), seed: config.seed });
     const batcher = makeBatcher(dataset, 'test', EVAL_BATCH);
