@@ -60,6 +60,7 @@ test('converge report on a surrogate study: its figures, and the held-out RMSE a
   writeFileSync(join(dir, 'summary.json'), JSON.stringify({ runs: 20, design: 'monte-carlo', seconds: 10, restarts: 0, bytesStreamed: 2 ** 20, fields: [{ name: 'w', cells: 8, timesteps: 4 }], parameters: [{ name: 'x' }], files: {}, surrogate }));
   const result = spawnSync(process.execPath, [cli, 'report', dir], { encoding: 'utf8' });
   assert.equal(result.status, 0, result.stderr);
+  assert.match(result.stdout, /wrote .*report\.html \(a study, its surrogate's held-out error\)/);
   const html = readFileSync(join(dir, 'report.html'), 'utf8');
   assert.match(html, /Held-out RMSE per value <b>0\.0100<\/b>; predicting each held-out run by their mean field: 1\.00/);
   assert.match(html, /drawing 9000 \(1000 a second, against 30\.0 produced\)/);

@@ -52,14 +52,11 @@ function heatMap(values: Float64Array, field: StudyResults['fields'][number], ti
   return `<figure><figcaption>${escape(title)}</figcaption><img alt="${escape(title)}" width="${cols * scale}" height="${rows * scale}" src="data:image/png;base64,${png.toString('base64')}"><div class="range">${range(min)} <span class="ramp"></span> ${range(max)}</div></figure>`;
 }
 
-export function writeStudyReport(dir: string, outPath: string): { html: string; charts: number } {
+export function writeStudyReport(dir: string, outPath: string): { html: string; heatMaps: number; surrogate: boolean } {
   const study = JSON.parse(readFileSync(join(dir, 'summary.json'), 'utf8')) as StudyResults;
   const sections: string[] = [];
-  let charts = 0;
-  if (study.surrogate) {
-    sections.push(surrogateSection(study.surrogate));
-    charts++;
-  }
+  let heatMaps = 0;
+  if (study.surrogate) sections.push(surrogateSection(study.surrogate));
   if (study.samples) sections.push(`<section><h2>samples</h2><p>Written to <code>${escape(study.samples)}</code> for offline training (<code>converge train --dataset ${escape(study.samples)}</code>).</p></section>`);
   for (const field of study.fields) {
     const files = study.files[field.name];
@@ -75,7 +72,7 @@ export function writeStudyReport(dir: string, outPath: string): { html: string; 
         for (const t of shown(field.timesteps)) figures.push(heatMap(values, field, t, `${label}, timestep ${t}`));
       } else figures.push(heatMap(values, field, null, `${label}, timestep × cell`));
     }
-    charts += figures.length;
+    heatMaps += figures.length;
     sections.push(`<section><h2>${escape(field.name)}</h2><p>${field.cells} cells${field.shape ? ` (${field.shape[0]} × ${field.shape[1]})` : ''}, ${field.timesteps} timesteps.</p><div class="charts">${figures.join('')}</div></section>`);
   }
   const html = `<!doctype html>
@@ -93,7 +90,7 @@ ${sections.join('\n')}
 `;
   mkdirSync(dirname(outPath), { recursive: true });
   writeFileSync(outPath, html);
-  return { html: outPath, charts };
+  return { html: outPath, heatMaps, surrogate: study.surrogate !== undefined };
 }
 
 /** A surrogate's figures, and its held-out RMSE against seconds since the study started (log scale), beside the mean field's. */

@@ -31,7 +31,7 @@ export async function reportCommand(args: string[]): Promise<number> {
   const { isStudy, writeStudyReport } = await import('../bench/study-report.js');
   if (isStudy(dir)) {
     const drawn = writeStudyReport(dir, values.out ?? `${dir}/report.html`);
-    process.stdout.write(`wrote ${drawn.html} (a study, ${drawn.charts} heat maps)\n`);
+    process.stdout.write(`wrote ${drawn.html} (a study, ${drawn.surrogate ? 'its surrogate\'s held-out error' : `${drawn.heatMaps} heat maps`})\n`);
     return 0;
   }
   // Vega loads only here: the other commands, and the library, never need it (an optional peer dependency)
