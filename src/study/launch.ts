@@ -175,14 +175,20 @@ export async function runStudy(spec: StudySpec, options: StudyOptions): Promise<
     }
     rerunLost('the surrogate\'s server ranks are back from their checkpoints, which hold', await lostRuns(ranks));
   };
+  /** Of `runs`, those every one of `these` ranks holds all of (a rank gone holds nothing). */
+  const heldBy = async (these: Rank[], runs: number[]) => {
+    const held: number[] = [];
+    for (const run of runs) {
+      const replies = await Promise.all(these.map((rank) => ask<{ ok: boolean }>(rank, { complete: run }, (r) => r.complete === run).catch(() => ({ ok: false }))));
+      if (replies.every((reply) => reply.ok)) held.push(run);
+    }
+    return held;
+  };
   /** The completed runs that one of `these` ranks no longer holds all of. */
   const lostRuns = async (these: Rank[]) => {
-    const lost: number[] = [];
-    for (const run of [...completed].sort((a, b) => a - b)) {
-      const replies = await Promise.all(these.map((rank) => ask<{ ok: boolean }>(rank, { complete: run }, (r) => r.complete === run).catch(() => ({ ok: false }))));
-      if (!replies.every((reply) => reply.ok)) lost.push(run);
-    }
-    return lost;
+    const done = [...completed].sort((a, b) => a - b);
+    const held = new Set(await heldBy(these, done));
+    return done.filter((run) => !held.has(run));
   };
   const rerunLost = (what: string, lost: number[]) => {
     for (const run of lost) {
@@ -196,8 +202,8 @@ export async function runStudy(spec: StudySpec, options: StudyOptions): Promise<
   const [program, ...args] = runCommand(spec.simulation);
   let restarts = 0;
   const attempts = new Map<number, number>();
-  const running = new Set<ChildProcess>();
-  const killers = new Map<ChildProcess, () => void>();
+  /** The runs' processes now running, each with what kills its whole process group. */
+  const running = new Map<ChildProcess, () => void>();
 
   /** One attempt of a run: null when it is done; else why not, and whether to blame the run. */
   const attempt = async (run: number): Promise<{ why: string; blame: boolean } | null> => {
@@ -221,9 +227,7 @@ export async function runStudy(spec: StudySpec, options: StudyOptions): Promise<
         child.kill('SIGKILL');
       }
     };
-    killers.set(child, kill);
-    child.once('exit', () => killers.delete(child));
-    running.add(child);
+    running.set(child, kill);
     child.once('exit', () => running.delete(child));
     let stderr = '';
     child.stderr!.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-2000)));
@@ -255,11 +259,7 @@ export async function runStudy(spec: StudySpec, options: StudyOptions): Promise<
   try {
     if (options.resume) {
       // the runs every rank's checkpoint holds are done; the others run, in order
-      const held: number[] = [];
-      for (let run = 0; run < spec.runs; run++) {
-        const replies = await Promise.all(ranks.map((rank) => ask<{ ok: boolean }>(rank, { complete: run }, (r) => r.complete === run)));
-        if (replies.every((reply) => reply.ok)) held.push(run);
-      }
+      const held = await heldBy(ranks, [...queue]);
       for (const run of held) {
         completed.add(run);
         queue.splice(queue.indexOf(run), 1);
@@ -311,7 +311,7 @@ export async function runStudy(spec: StudySpec, options: StudyOptions): Promise<
     }), counts, log);
   } finally {
     stopping = true;
-    for (const child of running) (killers.get(child) ?? (() => child.kill('SIGKILL')))();
+    for (const kill of running.values()) kill();
     for (const rank of ranks) if (rank.process.exitCode === null) rank.process.kill();
   }
 }

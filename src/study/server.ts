@@ -164,7 +164,7 @@ export async function serve(start: ServerStart, inputs: string[], send: (message
     receive((message) => {
       if (typeof message.complete === 'number') {
         const run = message.complete;
-        send({ complete: run, ok: sink.complete(run), received: surrogate ? surrogate.received(run) : state!.received[run] });
+        send({ complete: run, ok: sink.complete(run), received: sink.received[run] });
       } else if (message.streamEnded) {
         surrogate?.end();
       } else if (message.finish) {

@@ -38,7 +38,7 @@ export interface SurrogateStart {
   master: { addr: string; port: number; secret: string; job: string; security: string };
   /** Where rank 0 writes the trained parameters. */
   checkpoint: string;
-  /** With the study's checkpoints: where training saves its state (rank 0, at each pass over the buffers), and whether to resume from it. */
+  /** With the study's checkpoints: where training saves its state (rank 0, at most every `everySeconds`), and whether to resume from it. */
   training?: { path: string; resume: boolean; everySeconds: number };
   /** Date.now() when the study started: the figures' clock. */
   studyStarted: number;
@@ -99,6 +99,8 @@ export class SurrogateSink {
   private readonly inputs: number;
   /** What this rank has counted of each run, and the pieces of timesteps not yet whole. */
   private readonly arrivals: Arrivals;
+  /** Timesteps counted per run (the statistics' state has the same). */
+  readonly received: Uint32Array;
   private readonly test: { x: Float32Array; y: Float32Array };
   private readonly reservoir: Reservoir | null;
   private readonly kept: { x: Float32Array[]; y: Float32Array[] } = { x: [], y: [] };
@@ -123,6 +125,7 @@ export class SurrogateSink {
     this.inputs = parameters.length + 1;
     this.input = new Float32Array(this.inputs);
     this.arrivals = new Arrivals(fields, runs, rank);
+    this.received = this.arrivals.received;
     const heldOut = spec.heldOutRuns * this.timesteps;
     this.test = { x: new Float32Array(heldOut * this.inputs), y: new Float32Array(heldOut * this.cells) };
     this.reservoir = start.writeSamples ? null : new Reservoir({ capacity: spec.capacity, inputs: this.inputs, targets: this.cells, threshold: spec.threshold, evict: spec.evict, seed: mixSeed(start.seed, rank, 0x7e5e) });
@@ -160,9 +163,6 @@ export class SurrogateSink {
     return this.arrivals.received[run] === (routed ? this.arrivals.timestepsPerRun : 0);
   }
 
-  received(run: number): number {
-    return this.arrivals.received[run];
-  }
 
   /** Starts training once the held-out runs are in and the buffer holds its threshold (or the stream ended). */
   begin(): void {
