@@ -30,6 +30,16 @@ interface Addon {
   aeadSeal: KernelSet['aeadSeal'];
   topkIndices: KernelSet['topkIndices'];
   aeadOpen: KernelSet['aeadOpen'];
+  fp16Encode: KernelSet['fp16Encode'];
+  fp16Decode: KernelSet['fp16Decode'];
+  bf16Encode(values: Float32Array, out: Uint16Array, random: number): void;
+  bf16Decode: KernelSet['bf16Decode'];
+  int8Encode: KernelSet['int8Encode'];
+  int8Decode: KernelSet['int8Decode'];
+  qsgdEncode: KernelSet['qsgdEncode'];
+  qsgdDecode: KernelSet['qsgdDecode'];
+  signEncode: KernelSet['signEncode'];
+  signDecode: KernelSet['signDecode'];
   sgdUpdate: KernelSet['sgdUpdate'];
   momentumUpdate: KernelSet['momentumUpdate'];
   adamUpdate: KernelSet['adamUpdate'];
@@ -90,6 +100,16 @@ export function loadNativeKernels(): { kernels: KernelSet; info: { blas: string;
     aeadSeal: addon.aeadSeal,
     topkIndices: addon.topkIndices,
     aeadOpen: addon.aeadOpen,
+    fp16Encode: addon.fp16Encode,
+    fp16Decode: addon.fp16Decode,
+    bf16Encode: (values, out, random) => addon.bf16Encode(values, out, random ?? -1), // −1: nearest, not stochastic
+    bf16Decode: addon.bf16Decode,
+    int8Encode: addon.int8Encode,
+    int8Decode: addon.int8Decode,
+    qsgdEncode: addon.qsgdEncode,
+    qsgdDecode: addon.qsgdDecode,
+    signEncode: addon.signEncode,
+    signDecode: addon.signDecode,
     sgdUpdate: addon.sgdUpdate,
     momentumUpdate: addon.momentumUpdate,
     adamUpdate: addon.adamUpdate,

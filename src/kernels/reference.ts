@@ -3,6 +3,7 @@
 // Every faster implementation is tested against these.
 
 import { createCipheriv, createDecipheriv } from 'node:crypto';
+import { referenceCodecs } from './reference-codecs.js';
 import { blockedIndex, type ConvGeometry, type KernelSet, type PoolGeometry } from './types.js';
 
 /** gemm on sub-ranges of larger buffers, so per-sample loops need no subarray views. */
@@ -156,6 +157,9 @@ function selectSmallest(values: Float32Array, count: number, rank: number): numb
 }
 
 export const referenceKernels: KernelSet = {
+  // the gradient and parameter codecs, in their own file
+  ...referenceCodecs,
+
   // the convolutions below read and write plain arrays; blocked ones are reordered around them
   channelBlock: 1,
 

@@ -97,6 +97,32 @@ export interface KernelSet {
   /** The indices of the k largest |values[i]| (1 ≤ k ≤ values.length), in increasing index order, into chosen[0, k);
    *  among equal magnitudes at the cut, the lowest indices. Returns k. (top-k sparsification's selection) */
   topkIndices(values: Float32Array, k: number, chosen: Uint32Array): number;
+  // The codecs of gradient compression and low-precision parameters (native/codecs.cc, reference-codecs.ts).
+  // A stochastic codec takes `random`, the state of the caller's Random stream, and draws one number per value
+  // in order; the caller then skips its stream ahead by values.length.
+  /** out[i] = values[i] as IEEE half bits: nearest, ties to even, saturating at ±65504; NaN → 0x7e00 */
+  fp16Encode(values: Float32Array, out: Uint16Array): void;
+  /** target = (accumulate ? target + : ) the values of the half bits stored[0, target.length) */
+  fp16Decode(stored: Uint16Array, target: Float32Array, accumulate: boolean): void;
+  /** out[i] = values[i] as bfloat16 bits (the top 16): nearest, ties to even (random null), else rounded stochastically
+   *  (up with probability the dropped bits' fraction: unbiased) */
+  bf16Encode(values: Float32Array, out: Uint16Array, random: number | null): void;
+  /** target = (accumulate ? target + : ) the values of the bfloat16 bits stored[0, target.length) */
+  bf16Decode(stored: Uint16Array, target: Float32Array, accumulate: boolean): void;
+  /** values in blocks of 64 from values[0]: out = each block's float32 scale (max |v| / 127), then one int8 q ∈ [−127, 127]
+   *  per value, q·scale rounded stochastically to v (4·⌈n/64⌉ + n bytes) */
+  int8Encode(values: Float32Array, out: Uint8Array, random: number): void;
+  /** values = q · scale, from what int8Encode wrote for values.length values */
+  int8Decode(bytes: Uint8Array, values: Float32Array): void;
+  /** QSGD: per bucket of `bucket` values its L2 norm (float32), then per value a sign bit above a level ℓ ∈ 0..2^(bits−1)−1
+   *  (ℓ/levels·norm rounded stochastically to |v|), `bits` bits a value, least significant first; a bucket's bits end on a byte */
+  qsgdEncode(gradient: Float32Array, bits: number, bucket: number, out: Uint8Array, random: number): void;
+  /** target = (accumulate ? target + : ) what qsgdEncode wrote for target.length values */
+  qsgdDecode(payload: Uint8Array, bits: number, bucket: number, target: Float32Array, accumulate: boolean): void;
+  /** EF-signSGD: residual += gradient; scale = mean |residual|; bit i of out set where residual[i] < 0; residual −= ±scale; returns scale */
+  signEncode(gradient: Float32Array, residual: Float32Array, out: Uint8Array): number;
+  /** target = (accumulate ? target + : ) ±scale, minus where bit i of bits is set */
+  signDecode(bits: Uint8Array, scale: number, target: Float32Array, accumulate: boolean): void;
   /** AES-256-GCM, one record (the tcp backend's sealed frames): dst ← the encryption of src under key (32 bytes) and
    *  nonce (12 bytes), tag ← the 16-byte tag over aad and dst. With dst null nothing is encrypted: the tag covers
    *  aad ‖ src as additional data (GMAC, integrity only). */

@@ -9,11 +9,14 @@
 //   int8: blocks of INT8_BLOCK values share one float32 scale; value = q · scale, q ∈ [−127, 127].
 //         Blocks start at the first index of the range encoded (a rank's share, or 0).
 
+import { kernel } from '../kernels/registry.js';
+import { INT8_BLOCK } from '../kernels/reference-codecs.js';
 import { Random } from './random.js';
+
+export { INT8_BLOCK };
 
 export const paramPrecisions = ['fp32', 'bf16', 'int8'] as const;
 export type ParamPrecision = (typeof paramPrecisions)[number];
-export const INT8_BLOCK = 64;
 
 /** Bytes the encoding of `count` values takes. */
 export function encodedBytes(precision: ParamPrecision, count: number): number {
@@ -77,28 +80,13 @@ export class PrecisionCodec {
     const count = end - start;
     const bytes = encodedBytes(this.precision, count);
     if (out.length < bytes) throw new RangeError(`encode needs ${bytes} bytes, got ${out.length}`);
-    if (this.precision === 'fp32') {
-      new Uint8Array(out.buffer, out.byteOffset, bytes).set(new Uint8Array(values.buffer, values.byteOffset + 4 * start, bytes));
-    } else if (this.precision === 'bf16') {
-      const bits = new Uint32Array(values.buffer, values.byteOffset + 4 * start, count);
-      const packed = new Uint16Array(out.buffer, out.byteOffset, count);
-      for (let i = 0; i < count; i++) packed[i] = bf16RoundBits(bits[i], this.random.bits() >>> 16);
-    } else {
-      const blocks = Math.ceil(count / INT8_BLOCK);
-      const scales = new Float32Array(blocks);
-      const q = new Int8Array(out.buffer, out.byteOffset + 4 * blocks, count);
-      for (let b = 0; b < blocks; b++) {
-        const first = start + b * INT8_BLOCK;
-        const last = Math.min(end, first + INT8_BLOCK);
-        let absMax = 0;
-        for (let i = first; i < last; i++) absMax = Math.max(absMax, Math.abs(values[i]));
-        const scale = int8Scale(absMax);
-        scales[b] = scale;
-        const inverse = scale > 0 ? 1 / scale : 0;
-        for (let i = first; i < last; i++) q[i - start] = int8Round(values[i] * inverse, this.random.next());
-      }
-      // scales first: they stay 4-byte aligned for the decoder's view
-      new Uint8Array(out.buffer, out.byteOffset, 4 * blocks).set(new Uint8Array(scales.buffer));
+    const range = values.subarray(start, end);
+    if (this.precision === 'fp32') new Uint8Array(out.buffer, out.byteOffset, bytes).set(new Uint8Array(range.buffer, range.byteOffset, bytes));
+    else {
+      // the kernels draw one random number a value from the stream's position
+      if (this.precision === 'bf16') kernel('bf16Encode')(range, new Uint16Array(out.buffer, out.byteOffset, count), this.random.getState());
+      else kernel('int8Encode')(range, out, this.random.getState());
+      this.random.skip(count);
     }
     return bytes;
   }
@@ -106,23 +94,10 @@ export class PrecisionCodec {
   /** Decodes what encode wrote for values[start, end) back into values[start, end). */
   decode(bytes: Uint8Array, values: Float32Array, start: number, end: number): void {
     const count = end - start;
-    if (this.precision === 'fp32') {
-      new Uint8Array(values.buffer, values.byteOffset + 4 * start, 4 * count).set(bytes.subarray(0, 4 * count));
-    } else if (this.precision === 'bf16') {
-      const bits = new Uint32Array(values.buffer, values.byteOffset + 4 * start, count);
-      const packed = new Uint16Array(bytes.buffer, bytes.byteOffset, count);
-      for (let i = 0; i < count; i++) bits[i] = packed[i] << 16;
-    } else {
-      const blocks = Math.ceil(count / INT8_BLOCK);
-      // the scales are read in place when 4-byte aligned (every payload here is), else copied
-      const scales = bytes.byteOffset % 4 === 0 ? new Float32Array(bytes.buffer, bytes.byteOffset, blocks) : new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + 4 * blocks));
-      const q = new Int8Array(bytes.buffer, bytes.byteOffset + 4 * blocks, count);
-      for (let b = 0; b < blocks; b++) {
-        const scale = scales[b];
-        const last = Math.min(count, (b + 1) * INT8_BLOCK);
-        for (let i = b * INT8_BLOCK; i < last; i++) values[start + i] = q[i] * scale;
-      }
-    }
+    const range = values.subarray(start, end);
+    if (this.precision === 'fp32') new Uint8Array(range.buffer, range.byteOffset, 4 * count).set(bytes.subarray(0, 4 * count));
+    else if (this.precision === 'bf16') kernel('bf16Decode')(new Uint16Array(bytes.buffer, bytes.byteOffset, count), range, false);
+    else kernel('int8Decode')(bytes, range);
   }
 
   /** Rounds values[start, end) in place to what the storage format holds (encode, then decode). */

@@ -45,6 +45,12 @@ export class Random {
   setState(state: number): void {
     this.state = state >>> 0;
   }
+
+  /** Moves past `count` numbers at once: each draw steps the state by one constant (the generator is counter-based),
+   *  so a kernel given getState() that drew `count` numbers leaves the stream here. */
+  skip(count: number): void {
+    this.state = (this.state + Math.imul(count, 0x6d2b79f5)) >>> 0;
+  }
 }
 
 /** Mixes several integers into one seed, so (seed, epoch) pairs give unrelated streams. */

@@ -1,0 +1,292 @@
+// The codecs of gradient compression (src/compress) and low-precision parameters
+// (src/tensor/precision.ts): fp16 and bf16 conversion, stochastic bf16 and int8 block rounding,
+// QSGD's bit-packed levels, EF-signSGD's signs. Each gives the same bits as its TypeScript
+// reference (src/kernels/reference-codecs.ts), random draws included: a stochastic kernel is given
+// the state of the caller's Random stream (mulberry32, a counter-based generator: the i-th number
+// is a hash of state + i·step) and draws one number per value, in order, as the reference does.
+// Doubles where the reference computes in JavaScript numbers, floats where it stores to a
+// Float32Array; no denormal flushing (the codecs must keep what JavaScript keeps).
+#include "common.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+namespace converge {
+namespace {
+
+/** The generator of src/tensor/random.ts: the number after `state`, which advances. */
+inline uint32_t nextBits(uint32_t& state) {
+  uint32_t t = (state += 0x6d2b79f5u);
+  t = (t ^ (t >> 15)) * (t | 1u);
+  t ^= t + (t ^ (t >> 7)) * (t | 61u);
+  return t ^ (t >> 14);
+}
+inline double nextUniform(uint32_t& state) { return nextBits(state) / 4294967296.0; }
+
+inline uint32_t bitsOf(float value) {
+  uint32_t bits;
+  std::memcpy(&bits, &value, 4);
+  return bits;
+}
+inline float floatOf(uint32_t bits) {
+  float value;
+  std::memcpy(&value, &bits, 4);
+  return value;
+}
+
+template <typename T>
+T* data(const Napi::CallbackInfo& info, size_t i) {
+  return info[i].As<Napi::TypedArrayOf<T>>().Data();
+}
+template <typename T>
+size_t length(const Napi::CallbackInfo& info, size_t i) {
+  return info[i].As<Napi::TypedArrayOf<T>>().ElementLength();
+}
+
+// ---- fp16: round to nearest even, saturating at ±65504 (F. Giesen's integer method)
+
+inline uint16_t halfBits(uint32_t word) {
+  const uint32_t sign = (word >> 16) & 0x8000u;
+  uint32_t u = word & 0x7fffffffu;
+  if (u > 0x7f800000u) return 0x7e00;                 // NaN
+  if (u >= 0x477ff000u) return sign | 0x7bffu;        // ≥ 65520: saturate
+  if (u < 0x38800000u) {                              // a subnormal half: the float adder rounds
+    const float magic = floatOf(0x3f000000u);         // 0.5
+    return sign | ((bitsOf(floatOf(u) + magic) - 0x3f000000u) & 0xffffu);
+  }
+  u += ((15u - 127u) << 23) + 0xfffu + ((u >> 13) & 1u);
+  return sign | (u >> 13);
+}
+
+inline float halfValue(uint16_t h) {
+  const uint32_t sign = (h & 0x8000u) << 16;
+  const uint32_t exponent = (h >> 10) & 0x1f;
+  const uint32_t mantissa = h & 0x3ffu;
+  if (exponent == 0) return floatOf(sign | bitsOf(mantissa * 5.9604644775390625e-8f));  // mantissa · 2^-24, exact
+  if (exponent == 31) return mantissa ? floatOf(0x7fc00000u) : floatOf(sign | 0x7f800000u);  // NaN as JavaScript's
+  return floatOf(sign | ((exponent + 112) << 23) | (mantissa << 13));
+}
+
+// fp16Encode(values, out)
+void Fp16Encode(const Napi::CallbackInfo& info) {
+  const uint32_t* words = data<uint32_t>(info, 0);
+  const size_t n = length<uint32_t>(info, 0);
+  uint16_t* out = data<uint16_t>(info, 1);
+  for (size_t i = 0; i < n; i++) out[i] = halfBits(words[i]);
+}
+
+// fp16Decode(stored, target, accumulate)
+void Fp16Decode(const Napi::CallbackInfo& info) {
+  const uint16_t* stored = data<uint16_t>(info, 0);
+  float* target = data<float>(info, 1);
+  const size_t n = length<float>(info, 1);
+  if (flag(info, 2)) for (size_t i = 0; i < n; i++) target[i] += halfValue(stored[i]);
+  else for (size_t i = 0; i < n; i++) target[i] = halfValue(stored[i]);
+}
+
+// ---- bf16: the top 16 bits, rounded to nearest even, or stochastically (random ≥ 0: a stream's state)
+
+// bf16Encode(values, out, random)
+void Bf16Encode(const Napi::CallbackInfo& info) {
+  const uint32_t* words = data<uint32_t>(info, 0);
+  const size_t n = length<uint32_t>(info, 0);
+  uint16_t* out = data<uint16_t>(info, 1);
+  const double random = number(info, 2);
+  if (random < 0) {
+    for (size_t i = 0; i < n; i++) {
+      const uint32_t bits = words[i];
+      out[i] = (bits & 0x7fffffffu) > 0x7f800000u ? static_cast<uint16_t>((bits >> 16) | 0x40u)
+                                                   : static_cast<uint16_t>((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+    }
+    return;
+  }
+  uint32_t state = static_cast<uint32_t>(random);
+  for (size_t i = 0; i < n; i++) {
+    const uint32_t bits = words[i];
+    const uint32_t noise = nextBits(state) >> 16;
+    // inf and NaN kept; otherwise a carry out of the dropped bits rounds the magnitude up
+    out[i] = (bits & 0x7f800000u) == 0x7f800000u ? static_cast<uint16_t>(bits >> 16) : static_cast<uint16_t>((bits + noise) >> 16);
+  }
+}
+
+// bf16Decode(stored, target, accumulate)
+void Bf16Decode(const Napi::CallbackInfo& info) {
+  const uint16_t* stored = data<uint16_t>(info, 0);
+  float* target = data<float>(info, 1);
+  const size_t n = length<float>(info, 1);
+  if (flag(info, 2)) for (size_t i = 0; i < n; i++) target[i] += floatOf(static_cast<uint32_t>(stored[i]) << 16);
+  else for (size_t i = 0; i < n; i++) target[i] = floatOf(static_cast<uint32_t>(stored[i]) << 16);
+}
+
+// ---- int8 blocks: per 64 values a float32 scale (max |v| / 127), then q ∈ [−127, 127] rounded stochastically
+
+constexpr size_t kInt8Block = 64;
+
+// int8Encode(values, out, random): out = ⌈n/64⌉ float scales, then n int8
+void Int8Encode(const Napi::CallbackInfo& info) {
+  const float* values = data<float>(info, 0);
+  const size_t n = length<float>(info, 0);
+  uint8_t* out = data<uint8_t>(info, 1);
+  uint32_t state = static_cast<uint32_t>(number(info, 2));
+  const size_t blocks = (n + kInt8Block - 1) / kInt8Block;
+  int8_t* q = reinterpret_cast<int8_t*>(out + 4 * blocks);
+  for (size_t b = 0; b < blocks; b++) {
+    const size_t first = b * kInt8Block, last = std::min(n, first + kInt8Block);
+    double absMax = 0;
+    for (size_t i = first; i < last; i++) absMax = std::max(absMax, std::fabs(static_cast<double>(values[i])));
+    const float scale = static_cast<float>(absMax / 127);
+    std::memcpy(out + 4 * b, &scale, 4);
+    const double inverse = scale > 0 ? 1 / static_cast<double>(scale) : 0;
+    for (size_t i = first; i < last; i++) {
+      const double rounded = std::floor(values[i] * inverse + nextUniform(state));
+      q[i] = static_cast<int8_t>(rounded > 127 ? 127 : rounded < -127 ? -127 : rounded == rounded ? rounded : 0);  // NaN: 0, as an Int8Array stores it
+    }
+  }
+}
+
+// int8Decode(bytes, values)
+void Int8Decode(const Napi::CallbackInfo& info) {
+  const uint8_t* bytes = data<uint8_t>(info, 0);
+  float* values = data<float>(info, 1);
+  const size_t n = length<float>(info, 1);
+  const size_t blocks = (n + kInt8Block - 1) / kInt8Block;
+  const int8_t* q = reinterpret_cast<const int8_t*>(bytes + 4 * blocks);
+  for (size_t b = 0; b < blocks; b++) {
+    float scale;
+    std::memcpy(&scale, bytes + 4 * b, 4);
+    const size_t last = std::min(n, (b + 1) * kInt8Block);
+    for (size_t i = b * kInt8Block; i < last; i++) values[i] = static_cast<float>(q[i] * static_cast<double>(scale));
+  }
+}
+
+// ---- QSGD: per bucket its L2 norm (float32), then per value a sign bit and a level ℓ ∈ 0..s, `bits` bits each,
+// least significant first; ℓ rounds |v|/norm·s up with probability its fraction
+
+inline size_t packedBytes(size_t count, int bits) { return (count * bits + 7) / 8; }
+
+// qsgdEncode(gradient, bits, bucket, out, random)
+void QsgdEncode(const Napi::CallbackInfo& info) {
+  const float* g = data<float>(info, 0);
+  const size_t n = length<float>(info, 0);
+  const int bits = integer(info, 1);
+  const size_t bucket = static_cast<size_t>(integer(info, 2));
+  uint8_t* out = data<uint8_t>(info, 3);
+  uint32_t state = static_cast<uint32_t>(number(info, 4));
+  const uint32_t levels = (1u << (bits - 1)) - 1;
+  const double s = levels;
+  size_t offset = 0;
+  for (size_t start = 0; start < n; start += bucket) {
+    const size_t end = std::min(n, start + bucket);
+    double squares = 0;
+    for (size_t i = start; i < end; i++) squares += static_cast<double>(g[i]) * g[i];
+    const float norm = static_cast<float>(std::sqrt(squares));
+    std::memcpy(out + offset, &norm, 4);
+    offset += 4;
+    uint8_t* packed = out + offset;
+    uint64_t acc = 0;
+    int held = 0;
+    for (size_t i = start; i < end; i++) {
+      const double x = g[i];
+      const double scaled = norm > 0 ? (std::fabs(x) / norm) * s : 0;
+      const double low = std::floor(scaled);
+      const uint32_t level = std::min<uint32_t>(levels, static_cast<uint32_t>(low) + (nextUniform(state) < scaled - low ? 1 : 0));
+      acc |= static_cast<uint64_t>((x < 0 ? 1u : 0u) << (bits - 1) | level) << held;
+      held += bits;
+      while (held >= 8) {
+        *packed++ = static_cast<uint8_t>(acc);
+        acc >>= 8;
+        held -= 8;
+      }
+    }
+    if (held > 0) *packed++ = static_cast<uint8_t>(acc);
+    offset += packedBytes(end - start, bits);
+  }
+}
+
+// qsgdDecode(payload, bits, bucket, target, accumulate)
+void QsgdDecode(const Napi::CallbackInfo& info) {
+  const uint8_t* payload = data<uint8_t>(info, 0);
+  const int bits = integer(info, 1);
+  const size_t bucket = static_cast<size_t>(integer(info, 2));
+  float* target = data<float>(info, 3);
+  const size_t n = length<float>(info, 3);
+  const bool accumulate = flag(info, 4);
+  const uint32_t levels = (1u << (bits - 1)) - 1;
+  const uint32_t mask = (1u << bits) - 1;
+  size_t offset = 0;
+  for (size_t start = 0; start < n; start += bucket) {
+    const size_t end = std::min(n, start + bucket);
+    float norm;
+    std::memcpy(&norm, payload + offset, 4);
+    offset += 4;
+    const uint8_t* packed = payload + offset;
+    uint64_t acc = 0;
+    int held = 0;
+    for (size_t i = start; i < end; i++) {
+      while (held < bits) {
+        acc |= static_cast<uint64_t>(*packed++) << held;
+        held += 8;
+      }
+      const uint32_t code = static_cast<uint32_t>(acc) & mask;
+      acc >>= bits;
+      held -= bits;
+      const double value = ((code >> (bits - 1)) & 1 ? -1.0 : 1.0) * (static_cast<double>(code & levels) / levels) * norm;
+      target[i] = static_cast<float>(accumulate ? target[i] + value : value);
+    }
+    offset += packedBytes(end - start, bits);
+  }
+}
+
+// ---- EF-signSGD: residual += g; scale = mean |residual|; one bit per value (set: negative); residual −= ±scale
+
+// signEncode(gradient, residual, out) → scale
+Napi::Value SignEncode(const Napi::CallbackInfo& info) {
+  const float* g = data<float>(info, 0);
+  const size_t n = length<float>(info, 0);
+  float* residual = data<float>(info, 1);
+  uint8_t* out = data<uint8_t>(info, 2);
+  double total = 0;
+  for (size_t i = 0; i < n; i++) {
+    residual[i] += g[i];
+    total += std::fabs(static_cast<double>(residual[i]));
+  }
+  const float scale = static_cast<float>(total / n);
+  std::memset(out, 0, (n + 7) / 8);
+  for (size_t i = 0; i < n; i++) {
+    const bool negative = residual[i] < 0;
+    if (negative) out[i >> 3] |= static_cast<uint8_t>(1u << (i & 7));
+    residual[i] -= negative ? -scale : scale;
+  }
+  return Napi::Number::New(info.Env(), scale);
+}
+
+// signDecode(bits, scale, target, accumulate)
+void SignDecode(const Napi::CallbackInfo& info) {
+  const uint8_t* bits = data<uint8_t>(info, 0);
+  const float scale = static_cast<float>(number(info, 1));
+  float* target = data<float>(info, 2);
+  const size_t n = length<float>(info, 2);
+  const bool accumulate = flag(info, 3);
+  for (size_t i = 0; i < n; i++) {
+    const float value = bits[i >> 3] & (1u << (i & 7)) ? -scale : scale;
+    target[i] = accumulate ? target[i] + value : value;
+  }
+}
+
+}  // namespace
+
+void addCodecs(Napi::Env env, Napi::Object exports) {
+  exports.Set("fp16Encode", Napi::Function::New(env, Fp16Encode, "fp16Encode"));
+  exports.Set("fp16Decode", Napi::Function::New(env, Fp16Decode, "fp16Decode"));
+  exports.Set("bf16Encode", Napi::Function::New(env, Bf16Encode, "bf16Encode"));
+  exports.Set("bf16Decode", Napi::Function::New(env, Bf16Decode, "bf16Decode"));
+  exports.Set("int8Encode", Napi::Function::New(env, Int8Encode, "int8Encode"));
+  exports.Set("int8Decode", Napi::Function::New(env, Int8Decode, "int8Decode"));
+  exports.Set("qsgdEncode", Napi::Function::New(env, QsgdEncode, "qsgdEncode"));
+  exports.Set("qsgdDecode", Napi::Function::New(env, QsgdDecode, "qsgdDecode"));
+  exports.Set("signEncode", Napi::Function::New(env, SignEncode, "signEncode"));
+  exports.Set("signDecode", Napi::Function::New(env, SignDecode, "signDecode"));
+}
+
+}  // namespace converge
