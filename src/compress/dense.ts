@@ -9,7 +9,11 @@ export function dense(codec: ValueCodec): Hook {
   return {
     name: codec === float32 ? 'none' : codec.name,
     appliesMomentum: false,
+    exact: codec === float32,
     maxBytes: (n) => 4 + n * codec.bytes,
+    encodeShare(values, start, end, out, step) {
+      return this.encode(values.subarray(start, end), out, step);
+    },
     encode(gradient, out) {
       view(out).setUint32(0, gradient.length, true);
       codec.writeAll(gradient, out, 4);

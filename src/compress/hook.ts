@@ -20,6 +20,16 @@ export interface Hook {
    */
   saveState?(): Record<string, Float32Array>;
   loadState?(state: Record<string, Float32Array>): void;
+  /**
+   * Dense hooks: encodes values[start, end) alone — one share of the gradient, with the error
+   * feedback of that range — into `out`, in exactly maxBytes(end − start) bytes; `decode` takes it
+   * into a target of end − start values. The all-reduce exchanges such hooks by share: a
+   * reduce-scatter of encoded shares, then an all-gather (strategies/shard-exchange.ts). Hooks
+   * without it (the sparsifiers) exchange whole payloads.
+   */
+  encodeShare?(values: Float32Array, start: number, end: number, out: Uint8Array, step: StepInfo): number;
+  /** The identity: float32 values as they are, which may be summed in transit — the communicator's own reduce-scatter is its exchange. */
+  readonly exact?: boolean;
   /** An upper bound of encode's output for n floats, so buffers are allocated once. */
   maxBytes(n: number): number;
   /** Encodes `gradient` into `out`; returns the bytes written — what goes on the wire. */

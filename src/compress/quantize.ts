@@ -19,6 +19,9 @@ export function qsgd(bits: number, size: number, seed: number, bucket = 512): Ho
     name: `qsgd:${bits}`,
     appliesMomentum: false,
     maxBytes,
+    encodeShare(values, start, end, out, step) {
+      return this.encode(values.subarray(start, end), out, step);
+    },
     encode(gradient, out) {
       view(out).setUint32(0, gradient.length, true);
       // one random number a value, drawn by the kernel from the stream's position
@@ -43,13 +46,9 @@ export function sign(size: number): Hook {
     name: 'sign',
     appliesMomentum: false,
     maxBytes: (n) => 8 + Math.ceil(n / 8),
-    encode(gradient, out) {
-      const n = gradient.length;
-      const v = view(out);
-      v.setUint32(0, n, true);
-      v.setFloat32(4, kernel('signEncode')(gradient, residual, out.subarray(8)), true);
-      return 8 + Math.ceil(n / 8);
-    },
+    // a share owes its own range of the residual
+    encodeShare: (values, start, end, out) => encodeSigns(values.subarray(start, end), residual.subarray(start, end), out),
+    encode: (gradient, out) => encodeSigns(gradient, residual, out),
     decode(payload, length, target, accumulate) {
       const v = view(payload);
       const n = v.getUint32(0, true);
@@ -57,4 +56,12 @@ export function sign(size: number): Hook {
       kernel('signDecode')(payload.subarray(8, length), v.getFloat32(4, true), target, accumulate);
     },
   };
+}
+
+function encodeSigns(gradient: Float32Array, residual: Float32Array, out: Uint8Array): number {
+  const n = gradient.length;
+  const v = view(out);
+  v.setUint32(0, n, true);
+  v.setFloat32(4, kernel('signEncode')(gradient, residual, out.subarray(8)), true);
+  return 8 + Math.ceil(n / 8);
 }

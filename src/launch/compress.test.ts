@@ -45,10 +45,15 @@ test('the bytes logged are the encoded payloads: top-k 1% sends k (index, value)
   // 2 workers: each payload goes to one peer, with its three-float header
   assert.equal(await run('topk:0.01,nodgc', 'topk.jsonl'), 4 + 8 * k + 12);
   assert.equal(await run('topk:0.01,nodgc+fp16', 'topk16.jsonl'), 4 + 6 * k + 12);
-  assert.equal(await run('none', 'none.jsonl'), 4 + 4 * size + 12);
-  assert.equal(await run('sign', 'sign.jsonl'), 8 + Math.ceil(size / 8) + 12);
-  // and without a hook, the all-reduce's 2(P − 1)/P of the gradient, and of the [loss, stop] pair
+  // without a hook, the all-reduce's 2(P − 1)/P of the gradient, and of the [loss, stop] pair; the identity hook is that all-reduce
   assert.equal(await run(undefined, 'plain.jsonl'), 4 * size + 8);
+  assert.equal(await run('none', 'none.jsonl'), 4 * size + 8);
+  // the dense hooks by share: the peer's share encoded (a whole number of floats), then this rank's mean share encoded again
+  const share = size / 2;
+  const slot = (bytes: number) => 4 * Math.ceil(bytes / 4);
+  assert.equal(await run('sign', 'sign.jsonl'), 2 * slot(8 + Math.ceil(share / 8)) + 8);
+  assert.equal(await run('fp16', 'fp16.jsonl'), 2 * slot(4 + 2 * share) + 8);
+  assert.equal(await run('qsgd:8', 'qsgd.jsonl'), 2 * slot(4 + 2 * (4 + 512) + (4 + share - 1024)) + 8);
 });
 
 test('--compress is refused where gradients are not exchanged, and when malformed', async () => {

@@ -10,10 +10,16 @@
 //
 // With --param-precision bf16|int8 the updated shares are rounded stochastically into the storage
 // format and all-gathered encoded (2 or ~1 bytes a parameter instead of 4).
+//
+// With a dense compression hook (fp16, bf16, qsgd, sign) the reduce-scatter carries encoded
+// shares, and the all-gather the parameters or the encoded mean gradient, whichever is smaller
+// (shard-exchange.ts); the sparsifiers' payloads are all-gathered whole (exchange.ts).
 
 import type { Strategy } from './strategy.js';
 import { CompressedExchange } from './exchange.js';
+import { ShardExchange } from './shard-exchange.js';
 import { ParameterStorage } from './precision.js';
+import { encodedBytes } from '../tensor/precision.js';
 
 export const allreduce: Strategy = async (setup) => {
   const { comm, model, seed, hook } = setup;
@@ -25,39 +31,45 @@ export const allreduce: Strategy = async (setup) => {
   await comm.broadcast(params, 0); // rank 0's initial (or resumed) parameters everywhere
   const storage = setup.paramPrecision === 'fp32' ? null : new ParameterStorage(setup.paramPrecision, size, seed, comm);
   storage?.roundAll(params);
-  // with a compression hook every rank exchanges payloads and applies the whole update itself
-  const exchange = hook ? new CompressedExchange(comm, hook, size) : null;
+  // no hook and the dense hooks: by share (reduce-scatter, all-gather); the sparsifiers: every rank gathers every payload
+  const whole = hook && !hook.encodeShare ? new CompressedExchange(comm, hook, size) : null;
+  const shares = whole ? null : new ShardExchange(comm, hook, size, encodedBytes(setup.paramPrecision, size) / size);
   const optimizer = setup.optimizer();
-  const scalars = new Float32Array(2); // [loss, stop], averaged across ranks
+  // the optimiser state is current only in this rank's share when each rank updates its own share
+  const stateSharded = shares?.gathersParameters ?? false;
   // the bytes of the steps' exchanges only (not the start-up broadcast or the evaluations)
   let exchanged = 0;
 
   return {
     params,
-    bytesSent: () => (exchange ? exchange.bytesSent : exchanged),
+    bytesSent: () => (whole ? whole.bytesSent : exchanged),
     async step(input) {
       const localLoss = await input.gradient(params, grad);
       const stopAsked = comm.rank === 0 && input.stopRequested();
-      if (exchange) {
-        const { loss, stop } = await exchange.allreduceMean(grad, localLoss, stopAsked, input.epoch + input.step / input.steps);
+      const step = { epoch: input.epoch + input.step / input.steps };
+      if (whole) {
+        const { loss, stop } = await whole.allreduceMean(grad, localLoss, stopAsked, step.epoch);
         optimizer.step(params, grad, input.lr);
         storage?.roundAll(params); // every rank applied the same update: round it alike
         return { loss, stop };
       }
-      scalars[0] = localLoss;
-      scalars[1] = stopAsked ? 1 : 0;
       const before = comm.bytesSent;
-      const [first, end] = await comm.reduceScatter(grad, 'mean');
-      await comm.allreduce(scalars, 'mean');
-      optimizer.step(params, grad, input.lr, first, end);
-      if (storage) await storage.allgatherShares(params, first, end);
-      else await comm.allgatherShares(params);
+      const { loss, stop } = await shares!.reduceScatterMean(grad, localLoss, stopAsked, step);
+      if (shares!.gathersParameters) {
+        const [first, end] = shares!.share;
+        optimizer.step(params, grad, input.lr, first, end);
+        if (storage) await storage.allgatherShares(params, first, end);
+        else await comm.allgatherShares(params);
+      } else {
+        await shares!.allgatherMean(grad, step);
+        optimizer.step(params, grad, input.lr);
+        storage?.roundAll(params);
+      }
       exchanged += comm.bytesSent - before;
-      return { loss: scalars[0], stop: scalars[1] > 0 };
+      return { loss, stop };
     },
     async snapshot() {
-      // sharded: gather the state's shares; compressed: every rank holds the whole state already
-      if (!exchange) for (const values of Object.values(optimizer.state)) await comm.allgatherShares(values);
+      if (stateSharded) for (const values of Object.values(optimizer.state)) await comm.allgatherShares(values);
       return { optimizerState: optimizer.state, optimizerSteps: optimizer.steps };
     },
   };

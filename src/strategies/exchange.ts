@@ -1,4 +1,6 @@
-// The exchange of compressed gradients. A hook's payloads differ in size between ranks and
+// The exchange of whole compressed payloads: for the sparsifying hooks (top-k, random-k) in the
+// all-reduce, and for every hook in the parameter servers and local SGD (the all-reduce's dense
+// hooks go by share: shard-exchange.ts). A hook's payloads differ in size between ranks and
 // steps, so each exchange first shares [bytes, loss, stop] (three floats a rank), then the
 // payloads, padded to the largest, as floats. Decoding sums them in rank order and scales by
 // 1/P exactly as the all-reduce does, so the identity hook gives the same bits as no hook.
@@ -87,7 +89,7 @@ export class CompressedExchange {
 }
 
 /** values × fround(1/count), one float32 rounding as the all-reduce's mean does */
-function scale(values: Float32Array, count: number): void {
+export function scale(values: Float32Array, count: number): void {
   if (count === 1) return;
   // values × fround(1/count) in float32, in place (the kernel's scaled copy of one region)
   kernel('reduceStrided')(values, 0, values.length, 1, 0, values.length, values, 0, Math.fround(1 / count));
