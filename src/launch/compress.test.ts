@@ -73,6 +73,15 @@ test('a compressed run stopped and resumed ends bit-identical to an uninterrupte
     const resumed = await trainOnThreads({ ...config, resume: checkpoint });
     assert.deepEqual(resumed.params, whole.params, `${strategy} ${compress}: resumed parameters differ`);
   }
+  // a dense hook whose all-gather carries the mean gradient (fp16, float32 parameters): every rank holds the whole optimiser state
+  {
+    const config = { ...base, compress: 'fp16', optimizer: 'momentum' as const };
+    const whole = await trainOnThreads(config);
+    const checkpoint = join(dir, 'fp16.ckpt');
+    await trainOnThreads({ ...config, save: checkpoint, stopAfterSteps: 7 });
+    const resumed = await trainOnThreads({ ...config, resume: checkpoint });
+    assert.deepEqual(resumed.params, whole.params, 'fp16: resumed parameters differ');
+  }
   // on another number of workers the error feedback owed by every rank is carried over, and the run goes on
   const checkpoint = join(dir, 'topk-2.ckpt');
   await trainOnThreads({ ...base, compress: 'topk:0.05', save: checkpoint, stopAfterSteps: 7 });
