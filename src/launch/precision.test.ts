@@ -70,3 +70,16 @@ test('--param-precision is refused for async-ps and when unknown', async () => {
   await assert.rejects(trainOnThreads({ ...images, strategy: 'async-ps', paramPrecision: 'bf16' }), /--param-precision: got "bf16"; expected fp32 with async-ps/);
   await assert.rejects(trainOnThreads({ ...images, paramPrecision: 'fp8' as never }), /unknown param-precision 'fp8'; choose one of: fp32, bf16, int8/);
 });
+
+test('a low-precision run stopped and resumed ends bit-identical to an uninterrupted one: the stochastic roundings are keyed by the step, not a stream position', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'converge-precision-resume-'));
+  for (const [strategy, paramPrecision, compress] of [['allreduce', 'bf16', undefined], ['allreduce', 'int8', undefined], ['ps', 'bf16', undefined], ['allreduce', 'bf16', 'fp16']] as const) {
+    const config: TrainConfig = { ...images, strategy, paramPrecision, compress, optimizer: 'momentum', epochs: 2 };
+    const whole = await trainOnThreads(config);
+    const checkpoint = join(dir, `${strategy}-${paramPrecision}-${compress}.ckpt`);
+    // stopped mid-epoch, so the resumed run starts inside an epoch
+    await trainOnThreads({ ...config, save: checkpoint, stopAfterSteps: 11 });
+    const resumed = await trainOnThreads({ ...config, resume: checkpoint });
+    assert.deepEqual(resumed.params, whole.params, `${strategy} ${paramPrecision}${compress ? ` with ${compress}` : ''}: resumed parameters differ`);
+  }
+});

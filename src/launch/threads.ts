@@ -94,7 +94,7 @@ export async function prepareRun(requested: TrainConfig, hooks: LaunchHooks & { 
     }
     // a resume with another global batch continues after the same number of samples
     const step = Math.floor((state.step * header.globalBatch) / (config.workers * config.batch));
-    start = { ...state, step };
+    start = { ...state, step, paramsStoredAs: header.paramPrecision };
     config.seed = header.seed;
     resumedFrom = { epoch: state.epoch, step };
   } else {

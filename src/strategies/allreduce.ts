@@ -30,7 +30,7 @@ export const allreduce: Strategy = async (setup) => {
   params.set(setup.startParams);
   await comm.broadcast(params, 0); // rank 0's initial (or resumed) parameters everywhere
   const storage = setup.paramPrecision === 'fp32' ? null : new ParameterStorage(setup.paramPrecision, size, seed, comm);
-  storage?.roundAll(params);
+  if (!setup.startRounded) storage?.roundAll(params);
   // no hook and the dense hooks: by share (reduce-scatter, all-gather); the sparsifiers: every rank gathers every payload
   const whole = hook && !hook.encodeShare ? new CompressedExchange(comm, hook, size) : null;
   const shares = whole ? null : new ShardExchange(comm, hook, size, encodedBytes(setup.paramPrecision, size) / size);
@@ -44,6 +44,7 @@ export const allreduce: Strategy = async (setup) => {
     params,
     bytesSent: () => (whole ? whole.bytesSent : exchanged),
     async step(input) {
+      storage?.atStep(input.epoch * input.steps + input.step);
       const localLoss = await input.gradient(params, grad);
       const stopAsked = comm.rank === 0 && input.stopRequested();
       const step = { epoch: input.epoch + input.step / input.steps };

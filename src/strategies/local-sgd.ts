@@ -18,7 +18,7 @@ export const localSgd: Strategy = async (setup) => {
   params.set(setup.startParams);
   await comm.broadcast(params, 0);
   const storage = setup.paramPrecision === 'fp32' ? null : new ParameterStorage(setup.paramPrecision, size, seed, comm);
-  storage?.roundAll(params);
+  if (!setup.startRounded) storage?.roundAll(params);
   const grad = new Float32Array(size);
   // compressed: the copies exchange their change since the last average (with error feedback), not themselves
   const exchange = hook ? new CompressedExchange(comm, hook, size) : null;
@@ -57,6 +57,7 @@ export const localSgd: Strategy = async (setup) => {
     params,
     bytesSent: () => (exchange ? exchange.bytesSent : comm.bytesSent),
     async step(input) {
+      storage?.atStep(input.epoch * input.steps + input.step);
       stateAveraged = false;
       const loss = await input.gradient(params, grad);
       optimizer.step(params, grad, input.lr);

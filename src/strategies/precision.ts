@@ -18,7 +18,7 @@ export class ParameterStorage {
   private readonly gathered: Float32Array;
   private readonly shareWords: number;
 
-  constructor(readonly precision: ParamPrecision, private readonly size: number, seed: number, private readonly comm: Communicator) {
+  constructor(readonly precision: ParamPrecision, private readonly size: number, private readonly seed: number, private readonly comm: Communicator) {
     this.common = new PrecisionCodec(precision, mixSeed(seed, 0x70726563));
     this.own = new PrecisionCodec(precision, mixSeed(seed, 0x70726563, comm.rank + 1));
     this.scratch = new Uint8Array(encodedBytes(precision, size) + 8);
@@ -26,6 +26,16 @@ export class ParameterStorage {
     this.shareWords = Math.ceil(encodedBytes(precision, Math.ceil(size / comm.size)) / 4);
     this.send = new Float32Array(this.shareWords);
     this.gathered = new Float32Array(this.shareWords * comm.size);
+  }
+
+  /**
+   * Keys the rounding streams by the step (the run's count of steps, epochs included), so that
+   * each step's roundings depend on the seed, the rank and the step alone: a run resumed from a
+   * checkpoint rounds as the uninterrupted one did, with no stream position to save.
+   */
+  atStep(step: number): void {
+    this.common.reseed(mixSeed(this.seed, 0x70726563, 0, step));
+    this.own.reseed(mixSeed(this.seed, 0x70726563, this.comm.rank + 1, step));
   }
 
   get lowPrecision(): boolean {

@@ -50,6 +50,7 @@ export const parameterServer: Strategy = async (setup) => {
     params,
     bytesSent: () => (exchange ? exchange.bytesReceived : 4 * (size + 1) * uncompressedPushes) / workers,
     async step(input) {
+      storage?.atStep(input.epoch * input.steps + input.step);
       await broadcastParameters(isServer && input.stopRequested() ? 1 : 0);
       if (!isServer) update[size] = await input.gradient(params, grad);
       let meanLoss = 0;

@@ -53,6 +53,8 @@ export interface RankSetup {
   seed: number;
   /** The parameters to start from; rank 0's are the real ones (a strategy broadcasts them). */
   startParams: Float32Array;
+  /** startParams are already in the storage format of --param-precision (a checkpoint saved so): rounding them again would move them (int8's block scales are recomputed), and a resumed run must continue exactly. */
+  startRounded?: boolean;
   /** The model's buffers (running statistics) a checkpoint held, if any: for a strategy that keeps them itself (holdsBuffers). */
   startBuffers?: Float32Array;
   paramPrecision: ParamPrecision;

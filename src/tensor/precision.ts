@@ -75,6 +75,11 @@ export class PrecisionCodec {
     this.random = new Random(seed);
   }
 
+  /** Restarts the random stream at `seed` (a stream keyed by what it rounds, e.g. the step). */
+  reseed(seed: number): void {
+    this.random.setState(seed);
+  }
+
   /** Writes values[start, end) to `out` (from byte 0) in the storage format; returns the bytes written. */
   encode(values: Float32Array, start: number, end: number, out: Uint8Array): number {
     const count = end - start;

@@ -9,6 +9,7 @@ import { crc32 } from 'node:zlib';
 import { checkpointMismatch, corruptFile, missingData } from '../errors.js';
 import { Layout } from '../tensor/layout.js';
 import type { TrainingState } from './loop.js';
+import type { ParamPrecision } from '../tensor/precision.js';
 
 const MAGIC = 'CVGCKPT1';
 
@@ -22,6 +23,8 @@ export interface CheckpointHeader {
   step: number;
   globalBatch: number; // lets a resume with another number of workers find its place
   seed: number;
+  /** How the run stored its parameters (--param-precision); absent in checkpoints from before it was recorded. */
+  paramPrecision?: ParamPrecision;
   crc32: number;
 }
 
@@ -30,7 +33,7 @@ export interface Checkpoint {
   state: TrainingState;
 }
 
-export function writeCheckpoint(path: string, state: TrainingState, meta: { model: string; layout: Layout; optimizer: string; globalBatch: number; seed: number }): void {
+export function writeCheckpoint(path: string, state: TrainingState, meta: { model: string; layout: Layout; optimizer: string; globalBatch: number; seed: number; paramPrecision?: ParamPrecision }): void {
   const arrays = [{ name: 'params', data: state.params }, ...Object.entries(state.optimizerState).map(([name, data]) => ({ name, data }))];
   const payloads = arrays.map(({ data }) => new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
   let crc = 0;
@@ -38,7 +41,7 @@ export function writeCheckpoint(path: string, state: TrainingState, meta: { mode
   const header: CheckpointHeader = {
     model: meta.model, layout: meta.layout.fingerprint(), optimizer: meta.optimizer,
     arrays: arrays.map(({ name, data }) => ({ name, length: data.length })),
-    optimizerSteps: state.optimizerSteps, epoch: state.epoch, step: state.step, globalBatch: meta.globalBatch, seed: meta.seed, crc32: crc,
+    optimizerSteps: state.optimizerSteps, epoch: state.epoch, step: state.step, globalBatch: meta.globalBatch, seed: meta.seed, paramPrecision: meta.paramPrecision, crc32: crc,
   };
   const headerBytes = Buffer.from(JSON.stringify(header));
   const prefix = Buffer.alloc(MAGIC.length + 4);

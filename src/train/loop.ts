@@ -7,6 +7,7 @@ import type { ActivationReport } from '../models/sequential.js';
 import type { MemoryParts } from './memory.js';
 import type { Communicator } from '../comm/communicator.js';
 import type { Hook } from '../compress/hook.js';
+import type { ParamPrecision } from '../tensor/precision.js';
 import { epochOrder, makeBatcher, shardStart, shareOf, stepsPerEpoch, type Batcher } from '../data/batches.js';
 import type { Dataset } from '../data/dataset.js';
 import { divergence } from '../errors.js';
@@ -23,6 +24,8 @@ export interface TrainingState {
   optimizerSteps: number;
   epoch: number; // the epoch to run next
   step: number; // the step within it to run next
+  /** The precision `params` are already stored in (a checkpoint's --param-precision): a strategy that stores them so need not round them again. */
+  paramsStoredAs?: ParamPrecision;
 }
 
 export type TrainingEvent =

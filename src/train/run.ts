@@ -85,7 +85,7 @@ export async function trainRank(comm: Communicator, input: RankInput, emit: (val
   let stepsAsked = 0;
   const ledger = new MemoryLedger(comm.rank, config.memoryLimit);
   const rank = await capabilities.run({
-    comm, model, workers: config.workers, batch: config.batch, seed: config.seed, startParams: start.params, startBuffers: start.optimizerState[MODEL_BUFFERS],
+    comm, model, workers: config.workers, batch: config.batch, seed: config.seed, startParams: start.params, startRounded: start.paramsStoredAs === config.paramPrecision, startBuffers: start.optimizerState[MODEL_BUFFERS],
     paramPrecision: config.paramPrecision, syncEvery: config.syncEvery, staleness: config.staleness, sharedBuffer: input.shared, hook,
     optimizer: (range = [0, size]) => {
       const optimizer = new Optimizer({ ...defaultOptimizer, name: hook?.appliesMomentum ? 'sgd' : config.optimizer, momentum: config.momentum, weightDecay: config.weightDecay }, range[1] - range[0]);
@@ -121,7 +121,7 @@ export async function trainRank(comm: Communicator, input: RankInput, emit: (val
     report: emit,
     save: (state, last) => {
       if (config.save && (last || writeNow())) {
-        writeCheckpoint(config.save, state, { model: modelLabel(config.model), layout: model.layout, optimizer: config.optimizer, globalBatch: config.workers * config.batch, seed: config.seed });
+        writeCheckpoint(config.save, state, { model: modelLabel(config.model), layout: model.layout, optimizer: config.optimizer, globalBatch: config.workers * config.batch, seed: config.seed, paramPrecision: config.paramPrecision });
       }
     },
   }, rank);
