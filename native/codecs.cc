@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
 #include <immintrin.h>
 
 namespace converge {
@@ -190,9 +191,131 @@ void Int8Decode(const Napi::CallbackInfo& info) {
 }
 
 // ---- QSGD: per bucket its L2 norm (float32), then per value a sign bit and a level ℓ ∈ 0..s, `bits` bits each,
-// least significant first; ℓ rounds |v|/norm·s up with probability its fraction
+// least significant first; ℓ rounds |v|/norm·s up with probability its fraction. The squares are summed
+// in 4 lanes (value i of a bucket into lane i mod 4), then (lane 0 + lane 1) + (lane 2 + lane 3).
 
 inline size_t packedBytes(size_t count, int bits) { return (count * bits + 7) / 8; }
+
+__attribute__((target("avx2"))) size_t squaresAvx2(const float* g, size_t count, double* lanes) {
+  __m256d sum = _mm256_setzero_pd();
+  size_t i = 0;
+  for (; i + 4 <= count; i += 4) {
+    const __m256d x = _mm256_cvtps_pd(_mm_loadu_ps(g + i));
+    sum = _mm256_add_pd(sum, _mm256_mul_pd(x, x));
+  }
+  _mm256_storeu_pd(lanes, sum);
+  return i;
+}
+
+float bucketNorm(const float* g, size_t count) {
+  double lanes[4] = {0, 0, 0, 0};
+  static const bool avx2 = __builtin_cpu_supports("avx2");
+  for (size_t i = avx2 ? squaresAvx2(g, count, lanes) : 0; i < count; i++) lanes[i & 3] += static_cast<double>(g[i]) * g[i];
+  return static_cast<float>(std::sqrt((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])));
+}
+
+/** One value's code: its sign bit above its stochastically rounded level. */
+inline uint8_t levelCode(float x, float norm, uint32_t levels, int bits, uint32_t& state) {
+  const double scaled = norm > 0 ? (std::fabs(static_cast<double>(x)) / norm) * levels : 0;
+  const double low = std::floor(scaled);
+  const uint32_t level = std::min<uint32_t>(levels, static_cast<uint32_t>(low) + (nextUniform(state) < scaled - low ? 1 : 0));
+  return static_cast<uint8_t>((x < 0 ? 1u : 0u) << (bits - 1) | level);
+}
+
+/** codes[i] for values g[0, count), 4 at a time: the same doubles, compares and random numbers as levelCode. */
+__attribute__((target("avx2"))) size_t levelCodesAvx2(const float* g, size_t count, float norm, uint32_t levels, int bits, uint32_t& state, uint8_t* codes) {
+  const __m256d s = _mm256_set1_pd(levels), n = _mm256_set1_pd(norm), one = _mm256_set1_pd(1), zero = _mm256_setzero_pd();
+  const __m256d magnitude = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7fffffffffffffffLL));
+  const __m256d twoTo31 = _mm256_set1_pd(2147483648.0), twoToMinus32 = _mm256_set1_pd(1.0 / 4294967296.0);
+  const __m128i step = _mm_set_epi32(static_cast<int>(4u * 0x6d2b79f5u), static_cast<int>(3u * 0x6d2b79f5u), static_cast<int>(2u * 0x6d2b79f5u), 0x6d2b79f5);
+  const __m128i ones = _mm_set1_epi32(1), sixtyOnes = _mm_set1_epi32(61), top = _mm_set1_epi32(INT32_MIN);
+  const __m128i signBit = _mm_set1_epi32(1 << (bits - 1));
+  const bool positive = norm > 0;
+  size_t i = 0;
+  for (; i + 4 <= count; i += 4) {
+    // mulberry32 at the next 4 positions of the stream
+    __m128i t = _mm_add_epi32(_mm_set1_epi32(static_cast<int>(state)), step);
+    state += 4 * 0x6d2b79f5u;
+    t = _mm_mullo_epi32(_mm_xor_si128(t, _mm_srli_epi32(t, 15)), _mm_or_si128(t, ones));
+    t = _mm_xor_si128(t, _mm_add_epi32(t, _mm_mullo_epi32(_mm_xor_si128(t, _mm_srli_epi32(t, 7)), _mm_or_si128(t, sixtyOnes))));
+    t = _mm_xor_si128(t, _mm_srli_epi32(t, 14));
+    // the unsigned 32 bits as a double, exactly, then / 2^32
+    const __m256d u = _mm256_mul_pd(_mm256_add_pd(_mm256_cvtepi32_pd(_mm_xor_si128(t, top)), twoTo31), twoToMinus32);
+    const __m256d x = _mm256_cvtps_pd(_mm_loadu_ps(g + i));
+    const __m256d scaled = positive ? _mm256_mul_pd(_mm256_div_pd(_mm256_and_pd(x, magnitude), n), s) : zero;
+    const __m256d low = _mm256_floor_pd(scaled);
+    const __m256d up = _mm256_and_pd(_mm256_cmp_pd(u, _mm256_sub_pd(scaled, low), _CMP_LT_OQ), one);
+    const __m128i level = _mm256_cvttpd_epi32(_mm256_min_pd(_mm256_add_pd(low, up), s));
+    const __m128i negative = _mm256_cvtpd_epi32(_mm256_and_pd(_mm256_cmp_pd(x, zero, _CMP_LT_OQ), one));  // 1 where x < 0
+    const __m128i code = _mm_or_si128(level, _mm_mullo_epi32(negative, signBit));
+    const int packed = _mm_cvtsi128_si32(_mm_packus_epi16(_mm_packus_epi32(code, code), _mm_setzero_si128()));
+    std::memcpy(codes + i, &packed, 4);
+  }
+  return i;
+}
+
+/** codes (one a byte) → bits each, least significant first; returns the bytes written. */
+size_t packCodes(const uint8_t* codes, size_t count, int bits, uint8_t* out) {
+  if (bits == 8) {
+    std::memcpy(out, codes, count);
+    return count;
+  }
+  uint8_t* start = out;
+  uint64_t acc = 0;
+  int held = 0;
+  for (size_t i = 0; i < count; i++) {
+    acc |= static_cast<uint64_t>(codes[i]) << held;
+    held += bits;
+    while (held >= 8) {
+      *out++ = static_cast<uint8_t>(acc);
+      acc >>= 8;
+      held -= 8;
+    }
+  }
+  if (held > 0) *out++ = static_cast<uint8_t>(acc);
+  return static_cast<size_t>(out - start);
+}
+
+void unpackCodes(const uint8_t* packed, size_t count, int bits, uint8_t* codes) {
+  if (bits == 8) {
+    std::memcpy(codes, packed, count);
+    return;
+  }
+  const uint32_t mask = (1u << bits) - 1;
+  uint64_t acc = 0;
+  int held = 0;
+  for (size_t i = 0; i < count; i++) {
+    while (held < bits) {
+      acc |= static_cast<uint64_t>(*packed++) << held;
+      held += 8;
+    }
+    codes[i] = static_cast<uint8_t>(acc & mask);
+    acc >>= bits;
+    held -= bits;
+  }
+}
+
+/** target[0, count) (+)= ±(level / levels)·norm from codes, 4 at a time: the reference's doubles. */
+__attribute__((target("avx2"))) size_t decodeCodesAvx2(const uint8_t* codes, size_t count, float norm, uint32_t levels, int bits, float* target, bool accumulate) {
+  const __m256d s = _mm256_set1_pd(levels), n = _mm256_set1_pd(norm);
+  const __m128i levelMask = _mm_set1_epi32(static_cast<int>(levels));
+  const __m256d negate = _mm256_castsi256_pd(_mm256_set1_epi64x(INT64_MIN));
+  size_t i = 0;
+  for (; i + 4 <= count; i += 4) {
+    int four;
+    std::memcpy(&four, codes + i, 4);
+    const __m128i code = _mm_cvtepu8_epi32(_mm_cvtsi32_si128(four));
+    const __m256d quotient = _mm256_div_pd(_mm256_cvtepi32_pd(_mm_and_si128(code, levelMask)), s);
+    // the sign bit, as a double's sign: −1 · q is q negated exactly
+    const __m256i minus = _mm256_cmpeq_epi64(_mm256_cvtepi32_epi64(_mm_srli_epi32(code, bits - 1)), _mm256_set1_epi64x(1));
+    const __m256d value = _mm256_mul_pd(_mm256_xor_pd(quotient, _mm256_and_pd(_mm256_castsi256_pd(minus), negate)), n);
+    const __m256d sum = accumulate ? _mm256_add_pd(_mm256_cvtps_pd(_mm_loadu_ps(target + i)), value) : value;
+    _mm_storeu_ps(target + i, _mm256_cvtpd_ps(sum));
+  }
+  return i;
+}
+
+const bool hasAvx2 = __builtin_cpu_supports("avx2");
 
 // qsgdEncode(gradient, bits, bucket, out, random)
 void QsgdEncode(const Napi::CallbackInfo& info) {
@@ -203,33 +326,17 @@ void QsgdEncode(const Napi::CallbackInfo& info) {
   uint8_t* out = data<uint8_t>(info, 3);
   uint32_t state = static_cast<uint32_t>(number(info, 4));
   const uint32_t levels = (1u << (bits - 1)) - 1;
-  const double s = levels;
+  thread_local std::vector<uint8_t> codes;
+  codes.resize(bucket);
   size_t offset = 0;
   for (size_t start = 0; start < n; start += bucket) {
-    const size_t end = std::min(n, start + bucket);
-    double squares = 0;
-    for (size_t i = start; i < end; i++) squares += static_cast<double>(g[i]) * g[i];
-    const float norm = static_cast<float>(std::sqrt(squares));
+    const size_t count = std::min(n, start + bucket) - start;
+    const float norm = bucketNorm(g + start, count);
     std::memcpy(out + offset, &norm, 4);
     offset += 4;
-    uint8_t* packed = out + offset;
-    uint64_t acc = 0;
-    int held = 0;
-    for (size_t i = start; i < end; i++) {
-      const double x = g[i];
-      const double scaled = norm > 0 ? (std::fabs(x) / norm) * s : 0;
-      const double low = std::floor(scaled);
-      const uint32_t level = std::min<uint32_t>(levels, static_cast<uint32_t>(low) + (nextUniform(state) < scaled - low ? 1 : 0));
-      acc |= static_cast<uint64_t>((x < 0 ? 1u : 0u) << (bits - 1) | level) << held;
-      held += bits;
-      while (held >= 8) {
-        *packed++ = static_cast<uint8_t>(acc);
-        acc >>= 8;
-        held -= 8;
-      }
-    }
-    if (held > 0) *packed++ = static_cast<uint8_t>(acc);
-    offset += packedBytes(end - start, bits);
+    size_t i = hasAvx2 ? levelCodesAvx2(g + start, count, norm, levels, bits, state, codes.data()) : 0;
+    for (; i < count; i++) codes[i] = levelCode(g[start + i], norm, levels, bits, state);
+    offset += packCodes(codes.data(), count, bits, out + offset);
   }
 }
 
@@ -242,28 +349,23 @@ void QsgdDecode(const Napi::CallbackInfo& info) {
   const size_t n = length<float>(info, 3);
   const bool accumulate = flag(info, 4);
   const uint32_t levels = (1u << (bits - 1)) - 1;
-  const uint32_t mask = (1u << bits) - 1;
+  thread_local std::vector<uint8_t> codes;
+  codes.resize(bucket);
   size_t offset = 0;
   for (size_t start = 0; start < n; start += bucket) {
-    const size_t end = std::min(n, start + bucket);
+    const size_t count = std::min(n, start + bucket) - start;
     float norm;
     std::memcpy(&norm, payload + offset, 4);
     offset += 4;
-    const uint8_t* packed = payload + offset;
-    uint64_t acc = 0;
-    int held = 0;
-    for (size_t i = start; i < end; i++) {
-      while (held < bits) {
-        acc |= static_cast<uint64_t>(*packed++) << held;
-        held += 8;
-      }
-      const uint32_t code = static_cast<uint32_t>(acc) & mask;
-      acc >>= bits;
-      held -= bits;
+    unpackCodes(payload + offset, count, bits, codes.data());
+    offset += packedBytes(count, bits);
+    float* t = target + start;
+    size_t i = hasAvx2 ? decodeCodesAvx2(codes.data(), count, norm, levels, bits, t, accumulate) : 0;
+    for (; i < count; i++) {
+      const uint32_t code = codes[i];
       const double value = ((code >> (bits - 1)) & 1 ? -1.0 : 1.0) * (static_cast<double>(code & levels) / levels) * norm;
-      target[i] = static_cast<float>(accumulate ? target[i] + value : value);
+      t[i] = static_cast<float>(accumulate ? t[i] + value : value);
     }
-    offset += packedBytes(end - start, bits);
   }
 }
 

@@ -123,9 +123,10 @@ export const referenceCodecs: Pick<KernelSet, 'fp16Encode' | 'fp16Decode' | 'bf1
     let offset = 0;
     for (let start = 0; start < n; start += bucket) {
       const end = Math.min(n, start + bucket);
-      let squares = 0;
-      for (let i = start; i < end; i++) squares += gradient[i] * gradient[i];
-      const norm = Math.fround(Math.sqrt(squares));
+      // the squares in 4 lanes (value i of the bucket into lane i mod 4), as vector code sums them
+      const lanes = [0, 0, 0, 0];
+      for (let i = start; i < end; i++) lanes[(i - start) & 3] += gradient[i] * gradient[i];
+      const norm = Math.fround(Math.sqrt(lanes[0] + lanes[1] + (lanes[2] + lanes[3])));
       view.setFloat32(offset, norm, true);
       offset += 4;
       const packed = Math.ceil(((end - start) * bits) / 8);
