@@ -191,8 +191,9 @@ void Int8Decode(const Napi::CallbackInfo& info) {
 }
 
 // ---- QSGD: per bucket its L2 norm (float32), then per value a sign bit and a level ℓ ∈ 0..s, `bits` bits each,
-// least significant first; ℓ rounds |v|/norm·s up with probability its fraction. The squares are summed
-// in 4 lanes (value i of a bucket into lane i mod 4), then (lane 0 + lane 1) + (lane 2 + lane 3).
+// least significant first; ℓ rounds |v|·(s/norm) up with probability its fraction, and decodes to ℓ·(norm/s),
+// in float32 arithmetic. The squares are summed in doubles in 4 lanes (value i of a bucket into lane
+// i mod 4), then (lane 0 + lane 1) + (lane 2 + lane 3).
 
 inline size_t packedBytes(size_t count, int bits) { return (count * bits + 7) / 8; }
 
@@ -214,42 +215,43 @@ float bucketNorm(const float* g, size_t count) {
   return static_cast<float>(std::sqrt((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])));
 }
 
-/** One value's code: its sign bit above its stochastically rounded level. */
-inline uint8_t levelCode(float x, float norm, uint32_t levels, int bits, uint32_t& state) {
-  const double scaled = norm > 0 ? (std::fabs(static_cast<double>(x)) / norm) * levels : 0;
-  const double low = std::floor(scaled);
-  const uint32_t level = std::min<uint32_t>(levels, static_cast<uint32_t>(low) + (nextUniform(state) < scaled - low ? 1 : 0));
+/** One value's code: its sign bit above its level, |x|·(levels / norm) rounded up with probability its fraction
+ *  (float32 arithmetic; the uniform number is the draw's top 24 bits, exactly a float). */
+inline uint8_t levelCode(float x, float ratio, uint32_t levels, int bits, uint32_t& state) {
+  const float scaled = std::fabs(x) * ratio;
+  const float low = std::floor(scaled);
+  const float uniform = static_cast<float>(nextBits(state) >> 8) * 5.9604644775390625e-8f;  // · 2^-24
+  const uint32_t level = std::min<uint32_t>(levels, static_cast<uint32_t>(low) + (uniform < scaled - low ? 1 : 0));
   return static_cast<uint8_t>((x < 0 ? 1u : 0u) << (bits - 1) | level);
 }
 
-/** codes[i] for values g[0, count), 4 at a time: the same doubles, compares and random numbers as levelCode. */
-__attribute__((target("avx2"))) size_t levelCodesAvx2(const float* g, size_t count, float norm, uint32_t levels, int bits, uint32_t& state, uint8_t* codes) {
-  const __m256d s = _mm256_set1_pd(levels), n = _mm256_set1_pd(norm), one = _mm256_set1_pd(1), zero = _mm256_setzero_pd();
-  const __m256d magnitude = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7fffffffffffffffLL));
-  const __m256d twoTo31 = _mm256_set1_pd(2147483648.0), twoToMinus32 = _mm256_set1_pd(1.0 / 4294967296.0);
-  const __m128i step = _mm_set_epi32(static_cast<int>(4u * 0x6d2b79f5u), static_cast<int>(3u * 0x6d2b79f5u), static_cast<int>(2u * 0x6d2b79f5u), 0x6d2b79f5);
-  const __m128i ones = _mm_set1_epi32(1), sixtyOnes = _mm_set1_epi32(61), top = _mm_set1_epi32(INT32_MIN);
-  const __m128i signBit = _mm_set1_epi32(1 << (bits - 1));
-  const bool positive = norm > 0;
+/** codes[i] for values g[0, count), 8 at a time: the same floats, compares and random numbers as levelCode. */
+__attribute__((target("avx2"))) size_t levelCodesAvx2(const float* g, size_t count, float ratio, uint32_t levels, int bits, uint32_t& state, uint8_t* codes) {
+  const __m256 r = _mm256_set1_ps(ratio), top = _mm256_set1_ps(static_cast<float>(levels)), one = _mm256_set1_ps(1), zero = _mm256_setzero_ps();
+  const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  const __m256 twoToMinus24 = _mm256_set1_ps(5.9604644775390625e-8f);
+  const __m256i step = _mm256_mullo_epi32(_mm256_set_epi32(8, 7, 6, 5, 4, 3, 2, 1), _mm256_set1_epi32(0x6d2b79f5));
+  const __m256i ones = _mm256_set1_epi32(1), sixtyOnes = _mm256_set1_epi32(61);
+  const __m256i signBit = _mm256_set1_epi32(1 << (bits - 1));
   size_t i = 0;
-  for (; i + 4 <= count; i += 4) {
-    // mulberry32 at the next 4 positions of the stream
-    __m128i t = _mm_add_epi32(_mm_set1_epi32(static_cast<int>(state)), step);
-    state += 4 * 0x6d2b79f5u;
-    t = _mm_mullo_epi32(_mm_xor_si128(t, _mm_srli_epi32(t, 15)), _mm_or_si128(t, ones));
-    t = _mm_xor_si128(t, _mm_add_epi32(t, _mm_mullo_epi32(_mm_xor_si128(t, _mm_srli_epi32(t, 7)), _mm_or_si128(t, sixtyOnes))));
-    t = _mm_xor_si128(t, _mm_srli_epi32(t, 14));
-    // the unsigned 32 bits as a double, exactly, then / 2^32
-    const __m256d u = _mm256_mul_pd(_mm256_add_pd(_mm256_cvtepi32_pd(_mm_xor_si128(t, top)), twoTo31), twoToMinus32);
-    const __m256d x = _mm256_cvtps_pd(_mm_loadu_ps(g + i));
-    const __m256d scaled = positive ? _mm256_mul_pd(_mm256_div_pd(_mm256_and_pd(x, magnitude), n), s) : zero;
-    const __m256d low = _mm256_floor_pd(scaled);
-    const __m256d up = _mm256_and_pd(_mm256_cmp_pd(u, _mm256_sub_pd(scaled, low), _CMP_LT_OQ), one);
-    const __m128i level = _mm256_cvttpd_epi32(_mm256_min_pd(_mm256_add_pd(low, up), s));
-    const __m128i negative = _mm256_cvtpd_epi32(_mm256_and_pd(_mm256_cmp_pd(x, zero, _CMP_LT_OQ), one));  // 1 where x < 0
-    const __m128i code = _mm_or_si128(level, _mm_mullo_epi32(negative, signBit));
-    const int packed = _mm_cvtsi128_si32(_mm_packus_epi16(_mm_packus_epi32(code, code), _mm_setzero_si128()));
-    std::memcpy(codes + i, &packed, 4);
+  for (; i + 8 <= count; i += 8) {
+    // mulberry32 at the next 8 positions of the stream
+    __m256i t = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(state)), step);
+    state += 8 * 0x6d2b79f5u;
+    t = _mm256_mullo_epi32(_mm256_xor_si256(t, _mm256_srli_epi32(t, 15)), _mm256_or_si256(t, ones));
+    t = _mm256_xor_si256(t, _mm256_add_epi32(t, _mm256_mullo_epi32(_mm256_xor_si256(t, _mm256_srli_epi32(t, 7)), _mm256_or_si256(t, sixtyOnes))));
+    t = _mm256_xor_si256(t, _mm256_srli_epi32(t, 14));
+    const __m256 uniform = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(t, 8)), twoToMinus24);
+    const __m256 x = _mm256_loadu_ps(g + i);
+    const __m256 scaled = _mm256_mul_ps(_mm256_and_ps(x, magnitude), r);
+    const __m256 low = _mm256_floor_ps(scaled);
+    const __m256 up = _mm256_and_ps(_mm256_cmp_ps(uniform, _mm256_sub_ps(scaled, low), _CMP_LT_OQ), one);
+    const __m256i level = _mm256_cvttps_epi32(_mm256_min_ps(_mm256_add_ps(low, up), top));
+    const __m256i negative = _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(x, zero, _CMP_LT_OQ)), signBit);
+    const __m256i code = _mm256_or_si256(level, negative);
+    // 8 int32 → 8 bytes
+    const __m128i words = _mm_packus_epi32(_mm256_castsi256_si128(code), _mm256_extracti128_si256(code, 1));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(codes + i), _mm_packus_epi16(words, words));
   }
   return i;
 }
@@ -295,22 +297,17 @@ void unpackCodes(const uint8_t* packed, size_t count, int bits, uint8_t* codes) 
   }
 }
 
-/** target[0, count) (+)= ±(level / levels)·norm from codes, 4 at a time: the reference's doubles. */
-__attribute__((target("avx2"))) size_t decodeCodesAvx2(const uint8_t* codes, size_t count, float norm, uint32_t levels, int bits, float* target, bool accumulate) {
-  const __m256d s = _mm256_set1_pd(levels), n = _mm256_set1_pd(norm);
-  const __m128i levelMask = _mm_set1_epi32(static_cast<int>(levels));
-  const __m256d negate = _mm256_castsi256_pd(_mm256_set1_epi64x(INT64_MIN));
+/** target[0, count) (+)= ±level·(norm / levels) from codes, 8 at a time, in float32 as the reference does. */
+__attribute__((target("avx2"))) size_t decodeCodesAvx2(const uint8_t* codes, size_t count, float unit, uint32_t levels, int bits, float* target, bool accumulate) {
+  const __m256 u = _mm256_set1_ps(unit);
+  const __m256i levelMask = _mm256_set1_epi32(static_cast<int>(levels));
   size_t i = 0;
-  for (; i + 4 <= count; i += 4) {
-    int four;
-    std::memcpy(&four, codes + i, 4);
-    const __m128i code = _mm_cvtepu8_epi32(_mm_cvtsi32_si128(four));
-    const __m256d quotient = _mm256_div_pd(_mm256_cvtepi32_pd(_mm_and_si128(code, levelMask)), s);
-    // the sign bit, as a double's sign: −1 · q is q negated exactly
-    const __m256i minus = _mm256_cmpeq_epi64(_mm256_cvtepi32_epi64(_mm_srli_epi32(code, bits - 1)), _mm256_set1_epi64x(1));
-    const __m256d value = _mm256_mul_pd(_mm256_xor_pd(quotient, _mm256_and_pd(_mm256_castsi256_pd(minus), negate)), n);
-    const __m256d sum = accumulate ? _mm256_add_pd(_mm256_cvtps_pd(_mm_loadu_ps(target + i)), value) : value;
-    _mm_storeu_ps(target + i, _mm256_cvtpd_ps(sum));
+  for (; i + 8 <= count; i += 8) {
+    const __m256i code = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes + i)));
+    const __m256 magnitude = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_and_si256(code, levelMask)), u);
+    // the code's sign bit moved to the float's
+    const __m256 value = _mm256_xor_ps(magnitude, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_srli_epi32(code, bits - 1), 31)));
+    _mm256_storeu_ps(target + i, accumulate ? _mm256_add_ps(_mm256_loadu_ps(target + i), value) : value);
   }
   return i;
 }
@@ -334,8 +331,9 @@ void QsgdEncode(const Napi::CallbackInfo& info) {
     const float norm = bucketNorm(g + start, count);
     std::memcpy(out + offset, &norm, 4);
     offset += 4;
-    size_t i = hasAvx2 ? levelCodesAvx2(g + start, count, norm, levels, bits, state, codes.data()) : 0;
-    for (; i < count; i++) codes[i] = levelCode(g[start + i], norm, levels, bits, state);
+    const float ratio = norm > 0 ? static_cast<float>(levels) / norm : 0;
+    size_t i = hasAvx2 ? levelCodesAvx2(g + start, count, ratio, levels, bits, state, codes.data()) : 0;
+    for (; i < count; i++) codes[i] = levelCode(g[start + i], ratio, levels, bits, state);
     offset += packCodes(codes.data(), count, bits, out + offset);
   }
 }
@@ -360,11 +358,13 @@ void QsgdDecode(const Napi::CallbackInfo& info) {
     unpackCodes(payload + offset, count, bits, codes.data());
     offset += packedBytes(count, bits);
     float* t = target + start;
-    size_t i = hasAvx2 ? decodeCodesAvx2(codes.data(), count, norm, levels, bits, t, accumulate) : 0;
+    const float unit = norm / static_cast<float>(levels);
+    size_t i = hasAvx2 ? decodeCodesAvx2(codes.data(), count, unit, levels, bits, t, accumulate) : 0;
     for (; i < count; i++) {
       const uint32_t code = codes[i];
-      const double value = ((code >> (bits - 1)) & 1 ? -1.0 : 1.0) * (static_cast<double>(code & levels) / levels) * norm;
-      t[i] = static_cast<float>(accumulate ? t[i] + value : value);
+      const float magnitude = static_cast<float>(code & levels) * unit;
+      const float value = (code >> (bits - 1)) & 1 ? -magnitude : magnitude;
+      t[i] = accumulate ? t[i] + value : value;
     }
   }
 }

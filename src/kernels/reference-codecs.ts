@@ -131,12 +131,15 @@ export const referenceCodecs: Pick<KernelSet, 'fp16Encode' | 'fp16Decode' | 'bf1
       offset += 4;
       const packed = Math.ceil(((end - start) * bits) / 8);
       out.fill(0, offset, offset + packed);
+      // float32 arithmetic throughout (so vector code computes 8 values at once, to the same bits)
+      const ratio = norm > 0 ? Math.fround(levels / norm) : 0;
       let bit = offset * 8;
       for (let i = start; i < end; i++, bit += bits) {
         const x = gradient[i];
-        const scaled = norm > 0 ? (Math.abs(x) / norm) * levels : 0;
+        const scaled = Math.fround(Math.abs(x) * ratio);
         const low = Math.floor(scaled);
-        const level = Math.min(levels, low + (stream.next() < scaled - low ? 1 : 0));
+        // a uniform number from the draw's top 24 bits (exact in float32); up with probability the fraction: unbiased
+        const level = Math.min(levels, low + ((stream.bits() >>> 8) * 2 ** -24 < scaled - low ? 1 : 0));
         const code = ((x < 0 ? 1 : 0) << (bits - 1)) | level;
         for (let b = 0; b < bits; b++) if ((code >> b) & 1) out[(bit + b) >> 3] |= 1 << ((bit + b) & 7);
       }
@@ -153,11 +156,13 @@ export const referenceCodecs: Pick<KernelSet, 'fp16Encode' | 'fp16Decode' | 'bf1
       const end = Math.min(n, start + bucket);
       const norm = view.getFloat32(offset, true);
       offset += 4;
+      const unit = Math.fround(norm / levels);
       let bit = offset * 8;
       for (let i = start; i < end; i++, bit += bits) {
         let code = 0;
         for (let b = 0; b < bits; b++) if (payload[(bit + b) >> 3] & (1 << ((bit + b) & 7))) code |= 1 << b;
-        const value = ((code >> (bits - 1)) & 1 ? -1 : 1) * ((code & levels) / levels) * norm;
+        const magnitude = Math.fround((code & levels) * unit);
+        const value = (code >> (bits - 1)) & 1 ? -magnitude : magnitude;
         target[i] = accumulate ? target[i] + value : value;
       }
       offset += Math.ceil(((end - start) * bits) / 8);
