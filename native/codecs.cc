@@ -369,6 +369,26 @@ void QsgdDecode(const Napi::CallbackInfo& info) {
   }
 }
 
+// ---- top-k's error feedback (DGC): residual += scale·g, or with momentum correction u = m·u + scale·g, residual += u
+
+// dgcAccumulate(gradient, scale, momentumFactor, momentum | null, residual)
+void DgcAccumulate(const Napi::CallbackInfo& info) {
+  const float* g = data<float>(info, 0);
+  const size_t n = length<float>(info, 0);
+  const double scale = number(info, 1), m = number(info, 2);
+  float* residual = data<float>(info, 4);
+  if (info[3].IsNull()) {
+    for (size_t i = 0; i < n; i++) residual[i] = static_cast<float>(residual[i] + scale * g[i]);
+    return;
+  }
+  float* u = data<float>(info, 3);
+  for (size_t i = 0; i < n; i++) {
+    const double corrected = m * u[i] + scale * g[i];  // the residual takes it unrounded, as the reference's expression does
+    u[i] = static_cast<float>(corrected);
+    residual[i] = static_cast<float>(residual[i] + corrected);
+  }
+}
+
 // ---- EF-signSGD: residual += g; scale = mean |residual|; one bit per value (set: negative); residual −= ±scale
 
 // signEncode(gradient, residual, out) → scale
@@ -416,6 +436,7 @@ void addCodecs(Napi::Env env, Napi::Object exports) {
   exports.Set("int8Decode", Napi::Function::New(env, Int8Decode, "int8Decode"));
   exports.Set("qsgdEncode", Napi::Function::New(env, QsgdEncode, "qsgdEncode"));
   exports.Set("qsgdDecode", Napi::Function::New(env, QsgdDecode, "qsgdDecode"));
+  exports.Set("dgcAccumulate", Napi::Function::New(env, DgcAccumulate, "dgcAccumulate"));
   exports.Set("signEncode", Napi::Function::New(env, SignEncode, "signEncode"));
   exports.Set("signDecode", Napi::Function::New(env, SignDecode, "signDecode"));
 }

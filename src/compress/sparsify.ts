@@ -49,12 +49,7 @@ export function topk(o: TopkOptions, size: number): Hook {
         const norm = Math.sqrt(squares);
         if (norm > o.clipNorm) scale = o.clipNorm / norm;
       }
-      if (momentum) {
-        for (let i = 0; i < n; i++) {
-          const u = (momentum[i] = o.momentum * momentum[i] + scale * gradient[i]);
-          residual[i] += u;
-        }
-      } else for (let i = 0; i < n; i++) residual[i] += scale * gradient[i];
+      kernel('dgcAccumulate')(gradient, scale, o.momentum, momentum, residual);
       const k = Math.max(1, Math.min(n, Math.ceil(densityAt(step.epoch) * n)));
       const taken = kernel('topkIndices')(residual, k, chosen);
       for (let j = 0; j < taken; j++) {

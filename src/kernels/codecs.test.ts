@@ -117,6 +117,21 @@ test('native int8 blocks, QSGD and sign give the reference\'s bytes and values, 
   }
 });
 
+test('native top-k error feedback accumulates as the reference does, with and without DGC\'s momentum correction', { skip }, () => {
+  for (const n of [1, 9, 100_003]) {
+    const gradient = uniform(n);
+    for (const [scale, withMomentum] of [[1, true], [0.37, true], [1, false], [0.5, false]] as const) {
+      const residual = uniform(n, 0.1);
+      const momentum = uniform(n, 0.1);
+      const [r1, r2, m1, m2] = [residual.slice(), residual.slice(), momentum.slice(), momentum.slice()];
+      R.dgcAccumulate(gradient, scale, 0.9, withMomentum ? m1 : null, r1);
+      N!.dgcAccumulate(gradient, scale, 0.9, withMomentum ? m2 : null, r2);
+      assert.deepEqual(r2, r1, `residual, n ${n}, scale ${scale}, momentum ${withMomentum}`);
+      assert.deepEqual(m2, m1, `momentum, n ${n}, scale ${scale}`);
+    }
+  }
+});
+
 test('a stochastic kernel draws one number a value from the stream it is given: Random.skip lands where drawing would', () => {
   const stream = new Random(99);
   const drawn = new Random(99);

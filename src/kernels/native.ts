@@ -38,6 +38,7 @@ interface Addon {
   int8Decode: KernelSet['int8Decode'];
   qsgdEncode: KernelSet['qsgdEncode'];
   qsgdDecode: KernelSet['qsgdDecode'];
+  dgcAccumulate: KernelSet['dgcAccumulate'];
   signEncode: KernelSet['signEncode'];
   signDecode: KernelSet['signDecode'];
   sgdUpdate: KernelSet['sgdUpdate'];
@@ -108,6 +109,7 @@ export function loadNativeKernels(): { kernels: KernelSet; info: { blas: string;
     int8Decode: addon.int8Decode,
     qsgdEncode: addon.qsgdEncode,
     qsgdDecode: addon.qsgdDecode,
+    dgcAccumulate: addon.dgcAccumulate,
     signEncode: addon.signEncode,
     signDecode: addon.signDecode,
     sgdUpdate: addon.sgdUpdate,

@@ -48,7 +48,7 @@ function store(target: Float32Array, accumulate: boolean, value: (i: number) => 
   else for (let i = 0; i < target.length; i++) target[i] = value(i);
 }
 
-export const referenceCodecs: Pick<KernelSet, 'fp16Encode' | 'fp16Decode' | 'bf16Encode' | 'bf16Decode' | 'int8Encode' | 'int8Decode' | 'qsgdEncode' | 'qsgdDecode' | 'signEncode' | 'signDecode'> = {
+export const referenceCodecs: Pick<KernelSet, 'fp16Encode' | 'fp16Decode' | 'bf16Encode' | 'bf16Decode' | 'int8Encode' | 'int8Decode' | 'qsgdEncode' | 'qsgdDecode' | 'dgcAccumulate' | 'signEncode' | 'signDecode'> = {
   fp16Encode(values, out) {
     const words = wordsOf(values);
     for (let i = 0; i < words.length; i++) out[i] = halfBits(words[i]);
@@ -166,6 +166,18 @@ export const referenceCodecs: Pick<KernelSet, 'fp16Encode' | 'fp16Decode' | 'bf1
         target[i] = accumulate ? target[i] + value : value;
       }
       offset += Math.ceil(((end - start) * bits) / 8);
+    }
+  },
+
+  dgcAccumulate(gradient, scale, momentumFactor, momentum, residual) {
+    if (!momentum) {
+      for (let i = 0; i < gradient.length; i++) residual[i] += scale * gradient[i];
+      return;
+    }
+    for (let i = 0; i < gradient.length; i++) {
+      const corrected = momentumFactor * momentum[i] + scale * gradient[i];
+      momentum[i] = corrected;
+      residual[i] += corrected; // unrounded: the float32 rounding happens once, in the store
     }
   },
 

@@ -119,6 +119,8 @@ export interface KernelSet {
   qsgdEncode(gradient: Float32Array, bits: number, bucket: number, out: Uint8Array, random: number): void;
   /** target = (accumulate ? target + : ) what qsgdEncode wrote for target.length values */
   qsgdDecode(payload: Uint8Array, bits: number, bucket: number, target: Float32Array, accumulate: boolean): void;
+  /** Top-k's error feedback: residual += scale·gradient; with momentum (DGC's correction) u = m·u + scale·gradient, then residual += u */
+  dgcAccumulate(gradient: Float32Array, scale: number, momentumFactor: number, momentum: Float32Array | null, residual: Float32Array): void;
   /** EF-signSGD: residual += gradient; scale = mean |residual|; bit i of out set where residual[i] < 0; residual −= ±scale; returns scale */
   signEncode(gradient: Float32Array, residual: Float32Array, out: Uint8Array): number;
   /** target = (accumulate ? target + : ) ±scale, minus where bit i of bits is set */
