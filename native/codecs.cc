@@ -371,6 +371,18 @@ void QsgdDecode(const Napi::CallbackInfo& info) {
 
 // ---- top-k's error feedback (DGC): residual += scale·g, or with momentum correction u = m·u + scale·g, residual += u
 
+/** The momentum-corrected loop, 4 values at once in the same doubles. */
+__attribute__((target("avx2"))) size_t dgcAvx2(const float* g, double scale, double m, float* u, float* residual, size_t n) {
+  const __m256d s = _mm256_set1_pd(scale), f = _mm256_set1_pd(m);
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const __m256d corrected = _mm256_add_pd(_mm256_mul_pd(f, _mm256_cvtps_pd(_mm_loadu_ps(u + i))), _mm256_mul_pd(s, _mm256_cvtps_pd(_mm_loadu_ps(g + i))));
+    _mm_storeu_ps(u + i, _mm256_cvtpd_ps(corrected));
+    _mm_storeu_ps(residual + i, _mm256_cvtpd_ps(_mm256_add_pd(_mm256_cvtps_pd(_mm_loadu_ps(residual + i)), corrected)));
+  }
+  return i;
+}
+
 // dgcAccumulate(gradient, scale, momentumFactor, momentum | null, residual)
 void DgcAccumulate(const Napi::CallbackInfo& info) {
   const float* g = data<float>(info, 0);
@@ -382,7 +394,8 @@ void DgcAccumulate(const Napi::CallbackInfo& info) {
     return;
   }
   float* u = data<float>(info, 3);
-  for (size_t i = 0; i < n; i++) {
+  static const bool avx2 = __builtin_cpu_supports("avx2");
+  for (size_t i = avx2 ? dgcAvx2(g, scale, m, u, residual, n) : 0; i < n; i++) {
     const double corrected = m * u[i] + scale * g[i];  // the residual takes it unrounded, as the reference's expression does
     u[i] = static_cast<float>(corrected);
     residual[i] = static_cast<float>(residual[i] + corrected);

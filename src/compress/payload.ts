@@ -2,6 +2,7 @@
 // count (dense hooks) or the number of (index, value) pairs (sparse hooks), checked on decode —
 // and how a hook's state (arrays and a random stream) is saved and restored.
 
+import { kernel } from '../kernels/registry.js';
 import { Random } from '../tensor/random.js';
 import { badOption } from '../errors.js';
 import type { Hook, ValueCodec } from './hook.js';
@@ -47,7 +48,8 @@ export function decodePairs(name: string, payload: Uint8Array, length: number, t
   const count = v.getUint32(0, true);
   const stride = 4 + codec.bytes;
   if (length !== 4 + count * stride) throw damaged(name, `${length} bytes for ${count} pairs`);
-  if (!accumulate) target.fill(0);
+  // (the kernel: TypedArray.fill is ≈ 8× slower than memset on the shared memory a gradient lives in)
+  if (!accumulate) kernel('zero')(target, 0, target.length);
   for (let j = 0; j < count; j++) {
     const index = v.getUint32(4 + j * stride, true);
     if (index >= target.length) throw damaged(name, `index ${index} beyond ${target.length} values`);
