@@ -126,3 +126,39 @@ test('converge report draws the recompute bench\'s curve: step time against acti
   assert.match(markdown, /\| revolve:2 \| 5\.0 MiB \| 160\.0 ms \| 0\.15× memory, 1\.78× time \| – \| 1\.03× \| 3 \|/);
   assert.match(markdown, /\| sqrt \| 157\.0 MiB \| 380\.0 ms \| 0\.59× memory, 1\.27× time \| – \| – \| 3 \|/); // older results have no priced figure
 });
+
+test('converge report draws bench:network\'s results: time to the target against link rate per model, each hook against plain all-reduce', () => {
+  const folder = mkdtempSync(join(tmpdir(), 'converge-network-report-'));
+  const row = (model: string, rate: string, config: string, trainSeconds: (number | null)[]) => ({ model, rate, config, target: model === 'mlp' ? 0.84 : 0.89, trainSeconds, wallSeconds: trainSeconds, samples: [], bytesPerStep: 1000 });
+  writeFileSync(join(folder, 'network.json'), JSON.stringify({ rows: [
+    row('mlp', '1gbit', 'all-reduce', [10]), row('mlp', '100mbit', 'all-reduce', [80]), row('mlp', 'unshaped', 'all-reduce', [3]),
+    row('mlp', '100mbit', 'top-k', [20]), row('mlp', '1gbit', 'top-k', [12]), row('mlp', 'unshaped', 'top-k', [null]),
+    row('mlp', '10mbit', 'all-reduce', [500]), row('cnn', '100mbit', 'all-reduce', [160]),
+  ] }));
+  // a later file with more seeds for one cell replaces it: the medians of 3
+  writeFileSync(join(folder, 'network-seeds.json'), JSON.stringify({ rows: [row('mlp', '100mbit', 'all-reduce', [86, 151, 85]), row('mlp', '100mbit', 'top-k', [16, 15, 17])] }));
+  const out = join(folder, 'report.html');
+  const result = spawnSync(process.execPath, [cli, 'report', folder, '--out', out], { encoding: 'utf8' });
+  assert.equal(result.status, 0, result.stderr);
+  assert.match(result.stdout, /2 charts/);
+  const html = readFileSync(out, 'utf8');
+  assert.ok(html.includes('<h2>Time to accuracy against bandwidth</h2>'));
+  assert.ok(html.includes('<figcaption>mlp to 84%: training seconds against link rate</figcaption><svg'));
+  assert.equal((html.match(/<svg /g) ?? []).length, 2);
+  // the axis runs from the slowest link to the unshaped one, whatever order the rows came in
+  const mlp = html.slice(html.indexOf('<h3>mlp</h3>'), html.indexOf('</table>', html.indexOf('<h3>mlp</h3>')));
+  assert.ok(mlp.includes('<th>10 Mbit/s</th><th>100 Mbit/s</th><th>1 Gbit/s</th><th>unshaped</th>'), mlp);
+  const markdown = readFileSync(join(folder, 'summary.md'), 'utf8');
+  assert.match(markdown, /\| all-reduce \| 500\.0 s \| 86\.0 s \| 10\.0 s \| 3\.0 s \|/);
+  assert.match(markdown, /\| top-k \| – \| 16\.0 s \(5\.38×\) \| 12\.0 s \(0\.83×\) \| not reached \|/);
+});
+
+test('the training-loss charts smooth by a centred moving average: a line stays a line, a spike spreads evenly, the ends average what they have', async () => {
+  const { movingAverage } = await import('./report.js');
+  const line = Array.from({ length: 20 }, (_, i) => 3 + 2 * i);
+  const smoothed = movingAverage(line, 4);
+  for (let i = 4; i < 16; i++) assert.equal(smoothed[i], line[i], `interior ${i}`);
+  assert.equal(smoothed[0], (3 + 5 + 7 + 9 + 11) / 5, 'the first point averages itself and 4 after it');
+  const spike = movingAverage([0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0], 1);
+  assert.deepEqual(spike, [0, 0, 0, 0, 0, 3, 3, 3, 0, 0, 0, 0, 0]);
+});

@@ -7,10 +7,9 @@
 
 import { existsSync, readFileSync, readdirSync, writeFileSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import * as vega from 'vega';
-import * as vegaLite from 'vega-lite';
 import { missingData } from '../errors.js';
-import { escape } from './html.js';
+import { escape, svg } from './html.js';
+import { loadNetwork, networkSection } from './report-network.js';
 import type { RunRecord } from './sweep.js';
 import { reached, workload as findWorkload, workloads, type Target } from './workloads.js';
 
@@ -130,7 +129,7 @@ export function loadRuns(dir: string, optional = false): Run[] {
     const evaluations = evaluationRecords.length > 0 ? evaluationRecords : epochs;
     runs.push({ record, label: labelOf(record), steps, epochs, evaluations, summary });
   }
-  if (runs.length === 0 && !optional) throw missingData('sweep logs', dir, "the folder holds no configuration of 'converge bench', nor npm run bench:recompute's results.");
+  if (runs.length === 0 && !optional) throw missingData('sweep logs', dir, "the folder holds no configuration of 'converge bench', nor the results of npm run bench:recompute or bench:network.");
   return runs;
 }
 
@@ -159,24 +158,43 @@ export function tableRows(runs: Run[], target: Target): Row[] {
   });
 }
 
-async function svg(spec: object): Promise<string> {
-  const full = { $schema: 'https://vega.github.io/schema/vega-lite/v6.json', width: 420, height: 240, config: { background: 'white', font: 'sans-serif', legend: { labelLimit: 260 } }, ...spec };
-  const view = new vega.View(vega.parse(vegaLite.compile(full as vegaLite.TopLevelSpec).spec), { renderer: 'none' });
-  const out = await view.toSVG();
-  view.finalize();
-  return out;
+export interface Chart { title: string; svg: string }
+
+/** The centred moving average of `values` over ±radius neighbours (fewer at the ends): a minibatch loss is noisy. */
+export function movingAverage(values: number[], radius: number): number[] {
+  return values.map((_, i) => {
+    const from = Math.max(0, i - radius);
+    const to = Math.min(values.length, i + radius + 1);
+    let sum = 0;
+    for (let j = from; j < to; j++) sum += values[j];
+    return sum / (to - from);
+  });
 }
 
-export interface Chart { title: string; svg: string }
+/** Logged steps per side over which the training-loss charts smooth. */
+const SMOOTHING = 4;
 
 export async function charts(runs: Run[], target: Target): Promise<Chart[]> {
   const metric = target.metric === 'testAccuracy' ? 'test accuracy' : 'test RMSE';
   const epochPoints = runs.flatMap((r) => r.evaluations.map((e) => ({ configuration: r.label, seconds: e.time, samples: e.samples, value: metricOf(target, e) ?? null })));
-  const stepPoints = runs.flatMap((r) => r.steps.map((s) => ({ configuration: r.label, seconds: s.time, samples: s.samples, loss: s.loss })));
+  const stepPoints = runs.flatMap((r) => {
+    // a short log keeps more of its shape: the window is at most an eighth of it
+    const smoothed = movingAverage(r.steps.map((s) => s.loss), Math.min(SMOOTHING, Math.floor((r.steps.length - 1) / 8)));
+    return r.steps.map((s, i) => ({ configuration: r.label, seconds: s.time, samples: s.samples, loss: s.loss, smoothed: smoothed[i] }));
+  });
   const color = { field: 'configuration', type: 'nominal', title: 'configuration' };
   const rule = { mark: { type: 'rule', strokeDash: [4, 4], color: 'gray' }, encoding: { y: { datum: target.value } } };
   // accuracy reads in percent on its axis
   const percent = target.metric === 'testAccuracy' ? { axis: { format: '%' } } : {};
+  // the moving average, and the minibatch loss faint over it; the legend is the average's
+  const trainingLoss = (x: string, xTitle: string) => ({
+    data: { values: stepPoints },
+    resolve: { legend: { color: 'independent' } },
+    layer: [
+      { mark: { type: 'line' }, encoding: { x: { field: x, type: 'quantitative', title: xTitle }, y: { field: 'smoothed', type: 'quantitative', title: 'training loss (faint: each minibatch)', scale: { type: 'log' } }, color } },
+      { mark: { type: 'line', opacity: 0.2 }, encoding: { x: { field: x, type: 'quantitative' }, y: { field: 'loss', type: 'quantitative' }, color: { ...color, legend: null } } },
+    ],
+  });
   const line = (data: object[], x: string, xTitle: string, y: string, yTitle: string, withTarget: boolean, log = false) => ({
     data: { values: data },
     layer: [
@@ -196,8 +214,8 @@ export async function charts(runs: Run[], target: Target): Promise<Chart[]> {
   const specs: [string, object][] = [
     [`${metric} against wall time`, line(epochPoints, 'seconds', 'wall time (s)', 'value', metric, true)],
     [`${metric} against samples seen`, line(epochPoints, 'samples', 'samples seen', 'value', metric, true)],
-    ['training loss against wall time', line(stepPoints, 'seconds', 'wall time (s)', 'loss', 'training loss (minibatch)', false, true)],
-    ['training loss against samples seen', line(stepPoints, 'samples', 'samples seen', 'loss', 'training loss (minibatch)', false, true)],
+    ['training loss against wall time', trainingLoss('seconds', 'wall time (s)')],
+    ['training loss against samples seen', trainingLoss('samples', 'samples seen')],
     ['samples per second against workers', { data: { values: speed }, mark: { type: 'line', point: true }, encoding: { x: { field: 'workers', type: 'quantitative', title: 'workers', axis: { tickMinStep: 1 } }, y: { field: 'samplesPerSecond', type: 'quantitative', title: 'samples / s' }, color: { field: 'series', type: 'nominal', title: 'strategy' } } }],
     ['speedup against workers', { layer: [
       { data: { values: [{ workers: 1, ideal: 1 }, { workers: most, ideal: most }] }, mark: { type: 'line', strokeDash: [4, 4], color: 'gray' }, encoding: { x: { field: 'workers', type: 'quantitative' }, y: { field: 'ideal', type: 'quantitative' } } },
@@ -231,7 +249,8 @@ function markdownTable(rows: Row[], target: Target): string {
 
 export async function writeReport(dir: string, outPath: string): Promise<{ html: string; markdown: string; json: string; charts: number; tables: number }> {
   const recompute = loadRecompute(dir);
-  const runs = loadRuns(dir, recompute.length > 0);
+  const network = loadNetwork(dir);
+  const runs = loadRuns(dir, recompute.length > 0 || network.length > 0);
   const byWorkload = new Map<string, Run[]>();
   for (const run of runs) byWorkload.set(run.record.workload, [...(byWorkload.get(run.record.workload) ?? []), run]);
   const sections: string[] = [];
@@ -257,6 +276,13 @@ export async function writeReport(dir: string, outPath: string): Promise<{ html:
     json.recompute = recompute;
     chartCount += drawn.charts;
   }
+  if (network.length > 0) {
+    const drawn = await networkSection(network);
+    sections.push(drawn.html);
+    markdown.push(drawn.markdown, '');
+    json.network = network;
+    chartCount += drawn.charts;
+  }
   const html = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>converge report</title>
 <style>
@@ -269,7 +295,7 @@ tr.failed td { color: #a00; }
 figure { margin: 0; } figcaption { font-weight: bold; margin: 0.5em 0; }
 </style></head>
 <body><h1>converge report</h1>
-<p>${runs.length} configurations${recompute.length > 0 ? ` and ${recompute.length} recompute schedules` : ''} from <code>${escape(dir)}</code>. Hardware efficiency is samples per second; statistical efficiency is accuracy (or loss) per sample seen; what matters is their product, the time to the target.</p>
+<p>${runs.length} configurations${recompute.length > 0 ? ` and ${recompute.length} recompute schedules` : ''}${network.length > 0 ? ` and ${network.length} bandwidth measurements` : ''} from <code>${escape(dir)}</code>. Hardware efficiency is samples per second; statistical efficiency is accuracy (or loss) per sample seen; what matters is their product, the time to the target.</p>
 ${sections.join('\n')}
 </body></html>
 `;
@@ -280,5 +306,5 @@ ${sections.join('\n')}
   const jsonPath = join(outDir, 'summary.json');
   writeFileSync(markdownPath, `${markdown.join('\n')}\n`);
   writeFileSync(jsonPath, `${JSON.stringify(json, null, 2)}\n`);
-  return { html: outPath, markdown: markdownPath, json: jsonPath, charts: chartCount, tables: byWorkload.size + (recompute.length > 0 ? 1 : 0) };
+  return { html: outPath, markdown: markdownPath, json: jsonPath, charts: chartCount, tables: byWorkload.size + (recompute.length > 0 ? 1 : 0) + (network.length > 0 ? 1 : 0) };
 }
