@@ -26,6 +26,18 @@ inline uint32_t nextBits(uint32_t& state) {
 }
 inline double nextUniform(uint32_t& state) { return nextBits(state) / 4294967296.0; }
 
+/** The stream's next 8 numbers at once (lane k: the k-th), the state advanced past them. */
+__attribute__((target("avx2"))) inline __m256i nextBits8(uint32_t& state) {
+  const __m256i step = _mm256_mullo_epi32(_mm256_set_epi32(8, 7, 6, 5, 4, 3, 2, 1), _mm256_set1_epi32(0x6d2b79f5));
+  __m256i t = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(state)), step);
+  state += 8 * 0x6d2b79f5u;
+  t = _mm256_mullo_epi32(_mm256_xor_si256(t, _mm256_srli_epi32(t, 15)), _mm256_or_si256(t, _mm256_set1_epi32(1)));
+  t = _mm256_xor_si256(t, _mm256_add_epi32(t, _mm256_mullo_epi32(_mm256_xor_si256(t, _mm256_srli_epi32(t, 7)), _mm256_or_si256(t, _mm256_set1_epi32(61)))));
+  return _mm256_xor_si256(t, _mm256_srli_epi32(t, 14));
+}
+
+const bool hasAvx2 = __builtin_cpu_supports("avx2");
+
 inline uint32_t bitsOf(float value) {
   uint32_t bits;
   std::memcpy(&bits, &value, 4);
@@ -117,6 +129,22 @@ void Fp16Decode(const Napi::CallbackInfo& info) {
 
 // ---- bf16: the top 16 bits, rounded to nearest even, or stochastically (random ≥ 0: a stream's state)
 
+/** Stochastic bf16, 8 values at once: the same noise (the stream's next numbers' top 16 bits), the same carries. */
+__attribute__((target("avx2"))) size_t bf16StochasticAvx2(const uint32_t* words, size_t n, uint16_t* out, uint32_t& state) {
+  const __m256i exponent = _mm256_set1_epi32(0x7f800000);
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(words + i));
+    const __m256i noise = _mm256_srli_epi32(nextBits8(state), 16);
+    const __m256i special = _mm256_cmpeq_epi32(_mm256_and_si256(bits, exponent), exponent);  // inf, NaN: kept
+    const __m256i rounded = _mm256_srli_epi32(_mm256_blendv_epi8(_mm256_add_epi32(bits, noise), bits, special), 16);
+    // 8 × 32 → 8 × 16 bits (the pack works within 128-bit lanes: put the two halves side by side)
+    const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(rounded, rounded), 0x08);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), _mm256_castsi256_si128(packed));
+  }
+  return i;
+}
+
 // bf16Encode(values, out, random)
 void Bf16Encode(const Napi::CallbackInfo& info) {
   const uint32_t* words = data<uint32_t>(info, 0);
@@ -132,7 +160,7 @@ void Bf16Encode(const Napi::CallbackInfo& info) {
     return;
   }
   uint32_t state = static_cast<uint32_t>(random);
-  for (size_t i = 0; i < n; i++) {
+  for (size_t i = hasAvx2 ? bf16StochasticAvx2(words, n, out, state) : 0; i < n; i++) {
     const uint32_t bits = words[i];
     const uint32_t noise = nextBits(state) >> 16;
     // inf and NaN kept; otherwise a carry out of the dropped bits rounds the magnitude up
@@ -153,6 +181,44 @@ void Bf16Decode(const Napi::CallbackInfo& info) {
 
 constexpr size_t kInt8Block = 64;
 
+/** One whole block of 64 finite values, 8 at a time: the same scale, doubles and random numbers as the scalar loop.
+ *  Returns false (nothing written, the stream untouched) when the block holds a NaN or an infinity. */
+__attribute__((target("avx2"))) bool int8BlockAvx2(const float* values, float* scaleOut, int8_t* q, uint32_t& state) {
+  const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  __m256 top = _mm256_setzero_ps();
+  __m256 finite = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+  for (size_t i = 0; i < kInt8Block; i += 8) {
+    const __m256 a = _mm256_and_ps(_mm256_loadu_ps(values + i), magnitude);
+    finite = _mm256_and_ps(finite, _mm256_cmp_ps(a, _mm256_set1_ps(3.4028234663852886e38f), _CMP_LE_OQ));
+    top = _mm256_max_ps(top, a);
+  }
+  if (_mm256_movemask_ps(finite) != 0xff) return false;
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, top);
+  float absMax = 0;
+  for (float lane : lanes) absMax = std::max(absMax, lane);
+  const float scale = static_cast<float>(static_cast<double>(absMax) / 127);
+  *scaleOut = scale;
+  const __m256d inverse = _mm256_set1_pd(scale > 0 ? 1 / static_cast<double>(scale) : 0);
+  const __m256d twoTo31 = _mm256_set1_pd(2147483648.0), twoToMinus32 = _mm256_set1_pd(1.0 / 4294967296.0);
+  const __m256d high = _mm256_set1_pd(127), low = _mm256_set1_pd(-127);
+  const __m128i top32 = _mm_set1_epi32(INT32_MIN);
+  for (size_t i = 0; i < kInt8Block; i += 8) {
+    const __m256i bits = nextBits8(state);
+    __m128i half[2];
+    for (int h = 0; h < 2; h++) {
+      const __m128i t = h ? _mm256_extracti128_si256(bits, 1) : _mm256_castsi256_si128(bits);
+      const __m256d u = _mm256_mul_pd(_mm256_add_pd(_mm256_cvtepi32_pd(_mm_xor_si128(t, top32)), twoTo31), twoToMinus32);
+      const __m256d v = _mm256_cvtps_pd(_mm_loadu_ps(values + i + 4 * h));
+      const __m256d rounded = _mm256_floor_pd(_mm256_add_pd(_mm256_mul_pd(v, inverse), u));
+      half[h] = _mm256_cvttpd_epi32(_mm256_max_pd(_mm256_min_pd(rounded, high), low));
+    }
+    const __m128i words = _mm_packs_epi32(half[0], half[1]);
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(q + i), _mm_packs_epi16(words, words));
+  }
+  return true;
+}
+
 // int8Encode(values, out, random): out = ⌈n/64⌉ float scales, then n int8
 void Int8Encode(const Napi::CallbackInfo& info) {
   const float* values = data<float>(info, 0);
@@ -163,8 +229,14 @@ void Int8Encode(const Napi::CallbackInfo& info) {
   int8_t* q = reinterpret_cast<int8_t*>(out + 4 * blocks);
   for (size_t b = 0; b < blocks; b++) {
     const size_t first = b * kInt8Block, last = std::min(n, first + kInt8Block);
+    float vectorScale;
+    if (hasAvx2 && last - first == kInt8Block && int8BlockAvx2(values + first, &vectorScale, q + first, state)) {
+      std::memcpy(out + 4 * b, &vectorScale, 4);
+      continue;
+    }
     double absMax = 0;
-    for (size_t i = first; i < last; i++) absMax = std::max(absMax, std::fabs(static_cast<double>(values[i])));
+    // as JavaScript's Math.max: a NaN wins
+    for (size_t i = first; i < last; i++) absMax = std::isnan(absMax) || std::isnan(values[i]) ? NAN : std::max(absMax, std::fabs(static_cast<double>(values[i])));
     const float scale = static_cast<float>(absMax / 127);
     std::memcpy(out + 4 * b, &scale, 4);
     const double inverse = scale > 0 ? 1 / static_cast<double>(scale) : 0;
@@ -221,7 +293,8 @@ inline uint8_t levelCode(float x, float ratio, uint32_t levels, int bits, uint32
   const float scaled = std::fabs(x) * ratio;
   const float low = std::floor(scaled);
   const float uniform = static_cast<float>(nextBits(state) >> 8) * 5.9604644775390625e-8f;  // · 2^-24
-  const uint32_t level = std::min<uint32_t>(levels, static_cast<uint32_t>(low) + (uniform < scaled - low ? 1 : 0));
+  // a NaN level (an infinite value, or norm) is 0, as JavaScript's `| NaN` makes it
+  const uint32_t level = scaled != scaled ? 0 : std::min<uint32_t>(levels, static_cast<uint32_t>(low) + (uniform < scaled - low ? 1 : 0));
   return static_cast<uint8_t>((x < 0 ? 1u : 0u) << (bits - 1) | level);
 }
 
@@ -230,23 +303,16 @@ __attribute__((target("avx2"))) size_t levelCodesAvx2(const float* g, size_t cou
   const __m256 r = _mm256_set1_ps(ratio), top = _mm256_set1_ps(static_cast<float>(levels)), one = _mm256_set1_ps(1), zero = _mm256_setzero_ps();
   const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
   const __m256 twoToMinus24 = _mm256_set1_ps(5.9604644775390625e-8f);
-  const __m256i step = _mm256_mullo_epi32(_mm256_set_epi32(8, 7, 6, 5, 4, 3, 2, 1), _mm256_set1_epi32(0x6d2b79f5));
-  const __m256i ones = _mm256_set1_epi32(1), sixtyOnes = _mm256_set1_epi32(61);
   const __m256i signBit = _mm256_set1_epi32(1 << (bits - 1));
   size_t i = 0;
   for (; i + 8 <= count; i += 8) {
-    // mulberry32 at the next 8 positions of the stream
-    __m256i t = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(state)), step);
-    state += 8 * 0x6d2b79f5u;
-    t = _mm256_mullo_epi32(_mm256_xor_si256(t, _mm256_srli_epi32(t, 15)), _mm256_or_si256(t, ones));
-    t = _mm256_xor_si256(t, _mm256_add_epi32(t, _mm256_mullo_epi32(_mm256_xor_si256(t, _mm256_srli_epi32(t, 7)), _mm256_or_si256(t, sixtyOnes))));
-    t = _mm256_xor_si256(t, _mm256_srli_epi32(t, 14));
+    const __m256i t = nextBits8(state);
     const __m256 uniform = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(t, 8)), twoToMinus24);
     const __m256 x = _mm256_loadu_ps(g + i);
     const __m256 scaled = _mm256_mul_ps(_mm256_and_ps(x, magnitude), r);
     const __m256 low = _mm256_floor_ps(scaled);
     const __m256 up = _mm256_and_ps(_mm256_cmp_ps(uniform, _mm256_sub_ps(scaled, low), _CMP_LT_OQ), one);
-    const __m256i level = _mm256_cvttps_epi32(_mm256_min_ps(_mm256_add_ps(low, up), top));
+    const __m256i level = _mm256_andnot_si256(_mm256_castps_si256(_mm256_cmp_ps(scaled, scaled, _CMP_UNORD_Q)), _mm256_cvttps_epi32(_mm256_min_ps(_mm256_add_ps(low, up), top)));
     const __m256i negative = _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(x, zero, _CMP_LT_OQ)), signBit);
     const __m256i code = _mm256_or_si256(level, negative);
     // 8 int32 → 8 bytes
@@ -311,8 +377,6 @@ __attribute__((target("avx2"))) size_t decodeCodesAvx2(const uint8_t* codes, siz
   }
   return i;
 }
-
-const bool hasAvx2 = __builtin_cpu_supports("avx2");
 
 // qsgdEncode(gradient, bits, bucket, out, random)
 void QsgdEncode(const Napi::CallbackInfo& info) {
