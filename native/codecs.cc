@@ -328,6 +328,22 @@ size_t packCodes(const uint8_t* codes, size_t count, int bits, uint8_t* out) {
     std::memcpy(out, codes, count);
     return count;
   }
+  if (bits == 4) {
+    const size_t whole = count / 2;
+    for (size_t j = 0; j < whole; j++) out[j] = static_cast<uint8_t>(codes[2 * j] | codes[2 * j + 1] << 4);
+    if (count & 1) out[whole] = codes[count - 1];
+    return packedBytes(count, bits);
+  }
+  if (bits == 2) {
+    const size_t whole = count / 4;
+    for (size_t j = 0; j < whole; j++) out[j] = static_cast<uint8_t>(codes[4 * j] | codes[4 * j + 1] << 2 | codes[4 * j + 2] << 4 | codes[4 * j + 3] << 6);
+    if (count & 3) {
+      uint32_t byte = 0;
+      for (size_t k = 0; 4 * whole + k < count; k++) byte |= static_cast<uint32_t>(codes[4 * whole + k]) << (2 * k);
+      out[whole] = static_cast<uint8_t>(byte);
+    }
+    return packedBytes(count, bits);
+  }
   uint8_t* start = out;
   uint64_t acc = 0;
   int held = 0;
@@ -350,6 +366,23 @@ void unpackCodes(const uint8_t* packed, size_t count, int bits, uint8_t* codes) 
     return;
   }
   const uint32_t mask = (1u << bits) - 1;
+  if (bits == 4) {
+    const size_t whole = count / 2;
+    for (size_t j = 0; j < whole; j++) {
+      codes[2 * j] = packed[j] & 15;
+      codes[2 * j + 1] = packed[j] >> 4;
+    }
+    if (count & 1) codes[count - 1] = packed[whole] & 15;
+    return;
+  }
+  if (bits == 2) {
+    const size_t whole = count / 4;
+    for (size_t j = 0; j < whole; j++) {
+      for (int k = 0; k < 4; k++) codes[4 * j + k] = (packed[j] >> (2 * k)) & 3;
+    }
+    for (size_t i = 4 * whole; i < count; i++) codes[i] = (packed[whole] >> (2 * (i & 3))) & 3;
+    return;
+  }
   uint64_t acc = 0;
   int held = 0;
   for (size_t i = 0; i < count; i++) {
@@ -468,25 +501,68 @@ void DgcAccumulate(const Napi::CallbackInfo& info) {
 
 // ---- EF-signSGD: residual += g; scale = mean |residual|; one bit per value (set: negative); residual −= ±scale
 
+/** Pass 1, 8 values at once: residual += g, and |residual| summed into the 4 lanes (value i into lane i mod 4). */
+__attribute__((target("avx2"))) size_t signAccumulateAvx2(const float* g, float* residual, size_t n, double* lanes) {
+  const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  __m256d sum = _mm256_setzero_pd();
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 r = _mm256_add_ps(_mm256_loadu_ps(residual + i), _mm256_loadu_ps(g + i));
+    _mm256_storeu_ps(residual + i, r);
+    const __m256 a = _mm256_and_ps(r, magnitude);
+    sum = _mm256_add_pd(sum, _mm256_cvtps_pd(_mm256_castps256_ps128(a)));  // values 8j..8j+3: lanes 0..3
+    sum = _mm256_add_pd(sum, _mm256_cvtps_pd(_mm256_extractf128_ps(a, 1)));  // then 8j+4..8j+7: lanes 0..3
+  }
+  _mm256_storeu_pd(lanes, sum);
+  return i;
+}
+
+/** Pass 2, 8 values a byte: the sign bits, and residual −= ±scale. */
+__attribute__((target("avx2"))) size_t signBitsAvx2(float* residual, size_t n, float scale, uint8_t* out) {
+  const __m256 plus = _mm256_set1_ps(scale), minus = _mm256_set1_ps(-scale), zero = _mm256_setzero_ps();
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 r = _mm256_loadu_ps(residual + i);
+    const __m256 negative = _mm256_cmp_ps(r, zero, _CMP_LT_OQ);
+    out[i >> 3] = static_cast<uint8_t>(_mm256_movemask_ps(negative));
+    _mm256_storeu_ps(residual + i, _mm256_sub_ps(r, _mm256_blendv_ps(plus, minus, negative)));
+  }
+  return i;
+}
+
 // signEncode(gradient, residual, out) → scale
 Napi::Value SignEncode(const Napi::CallbackInfo& info) {
   const float* g = data<float>(info, 0);
   const size_t n = length<float>(info, 0);
   float* residual = data<float>(info, 1);
   uint8_t* out = data<uint8_t>(info, 2);
-  double total = 0;
-  for (size_t i = 0; i < n; i++) {
+  double lanes[4] = {0, 0, 0, 0};
+  for (size_t i = hasAvx2 ? signAccumulateAvx2(g, residual, n, lanes) : 0; i < n; i++) {
     residual[i] += g[i];
-    total += std::fabs(static_cast<double>(residual[i]));
+    lanes[i & 3] += std::fabs(static_cast<double>(residual[i]));
   }
-  const float scale = static_cast<float>(total / n);
-  std::memset(out, 0, (n + 7) / 8);
-  for (size_t i = 0; i < n; i++) {
+  const float scale = static_cast<float>(((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) / n);
+  const size_t done = hasAvx2 ? signBitsAvx2(residual, n, scale, out) : 0;
+  if (done < n) out[done >> 3] = 0;
+  for (size_t i = done; i < n; i++) {
     const bool negative = residual[i] < 0;
     if (negative) out[i >> 3] |= static_cast<uint8_t>(1u << (i & 7));
     residual[i] -= negative ? -scale : scale;
   }
   return Napi::Number::New(info.Env(), scale);
+}
+
+/** 8 values a byte: ±scale by the byte's bits. */
+__attribute__((target("avx2"))) size_t signDecodeAvx2(const uint8_t* bits, float scale, float* target, size_t n, bool accumulate) {
+  const __m256 plus = _mm256_set1_ps(scale), minus = _mm256_set1_ps(-scale);
+  const __m256i position = _mm256_set_epi32(128, 64, 32, 16, 8, 4, 2, 1);
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256i set = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(bits[i >> 3]), position), position);
+    const __m256 value = _mm256_blendv_ps(plus, minus, _mm256_castsi256_ps(set));
+    _mm256_storeu_ps(target + i, accumulate ? _mm256_add_ps(_mm256_loadu_ps(target + i), value) : value);
+  }
+  return i;
 }
 
 // signDecode(bits, scale, target, accumulate)
@@ -496,7 +572,7 @@ void SignDecode(const Napi::CallbackInfo& info) {
   float* target = data<float>(info, 2);
   const size_t n = length<float>(info, 2);
   const bool accumulate = flag(info, 3);
-  for (size_t i = 0; i < n; i++) {
+  for (size_t i = hasAvx2 ? signDecodeAvx2(bits, scale, target, n, accumulate) : 0; i < n; i++) {
     const float value = bits[i >> 3] & (1u << (i & 7)) ? -scale : scale;
     target[i] = accumulate ? target[i] + value : value;
   }

@@ -183,12 +183,13 @@ export const referenceCodecs: Pick<KernelSet, 'fp16Encode' | 'fp16Decode' | 'bf1
 
   signEncode(gradient, residual, out) {
     const n = gradient.length;
-    let total = 0;
+    // the magnitudes summed in 4 lanes (value i into lane i mod 4), as vector code sums them
+    const lanes = [0, 0, 0, 0];
     for (let i = 0; i < n; i++) {
       residual[i] += gradient[i];
-      total += Math.abs(residual[i]);
+      lanes[i & 3] += Math.abs(residual[i]);
     }
-    const scale = Math.fround(total / n);
+    const scale = Math.fround((lanes[0] + lanes[1] + (lanes[2] + lanes[3])) / n);
     out.fill(0, 0, Math.ceil(n / 8));
     for (let i = 0; i < n; i++) {
       const negative = residual[i] < 0;

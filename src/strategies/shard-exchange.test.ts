@@ -79,9 +79,9 @@ test('sign by share: scaled signs of each share with its own error feedback, ove
   const signs = (key: string, values: Float32Array) => {
     const residual = residuals.get(key) ?? new Float32Array(values.length);
     residuals.set(key, residual);
-    let total = 0;
-    for (let i = 0; i < values.length; i++) total += Math.abs((residual[i] = Math.fround(residual[i] + values[i])));
-    const scale = Math.fround(total / values.length);
+    const lanes = [0, 0, 0, 0]; // the mean magnitude, summed in 4 lanes as the codec defines it
+    for (let i = 0; i < values.length; i++) lanes[i & 3] += Math.abs((residual[i] = Math.fround(residual[i] + values[i])));
+    const scale = Math.fround((lanes[0] + lanes[1] + (lanes[2] + lanes[3])) / values.length);
     return values.map((_, i) => {
       const sent = residual[i] < 0 ? -scale : scale;
       residual[i] = Math.fround(residual[i] - sent);
