@@ -499,6 +499,58 @@ void DgcAccumulate(const Napi::CallbackInfo& info) {
   }
 }
 
+// ---- sparse payloads: (uint32 index, value) pairs, the value as float32 (codec 0), IEEE half (1) or bfloat16 (2, nearest)
+
+inline size_t pairStride(int codec) { return codec == 0 ? 8 : 6; }
+
+// pairsEncode(indices, values, count, codec, out)
+void PairsEncode(const Napi::CallbackInfo& info) {
+  const uint32_t* indices = data<uint32_t>(info, 0);
+  const float* values = data<float>(info, 1);
+  const size_t count = static_cast<size_t>(number(info, 2));
+  const int codec = integer(info, 3);
+  uint8_t* out = data<uint8_t>(info, 4);
+  const size_t stride = pairStride(codec);
+  for (size_t j = 0; j < count; j++) {
+    uint8_t* pair = out + j * stride;
+    std::memcpy(pair, indices + j, 4);
+    const uint32_t bits = bitsOf(values[j]);
+    if (codec == 0) std::memcpy(pair + 4, &bits, 4);
+    else {
+      const uint16_t h = codec == 1 ? halfBits(bits)
+                                    : (bits & 0x7fffffffu) > 0x7f800000u ? static_cast<uint16_t>((bits >> 16) | 0x40u)
+                                                                          : static_cast<uint16_t>((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+      std::memcpy(pair + 4, &h, 2);
+    }
+  }
+}
+
+// pairsAccumulate(payload, count, codec, target) → −1, or the first index beyond target (the pairs before it added)
+Napi::Value PairsAccumulate(const Napi::CallbackInfo& info) {
+  const uint8_t* payload = data<uint8_t>(info, 0);
+  const size_t count = static_cast<size_t>(number(info, 1));
+  const int codec = integer(info, 2);
+  float* target = data<float>(info, 3);
+  const size_t n = length<float>(info, 3);
+  const size_t stride = pairStride(codec);
+  const float* halves = codec == 1 ? halfTable() : nullptr;
+  for (size_t j = 0; j < count; j++) {
+    const uint8_t* pair = payload + j * stride;
+    uint32_t index;
+    std::memcpy(&index, pair, 4);
+    if (index >= n) return Napi::Number::New(info.Env(), index);
+    float value;
+    if (codec == 0) std::memcpy(&value, pair + 4, 4);
+    else {
+      uint16_t h;
+      std::memcpy(&h, pair + 4, 2);
+      value = codec == 1 ? halves[h] : floatOf(static_cast<uint32_t>(h) << 16);
+    }
+    target[index] += value;
+  }
+  return Napi::Number::New(info.Env(), -1);
+}
+
 // ---- EF-signSGD: residual += g; scale = mean |residual|; one bit per value (set: negative); residual −= ±scale
 
 /** Pass 1, 8 values at once: residual += g, and |residual| summed into the 4 lanes (value i into lane i mod 4). */
@@ -590,6 +642,8 @@ void addCodecs(Napi::Env env, Napi::Object exports) {
   exports.Set("qsgdEncode", Napi::Function::New(env, QsgdEncode, "qsgdEncode"));
   exports.Set("qsgdDecode", Napi::Function::New(env, QsgdDecode, "qsgdDecode"));
   exports.Set("dgcAccumulate", Napi::Function::New(env, DgcAccumulate, "dgcAccumulate"));
+  exports.Set("pairsEncode", Napi::Function::New(env, PairsEncode, "pairsEncode"));
+  exports.Set("pairsAccumulate", Napi::Function::New(env, PairsAccumulate, "pairsAccumulate"));
   exports.Set("signEncode", Napi::Function::New(env, SignEncode, "signEncode"));
   exports.Set("signDecode", Napi::Function::New(env, SignDecode, "signDecode"));
 }

@@ -17,6 +17,7 @@ const halvesOf = (bytes: Uint8Array, at: number, count: number) => {
 export const float32: ValueCodec = {
   name: 'fp32',
   bytes: 4,
+  code: 0,
   write: (view, offset, value) => view.setFloat32(offset, value, true),
   read: (view, offset) => view.getFloat32(offset, true),
   round: Math.fround,
@@ -48,6 +49,7 @@ export function fromBfloat16(bits: number): number {
 export const bfloat16: ValueCodec = {
   name: 'bf16',
   bytes: 2,
+  code: 2,
   write: (view, offset, value) => view.setUint16(offset, toBfloat16(value), true),
   read: (view, offset) => fromBfloat16(view.getUint16(offset, true)),
   round: (value) => fromBfloat16(toBfloat16(value)),
@@ -94,6 +96,7 @@ function roundEven(x: number): number {
 export const float16: ValueCodec = {
   name: 'fp16',
   bytes: 2,
+  code: 1,
   write: (view, offset, value) => view.setUint16(offset, toFloat16(value), true),
   read: (view, offset) => fromFloat16(view.getUint16(offset, true)),
   round: (value) => fromFloat16(toFloat16(value)),

@@ -33,26 +33,16 @@ export function stateOf(arrays: Record<string, Float32Array>, random: Random | n
 
 /** Writes (index, value) pairs; shared by top-k and random-k. */
 export function writePairs(out: Uint8Array, indices: Uint32Array, values: Float32Array, count: number, codec: ValueCodec): number {
-  const v = view(out);
-  v.setUint32(0, count, true);
-  const stride = 4 + codec.bytes;
-  for (let j = 0; j < count; j++) {
-    v.setUint32(4 + j * stride, indices[j], true);
-    codec.write(v, 8 + j * stride, values[j]);
-  }
-  return 4 + count * stride;
+  view(out).setUint32(0, count, true);
+  kernel('pairsEncode')(indices, values, count, codec.code, out.subarray(4));
+  return 4 + count * (4 + codec.bytes);
 }
 
 export function decodePairs(name: string, payload: Uint8Array, length: number, target: Float32Array, accumulate: boolean, codec: ValueCodec): void {
-  const v = view(payload);
-  const count = v.getUint32(0, true);
-  const stride = 4 + codec.bytes;
-  if (length !== 4 + count * stride) throw damaged(name, `${length} bytes for ${count} pairs`);
+  const count = view(payload).getUint32(0, true);
+  if (length !== 4 + count * (4 + codec.bytes)) throw damaged(name, `${length} bytes for ${count} pairs`);
   // (the kernel: TypedArray.fill is ≈ 8× slower than memset on the shared memory a gradient lives in)
   if (!accumulate) kernel('zero')(target, 0, target.length);
-  for (let j = 0; j < count; j++) {
-    const index = v.getUint32(4 + j * stride, true);
-    if (index >= target.length) throw damaged(name, `index ${index} beyond ${target.length} values`);
-    target[index] += codec.read(v, 8 + j * stride);
-  }
+  const beyond = kernel('pairsAccumulate')(payload.subarray(4, length), count, codec.code, target);
+  if (beyond >= 0) throw damaged(name, `index ${beyond} beyond ${target.length} values`);
 }

@@ -133,6 +133,30 @@ test('native top-k error feedback accumulates as the reference does, with and wi
   }
 });
 
+test('native sparse pairs are written and added as the reference writes and adds them, each value codec, a bad index stopping both alike', { skip }, () => {
+  const n = 5000;
+  for (const codec of [0, 1, 2]) {
+    const count = 700;
+    const indices = Uint32Array.from({ length: count }, (_, j) => (j * 7 + 3) % n); // some indices repeat: they add up
+    const values = awkward(count);
+    const stride = codec === 0 ? 8 : 6;
+    const [a, b] = [new Uint8Array(count * stride).fill(1), new Uint8Array(count * stride).fill(2)];
+    R.pairsEncode(indices, values, count, codec, a);
+    N!.pairsEncode(indices, values, count, codec, b);
+    assert.deepEqual(b, a, `encode, codec ${codec}`);
+    const start = uniform(n);
+    const [x, y] = [start.slice(), start.slice()];
+    assert.equal(N!.pairsAccumulate(a, count, codec, y), R.pairsAccumulate(a, count, codec, x));
+    for (let i = 0; i < n; i++) if (!(Number.isNaN(x[i]) && Number.isNaN(y[i]))) assert.equal(bitsOf(y)[i], bitsOf(x)[i], `accumulate, codec ${codec}, [${i}]`);
+    // a pair pointing past the target: both return its index, having added the pairs before it
+    new DataView(a.buffer).setUint32(stride * 10, n, true); // one past the last
+    const [p, q] = [start.slice(), start.slice()];
+    assert.equal(R.pairsAccumulate(a, count, codec, p), n);
+    assert.equal(N!.pairsAccumulate(a, count, codec, q), n);
+    assert.deepEqual(bitsOf(q), bitsOf(p));
+  }
+});
+
 test('a stochastic kernel draws one number a value from the stream it is given: Random.skip lands where drawing would', () => {
   const stream = new Random(99);
   const drawn = new Random(99);

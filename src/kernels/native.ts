@@ -39,6 +39,8 @@ interface Addon {
   qsgdEncode: KernelSet['qsgdEncode'];
   qsgdDecode: KernelSet['qsgdDecode'];
   dgcAccumulate: KernelSet['dgcAccumulate'];
+  pairsEncode: KernelSet['pairsEncode'];
+  pairsAccumulate: KernelSet['pairsAccumulate'];
   signEncode: KernelSet['signEncode'];
   signDecode: KernelSet['signDecode'];
   sgdUpdate: KernelSet['sgdUpdate'];
@@ -110,6 +112,8 @@ export function loadNativeKernels(): { kernels: KernelSet; info: { blas: string;
     qsgdEncode: addon.qsgdEncode,
     qsgdDecode: addon.qsgdDecode,
     dgcAccumulate: addon.dgcAccumulate,
+    pairsEncode: addon.pairsEncode,
+    pairsAccumulate: addon.pairsAccumulate,
     signEncode: addon.signEncode,
     signDecode: addon.signDecode,
     sgdUpdate: addon.sgdUpdate,

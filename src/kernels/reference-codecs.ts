@@ -48,7 +48,7 @@ function store(target: Float32Array, accumulate: boolean, value: (i: number) => 
   else for (let i = 0; i < target.length; i++) target[i] = value(i);
 }
 
-export const referenceCodecs: Pick<KernelSet, 'fp16Encode' | 'fp16Decode' | 'bf16Encode' | 'bf16Decode' | 'int8Encode' | 'int8Decode' | 'qsgdEncode' | 'qsgdDecode' | 'dgcAccumulate' | 'signEncode' | 'signDecode'> = {
+export const referenceCodecs: Pick<KernelSet, 'fp16Encode' | 'fp16Decode' | 'bf16Encode' | 'bf16Decode' | 'int8Encode' | 'int8Decode' | 'qsgdEncode' | 'qsgdDecode' | 'dgcAccumulate' | 'pairsEncode' | 'pairsAccumulate' | 'signEncode' | 'signDecode'> = {
   fp16Encode(values, out) {
     const words = wordsOf(values);
     for (let i = 0; i < words.length; i++) out[i] = halfBits(words[i]);
@@ -167,6 +167,40 @@ export const referenceCodecs: Pick<KernelSet, 'fp16Encode' | 'fp16Decode' | 'bf1
       }
       offset += Math.ceil(((end - start) * bits) / 8);
     }
+  },
+
+  pairsEncode(indices, values, count, codec, out) {
+    const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
+    const stride = codec === 0 ? 8 : 6;
+    const one = new Float32Array(1);
+    const half = new Uint16Array(1);
+    for (let j = 0; j < count; j++) {
+      view.setUint32(j * stride, indices[j], true);
+      if (codec === 0) view.setFloat32(j * stride + 4, values[j], true);
+      else {
+        one[0] = values[j];
+        if (codec === 1) referenceCodecs.fp16Encode(one, half);
+        else referenceCodecs.bf16Encode(one, half, null);
+        view.setUint16(j * stride + 4, half[0], true);
+      }
+    }
+  },
+
+  pairsAccumulate(payload, count, codec, target) {
+    const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
+    const stride = codec === 0 ? 8 : 6;
+    for (let j = 0; j < count; j++) {
+      const index = view.getUint32(j * stride, true);
+      if (index >= target.length) return index;
+      const stored = codec === 0 ? view.getFloat32(j * stride + 4, true) : view.getUint16(j * stride + 4, true);
+      if (codec === 0) target[index] += stored;
+      else if (codec === 1) target[index] += halfValue(stored);
+      else {
+        wordBits[0] = stored << 16;
+        target[index] += word[0];
+      }
+    }
+    return -1;
   },
 
   dgcAccumulate(gradient, scale, momentumFactor, momentum, residual) {

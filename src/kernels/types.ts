@@ -119,6 +119,11 @@ export interface KernelSet {
   qsgdEncode(gradient: Float32Array, bits: number, bucket: number, out: Uint8Array, random: number): void;
   /** target = (accumulate ? target + : ) what qsgdEncode wrote for target.length values */
   qsgdDecode(payload: Uint8Array, bits: number, bucket: number, target: Float32Array, accumulate: boolean): void;
+  /** Sparse payloads: count pairs of (uint32 index, value) little-endian into out, the value as float32 (codec 0), IEEE half (1)
+   *  or bfloat16 (2), both rounded to nearest even as fp16Encode and bf16Encode (random null) round */
+  pairsEncode(indices: Uint32Array, values: Float32Array, count: number, codec: number, out: Uint8Array): void;
+  /** target[index] += value for each of count pairs, in order; returns −1, or the first index ≥ target.length (the pairs before it added) */
+  pairsAccumulate(payload: Uint8Array, count: number, codec: number, target: Float32Array): number;
   /** Top-k's error feedback: residual += scale·gradient; with momentum (DGC's correction) u = m·u + scale·gradient, then residual += u */
   dgcAccumulate(gradient: Float32Array, scale: number, momentumFactor: number, momentum: Float32Array | null, residual: Float32Array): void;
   /** EF-signSGD: residual += gradient; scale = mean |residual|; bit i of out set where residual[i] < 0; residual −= ±scale; returns scale */
