@@ -7,7 +7,7 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { conformanceCases } from './conformance.js';
-import { VethPair, netnsMissing } from '../launch/netns.js';
+import { SwitchedNetwork, VethPair, netnsMissing } from '../launch/netns.js';
 
 const cli = new URL('../cli/main.js', import.meta.url).pathname;
 const pair = new VethPair();
@@ -70,5 +70,22 @@ test('every strategy and every compression hook trains across network namespaces
     const ranks = await job([...quick, ...extra]);
     for (const [r, { code, output }] of ranks.entries()) assert.equal(code, 0, `${extra.join(' ')}, rank ${r} exited ${code}:\n${output}`);
     assert.match(ranks[0].output, /test accuracy \d+\.\d+% after 1 epoch/, extra.join(' '));
+  }
+});
+
+test('three ranks behind a switch, each link shaped to 1 Gbit/s: the tcp conformance cases pass, and async-ps (a server and two workers) trains to its end', { skip }, async () => {
+  assert.equal(netnsMissing, null, `CONVERGE_REQUIRE_NETNS=1 but: ${netnsMissing}`);
+  const network = new SwitchedNetwork(3, `${process.pid % 10000}t`);
+  network.create('1gbit');
+  try {
+    const script = new URL('./conformance.process.js', import.meta.url).pathname;
+    const conformance = await network.job([script, 'tcp', 'all'], nextPort++, secret);
+    for (const [r, { code, output }] of conformance.entries()) assert.equal(code, 0, `conformance, rank ${r} exited ${code}: ${output}`);
+    const ranks = await network.job([cli, 'train', '--backend', 'tcp', '--strategy', 'async-ps', '--dataset', 'synthetic', '--model', 'mlp', '--hidden', '32,16', '--epochs', '2', '--timeout', '60'], nextPort++, secret);
+    for (const [r, { code, output }] of ranks.entries()) assert.equal(code, 0, `async-ps, rank ${r} exited ${code}:\n${output}`);
+    assert.match(ranks[0].output, /async-ps over tcp .*, 2 workers × batch 64/);
+    assert.match(ranks[0].output, /after 2 epochs \(mlp, async-ps, 3 processes over tcp/);
+  } finally {
+    network.remove();
   }
 });
