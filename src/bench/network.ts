@@ -61,6 +61,7 @@ process.on('exit', () => {
   switched?.remove();
 });
 process.on('SIGINT', () => process.exit(130));
+process.on('SIGTERM', () => process.exit(143));
 for (const rate of values.rates!.split(',')) {
   pair.shape(rate === 'unshaped' ? null : rate);
   switched?.shape(rate === 'unshaped' ? null : rate);

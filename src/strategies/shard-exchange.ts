@@ -3,7 +3,8 @@
 //
 // 1. Reduce-scatter. No hook, or the identity: the communicator's own reduce-scatter, which sums
 //    float32 in transit. A lossy dense hook (fp16, bf16, qsgd, sign): each rank encodes the shares
-//    it does not own, share q goes to rank q only (one gather rooted at each rank), and the owner
+//    it does not own, share q goes to rank q only (two ranks: one all-gather swaps their shares, both
+//    directions at once; more: one gather rooted at each rank, one after another), and the owner
 //    adds the decoded shares, in rank order, to its own unencoded values (they never cross a wire)
 //    and scales by 1/P. Each rank sends (P − 1)/P of one encoded gradient, not P − 1 whole ones.
 // 2. All-gather, of whichever is smaller per value: the updated parameters in their storage
@@ -49,9 +50,17 @@ export class ShardExchange {
     if (!this.encoded) await this.comm.reduceScatter(grad, 'mean');
     else {
       const { rank, size: P } = this.comm;
-      for (let q = 0; q < P; q++) if (q !== rank) this.encodeShare(grad, q, this.outgoing.subarray(q * this.slot, (q + 1) * this.slot), step);
-      // share q to rank q alone: one gather rooted at each rank (each moves one encoded share a rank)
-      for (let q = 0; q < P; q++) await this.comm.gather(this.outgoing.subarray(q * this.slot, (q + 1) * this.slot), q === rank ? this.incoming : null, q);
+      const slot = (buffer: Float32Array, q: number) => buffer.subarray(q * this.slot, (q + 1) * this.slot);
+      if (P === 2) {
+        // two ranks: each has one share for the other, and one all-gather swaps them, both ways at once
+        this.encodeShare(grad, 1 - rank, slot(this.outgoing, 0), step);
+        await this.comm.allgather(slot(this.outgoing, 0), this.incoming.subarray(0, 2 * this.slot));
+      } else {
+        // share q to rank q alone: one gather rooted at each rank (each moves one encoded share a rank;
+        // a communicator all-to-all would run them at once)
+        for (let q = 0; q < P; q++) if (q !== rank) this.encodeShare(grad, q, slot(this.outgoing, q), step);
+        for (let q = 0; q < P; q++) await this.comm.gather(slot(this.outgoing, q), q === rank ? this.incoming : null, q);
+      }
       const mine = grad.subarray(...this.share);
       for (let r = 0; r < P; r++) if (r !== rank) this.decodeInto(this.incoming.subarray(r * this.slot, (r + 1) * this.slot), mine, true);
       scale(mine, P);
