@@ -269,18 +269,17 @@ export async function writeReport(dir: string, outPath: string): Promise<{ html:
       .join('')}</tbody></table>`;
     sections.push(`<section id="${escape(name)}"><h2>${escape(name)}</h2><p>${escape(w.description)}. Target: ${escape(targetText(w.target))}.</p><h3>Time to target, best first</h3>${table}<div class="charts">${drawn.map((c) => `<figure><figcaption>${escape(c.title)}</figcaption>${c.svg}</figure>`).join('')}</div></section>`);
   }
-  if (recompute.length > 0) {
-    const drawn = await recomputeSection(recompute);
+  // other benches' results placed in the folder, each its own section
+  const extras: [string, unknown[], () => Promise<{ html: string; markdown: string; charts: number }>][] = [
+    ['recompute', recompute, () => recomputeSection(recompute)],
+    ['network', network, () => networkSection(network)],
+  ];
+  for (const [key, rows, draw] of extras) {
+    if (rows.length === 0) continue;
+    const drawn = await draw();
     sections.push(drawn.html);
     markdown.push(drawn.markdown, '');
-    json.recompute = recompute;
-    chartCount += drawn.charts;
-  }
-  if (network.length > 0) {
-    const drawn = await networkSection(network);
-    sections.push(drawn.html);
-    markdown.push(drawn.markdown, '');
-    json.network = network;
+    json[key] = rows;
     chartCount += drawn.charts;
   }
   const html = `<!doctype html>

@@ -16,7 +16,6 @@ function run(command: string, ...args: string[]): void {
   if (result.status !== 0) throw new Error(`${command} ${args.join(' ')}: ${(result.stderr || result.error?.message || '').trim()}`);
 }
 
-export const ADDRESSES = ['10.77.0.1', '10.77.0.2'] as const;
 /** Rank r's address on any of these networks. */
 export const addressOf = (r: number) => `10.77.0.${r + 1}`;
 
@@ -47,6 +46,13 @@ abstract class RankNamespaces {
   abstract remove(): void;
 }
 
+/** Rank r's end of its link, in its namespace: its address, the link and loopback up. */
+function addressRank(namespace: string, device: string, r: number): void {
+  run('ip', '-n', namespace, 'addr', 'add', `${addressOf(r)}/24`, 'dev', device);
+  run('ip', '-n', namespace, 'link', 'set', device, 'up');
+  run('ip', '-n', namespace, 'link', 'set', 'lo', 'up');
+}
+
 /** tbf on one device, replacing what was there (null: nothing). The burst and queue follow tc's advice for tbf at these rates. */
 function shapeDevice(namespace: string, device: string, rate: string | null): void {
   spawnSync('tc', ['-n', namespace, 'qdisc', 'del', 'dev', device, 'root'], { stdio: 'ignore' });
@@ -72,12 +78,7 @@ export class VethPair extends RankNamespaces {
       run('ip', 'netns', 'add', a);
       run('ip', 'netns', 'add', b);
       run('ip', 'link', 'add', this.devices[0], 'netns', a, 'type', 'veth', 'peer', 'name', this.devices[1], 'netns', b);
-      for (let i = 0; i < 2; i++) {
-        const [ns, dev] = [this.namespaces[i], this.devices[i]];
-        run('ip', '-n', ns, 'addr', 'add', `${ADDRESSES[i]}/24`, 'dev', dev);
-        run('ip', '-n', ns, 'link', 'set', dev, 'up');
-        run('ip', '-n', ns, 'link', 'set', 'lo', 'up');
-      }
+      for (let i = 0; i < 2; i++) addressRank(this.namespaces[i], this.devices[i], i);
       this.shape(rate);
     } catch (error) {
       this.remove();
@@ -127,9 +128,7 @@ export class SwitchedNetwork extends RankNamespaces {
         run('ip', 'link', 'add', mine, 'netns', ns, 'type', 'veth', 'peer', 'name', theirs, 'netns', this.switchNamespace);
         run('ip', '-n', this.switchNamespace, 'link', 'set', theirs, 'master', this.bridge);
         run('ip', '-n', this.switchNamespace, 'link', 'set', theirs, 'up');
-        run('ip', '-n', ns, 'addr', 'add', `${addressOf(r)}/24`, 'dev', mine);
-        run('ip', '-n', ns, 'link', 'set', mine, 'up');
-        run('ip', '-n', ns, 'link', 'set', 'lo', 'up');
+        addressRank(ns, mine, r);
       });
       this.shape(rate);
     } catch (error) {
