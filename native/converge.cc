@@ -21,6 +21,7 @@ void addBatchNorm(Napi::Env env, Napi::Object exports);  // native/batch-norm.cc
 void addAead(Napi::Env env, Napi::Object exports);       // native/aead.cc
 void addTopk(Napi::Env env, Napi::Object exports);       // native/topk.cc
 void addCodecs(Napi::Env env, Napi::Object exports);     // native/codecs.cc
+void addGradientCodecs(Napi::Env env, Napi::Object exports);  // native/gradient-codecs.cc
 }
 
 namespace {
@@ -414,6 +415,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   converge::addAead(env, exports);
   converge::addTopk(env, exports);
   converge::addCodecs(env, exports);
+  converge::addGradientCodecs(env, exports);
   exports.Set("reduceStrided", Napi::Function::New(env, ReduceStrided, "reduceStrided"));
   exports.Set("zero", Napi::Function::New(env, Zero, "zero"));
   exports.Set("copy", Napi::Function::New(env, Copy, "copy"));
