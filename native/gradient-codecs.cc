@@ -26,8 +26,7 @@ __attribute__((target("avx2"))) size_t squaresAvx2(const float* g, size_t count,
 
 float bucketNorm(const float* g, size_t count) {
   double lanes[4] = {0, 0, 0, 0};
-  static const bool avx2 = __builtin_cpu_supports("avx2");
-  for (size_t i = avx2 ? squaresAvx2(g, count, lanes) : 0; i < count; i++) lanes[i & 3] += static_cast<double>(g[i]) * g[i];
+  for (size_t i = hasAvx2 ? squaresAvx2(g, count, lanes) : 0; i < count; i++) lanes[i & 3] += static_cast<double>(g[i]) * g[i];
   return static_cast<float>(std::sqrt((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])));
 }
 
@@ -235,8 +234,7 @@ void DgcAccumulate(const Napi::CallbackInfo& info) {
     return;
   }
   float* u = data<float>(info, 3);
-  static const bool avx2 = __builtin_cpu_supports("avx2");
-  for (size_t i = avx2 ? dgcAvx2(g, scale, m, u, residual, n) : 0; i < n; i++) {
+  for (size_t i = hasAvx2 ? dgcAvx2(g, scale, m, u, residual, n) : 0; i < n; i++) {
     const double corrected = m * u[i] + scale * g[i];  // the residual takes it unrounded, as the reference's expression does
     u[i] = static_cast<float>(corrected);
     residual[i] = static_cast<float>(residual[i] + corrected);
