@@ -191,6 +191,7 @@ test('converge generate writes data sets that converge train reads back; bad gen
   failsWith(['train', '--dataset', join(dir, 'bad.svm'), '--model', 'logreg'], /bad\.svm:2:10: index 1 comes after 2 \(indices must increase\)/);
   failsWith(['train', '--dataset', join(dir, 'rcv'), '--model', 'logreg', '--staleness', '-1'], /--staleness: got -1; expected a non-negative integer/);
   failsWith(['train', '--dataset', join(dir, 'rcv'), '--model', 'logreg', '--sync-every', '0'], /--sync-every: got 0; expected a positive integer/);
+  failsWith(['train', '--dataset', join(dir, 'rcv'), '--model', 'logreg', '--strategy', 'hogwild', '--merge-every', '1.5'], /--merge-every: got 1\.5; expected a non-negative integer \(examples between merges; 0 writes straight into the shared array\)/);
 });
 
 test('a multi-class libsvm file sorted by label trains, tested on a seeded stratified tenth that the first line names', () => {

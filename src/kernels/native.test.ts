@@ -168,6 +168,31 @@ test('native pooling, ReLU, softmax cross-entropy and optimiser updates match th
   same('adam update', [rand(n), rand(n), rand(n).map(Math.abs)], (K, [p, m, v]) => K.adamUpdate(p, grad, m, v, n, 0.01, 0.3, 0.9, 0.999, 1e-8, 0.01));
 });
 
+test('native replicaMerge gives the reference\'s bits: a coordinate changed on one side takes that side\'s value, on both their mean', { skip }, () => {
+  const n = 1037;
+  const spread = (scale: number) => rand(n).map((v, i) => (v - 0.5) * scale * 10 ** ((i % 9) - 4));
+  const base = spread(3);
+  // a third changed here only, a third there only, a third on both sides
+  const local = base.map((v, i) => (i % 3 === 1 ? v : v + spread(7)[i]));
+  const shared = base.map((v, i) => (i % 3 === 0 ? v : v - spread(5)[i]));
+  const run = (k: KernelSet) => {
+    const s = new Float32Array(new SharedArrayBuffer(4 * n));
+    s.set(shared);
+    const l = local.slice();
+    const b = base.slice();
+    k.replicaMerge(s, l, b, n - 5); // the last 5 are left alone
+    return [s, l, b];
+  };
+  const [r, fast] = [run(R), run(N!)];
+  for (let i = 0; i < 3; i++) assert.deepEqual(fast[i], r[i]);
+  assert.deepEqual(r[0].subarray(n - 5), shared.subarray(n - 5));
+  for (let i = 0; i < n - 5; i++) {
+    const expected = i % 3 === 0 ? local[i] : i % 3 === 1 ? shared[i] : (shared[i] + local[i]) / 2;
+    assert.ok(Math.abs(r[0][i] - expected) <= 2 ** -23 * Math.abs(expected), `${i}: ${r[0][i]} for ${expected}`);
+    assert.ok(r[1][i] === r[0][i] && r[2][i] === r[0][i]);
+  }
+});
+
 test('native batch norm forward (training and evaluation) and backward match the reference, plain and channel-blocked', { skip }, () => {
   // the last shapes: planes longer than the native kernel's blocks, and values far from zero (a mean
   // of 1,000 and a spread of 0.1), where a one-pass variance that did not shift would cancel

@@ -27,6 +27,7 @@ interface Addon {
   zero: KernelSet['zero'];
   copy: KernelSet['copy'];
   addInto: KernelSet['addInto'];
+  replicaMerge: KernelSet['replicaMerge'];
   aeadSeal: KernelSet['aeadSeal'];
   topkIndices: KernelSet['topkIndices'];
   aeadOpen: KernelSet['aeadOpen'];
@@ -100,6 +101,7 @@ export function loadNativeKernels(): { kernels: KernelSet; info: { blas: string;
     zero: addon.zero,
     copy: addon.copy,
     addInto: addon.addInto,
+    replicaMerge: addon.replicaMerge,
     aeadSeal: addon.aeadSeal,
     topkIndices: addon.topkIndices,
     aeadOpen: addon.aeadOpen,

@@ -404,6 +404,18 @@ export const referenceKernels: KernelSet = {
     for (let i = 0; i < length; i++) target[at + i] += source[from + i];
   },
 
+  replicaMerge(shared, local, base, length) {
+    for (let i = 0; i < length; i++) {
+      const s = shared[i];
+      const l = local[i];
+      const b = base[i];
+      const value = l === b ? s : s === b ? l : Math.fround(Math.fround(s + l) * 0.5);
+      shared[i] = value;
+      local[i] = value;
+      base[i] = value;
+    }
+  },
+
   copy(target, at, source, from, length) {
     target.set(source.subarray(from, from + length), at);
   },

@@ -19,7 +19,7 @@ export function jobIdentity(config: TrainConfig, parameters: number, dataset: st
     batch: config.batch, epochs: config.epochs, seed: config.seed, optimizer: config.optimizer, lr: config.lr, lrScaling: config.lrScaling,
     momentum: config.momentum, weightDecay: config.weightDecay, schedule: config.schedule, warmupEpochs: config.warmupEpochs,
     stepEpochs: config.stepEpochs, gamma: config.gamma, compress: config.compress ?? 'none', paramPrecision: config.paramPrecision,
-    syncBn: config.syncBn, syncEvery: config.syncEvery, staleness: config.staleness, evalEvery: config.evalEvery, saveEvery: config.saveEvery,
+    syncBn: config.syncBn, syncEvery: config.syncEvery, staleness: config.staleness, mergeEvery: config.mergeEvery, evalEvery: config.evalEvery, saveEvery: config.saveEvery,
   };
 }
 

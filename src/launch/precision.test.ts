@@ -47,10 +47,13 @@ test('int8 parameters: one worker ends on q·scale values, block by block; 2 wor
 
 test('low-precision Hogwild! on a sparse model learns as float32 does', async () => {
   const float = await trainOnThreads({ ...sparse, strategy: 'hogwild' });
-  for (const paramPrecision of ['bf16', 'int8'] as const) {
-    const { params, summary } = await trainOnThreads({ ...sparse, strategy: 'hogwild', paramPrecision });
-    if (paramPrecision === 'bf16') assert.ok(allBf16(params));
-    assert.ok(summary.testAccuracy > float.summary.testAccuracy - 0.05, `${paramPrecision}: ${summary.testAccuracy} against float32 ${float.summary.testAccuracy}`);
+  // with replicas (changes rounded in at each merge) and without (rounded in at each example)
+  for (const mergeEvery of [undefined, 0]) {
+    for (const paramPrecision of ['bf16', 'int8'] as const) {
+      const { params, summary } = await trainOnThreads({ ...sparse, strategy: 'hogwild', paramPrecision, mergeEvery });
+      if (paramPrecision === 'bf16') assert.ok(allBf16(params));
+      assert.ok(summary.testAccuracy > float.summary.testAccuracy - 0.05, `${paramPrecision}, --merge-every ${mergeEvery}: ${summary.testAccuracy} against float32 ${float.summary.testAccuracy}`);
+    }
   }
 });
 

@@ -116,6 +116,47 @@ test('hogwild with one worker is plain sequential SGD, bit for bit (dense and sp
   assert.deepEqual(result.params, params);
 });
 
+test('hogwild with replicas: each worker steps on its own copy; a merge keeps what one worker alone changed and averages what several did (P = 2 and 3)', async () => {
+  const train = readLibsvm(join(dir, 'train.svm')).split;
+  for (const workers of [2, 3]) {
+    // --merge-every above a worker's share of the epoch: each merges only at the epoch's end
+    const config: TrainConfig = { ...defaults, dataset: join(dir, 'train.svm'), testDataset: join(dir, 'test.svm'), model: 'logreg', workers, batch: 10, epochs: 1, lr: 0.5, seed: 3, strategy: 'hogwild', mergeEvery: 100_000 };
+    const result = await trainOnThreads(config);
+    // by hand: each worker's sequential SGD on its own examples, from the same start (zero)
+    const model = createModel('logreg', { features: 2000, maxBatch: 10 });
+    const maker = new SparseBatchMaker(train, 10);
+    const order = new Uint32Array(train.count);
+    epochOrder(order, 3, 0);
+    const copies = Array.from({ length: workers }, (_, worker) => {
+      const params = model.layout.allocate();
+      for (let step = 0; step < stepsPerEpoch(train.count, workers, 10); step++) {
+        const batch = maker.fromOrder(order, (step * workers + worker) * 10, 10);
+        for (let i = 0; i < 10; i++) model.exampleStep!(params, batch, i, 0.5);
+      }
+      return params;
+    });
+    // the workers merge in the order they finish: one of the orders gives every coordinate
+    const merged = (sequence: number[]) => {
+      const shared = new Float32Array(model.layout.size);
+      for (const w of sequence) {
+        for (let j = 0; j < shared.length; j++) {
+          const mine = copies[w][j];
+          if (mine === 0) continue; // left alone (the start is zero)
+          shared[j] = shared[j] === 0 ? mine : Math.fround((shared[j] + mine) / 2);
+        }
+      }
+      return shared;
+    };
+    const sequences = workers === 2 ? [[0, 1]] : [[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]];
+    const matching = sequences.filter((sequence) => merged(sequence).every((v, j) => v === result.params[j]));
+    // (the first two to merge are symmetric: the mean of their values either way)
+    assert.ok(matching.length > 0, `×${workers}: the result is no merge order's (nearest: ${Math.min(...sequences.map((q) => maxRelativeDifference(result.params, merged(q))))})`);
+    // nor the sum of the copies' changes
+    const sum = copies[0].map((_, j) => copies.reduce((total, copy) => total + copy[j], 0));
+    assert.ok(maxRelativeDifference(result.params, Float32Array.from(sum)) > 0.1);
+  }
+});
+
 test('local-sgd with --sync-every 1 is synchronous SGD; with a longer period it is not', async () => {
   const sync = await trainOnThreads({ ...images, strategy: 'allreduce' });
   const local1 = await trainOnThreads({ ...images, strategy: 'local-sgd', syncEvery: 1 });

@@ -23,6 +23,7 @@ import type { TrainingState } from '../train/loop.js';
 import { Monitor, type Summary } from '../train/monitor.js';
 import { asksForMemory, modelOptions, type RankInput, type RankOutput } from '../train/run.js';
 import { Sequential } from '../models/sequential.js';
+import { sharedArrayBytes } from '../strategies/replica.js';
 import { encodedBytes } from '../tensor/precision.js';
 import { runThreadGroup } from './thread-group.js';
 import { checkWritable } from './outputs.js';
@@ -134,7 +135,7 @@ export async function trainOnThreads(requested: TrainConfig, hooks: LaunchHooks 
   if (config.stopAtTarget) monitor.stopAtTarget(stopFlag);
   const input: RankInput = {
     config, dataset, start, kernels, stopFlag,
-    shared: entry.sharedArray ? new SharedArrayBuffer(encodedBytes(config.paramPrecision, model.layout.size)) : undefined,
+    shared: entry.sharedArray ? new SharedArrayBuffer(sharedArrayBytes(encodedBytes(config.paramPrecision, model.layout.size))) : undefined,
   };
   try {
     const outputs = (await runThreadGroup(handle, new URL('./train-worker.js', import.meta.url), { data: () => input, onEvent: monitor.onEvent })) as RankOutput[];

@@ -1,18 +1,29 @@
-// Hogwild! (Niu, Recht, Ré, Wright 2011): every worker thread reads and writes ONE shared
-// parameter array with no locks and no barrier. A sparse model's example touches only its own
-// features, so on sparse problems the writes rarely collide; a dense model's minibatch update
-// writes the whole array (each worker keeps its own optimiser state). With one worker this is
-// plain sequential SGD, bit for bit. Workers meet only at epoch ends, to evaluate and save; a
-// worker that is asked to stop leaves its steps, and the others learn of it there.
+// Hogwild! (Niu, Recht, Ré, Wright 2011): every worker thread updates ONE shared parameter
+// array with no barrier. A sparse model's example touches only its own features, so on sparse
+// problems the updates rarely collide; a dense model's minibatch update writes the whole array
+// (each worker keeps its own optimiser state). With one worker this is plain sequential SGD,
+// bit for bit. Workers meet only at epoch ends, to evaluate and save; a worker that is asked to
+// stop leaves its steps, and the others learn of it there.
 //
-// With --param-precision bf16|int8 the shared array is held in 16 or 8 bits (BuckWild!): a
+// With 2 or more workers, a model of per-example steps (sparse rows, ratings) is stepped on each
+// worker's own replica, which adds its changes into the shared array every --merge-every
+// examples (replica.ts: why, and what a merge is); --merge-every 0 writes straight into the
+// shared array, as the paper does. A dense model's step writes every coordinate, so summed
+// changes of replicas many steps apart would overshoot: it always writes straight in.
+//
+// With --param-precision bf16|int8 the shared array is held in 16 or 8 bits (BuckWild!). With
+// a replica a merge adds each coordinate's change with stochastic rounding; without one a
 // worker decodes the coordinates a step reads into its own float32 copy, steps, and adds each
-// coordinate's change back with stochastic rounding.
+// coordinate's change back rounded.
 
 import { CommunicationError } from '../errors.js';
-import { SharedLowPrecision } from '../tensor/precision.js';
+import { encodedBytes, SharedLowPrecision } from '../tensor/precision.js';
 import { mixSeed } from '../tensor/random.js';
+import { Replica } from './replica.js';
 import type { Strategy } from './strategy.js';
+
+/** The default merge interval's cap, in examples (bench:relaxed measures others). */
+const MERGE_EVERY_MOST = 4096;
 
 export const hogwild: Strategy = async (setup) => {
   const { comm, model, seed, workers } = setup;
@@ -21,28 +32,35 @@ export const hogwild: Strategy = async (setup) => {
   if (!shared) throw new CommunicationError('hogwild needs one parameter array shared by all workers: run it on worker threads (the shm backend).', 'NO_SHARED_MEMORY');
   const precision = setup.paramPrecision;
   const low = precision === 'fp32' ? null : new SharedLowPrecision(precision, shared, size, mixSeed(seed, comm.rank, 0x6277));
-  // float32: the shared array itself; low precision: this worker's decoded copy of it
-  const params = low ? new Float32Array(size) : new Float32Array(shared, 0, size);
-  if (comm.rank === 0) {
-    if (low) low.storeAll(setup.startParams);
-    else params.set(setup.startParams);
-  }
-  await comm.barrier();
-  if (low) low.loadAll(params);
+  const sharedFloats = low ? null : new Float32Array(shared, 0, size);
   // (strategies/index.ts: hogwild takes per-example steps where the model has them)
   const sparse = typeof model.exampleStep === 'function';
+  // a replica where another worker writes, or where the shared array is rounded (merges round
+  // each change once instead of at every example); one float32 worker writes straight in
+  const replicated = sparse && setup.mergeEvery !== 0 && (workers > 1 || low !== null);
+  // float32 without a replica: the shared array itself; else this worker's own float32 copy
+  const params = sharedFloats && !replicated ? sharedFloats : new Float32Array(size);
+  if (comm.rank === 0) {
+    if (low) low.storeAll(setup.startParams);
+    else sharedFloats!.set(setup.startParams);
+  }
+  await comm.barrier();
+  const replica = replicated ? new Replica(params, low ?? sharedFloats!, shared, encodedBytes(precision, size)) : null;
+  if (low && !replica) low.loadAll(params);
   // per-example models read the examples where they lie: no copy into a batch
   const grad = sparse ? null : new Float32Array(size);
-  const before = low ? new Float32Array(sparse ? 0 : size) : null;
+  // low precision without a replica: what the step changed, coordinate by coordinate
+  const direct = replica ? null : low;
+  const before = direct && !sparse ? new Float32Array(size) : null;
   let coordinates = new Int32Array(0);
   let previous = new Float32Array(0);
-  /** One example's step; with low precision, on its coordinates decoded, then added back rounded. */
+  /** One example's step; rounded into a low-precision array without a replica, on its coordinates decoded, then added back rounded. */
   const exampleStep = <B>(examples: B, i: number, lr: number): number => {
-    if (!low) return model.exampleStep!(params, examples as never, i, lr);
+    if (!direct) return model.exampleStep!(params, examples as never, i, lr);
     const count = model.exampleCoordinates!(examples as never, i, coordinates);
-    for (let k = 0; k < count; k++) previous[k] = params[coordinates[k]] = low.get(coordinates[k]);
+    for (let k = 0; k < count; k++) previous[k] = params[coordinates[k]] = direct.get(coordinates[k]);
     const loss = model.exampleStep!(params, examples as never, i, lr);
-    for (let k = 0; k < count; k++) low.add(coordinates[k], params[coordinates[k]] - previous[k]);
+    for (let k = 0; k < count; k++) direct.add(coordinates[k], params[coordinates[k]] - previous[k]);
     return loss;
   };
   const room = (examples: unknown) => {
@@ -52,8 +70,8 @@ export const hogwild: Strategy = async (setup) => {
       previous = new Float32Array(most);
     }
   };
-  if (low && sparse && (!model.exampleCoordinates || !model.maxExampleCoordinates)) {
-    throw new CommunicationError(`--param-precision ${precision} with hogwild needs the model '${model.name}' to list the coordinates an example touches; use --param-precision fp32.`, 'UNSUPPORTED');
+  if (direct && sparse && (!model.exampleCoordinates || !model.maxExampleCoordinates)) {
+    throw new CommunicationError(`--param-precision ${precision} with hogwild and --merge-every 0 needs the model '${model.name}' to list the coordinates an example touches; use --param-precision fp32, or a replica (--merge-every N).`, 'UNSUPPORTED');
   }
   // sparse models take plain SGD steps per example: no optimiser, nothing of one to save
   const optimizer = sparse ? null : setup.optimizer();
@@ -65,36 +83,45 @@ export const hogwild: Strategy = async (setup) => {
     bytesSent: () => comm.bytesSent,
     async step(input) {
       const { lr, order, first, whole } = input;
+      // unset: a sixteenth of a worker's epoch, at most 4,096 examples: merges far apart save the
+      // most, but the workers' changes summed from further apart overshoot (each is nearly the same step)
+      if (replica && replica.mergeEvery === 0) replica.mergeEvery = setup.mergeEvery ?? Math.max(1, Math.min(MERGE_EVERY_MOST, Math.floor((input.steps * setup.batch) / 16)));
       let loss = 0;
+      let examples = setup.batch;
       if (sparse && whole) {
-        if (low && !roomForAll) room(whole);
+        if (direct && !roomForAll) room(whole);
         roomForAll = true;
         for (let i = first; i < first + setup.batch; i++) loss += exampleStep(whole, order[i], lr);
         loss /= setup.batch;
       } else if (sparse) {
-        const examples = input.batch();
-        if (low) room(examples);
-        for (let i = 0; i < examples.size; i++) loss += exampleStep(examples, i, lr);
-        loss /= examples.size;
-      } else if (low) {
-        low.loadAll(params);
+        const batch = input.batch();
+        if (direct) room(batch);
+        for (let i = 0; i < batch.size; i++) loss += exampleStep(batch, i, lr);
+        loss /= batch.size;
+        examples = batch.size;
+      } else if (direct) {
+        direct.loadAll(params);
         before!.set(params);
         loss = await input.gradient(params, grad!);
         optimizer!.step(params, grad!, lr);
-        for (let i = 0; i < size; i++) low.add(i, params[i] - before![i]);
+        for (let i = 0; i < size; i++) direct.add(i, params[i] - before![i]);
       } else {
         loss = await input.gradient(params, grad!);
         optimizer!.step(params, grad!, lr);
       }
+      replica?.stepped(examples);
       // each worker asks for itself: there is no step at which they all meet
       return { loss, stop: input.stopRequested() };
     },
     async endSteps(stopped, trainLoss) {
+      replica?.merge();
       // meet: agree whether anyone stopped, and on the mean training loss
       flags[0] = trainLoss;
       flags[1] = stopped ? 1 : 0;
       await comm.allreduce(flags, 'sum');
-      if (low) low.loadAll(params); // everyone's writes, for evaluating and saving
+      // everyone's writes, for evaluating and saving
+      if (replica) replica.refresh();
+      else if (low) low.loadAll(params);
       return { stop: flags[1] > 0, trainLoss: flags[0] / workers };
     },
     async snapshot() {

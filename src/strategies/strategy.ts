@@ -60,6 +60,7 @@ export interface RankSetup {
   paramPrecision: ParamPrecision;
   syncEvery: number; // local-sgd
   staleness: number; // async-ps
+  mergeEvery?: number; // hogwild: examples between a replica's merges (0: no replica; unset: chosen by the strategy)
   /** hogwild: the one parameter array every thread updates (only the thread launcher makes it). */
   sharedBuffer?: SharedArrayBuffer;
   /** This rank's compression hook (--compress), its saved state restored; null without one. */

@@ -30,6 +30,7 @@ export interface TrainConfig {
   factors: number; // matrix factorisation: the rank r of the factors (--factors)
   syncEvery: number; // local-sgd: average the copies every k steps
   staleness: number; // async-ps: how many clocks a worker may run ahead of the slowest
+  mergeEvery?: number; // hogwild: examples a worker steps on its own replica between merges into the shared array (0: no replica; unset: a sixteenth of its epoch, at most 4,096)
   compress?: string; // gradient compression hook (--compress); none given: no hook at all
   paramPrecision: ParamPrecision; // how the master copy of the parameters is stored
   syncBn: boolean; // batch norm normalises by every rank's batch together (else each replica by its own)
@@ -128,7 +129,7 @@ export const defaults: TrainConfig = {
 };
 
 /** The options without a default, so that defaults and these together name every option. */
-export const optionalOptions = ['dataDir', 'testDataset', 'labelColumn', 'compress', 'save', 'saveEverySeconds', 'resume', 'log', 'stopAfterSteps', 'globalBatch', 'target', 'slowRank', 'transportSecurity', 'bind', 'stageCuts', 'recompute', 'memoryBudget', 'memoryLimit'] as const satisfies readonly (keyof TrainConfig)[];
+export const optionalOptions = ['dataDir', 'testDataset', 'labelColumn', 'compress', 'save', 'saveEverySeconds', 'resume', 'log', 'stopAfterSteps', 'globalBatch', 'target', 'slowRank', 'transportSecurity', 'bind', 'stageCuts', 'recompute', 'memoryBudget', 'memoryLimit', 'mergeEvery'] as const satisfies readonly (keyof TrainConfig)[];
 
 /** Every option's name (the TrainConfig field; the CLI flag is it in kebab case). */
 export const optionNames: readonly string[] = [...Object.keys(defaults), ...optionalOptions];
@@ -232,6 +233,7 @@ export function validate(config: TrainConfig): void {
   positiveInteger('--factors', config.factors);
   positiveInteger('--sync-every', config.syncEvery);
   if (!Number.isInteger(config.staleness) || config.staleness < 0) throw badOption('--staleness', config.staleness, 'a non-negative integer');
+  if (config.mergeEvery !== undefined && (!Number.isInteger(config.mergeEvery) || config.mergeEvery < 0)) throw badOption('--merge-every', config.mergeEvery, 'a non-negative integer (examples between merges; 0 writes straight into the shared array)');
   if (!(backendNames as readonly string[]).includes(config.backend)) throw unknownName('backend', config.backend, backendNames);
   if (!(paramPrecisions as readonly string[]).includes(config.paramPrecision)) throw unknownName('param-precision', config.paramPrecision, paramPrecisions);
   const abilities = strategy(config.strategy);

@@ -86,7 +86,7 @@ export async function trainRank(comm: Communicator, input: RankInput, emit: (val
   const ledger = new MemoryLedger(comm.rank, config.memoryLimit);
   const rank = await capabilities.run({
     comm, model, workers: config.workers, batch: config.batch, seed: config.seed, startParams: start.params, startRounded: start.paramsStoredAs === config.paramPrecision, startBuffers: start.optimizerState[MODEL_BUFFERS],
-    paramPrecision: config.paramPrecision, syncEvery: config.syncEvery, staleness: config.staleness, sharedBuffer: input.shared, hook,
+    paramPrecision: config.paramPrecision, syncEvery: config.syncEvery, staleness: config.staleness, mergeEvery: config.mergeEvery, sharedBuffer: input.shared, hook,
     optimizer: (range = [0, size]) => {
       const optimizer = new Optimizer({ ...defaultOptimizer, name: hook?.appliesMomentum ? 'sgd' : config.optimizer, momentum: config.momentum, weightDecay: config.weightDecay }, range[1] - range[0]);
       restoreOptimizer(optimizer, start.optimizerState, start.optimizerSteps, range);

@@ -1,0 +1,16 @@
+// One thread of replica.test.ts: adds (rank + 1) to its own half of the coordinates, then merges,
+// `rounds` times, while the other thread does the same to the other half of the same shared array.
+import { parentPort, workerData } from 'node:worker_threads';
+import { Replica } from './replica.js';
+
+const { buffer, size, rank, rounds } = workerData as { buffer: SharedArrayBuffer; size: number; rank: number; rounds: number };
+const shared = new Float32Array(buffer, 0, size);
+const replica = new Replica(new Float32Array(size), shared, buffer, 4 * size, 1);
+const [from, to] = rank === 0 ? [0, size / 2] : [size / 2, size];
+let merged = 0;
+for (let round = 0; round < rounds; round++) {
+  for (let i = from; i < to; i++) replica.local[i] += rank + 1;
+  replica.stepped(1); // mergeEvery 1: a merge after every round
+  merged++;
+}
+parentPort!.postMessage(merged);
