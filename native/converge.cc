@@ -345,30 +345,29 @@ Napi::Value AddInto(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// Hogwild!'s replica merge (src/strategies/replica.ts): a coordinate this replica left alone takes
-// the shared value, one only it changed takes its own, one changed on both sides their mean; then
-// local = base = shared. No denormal flushing: the reference keeps them, and this writes parameters.
+// Hogwild!'s replica merge (src/strategies/replica.ts): shared += (local − base) × (1 where shared
+// still equals base, else ½), in float32, then local = base = shared. Blends, not branches: which
+// coordinates another worker changed follows no pattern. No denormal flushing: the reference
+// keeps them, and this writes parameters.
 Napi::Value ReplicaMerge(const Napi::CallbackInfo& info) {
   float* __restrict shared = floats(info, 0);
   float* __restrict local = floats(info, 1);
   float* __restrict base = floats(info, 2);
   const int length = integer(info, 3);
-  // blends, not branches: which side changed a coordinate follows no pattern, and a branch per
-  // coordinate mispredicted often enough to make a merge of 100,000 cost several times a copy
   int i = 0;
-  const __m128 half = _mm_set1_ps(0.5f);
+  const __m128 one = _mm_set1_ps(1.0f), half = _mm_set1_ps(0.5f);
   for (; i + 4 <= length; i += 4) {
-    const __m128 s = _mm_loadu_ps(shared + i), l = _mm_loadu_ps(local + i), b = _mm_loadu_ps(base + i);
-    const __m128 mean = _mm_mul_ps(_mm_add_ps(s, l), half);
-    const __m128 theirs = _mm_blendv_ps(mean, l, _mm_cmpeq_ps(s, b)); // s == b: only here changed
-    const __m128 value = _mm_blendv_ps(theirs, s, _mm_cmpeq_ps(l, b)); // l == b: not changed here
+    const __m128 s = _mm_loadu_ps(shared + i), b = _mm_loadu_ps(base + i);
+    const __m128 change = _mm_sub_ps(_mm_loadu_ps(local + i), b);
+    const __m128 weight = _mm_blendv_ps(half, one, _mm_cmpeq_ps(s, b));
+    const __m128 value = _mm_add_ps(s, _mm_mul_ps(change, weight));
     _mm_storeu_ps(shared + i, value);
     _mm_storeu_ps(local + i, value);
     _mm_storeu_ps(base + i, value);
   }
   for (; i < length; i++) {
-    const float s = shared[i], l = local[i], b = base[i];
-    const float value = l == b ? s : s == b ? l : (s + l) * 0.5f;
+    const float change = local[i] - base[i];
+    const float value = shared[i] + change * (shared[i] == base[i] ? 1.0f : 0.5f);
     shared[i] = value;
     local[i] = value;
     base[i] = value;

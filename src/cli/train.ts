@@ -41,7 +41,7 @@ const options = {
   strategy: { type: 'string', help: `${Object.entries(strategies).map(([name, s]) => `${name} (${s.description})`).join('; ')} (default ${defaults.strategy})` },
   'sync-every': { type: 'string', help: `local-sgd: average the workers' copies every k steps (default ${defaults.syncEvery})` },
   staleness: { type: 'string', help: `async-ps: how many steps a worker may run ahead of the slowest; 0 is synchronous (default ${defaults.staleness})` },
-  'merge-every': { type: 'string', help: `hogwild: each worker steps on its own replica and adds its changes into the shared array every N examples, so the cores do not fight over its cache lines; 0 writes every update straight into the shared array (default: a sixteenth of a worker\'s epoch, at most 4096)` },
+  'merge-every': { type: 'string', help: `hogwild: each worker steps on its own replica and adds its changes into the shared array every N examples, so the cores do not fight over its cache lines; 0 writes every update straight into the shared array (default: a sixteenth of a worker\'s epoch, at most 1024)` },
   'param-precision': { type: 'string', help: `how the parameters are stored: fp32 | bf16 | int8 (stochastic rounding on every update; allreduce, ps, local-sgd, hogwild) (default ${defaults.paramPrecision})` },
   'sync-bn': { type: 'boolean', help: `batch norm normalises by the statistics of every worker's batch together, reduced inside each step (${strategiesThat((s) => s.syncBatchNorm).join(', ')}) (default: each worker's own batch, as DDP)` },
   compress: { type: 'string', help: 'gradient compression: none | fp16 | bf16 | sign | qsgd:BITS | topk:DENSITY[,nodgc][,clip=NORM][,warmup=EPOCHS][+fp16|+bf16] | randomk:DENSITY[+fp16|+bf16] (default: no hook)' },

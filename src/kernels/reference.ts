@@ -406,10 +406,8 @@ export const referenceKernels: KernelSet = {
 
   replicaMerge(shared, local, base, length) {
     for (let i = 0; i < length; i++) {
-      const s = shared[i];
-      const l = local[i];
-      const b = base[i];
-      const value = l === b ? s : s === b ? l : Math.fround(Math.fround(s + l) * 0.5);
+      const change = Math.fround(local[i] - base[i]);
+      const value = Math.fround(shared[i] + (shared[i] === base[i] ? change : Math.fround(change * 0.5)));
       shared[i] = value;
       local[i] = value;
       base[i] = value;

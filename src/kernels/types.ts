@@ -80,8 +80,8 @@ export interface KernelSet {
   zero(array: Float32Array, start: number, end: number): void;
   /** target[at + i] += source[from + i] for i < length, in float32 (a received chunk summed into a buffer) */
   addInto(target: Float32Array, at: number, source: Float32Array, from: number, length: number): void;
-  /** Hogwild!'s replica merge over the first `length` elements: v = shared where local = base (unchanged here), local where shared = base
-   *  (changed here alone), else ½(shared + local) in float32; then shared = local = base = v */
+  /** Hogwild!'s replica merge over the first `length` elements: v = shared + (local − base) × (1 where shared = base, else ½), each
+   *  operation in float32; shared = local = base = v */
   replicaMerge(shared: Float32Array, local: Float32Array, base: Float32Array, length: number): void;
   /** target[at, at + length) = source[from, from + length) (for the same reason as zero) */
   copy(target: Float32Array, at: number, source: Float32Array, from: number, length: number): void;

@@ -6,66 +6,63 @@ import { Replica, sharedArrayBytes } from './replica.js';
 
 const size = 1000;
 const start = Array.from({ length: size }, (_, i) => (i % 17) - 8);
-const sharedFloats = () => {
+
+test('a merge adds a change whole where no other worker changed the coordinate, half where one did, and hands back the others\' changes', () => {
   const buffer = new SharedArrayBuffer(sharedArrayBytes(4 * size));
   const shared = new Float32Array(buffer, 0, size);
   shared.set(start);
-  return { buffer, shared };
-};
-
-test('a merge keeps a change only one worker made whole, takes the mean where both changed a coordinate, and hands back the others\' changes', () => {
-  const { buffer, shared } = sharedFloats();
   const a = new Replica(new Float32Array(size), shared, buffer, 4 * size, 3);
   const b = new Replica(new Float32Array(size), shared, buffer, 4 * size, 3);
   assert.deepEqual([...a.local], start);
-  // a changes every coordinate by +2; b every even one by +6
+  // a changes every coordinate by +2; b the even ones by +5
   for (let i = 0; i < size; i++) a.local[i] += 2;
-  for (let i = 0; i < size; i += 2) b.local[i] += 6;
+  for (let i = 0; i < size; i += 2) b.local[i] += 5;
   a.stepped(2); // 2 of 3 examples: no merge yet
   assert.deepEqual([...shared], start);
-  a.stepped(1); // the third: a merges, alone so far
+  a.stepped(1); // the third: a merges, first: all of its change
   const afterA = start.map((v) => v + 2);
   assert.deepEqual([...shared], afterA);
   assert.deepEqual([...a.local], afterA);
   b.merge();
-  // even: both changed it, the mean of +2 and +6; odd: only a did, +2 whole
-  const both = start.map((v, i) => v + (i % 2 === 0 ? 4 : 2));
+  // even: a changed them since b's last merge, so half of b's +5; odd: b left them, a's value
+  const both = start.map((v, i) => v + 2 + (i % 2 === 0 ? 2.5 : 0));
   assert.deepEqual([...shared], both);
   assert.deepEqual([...b.local], both, 'a merge starts the replica again from the shared array, with the other worker\'s changes');
-  // a changes only the odd ones now; its replica still holds +2 on the even ones, which b has changed since
-  for (let i = 1; i < size; i += 2) a.local[i] -= 1;
+  // a changes every coordinate by −1, from where it merged (+2): b changed the even ones since, the odd ones are as a left them
+  for (let i = 0; i < size; i++) a.local[i] -= 1;
   a.merge();
-  const third = both.map((v, i) => (i % 2 === 0 ? v : v - 1));
-  assert.deepEqual([...shared], third, 'odd: changed by a alone since its last merge, its value; even: left alone by a, b\'s mean');
+  const third = both.map((v, i) => v + (i % 2 === 0 ? -0.5 : -1));
+  assert.deepEqual([...shared], third, 'a base left behind would count a\'s +2 again');
   // refresh drops what was not merged and reads the shared array
   b.local.fill(100);
   b.refresh();
   assert.deepEqual([...b.local], third);
   b.merge();
-  assert.deepEqual([...shared], third, 'after a refresh, nothing is left to merge');
+  assert.deepEqual([...shared], third, 'after a refresh, nothing is left to add');
 });
 
-test('replicas over a bf16 shared array: values bf16 holds arrive exactly; others round stochastically, unbiased', () => {
-  const buffer = new SharedArrayBuffer(sharedArrayBytes(encodedBytes('bf16', size)));
+test('replicas over a bf16 shared array: changes bf16 holds exactly arrive exactly; others round stochastically, unbiased', () => {
+  const bytes = encodedBytes('bf16', size);
+  const buffer = new SharedArrayBuffer(sharedArrayBytes(bytes));
   const low = new SharedLowPrecision('bf16', buffer, size, 11);
   low.storeAll(Float32Array.from(start));
-  const bytes = encodedBytes('bf16', size);
   const a = new Replica(new Float32Array(size), low, buffer, bytes, 1);
   const b = new Replica(new Float32Array(size), low, buffer, bytes, 1);
-  for (let i = 0; i < size; i++) a.local[i] += 0.5;
-  for (let i = 0; i < size; i += 2) b.local[i] -= 2;
+  for (let i = 0; i < size; i++) {
+    a.local[i] += 0.5;
+    b.local[i] -= 2;
+  }
   a.merge();
-  b.merge();
+  b.merge(); // half of −2: a changed them all
   const decoded = new Float32Array(size);
   low.loadAll(decoded);
-  const both = start.map((v, i) => (i % 2 === 0 ? v + (0.5 - 2) / 2 : v + 0.5));
-  assert.deepEqual([...decoded], both);
-  assert.deepEqual([...b.local], both);
-  // b again, from where its merge left it: only its new changes count
-  for (let i = 1; i < size; i += 2) b.local[i] += 1;
-  b.merge();
+  assert.deepEqual([...decoded], start.map((v) => v + 0.5 - 1));
+  assert.deepEqual([...b.local], [...decoded]);
+  // a again, from where its merge left it (+0.5), b having changed them all since: half of +1
+  for (let i = 0; i < size; i++) a.local[i] += 1;
+  a.merge();
   low.loadAll(decoded);
-  assert.deepEqual([...decoded], both.map((v, i) => (i % 2 === 0 ? v : v + 1)));
+  assert.deepEqual([...decoded], start.map((v) => v + 0.5 - 1 + 0.5));
   // 1 + 2^-10 is not a bf16 value (7 fraction bits): each coordinate ends on 1 or 1 + 2^-7, at 1 + 2^-7 an eighth of the time
   low.storeAll(new Float32Array(size).fill(1));
   a.refresh();
@@ -88,11 +85,11 @@ test('merges from two threads at once lose no update (a lock in the shared buffe
     worker.on('message', resolve);
     worker.on('error', reject);
   })));
-  // each thread owns its half of the coordinates and adds its rank + 1 there every round; each
-  // merge also reads the other half, where the other thread writes: a merge that ran into another
-  // would write back an old value of the other's half, and lose that update
+  assert.deepEqual(done, [rounds, rounds]);
+  // each thread owns half of the coordinates and adds its rank + 1 there every round; each merge
+  // also reads and writes back the other half, where the other thread merges: a merge that ran
+  // into another would write back an old value of the other's half, and lose that update
   const shared = new Float32Array(buffer, 0, big);
   const lost = shared.filter((v, i) => v !== (i < big / 2 ? 1 : 2) * rounds).length;
   assert.equal(lost, 0, `${lost} of ${big} coordinates lost an update`);
-  assert.deepEqual(done, [rounds, rounds]);
 });

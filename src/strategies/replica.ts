@@ -3,21 +3,25 @@
 // line of it: on the RCV1-like set a power law puts a handful of features in almost every row,
 // and the rest of the 400 KB vector is written often enough that each line keeps moving between
 // the cores, so plain Hogwild! on 2 cores ran about as fast as on 1. With a replica a worker
-// steps on memory no other core writes, and every `mergeEvery` examples merges, coordinate by
-// coordinate, against `base` (what the shared array held at its last merge):
-//   - one it left alone takes the shared value (with whatever the others merged meanwhile);
-//   - one only it changed takes its own value: a feature one worker saw keeps its whole step;
-//   - one changed on both sides takes the mean of the two.
-// Then it starts again from the shared array. Why the mean: a hot coordinate (the bias, a
-// feature in most rows) is pulled back towards its optimum by every example, so over a merge
-// interval each worker's change is nearly the same correction; adding both overshoots by that
-// much again. On the RCV1-like set at lr 0.5, with sums, the test loss jumped above 0.9 (up to
-// 3.5) in 4 of 6 runs of 10 epochs (3 seeds; 1,024 and 4,096 examples between merges), where one
-// worker's and plain Hogwild!'s stayed below 0.6; with means, below 0.6 too. The mean is model
-// averaging (local SGD) on the coordinates both touched. With more than 2 workers the mean is
-// taken pairwise as each merges, so the last to merge weighs most. A merge holds a lock in the
-// shared buffer, so no merge is lost; a worker sees the others' changes up to `mergeEvery`
-// examples late.
+// steps on memory no other core writes, and every `mergeEvery` examples adds what it changed
+// since its last merge (local − base) into the shared array, then starts again from the shared
+// array, which holds every worker's merged changes. A merge holds a lock in the shared buffer,
+// so none is lost; a worker sees the others' changes up to `mergeEvery` examples late.
+//
+// Where no other worker changed a coordinate since this one last merged (shared = base), the
+// change lands whole: a feature one worker saw keeps its whole step, as in Hogwild!. Where
+// another did, half of it lands. Why: a coordinate that almost every example pulls back towards
+// its optimum gets nearly the same correction from each worker over an interval, and adding
+// both in full overshoots by that much again (the lateness is the cost of replicas). Measured on
+// the RCV1-like set at lr 0.5, 2 workers, 4,096 examples between merges, 8 epochs, seeds 1–4
+// (losses against one worker's):
+//   - every change whole: tracked one worker epoch by epoch, but the test loss jumped (0.578, and
+//     up to 3.5 while the bias still stepped at the features' rate) in 1 of 4 runs;
+//   - the mean of the two changes where both changed: no jumps, but about an epoch behind;
+//   - half where another changed (this): no jumps, 0.01 behind after epoch 1, level from epoch 5.
+// Hogwild++ (Zhang, Hsieh, Akella 2016) damps the changes its replicas pass on for the same
+// reason. A model whose coordinates move further in an interval (a larger lr, denser rows) may
+// want a smaller --merge-every.
 
 import { kernel } from '../kernels/registry.js';
 import type { SharedLowPrecision } from '../tensor/precision.js';
@@ -82,7 +86,7 @@ export class Replica {
     if (this.sinceMerge >= this.mergeEvery) this.merge();
   }
 
-  /** Merges (above), rounding stochastically where the shared array is low precision; then local = base = shared. */
+  /** shared += (local − base) × (1 where shared = base, else ½), rounded stochastically where the shared array is low precision; then local = base = shared. */
   merge(): void {
     this.sinceMerge = 0;
     const { local, base, shared } = this;
@@ -92,9 +96,8 @@ export class Replica {
         return;
       }
       for (let i = 0; i < local.length; i++) {
-        if (local[i] === base[i]) continue;
-        const now = shared.get(i);
-        shared.add(i, (now === base[i] ? local[i] : 0.5 * (now + local[i])) - now);
+        const change = local[i] - base[i];
+        if (change !== 0) shared.add(i, shared.get(i) === base[i] ? change : 0.5 * change);
       }
       shared.loadAll(local);
     });

@@ -4,8 +4,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { Replica } from './replica.js';
 
 const { buffer, size, rank, rounds } = workerData as { buffer: SharedArrayBuffer; size: number; rank: number; rounds: number };
-const shared = new Float32Array(buffer, 0, size);
-const replica = new Replica(new Float32Array(size), shared, buffer, 4 * size, 1);
+const replica = new Replica(new Float32Array(size), new Float32Array(buffer, 0, size), buffer, 4 * size, 1);
 const [from, to] = rank === 0 ? [0, size / 2] : [size / 2, size];
 let merged = 0;
 for (let round = 0; round < rounds; round++) {
