@@ -84,6 +84,48 @@ void Bf16Encode(const Napi::CallbackInfo& info) {
   }
 }
 
+/** replicaMergeBf16, 8 values at once: the same arithmetic in floats, the same noise and carries as the scalar loop. */
+__attribute__((target("avx2"))) size_t replicaMergeBf16Avx2(uint16_t* shared, float* local, float* base, size_t n, uint32_t& state) {
+  const __m256i exponent = _mm256_set1_epi32(0x7f800000);
+  const __m256 one = _mm256_set1_ps(1.0f), half = _mm256_set1_ps(0.5f);
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256i noise = _mm256_srli_epi32(nextBits8(state), 16);
+    const __m128i stored = _mm_loadu_si128(reinterpret_cast<const __m128i*>(shared + i));
+    const __m256 now = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(stored), 16));
+    const __m256 b = _mm256_loadu_ps(base + i);
+    const __m256 change = _mm256_sub_ps(_mm256_loadu_ps(local + i), b);
+    const __m256 weight = _mm256_blendv_ps(half, one, _mm256_cmp_ps(now, b, _CMP_EQ_OQ));
+    const __m256i bits = _mm256_castps_si256(_mm256_add_ps(now, _mm256_mul_ps(change, weight)));
+    const __m256i special = _mm256_cmpeq_epi32(_mm256_and_si256(bits, exponent), exponent);  // inf, NaN: kept
+    const __m256i rounded = _mm256_srli_epi32(_mm256_blendv_epi8(_mm256_add_epi32(bits, noise), bits, special), 16);
+    const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(rounded, rounded), 0x08);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(shared + i), _mm256_castsi256_si128(packed));
+    const __m256 value = _mm256_castsi256_ps(_mm256_slli_epi32(rounded, 16));
+    _mm256_storeu_ps(local + i, value);
+    _mm256_storeu_ps(base + i, value);
+  }
+  return i;
+}
+
+// replicaMergeBf16(shared, local, base, random): Hogwild!'s replica merge into a bf16 shared array
+void ReplicaMergeBf16(const Napi::CallbackInfo& info) {
+  uint16_t* shared = data<uint16_t>(info, 0);
+  float* local = data<float>(info, 1);
+  float* base = data<float>(info, 2);
+  const size_t n = length<float>(info, 1);
+  uint32_t state = static_cast<uint32_t>(number(info, 3));
+  for (size_t i = hasAvx2 ? replicaMergeBf16Avx2(shared, local, base, n, state) : 0; i < n; i++) {
+    const uint32_t noise = nextBits(state) >> 16;
+    const float now = floatOf(static_cast<uint32_t>(shared[i]) << 16);
+    const float change = local[i] - base[i];
+    const uint32_t bits = bitsOf(now + (now == base[i] ? change : change * 0.5f));
+    const uint32_t rounded = (bits & 0x7f800000u) == 0x7f800000u ? bits >> 16 : (bits + noise) >> 16;
+    shared[i] = static_cast<uint16_t>(rounded);
+    local[i] = base[i] = floatOf(rounded << 16);
+  }
+}
+
 // bf16Decode(stored, target, accumulate)
 void Bf16Decode(const Napi::CallbackInfo& info) {
   const uint16_t* stored = data<uint16_t>(info, 0);
@@ -237,6 +279,7 @@ void addCodecs(Napi::Env env, Napi::Object exports) {
   exports.Set("fp16Decode", Napi::Function::New(env, Fp16Decode, "fp16Decode"));
   exports.Set("bf16Encode", Napi::Function::New(env, Bf16Encode, "bf16Encode"));
   exports.Set("bf16Decode", Napi::Function::New(env, Bf16Decode, "bf16Decode"));
+  exports.Set("replicaMergeBf16", Napi::Function::New(env, ReplicaMergeBf16, "replicaMergeBf16"));
   exports.Set("int8Encode", Napi::Function::New(env, Int8Encode, "int8Encode"));
   exports.Set("int8Decode", Napi::Function::New(env, Int8Decode, "int8Decode"));
   exports.Set("pairsEncode", Napi::Function::New(env, PairsEncode, "pairsEncode"));

@@ -68,6 +68,43 @@ test('native fp16 and bf16 encodings give the reference\'s bits, and their decod
   }
 });
 
+test('native replicaMergeBf16 gives the reference\'s bits and values; the reference is replicaMerge\'s float32 arithmetic rounded as bf16Encode rounds', { skip }, () => {
+  for (const n of [1, 7, 1000, 100_003]) {
+    const base = uniform(n, 4);
+    const local = base.map((v, i) => (i % 3 === 0 ? v : v + uniform(1, 2 ** -(i % 12))[0]));
+    // bf16 values: every other one as this replica last saw it (base rounded to bf16 is not base: set base to it there)
+    const shared = new Uint16Array(n);
+    R.bf16Encode(uniform(n, 4), shared, null);
+    const decoded = new Float32Array(n);
+    R.bf16Decode(shared, decoded, false);
+    for (let i = 0; i < n; i += 2) {
+      base[i] = decoded[i];
+      if (i % 3 === 0) local[i] = base[i];
+    }
+    const state = random.bits();
+    const run = (k: KernelSet) => {
+      const [s, l, b] = [shared.slice(), local.slice(), base.slice()];
+      k.replicaMergeBf16(s, l, b, state);
+      return { s, l, b };
+    };
+    const [r, fast] = [run(R), run(N!)];
+    assert.deepEqual(fast.s, r.s, `${n} values: bits`);
+    assert.deepEqual(fast.l, r.l);
+    assert.deepEqual(fast.b, r.b);
+    // the oracle: replicaMerge into the decoded array, then bf16Encode with the same stream
+    const merged = decoded.slice();
+    const [l2, b2] = [local.slice(), base.slice()];
+    R.replicaMerge(merged, l2, b2, n);
+    const encoded = new Uint16Array(n);
+    R.bf16Encode(merged, encoded, state);
+    assert.deepEqual(r.s, encoded);
+    const back = new Float32Array(n);
+    R.bf16Decode(encoded, back, false);
+    assert.deepEqual(r.l, back);
+    assert.deepEqual(r.b, back);
+  }
+});
+
 test('native int8 blocks, QSGD and sign give the reference\'s bytes and values, every width and a ragged end', { skip }, () => {
   for (const n of [1, 63, 65, 1000, 100_003]) {
     const values = uniform(n, 3);

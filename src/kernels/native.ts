@@ -35,6 +35,7 @@ interface Addon {
   fp16Decode: KernelSet['fp16Decode'];
   bf16Encode(values: Float32Array, out: Uint16Array, random: number): void;
   bf16Decode: KernelSet['bf16Decode'];
+  replicaMergeBf16: KernelSet['replicaMergeBf16'];
   int8Encode: KernelSet['int8Encode'];
   int8Decode: KernelSet['int8Decode'];
   qsgdEncode: KernelSet['qsgdEncode'];
@@ -109,6 +110,7 @@ export function loadNativeKernels(): { kernels: KernelSet; info: { blas: string;
     fp16Decode: addon.fp16Decode,
     bf16Encode: (values, out, random) => addon.bf16Encode(values, out, random ?? -1), // −1: nearest, not stochastic
     bf16Decode: addon.bf16Decode,
+    replicaMergeBf16: addon.replicaMergeBf16,
     int8Encode: addon.int8Encode,
     int8Decode: addon.int8Decode,
     qsgdEncode: addon.qsgdEncode,

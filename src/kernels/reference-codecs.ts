@@ -48,7 +48,7 @@ function store(target: Float32Array, accumulate: boolean, value: (i: number) => 
   else for (let i = 0; i < target.length; i++) target[i] = value(i);
 }
 
-export const referenceCodecs: Pick<KernelSet, 'fp16Encode' | 'fp16Decode' | 'bf16Encode' | 'bf16Decode' | 'int8Encode' | 'int8Decode' | 'qsgdEncode' | 'qsgdDecode' | 'dgcAccumulate' | 'pairsEncode' | 'pairsAccumulate' | 'signEncode' | 'signDecode'> = {
+export const referenceCodecs: Pick<KernelSet, 'fp16Encode' | 'fp16Decode' | 'bf16Encode' | 'bf16Decode' | 'replicaMergeBf16' | 'int8Encode' | 'int8Decode' | 'qsgdEncode' | 'qsgdDecode' | 'dgcAccumulate' | 'pairsEncode' | 'pairsAccumulate' | 'signEncode' | 'signDecode'> = {
   fp16Encode(values, out) {
     const words = wordsOf(values);
     for (let i = 0; i < words.length; i++) out[i] = halfBits(words[i]);
@@ -75,6 +75,24 @@ export const referenceCodecs: Pick<KernelSet, 'fp16Encode' | 'fp16Decode' | 'bf1
       const bits = words[i];
       const noise = stream.bits() >>> 16;
       out[i] = (bits & 0x7f800000) === 0x7f800000 ? bits >>> 16 : ((bits + noise) >>> 16) & 0xffff;
+    }
+  },
+
+  replicaMergeBf16(shared, local, base, random) {
+    // replicaMerge's arithmetic in float32 on the decoded value, rounded stochastically as bf16Encode rounds
+    const stream = new Random(random);
+    for (let i = 0; i < local.length; i++) {
+      const noise = stream.bits() >>> 16;
+      wordBits[0] = shared[i] << 16;
+      const now = word[0];
+      const change = Math.fround(local[i] - base[i]);
+      word[0] = now + (now === base[i] ? change : Math.fround(change * 0.5));
+      const bits = wordBits[0];
+      const rounded = (bits & 0x7f800000) === 0x7f800000 ? bits >>> 16 : ((bits + noise) >>> 16) & 0xffff;
+      shared[i] = rounded;
+      wordBits[0] = rounded << 16;
+      local[i] = word[0];
+      base[i] = word[0];
     }
   },
 

@@ -110,6 +110,9 @@ export interface KernelSet {
   /** out[i] = values[i] as bfloat16 bits (the top 16): nearest, ties to even (random null), else rounded stochastically
    *  (up with probability the dropped bits' fraction: unbiased) */
   bf16Encode(values: Float32Array, out: Uint16Array, random: number | null): void;
+  /** replicaMerge on a bf16 shared array (local.length values): v = decoded + (local − base) × (1 or ½) in float32, rounded
+   *  stochastically as bf16Encode rounds (one draw a value, in order); shared = its bits, local = base = its value */
+  replicaMergeBf16(shared: Uint16Array, local: Float32Array, base: Float32Array, random: number): void;
   /** target = (accumulate ? target + : ) the values of the bfloat16 bits stored[0, target.length) */
   bf16Decode(stored: Uint16Array, target: Float32Array, accumulate: boolean): void;
   /** values in blocks of 64 from values[0]: out = each block's float32 scale (max |v| / 127), then one int8 q ∈ [−127, 127]

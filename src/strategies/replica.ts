@@ -95,13 +95,21 @@ export class Replica {
         this.mergeKernel(shared, local, base, local.length);
         return;
       }
+      if (shared.precision === 'bf16') {
+        // bf16 rounds each value on its own, so one pass over the whole array merges it (a value
+        // no one changed is a bf16 value already, and stays as it was)
+        shared.mergeReplica(local, base);
+        return;
+      }
+      // int8 shares a scale among 64 values, which encoding the whole array again would move:
+      // its changes are added one by one
       for (let i = 0; i < local.length; i++) {
         const change = local[i] - base[i];
         if (change !== 0) shared.add(i, shared.get(i) === base[i] ? change : 0.5 * change);
       }
       shared.loadAll(local);
+      base.set(local);
     });
-    if (!(shared instanceof Float32Array)) base.set(local);
   }
 
   /** local = base = shared, dropping what this worker changed since its last merge (after every worker has merged, at an epoch's end). */

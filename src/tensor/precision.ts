@@ -153,6 +153,16 @@ export class SharedLowPrecision {
     this.decoder.decode(this.bytes, out, 0, this.size);
   }
 
+  /**
+   * bf16 only: Hogwild!'s replica merge (strategies/replica.ts) in one pass of the kernel — each
+   * value decoded, the replica's change added (whole or half), rounded stochastically, stored,
+   * and handed back to the replica: local = base = the stored value.
+   */
+  mergeReplica(local: Float32Array, base: Float32Array): void {
+    kernel('replicaMergeBf16')(this.bf16!, local, base, this.random.getState());
+    this.random.skip(this.size);
+  }
+
   /** The value of element i. */
   get(i: number): number {
     return this.bf16 ? bf16Value(this.bf16[i]) : Math.fround(this.q![i] * this.scales![Math.floor(i / INT8_BLOCK)]);
