@@ -31,6 +31,22 @@ import type { Strategy } from './strategy.js';
  */
 const MERGE_EVERY_MOST = 1024;
 
+/**
+ * Unless --merge-every says otherwise, replicas for parameter arrays up to this size only: one
+ * that fits in each core's private cache (1–2 MiB on current cores) is held whole by both, and
+ * every write takes a line from the other; a larger one is mostly elsewhere, and a merge copies
+ * all of it. RCV1-like logreg (400 KB): 1.1× one worker without replicas, 1.5–1.7× with them;
+ * Netflix-like matrix factorisation (1.6 MB, two rows of 16 written an example): 1.7–1.8× without,
+ * 0.8× with (bench:relaxed).
+ */
+const REPLICATED_BYTES_MOST = 1 << 20;
+
+/** Whether a Hogwild! worker steps on its own replica (see above and replica.ts). */
+export function usesReplica(o: { perExample: boolean; workers: number; lowPrecision: boolean; parameters: number; mergeEvery: number | undefined }): boolean {
+  if (!o.perExample || (o.workers === 1 && !o.lowPrecision)) return false;
+  return o.mergeEvery === undefined ? 4 * o.parameters <= REPLICATED_BYTES_MOST : o.mergeEvery > 0;
+}
+
 export const hogwild: Strategy = async (setup) => {
   const { comm, model, seed, workers } = setup;
   const size = model.layout.size;
@@ -43,7 +59,7 @@ export const hogwild: Strategy = async (setup) => {
   const sparse = typeof model.exampleStep === 'function';
   // a replica where another worker writes, or where the shared array is rounded (merges round
   // each change once instead of at every example); one float32 worker writes straight in
-  const replicated = sparse && setup.mergeEvery !== 0 && (workers > 1 || low !== null);
+  const replicated = usesReplica({ perExample: sparse, workers, lowPrecision: low !== null, parameters: size, mergeEvery: setup.mergeEvery });
   // float32 without a replica: the shared array itself; else this worker's own float32 copy
   const params = sharedFloats && !replicated ? sharedFloats : new Float32Array(size);
   if (comm.rank === 0) {

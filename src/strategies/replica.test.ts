@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Worker } from 'node:worker_threads';
 import { bf16Value, encodedBytes, SharedLowPrecision } from '../tensor/precision.js';
+import { usesReplica } from './hogwild.js';
 import { Replica, sharedArrayBytes } from './replica.js';
 
 const size = 1000;
@@ -92,4 +93,16 @@ test('merges from two threads at once lose no update (a lock in the shared buffe
   const shared = new Float32Array(buffer, 0, big);
   const lost = shared.filter((v, i) => v !== (i < big / 2 ? 1 : 2) * rounds).length;
   assert.equal(lost, 0, `${lost} of ${big} coordinates lost an update`);
+});
+
+test('hogwild takes replicas for per-example models on 2 or more workers (or a rounded shared array), by default only up to 1 MiB of parameters', () => {
+  const base = { perExample: true, workers: 2, lowPrecision: false, parameters: 100_001, mergeEvery: undefined };
+  assert.equal(usesReplica(base), true);
+  assert.equal(usesReplica({ ...base, parameters: 262_144 }), true, 'exactly 1 MiB');
+  assert.equal(usesReplica({ ...base, parameters: 262_145 }), false, 'the Netflix-like factors (1.6 MB) write straight in');
+  assert.equal(usesReplica({ ...base, parameters: 262_145, mergeEvery: 1024 }), true, 'unless asked for');
+  assert.equal(usesReplica({ ...base, mergeEvery: 0 }), false);
+  assert.equal(usesReplica({ ...base, workers: 1 }), false, 'one float32 worker: plain sequential SGD');
+  assert.equal(usesReplica({ ...base, workers: 1, lowPrecision: true }), true, 'one worker on a bf16 array rounds at merges');
+  assert.equal(usesReplica({ ...base, perExample: false }), false, 'dense models write straight in');
 });

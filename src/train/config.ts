@@ -30,7 +30,7 @@ export interface TrainConfig {
   factors: number; // matrix factorisation: the rank r of the factors (--factors)
   syncEvery: number; // local-sgd: average the copies every k steps
   staleness: number; // async-ps: how many clocks a worker may run ahead of the slowest
-  mergeEvery?: number; // hogwild: examples a worker steps on its own replica between merges into the shared array (0: no replica; unset: a sixteenth of its epoch, at most 1,024)
+  mergeEvery?: number; // hogwild: examples a worker steps on its own replica between merges into the shared array (0: no replica; unset: replicas for arrays up to 1 MiB, merging every sixteenth of its epoch, at most 1,024)
   compress?: string; // gradient compression hook (--compress); none given: no hook at all
   paramPrecision: ParamPrecision; // how the master copy of the parameters is stored
   syncBn: boolean; // batch norm normalises by every rank's batch together (else each replica by its own)
