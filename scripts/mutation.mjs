@@ -29,6 +29,12 @@ export const modules = {
     mutate: ['src/data/reservoir.ts', 'src/study/pieces.ts', 'src/study/arrivals.ts', 'src/study/surrogate.ts'],
     tests: ['--test-name-pattern="^(oldest-first|random eviction|a buffer not yet full|a step waits|a stream trains|a buffer restored|cells are split|a Monte-Carlo rank|a pick-freeze rank|covariance pairs|a checkpoint taken|a timestep in pieces|a surrogate study.s description|a run.s inputs)"', 'dist/data/reservoir.test.js', 'dist/study/state.test.js', 'dist/study/surrogate.test.js'],
   },
+  // Hogwild!'s replicas: the merge, its lock, when a worker takes one (closed forms, two threads merging at once, and the workers'
+  // own sequential SGD merged by hand judge them; not 'every strategy trains every model', 10 s a run)
+  hogwild: {
+    mutate: ['src/strategies/replica.ts', 'src/strategies/hogwild.ts'],
+    tests: ['--test-name-pattern="replica|a merge|merges from|hogwild with one worker|low-precision Hogwild"', 'dist/strategies/replica.test.js', 'dist/launch/relaxed.test.js', 'dist/launch/precision.test.js'],
+  },
   // communicator groups: the conformance suite's subgroups case on shared memory, 1–4 ranks, and their own checks
   groups: { mutate: ['src/comm/group.ts'], tests: ['--test-name-pattern=subgroups', 'dist/comm/shm.test.js', 'dist/comm/group.test.js'] },
 };

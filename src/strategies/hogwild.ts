@@ -41,6 +41,11 @@ const MERGE_EVERY_MOST = 1024;
  */
 const REPLICATED_BYTES_MOST = 1 << 20;
 
+/** The merge interval when --merge-every is not given: a sixteenth of a worker's epoch, at most MERGE_EVERY_MOST examples, at least 1. */
+export function defaultMergeEvery(examplesPerEpoch: number): number {
+  return Math.max(1, Math.min(MERGE_EVERY_MOST, Math.floor(examplesPerEpoch / 16)));
+}
+
 /** Whether a Hogwild! worker steps on its own replica (see above and replica.ts). */
 export function usesReplica(o: { perExample: boolean; workers: number; lowPrecision: boolean; parameters: number; mergeEvery: number | undefined }): boolean {
   if (!o.perExample || (o.workers === 1 && !o.lowPrecision)) return false;
@@ -107,7 +112,7 @@ export const hogwild: Strategy = async (setup) => {
       const { lr, order, first, whole } = input;
       // unset: a sixteenth of a worker's epoch, at most 1,024 examples: merges far apart cost the
       // least, but each worker then sees the others' changes later (replica.ts)
-      if (replica && replica.mergeEvery === 0) replica.mergeEvery = setup.mergeEvery ?? Math.max(1, Math.min(MERGE_EVERY_MOST, Math.floor((input.steps * setup.batch) / 16)));
+      if (replica && replica.mergeEvery === 0) replica.mergeEvery = setup.mergeEvery ?? defaultMergeEvery(input.steps * setup.batch);
       let loss = 0;
       let examples = setup.batch;
       if (sparse && whole) {

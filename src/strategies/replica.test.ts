@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Worker } from 'node:worker_threads';
 import { bf16Value, encodedBytes, SharedLowPrecision } from '../tensor/precision.js';
-import { usesReplica } from './hogwild.js';
+import { referenceKernels as R } from '../kernels/reference.js';
+import { Random } from '../tensor/random.js';
+import { defaultMergeEvery, usesReplica } from './hogwild.js';
 import { Replica, sharedArrayBytes } from './replica.js';
 
 const size = 1000;
@@ -76,13 +78,59 @@ test('replicas over a bf16 shared array: changes bf16 holds exactly arrive exact
   assert.ok(Math.abs(up - 125) < 45, `${up} of ${size} rounded up where 125 are expected`);
 });
 
+test('a bf16 replica merges through the kernel with the shared array\'s own random stream', () => {
+  const bytes = encodedBytes('bf16', size);
+  const buffer = new SharedArrayBuffer(sharedArrayBytes(bytes));
+  const low = new SharedLowPrecision('bf16', buffer, size, 23);
+  low.storeAll(Float32Array.from(start, (v) => v / 3)); // draws one number from the stream (seed 23) for its encoding's key
+  const a = new Replica(new Float32Array(size), low, buffer, bytes, 1);
+  const expected = { shared: new Uint16Array(buffer, 0, size).slice(), local: a.local.slice(), base: a.local.slice() };
+  for (let i = 0; i < size; i++) a.local[i] += (i % 5) / 7;
+  expected.local.set(a.local);
+  a.merge();
+  const stream = new Random(23);
+  stream.bits();
+  R.replicaMergeBf16(expected.shared, expected.local, expected.base, stream.getState());
+  assert.deepEqual(new Uint16Array(buffer, 0, size), expected.shared);
+  assert.deepEqual(a.local, expected.local);
+});
+
+test('replicas over an int8 shared array add each change on its own, whole or half, and keep the blocks\' scales', () => {
+  const bytes = encodedBytes('int8', size);
+  const buffer = new SharedArrayBuffer(sharedArrayBytes(bytes));
+  const low = new SharedLowPrecision('int8', buffer, size, 5);
+  // every block of 64 holds 127 first: its scale is 1, and integers are exact
+  const ints = start.map((v, i) => (i % 64 === 0 ? 127 : v));
+  low.storeAll(Float32Array.from(ints));
+  const a = new Replica(new Float32Array(size), low, buffer, bytes, 1);
+  const b = new Replica(new Float32Array(size), low, buffer, bytes, 1);
+  for (let i = 1; i < size; i++) if (i % 64 !== 0) a.local[i] += 2;
+  for (let i = 2; i < size; i += 2) if (i % 64 !== 0) b.local[i] += 6;
+  a.merge();
+  b.merge(); // half of +6 where a changed them
+  const decoded = new Float32Array(size);
+  low.loadAll(decoded);
+  assert.deepEqual([...decoded], ints.map((v, i) => (i === 0 || i % 64 === 0 ? v : v + 2 + (i % 2 === 0 ? 3 : 0))));
+  assert.deepEqual([...b.local], [...decoded]);
+});
+
+test('the default merge interval is a sixteenth of a worker\'s epoch, at most 1,024 examples, at least 1', () => {
+  assert.equal(defaultMergeEvery(100_000), 1024);
+  assert.equal(defaultMergeEvery(16_400), 1024);
+  assert.equal(defaultMergeEvery(16_000), 1000);
+  assert.equal(defaultMergeEvery(1500), 93);
+  assert.equal(defaultMergeEvery(10), 1);
+});
+
 test('merges from two threads at once lose no update (a lock in the shared buffer holds them apart)', async () => {
   const big = 200_000;
   const rounds = 60;
   const buffer = new SharedArrayBuffer(sharedArrayBytes(4 * big));
+  // the threads meet before each round's merge, so that their merges run into each other if nothing holds them apart
+  const meet = new SharedArrayBuffer(4);
   const script = new URL('./replica.worker.js', import.meta.url);
   const done = await Promise.all([0, 1].map((rank) => new Promise<number>((resolve, reject) => {
-    const worker = new Worker(script, { workerData: { buffer, size: big, rank, rounds } });
+    const worker = new Worker(script, { workerData: { buffer, meet, size: big, rank, rounds } });
     worker.on('message', resolve);
     worker.on('error', reject);
   })));
