@@ -33,7 +33,7 @@ export const modules = {
   // own sequential SGD merged by hand judge them; not 'every strategy trains every model', 10 s a run)
   hogwild: {
     mutate: ['src/strategies/replica.ts', 'src/strategies/hogwild.ts'],
-    tests: ['--test-name-pattern="replica|a merge|merges from|hogwild with one worker|low-precision Hogwild"', 'dist/strategies/replica.test.js', 'dist/launch/relaxed.test.js', 'dist/launch/precision.test.js'],
+    tests: ['--test-name-pattern="replica|a merge|merges from|merge interval|hogwild with one worker|low-precision Hogwild"', 'dist/strategies/replica.test.js', 'dist/launch/relaxed.test.js', 'dist/launch/precision.test.js'],
   },
   // communicator groups: the conformance suite's subgroups case on shared memory, 1–4 ranks, and their own checks
   groups: { mutate: ['src/comm/group.ts'], tests: ['--test-name-pattern=subgroups', 'dist/comm/shm.test.js', 'dist/comm/group.test.js'] },
