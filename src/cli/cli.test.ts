@@ -192,6 +192,7 @@ test('converge generate writes data sets that converge train reads back; bad gen
   failsWith(['train', '--dataset', join(dir, 'rcv'), '--model', 'logreg', '--staleness', '-1'], /--staleness: got -1; expected a non-negative integer/);
   failsWith(['train', '--dataset', join(dir, 'rcv'), '--model', 'logreg', '--sync-every', '0'], /--sync-every: got 0; expected a positive integer/);
   failsWith(['train', '--dataset', join(dir, 'rcv'), '--model', 'logreg', '--strategy', 'hogwild', '--merge-every', '1.5'], /--merge-every: got 1\.5; expected a non-negative integer \(examples between merges; 0 writes straight into the shared array\)/);
+  failsWith(['train', '--dataset', join(dir, 'rcv'), '--model', 'logreg', '--merge-every', '512'], /--merge-every: got 512; expected a strategy whose workers update one shared array \(hogwild\), not allreduce/);
 });
 
 test('a multi-class libsvm file sorted by label trains, tested on a seeded stratified tenth that the first line names', () => {

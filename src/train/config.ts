@@ -243,6 +243,9 @@ export function validate(config: TrainConfig): void {
   if (evaluatesMidEpoch(config.evalEvery) && !abilities.midEpochCheckpoints) {
     throw badOption('--eval-every', config.evalEvery, `1 or more epochs with ${config.strategy}, whose ranks do not meet inside an epoch (mid-epoch evaluation works with ${strategiesThat((s) => s.midEpochCheckpoints).join(', ')})`);
   }
+  if (config.mergeEvery !== undefined && !abilities.sharedArray) {
+    throw badOption('--merge-every', config.mergeEvery, `a strategy whose workers update one shared array (${strategiesThat((s) => s.sharedArray).join(', ')}), not ${config.strategy}`);
+  }
   if (config.tensorParallel !== 1 && abilities.modelRanks !== 'tensorParallel') {
     throw badOption('--tensor-parallel', config.tensorParallel, `a strategy that splits layers across ranks (${strategiesThat((s) => s.modelRanks === 'tensorParallel').join(', ')}), not ${config.strategy}`);
   }
