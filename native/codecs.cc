@@ -45,18 +45,31 @@ void Fp16Decode(const Napi::CallbackInfo& info) {
 
 // ---- bf16: the top 16 bits, rounded to nearest even, or stochastically (random ≥ 0: a stream's state)
 
+/** float32 bits rounded stochastically to bfloat16 bits with 16 bits of noise: a carry out of the dropped bits rounds the
+ *  magnitude up (probability: their fraction); inf and NaN are kept. */
+inline uint32_t bf16Stochastic(uint32_t bits, uint32_t noise) {
+  return (bits & 0x7f800000u) == 0x7f800000u ? bits >> 16 : (bits + noise) >> 16;
+}
+
+/** bf16Stochastic in 8 lanes (each lane's result in its low 16 bits). */
+__attribute__((target("avx2"))) inline __m256i bf16Stochastic8(__m256i bits, __m256i noise) {
+  const __m256i exponent = _mm256_set1_epi32(0x7f800000);
+  const __m256i special = _mm256_cmpeq_epi32(_mm256_and_si256(bits, exponent), exponent);  // inf, NaN: kept
+  return _mm256_srli_epi32(_mm256_blendv_epi8(_mm256_add_epi32(bits, noise), bits, special), 16);
+}
+
+/** 8 lanes' low 16 bits stored to out[0, 8) (the pack works within 128-bit lanes: put the two halves side by side). */
+__attribute__((target("avx2"))) inline void storeHalves8(uint16_t* out, __m256i lanes) {
+  const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(lanes, lanes), 0x08);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm256_castsi256_si128(packed));
+}
+
 /** Stochastic bf16, 8 values at once: the same noise (the stream's next numbers' top 16 bits), the same carries. */
 __attribute__((target("avx2"))) size_t bf16StochasticAvx2(const uint32_t* words, size_t n, uint16_t* out, uint32_t& state) {
-  const __m256i exponent = _mm256_set1_epi32(0x7f800000);
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
     const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(words + i));
-    const __m256i noise = _mm256_srli_epi32(nextBits8(state), 16);
-    const __m256i special = _mm256_cmpeq_epi32(_mm256_and_si256(bits, exponent), exponent);  // inf, NaN: kept
-    const __m256i rounded = _mm256_srli_epi32(_mm256_blendv_epi8(_mm256_add_epi32(bits, noise), bits, special), 16);
-    // 8 × 32 → 8 × 16 bits (the pack works within 128-bit lanes: put the two halves side by side)
-    const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(rounded, rounded), 0x08);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), _mm256_castsi256_si128(packed));
+    storeHalves8(out + i, bf16Stochastic8(bits, _mm256_srli_epi32(nextBits8(state), 16)));
   }
   return i;
 }
@@ -78,15 +91,12 @@ void Bf16Encode(const Napi::CallbackInfo& info) {
   uint32_t state = static_cast<uint32_t>(random);
   for (size_t i = hasAvx2 ? bf16StochasticAvx2(words, n, out, state) : 0; i < n; i++) {
     const uint32_t bits = words[i];
-    const uint32_t noise = nextBits(state) >> 16;
-    // inf and NaN kept; otherwise a carry out of the dropped bits rounds the magnitude up
-    out[i] = (bits & 0x7f800000u) == 0x7f800000u ? static_cast<uint16_t>(bits >> 16) : static_cast<uint16_t>((bits + noise) >> 16);
+    out[i] = static_cast<uint16_t>(bf16Stochastic(bits, nextBits(state) >> 16));
   }
 }
 
 /** replicaMergeBf16, 8 values at once: the same arithmetic in floats, the same noise and carries as the scalar loop. */
 __attribute__((target("avx2"))) size_t replicaMergeBf16Avx2(uint16_t* shared, float* local, float* base, size_t n, uint32_t& state) {
-  const __m256i exponent = _mm256_set1_epi32(0x7f800000);
   const __m256 one = _mm256_set1_ps(1.0f), half = _mm256_set1_ps(0.5f);
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
@@ -97,10 +107,8 @@ __attribute__((target("avx2"))) size_t replicaMergeBf16Avx2(uint16_t* shared, fl
     const __m256 change = _mm256_sub_ps(_mm256_loadu_ps(local + i), b);
     const __m256 weight = _mm256_blendv_ps(half, one, _mm256_cmp_ps(now, b, _CMP_EQ_OQ));
     const __m256i bits = _mm256_castps_si256(_mm256_add_ps(now, _mm256_mul_ps(change, weight)));
-    const __m256i special = _mm256_cmpeq_epi32(_mm256_and_si256(bits, exponent), exponent);  // inf, NaN: kept
-    const __m256i rounded = _mm256_srli_epi32(_mm256_blendv_epi8(_mm256_add_epi32(bits, noise), bits, special), 16);
-    const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(rounded, rounded), 0x08);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(shared + i), _mm256_castsi256_si128(packed));
+    const __m256i rounded = bf16Stochastic8(bits, noise);
+    storeHalves8(shared + i, rounded);
     const __m256 value = _mm256_castsi256_ps(_mm256_slli_epi32(rounded, 16));
     _mm256_storeu_ps(local + i, value);
     _mm256_storeu_ps(base + i, value);
@@ -120,7 +128,7 @@ void ReplicaMergeBf16(const Napi::CallbackInfo& info) {
     const float now = floatOf(static_cast<uint32_t>(shared[i]) << 16);
     const float change = local[i] - base[i];
     const uint32_t bits = bitsOf(now + (now == base[i] ? change : change * 0.5f));
-    const uint32_t rounded = (bits & 0x7f800000u) == 0x7f800000u ? bits >> 16 : (bits + noise) >> 16;
+    const uint32_t rounded = bf16Stochastic(bits, noise);
     shared[i] = static_cast<uint16_t>(rounded);
     local[i] = base[i] = floatOf(rounded << 16);
   }
