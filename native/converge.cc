@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 extern "C" void openblas_set_num_threads(int);
 extern "C" char* openblas_get_config(void);
@@ -142,12 +143,25 @@ Napi::Value DenseBackward(const Napi::CallbackInfo& info) {
   float *gradW = floats(info, 3), *gradBias = floats(info, 4);
   const bool wantGradX = !info[5].IsNull();
   const int batch = integer(info, 6), inputs = integer(info, 7), outputs = integer(info, 8);
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, outputs, inputs, batch, 1.0f, gradOut, outputs, x, inputs, 0.0f, gradW, inputs);
-  std::memset(gradBias, 0, sizeof(float) * outputs);
+  // accumulate: gradW += the product (the product's sums end in registers, then add to gradW, as one
+  // addition of the whole would; OpenBLAS adds per block of its k dimension beyond a few hundred rows),
+  // gradBias += the row sum, taken whole first
+  const bool accumulate = info.Length() > 9 && info[9].IsBoolean() && info[9].As<Napi::Boolean>().Value();
+  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, outputs, inputs, batch, 1.0f, gradOut, outputs, x, inputs,
+              accumulate ? 1.0f : 0.0f, gradW, inputs);
+  thread_local std::vector<float> rowSum;
+  float* sum = gradBias;
+  if (accumulate) {
+    rowSum.assign(outputs, 0.0f);
+    sum = rowSum.data();
+  } else {
+    std::memset(gradBias, 0, sizeof(float) * outputs);
+  }
   for (int i = 0; i < batch; i++) {
     const float* row = gradOut + static_cast<size_t>(i) * outputs;
-    for (int j = 0; j < outputs; j++) gradBias[j] += row[j];
+    for (int j = 0; j < outputs; j++) sum[j] += row[j];
   }
+  if (accumulate) for (int j = 0; j < outputs; j++) gradBias[j] += sum[j];
   if (wantGradX) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, batch, inputs, outputs, 1.0f, gradOut, outputs, w, inputs, 0.0f,
                 floats(info, 5), inputs);

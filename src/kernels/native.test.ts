@@ -58,7 +58,7 @@ test('native gemm matches the reference: every transpose, odd shapes, alpha/beta
   }
 });
 
-test('native dense forward and backward match the reference (batch 1, odd, large)', { skip }, () => {
+test('native dense forward and backward match the reference (batch 1, odd, large), overwriting and accumulating', { skip }, () => {
   for (const [batch, inputs, outputs] of [[1, 784, 512], [3, 7, 5], [256, 33, 10]]) {
     const x = rand(batch * inputs);
     const w = rand(outputs * inputs);
@@ -69,6 +69,18 @@ test('native dense forward and backward match the reference (batch 1, odd, large
       (K, [gw, gb, gx]) => K.denseBackward(x, w, gradOut, gw, gb, gx, batch, inputs, outputs));
     same('dense backward without gradX', [new Float32Array(outputs * inputs), new Float32Array(outputs)],
       (K, [gw, gb]) => K.denseBackward(x, w, gradOut, gw, gb, null, batch, inputs, outputs));
+    // accumulate: added to gradients already there, each sum taken whole first — bit for bit the fresh gradients added after
+    const [startW, startB] = [rand(outputs * inputs), rand(outputs)];
+    same(`dense backward accumulating ${batch}x${inputs}x${outputs}`, [startW, startB],
+      (K, [gw, gb]) => K.denseBackward(x, w, gradOut, gw, gb, null, batch, inputs, outputs, true));
+    for (const K of [R, N!]) {
+      const [fw, fb] = [new Float32Array(outputs * inputs), new Float32Array(outputs)];
+      K.denseBackward(x, w, gradOut, fw, fb, null, batch, inputs, outputs);
+      const [gw, gb] = [startW.slice(), startB.slice()];
+      K.denseBackward(x, w, gradOut, gw, gb, null, batch, inputs, outputs, true);
+      assert.deepEqual(gw, startW.map((v, i) => v + fw[i]), `${K === R ? 'reference' : 'native'} weight gradient accumulated`);
+      assert.deepEqual(gb, startB.map((v, j) => v + fb[j]), `${K === R ? 'reference' : 'native'} bias gradient accumulated`);
+    }
   }
 });
 

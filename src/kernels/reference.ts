@@ -183,7 +183,16 @@ export const referenceKernels: KernelSet = {
     }
   },
 
-  denseBackward(x, w, gradOut, gradW, gradBias, gradX, batch, inputs, outputs) {
+  denseBackward(x, w, gradOut, gradW, gradBias, gradX, batch, inputs, outputs, accumulate = false) {
+    if (accumulate) {
+      // this batch's gradients whole, then added: the sums serial accumulation takes
+      const w1 = new Float32Array(outputs * inputs);
+      const b1 = new Float32Array(outputs);
+      referenceKernels.denseBackward(x, w, gradOut, w1, b1, gradX, batch, inputs, outputs);
+      for (let i = 0; i < w1.length; i++) gradW[i] += w1[i];
+      for (let j = 0; j < outputs; j++) gradBias[j] += b1[j];
+      return;
+    }
     gemmAt(true, false, outputs, inputs, batch, 1, gradOut, 0, x, 0, 0, gradW, 0);
     gradBias.fill(0, 0, outputs);
     for (let i = 0; i < batch; i++) {

@@ -39,9 +39,13 @@ export interface KernelSet {
     a: Float32Array, b: Float32Array, beta: number, c: Float32Array): void;
   /** out[n,f] = x[n,k] · w[f,k]ᵀ + bias[f]  (a dense layer; w is [out, in]) */
   denseForward(x: Float32Array, w: Float32Array, bias: Float32Array, out: Float32Array, batch: number, inputs: number, outputs: number): void;
-  /** gradW = gradOutᵀ · x, gradBias = Σ rows of gradOut, gradX = gradOut · w (skipped when gradX is null); gradients are overwritten */
+  /**
+   * gradW = gradOutᵀ · x, gradBias = Σ rows of gradOut, gradX = gradOut · w (skipped when gradX is null); the
+   * parameter gradients are overwritten, or with `accumulate` added to: gradW += the product, gradBias += the row sum
+   * (each taken whole first, so k micro-batches accumulate as their gradients summed one after another would)
+   */
   denseBackward(x: Float32Array, w: Float32Array, gradOut: Float32Array, gradW: Float32Array, gradBias: Float32Array,
-    gradX: Float32Array | null, batch: number, inputs: number, outputs: number): void;
+    gradX: Float32Array | null, batch: number, inputs: number, outputs: number, accumulate?: boolean): void;
   /** out[N,F,OH,OW] = conv(x[N,C,H,W], w[F,C,K,K]) + bias[F], x and out in the geometry's channel blocks; `columns` holds C·K·K·OH·OW floats */
   convForward(x: Float32Array, w: Float32Array, bias: Float32Array, out: Float32Array, batch: number, g: ConvGeometry, columns: Float32Array): void;
   /** gradW = Σ_n gradOut_n · im2col(x_n)ᵀ, gradBias = Σ gradOut, gradX = col2im(wᵀ · gradOut_n) (skipped when null); overwritten */

@@ -3,6 +3,7 @@
 // input. Sequential models and the branches of a residual block are chains.
 
 import { Held } from '../tensor/arena.js';
+import { Layout } from '../tensor/layout.js';
 import type { Layer, Views } from './layers.js';
 
 const sizeOf = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
@@ -59,13 +60,37 @@ export class LayerChain {
     return this.layers.some((layer) => layer.synchronised);
   }
 
-  /** From the gradient of the chain's output; writes the gradient of its input into gradX unless null. */
-  backward(p: Views, g: Views, gradOut: Float32Array, gradX: Float32Array | null, batch: number): void {
+  /**
+   * From the gradient of the chain's output; writes the gradient of its input into gradX unless
+   * null. The parameter gradients overwrite g, or with `accumulate` are added to it: a layer that
+   * cannot add (Layer.accumulates) writes its own into scratch, which is then added.
+   */
+  backward(p: Views, g: Views, gradOut: Float32Array, gradX: Float32Array | null, batch: number, accumulate = false): void {
     let gradient = gradOut;
     for (let i = this.layers.length - 1; i >= 0; i--) {
+      const layer = this.layers[i];
       const target = i === 0 ? gradX : this.inputGrads[i]!.f32;
-      this.layers[i].backward(p, g, this.inputs[i], gradient, target, batch);
+      if (accumulate && layer.params.length > 0 && !layer.accumulates) {
+        const own = this.scratchOf(i);
+        layer.backward(p, own, this.inputs[i], gradient, target, batch);
+        for (const { name } of layer.params) {
+          const sum = g[name];
+          const add = own[name];
+          for (let j = 0; j < add.length; j++) sum[j] += add[j];
+        }
+      } else layer.backward(p, g, this.inputs[i], gradient, target, batch, accumulate);
       if (target) gradient = target;
     }
   }
+
+  /** Where layer i writes its parameter gradients before they are added (made on first use, kept). */
+  private scratchOf(i: number): Views {
+    if (!this.scratch[i]) {
+      const layout = new Layout(this.layers[i].params);
+      this.scratch[i] = layout.views(new Float32Array(layout.size));
+    }
+    return this.scratch[i];
+  }
+
+  private readonly scratch: (Views | undefined)[] = [];
 }

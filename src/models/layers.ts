@@ -33,8 +33,14 @@ export interface Layer {
   /** State that is not trained by gradients (batch norm's running statistics): named shapes, and where the model keeps them. */
   readonly buffers?: TensorSpec[];
   useBuffers?(views: Views): void;
-  /** Writes this layer's parameter gradients into g and, unless gradX is null, the input gradient. */
-  backward(p: Views, g: Views, x: Float32Array, gradOut: Float32Array, gradX: Float32Array | null, batch: number): void;
+  /**
+   * Writes this layer's parameter gradients into g and, unless gradX is null, the input gradient.
+   * A layer that says it `accumulates` adds them to g instead when `accumulate` is set (a pipeline
+   * stage summing its micro-batches' gradients in one array); a chain runs any other layer with
+   * parameters into a scratch copy and adds that (LayerChain.backward).
+   */
+  backward(p: Views, g: Views, x: Float32Array, gradOut: Float32Array, gradX: Float32Array | null, batch: number, accumulate?: boolean): void;
+  readonly accumulates?: boolean;
   /**
    * Layers that reduce across ranks while training (batch norm with --sync-bn, and blocks holding
    * one): the passes, awaited. A model with such a layer trains through lossAndGradAsync.
@@ -88,9 +94,11 @@ export class Dense implements Layer {
     return out;
   }
 
-  backward(p: Views, g: Views, x: Float32Array, gradOut: Float32Array, gradX: Float32Array | null, batch: number): void {
+  readonly accumulates = true;
+
+  backward(p: Views, g: Views, x: Float32Array, gradOut: Float32Array, gradX: Float32Array | null, batch: number, accumulate = false): void {
     this.k.denseBackward(x, p[this.weight], gradOut, g[this.weight], g[this.bias], gradX,
-      batch, this.inputs, this.outputs);
+      batch, this.inputs, this.outputs, accumulate);
   }
 
   init(p: Views, random: Random): void {

@@ -275,9 +275,11 @@ export class Recompute {
   }
 
   /** The rest of the schedule, from the outputs' gradient; writes the gradient of the input into gradX unless null. */
-  backwardPhase(p: Views, g: Views, gradOut: Float32Array, gradX: Float32Array | null, batch: number): void {
+  backwardPhase(p: Views, g: Views, gradOut: Float32Array, gradX: Float32Array | null, batch: number, accumulate = false): void {
     this.gradient = gradOut;
+    this.accumulate = accumulate;
     while (this.position < this.train.length) this.run(this.train[this.position++], p, g, gradX, batch);
+    this.accumulate = false;
   }
 
   /**
@@ -322,6 +324,7 @@ export class Recompute {
   private stepNumber = 0;
   private position = 0; // the next operation of the step
   private gradient: Float32Array = new Float32Array(0); // the gradient of the input of the unit backpropagated last
+  private accumulate = false; // backward passes add the parameter gradients to g (backwardPhase's caller says)
 
   private run({ op, bindings }: Step, p: Views, g: Views, gradX: Float32Array | null, batch: number): void {
     for (let k = 0; k < bindings.length; k++) bindings[k][0].bindTo(bindings[k][1]);
@@ -332,7 +335,7 @@ export class Recompute {
       this.forwarded[op.unit] = true;
     } else if (op.kind === 'backward') {
       const target = op.unit === 0 ? gradX : this.boundaryGradients[op.unit]!.f32;
-      this.units[op.unit].chain.backward(p, g, this.gradient, target, batch);
+      this.units[op.unit].chain.backward(p, g, this.gradient, target, batch, this.accumulate);
       if (target) this.gradient = target;
     }
   }

@@ -56,10 +56,13 @@ export class Residual implements Layer {
     return this.join(y, skip, batch);
   }
 
-  backward(p: Views, g: Views, _x: Float32Array, gradOut: Float32Array, gradX: Float32Array | null, batch: number): void {
+  /** Its branches are chains, which accumulate whatever their layers. */
+  readonly accumulates = true;
+
+  backward(p: Views, g: Views, _x: Float32Array, gradOut: Float32Array, gradX: Float32Array | null, batch: number, accumulate = false): void {
     // the body writes the input's gradient, and the shortcut's (or the output's own) is added to it
-    this.body.backward(p, g, gradOut, gradX, batch);
-    if (this.shortcut) this.shortcut.backward(p, g, gradOut, gradX ? this.shortcutGrad!.f32 : null, batch);
+    this.body.backward(p, g, gradOut, gradX, batch, accumulate);
+    if (this.shortcut) this.shortcut.backward(p, g, gradOut, gradX ? this.shortcutGrad!.f32 : null, batch, accumulate);
     if (gradX) this.joinGradient(gradX, gradOut, batch);
   }
 

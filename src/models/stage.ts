@@ -122,9 +122,9 @@ export class ChainStage {
     return this.model.score(outputs, batch);
   }
 
-  /** Parameter gradients into grad (overwritten) and, unless gradX is null, the gradient of the stage's input. */
-  backward(params: Float32Array, grad: Float32Array, gradOut: Float32Array, gradX: Float32Array | null, batch: number): void {
-    if (this.recompute) this.recompute.backwardPhase(this.layout.views(params), this.layout.views(grad), gradOut, gradX, batch);
-    else this.chain.backward(this.layout.views(params), this.layout.views(grad), gradOut, gradX, batch);
+  /** Parameter gradients into grad (overwritten, or with `accumulate` added) and, unless gradX is null, the gradient of the stage's input. */
+  backward(params: Float32Array, grad: Float32Array, gradOut: Float32Array, gradX: Float32Array | null, batch: number, accumulate = false): void {
+    if (this.recompute) this.recompute.backwardPhase(this.layout.views(params), this.layout.views(grad), gradOut, gradX, batch, accumulate);
+    else this.chain.backward(this.layout.views(params), this.layout.views(grad), gradOut, gradX, batch, accumulate);
   }
 }

@@ -163,9 +163,7 @@ export const pipeline: Strategy = async (setup) => {
   // pipelines side by side: each stage's replicas average their gradients (a group per stage)
   const replicas = workers > 1 ? await splitCommunicator(comm, stage, worker) : null;
   const grad = new Float32Array(size);
-  const microGrad = new Float32Array(size);
   const optimizer = setup.optimizer([low, high]);
-  const addInto = kernel('addInto');
   const scale = kernel('reduceStrided');
 
   const { inputWidth, outputWidth } = slots[0];
@@ -202,7 +200,7 @@ export const pipeline: Strategy = async (setup) => {
 
   // what this rank holds: its stage's parameters, gradient and micro-batch gradient, their optimiser state, and its micro-batches' activations and messages
   const messages = [...slotInputs, gradientIn, gradientOut].reduce((sum, buffer) => sum + 4 * (buffer?.length ?? 0), 0);
-  setup.holds?.({ parameters: 4 * size, gradients: 8 * size, optimizer: optimizer.stateBytes, activations: activationBytes + messages });
+  setup.holds?.({ parameters: 4 * size, gradients: 4 * size, optimizer: optimizer.stateBytes, activations: activationBytes + messages });
 
   const scalars = new Float32Array(2); // [mean loss (the last stage's), stop (rank 0's)], summed
   let computeSeconds = 0;
@@ -250,8 +248,8 @@ export const pipeline: Strategy = async (setup) => {
           case 'backward': {
             const slot = slots[slotOf[i]];
             const t = performance.now();
-            slot.backward(params, backwards === 0 ? grad : microGrad, last ? slot.outputGradient : gradientIn!, gradientOut, micro);
-            if (backwards > 0) addInto(grad, 0, microGrad, 0, size);
+            // the first micro-batch's gradient overwrites the last step's, the others add to it
+            slot.backward(params, grad, last ? slot.outputGradient : gradientIn!, gradientOut, micro, backwards > 0);
             backwards++;
             computed += performance.now() - t;
             free.push(slotOf[i]);
