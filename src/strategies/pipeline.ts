@@ -198,7 +198,7 @@ export const pipeline: Strategy = async (setup) => {
     return microBatches[i];
   };
 
-  // what this rank holds: its stage's parameters, gradient and micro-batch gradient, their optimiser state, and its micro-batches' activations and messages
+  // what this rank holds: its stage's parameters, their gradient (the micro-batches add to it), their optimiser state, and its micro-batches' activations and messages
   const messages = [...slotInputs, gradientIn, gradientOut].reduce((sum, buffer) => sum + 4 * (buffer?.length ?? 0), 0);
   setup.holds?.({ parameters: 4 * size, gradients: 4 * size, optimizer: optimizer.stateBytes, activations: activationBytes + messages });
 
