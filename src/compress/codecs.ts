@@ -18,8 +18,6 @@ export const float32: ValueCodec = {
   name: 'fp32',
   bytes: 4,
   code: 0,
-  write: (view, offset, value) => view.setFloat32(offset, value, true),
-  read: (view, offset) => view.getFloat32(offset, true),
   round: Math.fround,
   writeAll(values, bytes, at) {
     bytes.set(new Uint8Array(values.buffer, values.byteOffset, values.byteLength), at);
@@ -50,8 +48,6 @@ export const bfloat16: ValueCodec = {
   name: 'bf16',
   bytes: 2,
   code: 2,
-  write: (view, offset, value) => view.setUint16(offset, toBfloat16(value), true),
-  read: (view, offset) => fromBfloat16(view.getUint16(offset, true)),
   round: (value) => fromBfloat16(toBfloat16(value)),
   writeAll(values, bytes, at) {
     kernel('bf16Encode')(values, halvesOf(bytes, at, values.length), null);
@@ -65,20 +61,16 @@ export function toFloat16(value: number): number {
   if (Number.isNaN(value)) return 0x7e00;
   const sign = value < 0 || Object.is(value, -0) ? 0x8000 : 0;
   const magnitude = Math.abs(value);
-  if (magnitude >= 65520) return sign | 0x7bff; // saturate (65520 would round to infinity)
-  if (magnitude < 2 ** -24 / 2) return sign; // rounds to zero
+  // saturate: from 65520 up, the rounding would carry into an exponent of 16 (infinity)
+  if (magnitude >= 65520) return sign | 0x7bff;
   let exponent = Math.floor(Math.log2(magnitude));
-  if (exponent < -14) {
-    // subnormal: units of 2^-24
-    const units = roundEven(magnitude / 2 ** -24);
-    return sign | units;
-  }
+  // subnormal, in units of 2^-24 (up to half of one: zero); the units run on into the first normal binade's bits
+  if (exponent < -14) return sign | roundEven(magnitude / 2 ** -24);
   let mantissa = roundEven((magnitude / 2 ** exponent - 1) * 1024);
   if (mantissa === 1024) {
     mantissa = 0;
     exponent++;
   }
-  if (exponent > 15) return sign | 0x7bff;
   return sign | ((exponent + 15) << 10) | mantissa;
 }
 
@@ -97,8 +89,6 @@ export const float16: ValueCodec = {
   name: 'fp16',
   bytes: 2,
   code: 1,
-  write: (view, offset, value) => view.setUint16(offset, toFloat16(value), true),
-  read: (view, offset) => fromFloat16(view.getUint16(offset, true)),
   round: (value) => fromFloat16(toFloat16(value)),
   writeAll(values, bytes, at) {
     kernel('fp16Encode')(values, halvesOf(bytes, at, values.length));
@@ -107,5 +97,3 @@ export const float16: ValueCodec = {
     kernel('fp16Decode')(halvesOf(bytes, at, target.length), target, accumulate);
   },
 };
-
-export const codecs: Record<string, ValueCodec> = { fp32: float32, fp16: float16, bf16: bfloat16 };

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Random } from '../tensor/random.js';
-import { fromBfloat16, fromFloat16, toBfloat16, toFloat16 } from './codecs.js';
+import { bfloat16, float32, fromBfloat16, fromFloat16, toBfloat16, toFloat16 } from './codecs.js';
 import { parseCompress, type HookContext } from './parse.js';
 import type { Hook } from './hook.js';
 
@@ -185,4 +185,163 @@ test('a damaged payload is refused with an error, not decoded into garbage', () 
   new DataView(out.buffer).setUint32(4, 5000, true);
   assert.throws(() => hook.decode(out, bytes, new Float32Array(100), false), /index 5000 beyond 100 values/);
   assert.throws(() => parseCompress('none')(context(10)).decode(new Uint8Array(44), 44, new Float32Array(9), false), /44 bytes for 0 values of 9/);
+});
+
+test('every form parses to its hook: its name, bytes a value, whether it applies momentum, whether it is exact', () => {
+  const n = 10;
+  for (const [text, name, bytes, momentum, exact] of [
+    [' none ', 'none', 4 + 4 * n, false, true], ['fp16', 'fp16', 4 + 2 * n, false, false], ['bf16', 'bf16', 4 + 2 * n, false, false],
+    ['sign', 'sign', 8 + 2, false, false], ['qsgd:4', 'qsgd:4', 4 + 4 + 5, false, false], ['qsgd:8', 'qsgd:8', 4 + 4 + 10, false, false],
+    ['randomk:0.1', 'randomk:0.1', 4 + 8 * n, false, false], ['randomk:0.1+fp16', 'randomk:0.1+fp16', 4 + 6 * n, false, false],
+    ['topk:1', 'topk:1', 4 + 8 * n, true, false], ['topk:0.01,nodgc', 'topk:0.01,nodgc', 4 + 8 * n, false, false],
+    ['topk:0.01,clip=2,warmup=0+bf16', 'topk:0.01,clip=2+bf16', 4 + 6 * n, true, false],
+  ] as const) {
+    const hook = parseCompress(text)(context(n, 1, 0.9));
+    assert.deepEqual([hook.name, hook.maxBytes(n), hook.appliesMomentum, hook.exact === true], [name, bytes, momentum, exact], text);
+  }
+  // DGC's momentum correction needs the optimiser's momentum: without it, plain SGD runs and the hook keeps no momentum
+  assert.equal(parseCompress('topk:0.01')(context(n, 1, 0)).appliesMomentum, false);
+  // the value codecs round as they say: fp16 and bf16 differ on 1 + 2^-10 (fp16 keeps it, bf16 rounds it to 1)
+  const g = Float32Array.of(1 + 2 ** -10, -3);
+  assert.deepEqual([...roundTrip(parseCompress('fp16')(context(2)), g).decoded], [1 + 2 ** -10, -3]);
+  assert.deepEqual([...roundTrip(parseCompress('bf16')(context(2)), g).decoded], [1, -3]);
+  assert.deepEqual([...roundTrip(parseCompress('topk:1,nodgc+bf16')(context(2)), g).decoded], [1, -3]);
+  assert.deepEqual([...roundTrip(parseCompress('topk:1,nodgc+fp16')(context(2)), g).decoded], [1 + 2 ** -10, -3]);
+});
+
+test('more bad --compress strings, each refused with its reason; the edges of what is valid are accepted', () => {
+  for (const [text, problem] of [
+    ['topk:0.1:2', /too many colons/], ['none+fp16', /none takes no value codec/], ['none:1', /none takes no argument/], ['fp16:1', /fp16 takes no argument/],
+    ['qsgd:1', /qsgd needs 2 to 8 bits, got '1'/], ['qsgd:2.5', /got '2.5'/], ['qsgd', /got ''/], ['qsgd:9', /got '9'/], ['randomk:0.1,2', /randomk takes only a density/],
+    ['topk:0', /density '0'/], ['topk:0.1,clip=0', /'clip=0' is not a topk option/], ['topk:0.1,clip=-1', /'clip=-1'/],
+    ['topk:0.1,warmup=-1', /'warmup=-1'/], ['topk:0.1,nodgc=1', /'nodgc=1'/], ['topk:0.1,fast=1', /'fast=1'/],
+  ] as const) {
+    assert.throws(() => parseCompress(text), (error: Error & { code?: string }) => {
+      assert.match(error.message, problem);
+      assert.ok(error.message.startsWith(`--compress ${JSON.stringify(text)}: `), error.message);
+      assert.equal(error.code, 'BAD_OPTION');
+      return true;
+    }, text);
+  }
+  for (const text of ['qsgd:2', 'qsgd:8', 'topk:1', 'randomk:1', 'topk:0.5,warmup=0', 'topk:0.5,clip=0.5,nodgc']) assert.doesNotThrow(() => parseCompress(text)(context(4)), text);
+});
+
+test('top-k\'s local clipping scales the gradient to the clip norm when it is longer, and leaves a shorter one alone', () => {
+  const hook = parseCompress('topk:1,nodgc,clip=1')(context(4));
+  const long = Float32Array.of(3, 0, -4, 0); // norm 5
+  assert.deepEqual([...roundTrip(hook, long).decoded], [0.6, 0, -0.8, 0].map(Math.fround));
+  const short = Float32Array.of(0.5, 0.25, 0, -0.5); // norm 0.75
+  assert.deepEqual([...roundTrip(hook, short).decoded], [...short]);
+});
+
+test('DGC\'s warm-up: the density falls from 25% by the same factor each epoch to the target at the warm-up\'s end; none with nodgc or warmup=0', () => {
+  const n = 1024;
+  const pairs = (text: string, epoch: number) => {
+    const hook = parseCompress(text)(context(n, 1, 0.9));
+    return (hook.encode(gradient(n), new Uint8Array(hook.maxBytes(n)), { epoch }) - 4) / 8;
+  };
+  // density 1/64 over 4 epochs: 1/4, 1/8, 1/16, 1/32, then 1/64
+  assert.deepEqual([0, 1, 2, 3, 4, 9].map((epoch) => pairs('topk:0.015625,warmup=4', epoch)), [256, 128, 64, 32, 16, 16]);
+  assert.equal(pairs('topk:0.015625,warmup=4', 3.5), Math.ceil(1024 * 0.25 * 2 ** -3.5), 'between: 0.25 · (1/16)^(3.5/4)');
+  assert.equal(pairs('topk:0.015625,nodgc', 0), 16);
+  assert.equal(pairs('topk:0.015625,warmup=0', 0), 16);
+  assert.equal(pairs('topk:0.00001', 5), 1, 'at least one pair');
+});
+
+test('a hook\'s saved state resumes it exactly: error feedback, DGC\'s momentum and the random stream (a fresh hook does not)', () => {
+  const n = 300;
+  for (const form of ['topk:0.05', 'topk:0.05,nodgc', 'randomk:0.1', 'qsgd:4', 'sign']) {
+    const run = parseCompress(form)(context(n, 9, 0.9));
+    const out = new Uint8Array(run.maxBytes(n));
+    for (let step = 0; step < 3; step++) run.encode(gradient(n), out, { epoch: 5 });
+    const saved = Object.fromEntries(Object.entries(run.saveState!()).map(([name, values]) => [name, values.slice()]));
+    const resumed = parseCompress(form)(context(n, 9, 0.9));
+    resumed.loadState!(saved);
+    const fresh = parseCompress(form)(context(n, 9, 0.9));
+    const g = gradient(n);
+    const [a, b, c] = [run, resumed, fresh].map((hook) => {
+      const bytes = new Uint8Array(hook.maxBytes(n));
+      return bytes.subarray(0, hook.encode(g, bytes, { epoch: 5 }));
+    });
+    assert.deepEqual(b, a, `${form}: resumed`);
+    assert.notDeepEqual(c, a, `${form}: a fresh hook differs, so the state is what made them equal`);
+  }
+});
+
+test('decoding adds into the target when asked, for every payload kind; damaged dense, qsgd and sign payloads are refused', () => {
+  const n = 64;
+  for (const form of ['none', 'fp16', 'topk:0.25', 'randomk:0.5', 'qsgd:8', 'sign']) {
+    const hook = parseCompress(form)(context(n, 2));
+    const out = new Uint8Array(hook.maxBytes(n));
+    const bytes = hook.encode(gradient(n), out, { epoch: 5 });
+    const alone = new Float32Array(n);
+    hook.decode(out, bytes, alone, false);
+    const base = gradient(n);
+    const sum = base.slice();
+    hook.decode(out, bytes, sum, true);
+    assert.deepEqual(sum, base.map((v, i) => v + alone[i]), `${form}: accumulated`);
+    if (form === 'topk:0.25' || form === 'randomk:0.5') continue;
+    assert.throws(() => hook.decode(out, bytes - 1, new Float32Array(n), false), /payload/, `${form}: one byte short`);
+    assert.throws(() => hook.decode(out, bytes, new Float32Array(n + 1), false), /payload/, `${form}: another length`);
+  }
+});
+
+test('value codecs at their edges: float32 payloads read from any offset, 16-bit ones refuse an odd one; bf16 keeps infinity and NaN, rounds ties to even', () => {
+  const g = Float32Array.of(1.5, -2, 3.25);
+  const bytes = new Uint8Array(1 + 12);
+  float32.writeAll(g, bytes, 1);
+  const target = Float32Array.of(1, 1, 1);
+  float32.readAll(bytes, 1, target, false);
+  assert.deepEqual(target, g);
+  float32.readAll(bytes, 1, target, true);
+  assert.deepEqual(target, Float32Array.of(3, -4, 6.5));
+  assert.throws(() => bfloat16.readAll(new Uint8Array(8), 1, new Float32Array(2), false), /unaligned/);
+  assert.equal(toBfloat16(Infinity), 0x7f80);
+  assert.equal(toBfloat16(-Infinity), 0xff80);
+  const nan = new Float32Array(1);
+  new Uint32Array(nan.buffer)[0] = 0x7fffffff; // a NaN whose rounding would carry into the sign
+  assert.ok(Number.isNaN(fromBfloat16(toBfloat16(nan[0]))));
+  assert.equal(fromBfloat16(toBfloat16(1 + 3 * 2 ** -8)), 1 + 2 ** -6, 'a tie after an odd last bit rounds up');
+  assert.equal(fromFloat16(toFloat16(65519)), 65504);
+  assert.equal(fromFloat16(toFloat16(2 ** -25)), 0, 'half the smallest subnormal: a tie, to even (zero)');
+  assert.equal(fromFloat16(toFloat16(1.5 * 2 ** -25 * 2)), 2 * 2 ** -24, 'one and a half units: a tie, to even (two)');
+  assert.equal(fromFloat16(toFloat16(-(2 ** -14) * 1.5)), -(2 ** -14) * 1.5, 'the first normal binade');
+});
+
+test('random-k: k = ⌈density · n⌉ distinct indices, ascending, each as likely as any other', () => {
+  const n = 50;
+  const hook = parseCompress('randomk:0.2')(context(n, 4));
+  const out = new Uint8Array(hook.maxBytes(n));
+  const counts = new Float64Array(n);
+  const trials = 20000;
+  for (let t = 0; t < trials; t++) {
+    const bytes = hook.encode(gradient(n), out, { epoch: 0 });
+    assert.equal(bytes, 4 + 10 * 8);
+    const pairs = new DataView(out.buffer, 4); // (uint32 index, float32 value), one after another
+    const indices = Array.from({ length: 10 }, (_, j) => pairs.getUint32(8 * j, true));
+    for (let j = 0; j < 10; j++) {
+      if (j > 0) assert.ok(indices[j] > indices[j - 1], 'ascending and distinct');
+      counts[indices[j]]++;
+    }
+  }
+  // each index drawn with probability k/n = 0.2: 4,000 of 20,000, standard deviation √(20000·0.2·0.8) ≈ 57
+  for (let i = 0; i < n; i++) assert.ok(Math.abs(counts[i] - 4000) < 5 * 57, `index ${i} drawn ${counts[i]} times`);
+  assert.equal(parseCompress('randomk:0.001')(context(n)).encode(gradient(n), out, { epoch: 0 }), 4 + 8, 'at least one pair');
+});
+
+test('qsgd\'s payload size, closed form: per bucket of 512 a float32 norm and ⌈bits · count / 8⌉ bytes; a share encodes alone', () => {
+  for (const [n, bits, expected] of [[1, 4, 4 + 4 + 1], [512, 4, 4 + 4 + 256], [1024, 2, 4 + 2 * (4 + 128)], [1100, 8, 4 + 2 * (4 + 512) + (4 + 76)]] as const) {
+    const hook = parseCompress(`qsgd:${bits}`)(context(n));
+    assert.equal(hook.maxBytes(n), expected, `${n} values, ${bits} bits`);
+    assert.equal(hook.encode(gradient(n), new Uint8Array(expected), { epoch: 0 }), expected);
+  }
+  const hook = parseCompress('qsgd:8')(context(2000));
+  const values = gradient(2000);
+  const out = new Uint8Array(hook.maxBytes(700));
+  const bytes = hook.encodeShare!(values, 600, 1300, out, { epoch: 0 });
+  assert.equal(bytes, hook.maxBytes(700));
+  const decoded = new Float32Array(700);
+  hook.decode(out, bytes, decoded, false);
+  // 8 bits: 127 levels of each bucket's norm (≤ √512 here), so within norm/127 of the value
+  for (let i = 0; i < 700; i++) assert.ok(Math.abs(decoded[i] - values[600 + i]) <= Math.sqrt(512) / 127, `share value ${i}`);
 });

@@ -48,8 +48,6 @@ export interface ValueCodec {
   readonly bytes: number; // per value
   /** How the kernels name it in sparse payloads: 0 float32, 1 IEEE half, 2 bfloat16. */
   readonly code: number;
-  write(view: DataView, offset: number, value: number): void;
-  read(view: DataView, offset: number): number;
   /** The value as it arrives: written then read. */
   round(value: number): number;
   /** Bulk forms for dense payloads: bytes[at …] ← values (at is a multiple of the codec's size). */
