@@ -37,6 +37,9 @@ export const modules = {
     mutate: ['src/strategies/replica.ts', 'src/strategies/hogwild.ts'],
     tests: ['--test-name-pattern="replica|a merge|merges from|merge interval|hogwild with one worker|low-precision Hogwild"', 'dist/strategies/replica.test.js', 'dist/launch/relaxed.test.js', 'dist/launch/precision.test.js'],
   },
+  // the tcp record layer: session keys, sealing and opening, its counters (the record tests judge it: any chunking, replays,
+  // reorderings, drops, the other direction's key, a changed length; not the relay tests between processes, 10 s a run)
+  seal: { mutate: ['src/comm/tcp-seal.ts'], tests: ['dist/comm/tcp-seal.test.js'] },
   // communicator groups: the conformance suite's subgroups case on shared memory, 1–4 ranks, and their own checks
   groups: { mutate: ['src/comm/group.ts'], tests: ['--test-name-pattern=subgroups', 'dist/comm/shm.test.js', 'dist/comm/group.test.js'] },
 };
