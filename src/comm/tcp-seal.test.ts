@@ -71,3 +71,36 @@ for (const encrypt of [true, false]) {
     }
   });
 }
+
+test('session keys: each connection\'s nonces give it keys of its own, one per direction and security mode; the same handshake gives the same keys', () => {
+  const [challenge, answer] = [randomBytes(16), randomBytes(16)];
+  const keys = sessionKeys('a-job-secret-123', challenge, answer, 'encrypt');
+  assert.deepEqual(sessionKeys('a-job-secret-123', Buffer.from(challenge), Buffer.from(answer), 'encrypt'), keys, 'deterministic: both ends derive them');
+  const others = [
+    sessionKeys('a-job-secret-123', randomBytes(16), answer, 'encrypt'), sessionKeys('a-job-secret-123', challenge, randomBytes(16), 'encrypt'),
+    sessionKeys('a-job-secret-124', challenge, answer, 'encrypt'), sessionKeys('a-job-secret-123', challenge, answer, 'integrity'),
+  ];
+  const all = [keys, ...others].flatMap((k) => [k.acceptorToDialer, k.dialerToAcceptor]).map((key) => key.toString('hex'));
+  assert.equal(new Set(all).size, all.length, 'no two keys alike: a record cannot be replayed into another connection, direction or mode');
+  assert.ok(all.every((hex) => hex.length === 64), 'AES-256 keys');
+});
+
+test('a record that claims more than a record holds breaks the connection at once, whether its length arrives whole or in pieces; an empty frame is one record that delivers nothing', () => {
+  for (const cut of [1, 64]) {
+    const keys = sessionKeys('a-job-secret-123', randomBytes(16), randomBytes(16), 'encrypt');
+    const { opener: o, delivered, broken } = opener(keys.dialerToAcceptor, true);
+    const forged = Buffer.alloc(64);
+    forged.writeUInt32LE(RECORD + 1, 0);
+    for (let at = 0; at < forged.length; at += cut) o.push(forged.subarray(at, at + cut));
+    assert.equal(broken(), `record #0 claims ${RECORD + 1} bytes, more than the ${RECORD} a record holds`, `chunks of ${cut}`);
+    assert.equal(delivered().length, 0);
+  }
+  const keys = sessionKeys('a-job-secret-123', randomBytes(16), randomBytes(16), 'encrypt');
+  const sealed = records(new Sealer(keys.dialerToAcceptor, true), Buffer.alloc(0));
+  assert.equal(sealed.length, 1);
+  assert.equal(sealed[0].length, 4 + 16);
+  const { opener: o, delivered, broken } = opener(keys.dialerToAcceptor, true);
+  o.push(sealed[0]);
+  assert.equal(broken(), null);
+  assert.equal(delivered().length, 0);
+});
