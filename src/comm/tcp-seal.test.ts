@@ -85,7 +85,7 @@ test('session keys: each connection\'s nonces give it keys of its own, one per d
   assert.ok(all.every((hex) => hex.length === 64), 'AES-256 keys');
 });
 
-test('a record that claims more than a record holds breaks the connection at once, whether its length arrives whole or in pieces; an empty frame is one record that delivers nothing', () => {
+test('a record that claims more than a record holds breaks the connection at once, whether its length arrives whole or in pieces; an empty frame is one record that delivers nothing, a full one one record', () => {
   for (const cut of [1, 64]) {
     const keys = sessionKeys('a-job-secret-123', randomBytes(16), randomBytes(16), 'encrypt');
     const { opener: o, delivered, broken } = opener(keys.dialerToAcceptor, true);
@@ -96,6 +96,7 @@ test('a record that claims more than a record holds breaks the connection at onc
     assert.equal(delivered().length, 0);
   }
   const keys = sessionKeys('a-job-secret-123', randomBytes(16), randomBytes(16), 'encrypt');
+  assert.equal(records(new Sealer(keys.dialerToAcceptor, true), Buffer.alloc(RECORD)).length, 1, 'a frame of exactly one record\'s bytes is one record');
   const sealed = records(new Sealer(keys.dialerToAcceptor, true), Buffer.alloc(0));
   assert.equal(sealed.length, 1);
   assert.equal(sealed[0].length, 4 + 16);
