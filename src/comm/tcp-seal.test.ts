@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { Opener, RECORD, Sealer, sessionKeys } from './tcp-seal.js';
+import { IN_FLIGHT, Opener, RECORD, Sealer, sessionKeys } from './tcp-seal.js';
 
 /** The records `bytes` becomes, each as one buffer. */
 function records(sealer: Sealer, bytes: Buffer): Buffer[] {
@@ -104,4 +104,58 @@ test('a record that claims more than a record holds breaks the connection at onc
   o.push(sealed[0]);
   assert.equal(broken(), null);
   assert.equal(delivered().length, 0);
+});
+
+test('sealed records reuse their buffers: a record the socket has released lends its buffer to the next, each buffer holds a whole record, and at most IN_FLIGHT wait to be reused', () => {
+  const keys = sessionKeys('a-job-secret-123', randomBytes(16), randomBytes(16), 'encrypt');
+  const sealer = new Sealer(keys.dialerToAcceptor, true);
+  const sealOne = (bytes: number) => {
+    let record: { piece: Uint8Array; release: () => void } | null = null;
+    sealer.seal(randomBytes(bytes), (piece, release) => (record = { piece, release: release! }));
+    return record!;
+  };
+  const first = sealOne(100);
+  assert.equal(first.piece.length, 4 + 100 + 16);
+  assert.equal(first.piece.buffer.byteLength, 4 + RECORD + 16, 'room for a whole record, so any later one can reuse it');
+  const held = sealOne(100);
+  assert.notEqual(held.piece.buffer, first.piece.buffer, 'not yet released: a buffer of its own');
+  first.release();
+  const full = sealOne(RECORD);
+  assert.equal(full.piece.buffer, first.piece.buffer, 'released: the next record, even a full one, is sealed into it');
+  // release more than IN_FLIGHT: only IN_FLIGHT are kept
+  const many = Array.from({ length: IN_FLIGHT + 2 }, () => sealOne(10));
+  const buffers = new Set(many.map((record) => record.piece.buffer));
+  for (const record of many) record.release();
+  const again = Array.from({ length: IN_FLIGHT + 2 }, () => sealOne(10));
+  assert.equal(again.filter((record) => buffers.has(record.piece.buffer)).length, IN_FLIGHT);
+});
+
+test('an integrity-only record whole in one chunk is delivered where it lies, without a copy; one in pieces is put together first', () => {
+  const keys = sessionKeys('a-job-secret-123', randomBytes(16), randomBytes(16), 'integrity');
+  const frame = randomBytes(1000);
+  const stream = Buffer.concat(records(new Sealer(keys.dialerToAcceptor, false), frame));
+  for (const [cut, inPlace] of [[stream.length, true], [100, false]] as const) {
+    const delivered: Buffer[] = [];
+    const o = new Opener(keys.dialerToAcceptor, false, (plain) => delivered.push(plain), (what) => assert.fail(what));
+    for (let at = 0; at < stream.length; at += cut) o.push(stream.subarray(at, at + cut));
+    assert.equal(delivered.length, 1);
+    assert.ok(delivered[0].equals(frame));
+    assert.equal(delivered[0].buffer === stream.buffer, inPlace, `chunks of ${cut}`);
+  }
+});
+
+test('a stream cut at every byte of its records, the tag included, opens whole: encrypted and integrity-only', () => {
+  for (const encrypt of [true, false]) {
+    const keys = sessionKeys('a-job-secret-123', randomBytes(16), randomBytes(16), encrypt ? 'encrypt' : 'integrity');
+    const frames = [randomBytes(100), randomBytes(5)];
+    const sealer = new Sealer(keys.dialerToAcceptor, encrypt);
+    const stream = Buffer.concat(frames.flatMap((f) => records(sealer, f)));
+    for (let cut = 1; cut < stream.length; cut++) {
+      const { opener: o, delivered, broken } = opener(keys.dialerToAcceptor, encrypt);
+      o.push(stream.subarray(0, cut));
+      o.push(stream.subarray(cut));
+      assert.equal(broken(), null, `cut at ${cut}`);
+      assert.ok(delivered().equals(Buffer.concat(frames)), `cut at ${cut}`);
+    }
+  }
 });
