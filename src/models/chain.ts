@@ -2,6 +2,7 @@
 // pass runs them in reverse, each writing its parameter gradients and the gradient of its
 // input. Sequential models and the branches of a residual block are chains.
 
+import { kernel } from '../kernels/registry.js';
 import { Held } from '../tensor/arena.js';
 import { Layout } from '../tensor/layout.js';
 import type { Layer, Views } from './layers.js';
@@ -73,11 +74,8 @@ export class LayerChain {
       if (accumulate && layer.params.length > 0 && !layer.accumulates) {
         const own = this.scratchOf(i);
         layer.backward(p, own, this.inputs[i], gradient, target, batch);
-        for (const { name } of layer.params) {
-          const sum = g[name];
-          const add = own[name];
-          for (let j = 0; j < add.length; j++) sum[j] += add[j];
-        }
+        const addInto = kernel('addInto'); // the backend in use now (a test may switch it)
+        for (const { name } of layer.params) addInto(g[name], 0, own[name], 0, own[name].length);
       } else layer.backward(p, g, this.inputs[i], gradient, target, batch, accumulate);
       if (target) gradient = target;
     }
