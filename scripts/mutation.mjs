@@ -35,7 +35,7 @@ export const modules = {
   // own sequential SGD merged by hand judge them; not 'every strategy trains every model', 10 s a run)
   hogwild: {
     mutate: ['src/strategies/replica.ts', 'src/strategies/hogwild.ts'],
-    tests: ['--test-name-pattern="replica|a merge|merges from|merge interval|hogwild with one worker|low-precision Hogwild"', 'dist/strategies/replica.test.js', 'dist/launch/relaxed.test.js', 'dist/launch/precision.test.js'],
+    tests: ['--test-name-pattern="replica|a merge|merges from|merge interval|hogwild with one worker|low-precision Hogwild|Hogwild!|the merge lock"', 'dist/strategies/replica.test.js', 'dist/strategies/hogwild.test.js', 'dist/launch/relaxed.test.js', 'dist/launch/precision.test.js'],
   },
   // the tcp record layer: session keys, sealing and opening, its counters (the record tests judge it: any chunking, replays,
   // reorderings, drops, the other direction's key, a changed length; not the relay tests between processes, 10 s a run)

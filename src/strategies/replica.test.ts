@@ -154,3 +154,7 @@ test('hogwild takes replicas for per-example models on 2 or more workers (or a r
   assert.equal(usesReplica({ ...base, workers: 1, lowPrecision: true }), true, 'one worker on a bf16 array rounds at merges');
   assert.equal(usesReplica({ ...base, perExample: false }), false, 'dense models write straight in');
 });
+
+test('the merge lock takes one cache line of its own, on the first 64-byte boundary after the parameters', () => {
+  for (const [bytes, total] of [[4, 128], [64, 128], [100, 192], [4 * size, 4032 + 64]]) assert.equal(sharedArrayBytes(bytes), total, `${bytes} bytes of parameters`);
+});
