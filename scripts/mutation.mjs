@@ -40,6 +40,10 @@ export const modules = {
   // the tcp record layer: session keys, sealing and opening, its counters (the record tests judge it: any chunking, replays,
   // reorderings, drops, the other direction's key, a changed length; not the relay tests between processes, 10 s a run)
   seal: { mutate: ['src/comm/tcp-seal.ts'], tests: ['dist/comm/tcp-seal.test.js'] },
+  // the training loop and what it saves: checkpoint files, the hooks' and optimisers' state (one worker against P, a resume against an
+  // uninterrupted run, schedules and optimisers against their formulas, the file format written out and every damage to it judge them;
+  // not the CLI's or the strategies' own resume tests, 10–15 s a run)
+  train: { mutate: ['src/train/loop.ts', 'src/train/checkpoint.ts', 'src/train/hook-state.ts'], tests: ['dist/train/*.test.js', 'dist/launch/threads.test.js'] },
   // communicator groups: the conformance suite's subgroups case on shared memory, 1–4 ranks, and their own checks
   groups: { mutate: ['src/comm/group.ts'], tests: ['--test-name-pattern=subgroups', 'dist/comm/shm.test.js', 'dist/comm/group.test.js'] },
 };
