@@ -44,6 +44,9 @@ export const modules = {
   // uninterrupted run, schedules and optimisers against their formulas, the file format written out and every damage to it judge them;
   // not the CLI's or the strategies' own resume tests, 10–15 s a run)
   train: { mutate: ['src/train/loop.ts', 'src/train/checkpoint.ts', 'src/train/hook-state.ts'], tests: ['dist/train/*.test.js', 'dist/launch/threads.test.js'] },
+  // the shared-memory backend: the conformance suite on 1–4 threads (every collective against its closed form, messages past the
+  // capacity's segments) and its failure cases (a rank that throws, dies, stalls or calls the wrong collective ends every rank fast)
+  shm: { mutate: ['src/comm/shm.ts'], tests: ['dist/comm/shm.test.js'] },
   // communicator groups: the conformance suite's subgroups case on shared memory, 1–4 ranks, and their own checks
   groups: { mutate: ['src/comm/group.ts'], tests: ['--test-name-pattern=subgroups', 'dist/comm/shm.test.js', 'dist/comm/group.test.js'] },
 };
