@@ -19,6 +19,7 @@ import { splitBlocks } from '../models/tensor-parallel.js';
 import { Random } from '../tensor/random.js';
 import { readCheckpoint } from '../train/checkpoint.js';
 import { validate, type TrainConfig } from '../train/config.js';
+import { PARTS_FLOATS } from '../train/memory.js';
 import type { TrainingState } from '../train/loop.js';
 import { Monitor, type Summary } from '../train/monitor.js';
 import { asksForMemory, modelOptions, type RankInput, type RankOutput } from '../train/run.js';
@@ -128,9 +129,10 @@ export async function trainOnThreads(requested: TrainConfig, hooks: LaunchHooks 
   const entry = strategy(config.strategy);
   // room for one parameter-sized message per collective, for parameters + gradients in place (and,
   // low-precision ps, the encoded parameters it broadcasts), and (async-ps) the largest push per mailbox
+  // (a model of fewer parameters than the memory report's floats still sends that report)
   const size = model.layout.size;
   const regionFloats = 2 * size + 4 + (config.paramPrecision === 'fp32' ? 0 : size + 4);
-  const handle = createShmHandle(ranksFor(entry, config.workers, ranksPerWorker(entry, config)), size + 4, config.timeoutSeconds * 1000, regionFloats, entry.pointToPoint ? largestMessage(config, model) : 0);
+  const handle = createShmHandle(ranksFor(entry, config.workers, ranksPerWorker(entry, config)), Math.max(size, PARTS_FLOATS) + 4, config.timeoutSeconds * 1000, regionFloats, entry.pointToPoint ? largestMessage(config, model) : 0);
   const stopFlag = hooks.stopFlag ?? new SharedArrayBuffer(4);
   if (config.stopAtTarget) monitor.stopAtTarget(stopFlag);
   const input: RankInput = {

@@ -70,3 +70,29 @@ test('--eval-every N steps evaluates after every N-th step, not within half an i
   assert.deepEqual(await evaluatedAfter('34 steps'), [34, 68, 85], 'after 68, 17 steps are left: exactly half of 34, and it evaluates');
   assert.deepEqual(await evaluatedAfter('85 steps'), [85], 'the epoch\'s end evaluates once');
 });
+
+test('a model\'s buffers (running statistics) are saved with it and restored on resume: a run stopped and resumed ends with the buffers of one that ran through', async () => {
+  // buffers[0] counts the gradient computations of this replica, buffers[1] sums the first label of each batch
+  const path = join(dir, 'counting.mjs');
+  writeFileSync(path, `import { Layout } from ${JSON.stringify(new URL('../tensor/layout.js', import.meta.url).href)};
+export default { data: 'images', build(options) {
+  const layout = new Layout([{ name: 'w', shape: [2] }]);
+  const buffers = new Float32Array(2);
+  return { name: 'counting', layout, maxBatch: options.maxBatch, task: 'classification', buffers,
+    init: (params) => params.fill(1),
+    lossAndGrad(params, batch, grad) { buffers[0] += 1; buffers[1] += batch.y[0]; grad[0] = params[0]; grad[1] = 0; return 1; },
+    evaluate: () => ({ loss: 1, correct: 0, squaredError: 0 }) };
+} };
+`);
+  const config: TrainConfig = { ...base, model: path, epochs: 2, batch: 64 };
+  const whole = join(dir, 'whole.ckpt');
+  await trainOnThreads({ ...config, save: whole });
+  const stopped = join(dir, 'stopped.ckpt');
+  await trainOnThreads({ ...config, save: stopped, stopAfterSteps: 21 });
+  const { readCheckpointLayout } = await import('./checkpoint.js');
+  assert.deepEqual(readCheckpointLayout(stopped).state.optimizerState['model.buffers'].slice(0, 1), Float32Array.of(21), 'the stopped run saved its 21 steps\' count');
+  await trainOnThreads({ ...config, resume: stopped, save: stopped });
+  const expected = readCheckpointLayout(whole).state.optimizerState['model.buffers'];
+  assert.equal(expected[0], 64, '2 epochs of 32 steps');
+  assert.deepEqual(readCheckpointLayout(stopped).state.optimizerState['model.buffers'], expected);
+});

@@ -42,6 +42,8 @@ export class MemoryLedger {
 
 const PARTS = ['parameters', 'gradients', 'optimizer', 'activations'] as const;
 const MIB = 2 ** 20;
+/** The floats a rank sends in gatherParts: a communicator must have room for them, whatever the model's size. */
+export const PARTS_FLOATS = 2 * PARTS.length;
 
 /**
  * Every rank's parts, at rank 0 (null elsewhere): a gather of four byte counts a rank, each sent
