@@ -40,10 +40,16 @@ export const modules = {
   // the tcp record layer: session keys, sealing and opening, its counters (the record tests judge it: any chunking, replays,
   // reorderings, drops, the other direction's key, a changed length; not the relay tests between processes, 10 s a run)
   seal: { mutate: ['src/comm/tcp-seal.ts'], tests: ['dist/comm/tcp-seal.test.js'] },
-  // the training loop and what it saves: checkpoint files, the hooks' and optimisers' state (one worker against P, a resume against an
-  // uninterrupted run, schedules and optimisers against their formulas, the file format written out and every damage to it judge them;
-  // not the CLI's or the strategies' own resume tests, 10–15 s a run)
-  train: { mutate: ['src/train/loop.ts', 'src/train/checkpoint.ts', 'src/train/hook-state.ts'], tests: ['dist/train/*.test.js', 'dist/launch/threads.test.js'] },
+  // what a run saves: checkpoint files, the hooks' and optimisers' state (the file format written out, every damage to it, state
+  // restored across rank counts, the checkpoint clock judge them)
+  checkpoint: { mutate: ['src/train/checkpoint.ts', 'src/train/hook-state.ts'], tests: ['dist/train/checkpoint.test.js', 'dist/train/run.test.js'] },
+  // the training loop (one worker against P, a resume against an uninterrupted run, schedules against their formulas, evaluations
+  // against the step's parameters scored directly, scripted losses for divergence; not the optimisers' formulas, the slow-rank
+  // fault or --sync-bn's ResNet over tcp: 6 s a run)
+  loop: {
+    mutate: ['src/train/loop.ts'],
+    tests: ['--test-name-pattern="P workers with batch b|parameter server with one worker|interrupted run resumed|resumes on another number|JSONL log|eval-every|--target|--global-batch|where a step.s time went|learning-rate schedules|a loss that is not finite|buffers|checkpoint"', 'dist/train/*.test.js', 'dist/launch/threads.test.js'],
+  },
   // the shared-memory backend: the conformance suite on 1–4 threads (every collective against its closed form, messages past the
   // capacity's segments) and its failure cases (a rank that throws, dies, stalls or calls the wrong collective ends every rank fast)
   shm: { mutate: ['src/comm/shm.ts'], tests: ['dist/comm/shm.test.js'] },
