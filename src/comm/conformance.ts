@@ -240,6 +240,35 @@ export const conformanceCases: Record<string, (comm: Communicator) => Promise<vo
     const before = comm.bytesSent;
     await comm.allreduce(new Float32Array(1024));
     if (comm.size > 1 && !(comm.bytesSent > before)) throw new Error(`rank ${comm.rank}: bytesSent did not grow (${before} → ${comm.bytesSent})`);
+    // every backend counts what a ring moves (tcp its frames' payloads, which are that ring's):
+    // checked operation by operation (n = 1,020 splits evenly over 1–4 ranks). A group's
+    // collectives are its parent's sends, each counted: its barrier sends a token.
+    if (comm.backend.endsWith(' group')) return;
+    const n = 1020;
+    const P = comm.size;
+    const root = P - 1;
+    const sent = async (what: string, expected: number, operation: () => Promise<unknown>) => {
+      const start = comm.bytesSent;
+      await operation();
+      // (shm's count is fractional where a share is: compare to within rounding)
+      if (Math.abs(comm.bytesSent - start - expected) > 1e-6 * Math.max(1, expected)) throw new Error(`rank ${comm.rank}/${P}: ${what} counted ${comm.bytesSent - start} bytes, expected ${expected}`);
+    };
+    await sent('allreduce', (8 * n * (P - 1)) / P, () => comm.allreduce(new Float32Array(n)));
+    await sent('allreduce mean', (8 * n * (P - 1)) / P, () => comm.allreduce(new Float32Array(n), 'mean'));
+    await sent('reduceScatter', (4 * n * (P - 1)) / P, () => comm.reduceScatter(new Float32Array(n)));
+    await sent('allgatherShares', (4 * n * (P - 1)) / P, () => comm.allgatherShares(new Float32Array(n)));
+    await sent('allgather', 4 * n * (P - 1), () => comm.allgather(new Float32Array(n), new Float32Array(n * P)));
+    await sent('gather', comm.rank === root ? 0 : 4 * n, () => comm.gather(new Float32Array(n), comm.rank === root ? new Float32Array(n * P) : null, root));
+    await sent('broadcast', comm.rank === root ? 4 * n * (P - 1) : 0, () => comm.broadcast(new Float32Array(n), root));
+    await sent('barrier', 0, () => comm.barrier());
+    const shared = comm.allocate?.(n);
+    if (shared) {
+      await sent('allreduce of an allocate()d buffer', (8 * n * (P - 1)) / P, () => comm.allreduce(shared));
+      await sent('reduceScatter of an allocate()d buffer', (4 * n * (P - 1)) / P, () => comm.reduceScatter(shared));
+      await sent('allgatherShares of an allocate()d buffer', (4 * n * (P - 1)) / P, () => comm.allgatherShares(shared));
+      await sent('gather of an allocate()d buffer', comm.rank === root ? 0 : 4 * n, () => comm.gather(shared, comm.rank === root ? new Float32Array(n * P) : null, root));
+      await sent('broadcast of an allocate()d buffer', comm.rank === root ? 4 * n * (P - 1) : 0, () => comm.broadcast(shared, root));
+    }
   },
 };
 
