@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { capacityFor, conformanceCases } from './conformance.js';
-import { createShmHandle } from './shm.js';
+import { abortGroup, abortMessage, createShmHandle, rankActivity, ShmCommunicator } from './shm.js';
 import { runThreadGroup as runGroup } from '../launch/thread-group.js';
 
 const script = new URL('./conformance.worker.js', import.meta.url);
@@ -46,10 +46,58 @@ for (const [name, expected] of Object.entries(failures)) {
   });
 }
 
-test('shm refuses an operation larger than the group capacity', async () => {
+test('shm refuses an operation larger than the group capacity, and takes one exactly as large', async () => {
   const { promise } = run(1, 'allreduceSum', false);
   await promise;
-  const handle = createShmHandle(1, 10, 1000);
-  const { ShmCommunicator } = await import('./shm.js');
-  await assert.rejects(new ShmCommunicator(handle, 0).allreduce(new Float32Array(11)), /allreduce of 11 elements exceeds the communicator's capacity of 10/);
+  const comm = new ShmCommunicator(createShmHandle(1, 10, 1000), 0);
+  await comm.allreduce(new Float32Array(10));
+  await assert.rejects(comm.allreduce(new Float32Array(11)), /^CommunicationError: shm allreduce of 11 elements exceeds the communicator's capacity of 10; create the group with a larger capacity\.$/);
+  assert.equal(comm.allocate(6).length, 6);
+  assert.equal(comm.allocate(4).length, 4, 'the region holds exactly its capacity');
+  assert.throws(() => comm.allocate(1), /^CommunicationError: shm allocate of 11 elements exceeds the communicator's capacity of 10/);
+});
+
+test('shm refuses point-to-point calls it cannot make, and receive buffers of the wrong size, with what to do', async () => {
+  const plain = new ShmCommunicator(createShmHandle(2, 16, 1000), 0);
+  await assert.rejects(plain.send(new Float32Array(2), 1), (e: Error & { code?: string }) => e.code === 'NO_MAILBOXES' && e.message === "rank 0: send needs a group made with point-to-point mailboxes (createShmHandle's mailCapacity).");
+  await assert.rejects(plain.recv(new Float32Array(2)), (e: Error & { code?: string }) => e.code === 'NO_MAILBOXES' && /^rank 0: recv needs/.test(e.message));
+  const comm = new ShmCommunicator(createShmHandle(2, 16, 1000, 16, 8), 0);
+  for (const peer of [0, 2, -1, 1.5]) {
+    await assert.rejects(comm.send(new Float32Array(2), peer), (e: Error & { code?: string }) => e.code === 'BAD_ARGUMENT' && e.message === `rank 0: send to/from rank ${peer}: no such peer in a group of 2.`, `send to ${peer}`);
+  }
+  await assert.rejects(comm.recv(new Float32Array(2), 0), /rank 0: recv to\/from rank 0: no such peer/);
+  // a mailbox of 8 floats holds messages of up to 7
+  await assert.rejects(comm.send(new Float32Array(8), 1), /^CommunicationError: shm send of 8 elements exceeds the communicator's capacity of 7/);
+  await assert.rejects(comm.recv(new Float32Array(8), 1), /shm recv of 8 elements exceeds the communicator's capacity of 7/);
+  await assert.rejects(comm.recv(new Float32Array(8)), /shm recv of 8 elements exceeds the communicator's capacity of 7/, 'from any rank too');
+  await assert.rejects(comm.allgather(new Float32Array(3), new Float32Array(5)), (e: Error & { code?: string }) => e.code === 'BAD_ARGUMENT' && e.message === 'rank 0: allgather needs recv of 6 floats (size × send), got 5.');
+  await assert.rejects(comm.gather(new Float32Array(3), null, 0), /^CommunicationError: rank 0: gather at the root needs recv of 6 floats \(size × send\), got none\.$/);
+  await assert.rejects(comm.gather(new Float32Array(3), new Float32Array(7), 0), /gather at the root needs recv of 6 floats \(size × send\), got 7\./);
+});
+
+test('a failed group: the first failure\'s message is kept; the failed rank meets its own reason, the others "aborted" with it, at their next operation', async () => {
+  const handle = createShmHandle(2, 16, 1000);
+  assert.equal(abortMessage(handle), null, 'a healthy group has no failure');
+  assert.equal(rankActivity(handle, 1), 'start-up');
+  const zero = new ShmCommunicator(handle, 0);
+  const one = new ShmCommunicator(handle, 1);
+  abortGroup(handle, 1, 'rank 1 ran out of memory');
+  abortGroup(handle, 0, 'a later failure');
+  assert.equal(abortMessage(handle), 'rank 1 ran out of memory');
+  await assert.rejects(one.barrier(), (e: Error & { code?: string }) => e.code === 'ABORTED' && e.message === 'rank 1 ran out of memory');
+  await assert.rejects(zero.allreduce(new Float32Array(2)), (e: Error & { code?: string }) => e.code === 'PEER_FAILED' && e.message === 'rank 0: allreduce #1 aborted: rank 1 ran out of memory');
+  // a message longer than its room is cut to 2,048 bytes
+  const other = createShmHandle(1, 4, 1000);
+  abortGroup(other, 0, 'x'.repeat(3000));
+  assert.equal(abortMessage(other), 'x'.repeat(2048));
+});
+
+test('what a rank is doing, as a stalled peer\'s message names it', async () => {
+  const handle = createShmHandle(1, 16, 1000, 16, 4);
+  const comm = new ShmCommunicator(handle, 0);
+  assert.equal(rankActivity(handle, 0), 'start-up');
+  await comm.barrier();
+  assert.equal(rankActivity(handle, 0), 'computing after operation #1');
+  await comm.allreduce(new Float32Array(3));
+  assert.equal(rankActivity(handle, 0), 'computing after operation #2');
 });
