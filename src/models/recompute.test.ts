@@ -150,7 +150,7 @@ test('auto with a budget that holds everything recomputes nothing; below the lea
   assert.deepEqual(plan.ops, storeAll(12));
   const least = leastMemory(costs);
   assert.ok(least < all.peakBytes / 2);
-  assert.throws(() => rotor(costs, least * 0.8), (error: Error) => error.message.includes('the smallest schedule found holds') && !error.message.includes('\n'));
+  assert.throws(() => rotor(costs, least * 0.8), (error: Error & { code?: string }) => error.code === 'BAD_OPTION' && error.message.includes(`the smallest schedule found holds ${formatBytes(least)}. Give at least that, or a smaller --batch.`) && !error.message.includes('\n'));
   // between the two, time falls as memory grows
   let previous = Infinity;
   for (const budget of [least * 1.01, least * 1.5, least * 2.5, all.peakBytes]) {
@@ -196,6 +196,16 @@ test('the options parse: schedules, sizes with units, and one-line refusals', ()
   assert.equal(parseBytes('1.5GB', '--memory-budget'), 1.5e9);
   assert.equal(parseBytes('4096', '--memory-budget'), 4096);
   assert.throws(() => parseBytes('lots', '--memory-budget'), /--memory-budget lots: expected a size in bytes/);
+  // each refusal is a bad option, in one line that says what was expected
+  const badOption = (message: RegExp) => (error: Error & { code?: string }) => error.code === 'BAD_OPTION' && message.test(error.message) && !error.message.includes('\n');
+  assert.throws(() => parseBytes('0', '--x'), badOption(/^--x 0: expected a positive size\.$/));
+  assert.throws(() => parseBytes('x12', '--x'), badOption(/^--x x12: expected a size in bytes, e\.g\. 512M/));
+  assert.throws(() => parseBytes('12 x', '--x'), badOption(/^--x 12 x: expected a size in bytes/));
+  assert.equal(parseBytes('1.25MB', '--x'), 1.25e6);
+  assert.throws(() => parseRecompute('none:1'), badOption(/^--recompute none:1: expected none \(store every activation\)/));
+  for (const snapshots of [0, -1, Number.NaN]) assert.throws(() => revolve(5, snapshots), badOption(new RegExp(`^--recompute revolve:${snapshots}: needs at least 1 snapshot\\.$`)));
+  // sizes at each unit's first value, and just below it
+  assert.deepEqual([2 ** 10 - 1, 2 ** 10, 2 ** 20 - 1, 2 ** 20, 2 ** 30 - 1, 2 ** 30].map(formatBytes), ['1023 B', '1.0 KiB', '1024.0 KiB', '1.0 MiB', '1024.0 MiB', '1.00 GiB']);
 });
 
 // --- on real models: the same arithmetic, less memory ---
