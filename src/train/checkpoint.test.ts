@@ -127,6 +127,8 @@ test('a damaged or foreign checkpoint is refused, naming the file and what is wr
   // read without a model: a layout entry that is not name[shape]
   const badLayout = withHeader(path, 'layout.ckpt', (h) => { h.layout = 'w[2x3];b3'; });
   assert.throws(() => readCheckpointLayout(badLayout), (e: Error) => e.message === `${badLayout}: has a layout entry 'b3' that is not name[shape]; the file is damaged; export another checkpoint`);
+  const trailing = withHeader(path, 'layout-trailing.ckpt', (h) => { h.layout = 'w[2x3];b[3]x'; });
+  assert.throws(() => readCheckpointLayout(trailing), /has a layout entry 'b\[3\]x' that is not name\[shape\]/);
 });
 
 /** A hook with saved state: what it is handed back is recorded. */
@@ -141,6 +143,26 @@ test('a hook\'s state is saved as hook.NAME.RANK; on as many ranks each takes it
   assert.deepEqual(saved, { 'hook.residual.0': Float32Array.of(1, 2, 3), 'hook.random.0': Float32Array.of(9) });
   assert.deepEqual(await gatherHookState(comm, recordingHook(undefined)), {});
   assert.deepEqual(await gatherHookState(comm, null), {});
+  assert.deepEqual(await gatherHookState(comm, {} as Hook), {}, 'a hook that keeps no state');
+  // three ranks, seen from the root and from another rank: the gather (played here) lays rank r's arrays at r·n
+  for (const rank of [0, 1]) {
+    const gathered: number[] = [];
+    const three = {
+      rank, size: 3,
+      async gather(send: Float32Array, recv: Float32Array | null, root: number) {
+        assert.equal(root, 0);
+        gathered.push(send.length);
+        if (recv) for (let r = 0; r < 3; r++) recv.set(send.map((v) => v + 10 * r), r * send.length);
+        else assert.notEqual(rank, 0, 'the root receives');
+      },
+    } as unknown as ShmCommunicator;
+    const state = await gatherHookState(three, recordingHook({ residual: Float32Array.of(1, 2), random: Float32Array.of(5) }));
+    assert.deepEqual(gathered, [2, 1], 'one gather per array, of its length');
+    assert.deepEqual(state, rank === 0 ? {
+      'hook.residual.0': Float32Array.of(1, 2), 'hook.residual.1': Float32Array.of(11, 12), 'hook.residual.2': Float32Array.of(21, 22),
+      'hook.random.0': Float32Array.of(5), 'hook.random.1': Float32Array.of(15), 'hook.random.2': Float32Array.of(25),
+    } : {});
+  }
 
   const three = {
     'hook.residual.0': Float32Array.of(1, 2), 'hook.residual.1': Float32Array.of(10, 20), 'hook.residual.2': Float32Array.of(100, 200),
@@ -161,6 +183,19 @@ test('a hook\'s state is saved as hook.NAME.RANK; on as many ranks each takes it
   const none = recordingHook(undefined);
   restoreHookState(none, { params: Float32Array.of(1) }, 0, 2);
   assert.equal(none.loaded, undefined, 'a checkpoint without hook state loads nothing');
+  for (const key of ['xhook.residual.0', 'hook.residual.0x', 'hook.residual.', 'hook..0']) {
+    const ignored = recordingHook(undefined);
+    restoreHookState(ignored, { [key]: Float32Array.of(1) }, 0, 1);
+    assert.equal(ignored.loaded, undefined, `'${key}' is not a hook's array`);
+  }
+  // ranks past 9: eleven ranks' arrays, each taken by its own rank
+  const eleven = Object.fromEntries(Array.from({ length: 11 }, (_, r) => [`hook.residual.${r}`, Float32Array.of(r)]));
+  const tenth = recordingHook(undefined);
+  restoreHookState(tenth, eleven, 10, 11);
+  assert.deepEqual(tenth.loaded, { residual: Float32Array.of(10) });
+  // a hook that takes no state back is left alone
+  restoreHookState({} as Hook, three, 0, 2);
+  restoreHookState(null, three, 0, 2);
 });
 
 test('an optimiser takes its saved state, or its range of it, and its step count; state it does not keep is skipped', () => {
