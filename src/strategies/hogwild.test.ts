@@ -1,8 +1,9 @@
 // One Hogwild! worker driven step by step, outside the training loop: what each kind of step
 // writes (per-example steps on the examples where they lie or on a batch copied out, a dense
 // minibatch step into a bf16 array, a replica that writes only at its merges), the loss and stop
-// flag it reports, what a checkpoint takes from it, and its refusals. The oracles are written out
-// here: logistic regression's per-example SGD step, SGD on the minibatch gradient, bfloat16's two
+// flag it reports, what a checkpoint takes from it, and its refusals. Its communicator has one
+// rank, whose all-reduce plays the other workers' part at the epoch's meeting. The oracles are
+// written out here: logistic regression's per-example SGD step, SGD on the minibatch gradient, bfloat16's two
 // neighbours of a float32, and the default merge interval's closed form.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -54,7 +55,7 @@ async function worker(o: Options): Promise<{ rank: StrategyRank; comm: ShmCommun
   const setup = {
     comm, model: o.model, workers: o.workers ?? 1, batch: o.batch ?? 10, seed: 7, startParams: o.startParams ?? new Float32Array(size),
     paramPrecision: precision, syncEvery: 1, staleness: 0, mergeEvery: o.mergeEvery, sharedBuffer: shared, hook: null,
-    optimizer: () => (new Optimizer(o.optimizer ?? { ...defaultOptimizer, name: 'sgd' }, size)),
+    optimizer: () => new Optimizer(o.optimizer ?? { ...defaultOptimizer, name: 'sgd' }, size),
     replica: () => o.model, reportUpdates: () => {},
   } satisfies RankSetup;
   const rank = await hogwild(setup);
