@@ -7,9 +7,12 @@
 // neighbours of a float32, and the default merge interval's closed form.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createShmHandle, ShmCommunicator } from '../comm/shm.js';
 import { SparseBatchMaker } from '../data/batches.js';
-import { generateRcv1Like } from '../data/sparse.js';
+import { formatLibsvm, generateRcv1Like } from '../data/sparse.js';
 import { createModel, type Batch, type Model, type SparseBatch } from '../models/index.js';
 import { INTERCEPT_RATE } from '../models/sparse.js';
 import { defaultOptimizer, Optimizer, type OptimizerConfig } from '../optim/optimizers.js';
@@ -268,5 +271,24 @@ test('low precision without a replica steps the same on a batch copied out as on
     } as Model;
     delete (partial as unknown as Record<string, unknown>)[missing];
     await assert.rejects(worker({ model: partial, paramPrecision: 'bf16', mergeEvery: 0 }), /needs the model 'partial' to list the coordinates/, `without ${missing}`);
+  }
+});
+
+test('one Hogwild! worker stopped mid-epoch and resumed ends bit-identical to a run never interrupted (dense with momentum, sparse per-example steps)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'converge-hogwild-resume-'));
+  writeFileSync(join(dir, 'train.svm'), formatLibsvm(data.train));
+  writeFileSync(join(dir, 'test.svm'), formatLibsvm(data.test));
+  const configs: TrainConfig[] = [
+    { ...defaults, dataset: 'synthetic', model: 'mlp', hidden: [16], epochs: 2, batch: 32, lr: 0.05, seed: 3, strategy: 'hogwild', optimizer: 'momentum', workers: 1 },
+    { ...defaults, dataset: join(dir, 'train.svm'), testDataset: join(dir, 'test.svm'), model: 'logreg', epochs: 2, batch: 10, lr: 0.5, seed: 3, strategy: 'hogwild', workers: 1 },
+  ];
+  for (const config of configs) {
+    const whole = await trainOnThreads(config);
+    const checkpoint = join(dir, `${config.model}.ckpt`);
+    const stopped = await trainOnThreads({ ...config, save: checkpoint, stopAfterSteps: 11 });
+    assert.equal(stopped.summary.stoppedEarly, true);
+    const resumed = await trainOnThreads({ ...config, resume: checkpoint });
+    assert.deepEqual(resumed.resumedFrom, { epoch: 0, step: 11 });
+    assert.deepEqual(resumed.params, whole.params, `${config.model}: resumed parameters differ`);
   }
 });
