@@ -6,6 +6,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { ImageDataset } from '../data/dataset.js';
+import { loadAnyDataset } from '../data/load.js';
 import { trainOnThreads } from '../launch/threads.js';
 import { defaults, type TrainConfig } from './config.js';
 
@@ -95,4 +97,99 @@ export default { data: 'images', build(options) {
   const expected = readCheckpointLayout(whole).state.optimizerState['model.buffers'];
   assert.equal(expected[0], 64, '2 epochs of 32 steps');
   assert.deepEqual(readCheckpointLayout(stopped).state.optimizerState['model.buffers'], expected);
+});
+
+/**
+ * A probe: its losses cycle through `losses`; buffers hold [gradients computed, the last step
+ * begun, the replica that computed last]; it scores a sample correct when its label is 0.
+ */
+function probeModel(name: string, losses: number[]): string {
+  const path = join(dir, `${name}.mjs`);
+  writeFileSync(path, `import { Layout } from ${JSON.stringify(new URL('../tensor/layout.js', import.meta.url).href)};
+const losses = ${JSON.stringify(losses.map(String))}.map(Number);
+export default { data: 'images', build(options) {
+  const layout = new Layout([{ name: 'w', shape: [4] }]);
+  const buffers = Float32Array.of(0, -1, -1);
+  let calls = 0;
+  return { name: ${JSON.stringify(name)}, layout, maxBatch: options.maxBatch, task: 'classification', buffers,
+    init: (params) => params.fill(0),
+    beginStep(step) { buffers[1] = step; },
+    lossAndGrad(params, batch, grad) { buffers[0] += 1; buffers[2] = options.replica; grad.fill(0.01); return losses[calls++ % losses.length]; },
+    evaluate(params, batch) { let zeros = 0; for (let i = 0; i < batch.size; i++) if (batch.y[i] === 0) zeros++; return { loss: 1, correct: zeros, squaredError: 0 }; } };
+} };
+`);
+  return path;
+}
+
+function records(log: string): Record<string, unknown>[] {
+  return readFileSync(log, 'utf8').trim().split('\n').map((line) => JSON.parse(line));
+}
+
+test('an epoch reports the mean of its steps\' losses, the samples it trained, its training time within the run\'s, its first and last steps, and a run that ends whole says so', async () => {
+  const log = join(dir, 'probe.jsonl');
+  const model = probeModel('probe', [1, 2, 3, 6]);
+  const started = performance.now();
+  // 2,048 samples, one worker of 64: 32 steps an epoch, whose losses cycle with mean 3
+  const { summary } = await trainOnThreads({ ...base, model, batch: 64, log });
+  const wall = (performance.now() - started) / 1000;
+  assert.equal(summary.stoppedEarly, false);
+  const epochs = records(log).filter((r) => r.type === 'epoch') as { trainLoss: number; samplesPerSecond: number; trainSeconds: number; perStepMs: { communication: number } }[];
+  assert.deepEqual(epochs.map((e) => e.trainLoss), [3, 3]);
+  // (the log gives the epoch's samples as a rate over its training time)
+  assert.deepEqual(epochs.map((e) => Math.round(e.samplesPerSecond * e.trainSeconds)), [2048, 2048]);
+  assert.ok(epochs.every((e) => e.trainSeconds > 0) && epochs[0].trainSeconds + epochs[1].trainSeconds <= wall, `${epochs.map((e) => e.trainSeconds)} s of training in a run of ${wall} s`);
+  // a step is reported at most every 200 ms, and the last of each epoch always: here the first and last of each
+  const steps = records(log).filter((r) => r.type === 'step') as { epoch: number; step: number; loss: number; samples: number }[];
+  for (const epoch of [0, 1]) {
+    const mine = steps.filter((s) => s.epoch === epoch);
+    assert.deepEqual(mine[mine.length - 1], { ...mine[mine.length - 1], step: 31, loss: 6, samples: (epoch + 1) * 2048 });
+    assert.ok(mine.length <= 2 + Math.ceil(epochs[epoch].trainSeconds / 0.2), `${mine.length} step records in an epoch of ${epochs[epoch].trainSeconds} s`);
+  }
+  assert.deepEqual(steps[0], { ...steps[0], epoch: 0, step: 0, loss: 1, samples: 64 }, 'the first step is reported');
+  // a strategy that meets only at the epoch's end (hogwild) is handed the epoch's mean to agree on
+  await trainOnThreads({ ...base, model, batch: 64, strategy: 'hogwild', log });
+  assert.deepEqual(records(log).filter((r) => r.type === 'epoch').map((r) => r.trainLoss), [3, 3]);
+  // two workers: their mean losses, and time in the exchange beside the computing
+  await trainOnThreads({ ...base, model, batch: 32, workers: 2, log });
+  const two = records(log).filter((r) => r.type === 'epoch') as typeof epochs;
+  assert.deepEqual(two.map((e) => e.trainLoss), [3, 3]);
+  assert.ok(two.every((e) => e.perStepMs.communication > 0), JSON.stringify(two.map((e) => e.perStepMs)));
+});
+
+test('a stopped run resumed reports only the samples it trained; mid-epoch checkpoints land every --save-every steps; steps begin numbered through the run', async () => {
+  const model = probeModel('probe-resume', [1]);
+  const log = join(dir, 'resume.jsonl');
+  const checkpoint = join(dir, 'probe.ckpt');
+  await trainOnThreads({ ...base, model, batch: 64, save: checkpoint, stopAfterSteps: 21 });
+  await trainOnThreads({ ...base, model, batch: 64, resume: checkpoint, save: checkpoint, log });
+  assert.deepEqual(records(log).filter((r) => r.type === 'epoch').map((r) => Math.round((r.samplesPerSecond as number) * (r.trainSeconds as number))), [(32 - 21) * 64, 2048]);
+  const { readCheckpointLayout } = await import('./checkpoint.js');
+  // the last step begun is the run's 64th (numbered from 0): epoch · steps + step
+  assert.equal(readCheckpointLayout(checkpoint).state.optimizerState['model.buffers'][1], 63);
+  // a run that fails at its 22nd gradient (step 21) keeps the checkpoint --save-every 8 wrote after step 16
+  const failing = probeModel('probe-fails', [...Array(21).fill(1), NaN]);
+  const saved = join(dir, 'failing.ckpt');
+  await assert.rejects(trainOnThreads({ ...base, model: failing, batch: 64, save: saved, saveEvery: 8 }), /loss became NaN at step 21 \(epoch 1\)/);
+  const { state } = readCheckpointLayout(saved);
+  assert.deepEqual([state.epoch, state.step], [0, 16]);
+  // in the second epoch the step is counted through the run
+  const late = probeModel('probe-fails-late', [...Array(32 + 2).fill(1), NaN]);
+  await assert.rejects(trainOnThreads({ ...base, model: late, batch: 64 }), /loss became NaN at step 34 \(epoch 2\)/);
+});
+
+test('evaluation shares the test split among the ranks, each sample scored once (3 workers: uneven shares); buffers saved are the first worker\'s (a parameter server holds none of its own)', async () => {
+  const data = loadAnyDataset('synthetic', { seed: base.seed }) as ImageDataset;
+  let zeros = 0;
+  for (let i = 0; i < data.test.count; i++) if (data.test.labels[i] === 0) zeros++;
+  const model = probeModel('probe-eval', [1]);
+  for (const workers of [1, 3]) {
+    const { summary } = await trainOnThreads({ ...base, model, batch: 32, workers, epochs: 1 });
+    assert.equal(summary.testAccuracy, zeros / data.test.count, `${workers} workers: the share of label 0 in the test split`);
+  }
+  const checkpoint = join(dir, 'ps.ckpt');
+  await trainOnThreads({ ...base, model, batch: 32, workers: 2, strategy: 'ps', epochs: 1, save: checkpoint });
+  const { readCheckpointLayout } = await import('./checkpoint.js');
+  const buffers = readCheckpointLayout(checkpoint).state.optimizerState['model.buffers'];
+  assert.equal(buffers[2], 1, 'the first worker (rank 1) computed them; the server (rank 0) never did');
+  assert.equal(buffers[0], 2048 / 64, 'the first worker\'s count: one gradient a step');
 });
