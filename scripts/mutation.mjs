@@ -48,7 +48,7 @@ export const modules = {
   // fault or --sync-bn's ResNet over tcp: 6 s a run)
   loop: {
     mutate: ['src/train/loop.ts'],
-    tests: ['--test-name-pattern="P workers with batch b|parameter server with one worker|interrupted run resumed|resumes on another number|JSONL log|eval-every|--target|--global-batch|where a step.s time went|learning-rate schedules|a loss that is not finite|buffers|checkpoint"', 'dist/train/*.test.js', 'dist/launch/threads.test.js'],
+    tests: ['--test-name-pattern="P workers with batch b|parameter server with one worker|interrupted run resumed|resumes on another number|JSONL log|eval-every|--target|--global-batch|where a step.s time went|learning-rate schedules|a loss that is not finite|buffers|checkpoint|an epoch reports"', 'dist/train/*.test.js', 'dist/launch/threads.test.js'],
   },
   // the shared-memory backend: the conformance suite on 1–4 threads (every collective against its closed form, messages past the
   // capacity's segments) and its failure cases (a rank that throws, dies, stalls or calls the wrong collective ends every rank fast)
