@@ -16,7 +16,7 @@ import { formatLibsvm, generateRcv1Like } from '../data/sparse.js';
 import { createModel, type Batch, type Model, type SparseBatch } from '../models/index.js';
 import { INTERCEPT_RATE } from '../models/sparse.js';
 import { defaultOptimizer, Optimizer, type OptimizerConfig } from '../optim/optimizers.js';
-import { encodedBytes, type ParamPrecision } from '../tensor/precision.js';
+import { bf16Value, encodedBytes, type ParamPrecision } from '../tensor/precision.js';
 import { Random } from '../tensor/random.js';
 import { trainOnThreads } from '../launch/threads.js';
 import { defaults, type TrainConfig } from '../train/config.js';
@@ -143,7 +143,7 @@ test('dense Hogwild! on bfloat16 parameters: the minibatch step lands on one of 
   let down = 0;
   for (let i = 0; i < size; i++) {
     const step = Math.fround(start[i] - 0.3 * grad[i]);
-    const value = new Float32Array(new Uint32Array([stored[i] << 16]).buffer)[0];
+    const value = bf16Value(stored[i]);
     // bf16 truncation of the step, and the bf16 value one above it in magnitude
     const below = new Float32Array(new Uint32Array([(new Uint32Array(new Float32Array([step]).buffer)[0] & 0xffff0000) >>> 0]).buffer)[0];
     const above = new Float32Array(new Uint32Array([((new Uint32Array(new Float32Array([below]).buffer)[0] + 0x10000) & 0xffffffff) >>> 0]).buffer)[0];
@@ -155,7 +155,7 @@ test('dense Hogwild! on bfloat16 parameters: the minibatch step lands on one of 
   const { trainLoss, stop } = await rank.endSteps!(false, 0.75);
   assert.equal(trainLoss, 0.75, 'one worker\'s training loss, as the loop counted it');
   assert.equal(stop, false);
-  for (let i = 0; i < size; i++) assert.equal(rank.params[i], new Float32Array(new Uint32Array([stored[i] << 16]).buffer)[0], `params[${i}] after the epoch`);
+  for (let i = 0; i < size; i++) assert.equal(rank.params[i], bf16Value(stored[i]), `params[${i}] after the epoch`);
 });
 
 test('a bfloat16 replica writes the shared array only at its merges, by default every sixteenth of the worker\'s epoch', async () => {
@@ -261,7 +261,7 @@ test('low precision without a replica steps the same on a batch copied out as on
   // and close to the float32 steps by hand (bf16 holds 8 bits of mantissa)
   const expected = new Float32Array(size);
   for (const first of [0, 10, 20]) byHand(expected, first, 10, 0.5, (model as Model & { l2: number }).l2);
-  assertClose(Array.from(results[0], (bits) => new Float32Array(new Uint32Array([bits << 16]).buffer)[0]), expected, 0.02, 'bf16 steps against float32 ones');
+  assertClose(Array.from(results[0], bf16Value), expected, 0.02, 'bf16 steps against float32 ones');
   for (const missing of ['exampleCoordinates', 'maxExampleCoordinates']) {
     const partial: Model = {
       name: 'partial', layout: model.layout, task: model.task, maxBatch: model.maxBatch, init: (p, r) => model.init(p, r),
