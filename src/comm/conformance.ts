@@ -253,22 +253,18 @@ export const conformanceCases: Record<string, (comm: Communicator) => Promise<vo
       // (shm's count is fractional where a share is: compare to within rounding)
       if (Math.abs(comm.bytesSent - start - expected) > 1e-6 * Math.max(1, expected)) throw new Error(`rank ${comm.rank}/${P}: ${what} counted ${comm.bytesSent - start} bytes, expected ${expected}`);
     };
-    await sent('allreduce', (8 * n * (P - 1)) / P, () => comm.allreduce(new Float32Array(n)));
-    await sent('allreduce mean', (8 * n * (P - 1)) / P, () => comm.allreduce(new Float32Array(n), 'mean'));
-    await sent('reduceScatter', (4 * n * (P - 1)) / P, () => comm.reduceScatter(new Float32Array(n)));
-    await sent('allgatherShares', (4 * n * (P - 1)) / P, () => comm.allgatherShares(new Float32Array(n)));
-    await sent('allgather', 4 * n * (P - 1), () => comm.allgather(new Float32Array(n), new Float32Array(n * P)));
-    await sent('gather', comm.rank === root ? 0 : 4 * n, () => comm.gather(new Float32Array(n), comm.rank === root ? new Float32Array(n * P) : null, root));
-    await sent('broadcast', comm.rank === root ? 4 * n * (P - 1) : 0, () => comm.broadcast(new Float32Array(n), root));
-    await sent('barrier', 0, () => comm.barrier());
-    const shared = comm.allocate?.(n);
-    if (shared) {
-      await sent('allreduce of an allocate()d buffer', (8 * n * (P - 1)) / P, () => comm.allreduce(shared));
-      await sent('reduceScatter of an allocate()d buffer', (4 * n * (P - 1)) / P, () => comm.reduceScatter(shared));
-      await sent('allgatherShares of an allocate()d buffer', (4 * n * (P - 1)) / P, () => comm.allgatherShares(shared));
-      await sent('gather of an allocate()d buffer', comm.rank === root ? 0 : 4 * n, () => comm.gather(shared, comm.rank === root ? new Float32Array(n * P) : null, root));
-      await sent('broadcast of an allocate()d buffer', comm.rank === root ? 4 * n * (P - 1) : 0, () => comm.broadcast(shared, root));
+    // each reducing and rooted collective on a private buffer and on an allocate()d one (read in place)
+    const shared = comm.allocate(n);
+    for (const [on, buffer] of [['', () => new Float32Array(n)], [' of an allocate()d buffer', () => shared]] as const) {
+      await sent(`allreduce${on}`, (8 * n * (P - 1)) / P, () => comm.allreduce(buffer()));
+      await sent(`allreduce mean${on}`, (8 * n * (P - 1)) / P, () => comm.allreduce(buffer(), 'mean'));
+      await sent(`reduceScatter${on}`, (4 * n * (P - 1)) / P, () => comm.reduceScatter(buffer()));
+      await sent(`allgatherShares${on}`, (4 * n * (P - 1)) / P, () => comm.allgatherShares(buffer()));
+      await sent(`gather${on}`, comm.rank === root ? 0 : 4 * n, () => comm.gather(buffer(), comm.rank === root ? new Float32Array(n * P) : null, root));
+      await sent(`broadcast${on}`, comm.rank === root ? 4 * n * (P - 1) : 0, () => comm.broadcast(buffer(), root));
     }
+    await sent('allgather', 4 * n * (P - 1), () => comm.allgather(new Float32Array(n), new Float32Array(n * P)));
+    await sent('barrier', 0, () => comm.barrier());
   },
 };
 
