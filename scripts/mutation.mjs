@@ -14,8 +14,15 @@ export const modules = {
   // the hooks, their codecs' reference and parsing, and the dense hooks' shard exchange (closed forms, unbiasedness over draws and the native
   // codecs judge them; not the training runs of launch/compress, 13 s a run)
   compress: { mutate: ['src/compress/*.ts', '!src/compress/*.test.ts'], tests: ['dist/compress/compress.test.js', 'dist/kernels/codecs.test.js', 'dist/strategies/shard-exchange.test.js'] },
-  // the readers (sparse, csv, npy, cifar, text-scan: 1,200 more mutants) would take ≈3 h here
+  // the batches and the held-out split (the file readers are their own module, below)
   data: { mutate: ['src/data/batches.ts', 'src/data/split.ts'], tests: ['dist/data/*.test.js', 'dist/models/sparse-models.test.js'] },
+  // the file readers: IDX, NPY, CIFAR-10 binary, CSV/TSV, libsvm, ratings, the byte scanner under the text ones, and arrays in memory
+  // (files the tests write, each bad input's message, exact numbers in every notation judge them; not the CIFAR folder trained
+  // from the CLI, 20 s a run)
+  readers: {
+    mutate: ['src/data/{idx,npy,cifar,csv,sparse,ratings,text-scan,dense}.ts'],
+    tests: ['--test-name-pattern="^(IDX|bad IDX|Fashion-MNIST|CIFAR-10 binary|CSV|labels|NPY|arrays in memory|libsvm|the RCV1-like|ratings)"', 'dist/data/data.test.js', 'dist/data/dense.test.js', 'dist/data/sparse.test.js', 'dist/data/cifar.test.js'],
+  },
   // the pipeline's schedules, simulator and partitioner (pure: closed forms and brute force judge them)
   pipeline: { mutate: ['src/strategies/pipeline-schedule.ts', 'src/strategies/pipeline-partition.ts'], tests: ['dist/strategies/pipeline.test.js'] },
   // recompute versus store: the schedules, their pricing, the rotor program (closed forms, an exhaustive search and bit-equal steps judge them) and the arena's placement
@@ -37,6 +44,10 @@ export const modules = {
     mutate: ['src/strategies/replica.ts', 'src/strategies/hogwild.ts'],
     tests: ['--test-name-pattern="replica|a merge|merges from|merge interval|hogwild with one worker|low-precision Hogwild|Hogwild!|the merge lock"', 'dist/strategies/replica.test.js', 'dist/strategies/hogwild.test.js', 'dist/launch/relaxed.test.js', 'dist/launch/precision.test.js'],
   },
+  // the synchronous strategies: all-reduce, parameter server, local SGD, their low-precision storage and their whole-payload
+  // exchange (every rank driven step by step in one process over tcp, each step held to SGD written out, the losses' mean, the stop,
+  // the checkpointed state, bf16's and int8's rounding bounds, the bytes sent; not the threaded training runs, 10–30 s a run)
+  sync: { mutate: ['src/strategies/{allreduce,ps,local-sgd,precision,exchange}.ts'], tests: ['dist/strategies/sync.test.js'] },
   // the tcp record layer: session keys, sealing and opening, its counters (the record tests judge it: any chunking, replays,
   // reorderings, drops, the other direction's key, a changed length; not the relay tests between processes, 10 s a run)
   seal: { mutate: ['src/comm/tcp-seal.ts'], tests: ['dist/comm/tcp-seal.test.js'] },

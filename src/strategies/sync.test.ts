@@ -1,0 +1,378 @@
+// The all-reduce, the parameter server and local SGD driven step by step, outside the training
+// loop, with every rank in this one process: P tcp communicators on loopback (no transport
+// security: the fabric is this process) whose collectives interleave on the event loop. Each
+// step is held to its oracle written out here: SGD with momentum as PyTorch writes it, on the mean
+// of the workers' minibatch gradients (local SGD: each worker's own steps, averaged by hand), the
+// mean of their losses, a stop that rank 0 asks for reaching every rank, the optimiser state a
+// checkpoint takes, stored values within one rounding step (bfloat16's spacing, an int8 block's
+// scale) of the float32 update, and the bytes a worker sends. The whole file runs in about a second.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { bufferShare, type ProcessCommunicator } from '../comm/communicator.js';
+import { connectTcp } from '../comm/tcp-rendezvous.js';
+import { parseCompress } from '../compress/parse.js';
+import { freePort } from '../launch/local-job.js';
+import { createModel, type Batch } from '../models/index.js';
+import { defaultOptimizer, Optimizer, type OptimizerConfig } from '../optim/optimizers.js';
+import { INT8_BLOCK, type ParamPrecision } from '../tensor/precision.js';
+import { Random } from '../tensor/random.js';
+import { allreduce } from './allreduce.js';
+import { localSgd } from './local-sgd.js';
+import { parameterServer } from './ps.js';
+import type { RankSetup, StepInput, StepOutcome, Strategy, StrategyRank } from './strategy.js';
+
+const model = createModel('mlp', { inputShape: [1, 4, 4], classes: 3, hidden: [6], maxBatch: 8 });
+const size = model.layout.size;
+const start = new Float32Array(size);
+model.init(start, new Random(11));
+const BATCH = 4;
+
+/** The minibatch of a worker at a step: inputs and labels drawn from (step, worker) alone. */
+function batchOf(step: number, worker: number): Batch {
+  const random = new Random(1000 * step + worker + 1);
+  const x = Float32Array.from({ length: BATCH * 16 }, () => random.next() * 2 - 1);
+  const y = Int32Array.from({ length: BATCH }, () => Math.floor(random.next() * 3));
+  return { x, y, size: BATCH };
+}
+
+/** P ranks of one job, each a tcp communicator of this process. */
+async function group(P: number): Promise<ProcessCommunicator[]> {
+  const port = await freePort();
+  return Promise.all(Array.from({ length: P }, (_, rank) =>
+    connectTcp({ rank, size: P, masterAddr: '127.0.0.1', masterPort: port, secret: 'sync-test-secret', timeoutMs: 20_000, capacity: 1 << 16, security: 'none' })));
+}
+
+interface Run {
+  strategy: Strategy;
+  ranks: number;
+  optimizer?: OptimizerConfig;
+  paramPrecision?: ParamPrecision;
+  syncEvery?: number;
+  compress?: string;
+  steps: number;
+  lr?: number;
+  /** The step at which rank 0 is asked to stop (never, when absent). */
+  stopAt?: number;
+  /** Steps after which the loop says a checkpoint or an evaluation follows. */
+  meetAfter?: number[];
+  /** Rank 0's parameters to start from (default `start`). */
+  from?: Float32Array;
+  /** Sees the ranks once built, before the first step. */
+  ready?: (ranks: StrategyRank[]) => void;
+}
+
+const sgd: OptimizerConfig = { ...defaultOptimizer, name: 'sgd' };
+const momentum: OptimizerConfig = { ...defaultOptimizer, name: 'momentum', momentum: 0.9, weightDecay: 0.01 };
+
+/**
+ * Builds every rank of a strategy and runs `steps` steps of one epoch on all of them at once.
+ * Workers are numbered 0.. among the ranks that compute gradients (the parameter server's rank 0 does not).
+ * `each(step, ranks)` sees the ranks after every step; `finish(ranks)`, the ranks after the last, their communicators still open.
+ */
+async function drive<T = void>(run: Run, each?: (step: number, ranks: StrategyRank[], outcomes: StepOutcome[]) => void | Promise<void>, finish?: (ranks: StrategyRank[]) => Promise<T>) {
+  const comms = await group(run.ranks);
+  const server = run.strategy === parameterServer;
+  const workers = server ? run.ranks - 1 : run.ranks;
+  const lr = run.lr ?? 0.1;
+  try {
+    const ranks = await Promise.all(comms.map((comm) => {
+      const config = run.optimizer ?? momentum;
+      const setup: RankSetup = {
+        comm, model, workers, batch: BATCH, seed: 5, startParams: comm.rank === 0 ? run.from ?? start : new Float32Array(size),
+        paramPrecision: run.paramPrecision ?? 'fp32', syncEvery: run.syncEvery ?? 1, staleness: 0,
+        hook: run.compress ? parseCompress(run.compress)({ size, seed: comm.rank, momentum: 0 }) : null,
+        optimizer: () => new Optimizer(config, size), replica: () => model, reportUpdates: () => {},
+      };
+      return run.strategy(setup);
+    }));
+    run.ready?.(ranks);
+    const history: StepOutcome[][] = [];
+    for (let step = 0; step < run.steps; step++) {
+      const outcomes = await Promise.all(ranks.map((rank, r) => rank.step(input(step, run, server ? r - 1 : r, lr))));
+      history.push(outcomes);
+      await each?.(step, ranks, outcomes);
+    }
+    return { ranks, history, finished: await finish?.(ranks) };
+  } finally {
+    await Promise.all(comms.map((comm) => comm.close()));
+  }
+}
+
+function input(step: number, run: Run, worker: number, lr: number): StepInput {
+  return {
+    epoch: 0, step, steps: run.steps, lr, lrOf: () => lr, order: new Uint32Array(0), first: 0, whole: undefined,
+    batch: () => batchOf(step, worker),
+    gradient: async (params, grad) => {
+      assert.ok(worker >= 0, 'the parameter server computed a gradient');
+      return model.lossAndGrad(params, batchOf(step, worker), grad);
+    },
+    stopRequested: () => run.stopAt !== undefined && step >= run.stopAt, // once asked, a stop stays asked
+    meetAfter: run.meetAfter?.includes(step) ?? false,
+  };
+}
+
+/** SGD with momentum and weight decay as PyTorch writes it: v ← μ·v + g + λ·p; p ← p − lr·v (plain SGD without μ). */
+function sgdStep(params: Float32Array, grad: Float32Array, velocity: Float32Array, lr: number, config: OptimizerConfig): void {
+  const mu = config.name === 'momentum' ? config.momentum : 0;
+  for (let i = 0; i < params.length; i++) {
+    const g = grad[i] + config.weightDecay * params[i];
+    velocity[i] = mu * velocity[i] + g;
+    params[i] -= lr * (mu ? velocity[i] : g);
+  }
+}
+
+/** Each worker's gradient and loss at `params` on its minibatch of the step. */
+function gradients(params: Float32Array, step: number, workers: number): { grads: Float32Array[]; losses: number[] } {
+  const grads = Array.from({ length: workers }, () => new Float32Array(size));
+  const losses = grads.map((grad, w) => model.lossAndGrad(params, batchOf(step, w), grad));
+  return { grads, losses };
+}
+
+const mean = (arrays: Float32Array[]) => arrays[0].map((_, i) => arrays.reduce((sum, a) => sum + a[i], 0) / arrays.length);
+
+function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tolerance: number, what: string): void {
+  assert.equal(actual.length, expected.length, what);
+  for (let i = 0; i < expected.length; i++) {
+    if (!(Math.abs(actual[i] - expected[i]) <= tolerance)) assert.fail(`${what}: element ${i} is ${actual[i]}, expected ${expected[i]}`);
+  }
+}
+
+/** Synchronous SGD by hand: the mean gradient of every worker's minibatch, one update a step; the losses' means. */
+function synchronousByHand(workers: number, steps: number, lr: number, config: OptimizerConfig) {
+  const params = Float32Array.from(start);
+  const velocity = new Float32Array(size);
+  const losses: number[] = [];
+  const trajectory: Float32Array[] = [];
+  for (let step = 0; step < steps; step++) {
+    const { grads, losses: l } = gradients(params, step, workers);
+    losses.push(l.reduce((a, b) => a + b, 0) / workers);
+    sgdStep(params, mean(grads), velocity, lr, config);
+    trajectory.push(Float32Array.from(params));
+  }
+  return { params, velocity, losses, trajectory };
+}
+
+for (const [name, strategy] of [['all-reduce', allreduce], ['parameter server', parameterServer]] as const) {
+  for (const workers of [2, 3]) {
+    test(`${name} with ${workers} workers takes the momentum-SGD steps of the workers' mean gradient, reports their mean loss, and checkpoints the whole velocity`, async () => {
+      const server = strategy === parameterServer;
+      const expected = synchronousByHand(workers, 5, 0.1, momentum);
+      const { ranks, history, finished } = await drive({ strategy, ranks: server ? workers + 1 : workers, steps: 5 }, (step, ranks, outcomes) => {
+        // the all-reduce's ranks (and the server) hold the new parameters after each step
+        for (const [r, rank] of ranks.entries()) if (!server || r === 0) assertClose(rank.params, expected.trajectory[step], 2e-6, `rank ${r} after step ${step}`);
+        for (const [r, outcome] of outcomes.entries()) {
+          assert.equal(outcome.stop, false);
+          if (server && r > 0) assert.equal(outcome.loss, undefined, 'a worker does not know the mean loss');
+          else assert.ok(Math.abs(outcome.loss! - expected.losses[step]) < 1e-6, `rank ${r}'s loss at step ${step}: ${outcome.loss} for ${expected.losses[step]}`);
+        }
+      }, async (ranks) => {
+        // the parameter server's workers get the last parameters at the epoch's end
+        if (server) for (const end of await Promise.all(ranks.map((rank) => rank.endSteps!(false, 0.5)))) assert.deepEqual(end, { stop: false, trainLoss: 0.5 });
+        return Promise.all(ranks.map((rank) => rank.snapshot()));
+      });
+      assert.equal(history.length, 5);
+      const snapshots = finished!;
+      if (server) for (const rank of ranks) assertClose(rank.params, expected.params, 2e-6, 'a worker after the epoch');
+      assert.equal(snapshots[0]!.optimizerSteps, 5, 'steps counted');
+      assertClose(snapshots[0]!.optimizerState.velocity, expected.velocity, 2e-6, 'the velocity rank 0 saves');
+      if (server) for (const s of snapshots.slice(1)) assert.equal(s, null, 'a worker has no optimiser');
+    });
+  }
+}
+
+test('a stop asked of rank 0 reaches every rank at that step: all-reduce, parameter server; local SGD at its next average', async () => {
+  const stops = (history: StepOutcome[][]) => history.map((outcomes) => outcomes.map((o) => o.stop));
+  for (const strategy of [allreduce, parameterServer]) {
+    const { history } = await drive({ strategy, ranks: 3, steps: 4, stopAt: 2 });
+    assert.deepEqual(stops(history), Array.from({ length: 4 }, (_, step) => [step >= 2, step >= 2, step >= 2]));
+  }
+  // asked at step 1, between averages (every 3 steps): the copies meet and stop at step 2
+  const { history } = await drive({ strategy: localSgd, ranks: 2, steps: 6, syncEvery: 3, stopAt: 1 });
+  assert.deepEqual(stops(history), Array.from({ length: 6 }, (_, step) => [step === 2 || step === 5, step === 2 || step === 5]));
+});
+
+test('local SGD: each worker steps alone on its own copy; every k steps, at the epoch\'s end and before a checkpoint the copies are averaged, with the mean loss since the last average and its weight', async () => {
+  const workers = 2;
+  const steps = 8;
+  const meetAfter = [3]; // a checkpoint after step 3: an average there, off the period of 3
+  const copies = Array.from({ length: workers }, () => Float32Array.from(start));
+  const velocities = Array.from({ length: workers }, () => new Float32Array(size));
+  const expected: { params: Float32Array; loss?: number; weight?: number; velocity?: Float32Array }[] = [];
+  let sums = [0, 0];
+  let count = 0;
+  for (let step = 0; step < steps; step++) {
+    for (let w = 0; w < workers; w++) {
+      const grad = new Float32Array(size);
+      sums[w] += model.lossAndGrad(copies[w], batchOf(step, w), grad);
+      sgdStep(copies[w], grad, velocities[w], 0.1, momentum);
+    }
+    count++;
+    const meets = (step + 1) % 3 === 0 || step === steps - 1 || meetAfter.includes(step);
+    if (!meets) {
+      expected.push({ params: Float32Array.from(copies[0]) });
+      continue;
+    }
+    const average = mean(copies);
+    for (const copy of copies) copy.set(average);
+    let velocity: Float32Array | undefined;
+    if (step === steps - 1 || meetAfter.includes(step)) {
+      velocity = mean(velocities);
+      for (const v of velocities) v.set(velocity);
+    }
+    expected.push({ params: average, loss: (sums[0] / count + sums[1] / count) / 2, weight: count, velocity });
+    sums = [0, 0];
+    count = 0;
+  }
+  const { history, finished: snapshots } = await drive({ strategy: localSgd, ranks: workers, steps, syncEvery: 3, meetAfter }, async (step, ranks, outcomes) => {
+    const want = expected[step];
+    assertClose(ranks[0].params, want.params, 3e-6, `worker 0 after step ${step}`);
+    for (const outcome of outcomes) {
+      assert.equal(outcome.weight, want.weight, `the weight at step ${step}`);
+      if (want.loss === undefined) assert.equal(outcome.loss, undefined, `no loss between averages (step ${step})`);
+      else assert.ok(Math.abs(outcome.loss! - want.loss) < 1e-6, `the loss at step ${step}: ${outcome.loss} for ${want.loss}`);
+    }
+    if (want.loss !== undefined) assert.deepEqual(ranks[1].params, ranks[0].params, 'after an average the copies are equal');
+    else if (step > 0) assert.notDeepEqual(ranks[1].params, ranks[0].params, 'between averages the copies differ');
+  }, (ranks) => Promise.all(ranks.map((rank) => rank.snapshot())));
+  assert.equal(history.length, steps);
+  // the state was averaged at the epoch's end: a checkpoint takes it as it is, on every rank alike
+  assertClose(snapshots![0]!.optimizerState.velocity, expected[steps - 1].velocity!, 3e-6, 'the averaged velocity');
+  assert.equal(snapshots![0]!.optimizerSteps, steps);
+});
+
+test('local SGD: a checkpoint between averages averages the optimiser state first (a collective), without touching the copies', async () => {
+  const velocities: Float32Array[] = [];
+  let paramsBefore: Float32Array[] = [];
+  await drive({ strategy: localSgd, ranks: 2, steps: 2, syncEvery: 5 }, async (step, ranks) => {
+    if (step !== 0) return;
+    // each worker's velocity after one step is its own gradient plus the decay: their mean is what the checkpoint holds
+    for (let w = 0; w < 2; w++) {
+      const grad = new Float32Array(size);
+      model.lossAndGrad(start, batchOf(0, w), grad);
+      const v = new Float32Array(size);
+      sgdStep(Float32Array.from(start), grad, v, 0.1, momentum);
+      velocities.push(v);
+    }
+    paramsBefore = ranks.map((rank) => Float32Array.from(rank.params));
+    const snapshots = await Promise.all(ranks.map((rank) => rank.snapshot()));
+    for (const snapshot of snapshots) assertClose(snapshot!.optimizerState.velocity, mean(velocities), 1e-6, 'the velocity a checkpoint holds');
+    ranks.forEach((rank, r) => assert.deepEqual(rank.params, paramsBefore[r], 'the copies are not averaged by a checkpoint'));
+  });
+});
+
+test('sparsifying hooks exchange whole payloads: at density 1 every strategy steps exactly as without a hook, and a worker\'s bytes are the payload\'s', async () => {
+  for (const compress of ['topk:1,nodgc', 'randomk:1']) {
+    for (const strategy of [allreduce, parameterServer]) {
+      const server = strategy === parameterServer;
+      const expected = synchronousByHand(2, 3, 0.1, sgd);
+      const { ranks } = await drive({ strategy, ranks: server ? 3 : 2, steps: 3, optimizer: sgd, compress }, (step, ranks, outcomes) => {
+        assertClose(ranks[0].params, expected.trajectory[step], 2e-6, `${compress} rank 0 after step ${step}`);
+        assert.ok(Math.abs(outcomes[0].loss! - expected.losses[step]) < 1e-6, `${compress}: the loss at step ${step}`);
+      });
+      // the pairs' count, every value with its index (8 bytes a value), and the exchange's 12-byte header, to each other rank (all-reduce) or to the server
+      const perStep = 4 + 8 * size + 12;
+      const sent = ranks[server ? 1 : 0].bytesSent();
+      if (server) assert.equal(ranks[0].bytesSent(), 3 * perStep, `${compress}: the server counts each worker's pushes`);
+      else assert.equal(sent, 3 * perStep, `${compress}: bytes worker 0 sent`);
+    }
+    // local SGD exchanges the change since the last average: at density 1, the average itself
+    const copies = [0, 1].map((w) => {
+      const params = Float32Array.from(start);
+      const grad = new Float32Array(size);
+      model.lossAndGrad(params, batchOf(0, w), grad);
+      sgdStep(params, grad, new Float32Array(size), 0.1, sgd);
+      return params;
+    });
+    const { ranks } = await drive({ strategy: localSgd, ranks: 2, steps: 1, optimizer: sgd, compress });
+    for (const rank of ranks) assertClose(rank.params, mean(copies), 2e-6, `${compress}: local SGD's average`);
+  }
+});
+
+test('the parameter server: a worker pushes its gradient and loss, 4·(n + 1) bytes a step, and never computes on the server', async () => {
+  const { ranks } = await drive({ strategy: parameterServer, ranks: 3, steps: 4 });
+  for (const rank of ranks) assert.equal(rank.bytesSent(), 4 * 4 * (size + 1));
+});
+
+test('bfloat16 parameters: after every step each rank holds the same bf16 values, less than one bf16 step from the float32 update (all-reduce, parameter server; local SGD agrees and stays bf16)', async () => {
+  /** bfloat16's spacing at x: 8 significant bits. */
+  const ulp = (x: number) => 2 ** (Math.floor(Math.log2(Math.abs(x))) - 7);
+  // a bfloat16 is a float32 whose low 16 bits are zero
+  const bits = new Uint32Array(1);
+  const float = new Float32Array(bits.buffer);
+  const isBf16 = (x: number) => ((float[0] = x), (bits[0] & 0xffff) === 0);
+  const truncated = (x: number) => ((float[0] = x), (bits[0] &= 0xffff0000), float[0]);
+  const from = start.map(truncated); // bf16 values already: storing them changes nothing
+  for (const [strategy, P] of [[allreduce, 2], [allreduce, 3], [parameterServer, 3], [localSgd, 2]] as const) {
+    const server = strategy === parameterServer;
+    const workers = server ? P - 1 : P;
+    let before = Float32Array.from(from);
+    let changed = 0;
+    await drive({ strategy, ranks: P, steps: 3, optimizer: sgd, paramPrecision: 'bf16', from, ready: (ranks) => assert.deepEqual(ranks[0].params, from, `${P} ranks: the start, stored`) }, async (step, ranks) => {
+      // the server stores its parameters rounded when it broadcasts them: here, as at an epoch's end
+      if (server) await Promise.all(ranks.map((rank) => rank.endSteps!(false, 0)));
+      // each worker's own float32 step (local SGD's copies), and their mean: the synchronous step
+      const copies = gradients(before, step, workers).grads.map((grad) => {
+        const copy = Float32Array.from(before);
+        sgdStep(copy, grad, new Float32Array(size), 0.1, sgd);
+        return copy;
+      });
+      const exact = mean(copies);
+      for (const [r, rank] of ranks.entries()) {
+        for (let i = 0; i < size; i++) {
+          const value = rank.params[i];
+          if (!isBf16(value)) assert.fail(`step ${step}, rank ${r}, parameter ${i}: ${value} is not a bf16 value`);
+          // local SGD rounds each copy, then their average: the copies' mean rounding error, and one more
+          const copiesError = strategy === localSgd ? copies.reduce((sum, copy) => sum + ulp(copy[i]), 0) / workers : 0;
+          const bound = copiesError + ulp(exact[i]) + 1e-6 * Math.abs(exact[i]);
+          if (!(Math.abs(value - exact[i]) <= bound)) assert.fail(`${strategy.name} on ${P}, step ${step}, rank ${r}, parameter ${i}: ${value} for the float32 update ${exact[i]}`);
+        }
+        assert.deepEqual(rank.params, ranks[0].params, `rank ${r} agrees with rank 0`);
+      }
+      for (let i = 0; i < size; i++) if (ranks[0].params[i] !== before[i]) changed++;
+      before = Float32Array.from(ranks[0].params);
+    });
+    assert.ok(changed > size, `${changed} changes in 3 steps`);
+  }
+});
+
+test('int8 parameters: after every step each rank holds the same q·scale values, block by block (the largest at ±127), each less than one scale from the float32 update', async () => {
+  for (const [strategy, P] of [[allreduce, 2], [parameterServer, 3]] as const) {
+    const server = strategy === parameterServer;
+    // blocks of 64 from the start of what is rounded at once: the whole array, or (all-reduce) each rank's share
+    const blocksOf = (pieces: [number, number][]) => pieces.flatMap(([from, to]) =>
+      Array.from({ length: Math.ceil((to - from) / INT8_BLOCK) }, (_, b) => [from + b * INT8_BLOCK, Math.min(to, from + (b + 1) * INT8_BLOCK)]));
+    const whole = blocksOf([[0, size]]); // the start is rounded whole, and the server's parameters
+    const stepped = server ? whole : blocksOf(Array.from({ length: P }, (_, r) => bufferShare(size, r, P)));
+    // a start of int8 values already (the nearest q·scale, by hand), which storing them keeps
+    const from = Float32Array.from(start);
+    for (const [first, end] of whole) {
+      const scale = Math.fround(from.subarray(first, end).reduce((m, v) => Math.max(m, Math.abs(v)), 0) / 127);
+      for (let i = first; i < end; i++) from[i] = Math.round(from[i] / scale) * scale;
+    }
+    let before = from;
+    const check = (params: Float32Array, exact: Float32Array, what: string) => {
+      for (const [first, end] of stepped) {
+        const block = params.subarray(first, end);
+        const scale = block.reduce((m, v) => Math.max(m, Math.abs(v)), 0) / 127;
+        for (let i = 0; i < block.length; i++) {
+          const q = block[i] / scale;
+          if (!(Math.abs(q - Math.round(q)) < 1e-3)) assert.fail(`${what}, parameter ${first + i}: ${block[i]} is not a multiple of its block's scale ${scale}`);
+          if (!(Math.abs(block[i] - exact[first + i]) <= scale * 1.0001)) assert.fail(`${what}, parameter ${first + i}: ${block[i]} for the float32 update ${exact[first + i]} (scale ${scale})`);
+        }
+      }
+    };
+    await drive({
+      strategy, ranks: P, steps: 3, optimizer: sgd, paramPrecision: 'int8', from,
+      ready: (ranks) => assert.deepEqual(ranks[0].params, from, 'the start, stored'),
+    }, async (step, ranks) => {
+      if (server) await Promise.all(ranks.map((rank) => rank.endSteps!(false, 0)));
+      const exact = Float32Array.from(before);
+      sgdStep(exact, mean(gradients(before, step, server ? P - 1 : P).grads), new Float32Array(size), 0.1, sgd);
+      for (const [r, rank] of ranks.entries()) {
+        check(rank.params, exact, `step ${step}, rank ${r}`);
+        assert.deepEqual(rank.params, ranks[0].params, `rank ${r} agrees with rank 0`);
+      }
+      before = Float32Array.from(ranks[0].params);
+    });
+  }
+});
