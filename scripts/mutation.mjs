@@ -44,10 +44,11 @@ export const modules = {
     mutate: ['src/strategies/replica.ts', 'src/strategies/hogwild.ts'],
     tests: ['--test-name-pattern="replica|a merge|merges from|merge interval|hogwild with one worker|low-precision Hogwild|Hogwild!|the merge lock"', 'dist/strategies/replica.test.js', 'dist/strategies/hogwild.test.js', 'dist/launch/relaxed.test.js', 'dist/launch/precision.test.js'],
   },
-  // the synchronous strategies: all-reduce, parameter server, local SGD, their low-precision storage and their whole-payload
-  // exchange (every rank driven step by step in one process over tcp, each step held to SGD written out, the losses' mean, the stop,
-  // the checkpointed state, bf16's and int8's rounding bounds, the bytes sent; not the threaded training runs, 10–30 s a run)
-  sync: { mutate: ['src/strategies/{allreduce,ps,local-sgd,precision,exchange}.ts'], tests: ['dist/strategies/sync.test.js'] },
+  // the data-parallel strategies: all-reduce, parameter server, local SGD, async-ps, their low-precision storage and their
+  // whole-payload exchange (every rank driven step by step in one process over tcp, each step held to SGD written out, the losses'
+  // mean, the stop, the checkpointed state, bf16's and int8's rounding bounds, the bytes sent, the staleness bound by brute force;
+  // not the threaded training runs, 10–30 s a run)
+  strategies: { mutate: ['src/strategies/{allreduce,ps,local-sgd,async-ps,precision,exchange}.ts'], tests: ['dist/strategies/in-process.test.js'] },
   // the tcp record layer: session keys, sealing and opening, its counters (the record tests judge it: any chunking, replays,
   // reorderings, drops, the other direction's key, a changed length; not the relay tests between processes, 10 s a run)
   seal: { mutate: ['src/comm/tcp-seal.ts'], tests: ['dist/comm/tcp-seal.test.js'] },

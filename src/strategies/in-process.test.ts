@@ -1,11 +1,12 @@
-// The all-reduce, the parameter server and local SGD driven step by step, outside the training
-// loop, with every rank in this one process: P tcp communicators on loopback (no transport
+// The all-reduce, the parameter server, local SGD and the asynchronous parameter server driven
+// step by step, outside the training loop, with every rank in this one process: P tcp communicators on loopback (no transport
 // security: the fabric is this process) whose collectives interleave on the event loop. Each
 // step is held to its oracle written out here: SGD with momentum as PyTorch writes it, on the mean
 // of the workers' minibatch gradients (local SGD: each worker's own steps, averaged by hand), the
 // mean of their losses, a stop that rank 0 asks for reaching every rank, the optimiser state a
 // checkpoint takes, stored values within one rounding step (bfloat16's spacing, an int8 block's
-// scale) of the float32 update, and the bytes a worker sends. The whole file runs in about a second.
+// scale) of the float32 update, the bytes a worker sends, and async-ps's staleness bound checked by
+// brute force over its update log. The whole file runs in about a second.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { bufferShare, type ProcessCommunicator } from '../comm/communicator.js';
@@ -17,6 +18,7 @@ import { defaultOptimizer, Optimizer, type OptimizerConfig } from '../optim/opti
 import { INT8_BLOCK, type ParamPrecision } from '../tensor/precision.js';
 import { Random } from '../tensor/random.js';
 import { allreduce } from './allreduce.js';
+import { asyncParameterServer } from './async-ps.js';
 import { localSgd } from './local-sgd.js';
 import { parameterServer } from './ps.js';
 import type { RankSetup, StepInput, StepOutcome, Strategy, StrategyRank } from './strategy.js';
@@ -59,6 +61,15 @@ interface Run {
   from?: Float32Array;
   /** Sees the ranks once built, before the first step. */
   ready?: (ranks: StrategyRank[]) => void;
+  /** A rank that returns stop takes no more steps (async-ps: the workers hear of a stop at their next step). */
+  haltOnStop?: boolean;
+  /** async-ps: the bound, and where the server's reports of its updates go. */
+  staleness?: number;
+  updates?: { workers: number[]; versions: number[]; staleness: number[] }[];
+  /** Each rank steps on its own, not in lockstep with the others (`each` is not called). */
+  independent?: boolean;
+  /** Milliseconds a worker's gradient takes (on the event loop: the others go on meanwhile). */
+  slowWorker?: { worker: number; ms: number };
 }
 
 const sgd: OptimizerConfig = { ...defaultOptimizer, name: 'sgd' };
@@ -71,7 +82,7 @@ const momentum: OptimizerConfig = { ...defaultOptimizer, name: 'momentum', momen
  */
 async function drive<T = void>(run: Run, each?: (step: number, ranks: StrategyRank[], outcomes: StepOutcome[]) => void | Promise<void>, finish?: (ranks: StrategyRank[]) => Promise<T>) {
   const comms = await group(run.ranks);
-  const server = run.strategy === parameterServer;
+  const server = run.strategy === parameterServer || run.strategy === asyncParameterServer;
   const workers = server ? run.ranks - 1 : run.ranks;
   const lr = run.lr ?? 0.1;
   try {
@@ -79,16 +90,34 @@ async function drive<T = void>(run: Run, each?: (step: number, ranks: StrategyRa
       const config = run.optimizer ?? momentum;
       const setup: RankSetup = {
         comm, model, workers, batch: BATCH, seed: 5, startParams: comm.rank === 0 ? run.from ?? start : new Float32Array(size),
-        paramPrecision: run.paramPrecision ?? 'fp32', syncEvery: run.syncEvery ?? 1, staleness: 0,
+        paramPrecision: run.paramPrecision ?? 'fp32', syncEvery: run.syncEvery ?? 1, staleness: run.staleness ?? 0,
         hook: run.compress ? parseCompress(run.compress)({ size, seed: comm.rank, momentum: 0 }) : null,
-        optimizer: () => new Optimizer(config, size), replica: () => model, reportUpdates: () => {},
+        optimizer: () => new Optimizer(config, size), replica: () => model,
+        reportUpdates: (workers, versions, staleness) => void run.updates?.push({ workers, versions, staleness }),
       };
       return run.strategy(setup);
     }));
     run.ready?.(ranks);
+    await Promise.all(ranks.map((rank) => rank.beginEpoch?.(0, 0, run.steps)));
     const history: StepOutcome[][] = [];
+    if (run.independent) {
+      // every rank runs its own loop, as its own process would: none waits for another's step to end
+      const outcomes = await Promise.all(ranks.map(async (rank, r) => {
+        const own: StepOutcome[] = [];
+        for (let step = 0; step < run.steps; step++) own.push(await rank.step(input(step, run, server ? r - 1 : r, lr)));
+        return own;
+      }));
+      for (let step = 0; step < run.steps; step++) history.push(outcomes.map((own) => own[step]));
+      return { ranks, history, finished: await finish?.(ranks) };
+    }
+    const halted = ranks.map(() => false);
     for (let step = 0; step < run.steps; step++) {
-      const outcomes = await Promise.all(ranks.map((rank, r) => rank.step(input(step, run, server ? r - 1 : r, lr))));
+      const outcomes = await Promise.all(ranks.map(async (rank, r) => {
+        if (halted[r]) return { stop: true };
+        const outcome = await rank.step(input(step, run, server ? r - 1 : r, lr));
+        halted[r] = (run.haltOnStop ?? false) && outcome.stop;
+        return outcome;
+      }));
       history.push(outcomes);
       await each?.(step, ranks, outcomes);
     }
@@ -101,10 +130,11 @@ async function drive<T = void>(run: Run, each?: (step: number, ranks: StrategyRa
 function input(step: number, run: Run, worker: number, lr: number): StepInput {
   return {
     epoch: 0, step, steps: run.steps, lr, lrOf: () => lr, order: new Uint32Array(0), first: 0, whole: undefined,
-    batch: () => batchOf(step, worker),
-    gradient: async (params, grad) => {
+    batch: (other = step) => batchOf(other, worker),
+    gradient: async (params, grad, other = step) => {
       assert.ok(worker >= 0, 'the parameter server computed a gradient');
-      return model.lossAndGrad(params, batchOf(step, worker), grad);
+      if (run.slowWorker?.worker === worker) await new Promise((resolve) => setTimeout(resolve, run.slowWorker!.ms));
+      return model.lossAndGrad(params, batchOf(other, worker), grad);
     },
     stopRequested: () => run.stopAt !== undefined && step >= run.stopAt, // once asked, a stop stays asked
     meetAfter: run.meetAfter?.includes(step) ?? false,
@@ -375,4 +405,76 @@ test('int8 parameters: after every step each rank holds the same q·scale values
       before = Float32Array.from(ranks[0].params);
     });
   }
+});
+
+test('async-ps with staleness 0: each round applies every worker\'s push at lr/P, as one synchronous SGD step; the log names each update\'s worker, version and staleness', async () => {
+  for (const workers of [2, 3]) {
+    const expected = synchronousByHand(workers, 4, 0.1, sgd);
+    const updates: NonNullable<Run['updates']> = [];
+    const { ranks, finished } = await drive({ strategy: asyncParameterServer, ranks: workers + 1, steps: 4, optimizer: sgd, updates }, (step, ranks, outcomes) => {
+      assertClose(ranks[0].params, expected.trajectory[step], 2e-6, `${workers} workers: the server after step ${step}`);
+      assert.ok(Math.abs(outcomes[0].loss! - expected.losses[step]) < 1e-6, `the loss at step ${step}`);
+      assert.equal(outcomes[0].weight, 1, 'a round of P pushes weighs one step');
+      for (const outcome of outcomes.slice(1)) assert.deepEqual(outcome, { stop: false });
+    }, async (ranks) => {
+      for (const end of await Promise.all(ranks.map((rank) => rank.endSteps!(false, 0.25)))) assert.deepEqual(end, { stop: false, trainLoss: 0.25 });
+      return Promise.all(ranks.map((rank) => rank.snapshot()));
+    });
+    // the epoch's end hands every worker the server's parameters
+    for (const rank of ranks) assertClose(rank.params, expected.params, 2e-6, 'a worker after the epoch');
+    assert.equal(finished![0]!.optimizerSteps, 4 * workers, 'the server counts pushes applied');
+    for (const snapshot of finished!.slice(1)) assert.equal(snapshot, null);
+    assert.equal(updates.length, 4);
+    updates.forEach(({ workers: who, versions, staleness }, step) => {
+      assert.deepEqual([...who].sort(), Array.from({ length: workers }, (_, w) => w + 1), `round ${step}: each worker once`);
+      assert.deepEqual(versions, Array.from({ length: workers }, (_, k) => step * workers + k), 'versions count the updates');
+      // every worker pulled the round's parameters: the k-th push of a round finds k updates applied since
+      assert.deepEqual(staleness, Array.from({ length: workers }, (_, k) => k));
+    });
+    // each push is the gradient and three floats, from a worker's side and per worker at the server
+    for (const rank of ranks) assert.equal(rank.bytesSent(), 4 * 4 * (size + 3));
+  }
+});
+
+test('async-ps keeps every worker within --staleness steps of the slowest, and the bound binds (brute force over the update log, worker 1 slow)', async () => {
+  for (const staleness of [1, 2]) {
+    const updates: NonNullable<Run['updates']> = [];
+    await drive({ strategy: asyncParameterServer, ranks: 4, steps: 8, optimizer: sgd, staleness, updates, slowWorker: { worker: 0, ms: 3 }, independent: true });
+    // a worker computes its steps in order: its k-th push is its step k. Step c was handed out only
+    // once every worker had pushed c − s steps, so when it arrives every other worker has too.
+    const pushed = [0, 0, 0, 0];
+    let closest = Infinity;
+    let largest = 0;
+    for (const { workers: who, staleness: stale } of updates) {
+      for (const [k, worker] of who.entries()) {
+        const step = pushed[worker];
+        const slowest = Math.min(...[1, 2, 3].filter((w) => w !== worker).map((w) => pushed[w]));
+        assert.ok(slowest >= step - staleness, `s=${staleness}: worker ${worker} pushed step ${step} while a peer had pushed only ${slowest} steps`);
+        closest = Math.min(closest, slowest - (step - staleness));
+        largest = Math.max(largest, stale[k]);
+        pushed[worker]++;
+      }
+    }
+    assert.deepEqual(pushed.slice(1), [8, 8, 8], 'each worker pushed each step once');
+    assert.equal(closest, 0, `s=${staleness}: the fast workers reach the bound`);
+    assert.ok(largest > 2 && largest <= (2 * staleness + 1) * 2, `s=${staleness}: the largest staleness ${largest} is within (2s + 1)(P − 1) and above a synchronous round's`);
+  }
+});
+
+test('async-ps stopped: the server applies what is in flight, stops, and says where to resume; each worker hears of it at its next step', async () => {
+  const { history } = await drive({ strategy: asyncParameterServer, ranks: 3, steps: 5, optimizer: sgd, stopAt: 1, haltOnStop: true });
+  assert.deepEqual(history[0].map((o) => o.stop), [false, false, false]);
+  // the server decides at step 1, after the round's first push; the second is in flight, and lands
+  assert.deepEqual(history[1][0], { loss: history[1][0].loss, weight: 1, stop: true, resumeAt: 2 });
+  assert.deepEqual(history[1].slice(1), [{ stop: false }, { stop: false }]);
+  assert.deepEqual(history[2].slice(1), [{ stop: true }, { stop: true }]);
+});
+
+test('async-ps with a sparsifying hook: the server decodes each push; at density 1 it steps as without one, and a push costs its payload and four floats', async () => {
+  const expected = synchronousByHand(2, 3, 0.1, sgd);
+  const { ranks } = await drive({ strategy: asyncParameterServer, ranks: 3, steps: 3, optimizer: sgd, compress: 'randomk:1' }, (step, ranks) => {
+    assertClose(ranks[0].params, expected.trajectory[step], 2e-6, `the server after step ${step}`);
+  });
+  const perPush = 4 + 8 * size + 16;
+  for (const rank of ranks) assert.equal(rank.bytesSent(), 3 * perPush);
 });
