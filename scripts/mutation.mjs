@@ -56,11 +56,12 @@ export const modules = {
   // restored across rank counts, the checkpoint clock judge them)
   checkpoint: { mutate: ['src/train/checkpoint.ts', 'src/train/hook-state.ts'], tests: ['dist/train/checkpoint.test.js', 'dist/train/run.test.js'] },
   // the training loop (one worker against P, a resume against an uninterrupted run, schedules against their formulas, evaluations
-  // against the step's parameters scored directly, scripted losses for divergence; not the optimisers' formulas, the slow-rank
-  // fault or --sync-bn's ResNet over tcp: 6 s a run)
+  // against the step's parameters scored directly, scripted losses for divergence and the epoch's mean, the checkpoint clock's
+  // writes, pipelines and fsdp side by side (the steps of the strategies that read a batch themselves); not the optimisers'
+  // formulas, the slow-rank fault or --sync-bn's ResNet over tcp: 15 s a run)
   loop: {
     mutate: ['src/train/loop.ts'],
-    tests: ['--test-name-pattern="P workers with batch b|parameter server with one worker|interrupted run resumed|resumes on another number|JSONL log|eval-every|--target|--global-batch|where a step.s time went|learning-rate schedules|a loss that is not finite|buffers|checkpoint|an epoch reports"', 'dist/train/*.test.js', 'dist/launch/threads.test.js'],
+    tests: ['--test-name-pattern="P workers with batch b|parameter server with one worker|interrupted run resumed|resumes on another number|JSONL log|eval-every|--target|--global-batch|where a step.s time went|learning-rate schedules|a loss that is not finite|buffers|checkpoint|an epoch reports|per-step breakdown|pipelines side by side|fsdp on threads ends bit-equal"', 'dist/train/*.test.js', 'dist/launch/threads.test.js', 'dist/launch/pipeline.test.js', 'dist/launch/fsdp.test.js'],
   },
   // the shared-memory backend: the conformance suite on 1–4 threads (every collective against its closed form, messages past the
   // capacity's segments) and its failure cases (a rank that throws, dies, stalls or calls the wrong collective ends every rank fast)

@@ -10,6 +10,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { epochOrder, makeBatcher } from '../data/batches.js';
+import { selectKernels } from '../kernels/select.js';
 import { syntheticDataset } from '../data/dataset.js';
 import { createModel } from '../models/index.js';
 import type { Batch } from '../models/model.js';
@@ -19,6 +20,9 @@ import { defaults, type TrainConfig } from '../train/config.js';
 import { readCheckpoint } from '../train/checkpoint.js';
 import { trainOnThreads } from './threads.js';
 
+// the serial oracle computes with the kernels the launcher picks for the ranks (native where they load), chosen here as the
+// launcher chooses them: a test run alone must not depend on an earlier test's launch having chosen them
+selectKernels();
 const dir = mkdtempSync(join(tmpdir(), 'converge-pipeline-'));
 const base: TrainConfig = { ...defaults, dataset: 'synthetic', model: 'mlp', hidden: [32, 16], strategy: 'pipeline', workers: 1, batch: 32, epochs: 2, lr: 0.05, seed: 4, lrScaling: 'none' };
 const dataset = syntheticDataset(base.seed);

@@ -40,11 +40,12 @@ test('the parameter server with one worker is exactly sequential SGD', async () 
 
 test('an interrupted run resumed from its checkpoint ends bit-identical to an uninterrupted run', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'converge-resume-'));
-  // local-sgd averages its copies (and, where it checkpoints, their optimiser states) every 8 steps
-  // and asks whether to stop only there: both runs checkpoint every 8 steps, and the first stops at the first average
+  // local-sgd averages its copies every 8 steps, and also (with their optimiser states) before each
+  // checkpoint, and asks whether to stop only there: both runs checkpoint every 4 steps, off that
+  // period, and the first stops at the first checkpoint
   for (const [strategy, optimizer] of [['allreduce', 'momentum'], ['ps', 'adam'], ['allreduce', 'adam'], ['local-sgd', 'momentum'], ['local-sgd', 'adam']] as const) {
     const local = strategy === 'local-sgd';
-    const config = { ...base, workers: 2, epochs: 2, strategy, optimizer, lr: optimizer === 'adam' ? 0.002 : 0.05, ...(local ? { saveEvery: 8, save: join(dir, `${optimizer}-whole.ckpt`) } : {}) };
+    const config = { ...base, workers: 2, epochs: 2, strategy, optimizer, lr: optimizer === 'adam' ? 0.002 : 0.05, ...(local ? { saveEvery: 4, save: join(dir, `${optimizer}-whole.ckpt`) } : {}) };
     const whole = await trainOnThreads(config);
     const checkpoint = join(dir, `${strategy}-${optimizer}.ckpt`);
     // 16 steps per epoch: stop in the middle of the first epoch
@@ -52,7 +53,7 @@ test('an interrupted run resumed from its checkpoint ends bit-identical to an un
     assert.equal(first.summary.stoppedEarly, true);
     assert.ok(existsSync(checkpoint));
     const resumed = await trainOnThreads({ ...config, resume: checkpoint });
-    assert.deepEqual(resumed.resumedFrom, { epoch: 0, step: local ? 8 : 7 });
+    assert.deepEqual(resumed.resumedFrom, { epoch: 0, step: local ? 4 : 7 });
     assert.deepEqual(resumed.params, whole.params, `${strategy}/${optimizer}: resumed parameters differ`);
   }
   assert.deepEqual(readdirSync(dir).filter((f) => f.includes('.tmp')), [], 'no temporary files left behind');

@@ -5,13 +5,18 @@
 // how evaluation and buffers are shared among ranks.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Communicator } from '../comm/communicator.js';
+import { createShmHandle, ShmCommunicator } from '../comm/shm.js';
+import { connectTcp } from '../comm/tcp-rendezvous.js';
 import type { ImageDataset } from '../data/dataset.js';
 import { loadAnyDataset } from '../data/load.js';
 import { trainOnThreads } from '../launch/threads.js';
 import { readCheckpointLayout } from './checkpoint.js';
+import type { StepBreakdown } from './loop.js';
+import { trainRank } from './run.js';
 import { defaults, type TrainConfig } from './config.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'converge-loop-'));
@@ -83,6 +88,8 @@ test('--eval-every N steps evaluates after every N-th step, not within half an i
   assert.deepEqual(await evaluatedAfter('28 steps'), [28, 56, 85], 'after 84, 1 step is left');
   assert.deepEqual(await evaluatedAfter('34 steps'), [34, 68, 85], 'after 68, 17 steps are left: exactly half of 34, and it evaluates');
   assert.deepEqual(await evaluatedAfter('85 steps'), [85], 'the epoch\'s end evaluates once');
+  // after 84, 1 step is left, under half of 4 (a bound two steps looser would evaluate there)
+  assert.deepEqual(await evaluatedAfter('4 steps'), [...Array.from({ length: 20 }, (_, k) => 4 * (k + 1)), 85]);
 });
 
 test('a model\'s buffers (running statistics) are saved with it and restored on resume: a run stopped and resumed ends with the buffers of one that ran through', async () => {
@@ -121,6 +128,10 @@ test('an epoch reports the mean of its steps\' losses, the samples it trained, i
     assert.ok(mine.length <= 2 + Math.ceil(epochs[epoch].trainSeconds / 0.2), `${mine.length} step records in an epoch of ${epochs[epoch].trainSeconds} s`);
   }
   assert.deepEqual(steps[0], { ...steps[0], epoch: 0, step: 0, loss: 1, samples: 64 }, 'the first step is reported');
+  // local SGD reports a loss only where the copies meet, the mean of the steps since the last meeting: weighted by
+  // those steps, the epoch's mean is the steps' (windows of 3 over a cycle of 4 have other means: 2, 11/3, 3, 3 …)
+  await trainOnThreads({ ...base, model, batch: 64, strategy: 'local-sgd', syncEvery: 3, log });
+  assert.deepEqual(records(log).filter((r) => r.type === 'epoch').map((r) => r.trainLoss), [3, 3]);
   // a strategy that meets only at the epoch's end (hogwild) is handed the epoch's mean to agree on
   await trainOnThreads({ ...base, model, batch: 64, strategy: 'hogwild', log });
   assert.deepEqual(records(log).filter((r) => r.type === 'epoch').map((r) => r.trainLoss), [3, 3]);
@@ -128,6 +139,7 @@ test('an epoch reports the mean of its steps\' losses, the samples it trained, i
   await trainOnThreads({ ...base, model, batch: 32, workers: 2, log });
   const two = records(log).filter((r) => r.type === 'epoch') as typeof epochs;
   assert.deepEqual(two.map((e) => e.trainLoss), [3, 3]);
+  assert.deepEqual(two.map((e) => Math.round(e.samplesPerSecond * e.trainSeconds)), [2048, 2048], 'the samples of both workers');
   assert.ok(two.every((e) => e.perStepMs.communication > 0), JSON.stringify(two.map((e) => e.perStepMs)));
 });
 
@@ -149,6 +161,43 @@ test('a stopped run resumed reports only the samples it trained; mid-epoch check
   // in the second epoch the step is counted through the run
   const late = probeModel('probe-fails-late', [...Array(32 + 2).fill(1), NaN]);
   await assert.rejects(trainOnThreads({ ...base, model: late, batch: 64 }), /loss became NaN at step 34 \(epoch 2\)/);
+});
+
+test('with --save-every-seconds only the first checkpoint and the run\'s last are sure to be written: mid-epoch and epoch-end checkpoints wait for the clock', async () => {
+  // 32 steps an epoch; the probe's loss becomes NaN at step 32 + 21 (epoch 2): what is on disk is the last checkpoint written
+  const failing = probeModel('probe-clock', [...Array(32 + 21).fill(1), NaN]);
+  const onDisk = async (saveEvery: number, strategy = 'allreduce') => {
+    const path = join(dir, `clock-${saveEvery}-${strategy}.ckpt`);
+    await assert.rejects(trainOnThreads({ ...base, model: failing, batch: 64, epochs: 3, strategy, save: path, saveEvery, saveEverySeconds: 3600 }), /loss became NaN at step 53 \(epoch 2\)/);
+    if (!existsSync(path)) return null;
+    const { state } = readCheckpointLayout(path);
+    return [state.epoch, state.step];
+  };
+  // the first, after step 8; none since (not after 16, 24, the epoch's end, 40 or 48)
+  assert.deepEqual(await onDisk(8), [0, 8]);
+  // every 32 steps is every epoch's end, which is no mid-epoch checkpoint: the first written is the first epoch's end
+  assert.deepEqual(await onDisk(32), [1, 0]);
+  // Hogwild! has no mid-epoch checkpoints: only epoch ends
+  assert.deepEqual(await onDisk(8, 'hogwild'), [1, 0]);
+});
+
+test('the per-step breakdown gives the time spent waiting where the backend can tell it (shm), and null where it cannot (tcp)', async () => {
+  const dataset = loadAnyDataset('synthetic', { seed: base.seed });
+  const config: TrainConfig = { ...base, model: probeModel('probe-waits', [1]), batch: 64, epochs: 1 };
+  const perStep = async (comm: Communicator) => {
+    const events: { kind: string; perStep?: StepBreakdown }[] = [];
+    const start = { params: new Float32Array(4), optimizerState: {}, optimizerSteps: 0, epoch: 0, step: 0 };
+    await trainRank(comm, { config, dataset, start, stopFlag: new SharedArrayBuffer(4), kernels: 'reference' }, (event) => events.push(event as (typeof events)[number]));
+    return events.find((event) => event.kind === 'epoch')!.perStep!;
+  };
+  const shm = await perStep(new ShmCommunicator(createShmHandle(1, 64, 10_000), 0));
+  assert.equal(typeof shm.waiting, 'number');
+  assert.ok(shm.waiting! >= 0 && shm.compute > 0, JSON.stringify(shm));
+  const tcp = await connectTcp({ rank: 0, size: 1, masterAddr: '127.0.0.1', masterPort: 1, secret: 'one-rank-secret', timeoutMs: 10_000, capacity: 64 });
+  const blind = await perStep(tcp);
+  await tcp.close();
+  assert.equal(blind.waiting, null, JSON.stringify(blind));
+  assert.ok(blind.compute > 0 && blind.communication >= 0, JSON.stringify(blind));
 });
 
 test('evaluation shares the test split among the ranks, each sample scored once (3 workers: uneven shares); buffers saved are the first worker\'s (a parameter server holds none of its own)', async () => {

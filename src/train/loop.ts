@@ -121,7 +121,7 @@ export async function trainingLoop(input: LoopInput, rank: StrategyRank): Promis
   const savedBuffers = start.optimizerState[BUFFERS];
   if (buffers && savedBuffers?.length === buffers.length) buffers.set(savedBuffers);
   const syncBuffers = async () => {
-    if (buffers && comm.size > firstWorker) await comm.broadcast(buffers, firstWorker);
+    if (buffers) await comm.broadcast(buffers, firstWorker);
   };
 
   const save = async (epoch: number, step: number, last = false) => {
@@ -231,7 +231,8 @@ export async function trainingLoop(input: LoopInput, rank: StrategyRank): Promis
       await save(epoch, resumeAt, true);
       return { params: rank.params, stoppedEarly: true };
     }
-    const waited = comm.waitedSeconds === undefined || waitedAtStart === undefined ? null : comm.waitedSeconds - waitedAtStart;
+    // (a backend that cannot tell its waits says so at the start as at the end)
+    const waited = waitedAtStart === undefined ? null : comm.waitedSeconds! - waitedAtStart;
     const perStep: StepBreakdown = {
       compute: computeMs / 1000 / stepsTimed,
       // (a step that meets its peers inside the gradient, --sync-bn, counts that wait in both)
