@@ -41,7 +41,7 @@ function batchOf(step: number, worker: number): Batch {
 async function group(P: number): Promise<ProcessCommunicator[]> {
   const port = await freePort();
   return Promise.all(Array.from({ length: P }, (_, rank) =>
-    connectTcp({ rank, size: P, masterAddr: '127.0.0.1', masterPort: port, secret: 'sync-test-secret', timeoutMs: 20_000, capacity: 1 << 16, security: 'none' })));
+    connectTcp({ rank, size: P, masterAddr: '127.0.0.1', masterPort: port, secret: 'in-process-secret', timeoutMs: 5_000, capacity: 1 << 16, security: 'none' })));
 }
 
 interface Run {
@@ -51,16 +51,21 @@ interface Run {
   paramPrecision?: ParamPrecision;
   syncEvery?: number;
   compress?: string;
+  /** Steps driven (the run's steps i = 0, 1, …: step `firstStep + i` of epoch `epoch`, of `stepsPerEpoch`). */
   steps: number;
-  lr?: number;
-  /** The step at which rank 0 is asked to stop (never, when absent). */
+  epoch?: number;
+  firstStep?: number;
+  stepsPerEpoch?: number;
+  /** From this step on, the ranks in `stopRanks` (default every rank) are asked to stop; a strategy asks rank 0. */
   stopAt?: number;
+  stopRanks?: number[];
   /** Steps after which the loop says a checkpoint or an evaluation follows. */
   meetAfter?: number[];
-  /** Rank 0's parameters to start from (default `start`). */
+  /** Rank 0's parameters to start from (default `start`), and whether they are in the storage format already. */
   from?: Float32Array;
+  startRounded?: boolean;
   /** Sees the ranks once built, before the first step. */
-  ready?: (ranks: StrategyRank[]) => void;
+  ready?: (ranks: StrategyRank[], comms: ProcessCommunicator[]) => void;
   /** A rank that returns stop takes no more steps (async-ps: the workers hear of a stop at their next step). */
   haltOnStop?: boolean;
   /** async-ps: the bound, and where the server's reports of its updates go. */
@@ -74,6 +79,8 @@ interface Run {
 
 const sgd: OptimizerConfig = { ...defaultOptimizer, name: 'sgd' };
 const momentum: OptimizerConfig = { ...defaultOptimizer, name: 'momentum', momentum: 0.9, weightDecay: 0.01 };
+/** The learning rate of a run's i-th step: it changes every step, so that a rate applied to another step shows. */
+const rate = (i: number) => 0.1 * (1 + i / 8);
 
 /**
  * Builds every rank of a strategy and runs `steps` steps of one epoch on all of them at once.
@@ -84,12 +91,12 @@ async function drive<T = void>(run: Run, each?: (step: number, ranks: StrategyRa
   const comms = await group(run.ranks);
   const server = run.strategy === parameterServer || run.strategy === asyncParameterServer;
   const workers = server ? run.ranks - 1 : run.ranks;
-  const lr = run.lr ?? 0.1;
+  const inputOf = (i: number, r: number) => input(i, run, server ? r - 1 : r, r);
   try {
     const ranks = await Promise.all(comms.map((comm) => {
       const config = run.optimizer ?? momentum;
       const setup: RankSetup = {
-        comm, model, workers, batch: BATCH, seed: 5, startParams: comm.rank === 0 ? run.from ?? start : new Float32Array(size),
+        comm, model, workers, batch: BATCH, seed: 5, startParams: comm.rank === 0 ? run.from ?? start : new Float32Array(size), startRounded: run.startRounded,
         paramPrecision: run.paramPrecision ?? 'fp32', syncEvery: run.syncEvery ?? 1, staleness: run.staleness ?? 0,
         hook: run.compress ? parseCompress(run.compress)({ size, seed: comm.rank, momentum: 0 }) : null,
         optimizer: () => new Optimizer(config, size), replica: () => model,
@@ -97,47 +104,54 @@ async function drive<T = void>(run: Run, each?: (step: number, ranks: StrategyRa
       };
       return run.strategy(setup);
     }));
-    run.ready?.(ranks);
-    await Promise.all(ranks.map((rank) => rank.beginEpoch?.(0, 0, run.steps)));
+    run.ready?.(ranks, comms);
+    await Promise.all(ranks.map((rank) => rank.beginEpoch?.(run.epoch ?? 0, run.firstStep ?? 0, run.stepsPerEpoch ?? run.steps)));
     const history: StepOutcome[][] = [];
     if (run.independent) {
       // every rank runs its own loop, as its own process would: none waits for another's step to end
       const outcomes = await Promise.all(ranks.map(async (rank, r) => {
         const own: StepOutcome[] = [];
-        for (let step = 0; step < run.steps; step++) own.push(await rank.step(input(step, run, server ? r - 1 : r, lr)));
+        for (let i = 0; i < run.steps; i++) {
+          own.push(await rank.step(inputOf(i, r)));
+          if (run.haltOnStop && own[i].stop) break;
+        }
         return own;
       }));
-      for (let step = 0; step < run.steps; step++) history.push(outcomes.map((own) => own[step]));
-      return { ranks, history, finished: await finish?.(ranks) };
+      for (let i = 0; i < run.steps; i++) history.push(outcomes.map((own) => own[i] ?? { stop: true }));
+      return { ranks, history, comms, finished: await finish?.(ranks) };
     }
     const halted = ranks.map(() => false);
-    for (let step = 0; step < run.steps; step++) {
+    for (let i = 0; i < run.steps; i++) {
       const outcomes = await Promise.all(ranks.map(async (rank, r) => {
         if (halted[r]) return { stop: true };
-        const outcome = await rank.step(input(step, run, server ? r - 1 : r, lr));
+        const outcome = await rank.step(inputOf(i, r));
         halted[r] = (run.haltOnStop ?? false) && outcome.stop;
         return outcome;
       }));
       history.push(outcomes);
-      await each?.(step, ranks, outcomes);
+      await each?.(i, ranks, outcomes);
     }
-    return { ranks, history, finished: await finish?.(ranks) };
+    return { ranks, history, comms, finished: await finish?.(ranks) };
   } finally {
     await Promise.all(comms.map((comm) => comm.close()));
   }
 }
 
-function input(step: number, run: Run, worker: number, lr: number): StepInput {
+/** The run's i-th step as the loop describes it to a rank; the minibatch and rate are the i-th whatever the step's number. */
+function input(i: number, run: Run, worker: number, rank: number): StepInput {
+  const first = run.firstStep ?? 0;
   return {
-    epoch: 0, step, steps: run.steps, lr, lrOf: () => lr, order: new Uint32Array(0), first: 0, whole: undefined,
-    batch: (other = step) => batchOf(other, worker),
-    gradient: async (params, grad, other = step) => {
+    epoch: run.epoch ?? 0, step: first + i, steps: run.stepsPerEpoch ?? run.steps, lr: rate(i), lrOf: (step) => rate(step - first),
+    order: new Uint32Array(0), first: 0, whole: undefined,
+    batch: (step = first + i) => batchOf(step - first, worker),
+    gradient: async (params, grad, step = first + i) => {
       assert.ok(worker >= 0, 'the parameter server computed a gradient');
       if (run.slowWorker?.worker === worker) await new Promise((resolve) => setTimeout(resolve, run.slowWorker!.ms));
-      return model.lossAndGrad(params, batchOf(other, worker), grad);
+      return model.lossAndGrad(params, batchOf(step - first, worker), grad);
     },
-    stopRequested: () => run.stopAt !== undefined && step >= run.stopAt, // once asked, a stop stays asked
-    meetAfter: run.meetAfter?.includes(step) ?? false,
+    // once asked, a stop stays asked
+    stopRequested: () => run.stopAt !== undefined && i >= run.stopAt && (run.stopRanks?.includes(rank) ?? true),
+    meetAfter: run.meetAfter?.includes(i) ?? false,
   };
 }
 
@@ -168,7 +182,7 @@ function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tol
 }
 
 /** Synchronous SGD by hand: the mean gradient of every worker's minibatch, one update a step; the losses' means. */
-function synchronousByHand(workers: number, steps: number, lr: number, config: OptimizerConfig) {
+function synchronousByHand(workers: number, steps: number, config: OptimizerConfig) {
   const params = Float32Array.from(start);
   const velocity = new Float32Array(size);
   const losses: number[] = [];
@@ -176,7 +190,7 @@ function synchronousByHand(workers: number, steps: number, lr: number, config: O
   for (let step = 0; step < steps; step++) {
     const { grads, losses: l } = gradients(params, step, workers);
     losses.push(l.reduce((a, b) => a + b, 0) / workers);
-    sgdStep(params, mean(grads), velocity, lr, config);
+    sgdStep(params, mean(grads), velocity, rate(step), config);
     trajectory.push(Float32Array.from(params));
   }
   return { params, velocity, losses, trajectory };
@@ -186,7 +200,7 @@ for (const [name, strategy] of [['all-reduce', allreduce], ['parameter server', 
   for (const workers of [2, 3]) {
     test(`${name} with ${workers} workers takes the momentum-SGD steps of the workers' mean gradient, reports their mean loss, and checkpoints the whole velocity`, async () => {
       const server = strategy === parameterServer;
-      const expected = synchronousByHand(workers, 5, 0.1, momentum);
+      const expected = synchronousByHand(workers, 5, momentum);
       const { ranks, history, finished } = await drive({ strategy, ranks: server ? workers + 1 : workers, steps: 5 }, (step, ranks, outcomes) => {
         // the all-reduce's ranks (and the server) hold the new parameters after each step
         for (const [r, rank] of ranks.entries()) if (!server || r === 0) assertClose(rank.params, expected.trajectory[step], 2e-6, `rank ${r} after step ${step}`);
@@ -216,9 +230,19 @@ test('a stop asked of rank 0 reaches every rank at that step: all-reduce, parame
     const { history } = await drive({ strategy, ranks: 3, steps: 4, stopAt: 2 });
     assert.deepEqual(stops(history), Array.from({ length: 4 }, (_, step) => [step >= 2, step >= 2, step >= 2]));
   }
-  // asked at step 1, between averages (every 3 steps): the copies meet and stop at step 2
-  const { history } = await drive({ strategy: localSgd, ranks: 2, steps: 6, syncEvery: 3, stopAt: 1 });
-  assert.deepEqual(stops(history), Array.from({ length: 6 }, (_, step) => [step === 2 || step === 5, step === 2 || step === 5]));
+  // asked at step 4, between averages (every 3 steps): the copies meet at 5 and stop there, not at the average before (2)
+  const { history } = await drive({ strategy: localSgd, ranks: 2, steps: 7, syncEvery: 3, stopAt: 4 });
+  assert.deepEqual(stops(history), Array.from({ length: 7 }, (_, step) => [step === 5 || step === 6, step === 5 || step === 6]));
+  // the decision is rank 0's: another rank asked to stop is not heard
+  for (const strategy of [allreduce, parameterServer, localSgd]) {
+    const { history: others } = await drive({ strategy, ranks: 3, steps: 3, stopAt: 0, stopRanks: [1, 2] });
+    assert.deepEqual(stops(others), Array.from({ length: 3 }, () => [false, false, false]));
+  }
+  // through a sparsifying hook's exchange too: the flag travels in the payload's header
+  for (const strategy of [allreduce, localSgd]) {
+    const { history: hooked } = await drive({ strategy, ranks: 3, steps: 4, stopAt: 2, compress: 'randomk:1' });
+    assert.deepEqual(stops(hooked), Array.from({ length: 4 }, (_, step) => [step >= 2, step >= 2, step >= 2]));
+  }
 });
 
 test('local SGD: each worker steps alone on its own copy; every k steps, at the epoch\'s end and before a checkpoint the copies are averaged, with the mean loss since the last average and its weight', async () => {
@@ -234,7 +258,7 @@ test('local SGD: each worker steps alone on its own copy; every k steps, at the 
     for (let w = 0; w < workers; w++) {
       const grad = new Float32Array(size);
       sums[w] += model.lossAndGrad(copies[w], batchOf(step, w), grad);
-      sgdStep(copies[w], grad, velocities[w], 0.1, momentum);
+      sgdStep(copies[w], grad, velocities[w], rate(step), momentum);
     }
     count++;
     const meets = (step + 1) % 3 === 0 || step === steps - 1 || meetAfter.includes(step);
@@ -280,7 +304,7 @@ test('local SGD: a checkpoint between averages averages the optimiser state firs
       const grad = new Float32Array(size);
       model.lossAndGrad(start, batchOf(0, w), grad);
       const v = new Float32Array(size);
-      sgdStep(Float32Array.from(start), grad, v, 0.1, momentum);
+      sgdStep(Float32Array.from(start), grad, v, rate(0), momentum);
       velocities.push(v);
     }
     paramsBefore = ranks.map((rank) => Float32Array.from(rank.params));
@@ -294,23 +318,23 @@ test('sparsifying hooks exchange whole payloads: at density 1 every strategy ste
   for (const compress of ['topk:1,nodgc', 'randomk:1']) {
     for (const strategy of [allreduce, parameterServer]) {
       const server = strategy === parameterServer;
-      const expected = synchronousByHand(2, 3, 0.1, sgd);
+      const expected = synchronousByHand(2, 3, sgd);
       const { ranks } = await drive({ strategy, ranks: server ? 3 : 2, steps: 3, optimizer: sgd, compress }, (step, ranks, outcomes) => {
         assertClose(ranks[0].params, expected.trajectory[step], 2e-6, `${compress} rank 0 after step ${step}`);
         assert.ok(Math.abs(outcomes[0].loss! - expected.losses[step]) < 1e-6, `${compress}: the loss at step ${step}`);
       });
       // the pairs' count, every value with its index (8 bytes a value), and the exchange's 12-byte header, to each other rank (all-reduce) or to the server
       const perStep = 4 + 8 * size + 12;
-      const sent = ranks[server ? 1 : 0].bytesSent();
+      // a worker counts its own payloads; the server, every worker's, per worker
+      assert.equal(ranks[server ? 1 : 0].bytesSent(), 3 * perStep, `${compress}: bytes worker 0 sent`);
       if (server) assert.equal(ranks[0].bytesSent(), 3 * perStep, `${compress}: the server counts each worker's pushes`);
-      else assert.equal(sent, 3 * perStep, `${compress}: bytes worker 0 sent`);
     }
     // local SGD exchanges the change since the last average: at density 1, the average itself
     const copies = [0, 1].map((w) => {
       const params = Float32Array.from(start);
       const grad = new Float32Array(size);
       model.lossAndGrad(params, batchOf(0, w), grad);
-      sgdStep(params, grad, new Float32Array(size), 0.1, sgd);
+      sgdStep(params, grad, new Float32Array(size), rate(0), sgd);
       return params;
     });
     const { ranks } = await drive({ strategy: localSgd, ranks: 2, steps: 1, optimizer: sgd, compress });
@@ -343,7 +367,7 @@ test('bfloat16 parameters: after every step each rank holds the same bf16 values
       // each worker's own float32 step (local SGD's copies), and their mean: the synchronous step
       const copies = gradients(before, step, workers).grads.map((grad) => {
         const copy = Float32Array.from(before);
-        sgdStep(copy, grad, new Float32Array(size), 0.1, sgd);
+        sgdStep(copy, grad, new Float32Array(size), rate(step), sgd);
         return copy;
       });
       const exact = mean(copies);
@@ -397,7 +421,7 @@ test('int8 parameters: after every step each rank holds the same q·scale values
     }, async (step, ranks) => {
       if (server) await Promise.all(ranks.map((rank) => rank.endSteps!(false, 0)));
       const exact = Float32Array.from(before);
-      sgdStep(exact, mean(gradients(before, step, server ? P - 1 : P).grads), new Float32Array(size), 0.1, sgd);
+      sgdStep(exact, mean(gradients(before, step, server ? P - 1 : P).grads), new Float32Array(size), rate(step), sgd);
       for (const [r, rank] of ranks.entries()) {
         check(rank.params, exact, `step ${step}, rank ${r}`);
         assert.deepEqual(rank.params, ranks[0].params, `rank ${r} agrees with rank 0`);
@@ -409,7 +433,7 @@ test('int8 parameters: after every step each rank holds the same q·scale values
 
 test('async-ps with staleness 0: each round applies every worker\'s push at lr/P, as one synchronous SGD step; the log names each update\'s worker, version and staleness', async () => {
   for (const workers of [2, 3]) {
-    const expected = synchronousByHand(workers, 4, 0.1, sgd);
+    const expected = synchronousByHand(workers, 4, sgd);
     const updates: NonNullable<Run['updates']> = [];
     const { ranks, finished } = await drive({ strategy: asyncParameterServer, ranks: workers + 1, steps: 4, optimizer: sgd, updates }, (step, ranks, outcomes) => {
       assertClose(ranks[0].params, expected.trajectory[step], 2e-6, `${workers} workers: the server after step ${step}`);
@@ -471,10 +495,182 @@ test('async-ps stopped: the server applies what is in flight, stops, and says wh
 });
 
 test('async-ps with a sparsifying hook: the server decodes each push; at density 1 it steps as without one, and a push costs its payload and four floats', async () => {
-  const expected = synchronousByHand(2, 3, 0.1, sgd);
+  const expected = synchronousByHand(2, 3, sgd);
   const { ranks } = await drive({ strategy: asyncParameterServer, ranks: 3, steps: 3, optimizer: sgd, compress: 'randomk:1' }, (step, ranks) => {
     assertClose(ranks[0].params, expected.trajectory[step], 2e-6, `the server after step ${step}`);
   });
   const perPush = 4 + 8 * size + 16;
   for (const rank of ranks) assert.equal(rank.bytesSent(), 3 * perPush);
+});
+
+test('a strategy\'s bytes are those of its steps\' exchanges: not the start-up broadcast (all-reduce, local SGD); with a hook, the payloads\' (P = 3)', async () => {
+  for (const strategy of [allreduce, localSgd]) {
+    let atStart: number[] = [];
+    const { ranks, comms } = await drive({ strategy, ranks: 3, steps: 4, syncEvery: 2, ready: (_, comms) => (atStart = comms.map((c) => c.bytesSent)) });
+    ranks.forEach((rank, r) => {
+      assert.ok(atStart[r] > 0 || r > 0, 'rank 0 broadcast the start');
+      assert.equal(rank.bytesSent(), comms[r].bytesSent - atStart[r], `${strategy.name} rank ${r}`);
+    });
+  }
+  // the pairs' count, every value with its index, the 12-byte header; to each of the 2 others, at every average
+  const payload = 4 + 8 * size + 12;
+  for (const [strategy, averages] of [[allreduce, 4], [localSgd, 2]] as const) {
+    const { ranks } = await drive({ strategy, ranks: 3, steps: 4, syncEvery: 2, compress: 'randomk:1' });
+    for (const rank of ranks) assert.equal(rank.bytesSent(), averages * 2 * payload, strategy.name);
+  }
+});
+
+test('DGC\'s warm-up reads the epoch a step lies at: epoch 1 + 2/4 (local SGD: the average after it, 1 + 3/4), on every strategy that carries a hook', async () => {
+  // the density falls from 25% to 1% over 4 epochs, exponentially; the payload is k pairs
+  const density = (epoch: number) => Math.max(0.01, 0.25 * (0.01 / 0.25) ** (epoch / 4));
+  const payload = (epoch: number) => 4 + 8 * Math.ceil(density(epoch) * size);
+  const at = { steps: 1, epoch: 1, firstStep: 2, stepsPerEpoch: 4, compress: 'topk:0.01,warmup=4', optimizer: sgd };
+  const runs = [
+    { strategy: allreduce, ranks: 2, epoch: 1.5, extra: 12 },
+    { strategy: localSgd, ranks: 2, epoch: 1.75, extra: 12 },
+    { strategy: parameterServer, ranks: 2, epoch: 1.5, extra: 12 },
+    { strategy: asyncParameterServer, ranks: 2, epoch: 1.5, extra: 16 },
+  ];
+  for (const { strategy, ranks, epoch, extra } of runs) {
+    const { ranks: built } = await drive({ ...at, strategy, ranks }, undefined, async (ranks) => {
+      if (strategy === asyncParameterServer) await Promise.all(ranks.map((rank) => rank.endSteps!(false, 0)));
+    });
+    assert.equal(built[1].bytesSent(), payload(epoch) + extra, `${strategy.name}: density ${density(epoch)} at epoch ${epoch}`);
+  }
+  assert.notEqual(payload(1.5), payload(1.75));
+});
+
+test('the stochastic roundings of a step are keyed by the run\'s step count alone: step 1 of epoch 1 (4 a epoch) rounds as step 5 of epoch 0 (8 a epoch), not as step 6', async () => {
+  const bits = new Uint32Array(1);
+  const float = new Float32Array(bits.buffer);
+  const from = start.map((x) => ((float[0] = x), (bits[0] &= 0xffff0000), float[0]));
+  for (const [strategy, P] of [[allreduce, 2], [parameterServer, 3], [localSgd, 2]] as const) {
+    const oneStep = async (epoch: number, step: number, steps: number) => {
+      const { ranks } = await drive({ strategy, ranks: P, steps: 1, epoch, firstStep: step, stepsPerEpoch: steps, optimizer: sgd, paramPrecision: 'bf16', from }, undefined, async (ranks) => {
+        if (strategy === parameterServer) await Promise.all(ranks.map((rank) => rank.endSteps!(false, 0)));
+      });
+      return ranks[0].params;
+    };
+    const fifth = await oneStep(1, 1, 4);
+    assert.deepEqual(await oneStep(0, 5, 8), fifth, `${strategy.name}: the run's 5th step, counted two ways`);
+    assert.notDeepEqual(await oneStep(0, 6, 8), fifth, `${strategy.name}: another step rounds otherwise`);
+  }
+});
+
+test('a start stored in the storage format already (a checkpoint\'s) is not rounded again; any other start is', async () => {
+  for (const strategy of [allreduce, localSgd]) {
+    let held = new Float32Array(0);
+    await drive({ strategy, ranks: 2, steps: 0, paramPrecision: 'int8', startRounded: true, ready: (ranks) => (held = Float32Array.from(ranks[1].params)) });
+    assert.deepEqual(held, start, `${strategy.name}: a start said to be stored is taken as it is`);
+    await drive({ strategy, ranks: 2, steps: 0, paramPrecision: 'int8', ready: (ranks) => (held = Float32Array.from(ranks[1].params)) });
+    assert.notDeepEqual(held, start, `${strategy.name}: a float32 start is rounded`);
+    assert.ok(held.every((x, i) => Math.abs(x - start[i]) < 0.01), 'to nearby values');
+  }
+});
+
+test('local SGD on bf16 copies: each copy is stored rounded after its own steps, before any average; a checkpoint after an average takes the state as it is', async () => {
+  const isBf16 = (x: number) => (new Uint32Array(Float32Array.of(x).buffer)[0] & 0xffff) === 0;
+  await drive({ strategy: localSgd, ranks: 2, steps: 2, stepsPerEpoch: 6, syncEvery: 3, optimizer: sgd, paramPrecision: 'bf16' }, (step, ranks) => {
+    for (const [r, rank] of ranks.entries()) assert.ok(rank.params.every(isBf16), `step ${step}: copy ${r} holds bf16 values`);
+    assert.notDeepEqual(ranks[0].params, ranks[1].params, `step ${step}: the copies went their own ways`);
+  });
+  // after the epoch's last step the state is averaged: a checkpoint takes it as it is, without a collective
+  let comms: ProcessCommunicator[] = [];
+  const { finished } = await drive({ strategy: localSgd, ranks: 3, steps: 3, syncEvery: 3, ready: (_, c) => (comms = c) }, undefined, async (ranks) => {
+    const sent = comms.map((comm) => comm.bytesSent);
+    const states = (await Promise.all(ranks.map((rank) => rank.snapshot()))).map((s) => Float32Array.from(s!.optimizerState.velocity));
+    return { states, extra: comms.map((comm, r) => comm.bytesSent - sent[r]) };
+  });
+  assert.deepEqual(finished!.extra, [0, 0, 0], 'no bytes for a checkpoint of averaged state');
+  for (const state of finished!.states.slice(1)) assert.deepEqual(state, finished!.states[0], 'every rank holds the same state');
+});
+
+test('async-ps over two epochs with staleness 0 is synchronous SGD throughout: the epoch\'s end hands out nothing beyond its steps', async () => {
+  const steps = 3;
+  const expected = synchronousByHand(2, 2 * steps, sgd);
+  const comms = await group(3);
+  try {
+    const ranks = await Promise.all(comms.map((comm) => asyncParameterServer({
+      comm, model, workers: 2, batch: BATCH, seed: 5, startParams: comm.rank === 0 ? start : new Float32Array(size), paramPrecision: 'fp32', syncEvery: 1, staleness: 0,
+      hook: null, optimizer: () => new Optimizer(sgd, size), replica: () => model, reportUpdates: () => {},
+    })));
+    for (const epoch of [0, 1]) {
+      await Promise.all(ranks.map((rank) => rank.beginEpoch?.(epoch, 0, steps)));
+      for (let step = 0; step < steps; step++) {
+        // the run's step epoch·3 + step: its minibatch and rate
+        const run = { strategy: asyncParameterServer, ranks: 3, steps, epoch, stepsPerEpoch: steps };
+        await Promise.all(ranks.map((rank, r) => {
+          const described = input(epoch * steps + step, run, r - 1, r);
+          return rank.step({ ...described, step, lrOf: (s) => rate(epoch * steps + s), gradient: (params, grad, s = step) => described.gradient(params, grad, epoch * steps + s) });
+        }));
+        assertClose(ranks[0].params, expected.trajectory[epoch * steps + step], 2e-6, `epoch ${epoch}, step ${step}`);
+      }
+      const ends = await Promise.all(ranks.map((rank) => rank.endSteps!(false, 1)));
+      for (const end of ends) assert.deepEqual(end, { stop: false, trainLoss: 1 });
+      for (const rank of ranks) assertClose(rank.params, expected.trajectory[epoch * steps + steps - 1], 2e-6, `every rank after epoch ${epoch}`);
+    }
+  } finally {
+    await Promise.all(comms.map((comm) => comm.close()));
+  }
+});
+
+test('async-ps stopped at an epoch\'s last step: the server ends the epoch stopped, and its workers, whose steps are done, hear the stop at the epoch\'s end', async () => {
+  const { history, finished } = await drive({ strategy: asyncParameterServer, ranks: 3, steps: 3, optimizer: sgd, stopAt: 2 }, undefined, (ranks) =>
+    Promise.all(ranks.map((rank, r) => rank.endSteps!(r === 0, 0.5))));
+  assert.deepEqual(history[2].map((o) => o.stop), [true, false, false]);
+  assert.deepEqual(history[2][0].resumeAt, 3);
+  assert.deepEqual(finished, [{ stop: true, trainLoss: 0.5 }, { stop: true, trainLoss: 0.5 }, { stop: true, trainLoss: 0.5 }]);
+});
+
+test('async-ps stopped with workers at different steps: the server applies what is in flight and resumes from the slowest worker\'s next step (brute force over the log)', async () => {
+  const updates: NonNullable<Run['updates']> = [];
+  const { history } = await drive({ strategy: asyncParameterServer, ranks: 4, steps: 8, optimizer: sgd, staleness: 2, updates, slowWorker: { worker: 0, ms: 3 }, independent: true, haltOnStop: true, stopAt: 3 });
+  const pushed = [0, 0, 0, 0];
+  for (const { workers } of updates) for (const w of workers) pushed[w]++;
+  const stop = history.findIndex((outcomes) => outcomes[0].stop);
+  assert.ok(stop >= 3, `the server stopped at step ${stop}`);
+  assert.notEqual(Math.min(...pushed.slice(1)), Math.max(...pushed.slice(1)), `the workers stopped at different steps: ${pushed}`);
+  assert.equal(history[stop][0].resumeAt, Math.min(...pushed.slice(1)), `pushes per worker ${pushed.slice(1)}`);
+  // after the stop every worker hears of it, once, at its next step
+  for (let w = 1; w <= 3; w++) assert.equal(history.filter((outcomes) => outcomes[w].stop).length >= 1, true);
+});
+
+test('an async-ps worker handed another step than its loop\'s refuses it, naming both: the ranks run different configurations', async () => {
+  const comms = await group(2);
+  try {
+    const ranks = await Promise.all(comms.map((comm) => asyncParameterServer({
+      comm, model, workers: 1, batch: BATCH, seed: 5, startParams: start, paramPrecision: 'fp32', syncEvery: 1, staleness: 0,
+      hook: null, optimizer: () => new Optimizer(sgd, size), replica: () => model, reportUpdates: () => {},
+    })));
+    await ranks[0].beginEpoch!(0, 0, 4); // hands out step 0
+    const run = { strategy: asyncParameterServer, ranks: 2, steps: 4 };
+    await assert.rejects(ranks[1].step({ ...input(0, run, 0, 1), step: 1 }), (error: Error & { code?: string }) =>
+      error.code === 'PROTOCOL' && error.message === 'async-ps worker 1: the server sent command 0 for step 0 where step 1 was due; the ranks run different configurations.');
+  } finally {
+    await Promise.all(comms.map((comm) => comm.close()));
+  }
+});
+
+test('dense hooks on the all-reduce (fp16, bf16): the ranks agree, each step within the codec\'s rounding of the exact one, and the all-gather carries the encoded mean, half the bytes of float32 parameters', async () => {
+  let plainBytes = 0;
+  await drive({ strategy: allreduce, ranks: 2, steps: 1, optimizer: sgd }, undefined, async (ranks) => void (plainBytes = ranks[0].bytesSent()));
+  for (const [compress, bits] of [['fp16', 11], ['bf16', 8]] as const) {
+    let before = Float32Array.from(start);
+    const { ranks } = await drive({ strategy: allreduce, ranks: 2, steps: 3, optimizer: sgd, compress }, (step, ranks) => {
+      const { grads } = gradients(before, step, 2);
+      const exact = Float32Array.from(before);
+      const g = mean(grads);
+      sgdStep(exact, g, new Float32Array(size), rate(step), sgd);
+      for (let i = 0; i < size; i++) {
+        // each worker's gradient rounded, then their mean rounded: relative 2^-bits each, beside float32's own
+        const bound = rate(step) * 2 ** -bits * (grads.reduce((sum, grad) => sum + Math.abs(grad[i]), 0) / 2 + Math.abs(g[i])) + 1e-6 * Math.abs(exact[i]) + 1e-9;
+        if (!(Math.abs(ranks[0].params[i] - exact[i]) <= bound)) assert.fail(`${compress}, step ${step}, parameter ${i}: ${ranks[0].params[i]} for ${exact[i]}`);
+      }
+      assert.deepEqual(ranks[1].params, ranks[0].params, 'the ranks agree');
+      before = Float32Array.from(ranks[0].params);
+    });
+    // a reduce-scatter and an all-gather of 2-byte values against plain's 4-byte ones (and a few scalars)
+    const ratio = ranks[0].bytesSent() / 3 / plainBytes;
+    assert.ok(ratio > 0.45 && ratio < 0.55, `${compress}: ${ratio} of plain's bytes`);
+  }
 });

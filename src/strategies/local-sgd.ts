@@ -27,6 +27,7 @@ export const localSgd: Strategy = async (setup) => {
   const scalars = new Float32Array(2); // [mean loss since the last average, stop]
   let localLoss = 0;
   let localCount = 0;
+  let exchanged = 0;
   // the optimiser states are averaged too before a checkpoint; this says they already are
   let stateAveraged = false;
   const averageState = async () => {
@@ -55,7 +56,8 @@ export const localSgd: Strategy = async (setup) => {
 
   return {
     params,
-    bytesSent: () => (exchange ? exchange.bytesSent : comm.bytesSent),
+    // the bytes of the steps' averages (not the start-up broadcast or a checkpoint's state): the payloads' with a hook
+    bytesSent: () => (exchange ? exchange.bytesSent : exchanged),
     async step(input) {
       storage?.atStep(input.epoch * input.steps + input.step);
       stateAveraged = false;
@@ -66,8 +68,10 @@ export const localSgd: Strategy = async (setup) => {
       localCount++;
       const last = input.step + 1 === input.steps;
       if ((input.step + 1) % syncEvery !== 0 && !last && !input.meetAfter) return { stop: false };
+      const before = comm.bytesSent;
       const result = await average(comm.rank === 0 && input.stopRequested(), input.epoch + (input.step + 1) / input.steps);
       if (input.meetAfter || last) await averageState();
+      exchanged += comm.bytesSent - before;
       const weight = localCount;
       localLoss = 0;
       localCount = 0;

@@ -38,10 +38,6 @@ export class ParameterStorage {
     this.own.reseed(mixSeed(this.seed, 0x70726563, this.comm.rank + 1, step));
   }
 
-  get lowPrecision(): boolean {
-    return this.precision !== 'fp32';
-  }
-
   /** The stored value of every parameter, the same on every rank that holds the same values. */
   roundAll(params: Float32Array): void {
     this.common.round(params, 0, this.size, this.scratch);

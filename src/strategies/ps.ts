@@ -43,12 +43,13 @@ export const parameterServer: Strategy = async (setup) => {
   const exchange = hook ? new CompressedExchange(comm, hook, size) : null;
   const gathered = isServer && !exchange ? new Float32Array((workers + 1) * (size + 1)) : null;
   const optimizer = isServer ? setup.optimizer() : null;
-  // bytes per worker: what each pushed to the server (the server's broadcasts are its own traffic)
+  // bytes per worker: what each pushed to the server (the server's broadcasts are its own traffic); the server counts
+  // every worker's pushes and gives their mean, a worker its own
   let uncompressedPushes = 0;
 
   return {
     params,
-    bytesSent: () => (exchange ? exchange.bytesReceived : 4 * (size + 1) * uncompressedPushes) / workers,
+    bytesSent: () => (exchange ? (isServer ? exchange.bytesReceived / workers : exchange.bytesSent) : (4 * (size + 1) * uncompressedPushes) / workers),
     async step(input) {
       storage?.atStep(input.epoch * input.steps + input.step);
       await broadcastParameters(isServer && input.stopRequested() ? 1 : 0);
