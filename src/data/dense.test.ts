@@ -2,6 +2,10 @@
 // of a parse growing with the file, not faster.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parseCsv } from './csv.js';
 import { formatNpy, parseNpy } from './npy.js';
 import { datasetFromArrays, encodeLabels } from './dense.js';
@@ -87,6 +91,81 @@ test('NPY: float32 round trip; float64, int64, uint8 and bool read exactly; each
   assert.throws(() => parseNpy(npy('>f4', '(1,)', Buffer.alloc(4)), 'g.npy'), /g\.npy: holds dtype '>f4'; converge reads .*convert with array\.astype\('<f4'\)/);
   assert.throws(() => parseNpy(npy('<f4', '(2, 2)', Buffer.alloc(16), 'True'), 'h.npy'), /h\.npy: is in Fortran order/);
   assert.throws(() => parseNpy(npy('<f4', '(3,)', Buffer.alloc(8)), 'i.npy'), /i\.npy: is 136 bytes, where its header \(<f4, shape \(3\)\) says 140/);
+});
+
+test('NPY: every dtype numpy writes, in format versions 1, 2 and 3, reads exactly; what formatNpy writes numpy loads (numpy is the oracle, where installed)', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'converge-npy-'));
+  // numpy writes one file per dtype (and float32 in each format version), and lists what each holds
+  const script = `import numpy as np, json, sys
+d = sys.argv[1]
+signed = np.array([[-3, 0, 127], [1, -128, -1]])
+cases = {'<f4': np.array([[0.1, -2.5, 1e-8], [3.25, 7, -0.0]]), '<f8': np.array([[0.1, -2.5, 1e-300], [3.25, 7, 2**60]]),
+         '<i8': np.array([[-3, 2**53 - 1, -2**53 + 1], [0, 5, -1]]), '<i4': signed * 1000000, '<i2': signed * 200, '|i1': signed,
+         '<u8': np.array([[0, 2**53 - 1, 5], [7, 1, 2**40]], dtype='u8'), '<u4': np.abs(signed) * 33000000, '<u2': np.abs(signed) * 500, '|u1': np.abs(signed) * 2,
+         '|b1': np.array([[True, False, True], [False, False, True]])}
+out = []
+for descr, values in cases.items():
+    a = values.astype(descr)
+    name = 'x' + str(len(out)) + '.npy'
+    np.save(d + '/' + name, a)
+    out.append([name, descr, list(a.shape), a.astype('f8').ravel().tolist()])
+for version in [(2, 0), (3, 0)]:
+    a = cases['<f4'].astype('<f4')
+    name = 'v%d.npy' % version[0]
+    with open(d + '/' + name, 'wb') as f: np.lib.format.write_array(f, a, version=version)
+    out.append([name, '<f4', list(a.shape), a.astype('f8').ravel().tolist()])
+print(json.dumps(out))`;
+  const written = spawnSync('/usr/bin/python3', ['-c', script, dir], { encoding: 'utf8' });
+  if (written.status !== 0 && !process.env.CONVERGE_REQUIRE_NUMPY) return t.skip('numpy is not installed');
+  assert.equal(written.status, 0, written.stderr);
+  const files = JSON.parse(written.stdout) as [string, string, number[], number[]][];
+  assert.equal(files.length, 13);
+  for (const [name, descr, shape, values] of files) {
+    const read = parseNpy(readFileSync(join(dir, name)), name);
+    assert.deepEqual([read.dtype, read.shape, [...read.values]], [descr, shape, values], name);
+  }
+  // formatNpy's files, 1-D, 2-D and 3-D, float32 and float64: numpy loads the same shape, dtype and values
+  const ours = [[Float32Array.of(1.5, -2, 1e-8), [3]], [Float64Array.of(0.1, 2, 3, 4, 5, 6), [2, 3]], [Float32Array.of(1, 2, 3, 4), [1, 2, 2]]] as const;
+  ours.forEach(([values, shape], i) => {
+    const bytes = formatNpy(values, shape);
+    assert.equal((10 + bytes.readUInt16LE(8)) % 64, 0, 'the data starts on a 64-byte boundary, as numpy aligns it');
+    writeFileSync(join(dir, `ours${i}.npy`), bytes);
+  });
+  const loaded = spawnSync('/usr/bin/python3', ['-c', `import numpy as np, json, sys, io
+def saved(a):
+    f = io.BytesIO()
+    np.save(f, a)
+    return f.getvalue().hex()
+arrays = [np.load(sys.argv[1] + '/ours%d.npy' % i) for i in range(3)]
+print(json.dumps([[list(a.shape), a.dtype.str, a.astype('f8').ravel().tolist(), saved(a)] for a in arrays]))`, dir], { encoding: 'utf8' });
+  assert.equal(loaded.status, 0, loaded.stderr);
+  const seen = JSON.parse(loaded.stdout) as [number[], string, number[], string][];
+  assert.deepEqual(seen.map((a) => a.slice(0, 3)), ours.map(([values, shape]) => [shape, values instanceof Float32Array ? '<f4' : '<f8', [...values]]));
+  // and byte for byte what numpy.save writes of the same array
+  ours.forEach(([values, shape], i) => assert.equal(formatNpy(values, shape).toString('hex'), seen[i][3], `ours${i}.npy`));
+});
+
+test('NPY: each damaged header is refused in one line naming the file and what to do', () => {
+  const versioned = (major: number) => {
+    const file = npy('<f4', '(1,)', Buffer.alloc(4));
+    file[6] = major;
+    return file;
+  };
+  assert.throws(() => parseNpy(versioned(4), 'v.npy'), /^ConvergeError: v\.npy: has \.npy format version 4\.0; converge reads versions 1 to 3$/);
+  assert.throws(() => parseNpy(versioned(0), 'v.npy'), /has \.npy format version 0\.0/);
+  const short = npy('<f4', '(1,)', Buffer.alloc(0)).subarray(0, 40);
+  assert.throws(() => parseNpy(short, 's.npy'), /s\.npy: ends inside its header/);
+  assert.throws(() => parseNpy(Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0, 0]), 'm.npy'), /m\.npy: is not a \.npy file/, 'shorter than a header');
+  assert.throws(() => parseNpy(npy('<f4', '[1]', Buffer.alloc(4)), 'k.npy'), /k\.npy: has a header without descr, fortran_order or shape: \{'descr': '<f4', 'fortran_order': False, 'shape': \[1\], \}/);
+  assert.throws(() => parseNpy(npy('<f4', '(2, -1)', Buffer.alloc(4)), 'n.npy'), /n\.npy: has shape \(2, -1\)/);
+  assert.throws(() => parseNpy(npy('<f4', '(1.5,)', Buffer.alloc(4)), 'n.npy'), /has shape \(1\.5,\)/);
+  // '=' is the machine's order, little-endian on every machine converge runs on; a scalar's shape () holds one value
+  assert.deepEqual([...parseNpy(npy('=f4', '()', Buffer.from(Float32Array.of(2.5).buffer)), 'e.npy').values], [2.5]);
+  // a float32 payload that does not start on a 4-byte boundary is read value by value, to the same values
+  const file = npy('<f4', '(2,)', Buffer.from(Float32Array.of(0.1, -3).buffer));
+  const odd = new Uint8Array(file.length + 1).subarray(1);
+  odd.set(file);
+  assert.deepEqual([...parseNpy(odd, 'o.npy').values], [Math.fround(0.1), -3]);
 });
 
 test('arrays in memory: a data set of float features, with a held-out split, and shapes checked', () => {
