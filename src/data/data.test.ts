@@ -58,6 +58,23 @@ test('Fashion-MNIST from the Debian package, when installed', { skip: !existsSyn
   assert.equal(data.test.count, 10000);
   assert.deepEqual(data.shape, [1, 28, 28]);
   assert.equal(data.classes, 10);
+  // the first labels of each split, as Fashion-MNIST publishes them (9 is an ankle boot)
+  assert.deepEqual([...data.train.labels.subarray(0, 10)], [9, 0, 0, 3, 0, 2, 7, 2, 5, 5]);
+  assert.deepEqual([...data.test.labels.subarray(0, 10)], [9, 2, 1, 1, 6, 1, 4, 6, 5, 7]);
+});
+
+test('IDX bytes as the format lays them out, written by hand: a big-endian shape after 00 00 08 dims, then the data; every other header refused', () => {
+  const file = Uint8Array.of(0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 1, 0, 0, 0, 0, 1, ...Array.from({ length: 512 }, (_, i) => i % 251), 77);
+  const { shape, data } = parseIdx(file, 'h.idx');
+  assert.deepEqual(shape, [2, 256, 1]);
+  assert.deepEqual([...data], Array.from({ length: 512 }, (_, i) => i % 251), 'the data, without the byte past it');
+  assert.deepEqual([...encodeIdx([2, 256, 1], data)], [...file.subarray(0, file.length - 1)]);
+  assert.throws(() => parseIdx(Uint8Array.of(0, 0, 0x0d, 1, 0, 0, 0, 1, 0, 0, 0, 0), 'f.idx'), /^ConvergeError: f\.idx: IDX element type 0xd is not unsigned byte \(0x08\); converge reads 8-bit IDX files$/);
+  for (const dims of [0, 5]) assert.throws(() => parseIdx(Uint8Array.of(0, 0, 8, dims, 0, 0, 0, 1, 0), 'd.idx'), new RegExp(`d\\.idx: IDX header claims ${dims} dimensions`));
+  assert.throws(() => parseIdx(new Uint8Array(0), 'e.idx'), /e\.idx: not an IDX file \(magic bytes missing, expected 00 00 08 0N\)/);
+  assert.throws(() => parseIdx(Uint8Array.of(0, 1, 8, 1), 'm.idx'), /m\.idx: not an IDX file \(magic bytes 00 01 08 01/);
+  assert.throws(() => parseIdx(Uint8Array.of(0, 0, 8), 's.idx'), /s\.idx: not an IDX file \(magic bytes 00 00 08,/);
+  assert.deepEqual(parseIdx(Uint8Array.of(0, 0, 8, 4, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 42), 'four.idx'), { shape: [1, 1, 1, 1], data: Uint8Array.of(42) }, 'four dimensions are read');
 });
 
 test('epoch order is a permutation, deterministic from (seed, epoch), and differs between epochs', () => {
