@@ -3,12 +3,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Random } from '../tensor/random.js';
-import { loadCifar10, readCifarBatches } from './cifar.js';
+import { isCifarFolder, loadCifar10, readCifarBatches } from './cifar.js';
 import { makeBatcher } from './batches.js';
 
 /** `count` records: class k's image is its own prototype (one bright plane region per class) plus noise. */
@@ -44,18 +44,35 @@ test('CIFAR-10 binary batches: records in order across files, planes as written,
   assert.equal(data.train.count, 12);
   assert.deepEqual([...data.train.labels], [...first, ...second]);
   assert.deepEqual([...data.test.labels], held);
-  // record 8 (the second file's first), green plane, row 5, column 6: the byte written there
-  const raw = readCifarBatches([join(dir, 'data_batch_2.bin')]);
-  assert.equal(data.train.images[7 * 3072 + 1024 + 5 * 32 + 6], raw.images[1024 + 5 * 32 + 6]);
+  // the images are the files' records without their label bytes, in file order: cut out of the bytes written here
+  const written = ['data_batch_1.bin', 'data_batch_2.bin'].map((name) => readFileSync(join(dir, name)));
+  const records = written.flatMap((bytes) => Array.from({ length: bytes.length / 3073 }, (_, r) => bytes.subarray(r * 3073 + 1, (r + 1) * 3073)));
+  assert.ok(Buffer.from(data.train.images).equals(Buffer.concat(records)), 'the training images are the records\' bytes');
+  // record 8 (the second file's first), green plane, row 5, column 6
+  const byte = written[1][1 + 1024 + 5 * 32 + 6];
+  assert.equal(data.train.images[7 * 3072 + 1024 + 5 * 32 + 6], byte);
   // batches scale the bytes to [0, 1], channel-planar as the convolutions read them
   const batch = makeBatcher(data, 'train', 12).range(7, 1);
-  assert.equal('x' in batch && batch.x[1024 + 5 * 32 + 6], Math.fround(raw.images[1024 + 5 * 32 + 6] / 255));
+  assert.equal('x' in batch && batch.x[1024 + 5 * 32 + 6], Math.fround(byte / 255));
+  assert.equal(isCifarFolder(dir), true);
+  assert.equal(isCifarFolder(tmpdir()), false);
   writeFileSync(join(dir, 'short.bin'), Buffer.alloc(3072));
   assert.throws(() => readCifarBatches([join(dir, 'short.bin')]), /short\.bin: is 3072 bytes, not a whole number of 3073-byte records .*binary version of CIFAR-10/);
   const bad = Buffer.alloc(3073);
   bad[0] = 12;
   writeFileSync(join(dir, 'bad.bin'), bad);
   assert.throws(() => readCifarBatches([join(dir, 'bad.bin')]), /bad\.bin: record 1: has label 12, not one of the 10 classes/);
+  writeFileSync(join(dir, 'empty.bin'), Buffer.alloc(0));
+  assert.throws(() => readCifarBatches([join(dir, 'empty.bin')]), /empty\.bin: is 0 bytes, not a whole number of 3073-byte records/);
+  // label 9 is a class; a folder without training batches, or without the test batch, is named with what it lacks
+  const nine = Buffer.alloc(3073);
+  nine[0] = 9;
+  writeFileSync(join(dir, 'nine.bin'), nine);
+  assert.deepEqual([...readCifarBatches([join(dir, 'nine.bin')]).labels], [9]);
+  const lacking = mkdtempSync(join(tmpdir(), 'converge-cifar-'));
+  assert.throws(() => loadCifar10(lacking), /CIFAR-10 training batches \(data_batch_1\.bin …\) not found at .*; give the folder of the binary version of CIFAR-10\./);
+  writeFileSync(join(lacking, 'data_batch_1.bin'), nine);
+  assert.throws(() => loadCifar10(lacking), /CIFAR-10 test batch \(test_batch\.bin\) not found at/);
 });
 
 test('a CIFAR-10 folder trains the CNN from the CLI (3×32×32 images)', () => {
