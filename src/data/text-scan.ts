@@ -67,7 +67,7 @@ export class Scanner {
       let e = 0;
       const digitsStart = q;
       while (q < end && bytes[q] >= CHAR.zero && bytes[q] <= CHAR.nine) {
-        e = Math.min(e * 10 + (bytes[q] - CHAR.zero), 100000);
+        e = e * 10 + (bytes[q] - CHAR.zero); // absurd exponents overflow to Infinity, off the fast path: Number() reads them
         q++;
       }
       if (q > digitsStart) {

@@ -1,0 +1,102 @@
+// The byte scanner under the CSV, libsvm and ratings readers, against the platform's own
+// correctly rounded conversion: Number() of the same text is the oracle, for 20,000 random numbers
+// in every notation the readers accept (signs, leading zeros, no integer or no fraction part,
+// more digits than a double holds, exponents from tiny to absurd), and each helper's bookkeeping.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Random } from '../tensor/random.js';
+import { Growing, Scanner } from './text-scan.js';
+
+const bytes = (text: string) => Buffer.from(text, 'latin1');
+
+function randomNumber(random: Random): string {
+  const digits = (n: number) => Array.from({ length: n }, () => String(random.below(10))).join('');
+  const length = () => [0, 1, 1, 2, 3, 5, 8, 15, 16, 17, 22, 30][random.below(12)];
+  const sign = ['', '', '-', '+'][random.below(4)];
+  let whole = digits(length());
+  if (random.below(4) === 0) whole = '0'.repeat(1 + random.below(20)) + whole; // leading zeros
+  let fraction = random.below(3) === 0 ? null : digits(length());
+  if (fraction !== null && random.below(4) === 0) fraction = '0'.repeat(1 + random.below(25)) + fraction;
+  if (whole === '' && !fraction) whole = digits(1 + random.below(3));
+  let text = `${sign}${whole}${fraction === null ? '' : `.${fraction}`}`;
+  if (random.below(2) === 0) {
+    const exponent = [random.below(10), random.below(30), random.below(400), random.below(100000), 10 ** 12][random.below(5)];
+    text += `${random.below(2) ? 'e' : 'E'}${['', '-', '+'][random.below(3)]}${random.below(5) === 0 ? '00' : ''}${exponent}`;
+  }
+  return text;
+}
+
+test('a number is read as Number() reads its text, to the last bit, in 20,000 random notations; the scan stops after it', () => {
+  const random = new Random(20);
+  for (let k = 0; k < 20_000; k++) {
+    const text = randomNumber(random);
+    const scan = new Scanner(bytes(`${text},`));
+    assert.equal(scan.number(), true, text);
+    assert.ok(Object.is(scan.value, Number(text)), `${text}: read ${scan.value}, Number() gives ${Number(text)}`);
+    assert.equal(scan.position, text.length, `${text}: stopped at ${scan.position}`);
+    assert.equal(scan.scanned, text.length + 1, `${text}: each byte examined once, and the one that ends it`);
+  }
+});
+
+test('what is not a number leaves the position where it was; an exponent without digits is not part of the number', () => {
+  for (const text of ['', ',', '-', '+', '.', '-.', 'e5', 'x', ' 1']) {
+    const scan = new Scanner(bytes(text));
+    assert.equal(scan.number(), false, JSON.stringify(text));
+    assert.equal(scan.position, 0, JSON.stringify(text));
+  }
+  for (const [text, value, stop] of [['1e', 1, 1], ['2.5E+', 2.5, 3], ['-3e-x', -3, 2], ['7:', 7, 1], ['1.5.2', 1.5, 3]] as const) {
+    const scan = new Scanner(bytes(text));
+    assert.equal(scan.number(), true, text);
+    assert.deepEqual([scan.value, scan.position], [value, stop], text);
+  }
+  // a number that starts later in the bytes
+  const scan = new Scanner(bytes('ab12.5x'));
+  scan.position = 2;
+  assert.equal(scan.number(), true);
+  assert.deepEqual([scan.value, scan.position], [12.5, 6]);
+});
+
+test('integers, blanks, lines and tokens: what each helper reads, where it stops, and the bytes it counts', () => {
+  const scan = new Scanner(bytes('123:4 \t\r x\nnext line\n\nlast'));
+  assert.equal(scan.integer(), true);
+  assert.deepEqual([scan.value, scan.position, scan.scanned], [123, 3, 4]);
+  assert.equal(scan.integer(), false, 'a colon is no digit');
+  assert.equal(scan.position, 3);
+  scan.position = 4;
+  assert.equal(scan.integer(), true);
+  assert.equal(scan.value, 4);
+  const before = scan.scanned;
+  scan.skipBlanks();
+  assert.deepEqual([scan.position, scan.scanned - before], [9, 4], 'space, tab and carriage return skipped, not the x');
+  assert.equal(scan.tokenAt(9), 'x');
+  scan.nextLine();
+  assert.equal(scan.position, 11, 'past the newline');
+  assert.equal(scan.tokenAt(11), 'next', 'a token ends at a blank');
+  assert.equal(scan.tokenAt(11, 0x20), 'next');
+  assert.equal(new Scanner(bytes('a,b c')).tokenAt(0, 0x2c), 'a', 'or at the stop byte');
+  assert.equal(new Scanner(bytes('x'.repeat(60))).tokenAt(0), 'x'.repeat(40), 'at most 40 bytes, for a message');
+  scan.nextLine();
+  scan.nextLine();
+  assert.equal(scan.position, 22, 'an empty line is a line');
+  scan.nextLine();
+  assert.equal(scan.position, 26, 'the last line ends at the end of the bytes');
+  scan.nextLine();
+  assert.equal(scan.position, 26);
+  // a long integer is exact up to 2^53
+  const big = new Scanner(bytes('9007199254740993'));
+  big.integer();
+  assert.equal(big.value, Number('9007199254740993'));
+});
+
+test('a growing typed array keeps every value pushed, in order, through its doublings, and hands back no spare room', () => {
+  const grow = new Growing(new Int32Array(0));
+  for (let i = 0; i < 1000; i++) grow.push(i * 3 - 7);
+  assert.equal(grow.length, 1000);
+  assert.deepEqual([...grow.values()], Array.from({ length: 1000 }, (_, i) => i * 3 - 7));
+  assert.ok(grow.values() instanceof Int32Array);
+  const floats = new Growing(new Float64Array(2));
+  floats.push(0.1);
+  floats.push(0.2);
+  floats.push(0.3);
+  assert.deepEqual([...floats.values()], [0.1, 0.2, 0.3]);
+});
