@@ -1,10 +1,16 @@
 // The byte scanner under the CSV, libsvm and ratings readers, against the platform's own
 // correctly rounded conversion: Number() of the same text is the oracle, for 20,000 random numbers
 // in every notation the readers accept (signs, leading zeros, no integer or no fraction part,
-// more digits than a double holds, exponents from tiny to absurd), and each helper's bookkeeping.
+// more digits than a double holds, exponents from tiny to absurd), and each helper's bookkeeping;
+// and the CSV reader against Python's csv module and float() on random files of those numbers.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Random } from '../tensor/random.js';
+import { parseCsv } from './csv.js';
 import { Growing, Scanner } from './text-scan.js';
 
 const bytes = (text: string) => Buffer.from(text, 'latin1');
@@ -24,6 +30,14 @@ function randomNumber(random: Random): string {
     text += `${random.below(2) ? 'e' : 'E'}${['', '-', '+'][random.below(3)]}${random.below(5) === 0 ? '00' : ''}${exponent}`;
   }
   return text;
+}
+
+/** A random number in any notation whose value a float32 holds without overflowing (features are float32). */
+function float32Number(random: Random): string {
+  for (;;) {
+    const text = randomNumber(random);
+    if (Math.abs(Number(text)) < 3e38) return text;
+  }
 }
 
 test('a number is read as Number() reads its text, to the last bit, in 20,000 random notations; the scan stops after it', () => {
@@ -99,4 +113,57 @@ test('a growing typed array keeps every value pushed, in order, through its doub
   floats.push(0.2);
   floats.push(0.3);
   assert.deepEqual([...floats.values()], [0.1, 0.2, 0.3]);
+});
+
+test('CSV: 60 random files (commas or tabs, spaces, CRLF, blank lines, quoted names, the label anywhere) read as Python\'s csv module and float() read them', (t) => {
+  const random = new Random(21);
+  const dir = mkdtempSync(join(tmpdir(), 'converge-csv-'));
+  const files: { path: string; label: string }[] = [];
+  for (let f = 0; f < 60; f++) {
+    const tsv = random.below(3) === 0;
+    const separator = tsv ? '\t' : ',';
+    const columns = 2 + random.below(5);
+    const labelAt = random.below(columns);
+    const names = Array.from({ length: columns }, (_, c) => (c === labelAt ? 'target' : `f${c}`));
+    const named = random.below(2) === 0; // class names (a number among them, after the first, is a name too), or numbers
+    const pad = () => [' ', '', '', '  '][random.below(4)];
+    const lines = [names.map((name) => (random.below(3) === 0 ? `"${name}"` : name)).join(separator)];
+    const rows = 1 + random.below(30);
+    for (let r = 0; r < rows; r++) {
+      if (random.below(8) === 0) lines.push(random.below(2) ? '' : '   ');
+      const fields = names.map((_, c) => (c === labelAt ? (named ? ['cat', 'dog', 'bird', r > 0 ? '7' : 'cat'][random.below(4)] : String(random.below(5))) : float32Number(random)));
+      lines.push(fields.map((field) => `${pad()}${field}${pad()}`).join(separator));
+    }
+    const path = join(dir, `r${f}.${tsv ? 'tsv' : 'csv'}`);
+    writeFileSync(path, lines.join(random.below(2) ? '\r\n' : '\n') + (random.below(2) ? '\n' : ''));
+    files.push({ path, label: 'target' });
+  }
+  const script = `import csv, json, struct, sys
+out = []
+for path in sys.argv[1:]:
+    sep = '\\t' if path.endswith('.tsv') else ','
+    with open(path, newline='') as f:
+        rows = [r for r in csv.reader(f, delimiter=sep) if any(x.strip() for x in r)]
+    header = [h.strip() for h in rows[0]]
+    at = header.index('target')
+    features, labels = [], []
+    for r in rows[1:]:
+        for i, x in enumerate(r):
+            if i == at: labels.append(x.strip())
+            else: features.append(struct.unpack('f', struct.pack('f', float(x)))[0])
+    out.append([header, features, labels])
+print(json.dumps(out))`;
+  const python = spawnSync('/usr/bin/python3', ['-c', script, ...files.map((file) => file.path)], { encoding: 'utf8', maxBuffer: 1 << 26 });
+  if (python.status !== 0 && !process.env.CONVERGE_REQUIRE_NUMPY) return t.skip('python3 is not installed');
+  assert.equal(python.status, 0, python.stderr);
+  const expected = JSON.parse(python.stdout) as [string[], number[], string[]][];
+  files.forEach(({ path, label }, f) => {
+    const csv = parseCsv(readFileSync(path), path, { labelColumn: label });
+    const [header, features, labels] = expected[f];
+    assert.deepEqual(csv.header, header, path);
+    assert.equal(csv.count, labels.length, path);
+    assert.deepEqual([...csv.features], features, path);
+    if (csv.labels.names) assert.deepEqual(csv.labels.names, labels, path);
+    else assert.deepEqual([...csv.labels.numbers!], labels.map(Number), path);
+  });
 });
