@@ -2,7 +2,8 @@
 // correctly rounded conversion: Number() of the same text is the oracle, for 20,000 random numbers
 // in every notation the readers accept (signs, leading zeros, no integer or no fraction part,
 // more digits than a double holds, exponents from tiny to absurd), and each helper's bookkeeping;
-// and the CSV reader against Python's csv module and float() on random files of those numbers.
+// and the CSV and libsvm readers against Python (its csv module, str.split, float()) on random
+// files of those numbers.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -11,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Random } from '../tensor/random.js';
 import { parseCsv } from './csv.js';
+import { parseLibsvm } from './sparse.js';
 import { Growing, Scanner } from './text-scan.js';
 
 const bytes = (text: string) => Buffer.from(text, 'latin1');
@@ -165,5 +167,60 @@ print(json.dumps(out))`;
     assert.deepEqual([...csv.features], features, path);
     if (csv.labels.names) assert.deepEqual(csv.labels.names, labels, path);
     else assert.deepEqual([...csv.labels.numbers!], labels.map(Number), path);
+  });
+});
+
+test('libsvm: 60 random files (spaces or tabs, comments, qid, blank lines, CRLF, gaps between indices) read as Python\'s split() and float() read them', (t) => {
+  const random = new Random(22);
+  const dir = mkdtempSync(join(tmpdir(), 'converge-svm-'));
+  const paths: string[] = [];
+  for (let f = 0; f < 60; f++) {
+    const blank = () => [' ', ' ', '\t', '  ', ' \t '][random.below(5)];
+    const lines: string[] = [];
+    if (random.below(3) === 0) lines.push('# a data set');
+    const rows = 1 + random.below(25);
+    for (let r = 0; r < rows; r++) {
+      if (random.below(8) === 0) lines.push(random.below(2) ? '' : '  # nothing here');
+      const parts = [['+1', '-1', '1', '0', '1.0', '-1e0'][random.below(6)]];
+      if (random.below(5) === 0) parts.push(`qid:${random.below(100)}`);
+      let index = 0;
+      for (let k = random.below(8); k > 0; k--) {
+        index += 1 + random.below(random.below(4) === 0 ? 5000 : 4);
+        parts.push(`${index}:${float32Number(random)}`);
+      }
+      let line = (random.below(4) === 0 ? blank() : '') + parts.join(blank());
+      if (random.below(4) === 0) line += `${blank()}# comment ${random.below(9)}:1`;
+      else if (random.below(4) === 0) line += blank();
+      lines.push(line);
+    }
+    const path = join(dir, `r${f}.svm`);
+    writeFileSync(path, lines.join(random.below(2) ? '\r\n' : '\n') + (random.below(2) ? '\n' : ''));
+    paths.push(path);
+  }
+  const script = `import json, struct, sys
+out = []
+for path in sys.argv[1:]:
+    rows, indices, values, labels = [0], [], [], []
+    for line in open(path, newline=''):
+        tokens = line.split('#')[0].split()
+        if not tokens: continue
+        labels.append(1 if float(tokens[0]) > 0 else 0)
+        for token in tokens[1:]:
+            name, value = token.split(':')
+            if name == 'qid': continue
+            indices.append(int(name) - 1)
+            values.append(struct.unpack('f', struct.pack('f', float(value)))[0])
+        rows.append(len(indices))
+    out.append([rows, indices, values, labels])
+print(json.dumps(out))`;
+  const python = spawnSync('/usr/bin/python3', ['-c', script, ...paths], { encoding: 'utf8', maxBuffer: 1 << 26 });
+  if (python.status !== 0 && !process.env.CONVERGE_REQUIRE_NUMPY) return t.skip('python3 is not installed');
+  assert.equal(python.status, 0, python.stderr);
+  const expected = JSON.parse(python.stdout) as number[][][];
+  paths.forEach((path, f) => {
+    const { split, features } = parseLibsvm(readFileSync(path), path);
+    const [rows, indices, values, labels] = expected[f];
+    assert.deepEqual([[...split.rowPtr], [...split.indices], [...split.values], [...split.labels]], [rows, indices, values, labels], path);
+    assert.equal(features, indices.length === 0 ? 0 : Math.max(...indices) + 1, path);
   });
 });
