@@ -21,7 +21,7 @@ import { allreduce } from './allreduce.js';
 import { asyncParameterServer } from './async-ps.js';
 import { localSgd } from './local-sgd.js';
 import { parameterServer } from './ps.js';
-import type { RankSetup, StepInput, StepOutcome, Strategy, StrategyRank } from './strategy.js';
+import type { StepInput, StepOutcome, Strategy, StrategyRank } from './strategy.js';
 
 const model = createModel('mlp', { inputShape: [1, 4, 4], classes: 3, hidden: [6], maxBatch: 8 });
 const size = model.layout.size;
@@ -87,23 +87,32 @@ const rate = (i: number) => 0.1 * (1 + i / 8);
  * Workers are numbered 0.. among the ranks that compute gradients (the parameter server's rank 0 does not).
  * `each(step, ranks)` sees the ranks after every step; `finish(ranks)`, the ranks after the last, their communicators still open.
  */
-async function drive<T = void>(run: Run, each?: (step: number, ranks: StrategyRank[], outcomes: StepOutcome[]) => void | Promise<void>, finish?: (ranks: StrategyRank[]) => Promise<T>) {
+const hasServer = (run: Run) => run.strategy === parameterServer || run.strategy === asyncParameterServer;
+
+/** Every rank of a run's strategy, on tcp communicators of this process (the caller closes them). */
+async function build(run: Run): Promise<{ comms: ProcessCommunicator[]; ranks: StrategyRank[] }> {
   const comms = await group(run.ranks);
-  const server = run.strategy === parameterServer || run.strategy === asyncParameterServer;
-  const workers = server ? run.ranks - 1 : run.ranks;
-  const inputOf = (i: number, r: number) => input(i, run, server ? r - 1 : r, r);
+  const workers = hasServer(run) ? run.ranks - 1 : run.ranks;
+  const config = run.optimizer ?? momentum;
   try {
-    const ranks = await Promise.all(comms.map((comm) => {
-      const config = run.optimizer ?? momentum;
-      const setup: RankSetup = {
-        comm, model, workers, batch: BATCH, seed: 5, startParams: comm.rank === 0 ? run.from ?? start : new Float32Array(size), startRounded: run.startRounded,
-        paramPrecision: run.paramPrecision ?? 'fp32', syncEvery: run.syncEvery ?? 1, staleness: run.staleness ?? 0,
-        hook: run.compress ? parseCompress(run.compress)({ size, seed: comm.rank, momentum: 0 }) : null,
-        optimizer: () => new Optimizer(config, size), replica: () => model,
-        reportUpdates: (workers, versions, staleness) => void run.updates?.push({ workers, versions, staleness }),
-      };
-      return run.strategy(setup);
-    }));
+    const ranks = await Promise.all(comms.map((comm) => run.strategy({
+      comm, model, workers, batch: BATCH, seed: 5, startParams: comm.rank === 0 ? run.from ?? start : new Float32Array(size), startRounded: run.startRounded,
+      paramPrecision: run.paramPrecision ?? 'fp32', syncEvery: run.syncEvery ?? 1, staleness: run.staleness ?? 0,
+      hook: run.compress ? parseCompress(run.compress)({ size, seed: comm.rank, momentum: 0 }) : null,
+      optimizer: () => new Optimizer(config, size), replica: () => model,
+      reportUpdates: (workers, versions, staleness) => void run.updates?.push({ workers, versions, staleness }),
+    })));
+    return { comms, ranks };
+  } catch (error) {
+    await Promise.all(comms.map((comm) => comm.close()));
+    throw error;
+  }
+}
+
+async function drive<T = void>(run: Run, each?: (step: number, ranks: StrategyRank[], outcomes: StepOutcome[]) => void | Promise<void>, finish?: (ranks: StrategyRank[]) => Promise<T>) {
+  const { comms, ranks } = await build(run);
+  const inputOf = (i: number, r: number) => input(i, run, hasServer(run) ? r - 1 : r, r);
+  try {
     run.ready?.(ranks, comms);
     await Promise.all(ranks.map((rank) => rank.beginEpoch?.(run.epoch ?? 0, run.firstStep ?? 0, run.stepsPerEpoch ?? run.steps)));
     const history: StepOutcome[][] = [];
@@ -171,6 +180,12 @@ function gradients(params: Float32Array, step: number, workers: number): { grads
   const losses = grads.map((grad, w) => model.lossAndGrad(params, batchOf(step, w), grad));
   return { grads, losses };
 }
+
+// a bfloat16 is a float32 whose low 16 bits are zero
+const bits = new Uint32Array(1);
+const float = new Float32Array(bits.buffer);
+const isBf16 = (x: number) => ((float[0] = x), (bits[0] & 0xffff) === 0);
+const truncatedToBf16 = (x: number) => ((float[0] = x), (bits[0] &= 0xffff0000), float[0]);
 
 const mean = (arrays: Float32Array[]) => arrays[0].map((_, i) => arrays.reduce((sum, a) => sum + a[i], 0) / arrays.length);
 
@@ -350,12 +365,7 @@ test('the parameter server: a worker pushes its gradient and loss, 4·(n + 1) by
 test('bfloat16 parameters: after every step each rank holds the same bf16 values, less than one bf16 step from the float32 update (all-reduce, parameter server; local SGD agrees and stays bf16)', async () => {
   /** bfloat16's spacing at x: 8 significant bits. */
   const ulp = (x: number) => 2 ** (Math.floor(Math.log2(Math.abs(x))) - 7);
-  // a bfloat16 is a float32 whose low 16 bits are zero
-  const bits = new Uint32Array(1);
-  const float = new Float32Array(bits.buffer);
-  const isBf16 = (x: number) => ((float[0] = x), (bits[0] & 0xffff) === 0);
-  const truncated = (x: number) => ((float[0] = x), (bits[0] &= 0xffff0000), float[0]);
-  const from = start.map(truncated); // bf16 values already: storing them changes nothing
+  const from = start.map(truncatedToBf16); // bf16 values already: storing them changes nothing
   for (const [strategy, P] of [[allreduce, 2], [allreduce, 3], [parameterServer, 3], [localSgd, 2]] as const) {
     const server = strategy === parameterServer;
     const workers = server ? P - 1 : P;
@@ -541,9 +551,7 @@ test('DGC\'s warm-up reads the epoch a step lies at: epoch 1 + 2/4 (local SGD: t
 });
 
 test('the stochastic roundings of a step are keyed by the run\'s step count alone: step 1 of epoch 1 (4 a epoch) rounds as step 5 of epoch 0 (8 a epoch), not as step 6', async () => {
-  const bits = new Uint32Array(1);
-  const float = new Float32Array(bits.buffer);
-  const from = start.map((x) => ((float[0] = x), (bits[0] &= 0xffff0000), float[0]));
+  const from = start.map(truncatedToBf16);
   for (const [strategy, P] of [[allreduce, 2], [parameterServer, 3], [localSgd, 2]] as const) {
     const oneStep = async (epoch: number, step: number, steps: number) => {
       const { ranks } = await drive({ strategy, ranks: P, steps: 1, epoch, firstStep: step, stepsPerEpoch: steps, optimizer: sgd, paramPrecision: 'bf16', from }, undefined, async (ranks) => {
@@ -569,7 +577,6 @@ test('a start stored in the storage format already (a checkpoint\'s) is not roun
 });
 
 test('local SGD on bf16 copies: each copy is stored rounded after its own steps, before any average; a checkpoint after an average takes the state as it is', async () => {
-  const isBf16 = (x: number) => (new Uint32Array(Float32Array.of(x).buffer)[0] & 0xffff) === 0;
   await drive({ strategy: localSgd, ranks: 2, steps: 2, stepsPerEpoch: 6, syncEvery: 3, optimizer: sgd, paramPrecision: 'bf16' }, (step, ranks) => {
     for (const [r, rank] of ranks.entries()) assert.ok(rank.params.every(isBf16), `step ${step}: copy ${r} holds bf16 values`);
     assert.notDeepEqual(ranks[0].params, ranks[1].params, `step ${step}: the copies went their own ways`);
@@ -588,12 +595,8 @@ test('local SGD on bf16 copies: each copy is stored rounded after its own steps,
 test('async-ps over two epochs with staleness 0 is synchronous SGD throughout: the epoch\'s end hands out nothing beyond its steps', async () => {
   const steps = 3;
   const expected = synchronousByHand(2, 2 * steps, sgd);
-  const comms = await group(3);
+  const { comms, ranks } = await build({ strategy: asyncParameterServer, ranks: 3, steps, optimizer: sgd });
   try {
-    const ranks = await Promise.all(comms.map((comm) => asyncParameterServer({
-      comm, model, workers: 2, batch: BATCH, seed: 5, startParams: comm.rank === 0 ? start : new Float32Array(size), paramPrecision: 'fp32', syncEvery: 1, staleness: 0,
-      hook: null, optimizer: () => new Optimizer(sgd, size), replica: () => model, reportUpdates: () => {},
-    })));
     for (const epoch of [0, 1]) {
       await Promise.all(ranks.map((rank) => rank.beginEpoch?.(epoch, 0, steps)));
       for (let step = 0; step < steps; step++) {
@@ -636,14 +639,10 @@ test('async-ps stopped with workers at different steps: the server applies what 
 });
 
 test('an async-ps worker handed another step than its loop\'s refuses it, naming both: the ranks run different configurations', async () => {
-  const comms = await group(2);
+  const run = { strategy: asyncParameterServer, ranks: 2, steps: 4, optimizer: sgd };
+  const { comms, ranks } = await build(run);
   try {
-    const ranks = await Promise.all(comms.map((comm) => asyncParameterServer({
-      comm, model, workers: 1, batch: BATCH, seed: 5, startParams: start, paramPrecision: 'fp32', syncEvery: 1, staleness: 0,
-      hook: null, optimizer: () => new Optimizer(sgd, size), replica: () => model, reportUpdates: () => {},
-    })));
     await ranks[0].beginEpoch!(0, 0, 4); // hands out step 0
-    const run = { strategy: asyncParameterServer, ranks: 2, steps: 4 };
     await assert.rejects(ranks[1].step({ ...input(0, run, 0, 1), step: 1 }), (error: Error & { code?: string }) =>
       error.code === 'PROTOCOL' && error.message === 'async-ps worker 1: the server sent command 0 for step 0 where step 1 was due; the ranks run different configurations.');
   } finally {
