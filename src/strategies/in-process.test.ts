@@ -627,7 +627,9 @@ test('async-ps stopped at an epoch\'s last step: the server ends the epoch stopp
 
 test('async-ps stopped with workers at different steps: the server applies what is in flight and resumes from the slowest worker\'s next step (brute force over the log)', async () => {
   const updates: NonNullable<Run['updates']> = [];
-  const { history } = await drive({ strategy: asyncParameterServer, ranks: 4, steps: 8, optimizer: sgd, staleness: 2, updates, slowWorker: { worker: 0, ms: 3 }, independent: true, haltOnStop: true, stopAt: 3 });
+  const { history, finished } = await drive({ strategy: asyncParameterServer, ranks: 4, steps: 8, optimizer: sgd, staleness: 2, updates, slowWorker: { worker: 0, ms: 3 }, independent: true, haltOnStop: true, stopAt: 3 },
+    undefined, (ranks) => Promise.all(ranks.map((rank) => rank.endSteps!(true, 0.5)))); // the loop ends a stopped epoch on every rank: no more messages
+  assert.deepEqual(finished, Array.from({ length: 4 }, () => ({ stop: true, trainLoss: 0.5 })));
   const pushed = [0, 0, 0, 0];
   for (const { workers } of updates) for (const w of workers) pushed[w]++;
   const stop = history.findIndex((outcomes) => outcomes[0].stop);
@@ -647,6 +649,17 @@ test('an async-ps worker handed another step than its loop\'s refuses it, naming
       error.code === 'PROTOCOL' && error.message === 'async-ps worker 1: the server sent command 0 for step 0 where step 1 was due; the ranks run different configurations.');
   } finally {
     await Promise.all(comms.map((comm) => comm.close()));
+  }
+  // a server that ends its epoch (no steps in it) where its worker expects step 0: the command is not to compute
+  const second = await build(run);
+  try {
+    await second.ranks[0].beginEpoch!(0, 0, 0);
+    const ending = second.ranks[0].endSteps!(false, 0).catch(() => null); // its broadcast fails once the worker has refused
+    await assert.rejects(second.ranks[1].step(input(0, run, 0, 1)), /^ConvergeError: async-ps worker 1: the server sent command 1 for step 0 where step 0 was due/);
+    second.comms[1].abort('the worker refused');
+    await ending;
+  } finally {
+    await Promise.all(second.comms.map((comm) => comm.close()));
   }
 });
 
