@@ -34,6 +34,14 @@ function randomNumber(random: Random): string {
   return text;
 }
 
+/** What a Python script printed as JSON about the files it read; null where python3 is missing (CI, which sets CONVERGE_REQUIRE_NUMPY, must have it). */
+function pythonReads<T>(script: string, paths: string[]): T | null {
+  const python = spawnSync('/usr/bin/python3', ['-c', script, ...paths], { encoding: 'utf8', maxBuffer: 1 << 26 });
+  if (python.status !== 0 && !process.env.CONVERGE_REQUIRE_NUMPY) return null;
+  assert.equal(python.status, 0, python.stderr);
+  return JSON.parse(python.stdout) as T;
+}
+
 /** A random number in any notation whose value a float32 holds without overflowing (features are float32). */
 function float32Number(random: Random): string {
   for (;;) {
@@ -155,10 +163,8 @@ for path in sys.argv[1:]:
             else: features.append(struct.unpack('f', struct.pack('f', float(x)))[0])
     out.append([header, features, labels])
 print(json.dumps(out))`;
-  const python = spawnSync('/usr/bin/python3', ['-c', script, ...files.map((file) => file.path)], { encoding: 'utf8', maxBuffer: 1 << 26 });
-  if (python.status !== 0 && !process.env.CONVERGE_REQUIRE_NUMPY) return t.skip('python3 is not installed');
-  assert.equal(python.status, 0, python.stderr);
-  const expected = JSON.parse(python.stdout) as [string[], number[], string[]][];
+  const expected = pythonReads<[string[], number[], string[]][]>(script, files.map((file) => file.path));
+  if (!expected) return t.skip('python3 is not installed');
   files.forEach(({ path, label }, f) => {
     const csv = parseCsv(readFileSync(path), path, { labelColumn: label });
     const [header, features, labels] = expected[f];
@@ -213,10 +219,8 @@ for path in sys.argv[1:]:
         rows.append(len(indices))
     out.append([rows, indices, values, labels])
 print(json.dumps(out))`;
-  const python = spawnSync('/usr/bin/python3', ['-c', script, ...paths], { encoding: 'utf8', maxBuffer: 1 << 26 });
-  if (python.status !== 0 && !process.env.CONVERGE_REQUIRE_NUMPY) return t.skip('python3 is not installed');
-  assert.equal(python.status, 0, python.stderr);
-  const expected = JSON.parse(python.stdout) as number[][][];
+  const expected = pythonReads<number[][][]>(script, paths);
+  if (!expected) return t.skip('python3 is not installed');
   paths.forEach((path, f) => {
     const { split, features } = parseLibsvm(readFileSync(path), path);
     const [rows, indices, values, labels] = expected[f];
