@@ -179,3 +179,81 @@ test('arrays in memory: a data set of float features, with a held-out split, and
   assert.equal(regression.task, 'regression');
   assert.equal(regression.train.targets!.length, regression.train.count);
 });
+
+test('arrays in memory: a given test set is kept whole and coded with the training set\'s classes; a held-out split keeps each row whole and each class its tenth', () => {
+  // each row's features and targets say which row they are, so a split is checked row by row against the arrays given
+  const d = 3;
+  const rowOf = (count: number) => Float32Array.from({ length: count * d }, (_, k) => 10 * Math.floor(k / d) + (k % d));
+  // classes 9 < 10 < 100: sorted as numbers, not as strings ("10" < "100" < "9")
+  const y = Array.from({ length: 30 }, (_, i) => [10, 9, 100][i % 3]);
+  const given = datasetFromArrays({ x: rowOf(30), y, test: { x: rowOf(4), y: [100, 9, 9, 10] }, name: 'mine' });
+  assert.equal(given.classes, 3);
+  assert.equal(given.describe, 'arrays: 3 features, 3 classes');
+  assert.equal(given.split, 'test set mine (test)');
+  assert.equal(given.train.count, 30);
+  assert.deepEqual([...given.train.labels.slice(0, 3)], [1, 0, 2]);
+  assert.deepEqual([...given.test.labels], [2, 0, 0, 1]);
+  assert.deepEqual(given.test.images, rowOf(4));
+  assert.ok(given.test.images.buffer instanceof SharedArrayBuffer && given.test.labels.buffer instanceof SharedArrayBuffer);
+  // the test set's own classes (3 of them here: 9, 10, 100) are renamed to the training set's codes, even when it lacks one
+  assert.deepEqual([...datasetFromArrays({ x: rowOf(30), y, test: { x: rowOf(2), y: [100, 100] } }).test.labels], [2, 2]);
+  assert.throws(() => datasetFromArrays({ x: rowOf(30), y, test: { x: rowOf(2), y: [9, 11] }, name: 'mine' }), /^ConvergeError: mine \(test\): holds class '11', which the training set does not; the test set's classes must be among the training set's$/);
+  assert.throws(() => datasetFromArrays({ x: rowOf(30), y, test: { x: rowOf(2).subarray(1), y: [9, 10] }, shape: [3], name: 'mine' }), /^ConvergeError: mine \(test\): has 5 feature values for 2 samples; give 2 × \[3\] values, or the right shape$/);
+  assert.throws(() => datasetFromArrays({ x: rowOf(30), y, test: { x: new Float32Array(4), y: [9, 10] }, name: 'mine' }), /^ConvergeError: mine \(test\): has samples of shape \[2\]; the training set's are \[3\]$/);
+
+  // a held-out split: classes 30, 30 and 40 strong give the test set 3, 3 and 4, every row whole and labelled as its own
+  const unequal = Array.from({ length: 100 }, (_, i) => (i < 30 ? 5 : i < 60 ? 6 : 7));
+  for (const seed of [1, 2, 3]) {
+    const held = datasetFromArrays({ x: rowOf(100), y: unequal, seed });
+    assert.equal(held.split, `test set: a seeded, stratified 10% of arrays (seed ${seed}; --test-dataset to give one)`);
+    const rows: number[] = [];
+    for (const part of [held.train, held.test]) {
+      for (let i = 0; i < part.count; i++) {
+        const r = part.images[i * d] / 10;
+        assert.deepEqual([...part.images.subarray(i * d, (i + 1) * d)], [10 * r, 10 * r + 1, 10 * r + 2]);
+        assert.equal(part.labels[i], unequal[r] - 5);
+        rows.push(r);
+      }
+    }
+    assert.deepEqual(rows.sort((a, b) => a - b), Array.from({ length: 100 }, (_, i) => i));
+    assert.deepEqual([0, 1, 2].map((c) => held.test.labels.filter((l) => l === c).length), [3, 3, 4]);
+  }
+  const seeded = (seed?: number) => [...datasetFromArrays({ x: rowOf(100), y: unequal, seed }).test.images];
+  assert.deepEqual(seeded(), seeded(1));
+  assert.notDeepEqual(seeded(1), seeded(2));
+
+  // two regression targets a sample: each row's pair travels with its features
+  const targets = Array.from({ length: 40 }, (_, k) => Math.floor(k / 2) + (k % 2) / 4);
+  const two = datasetFromArrays({ x: rowOf(20), y: targets, targets: 2 });
+  assert.equal(two.task, 'regression');
+  assert.equal(two.classes, 2);
+  assert.equal(two.describe, 'arrays: 3 features, 2 regression targets');
+  assert.equal(two.train.count + two.test.count, 20);
+  for (const part of [two.train, two.test]) {
+    for (let i = 0; i < part.count; i++) {
+      const r = part.images[i * d] / 10;
+      assert.deepEqual([...part.targets!.subarray(2 * i, 2 * i + 2)], [r, r + 0.25]);
+    }
+  }
+  assert.equal(datasetFromArrays({ x: rowOf(20), y: targets.slice(0, 20).map((v) => v + 0.5) }).describe, 'arrays: 3 features, 1 regression target');
+  const kept = datasetFromArrays({ x: rowOf(20), y: targets, targets: 2, test: { x: rowOf(2), y: [7.5, 8, 9, 9.5] } });
+  assert.deepEqual([...kept.test.targets!], [7.5, 8, 9, 9.5]);
+  assert.equal(kept.train.targets!.length, 40);
+  assert.throws(() => datasetFromArrays({ x: rowOf(20), y: targets.slice(0, 39), targets: 2, name: 'mine' }), /^ConvergeError: mine \(train\): has 39 labels; give 2 per sample$/);
+  assert.throws(() => datasetFromArrays({ x: [], y: [] }), /^ConvergeError: arrays \(train\): has 0 labels; give 1 per sample$/);
+  assert.throws(() => datasetFromArrays({ x: rowOf(20), y: targets, targets: 2, shape: [2] }), /^ConvergeError: arrays \(train\): has 60 feature values for 20 samples; give 20 × \[2\] values, or the right shape$/);
+  assert.throws(() => datasetFromArrays({ x: rowOf(2).subarray(1), y: [0, 1] }), /has 5 feature values for 2 samples/);
+});
+
+test('labels: up to 100 distinct integers are classes by default, 101 a regression target; several columns cannot be classes', () => {
+  const hundred = Float64Array.from({ length: 200 }, (_, i) => i % 100);
+  assert.equal(encodeLabels({ numbers: hundred, width: 1 }, 'f', 'auto').task, 'classification');
+  assert.equal(encodeLabels({ numbers: Float64Array.from({ length: 202 }, (_, i) => i % 101), width: 1 }, 'f', 'auto').task, 'regression');
+  assert.equal(encodeLabels({ numbers: Float64Array.of(1, 2, 3, 4), width: 2 }, 'f', 'auto').task, 'regression');
+  const pairs = encodeLabels({ numbers: Float64Array.of(1, 2, 3, 4), width: 2 }, 'f', 'auto');
+  assert.equal(pairs.codes.length, 2);
+  assert.deepEqual([...pairs.targets!], [1, 2, 3, 4]);
+  assert.throws(() => encodeLabels({ numbers: Float64Array.of(1, 2, 3, 4), width: 2 }, 'f.csv', 'classification'), /^ConvergeError: f\.csv: its labels have 2 columns; a classifier takes one class label per sample; use --task regression for several targets$/);
+  assert.throws(() => encodeLabels({ numbers: Float64Array.of(1, 2.5), width: 1 }, 'f.csv', 'classification'), /^ConvergeError: f\.csv: label 2\.5 is not a class \(an integer\); leave --task out \(or give --task regression\) to fit it as a number$/);
+  assert.throws(() => encodeLabels({ names: ['a'], width: 1 }, 'f.csv', 'regression'), /^ConvergeError: f\.csv: its label column holds names, not numbers; a regression target must be numeric; leave --task out to train a classifier$/);
+});
