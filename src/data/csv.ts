@@ -15,6 +15,8 @@ export interface CsvOptions {
   labelColumn?: string;
 }
 
+/** A CR ends a line only before LF or at the file's end (old Mac files, CR alone, are not read). */
+const LONE_CR = 'a carriage return (CR) inside the row, not before its line feed';
 const HINT = 'fix that line: every row has one number per column of the header (the label column may hold names)';
 
 export function parseCsv(bytes: Uint8Array, path: string, options: CsvOptions = {}): DenseArrays & { header: string[]; labelColumn: string; scanned: number } {
@@ -95,10 +97,12 @@ export function parseCsv(bytes: Uint8Array, path: string, options: CsvOptions = 
       if (column + 1 < columns) {
         if (next !== separator) {
           if (scan.position >= end || next === CHAR.newline) throw corruptFile(where(scan.position), `the row has ${column + 1} fields, the header ${columns}`, HINT);
+          if (next === CHAR.cr) throw corruptFile(where(scan.position), LONE_CR, HINT);
           throw corruptFile(where(at), `'${scan.tokenAt(at, separator)}' in column '${header[column]}' is not a number`, HINT);
         }
         scan.position++;
       } else if (scan.position < end && next !== CHAR.newline) {
+        if (next === CHAR.cr) throw corruptFile(where(scan.position), LONE_CR, HINT);
         throw corruptFile(where(scan.position), next === separator ? `the row has more fields than the header's ${columns}` : `unexpected '${scan.tokenAt(scan.position, separator)}' after the last field`, HINT);
       }
     }

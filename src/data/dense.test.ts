@@ -28,6 +28,51 @@ test('CSV: float features kept as floats, the label column by name, index or def
   assert.equal(parseCsv(bytes('p,q\n1,2\n'), 'x.csv').labelColumn, 'q');
 });
 
+test('CSV: the label column by any of its default names in any case and place, by index only where no column bears that name; TSV only by the extension', () => {
+  for (const name of ['label', 'Target', 'CLASS', 'y']) {
+    const csv = parseCsv(bytes(`a,${name},b\n1,7,2\n`), 'n.csv');
+    assert.equal(csv.labelColumn, name);
+    assert.deepEqual([...csv.features], [1, 2]);
+    assert.deepEqual([...csv.labels.numbers!], [7]);
+  }
+  // the first of them, left to right; a name asked for wins over them
+  assert.equal(parseCsv(bytes('target,a,label\n1,2,3\n'), 'n.csv').labelColumn, 'target');
+  assert.equal(parseCsv(bytes('label,a,b\n1,2,3\n'), 'n.csv', { labelColumn: 'b' }).labelColumn, 'b');
+  // columns named by numbers: a name first, an index only where none matches, and never past the last column
+  const numbered = bytes('2,0,1\n5,6,7\n');
+  assert.equal(parseCsv(numbered, 'n.csv', { labelColumn: '1' }).labelColumn, '1');
+  assert.deepEqual([...parseCsv(numbered, 'n.csv', { labelColumn: '1' }).labels.numbers!], [7]);
+  assert.deepEqual([...parseCsv(bytes('p,q,r\n5,6,7\n'), 'n.csv', { labelColumn: '2' }).labels.numbers!], [7]);
+  const twelve = Array.from({ length: 12 }, (_, i) => i);
+  assert.deepEqual([...parseCsv(bytes(`${twelve.map((i) => `c${i}`)}\n${twelve}\n`), 'n.csv', { labelColumn: '10' }).labels.numbers!], [10]);
+  for (const asked of ['3', '10', '1x', 'x1', '-1', '1.0'])
+    assert.throws(() => parseCsv(bytes('p,q,r\n5,6,7\n'), 'n.csv', { labelColumn: asked }), new RegExp(`^ConvergeError: n\\.csv: has no column '${asked.replace('.', '\\.')}'; its columns are p, q, r; give --label-column one of them \\(or its 0-based index\\)$`), asked);
+});
+
+test('CSV: CRLF and a last line without its newline, blank lines before the header, quoted names; a CR inside a row is refused', () => {
+  const expect = (csv: ReturnType<typeof parseCsv>) => {
+    assert.deepEqual(csv.header, ['a', 'b', 'label']);
+    assert.deepEqual([...csv.features], [1, 2, 4, 5]);
+    assert.deepEqual([...csv.labels.numbers!], [3, 6]);
+  };
+  expect(parseCsv(bytes('a,b,label\r\n1,2,3\r\n4,5,6\r\n'), 'r.csv'));
+  expect(parseCsv(bytes('a,b,label\r\n1,2,3 \r\n\r\n4,5,6\r'), 'r.csv'));
+  expect(parseCsv(bytes('a,b,label\n1,2,3\n4,5,6'), 'r.csv'));
+  expect(parseCsv(bytes('\n  \r\n"a", "b" ,"label"\n1,2,3\n4,5,6\n'), 'r.csv'));
+  // the label first, so the row ends on a number
+  const first = parseCsv(bytes('label,a,b\r\n3,1,2\r\n6,4,5\r'), 'r.csv');
+  assert.deepEqual([...first.features], [1, 2, 4, 5]);
+  assert.deepEqual([...first.labels.numbers!], [3, 6]);
+  assert.throws(() => parseCsv(bytes('a,b,label\n1,2\r,3\n'), 'r.csv'), /^ConvergeError: r\.csv:2:4: a carriage return \(CR\) inside the row, not before its line feed; fix that line/);
+  assert.throws(() => parseCsv(bytes('a,b,label\n1,2,3\r4,5,6\n'), 'r.csv'), /^ConvergeError: r\.csv:2:6: a carriage return \(CR\) inside the row, not before its line feed; fix that line/);
+  assert.throws(() => parseCsv(bytes('label\n1\n'), 'r.csv'), /^ConvergeError: r\.csv: has a header of one column; a CSV file needs a header line naming its feature columns and its label column$/);
+  assert.throws(() => parseCsv(bytes('\n \n'), 'r.csv'), /^ConvergeError: r\.csv: is empty; a CSV file needs a header line/);
+  // tabs separate only where the extension says so
+  assert.throws(() => parseCsv(bytes('a\tb\n1\t2\n'), 'r.tsv.csv'), /r\.tsv\.csv: has a header of one column/);
+  assert.deepEqual([...parseCsv(bytes('a\tb\n1\t2\n'), 'R.TAB').features], [1]);
+  assert.equal(parseCsv(bytes('a,b\n1,2\n'), 'r.csv').shape[0], 1);
+});
+
 test('CSV: each bad input is one line naming file, line and column', () => {
   const bad: [string, RegExp][] = [
     ['a,b,label\n1,2,0\n3,x,1\n', /b\.csv:3:3: 'x' in column 'b' is not a number; fix that line/],
