@@ -21,7 +21,7 @@ export const modules = {
   // from the CLI, 20 s a run)
   readers: {
     mutate: ['src/data/{idx,npy,cifar,csv,sparse,ratings,text-scan,dense}.ts'],
-    tests: ['--test-name-pattern="^(IDX|bad IDX|Fashion-MNIST|CIFAR-10 binary|CSV|labels|NPY|arrays in memory|libsvm|the RCV1-like|ratings|a number is read|what is not a number|integers, blanks|a growing typed array)"', 'dist/data/data.test.js', 'dist/data/dense.test.js', 'dist/data/sparse.test.js', 'dist/data/cifar.test.js', 'dist/data/text-scan.test.js'],
+    tests: ['--test-name-pattern="^(IDX|bad IDX|Fashion-MNIST|CIFAR-10 binary|CIFAR-10 folders|CSV|labels|NPY|arrays in memory|libsvm|the RCV1-like|the Netflix-like|ratings|a number is read|what is not a number|integers, blanks|a growing typed array)"', 'dist/data/data.test.js', 'dist/data/dense.test.js', 'dist/data/sparse.test.js', 'dist/data/cifar.test.js', 'dist/data/text-scan.test.js'],
   },
   // the pipeline's schedules, simulator and partitioner (pure: closed forms and brute force judge them)
   pipeline: { mutate: ['src/strategies/pipeline-schedule.ts', 'src/strategies/pipeline-partition.ts'], tests: ['dist/strategies/pipeline.test.js'] },

@@ -75,6 +75,22 @@ test('CIFAR-10 binary batches: records in order across files, planes as written,
   assert.throws(() => loadCifar10(lacking), /CIFAR-10 test batch \(test_batch\.bin\) not found at/);
 });
 
+test('CIFAR-10 folders: every data_batch_N.bin in the order of N and nothing else; a folder with only its test batch is one (and says what it lacks); label 10 refused', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'converge-cifar-'));
+  const record = (label: number) => Buffer.concat([Buffer.of(label), Buffer.alloc(3072, label)]);
+  assert.equal(isCifarFolder(dir), false);
+  writeFileSync(join(dir, 'test_batch.bin'), record(0));
+  assert.equal(isCifarFolder(dir), true);
+  assert.throws(() => loadCifar10(dir), /CIFAR-10 training batches \(data_batch_1\.bin …\) not found/);
+  for (const n of [10, 2, 1, 9]) writeFileSync(join(dir, `data_batch_${n}.bin`), record(n % 10));
+  for (const other of ['data_batch_3.bin.bak', 'xdata_batch_4.bin', 'data_batch_.bin', 'data_batch_5.binx']) writeFileSync(join(dir, other), record(5));
+  const data = loadCifar10(dir);
+  assert.deepEqual([...data.train.labels], [1, 2, 9, 0]);
+  assert.equal(data.describe, 'CIFAR-10 binary batches (4 training files)');
+  writeFileSync(join(dir, 'ten.bin'), record(10));
+  assert.throws(() => readCifarBatches([join(dir, 'ten.bin')]), /^ConvergeError: .*ten\.bin: record 1: has label 10, not one of the 10 classes; the file is damaged or not CIFAR-10$/);
+});
+
 test('a CIFAR-10 folder trains the CNN from the CLI (3×32×32 images)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'converge-cifar-train-'));
   const random = new Random(4);

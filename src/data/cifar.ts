@@ -40,7 +40,9 @@ export function readCifarBatches(paths: string[], classes = 10): Split {
 }
 
 export function loadCifar10(dir: string): ImageDataset {
-  const trainFiles = readdirSync(dir).filter((f) => /^data_batch_\d+\.bin$/.test(f)).sort().map((f) => join(dir, f));
+  // in the order of their numbers (data_batch_10 after data_batch_9, not after data_batch_1)
+  const number = (f: string) => Number(/\d+/.exec(f)![0]);
+  const trainFiles = readdirSync(dir).filter((f) => /^data_batch_\d+\.bin$/.test(f)).sort((a, b) => number(a) - number(b)).map((f) => join(dir, f));
   if (trainFiles.length === 0) throw missingData('CIFAR-10 training batches (data_batch_1.bin …)', dir, 'give the folder of the binary version of CIFAR-10.');
   const testPath = join(dir, 'test_batch.bin');
   if (!existsSync(testPath)) throw missingData('CIFAR-10 test batch (test_batch.bin)', dir, 'give the folder of the binary version of CIFAR-10.');

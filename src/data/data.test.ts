@@ -77,6 +77,13 @@ test('IDX bytes as the format lays them out, written by hand: a big-endian shape
   assert.deepEqual(parseIdx(Uint8Array.of(0, 0, 8, 4, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 42), 'four.idx'), { shape: [1, 1, 1, 1], data: Uint8Array.of(42) }, 'four dimensions are read');
 });
 
+test('IDX at its edges: a 1f byte alone is no gzip, a header of exactly its size holds an empty array, four bytes are a header cut short', () => {
+  assert.throws(() => parseIdx(Uint8Array.of(0x1f, 0, 8, 1, 0, 0, 0, 0), 'g.idx'), /^ConvergeError: g\.idx: not an IDX file \(magic bytes 1f 00 08 01, expected 00 00 08 0N\)/);
+  assert.deepEqual(parseIdx(Uint8Array.of(0, 0, 8, 1, 0, 0, 0, 0), 'z.idx'), { shape: [0], data: new Uint8Array(0) });
+  assert.throws(() => parseIdx(Uint8Array.of(0, 0, 8, 1), 'h.idx'), /^ConvergeError: h\.idx: truncated in its header \(4 bytes\); download it again or point --data-dir at an intact copy$/);
+  assert.throws(() => parseIdx(Uint8Array.of(0, 0, 8, 2, 0, 0, 0, 1, 0, 0, 0), 'h.idx'), /h\.idx: truncated in its header \(11 bytes\)/);
+});
+
 test('epoch order is a permutation, deterministic from (seed, epoch), and differs between epochs', () => {
   const a = epochOrder(new Uint32Array(1000), 7, 0);
   assert.deepEqual([...a].sort((x, y) => x - y), Array.from({ length: 1000 }, (_, i) => i));

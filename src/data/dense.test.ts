@@ -213,6 +213,24 @@ test('NPY: each damaged header is refused in one line naming the file and what t
   assert.deepEqual([...parseNpy(odd, 'o.npy').values], [Math.fround(0.1), -3]);
 });
 
+test('NPY at its edges: an empty array, a version 2 header past 64 KiB, a magic wrong in one byte, a file of the magic alone', () => {
+  const empty = parseNpy(npy('<f4', '(0, 3)', Buffer.alloc(0)), 'e.npy');
+  assert.deepEqual([empty.shape, empty.values.length], [[0, 3], 0]);
+  // numpy writes version 2 when the header passes 65,535 bytes: its length is a 32-bit field
+  const dict = `{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }`;
+  const header = Buffer.from(dict + ' '.repeat(70_000 - dict.length - 1) + '\n', 'latin1');
+  const head = Buffer.alloc(12);
+  Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 2, 0]).copy(head);
+  head.writeUInt32LE(header.length, 8);
+  const big = parseNpy(Buffer.concat([head, header, Buffer.from(Float32Array.of(1.5, -2).buffer)]), 'v2.npy');
+  assert.deepEqual([big.shape, [...big.values]], [[2], [1.5, -2]]);
+  const wrong = npy('<f4', '(1,)', Buffer.alloc(4));
+  wrong[5] = 0x5a; // \x93NUMPZ
+  assert.throws(() => parseNpy(wrong, 'w.npy'), /^ConvergeError: w\.npy: is not a \.npy file \(no \\x93NUMPY magic\); write it with numpy\.save/);
+  const magicOnly = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0, 0, 0]);
+  assert.throws(() => parseNpy(magicOnly, 'm.npy'), /^ConvergeError: m\.npy: has a header without descr, fortran_order or shape: ; write it with numpy\.save/);
+});
+
 test('arrays in memory: a data set of float features, with a held-out split, and shapes checked', () => {
   const x = Float32Array.from({ length: 40 }, (_, i) => i / 10);
   const data = datasetFromArrays({ x, y: Array.from({ length: 20 }, (_, i) => i % 2), name: 'mine' });
