@@ -94,6 +94,10 @@ test('CSV: parsing is linear — twice the rows, twice the bytes examined', () =
   const twice = parseCsv(bytes(`x,z,label\n${rows}\n${rows}\n`), 'l.csv');
   assert.equal(twice.count, 2 * once.count);
   assert.ok(twice.scanned <= 2.05 * once.scanned, `doubling the rows took ${twice.scanned / once.scanned}× the work`);
+  // each byte examined exactly once, numbers and names, LF and CRLF alike
+  assert.equal(once.scanned, Buffer.byteLength(`x,z,label\n${rows}\n`));
+  const names = `x,z,label\r\n${Array.from({ length: 300 }, (_, i) => `${i}, ${i % 7},${'ab'[i % 2]}`).join('\r\n')}\r\n`;
+  assert.equal(parseCsv(bytes(names), 'n.csv').scanned, names.length);
 });
 
 test('labels: names and few integers are classes, other numbers regression targets; --task overrides', () => {
