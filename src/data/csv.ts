@@ -94,15 +94,14 @@ export function parseCsv(bytes: Uint8Array, path: string, options: CsvOptions = 
       }
       skipSpaces();
       const next = bytes[scan.position];
+      if (next === CHAR.cr) throw corruptFile(where(scan.position), LONE_CR, HINT);
       if (column + 1 < columns) {
         if (next !== separator) {
           if (scan.position >= end || next === CHAR.newline) throw corruptFile(where(scan.position), `the row has ${column + 1} fields, the header ${columns}`, HINT);
-          if (next === CHAR.cr) throw corruptFile(where(scan.position), LONE_CR, HINT);
           throw corruptFile(where(at), `'${scan.tokenAt(at, separator)}' in column '${header[column]}' is not a number`, HINT);
         }
         scan.position++;
       } else if (scan.position < end && next !== CHAR.newline) {
-        if (next === CHAR.cr) throw corruptFile(where(scan.position), LONE_CR, HINT);
         throw corruptFile(where(scan.position), next === separator ? `the row has more fields than the header's ${columns}` : `unexpected '${scan.tokenAt(scan.position, separator)}' after the last field`, HINT);
       }
     }
