@@ -63,6 +63,13 @@ export const modules = {
     mutate: ['src/train/loop.ts'],
     tests: ['--test-name-pattern="P workers with batch b|parameter server with one worker|interrupted run resumed|resumes on another number|JSONL log|eval-every|--target|--global-batch|where a step.s time went|learning-rate schedules|a loss that is not finite|buffers|checkpoint|an epoch reports|per-step breakdown|pipelines side by side|fsdp on threads ends bit-equal"', 'dist/train/*.test.js', 'dist/launch/threads.test.js', 'dist/launch/pipeline.test.js', 'dist/launch/fsdp.test.js'],
   },
+  // the tcp backend: framing, links, rendezvous, the ring collectives (the conformance suite with every rank in this process, 2 and 3
+  // ranks in each transport-security mode; failures in-process; garbage frames, forged records, altered bytes and strangers; not the
+  // ranks in their own processes, a minute a run)
+  tcp: {
+    mutate: ['src/comm/{tcp,tcp-link,tcp-rendezvous,tcp-wire}.ts'],
+    tests: ['--test-name-pattern="^(tcp in one process|tcp \\((none|encrypt|integrity)\\): |tcp: (a rank without|once the group|idle strangers))"', 'dist/comm/tcp-in-process.test.js', 'dist/comm/tcp.test.js'],
+  },
   // the shared-memory backend: the conformance suite on 1–4 threads (every collective against its closed form, messages past the
   // capacity's segments) and its failure cases (a rank that throws, dies, stalls or calls the wrong collective ends every rank fast)
   shm: { mutate: ['src/comm/shm.ts'], tests: ['dist/comm/shm.test.js'] },

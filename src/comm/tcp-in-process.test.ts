@@ -1,0 +1,63 @@
+// The tcp backend with every rank a communicator of this one process, over loopback: the
+// conformance suite on 2 and 3 ranks in each transport-security mode, and the failures a rank can
+// show without leaving the process (it throws, calls the wrong collective, sends a message of the
+// wrong size). Seconds, where tcp.test's ranks in their own processes take a minute: this is what
+// mutation testing of comm/tcp*.ts reruns for each mutant. tcp.test stays the judge of processes
+// that die, stall or never knew the secret.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { capacityFor, conformanceCases, failureCases, LARGE_MESSAGE } from './conformance.js';
+import { connectTcp } from './tcp-rendezvous.js';
+import { transportSecurities, type TransportSecurity } from './tcp-seal.js';
+import type { ProcessCommunicator } from './communicator.js';
+import { freePort } from '../launch/local-job.js';
+
+/** P ranks of one job, each a tcp communicator of this process. */
+async function group(P: number, security: TransportSecurity, capacity: number, timeoutMs = 5_000): Promise<ProcessCommunicator[]> {
+  const port = await freePort();
+  return Promise.all(Array.from({ length: P }, (_, rank) =>
+    connectTcp({ rank, size: P, masterAddr: '127.0.0.1', masterPort: port, secret: 'in-process-secret', timeoutMs, capacity, security })));
+}
+
+for (const size of [2, 3]) for (const security of transportSecurities) {
+  test(`tcp in one process, ${size} ranks, ${security}: every conformance case`, async () => {
+    const comms = await group(size, security, LARGE_MESSAGE);
+    try {
+      for (const [name, run] of Object.entries(conformanceCases)) {
+        assert.ok(capacityFor(name) <= LARGE_MESSAGE);
+        await Promise.all(comms.map((comm) => run(comm))).catch((error: Error) => assert.fail(`${name}: ${error.message}`));
+      }
+    } finally {
+      await Promise.all(comms.map((comm) => comm.close()));
+    }
+  });
+}
+
+// what each rank reports; rank 1 is the one that misbehaves
+const failures: Record<string, { failed: RegExp; survivor: RegExp }> = {
+  // a survivor may hear of the failure before rank 0's release of the first barrier reaches it
+  throws: { failed: /^boom$/, survivor: /^rank [02]: (allreduce #2|barrier #1) aborted: rank 1 failed: boom$/ },
+  mismatch: { failed: /collective #2 mismatch: rank 1 called broadcast of 8 floats \(root 0\) but rank 0 called allreduce of 8 floats \(sum\)/, survivor: /collective #2 mismatch: rank \d called (allreduce|broadcast) of 8 floats \([^)]*\) but rank \d called (allreduce|broadcast) of 8 floats/ },
+  messageSizeMismatch: { failed: /^rank 1: barrier #2 aborted: rank 0: recv of 8 floats got a message of 5 floats from rank 1/, survivor: /recv of 8 floats got a message of 5 floats from rank 1; sender and receiver must agree on message sizes\.$/ },
+};
+
+for (const security of transportSecurities) for (const [name, expected] of Object.entries(failures)) {
+  test(`tcp in one process (${security}): a rank that ${name === 'mismatch' ? 'calls the wrong collective' : name === 'messageSizeMismatch' ? 'sends a message of the wrong size' : 'throws'} fails the other two, naming it`, async () => {
+    const comms = await group(3, security, 1000, 2_000);
+    const reports = await Promise.all(comms.map(async (comm) => {
+      let reported = '';
+      try {
+        await failureCases[name](comm, (message) => (reported = message));
+        return 'finished without an error';
+      } catch (error) {
+        const text = (error as Error).message;
+        // as a rank's process does (conformance.process): its own failure, named, goes to the others
+        comm.abort(text.startsWith(`rank ${comm.rank}:`) ? text : `rank ${comm.rank} failed: ${text}`);
+        return reported || text;
+      }
+    }));
+    await Promise.all(comms.map(async (comm) => comm.close()));
+    assert.match(reports[1], expected.failed);
+    for (const rank of [0, 2]) assert.match(reports[rank], expected.survivor, `rank ${rank}`);
+  });
+}
