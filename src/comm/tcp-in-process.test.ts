@@ -7,21 +7,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { capacityFor, conformanceCases, failureCases, LARGE_MESSAGE } from './conformance.js';
-import { connectTcp } from './tcp-rendezvous.js';
 import { transportSecurities, type TransportSecurity } from './tcp-seal.js';
-import type { ProcessCommunicator } from './communicator.js';
-import { freePort } from '../launch/local-job.js';
-
-/** P ranks of one job, each a tcp communicator of this process. */
-async function group(P: number, security: TransportSecurity, capacity: number, timeoutMs = 5_000): Promise<ProcessCommunicator[]> {
-  const port = await freePort();
-  return Promise.all(Array.from({ length: P }, (_, rank) =>
-    connectTcp({ rank, size: P, masterAddr: '127.0.0.1', masterPort: port, secret: 'in-process-secret', timeoutMs, capacity, security })));
-}
+import { tcpGroup } from './tcp-group.test.fixture.js';
 
 for (const size of [2, 3]) for (const security of transportSecurities) {
   test(`tcp in one process, ${size} ranks, ${security}: every conformance case`, async () => {
-    const comms = await group(size, security, LARGE_MESSAGE);
+    const comms = await tcpGroup(size, { security, capacity: LARGE_MESSAGE });
     try {
       for (const [name, run] of Object.entries(conformanceCases)) {
         assert.ok(capacityFor(name) <= LARGE_MESSAGE);
@@ -43,7 +34,7 @@ const failures: Record<string, { failed: RegExp; survivor: RegExp }> = {
 
 for (const security of transportSecurities) for (const [name, expected] of Object.entries(failures)) {
   test(`tcp in one process (${security}): a rank that ${name === 'mismatch' ? 'calls the wrong collective' : name === 'messageSizeMismatch' ? 'sends a message of the wrong size' : 'throws'} fails the other two, naming it`, async () => {
-    const comms = await group(3, security, 1000, 2_000);
+    const comms = await tcpGroup(3, { security, capacity: 1000, timeoutMs: 2_000 });
     const reports = await Promise.all(comms.map(async (comm) => {
       let reported = '';
       try {

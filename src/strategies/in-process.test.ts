@@ -10,9 +10,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { bufferShare, type ProcessCommunicator } from '../comm/communicator.js';
-import { connectTcp } from '../comm/tcp-rendezvous.js';
+import { tcpGroup } from '../comm/tcp-group.test.fixture.js';
 import { parseCompress } from '../compress/parse.js';
-import { freePort } from '../launch/local-job.js';
 import { createModel, type Batch } from '../models/index.js';
 import { defaultOptimizer, Optimizer, type OptimizerConfig } from '../optim/optimizers.js';
 import { INT8_BLOCK, type ParamPrecision } from '../tensor/precision.js';
@@ -35,13 +34,6 @@ function batchOf(step: number, worker: number): Batch {
   const x = Float32Array.from({ length: BATCH * 16 }, () => random.next() * 2 - 1);
   const y = Int32Array.from({ length: BATCH }, () => Math.floor(random.next() * 3));
   return { x, y, size: BATCH };
-}
-
-/** P ranks of one job, each a tcp communicator of this process. */
-async function group(P: number): Promise<ProcessCommunicator[]> {
-  const port = await freePort();
-  return Promise.all(Array.from({ length: P }, (_, rank) =>
-    connectTcp({ rank, size: P, masterAddr: '127.0.0.1', masterPort: port, secret: 'in-process-secret', timeoutMs: 5_000, capacity: 1 << 16, security: 'none' })));
 }
 
 interface Run {
@@ -91,7 +83,7 @@ const hasServer = (run: Run) => run.strategy === parameterServer || run.strategy
 
 /** Every rank of a run's strategy, on tcp communicators of this process (the caller closes them). */
 async function build(run: Run): Promise<{ comms: ProcessCommunicator[]; ranks: StrategyRank[] }> {
-  const comms = await group(run.ranks);
+  const comms = await tcpGroup(run.ranks);
   const workers = hasServer(run) ? run.ranks - 1 : run.ranks;
   const config = run.optimizer ?? momentum;
   try {

@@ -1,0 +1,14 @@
+// P ranks of one tcp job as communicators of this one process, over loopback: for tests that
+// drive every rank at once (tcp-in-process.test, strategies/in-process.test).
+import type { ProcessCommunicator } from './communicator.js';
+import { connectTcp } from './tcp-rendezvous.js';
+import type { TransportSecurity } from './tcp-seal.js';
+import { freePort } from '../launch/local-job.js';
+
+export async function tcpGroup(P: number, options: { security?: TransportSecurity; capacity?: number; timeoutMs?: number } = {}): Promise<ProcessCommunicator[]> {
+  const port = await freePort();
+  return Promise.all(Array.from({ length: P }, (_, rank) => connectTcp({
+    rank, size: P, masterAddr: '127.0.0.1', masterPort: port, secret: 'in-process-secret',
+    timeoutMs: options.timeoutMs ?? 5_000, capacity: options.capacity ?? 1 << 16, security: options.security ?? 'none',
+  })));
+}
