@@ -12,17 +12,21 @@ import assert from 'node:assert/strict';
 import { bufferShare, type ProcessCommunicator } from '../comm/communicator.js';
 import { tcpGroup } from '../comm/tcp-group.test.fixture.js';
 import { parseCompress } from '../compress/parse.js';
+import type { Batcher } from '../data/batches.js';
 import { createModel, type Batch } from '../models/index.js';
 import { defaultOptimizer, Optimizer, type OptimizerConfig } from '../optim/optimizers.js';
 import { INT8_BLOCK, type ParamPrecision } from '../tensor/precision.js';
 import { Random } from '../tensor/random.js';
 import { allreduce } from './allreduce.js';
 import { asyncParameterServer } from './async-ps.js';
+import { fsdp } from './fsdp.js';
 import { localSgd } from './local-sgd.js';
 import { parameterServer } from './ps.js';
 import type { StepInput, StepOutcome, Strategy, StrategyRank } from './strategy.js';
+import { tensorParallel } from './tensor.js';
 
-const model = createModel('mlp', { inputShape: [1, 4, 4], classes: 3, hidden: [6], maxBatch: 8 });
+const spec = { inputShape: [1, 4, 4], classes: 3, hidden: [6, 5], maxBatch: 8 };
+const model = createModel('mlp', spec);
 const size = model.layout.size;
 const start = new Float32Array(size);
 model.init(start, new Random(11));
@@ -67,6 +71,12 @@ interface Run {
   independent?: boolean;
   /** Milliseconds a worker's gradient takes (on the event loop: the others go on meanwhile). */
   slowWorker?: { worker: number; ms: number };
+  /** tensor: the ranks of one worker (they read the same minibatch). */
+  tensorParallel?: number;
+  /** A checkpoint's optimiser to resume with (every rank is handed the whole of it, as the loop does). */
+  resume?: { state: Record<string, Float32Array>; steps: number };
+  /** Each rank its own instance of the model: strategies that run layer by layer (fsdp, tensor) await between layers, and one instance's activations would be overwritten by another rank's. */
+  ownModels?: boolean;
 }
 
 const sgd: OptimizerConfig = { ...defaultOptimizer, name: 'sgd' };
@@ -84,14 +94,14 @@ const hasServer = (run: Run) => run.strategy === parameterServer || run.strategy
 /** Every rank of a run's strategy, on tcp communicators of this process (the caller closes them). */
 async function build(run: Run): Promise<{ comms: ProcessCommunicator[]; ranks: StrategyRank[] }> {
   const comms = await tcpGroup(run.ranks);
-  const workers = hasServer(run) ? run.ranks - 1 : run.ranks;
+  const workers = hasServer(run) ? run.ranks - 1 : run.ranks / (run.tensorParallel ?? 1);
   const config = run.optimizer ?? momentum;
   try {
     const ranks = await Promise.all(comms.map((comm) => run.strategy({
-      comm, model, workers, batch: BATCH, seed: 5, startParams: comm.rank === 0 ? run.from ?? start : new Float32Array(size), startRounded: run.startRounded,
+      comm, model: run.ownModels ? createModel('mlp', spec) : model, workers, tensorParallel: run.tensorParallel, batch: BATCH, seed: 5, startParams: comm.rank === 0 ? run.from ?? start : new Float32Array(size), startRounded: run.startRounded,
       paramPrecision: run.paramPrecision ?? 'fp32', syncEvery: run.syncEvery ?? 1, staleness: run.staleness ?? 0,
       hook: run.compress ? parseCompress(run.compress)({ size, seed: comm.rank, momentum: 0 }) : null,
-      optimizer: () => new Optimizer(config, size), replica: () => model,
+      optimizer: () => restored(config, run.resume), replica: () => model,
       reportUpdates: (workers, versions, staleness) => void run.updates?.push({ workers, versions, staleness }),
     })));
     return { comms, ranks };
@@ -101,9 +111,19 @@ async function build(run: Run): Promise<{ comms: ProcessCommunicator[]; ranks: S
   }
 }
 
+/** An optimiser over the whole model, its state and step count a checkpoint's where there is one. */
+function restored(config: OptimizerConfig, resume?: Run['resume']): Optimizer {
+  const optimizer = new Optimizer(config, size);
+  if (resume) {
+    for (const [name, values] of Object.entries(resume.state)) optimizer.state[name].set(values);
+    optimizer.steps = resume.steps;
+  }
+  return optimizer;
+}
+
 async function drive<T = void>(run: Run, each?: (step: number, ranks: StrategyRank[], outcomes: StepOutcome[]) => void | Promise<void>, finish?: (ranks: StrategyRank[]) => Promise<T>) {
   const { comms, ranks } = await build(run);
-  const inputOf = (i: number, r: number) => input(i, run, hasServer(run) ? r - 1 : r, r);
+  const inputOf = (i: number, r: number) => input(i, run, hasServer(run) ? r - 1 : Math.floor(r / (run.tensorParallel ?? 1)), r);
   try {
     run.ready?.(ranks, comms);
     await Promise.all(ranks.map((rank) => rank.beginEpoch?.(run.epoch ?? 0, run.firstStep ?? 0, run.stepsPerEpoch ?? run.steps)));
@@ -188,10 +208,10 @@ function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tol
   }
 }
 
-/** Synchronous SGD by hand: the mean gradient of every worker's minibatch, one update a step; the losses' means. */
-function synchronousByHand(workers: number, steps: number, config: OptimizerConfig) {
-  const params = Float32Array.from(start);
-  const velocity = new Float32Array(size);
+/** Synchronous SGD by hand: the mean gradient of every worker's minibatch, one update a step; the losses' means. From `start`, or from where another run ended. */
+function synchronousByHand(workers: number, steps: number, config: OptimizerConfig, from?: { params: Float32Array; velocity: Float32Array }) {
+  const params = Float32Array.from(from?.params ?? start);
+  const velocity = Float32Array.from(from?.velocity ?? new Float32Array(size));
   const losses: number[] = [];
   const trajectory: Float32Array[] = [];
   for (let step = 0; step < steps; step++) {
@@ -676,5 +696,89 @@ test('dense hooks on the all-reduce (fp16, bf16): the ranks agree, each step wit
     // a reduce-scatter and an all-gather of 2-byte values against plain's 4-byte ones (and a few scalars)
     const ratio = ranks[0].bytesSent() / 3 / plainBytes;
     assert.ok(ratio > 0.45 && ratio < 0.55, `${compress}: ${ratio} of plain's bytes`);
+  }
+});
+
+/** A test split of 23 samples: uneven over 3 ranks, and more than one evaluation batch (8) for each. */
+const TEST_COUNT = 23;
+const testSamples = Array.from({ length: TEST_COUNT }, (_, i) => batchOf(100 + i, 0));
+const testSet = {
+  batch: testSamples[0],
+  fromOrder: () => assert.fail('the evaluation reads ranges'),
+  range(first: number, count: number): Batch {
+    const x = new Float32Array(count * 16);
+    const y = new Int32Array(count);
+    for (let k = 0; k < count; k++) {
+      x.set(testSamples[first + k].x.subarray(0, 16), 16 * k);
+      y[k] = (testSamples[first + k].y as Int32Array)[0];
+    }
+    return { x, y, size: count };
+  },
+} as unknown as Batcher;
+
+/** The test loss and accuracy at `params`, one sample at a time: the model's loss, and its prediction against the label. */
+function scoredByHand(params: Float32Array): { loss: number; accuracy: number } {
+  let loss = 0;
+  let correct = 0;
+  const scratch = new Float32Array(size);
+  const predicted = new Float32Array(1);
+  for (let i = 0; i < TEST_COUNT; i++) {
+    const one = testSet.range(i, 1) as Batch;
+    loss += model.lossAndGrad(params, one, scratch);
+    model.predictions!(params, one, predicted);
+    if (predicted[0] === (one.y as Int32Array)[0]) correct++;
+  }
+  return { loss: loss / TEST_COUNT, accuracy: correct / TEST_COUNT };
+}
+
+test('the strategies that split the model (fsdp: 2 and 3 ranks; tensor: 2 ranks of one worker, 2 workers of 2) take the momentum-SGD steps of the workers\' mean gradient, report their mean loss, and gather the whole parameters and velocity at rank 0', async () => {
+  const runs: [string, Run, number][] = [
+    ['fsdp, 2 ranks', { strategy: fsdp, ranks: 2, steps: 5, ownModels: true }, 2],
+    ['fsdp, 3 ranks', { strategy: fsdp, ranks: 3, steps: 5, ownModels: true }, 3],
+    ['tensor, 1 worker of 2 ranks', { strategy: tensorParallel, ranks: 2, tensorParallel: 2, steps: 5, ownModels: true }, 1],
+    ['tensor, 2 workers of 2 ranks', { strategy: tensorParallel, ranks: 4, tensorParallel: 2, steps: 5, ownModels: true }, 2],
+  ];
+  for (const [what, run, workers] of runs) {
+    const expected = synchronousByHand(workers, run.steps, momentum);
+    const { ranks, finished } = await drive(run, (step, _ranks, outcomes) => {
+      for (const [r, outcome] of outcomes.entries()) {
+        assert.equal(outcome.stop, false);
+        assert.ok(Math.abs(outcome.loss! - expected.losses[step]) < 1e-6, `${what}: rank ${r}'s loss at step ${step}: ${outcome.loss} for ${expected.losses[step]}`);
+      }
+    }, async (ranks) => {
+      // each rank holds a part of the model between steps, not all of it
+      for (const [r, rank] of ranks.entries()) assert.ok(rank.params.length < size, `${what}: rank ${r} holds ${rank.params.length} of ${size} parameters`);
+      // the test split scored by the whole model, every sample once, whichever rank scores it: as the model scores it, sample by sample
+      const figures = await Promise.all(ranks.map((rank) => rank.evaluate!(testSet, TEST_COUNT)));
+      const byHand = scoredByHand(expected.params);
+      for (const [r, f] of figures.entries()) {
+        assert.ok(Math.abs(f.loss - byHand.loss) < 1e-5, `${what}: rank ${r}'s test loss ${f.loss}, by hand ${byHand.loss}`);
+        assert.equal(f.accuracy, byHand.accuracy, `${what}: rank ${r}'s test accuracy`);
+      }
+      return Promise.all(ranks.map((rank) => rank.snapshot()));
+    });
+    assertClose(ranks[0].params, expected.params, 2e-6, `${what}: the parameters rank 0 gathers`);
+    assert.equal(finished![0]!.optimizerSteps, run.steps, `${what}: steps counted`);
+    assertClose(finished![0]!.optimizerState.velocity, expected.velocity, 2e-6, `${what}: the velocity rank 0 saves`);
+    for (const other of finished!.slice(1)) assert.equal(other, null, `${what}: only rank 0 saves`);
+  }
+  // resumed from a checkpoint after 3 steps (parameters, velocity, step count), 2 more steps go on from there (driven runs number their minibatches and rates from 0)
+  const steps5 = synchronousByHand(2, 2, momentum, synchronousByHand(2, 3, momentum));
+  for (const run of [{ strategy: fsdp, ranks: 2 }, { strategy: tensorParallel, ranks: 4, tensorParallel: 2 }]) {
+    const first = await drive({ ...run, steps: 3, ownModels: true }, undefined, (ranks) => Promise.all(ranks.map((rank) => rank.snapshot())));
+    const saved = first.finished![0]!;
+    const resumed = await drive({ ...run, steps: 2, firstStep: 3, stepsPerEpoch: 5, from: Float32Array.from(first.ranks[0].params), resume: { state: saved.optimizerState, steps: saved.optimizerSteps }, ownModels: true },
+      undefined, (ranks) => Promise.all(ranks.map((rank) => rank.snapshot())));
+    assertClose(resumed.ranks[0].params, steps5.params, 2e-6, `${run.strategy === fsdp ? 'fsdp' : 'tensor'} resumed`);
+    assertClose(resumed.finished![0]!.optimizerState.velocity, steps5.velocity, 2e-6, 'the velocity resumed');
+    assert.equal(resumed.finished![0]!.optimizerSteps, 5);
+  }
+  // fsdp's shards: together the whole model, once
+  const { ranks } = await drive({ strategy: fsdp, ranks: 3, steps: 1, ownModels: true });
+  assert.equal(ranks.reduce((n, rank) => n + rank.params.length, 0), size);
+  // a stop asked of rank 0 reaches every rank at that step
+  for (const run of [{ strategy: fsdp, ranks: 3 }, { strategy: tensorParallel, ranks: 4, tensorParallel: 2 }]) {
+    const { history } = await drive({ ...run, steps: 4, stopAt: 2, ownModels: true });
+    assert.deepEqual(history.map((outcomes) => outcomes.map((o) => o.stop)), Array.from({ length: 4 }, (_, step) => Array(run.ranks).fill(step >= 2)));
   }
 });
