@@ -49,10 +49,10 @@ export const modules = {
   // mean, the stop, the checkpointed state, bf16's and int8's rounding bounds, the bytes sent, the staleness bound by brute force;
   // not the threaded training runs, 10–30 s a run)
   strategies: { mutate: ['src/strategies/{allreduce,ps,local-sgd,async-ps,precision,exchange}.ts'], tests: ['dist/strategies/in-process.test.js'] },
-  // the strategies that split the model: sharded parameters (fsdp) and tensor parallelism (every rank in one process over tcp, each
-  // step's loss, the parameters and velocity rank 0 gathers against SGD written out, the test split scored sample by sample, a resume,
-  // a stop; not the threaded runs bit-equal to all-reduce, 45 s a run, nor --recompute's passes)
-  sharded: { mutate: ['src/strategies/{fsdp,tensor}.ts'], tests: ['--test-name-pattern="split the model"', 'dist/strategies/in-process.test.js'] },
+  // the strategies that split the model: sharded parameters (fsdp), tensor parallelism, pipelines (every rank in one process over
+  // tcp, each step's loss, the parameters and velocity rank 0 gathers against SGD written out, the test split scored sample by sample,
+  // a resume, a stop; not the threaded runs bit-equal to all-reduce, 45 s a run, nor --recompute's passes)
+  'model-parallel': { mutate: ['src/strategies/{fsdp,tensor,pipeline}.ts'], tests: ['--test-name-pattern="split the model"', 'dist/strategies/in-process.test.js'] },
   // the tcp record layer: session keys, sealing and opening, its counters (the record tests judge it: any chunking, replays,
   // reorderings, drops, the other direction's key, a changed length; not the relay tests between processes, 10 s a run)
   seal: { mutate: ['src/comm/tcp-seal.ts'], tests: ['dist/comm/tcp-seal.test.js'] },

@@ -21,8 +21,9 @@ import { allreduce } from './allreduce.js';
 import { asyncParameterServer } from './async-ps.js';
 import { fsdp } from './fsdp.js';
 import { localSgd } from './local-sgd.js';
+import { pipeline, type PipelineOptions } from './pipeline.js';
 import { parameterServer } from './ps.js';
-import type { StepInput, StepOutcome, Strategy, StrategyRank } from './strategy.js';
+import { EVAL_BATCH, type StepInput, type StepOutcome, type Strategy, type StrategyRank } from './strategy.js';
 import { tensorParallel } from './tensor.js';
 
 const spec = { inputShape: [1, 4, 4], classes: 3, hidden: [6, 5], maxBatch: 8 };
@@ -73,10 +74,14 @@ interface Run {
   slowWorker?: { worker: number; ms: number };
   /** tensor: the ranks of one worker (they read the same minibatch). */
   tensorParallel?: number;
+  /** pipeline: its stages are the ranks of one worker. */
+  pipeline?: PipelineOptions;
   /** A checkpoint's optimiser to resume with (every rank is handed the whole of it, as the loop does). */
   resume?: { state: Record<string, Float32Array>; steps: number };
   /** Each rank its own instance of the model: strategies that run layer by layer (fsdp, tensor) await between layers, and one instance's activations would be overwritten by another rank's. */
   ownModels?: boolean;
+  /** The batch each rank's own model is built for (default 8): a pipeline's evaluations run the loop's model on EVAL_BATCH samples, as the loop builds it. */
+  modelBatch?: number;
 }
 
 const sgd: OptimizerConfig = { ...defaultOptimizer, name: 'sgd' };
@@ -91,17 +96,20 @@ const rate = (i: number) => 0.1 * (1 + i / 8);
  */
 const hasServer = (run: Run) => run.strategy === parameterServer || run.strategy === asyncParameterServer;
 
+/** The ranks that make one worker, reading the same minibatch: a tensor-parallel group, a pipeline's stages (ranks w·k … w·k + k − 1 are worker w). */
+const ranksPerWorker = (run: Run) => run.tensorParallel ?? run.pipeline?.stages ?? 1;
+
 /** Every rank of a run's strategy, on tcp communicators of this process (the caller closes them). */
 async function build(run: Run): Promise<{ comms: ProcessCommunicator[]; ranks: StrategyRank[] }> {
   const comms = await tcpGroup(run.ranks);
-  const workers = hasServer(run) ? run.ranks - 1 : run.ranks / (run.tensorParallel ?? 1);
+  const workers = hasServer(run) ? run.ranks - 1 : run.ranks / ranksPerWorker(run);
   const config = run.optimizer ?? momentum;
   try {
     const ranks = await Promise.all(comms.map((comm) => run.strategy({
-      comm, model: run.ownModels ? createModel('mlp', spec) : model, workers, tensorParallel: run.tensorParallel, batch: BATCH, seed: 5, startParams: comm.rank === 0 ? run.from ?? start : new Float32Array(size), startRounded: run.startRounded,
+      comm, model: run.ownModels ? createModel('mlp', { ...spec, maxBatch: run.modelBatch ?? spec.maxBatch }) : model, workers, tensorParallel: run.tensorParallel, pipeline: run.pipeline, batch: BATCH, seed: 5, startParams: comm.rank === 0 ? run.from ?? start : new Float32Array(size), startRounded: run.startRounded,
       paramPrecision: run.paramPrecision ?? 'fp32', syncEvery: run.syncEvery ?? 1, staleness: run.staleness ?? 0,
       hook: run.compress ? parseCompress(run.compress)({ size, seed: comm.rank, momentum: 0 }) : null,
-      optimizer: () => restored(config, run.resume), replica: () => model,
+      optimizer: (range) => restored(config, run.resume, range), replica: (maxBatch) => (run.ownModels ? createModel('mlp', { ...spec, maxBatch }) : model),
       reportUpdates: (workers, versions, staleness) => void run.updates?.push({ workers, versions, staleness }),
     })));
     return { comms, ranks };
@@ -111,11 +119,11 @@ async function build(run: Run): Promise<{ comms: ProcessCommunicator[]; ranks: S
   }
 }
 
-/** An optimiser over the whole model, its state and step count a checkpoint's where there is one. */
-function restored(config: OptimizerConfig, resume?: Run['resume']): Optimizer {
-  const optimizer = new Optimizer(config, size);
+/** An optimiser over the parameters' [start, end) (a pipeline stage's; the whole model by default), its state and step count a checkpoint's where there is one. */
+function restored(config: OptimizerConfig, resume: Run['resume'], [start, end]: [number, number] = [0, size]): Optimizer {
+  const optimizer = new Optimizer(config, end - start);
   if (resume) {
-    for (const [name, values] of Object.entries(resume.state)) optimizer.state[name].set(values);
+    for (const [name, values] of Object.entries(resume.state)) optimizer.state[name].set(values.subarray(start, end));
     optimizer.steps = resume.steps;
   }
   return optimizer;
@@ -123,7 +131,7 @@ function restored(config: OptimizerConfig, resume?: Run['resume']): Optimizer {
 
 async function drive<T = void>(run: Run, each?: (step: number, ranks: StrategyRank[], outcomes: StepOutcome[]) => void | Promise<void>, finish?: (ranks: StrategyRank[]) => Promise<T>) {
   const { comms, ranks } = await build(run);
-  const inputOf = (i: number, r: number) => input(i, run, hasServer(run) ? r - 1 : Math.floor(r / (run.tensorParallel ?? 1)), r);
+  const inputOf = (i: number, r: number) => input(i, run, hasServer(run) ? r - 1 : Math.floor(r / ranksPerWorker(run)), r);
   try {
     run.ready?.(ranks, comms);
     await Promise.all(ranks.map((rank) => rank.beginEpoch?.(run.epoch ?? 0, run.firstStep ?? 0, run.stepsPerEpoch ?? run.steps)));
@@ -731,12 +739,14 @@ function scoredByHand(params: Float32Array): { loss: number; accuracy: number } 
   return { loss: loss / TEST_COUNT, accuracy: correct / TEST_COUNT };
 }
 
-test('the strategies that split the model (fsdp: 2 and 3 ranks; tensor: 2 ranks of one worker, 2 workers of 2) take the momentum-SGD steps of the workers\' mean gradient, report their mean loss, and gather the whole parameters and velocity at rank 0', async () => {
+test('the strategies that split the model (fsdp: 2 and 3 ranks; tensor: 1 and 2 workers of 2 ranks; pipelines of 2 and 3 stages, GPipe and 1F1B) take the momentum-SGD steps of the workers\' mean gradient, report their mean loss, score the test split as the whole model, gather the whole parameters and velocity at rank 0, resume and stop', async () => {
   const runs: [string, Run, number][] = [
     ['fsdp, 2 ranks', { strategy: fsdp, ranks: 2, steps: 5, ownModels: true }, 2],
     ['fsdp, 3 ranks', { strategy: fsdp, ranks: 3, steps: 5, ownModels: true }, 3],
     ['tensor, 1 worker of 2 ranks', { strategy: tensorParallel, ranks: 2, tensorParallel: 2, steps: 5, ownModels: true }, 1],
     ['tensor, 2 workers of 2 ranks', { strategy: tensorParallel, ranks: 4, tensorParallel: 2, steps: 5, ownModels: true }, 2],
+    ['pipeline, 2 stages, GPipe', { strategy: pipeline, ranks: 2, pipeline: { stages: 2, microbatches: 2, schedule: 'gpipe', cuts: [2] }, steps: 5, ownModels: true, modelBatch: EVAL_BATCH }, 1],
+    ['pipeline, 2 workers of 3 stages, 1F1B', { strategy: pipeline, ranks: 6, pipeline: { stages: 3, microbatches: 4, schedule: '1f1b', cuts: [1, 3] }, steps: 5, ownModels: true, modelBatch: EVAL_BATCH }, 2],
   ];
   for (const [what, run, workers] of runs) {
     const expected = synchronousByHand(workers, run.steps, momentum);
@@ -764,12 +774,13 @@ test('the strategies that split the model (fsdp: 2 and 3 ranks; tensor: 2 ranks 
   }
   // resumed from a checkpoint after 3 steps (parameters, velocity, step count), 2 more steps go on from there (driven runs number their minibatches and rates from 0)
   const steps5 = synchronousByHand(2, 2, momentum, synchronousByHand(2, 3, momentum));
-  for (const run of [{ strategy: fsdp, ranks: 2 }, { strategy: tensorParallel, ranks: 4, tensorParallel: 2 }]) {
+  const pipelined: Pick<Run, 'strategy' | 'ranks' | 'pipeline' | 'modelBatch'> = { strategy: pipeline, ranks: 4, pipeline: { stages: 2, microbatches: 2, schedule: '1f1b', cuts: [3] }, modelBatch: EVAL_BATCH };
+  for (const run of [{ strategy: fsdp, ranks: 2 }, { strategy: tensorParallel, ranks: 4, tensorParallel: 2 }, pipelined]) {
     const first = await drive({ ...run, steps: 3, ownModels: true }, undefined, (ranks) => Promise.all(ranks.map((rank) => rank.snapshot())));
     const saved = first.finished![0]!;
     const resumed = await drive({ ...run, steps: 2, firstStep: 3, stepsPerEpoch: 5, from: Float32Array.from(first.ranks[0].params), resume: { state: saved.optimizerState, steps: saved.optimizerSteps }, ownModels: true },
       undefined, (ranks) => Promise.all(ranks.map((rank) => rank.snapshot())));
-    assertClose(resumed.ranks[0].params, steps5.params, 2e-6, `${run.strategy === fsdp ? 'fsdp' : 'tensor'} resumed`);
+    assertClose(resumed.ranks[0].params, steps5.params, 2e-6, `${run.strategy.name} resumed`);
     assertClose(resumed.finished![0]!.optimizerState.velocity, steps5.velocity, 2e-6, 'the velocity resumed');
     assert.equal(resumed.finished![0]!.optimizerSteps, 5);
   }
@@ -777,7 +788,7 @@ test('the strategies that split the model (fsdp: 2 and 3 ranks; tensor: 2 ranks 
   const { ranks } = await drive({ strategy: fsdp, ranks: 3, steps: 1, ownModels: true });
   assert.equal(ranks.reduce((n, rank) => n + rank.params.length, 0), size);
   // a stop asked of rank 0 reaches every rank at that step
-  for (const run of [{ strategy: fsdp, ranks: 3 }, { strategy: tensorParallel, ranks: 4, tensorParallel: 2 }]) {
+  for (const run of [{ strategy: fsdp, ranks: 3 }, { strategy: tensorParallel, ranks: 4, tensorParallel: 2 }, pipelined]) {
     const { history } = await drive({ ...run, steps: 4, stopAt: 2, ownModels: true });
     assert.deepEqual(history.map((outcomes) => outcomes.map((o) => o.stop)), Array.from({ length: 4 }, (_, step) => Array(run.ranks).fill(step >= 2)));
   }
