@@ -18,6 +18,7 @@ import { Optimizer, defaultOptimizer } from '../optim/optimizers.js';
 import { Random } from '../tensor/random.js';
 import { defaults, type TrainConfig } from '../train/config.js';
 import { readCheckpoint } from '../train/checkpoint.js';
+import { logRecords } from '../train/log.test.fixture.js';
 import { trainOnThreads } from './threads.js';
 
 // the serial oracle computes with the kernels the launcher picks for the ranks (native where they load), chosen here as the
@@ -118,11 +119,16 @@ test('pipelines side by side on threads: 2 workers × 2 stages (4 ranks) end bit
     assert.equal(run.summary.workers, 2);
   }
   // an epoch: the loss averaged over both pipelines, and the test split shared between them and scored whole
-  const whole = await trainOnThreads({ ...base, epochs: 1, workers: 2, stages: 2, microbatches: 4 });
+  const log = join(dir, 'side-by-side.jsonl');
+  const whole = await trainOnThreads({ ...base, epochs: 1, workers: 2, stages: 2, microbatches: 4, log });
   const epoch = serialAccumulation(base.batch, 4, 32, 'mlp', 2);
   const mean = epoch.losses.reduce((a, b) => a + b, 0) / epoch.losses.length;
   assert.ok(Math.abs(whole.summary.trainLoss - mean) < 1e-5 * mean, `train loss ${whole.summary.trainLoss} vs ${mean}`);
   assert.equal(whole.summary.testAccuracy, accuracyOf(epoch.params));
+  // the stages' own passes are the epoch's compute time: above 0, and with the rest of a step within the epoch
+  const [record] = logRecords<{ type: string; perStepMs: { compute: number; communication: number; waiting: number }; trainSeconds: number }>(log).filter((r) => r.type === 'epoch');
+  const { compute, communication, waiting } = record.perStepMs;
+  assert.ok(compute > 0 && (32 * (compute + communication + (waiting ?? 0))) / 1000 <= record.trainSeconds, JSON.stringify(record));
 });
 
 test('pipeline on threads: ResNet-20, cut between its residual blocks, ends bit-equal to serial accumulation, batch norm\'s running statistics included', async () => {

@@ -3,7 +3,7 @@
 // in training; the summary's time to target is the first evaluation that reached it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeBatcher } from '../data/batches.js';
@@ -12,6 +12,7 @@ import { loadAnyDataset } from '../data/load.js';
 import { trainOnThreads } from '../launch/threads.js';
 import { createImageModel } from '../models/index.js';
 import { defaults, evaluationInterval, validate, type TrainConfig } from './config.js';
+import { logRecords } from './log.test.fixture.js';
 
 // synthetic: 2,048 training samples, so 2 workers × 64 make 16 steps an epoch
 const base: TrainConfig = { ...defaults, dataset: 'synthetic', model: 'mlp', hidden: [32, 16], epochs: 2, workers: 2, lr: 0.05, seed: 5 };
@@ -24,16 +25,13 @@ function score(params: Float32Array): { loss: number; accuracy: number } {
   return { loss, accuracy: correct / data.test.count };
 }
 
-function records(log: string): Record<string, number | string | null>[] {
-  return readFileSync(log, 'utf8').trim().split('\n').map((line) => JSON.parse(line));
-}
 
 test('--eval-every 0.25: four evaluations an epoch, each scoring the parameters of its step; training unchanged', async () => {
   const log = join(mkdtempSync(join(tmpdir(), 'converge-eval-')), 'run.jsonl');
   const plain = await trainOnThreads(base);
   const evaluated = await trainOnThreads({ ...base, evalEvery: 0.25, log });
   assert.deepEqual(evaluated.params, plain.params, 'evaluating inside the epochs changes nothing in training');
-  const evaluations = records(log).filter((r) => r.type === 'evaluation');
+  const evaluations = logRecords(log).filter((r) => r.type === 'evaluation');
   assert.deepEqual(evaluations.map((r) => r.epochs), [0.25, 0.5, 0.75, 1, 1.25, 1.5, 1.75, 2]);
   assert.deepEqual(evaluations.map((r) => r.samples), [1, 2, 3, 4, 5, 6, 7, 8].map((k) => k * 4 * 128));
   for (const [at, steps] of [[0, 4], [5, 24], [7, 32]]) {
@@ -46,13 +44,13 @@ test('--eval-every 0.25: four evaluations an epoch, each scoring the parameters 
   // the training time of the run so far: it grows, and at the end it is the epochs' training times summed
   const times = evaluations.map((r) => r.trainSeconds as number);
   assert.ok(times.every((t, i) => i === 0 || t > times[i - 1]), `training seconds grow: ${times}`);
-  const epochs = records(log).filter((r) => r.type === 'epoch').map((r) => r.trainSeconds as number);
+  const epochs = logRecords(log).filter((r) => r.type === 'epoch').map((r) => r.trainSeconds as number);
   assert.ok(Math.abs(times[times.length - 1] - (epochs[0] + epochs[1])) < 1e-6, `${times[times.length - 1]} s of training at the end; the epochs say ${epochs[0] + epochs[1]}`);
 });
 
 test('--target: the summary times the first evaluation that reached it, or says none did', async () => {
   const log = join(mkdtempSync(join(tmpdir(), 'converge-target-')), 'run.jsonl');
-  const evaluations = () => records(log).filter((r) => r.type === 'evaluation');
+  const evaluations = () => logRecords(log).filter((r) => r.type === 'evaluation');
   await trainOnThreads({ ...base, evalEvery: '3 steps', log });
   const accuracies = evaluations().map((r) => r.testAccuracy as number);
   // a target the run first reaches exactly, in its middle: an accuracy above every one before it
@@ -99,7 +97,7 @@ test('each epoch says where a step\'s time went: compute, communication, waiting
   const log = join(mkdtempSync(join(tmpdir(), 'converge-breakdown-')), 'run.jsonl');
   for (const workers of [1, 2]) {
     await trainOnThreads({ ...base, workers, log });
-    for (const epoch of records(log).filter((r) => r.type === 'epoch') as unknown as { perStepMs: { compute: number; communication: number; waiting: number }; trainSeconds: number }[]) {
+    for (const epoch of logRecords(log).filter((r) => r.type === 'epoch') as unknown as { perStepMs: { compute: number; communication: number; waiting: number }; trainSeconds: number }[]) {
       const { compute, communication, waiting } = epoch.perStepMs;
       assert.ok(compute > 0 && communication >= 0, `${workers} workers: ${JSON.stringify(epoch.perStepMs)}`);
       if (workers === 1) assert.equal(waiting, 0, 'one worker has no peer to wait for');

@@ -5,7 +5,7 @@
 // how evaluation and buffers are shared among ranks.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Communicator } from '../comm/communicator.js';
@@ -18,6 +18,7 @@ import { readCheckpointLayout } from './checkpoint.js';
 import type { StepBreakdown } from './loop.js';
 import { trainRank } from './run.js';
 import { defaults, type TrainConfig } from './config.js';
+import { logRecords } from './log.test.fixture.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'converge-loop-'));
 
@@ -43,9 +44,6 @@ export default { data: 'images', build(options) {
   return path;
 }
 
-function records(log: string): Record<string, unknown>[] {
-  return readFileSync(log, 'utf8').trim().split('\n').map((line) => JSON.parse(line));
-}
 
 // synthetic: 2,048 training samples; one worker of 16 takes 128 steps an epoch
 const base: TrainConfig = { ...defaults, dataset: 'synthetic', workers: 1, batch: 16, epochs: 2, lr: 0.05, seed: 5, strategy: 'allreduce' };
@@ -82,7 +80,7 @@ test('--eval-every N steps evaluates after every N-th step, not within half an i
   const evaluatedAfter = async (evalEvery: string) => {
     // batches of 24: ⌊2,048 / 24⌋ = 85 steps an epoch
     await trainOnThreads({ ...base, model, epochs: 1, batch: 24, evalEvery, log });
-    return readFileSync(log, 'utf8').trim().split('\n').map((line) => JSON.parse(line)).filter((r) => r.type === 'evaluation').map((r) => r.samples / 24);
+    return logRecords<{ type: string; samples: number }>(log).filter((r) => r.type === 'evaluation').map((r) => r.samples / 24);
   };
   assert.deepEqual(await evaluatedAfter('40 steps'), [40, 85], 'after 80, 5 steps are left: fewer than 20');
   assert.deepEqual(await evaluatedAfter('28 steps'), [28, 56, 85], 'after 84, 1 step is left');
@@ -115,13 +113,13 @@ test('an epoch reports the mean of its steps\' losses, the samples it trained, i
   const { summary } = await trainOnThreads({ ...base, model, batch: 64, log });
   const wall = (performance.now() - started) / 1000;
   assert.equal(summary.stoppedEarly, false);
-  const epochs = records(log).filter((r) => r.type === 'epoch') as { trainLoss: number; samplesPerSecond: number; trainSeconds: number; perStepMs: { communication: number } }[];
+  const epochs = logRecords(log).filter((r) => r.type === 'epoch') as { trainLoss: number; samplesPerSecond: number; trainSeconds: number; perStepMs: { communication: number } }[];
   assert.deepEqual(epochs.map((e) => e.trainLoss), [3, 3]);
   // (the log gives the epoch's samples as a rate over its training time)
   assert.deepEqual(epochs.map((e) => Math.round(e.samplesPerSecond * e.trainSeconds)), [2048, 2048]);
   assert.ok(epochs.every((e) => e.trainSeconds > 0) && epochs[0].trainSeconds + epochs[1].trainSeconds <= wall, `${epochs.map((e) => e.trainSeconds)} s of training in a run of ${wall} s`);
   // a step is reported at most every 200 ms, and the last of each epoch always: here the first and last of each
-  const steps = records(log).filter((r) => r.type === 'step') as { epoch: number; step: number; loss: number; samples: number }[];
+  const steps = logRecords(log).filter((r) => r.type === 'step') as { epoch: number; step: number; loss: number; samples: number }[];
   for (const epoch of [0, 1]) {
     const mine = steps.filter((s) => s.epoch === epoch);
     assert.deepEqual(mine[mine.length - 1], { ...mine[mine.length - 1], step: 31, loss: 6, samples: (epoch + 1) * 2048 });
@@ -131,13 +129,13 @@ test('an epoch reports the mean of its steps\' losses, the samples it trained, i
   // local SGD reports a loss only where the copies meet, the mean of the steps since the last meeting: weighted by
   // those steps, the epoch's mean is the steps' (windows of 3 over a cycle of 4 have other means: 2, 11/3, 3, 3 …)
   await trainOnThreads({ ...base, model, batch: 64, strategy: 'local-sgd', syncEvery: 3, log });
-  assert.deepEqual(records(log).filter((r) => r.type === 'epoch').map((r) => r.trainLoss), [3, 3]);
+  assert.deepEqual(logRecords(log).filter((r) => r.type === 'epoch').map((r) => r.trainLoss), [3, 3]);
   // a strategy that meets only at the epoch's end (hogwild) is handed the epoch's mean to agree on
   await trainOnThreads({ ...base, model, batch: 64, strategy: 'hogwild', log });
-  assert.deepEqual(records(log).filter((r) => r.type === 'epoch').map((r) => r.trainLoss), [3, 3]);
+  assert.deepEqual(logRecords(log).filter((r) => r.type === 'epoch').map((r) => r.trainLoss), [3, 3]);
   // two workers: their mean losses, and time in the exchange beside the computing
   await trainOnThreads({ ...base, model, batch: 32, workers: 2, log });
-  const two = records(log).filter((r) => r.type === 'epoch') as typeof epochs;
+  const two = logRecords(log).filter((r) => r.type === 'epoch') as typeof epochs;
   assert.deepEqual(two.map((e) => e.trainLoss), [3, 3]);
   assert.deepEqual(two.map((e) => Math.round(e.samplesPerSecond * e.trainSeconds)), [2048, 2048], 'the samples of both workers');
   assert.ok(two.every((e) => e.perStepMs.communication > 0), JSON.stringify(two.map((e) => e.perStepMs)));
@@ -149,7 +147,7 @@ test('a stopped run resumed reports only the samples it trained; mid-epoch check
   const checkpoint = join(dir, 'probe.ckpt');
   await trainOnThreads({ ...base, model, batch: 64, save: checkpoint, stopAfterSteps: 21 });
   await trainOnThreads({ ...base, model, batch: 64, resume: checkpoint, save: checkpoint, log });
-  assert.deepEqual(records(log).filter((r) => r.type === 'epoch').map((r) => Math.round((r.samplesPerSecond as number) * (r.trainSeconds as number))), [(32 - 21) * 64, 2048]);
+  assert.deepEqual(logRecords(log).filter((r) => r.type === 'epoch').map((r) => Math.round((r.samplesPerSecond as number) * (r.trainSeconds as number))), [(32 - 21) * 64, 2048]);
   // the last step begun is the run's 64th (numbered from 0): epoch · steps + step
   assert.equal(readCheckpointLayout(checkpoint).state.optimizerState['model.buffers'][1], 63);
   // a run that fails at its 22nd gradient (step 21) keeps the checkpoint --save-every 8 wrote after step 16
