@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { encodeIdx } from '../data/idx.js';
+import { logRecords } from '../train/log.test.fixture.js';
 
 const main = fileURLToPath(new URL('./main.js', import.meta.url));
 const quick = ['--dataset', 'synthetic', '--hidden', '16', '--epochs', '1', '--workers', '2'];
@@ -118,10 +119,10 @@ test('a diverging run stops, names the step and suggests a lower learning rate',
 test('--log writes JSONL ending in a summary; a failed run logs its error', () => {
   const dir = mkdtempSync(join(tmpdir(), 'converge-cli-'));
   assert.equal(converge('train', ...quick, '--log', join(dir, 'ok.jsonl')).code, 0);
-  const last = JSON.parse(readFileSync(join(dir, 'ok.jsonl'), 'utf8').trim().split('\n').pop()!);
+  const last = logRecords(join(dir, 'ok.jsonl')).pop()!;
   assert.equal(last.type, 'summary');
   converge('train', ...quick, '--lr', '1e30', '--log', join(dir, 'bad.jsonl'));
-  const records = readFileSync(join(dir, 'bad.jsonl'), 'utf8').trim().split('\n').map((line) => JSON.parse(line));
+  const records = logRecords(join(dir, 'bad.jsonl'));
   assert.equal(records[records.length - 1].type, 'error');
   assert.ok(existsSync(join(dir, 'bad.jsonl')));
 });
@@ -287,8 +288,8 @@ test('converge train --recompute and --memory-budget: the run trains exactly as 
     const log = join(dir, `${k}.jsonl`);
     const run = converge('train', ...quick, '--hidden', '64,64,64,64,64,64', '--log', log, ...memory);
     assert.equal(run.code, 0, run.stderr);
-    const records = readFileSync(log, 'utf8').trim().split('\n').map((line) => JSON.parse(line));
-    return { run, activations: records.find((r) => r.type === 'activations'), summary: records.find((r) => r.type === 'summary') };
+    const records = logRecords(log);
+    return { run, activations: records.find((r) => r.type === 'activations')!, summary: records.find((r) => r.type === 'summary')! };
   };
   const all = trainWith(['--recompute', 'none'], 0);
   const revolve = trainWith(['--recompute', 'revolve:2'], 1);

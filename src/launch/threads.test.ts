@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, existsSync, readdirSync } from 'node:fs';
+import { mkdtempSync, existsSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { defaults, type TrainConfig } from '../train/config.js';
@@ -8,6 +8,7 @@ import { trainOnThreads } from './threads.js';
 import { readCheckpointLayout } from '../train/checkpoint.js';
 import { fileURLToPath } from 'node:url';
 import { launchProcesses } from './local-job.js';
+import { logRecords } from '../train/log.test.fixture.js';
 
 const base: TrainConfig = { ...defaults, dataset: 'synthetic', model: 'mlp', hidden: [32, 16], epochs: 1, lrScaling: 'none', lr: 0.05, seed: 5 };
 
@@ -72,7 +73,7 @@ test('the JSONL log holds step and epoch records and ends with the summary', asy
   const dir = mkdtempSync(join(tmpdir(), 'converge-log-'));
   const log = join(dir, 'run.jsonl');
   const result = await trainOnThreads({ ...base, workers: 2, epochs: 2, log });
-  const records = readFileSync(log, 'utf8').trim().split('\n').map((line) => JSON.parse(line));
+  const records = logRecords(log);
   assert.ok(records.some((r) => r.type === 'step' && typeof r.loss === 'number' && r.bytesSent > 0 && typeof r.time === 'number'));
   assert.equal(records.filter((r) => r.type === 'epoch').length, 2);
   // every sample of the epoch is trained on: 2,048 samples, 2 workers × 64, is 16 whole steps (closed form, not stepsPerEpoch)
