@@ -74,6 +74,13 @@ export const modules = {
     mutate: ['src/comm/{tcp,tcp-link,tcp-rendezvous,tcp-wire}.ts'],
     tests: ['--test-name-pattern="^(tcp in one process|tcp \\((none|encrypt|integrity)\\): |tcp: (a rank without|once the group|idle strangers))"', 'dist/comm/tcp-in-process.test.js', 'dist/comm/tcp.test.js'],
   },
+  // the Open MPI backend's TypeScript side: the conformance suite under mpirun, every case in one job on 2 and 3 processes, and the
+  // failures a rank names itself (it throws, calls the wrong collective, sends a message of the wrong size; not a rank that dies or
+  // stalls, which mpirun names, nor the jobs per case: 40 s a run)
+  mpi: {
+    mutate: ['src/comm/mpi.ts'],
+    tests: ['--test-name-pattern="every case in one job|failure handling: a rank that (throws|calls|sends)"', 'dist/comm/mpi.test.js'],
+  },
   // the shared-memory backend: the conformance suite on 1–4 threads (every collective against its closed form, messages past the
   // capacity's segments) and its failure cases (a rank that throws, dies, stalls or calls the wrong collective ends every rank fast)
   shm: { mutate: ['src/comm/shm.ts'], tests: ['dist/comm/shm.test.js'] },

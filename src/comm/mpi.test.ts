@@ -30,6 +30,14 @@ for (const size of [1, 2, 3]) {
   }
 }
 
+// every case in turn on one communicator, one job per size: what mutation testing of mpi.ts reruns (a job per case is 40 s a run)
+for (const size of [2, 3]) {
+  test(`mpi conformance, ${size} processes: every case in one job`, { skip: mpiMissing || false }, async () => {
+    const { exitCode, all } = await runCase(size, 'all');
+    assert.equal(exitCode, 0, all);
+  });
+}
+
 // What each rank can know under Open MPI: an exception and a mismatch are named by the ranks; a
 // rank that exits or stalls is named by mpirun (it cannot be seen from inside a collective).
 const failures: Record<string, RegExp[]> = {
