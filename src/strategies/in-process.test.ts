@@ -707,7 +707,7 @@ test('dense hooks on the all-reduce (fp16, bf16): the ranks agree, each step wit
   }
 });
 
-/** A test split of 23 samples: uneven over 3 ranks, and more than one evaluation batch (8) for each. */
+/** A test split of 23 samples: uneven over 2 and 3 ranks; fsdp's evaluation batch is the model's 8, so 2 ranks' shares take two batches each. */
 const TEST_COUNT = 23;
 const testSamples = Array.from({ length: TEST_COUNT }, (_, i) => batchOf(100 + i, 0));
 const testSet = {
