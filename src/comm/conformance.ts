@@ -87,6 +87,12 @@ export const conformanceCases: Record<string, (comm: Communicator) => Promise<vo
       }
       if (expectedStart !== n) throw new Error(`rank ${comm.rank}: shares end at ${expectedStart}, not ${n}`);
     }
+    // the mean, on a private buffer and on an allocate()d one: r·P averages to P(P − 1)/2, exactly
+    for (const buffer of [new Float32Array(1001), comm.allocate(1001)]) {
+      buffer.fill(comm.rank * comm.size);
+      const [start, end] = await comm.reduceScatter(buffer, 'mean');
+      expectEqual(comm, 'reduceScatter mean', buffer.subarray(start, end), () => (comm.size * (comm.size - 1)) / 2);
+    }
   },
 
   async reduceScatterThenAllgatherShares(comm) {
@@ -265,6 +271,9 @@ export const conformanceCases: Record<string, (comm: Communicator) => Promise<vo
     }
     await sent('allgather', 4 * n * (P - 1), () => comm.allgather(new Float32Array(n), new Float32Array(n * P)));
     await sent('barrier', 0, () => comm.barrier());
+    // point to point: what a rank sends, 4n bytes; receiving sends nothing (rank 0 to rank P − 1)
+    if (P > 1 && comm.rank === 0) await sent('send', 4 * n, () => comm.send(new Float32Array(n), P - 1));
+    if (P > 1 && comm.rank === P - 1) await sent('recv', 0, () => comm.recv(new Float32Array(n), 0));
   },
 };
 
@@ -302,11 +311,37 @@ export const failureCases: Record<string, (comm: Communicator, report: (message:
     } else if (comm.rank === 0) await survive(comm, report, () => comm.recv(new Float32Array(8), 1));
     else await survive(comm, report, () => comm.barrier());
   },
+  // rank 1 sends twice to rank 0, which waits at a barrier instead of receiving: each names what the other is doing
+  async sendBlocked(comm, report) {
+    await comm.barrier();
+    if (comm.rank === 1) {
+      await comm.send(new Float32Array(4), 0);
+      await survive(comm, report, () => comm.send(new Float32Array(4), 0));
+    } else await survive(comm, report, () => comm.barrier());
+  },
   async mismatch(comm, report) {
     await comm.barrier();
     await survive(comm, report, () => (comm.rank === 1 ? comm.broadcast(new Float32Array(8), 0) : comm.allreduce(new Float32Array(8))));
   },
 };
+
+/**
+ * Collectives that differ in one field alone (their kind, length, root, or sum against mean):
+ * rank 1's differs from the others', and every rank must fail naming both.
+ */
+export const mismatchCases: Record<string, (comm: Communicator) => Promise<unknown>> = {
+  kind: (comm) => (comm.rank === 1 ? comm.reduceScatter(new Float32Array(8)) : comm.allreduce(new Float32Array(8))),
+  length: (comm) => comm.allreduce(new Float32Array(comm.rank === 1 ? 9 : 8)),
+  root: (comm) => comm.broadcast(new Float32Array(8), comm.rank === 1 ? 1 : 0),
+  allreduceMean: (comm) => comm.allreduce(new Float32Array(8), comm.rank === 1 ? 'mean' : 'sum'),
+  reduceScatterMean: (comm) => comm.reduceScatter(new Float32Array(8), comm.rank === 1 ? 'mean' : 'sum'),
+};
+for (const [name, call] of Object.entries(mismatchCases)) {
+  failureCases[`${name}Mismatch`] = async (comm, report) => {
+    await comm.barrier();
+    await survive(comm, report, () => call(comm));
+  };
+}
 
 async function survive(comm: Communicator, report: (message: string) => void, operation: () => Promise<unknown>): Promise<void> {
   try {
