@@ -21,12 +21,12 @@ import { allreduce } from './allreduce.js';
 import { asyncParameterServer } from './async-ps.js';
 import { fsdp } from './fsdp.js';
 import { localSgd } from './local-sgd.js';
-import { pipeline, type PipelineOptions } from './pipeline.js';
+import { pipeline, type PipelineOptions, type StageReport } from './pipeline.js';
 import { parameterServer } from './ps.js';
 import { EVAL_BATCH, type StepInput, type StepOutcome, type Strategy, type StrategyRank } from './strategy.js';
-import { tensorParallel } from './tensor.js';
+import { tensorParallel, type TensorParallelReport } from './tensor.js';
 
-const spec = { inputShape: [1, 4, 4], classes: 3, hidden: [6, 5], maxBatch: 8 };
+const spec = { inputShape: [1, 4, 4], classes: 3, hidden: [5, 6, 4], maxBatch: 8 };
 const model = createModel('mlp', spec);
 const size = model.layout.size;
 const start = new Float32Array(size);
@@ -80,6 +80,8 @@ interface Run {
   resume?: { state: Record<string, Float32Array>; steps: number };
   /** Each rank its own instance of the model: strategies that run layer by layer (fsdp, tensor) await between layers, and one instance's activations would be overwritten by another rank's. */
   ownModels?: boolean;
+  /** Where a pipeline's stages and tensor parallelism's rank 0 report what they did (at the snapshot). */
+  reports?: { stages?: StageReport[]; tensor?: TensorParallelReport };
   /** The batch each rank's own model is built for (default 8): a pipeline's evaluations run the loop's model on EVAL_BATCH samples, as the loop builds it. */
   modelBatch?: number;
 }
@@ -111,6 +113,8 @@ async function build(run: Run): Promise<{ comms: ProcessCommunicator[]; ranks: S
       hook: run.compress ? parseCompress(run.compress)({ size, seed: comm.rank, momentum: 0 }) : null,
       optimizer: (range) => restored(config, run.resume, range), replica: (maxBatch) => (run.ownModels ? createModel('mlp', { ...spec, maxBatch }) : model),
       reportUpdates: (workers, versions, staleness) => void run.updates?.push({ workers, versions, staleness }),
+      reportPipeline: (stages) => void (run.reports && (run.reports.stages = stages)),
+      reportTensorParallel: (report) => void (run.reports && (run.reports.tensor = report)),
     })));
     return { comms, ranks };
   } catch (error) {
@@ -707,6 +711,9 @@ test('dense hooks on the all-reduce (fp16, bf16): the ranks agree, each step wit
   }
 });
 
+/** Each layer's parameters, by hand: dense 16→5, ReLU, dense 5→6, ReLU, dense 6→4, ReLU, dense 4→3 (weights and biases). */
+const LAYER_PARAMS = [16 * 5 + 5, 0, 5 * 6 + 6, 0, 6 * 4 + 4, 0, 4 * 3 + 3];
+
 /** A test split of 23 samples: uneven over 2 and 3 ranks; fsdp's evaluation batch is the model's 8, so 2 ranks' shares take two batches each. */
 const TEST_COUNT = 23;
 const testSamples = Array.from({ length: TEST_COUNT }, (_, i) => batchOf(100 + i, 0));
@@ -750,12 +757,21 @@ test('the strategies that split the model (fsdp: 2 and 3 ranks; tensor: 1 and 2 
   ];
   for (const [what, run, workers] of runs) {
     const expected = synchronousByHand(workers, run.steps, momentum);
+    run.reports = {};
+    const started = performance.now();
     const { ranks, finished } = await drive(run, (step, _ranks, outcomes) => {
       for (const [r, outcome] of outcomes.entries()) {
         assert.equal(outcome.stop, false);
         assert.ok(Math.abs(outcome.loss! - expected.losses[step]) < 1e-6, `${what}: rank ${r}'s loss at step ${step}: ${outcome.loss} for ${expected.losses[step]}`);
+        // the passes a rank timed itself: some time, within the run's
+        assert.ok(outcome.computeSeconds! > 0 && outcome.computeSeconds! < (performance.now() - started) / 1000, `${what}: rank ${r} computed ${outcome.computeSeconds} s at step ${step}`);
       }
     }, async (ranks) => {
+      // fsdp's exchanges a step: each layer gathered twice and its gradient reduce-scattered, (P − 1)·4n bytes each over the ring's ranks, and the two scalars all-reduced
+      if (run.strategy === fsdp) {
+        const sent = ranks.reduce((sum, rank) => sum + rank.bytesSent(), 0);
+        assert.equal(sent, run.steps * 4 * (run.ranks - 1) * (3 * size + 4), `${what}: bytes sent`);
+      }
       // each rank holds a part of the model between steps, not all of it
       for (const [r, rank] of ranks.entries()) assert.ok(rank.params.length < size, `${what}: rank ${r} holds ${rank.params.length} of ${size} parameters`);
       // the test split scored by the whole model, every sample once, whichever rank scores it: as the model scores it, sample by sample
@@ -774,6 +790,21 @@ test('the strategies that split the model (fsdp: 2 and 3 ranks; tensor: 1 and 2 
     assert.equal(finished![0]!.optimizerSteps, run.steps, `${what}: steps counted`);
     assertClose(finished![0]!.optimizerState.velocity, expected.velocity, 2e-6, `${what}: the velocity rank 0 saves`);
     for (const other of finished!.slice(1)) assert.equal(other, null, `${what}: only rank 0 saves`);
+    // what the stages and the tensor-parallel group did, as they report it at the snapshot
+    if (run.pipeline) {
+      const { stages, microbatches, schedule, cuts } = run.pipeline;
+      const bounds = [0, ...cuts!, LAYER_PARAMS.length];
+      assert.deepEqual(run.reports.stages!.map((stage) => [stage.stage, stage.layers, stage.parameters, stage.peakStoredMicrobatches]),
+        Array.from({ length: stages }, (_, s) => [s, [bounds[s], bounds[s + 1]], LAYER_PARAMS.slice(bounds[s], bounds[s + 1]).reduce((a, b) => a + b, 0),
+          // GPipe holds every micro-batch before the first backward; 1F1B at most the stages from here to the last
+          schedule === 'gpipe' ? microbatches : Math.min(microbatches, stages - s)]), what);
+      for (const stage of run.reports.stages!) assert.ok(stage.computeSeconds > 0 && stage.idleSeconds >= 0, `${what}: ${JSON.stringify(stage)}`);
+    }
+    if (run.tensorParallel) {
+      // one split block (layers 2 and 4): an all-reduce of its partial outputs forward, and of its input's partial gradient backward;
+      // a rank holds half the column layer (its weights' rows and their biases) and half the row layer's weight columns (its bias whole)
+      assert.deepEqual(run.reports.tensor, { blocks: 1, forwardAllreduces: 1, backwardAllreduces: 1, parameters: size - (5 * 6 + 6) / 2 - (6 * 4) / 2, wholeParameters: size }, what);
+    }
   }
   // resumed from a checkpoint after 3 steps (parameters, velocity, step count), 2 more steps go on from there (driven runs number their minibatches and rates from 0)
   const steps5 = synchronousByHand(2, 2, momentum, synchronousByHand(2, 3, momentum));
@@ -794,5 +825,16 @@ test('the strategies that split the model (fsdp: 2 and 3 ranks; tensor: 1 and 2 
   for (const run of [{ strategy: fsdp, ranks: 3 }, { strategy: tensorParallel, ranks: 4, tensorParallel: 2 }, pipelined]) {
     const { history } = await drive({ ...run, steps: 4, stopAt: 2, ownModels: true });
     assert.deepEqual(history.map((outcomes) => outcomes.map((o) => o.stop)), Array.from({ length: 4 }, (_, step) => Array(run.ranks).fill(step >= 2)));
+    // the decision is rank 0's: the others asked are not heard
+    const others = await drive({ ...run, steps: 2, stopAt: 0, stopRanks: [1, 2, 3], ownModels: true });
+    assert.ok(others.history.every((outcomes) => outcomes.every((o) => !o.stop)), `${run.strategy.name}: a stop asked of ranks other than 0`);
   }
+  // a pipeline without its cuts: rank 0 balances the layers' measured costs, every stage takes that cut, and the run is SGD still
+  const balanced: Run = { strategy: pipeline, ranks: 3, pipeline: { stages: 3, microbatches: 2, schedule: '1f1b' }, steps: 3, ownModels: true, modelBatch: EVAL_BATCH, reports: {} };
+  const measured = await drive(balanced, undefined, (ranks) => Promise.all(ranks.map((rank) => rank.snapshot())));
+  assertClose(measured.ranks[0].params, synchronousByHand(1, 3, momentum).params, 2e-6, 'a pipeline cut by measured costs');
+  const layersOf = balanced.reports!.stages!.map((stage) => stage.layers);
+  assert.equal(layersOf[0][0], 0);
+  assert.equal(layersOf[2][1], LAYER_PARAMS.length);
+  for (let s = 1; s < 3; s++) assert.ok(layersOf[s][0] === layersOf[s - 1][1] && layersOf[s][1] > layersOf[s][0], `stages' layers ${JSON.stringify(layersOf)}`);
 });
