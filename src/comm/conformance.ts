@@ -242,6 +242,24 @@ export const conformanceCases: Record<string, (comm: Communicator) => Promise<vo
     expectEqual(comm, 'allreduce after the groups', buffer, (i) => sumOver(comm.size, i));
   },
 
+  async refusals(comm) {
+    // a receive buffer of the wrong size is refused before anything is sent, and the group goes on
+    const refused = async (what: string, expected: string, call: () => Promise<unknown>) => {
+      const message = await call().then(() => null, (error: Error) => error.message);
+      if (message !== expected) throw new Error(`rank ${comm.rank}: ${what}: ${message === null ? 'not refused' : `refused with "${message}"`}, expected "${expected}"`);
+    };
+    const P = comm.size;
+    await refused('allgather into a short buffer', `rank ${comm.rank}: allgather needs recv of ${3 * P} floats (size × send), got ${3 * P - 1}.`, () => comm.allgather(new Float32Array(3), new Float32Array(3 * P - 1)));
+    // only the root checks what it receives into: the others do not call
+    if (comm.rank === 0) {
+      await refused('gather at the root without a buffer', `rank 0: gather at the root needs recv of ${3 * P} floats (size × send), got none.`, () => comm.gather(new Float32Array(3), null, 0));
+      await refused('gather at the root into a long buffer', `rank 0: gather at the root needs recv of ${3 * P} floats (size × send), got ${3 * P + 1}.`, () => comm.gather(new Float32Array(3), new Float32Array(3 * P + 1), 0));
+    }
+    const buffer = Float32Array.from({ length: 5 }, (_, i) => value(comm.rank, i));
+    await comm.allreduce(buffer);
+    expectEqual(comm, 'allreduce after refusals', buffer, (i) => sumOver(P, i));
+  },
+
   async bytesAreCounted(comm) {
     const before = comm.bytesSent;
     await comm.allreduce(new Float32Array(1024));
