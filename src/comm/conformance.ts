@@ -345,20 +345,40 @@ export const failureCases: Record<string, (comm: Communicator, report: (message:
 
 /**
  * Collectives that differ in one field alone (their kind, length, root, or sum against mean):
- * rank 1's differs from the others', and every rank must fail naming both.
+ * rank 1 calls `rankOne`, the others `others` (as mismatch messages describe them), and every
+ * rank must fail naming the two.
  */
-export const mismatchCases: Record<string, (comm: Communicator) => Promise<unknown>> = {
-  kind: (comm) => (comm.rank === 1 ? comm.reduceScatter(new Float32Array(8)) : comm.allreduce(new Float32Array(8))),
-  length: (comm) => comm.allreduce(new Float32Array(comm.rank === 1 ? 9 : 8)),
-  root: (comm) => comm.broadcast(new Float32Array(8), comm.rank === 1 ? 1 : 0),
-  allreduceMean: (comm) => comm.allreduce(new Float32Array(8), comm.rank === 1 ? 'mean' : 'sum'),
-  reduceScatterMean: (comm) => comm.reduceScatter(new Float32Array(8), comm.rank === 1 ? 'mean' : 'sum'),
+export const mismatchCases: Record<string, { others: string; rankOne: string; call: (comm: Communicator) => Promise<unknown> }> = {
+  kind: { others: 'allreduce of 8 floats (sum)', rankOne: 'reduceScatter of 8 floats (sum)', call: (comm) => (comm.rank === 1 ? comm.reduceScatter(new Float32Array(8)) : comm.allreduce(new Float32Array(8))) },
+  length: { others: 'allreduce of 8 floats (sum)', rankOne: 'allreduce of 9 floats (sum)', call: (comm) => comm.allreduce(new Float32Array(comm.rank === 1 ? 9 : 8)) },
+  root: { others: 'broadcast of 8 floats (root 0)', rankOne: 'broadcast of 8 floats (root 1)', call: (comm) => comm.broadcast(new Float32Array(8), comm.rank === 1 ? 1 : 0) },
+  allreduceMean: { others: 'allreduce of 8 floats (sum)', rankOne: 'allreduce of 8 floats (mean)', call: (comm) => comm.allreduce(new Float32Array(8), comm.rank === 1 ? 'mean' : 'sum') },
+  reduceScatterMean: { others: 'reduceScatter of 8 floats (sum)', rankOne: 'reduceScatter of 8 floats (mean)', call: (comm) => comm.reduceScatter(new Float32Array(8), comm.rank === 1 ? 'mean' : 'sum') },
 };
-for (const [name, call] of Object.entries(mismatchCases)) {
+for (const [name, { call }] of Object.entries(mismatchCases)) {
   failureCases[`${name}Mismatch`] = async (comm, report) => {
     await comm.barrier();
     await survive(comm, report, () => call(comm));
   };
+}
+
+/** What rank 1 does in a failure case, as the tests' titles say it ("a rank that …"). */
+export function failureDescription(name: string): string {
+  const described: Record<string, string> = {
+    mismatch: 'calls the wrong collective', messageSizeMismatch: 'sends a message of the wrong size',
+    allocatedVersusPrivate: 'passes a private buffer where peers pass shared ones', sendBlocked: 'sends to a full mailbox while its receiver waits elsewhere',
+  };
+  return described[name] ?? (name in failureCases && name.endsWith('Mismatch') ? `calls a collective that differs in its ${name.slice(0, -'Mismatch'.length)} alone` : name);
+}
+
+/**
+ * Whether a rank's mismatch message for a one-field mismatch case names the two collectives
+ * (either way round), not one of them twice: "called A[ as its #2] but rank r called B".
+ */
+export function namesBothSides(name: string, message: string): boolean {
+  const { others, rankOne } = mismatchCases[name.slice(0, -'Mismatch'.length)];
+  const named = /called (.+?)(?: as its #\d+)? but rank \d+ called (.+?)(?: as its #\d+)?(?:;|$)/.exec(message);
+  return named !== null && new Set([named[1], named[2]]).size === 2 && [named[1], named[2]].every((side) => side === others || side === rankOne);
 }
 
 async function survive(comm: Communicator, report: (message: string) => void, operation: () => Promise<unknown>): Promise<void> {

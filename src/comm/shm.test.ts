@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { capacityFor, conformanceCases } from './conformance.js';
+import { capacityFor, conformanceCases, failureDescription, mismatchCases, namesBothSides } from './conformance.js';
 import { abortGroup, abortMessage, createShmHandle, rankActivity, ShmCommunicator } from './shm.js';
 import { runThreadGroup as runGroup } from '../launch/thread-group.js';
 
@@ -30,12 +30,6 @@ const failures: Record<string, { root: RegExp; survivor: RegExp }> = {
   stalls: { root: /^rank [02]: allreduce #2 timed out after 0\.5 s waiting for rank 1 \(computing after operation #1\); a rank is stalled/, survivor: /^rank [02]: allreduce #2 (timed out after 0\.5 s waiting for rank 1|aborted: rank [02]: allreduce #2 timed out)/ },
   allocatedVersusPrivate: { root: /collective #2 mismatch: rank \d called allreduce of 8 floats \(sum(, allocate\(\)d buffer at 0)?\) but rank \d called allreduce of 8 floats \(sum(, allocate\(\)d buffer at 0)?\)/, survivor: /mismatch/ },
   messageSizeMismatch: { root: /^rank 0: recv of 8 floats got a message of 5 floats from rank 1; sender and receiver must agree on message sizes\.$/, survivor: /^rank 2: barrier #2 aborted: rank 0: recv of 8 floats got a message of 5 floats/ },
-  // each field of a collective alone: its kind, its length, its root, sum against mean
-  kindMismatch: { root: /collective #2 mismatch: rank \d called (allreduce|reduceScatter) of 8 floats \(sum\) but rank \d called (allreduce|reduceScatter) of 8 floats \(sum\)/, survivor: /mismatch/ },
-  lengthMismatch: { root: /collective #2 mismatch: rank \d called allreduce of [89] floats \(sum\) but rank \d called allreduce of [89] floats \(sum\)/, survivor: /mismatch/ },
-  rootMismatch: { root: /collective #2 mismatch: rank \d called broadcast of 8 floats \(root [01]\) but rank \d called broadcast of 8 floats \(root [01]\)/, survivor: /mismatch/ },
-  allreduceMeanMismatch: { root: /collective #2 mismatch: rank \d called allreduce of 8 floats \((sum|mean)\) but rank \d called allreduce of 8 floats \((sum|mean)\)/, survivor: /mismatch/ },
-  reduceScatterMeanMismatch: { root: /collective #2 mismatch: rank \d called reduceScatter of 8 floats \((sum|mean)\) but rank \d called reduceScatter of 8 floats \((sum|mean)\)/, survivor: /mismatch/ },
   sendBlocked: {
     root: /^rank (([02]): barrier #2 timed out after 0\.5 s waiting for rank 1 \(send \(after operation #1\)\)|1: send to rank 0 timed out after 0\.5 s waiting for rank 0 to take the previous message \(barrier #2\));/,
     survivor: /^rank [02]: barrier #2 (timed out after 0\.5 s waiting for rank 1 \(send \(after operation #1\)\)|aborted: rank 1: send to rank 0 timed out)/,
@@ -44,10 +38,7 @@ const failures: Record<string, { root: RegExp; survivor: RegExp }> = {
 };
 
 for (const [name, expected] of Object.entries(failures)) {
-  const what = name === 'mismatch' ? 'calls the wrong collective' : name === 'allocatedVersusPrivate' ? 'passes a private buffer where peers pass shared ones'
-    : name === 'messageSizeMismatch' ? 'sends a message of the wrong size' : name === 'sendBlocked' ? 'sends to a full mailbox while its receiver waits elsewhere'
-      : name.endsWith('Mismatch') ? `calls a collective that differs in its ${name.replace('Mismatch', '')} alone` : name;
-  test(`shm failure handling: a rank that ${what} fails every rank fast`, async () => {
+  test(`shm failure handling: a rank that ${failureDescription(name)} fails every rank fast`, async () => {
     const started = Date.now();
     const { promise, reports } = run(3, name, true, 500);
     await assert.rejects(promise, (error: Error) => {
@@ -56,6 +47,18 @@ for (const [name, expected] of Object.entries(failures)) {
     });
     for (const rank of name === 'messageSizeMismatch' ? [2] : [0, 2]) assert.match(reports[rank] ?? `rank ${rank} reported nothing`, expected.survivor);
     assert.ok(Date.now() - started < 10_000, 'the group ended within 10 s');
+  });
+}
+
+// a collective that differs from the others' in one field alone: the group fails, and every rank that names the mismatch names both sides
+for (const name of Object.keys(mismatchCases).map((field) => `${field}Mismatch`)) {
+  test(`shm failure handling: a rank that ${failureDescription(name)} fails every rank fast, the mismatch named`, async () => {
+    const { promise, reports } = run(3, name, true, 500);
+    await assert.rejects(promise, (error: Error) => {
+      assert.ok(namesBothSides(name, error.message), error.message);
+      return true;
+    });
+    for (const rank of [0, 1, 2]) assert.ok(/aborted/.test(reports[rank] ?? '') || namesBothSides(name, reports[rank] ?? ''), `rank ${rank}: ${reports[rank]}`);
   });
 }
 

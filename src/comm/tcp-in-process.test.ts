@@ -6,7 +6,7 @@
 // that die, stall or never knew the secret.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { capacityFor, conformanceCases, failureCases, LARGE_MESSAGE } from './conformance.js';
+import { capacityFor, conformanceCases, failureCases, failureDescription, LARGE_MESSAGE } from './conformance.js';
 import { transportSecurities, type TransportSecurity } from './tcp-seal.js';
 import { tcpGroup } from './tcp-group.test.fixture.js';
 
@@ -33,7 +33,7 @@ const failures: Record<string, { failed: RegExp; survivor: RegExp }> = {
 };
 
 for (const security of transportSecurities) for (const [name, expected] of Object.entries(failures)) {
-  test(`tcp in one process (${security}): a rank that ${name === 'mismatch' ? 'calls the wrong collective' : name === 'messageSizeMismatch' ? 'sends a message of the wrong size' : 'throws'} fails the other two, naming it`, async () => {
+  test(`tcp in one process (${security}): a rank that ${failureDescription(name)} fails the other two, naming it`, async () => {
     const comms = await tcpGroup(3, { security, capacity: 1000, timeoutMs: 2_000 });
     const reports = await Promise.all(comms.map(async (comm) => {
       let reported = '';

@@ -7,7 +7,7 @@ import { createHmac, randomBytes } from 'node:crypto';
 import { connect, createServer, type Socket } from 'node:net';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { conformanceCases } from './conformance.js';
+import { conformanceCases, failureDescription } from './conformance.js';
 import { connectTcp } from './tcp-rendezvous.js';
 import { Sealer, sessionKeys, transportSecurities, type TransportSecurity } from './tcp-seal.js';
 import { freePort, launchProcesses } from '../launch/local-job.js';
@@ -58,7 +58,7 @@ const failures: Record<string, { failed: RegExp; survivor: RegExp }> = {
 };
 
 for (const security of transportSecurities) for (const [name, expected] of Object.entries(failures)) {
-  test(`tcp failure handling (${security}): a rank that ${name === 'mismatch' ? 'calls the wrong collective' : name === 'messageSizeMismatch' ? 'sends a message of the wrong size' : name} fails every other rank within 10 s, naming it`, async () => {
+  test(`tcp failure handling (${security}): a rank that ${failureDescription(name)} fails every other rank within 10 s, naming it`, async () => {
     const { result, reports, seconds } = await runCase(3, name, true, { CONVERGE_TRANSPORT_SECURITY: security });
     assert.notEqual(result.exitCode, 0);
     assert.equal(result.codes.filter((code) => code === 0).length, 0, `every rank exits non-zero: ${result.codes}`);
