@@ -16,6 +16,7 @@ import type { Batcher } from '../data/batches.js';
 import { createModel, type Batch } from '../models/index.js';
 import { defaultOptimizer, Optimizer, type OptimizerConfig } from '../optim/optimizers.js';
 import { INT8_BLOCK, type ParamPrecision } from '../tensor/precision.js';
+import { restoreOptimizer } from '../train/hook-state.js';
 import { Random } from '../tensor/random.js';
 import { allreduce } from './allreduce.js';
 import { asyncParameterServer } from './async-ps.js';
@@ -126,10 +127,7 @@ async function build(run: Run): Promise<{ comms: ProcessCommunicator[]; ranks: S
 /** An optimiser over the parameters' [start, end) (a pipeline stage's; the whole model by default), its state and step count a checkpoint's where there is one. */
 function restored(config: OptimizerConfig, resume: Run['resume'], [start, end]: [number, number] = [0, size]): Optimizer {
   const optimizer = new Optimizer(config, end - start);
-  if (resume) {
-    for (const [name, values] of Object.entries(resume.state)) optimizer.state[name].set(values.subarray(start, end));
-    optimizer.steps = resume.steps;
-  }
+  if (resume) restoreOptimizer(optimizer, resume.state, resume.steps, [start, end]);
   return optimizer;
 }
 
