@@ -24,7 +24,9 @@ import { fsdp } from './fsdp.js';
 import { localSgd } from './local-sgd.js';
 import { pipeline, type PipelineOptions, type StageReport } from './pipeline.js';
 import { parameterServer } from './ps.js';
-import { EVAL_BATCH, type StepInput, type StepOutcome, type Strategy, type StrategyRank } from './strategy.js';
+import type { RecomputeSpec } from '../models/checkpointing.js';
+import type { ActivationReport } from '../models/recompute.js';
+import { EVAL_BATCH, type MemoryParts, type StepInput, type StepOutcome, type Strategy, type StrategyRank } from './strategy.js';
 import { tensorParallel, type TensorParallelReport } from './tensor.js';
 
 const spec = { inputShape: [1, 4, 4], classes: 3, hidden: [5, 6, 4], maxBatch: 8 };
@@ -82,7 +84,9 @@ interface Run {
   /** Each rank its own instance of the model: strategies that run layer by layer (fsdp, tensor) await between layers, and one instance's activations would be overwritten by another rank's. */
   ownModels?: boolean;
   /** Where a pipeline's stages and tensor parallelism's rank 0 report what they did (at the snapshot). */
-  reports?: { stages?: StageReport[]; tensor?: TensorParallelReport };
+  reports?: { stages?: StageReport[]; tensor?: TensorParallelReport; activations?: ActivationReport; holds?: MemoryParts[] };
+  /** --recompute: the schedule every rank runs its passes by. */
+  recompute?: RecomputeSpec;
   /** The batch each rank's own model is built for (default 8): a pipeline's evaluations run the loop's model on EVAL_BATCH samples, as the loop builds it. */
   modelBatch?: number;
 }
@@ -116,6 +120,9 @@ async function build(run: Run): Promise<{ comms: ProcessCommunicator[]; ranks: S
       reportUpdates: (workers, versions, staleness) => void run.updates?.push({ workers, versions, staleness }),
       reportPipeline: (stages) => void (run.reports && (run.reports.stages = stages)),
       reportTensorParallel: (report) => void (run.reports && (run.reports.tensor = report)),
+      recompute: run.recompute && { spec: run.recompute },
+      reportActivations: (report) => void (run.reports && (run.reports.activations = report)),
+      holds: (parts) => void (run.reports && ((run.reports.holds ??= [])[comm.rank] = parts)),
     })));
     return { comms, ranks };
   } catch (error) {
@@ -752,6 +759,10 @@ test('the strategies that split the model (fsdp: 2 and 3 ranks; tensor: 1 and 2 
     ['tensor, 2 workers of 2 ranks', { strategy: tensorParallel, ranks: 4, tensorParallel: 2, steps: 5, ownModels: true }, 2],
     ['pipeline, 2 stages, GPipe', { strategy: pipeline, ranks: 2, pipeline: { stages: 2, microbatches: 2, schedule: 'gpipe', cuts: [2] }, steps: 5, ownModels: true, modelBatch: EVAL_BATCH }, 1],
     ['pipeline, 2 workers of 3 stages, 1F1B', { strategy: pipeline, ranks: 6, pipeline: { stages: 3, microbatches: 4, schedule: '1f1b', cuts: [1, 3] }, steps: 5, ownModels: true, modelBatch: EVAL_BATCH }, 2],
+    // --recompute: the same steps, the passes run by a schedule that stores some activations and recomputes the rest (evaluations too)
+    ['fsdp, 3 ranks, --recompute sqrt', { strategy: fsdp, ranks: 3, steps: 5, ownModels: true, recompute: { kind: 'sqrt' } }, 3],
+    ['tensor, 2 workers of 2 ranks, --recompute sqrt', { strategy: tensorParallel, ranks: 4, tensorParallel: 2, steps: 5, ownModels: true, recompute: { kind: 'sqrt' } }, 2],
+    ['pipeline, 2 stages, 1F1B, --recompute sqrt', { strategy: pipeline, ranks: 2, pipeline: { stages: 2, microbatches: 2, schedule: '1f1b', cuts: [4] }, steps: 5, ownModels: true, modelBatch: EVAL_BATCH, recompute: { kind: 'sqrt' } }, 1],
   ];
   for (const [what, run, workers] of runs) {
     const expected = synchronousByHand(workers, run.steps, momentum);
@@ -768,10 +779,27 @@ test('the strategies that split the model (fsdp: 2 and 3 ranks; tensor: 1 and 2 
       // fsdp's exchanges a step: each layer gathered twice and its gradient reduce-scattered, (P − 1)·4n bytes each over the ring's ranks, and the two scalars all-reduced
       if (run.strategy === fsdp) {
         const sent = ranks.reduce((sum, rank) => sum + rank.bytesSent(), 0);
-        assert.equal(sent, run.steps * 4 * (run.ranks - 1) * (3 * size + 4), `${what}: bytes sent`);
+        // --recompute sqrt over the 4 units (a linear layer and its ReLU each): 2 segments, the first run again on the way back, its 2 layers gathered a third time
+        const again = run.recompute ? LAYER_PARAMS[0] + LAYER_PARAMS[2] : 0;
+        assert.equal(sent, run.steps * 4 * (run.ranks - 1) * (3 * size + again + 4), `${what}: bytes sent`);
       }
       // each rank holds a part of the model between steps, not all of it
       for (const [r, rank] of ranks.entries()) assert.ok(rank.params.length < size, `${what}: rank ${r} holds ${rank.params.length} of ${size} parameters`);
+      // and says so: its part (fsdp: its shards, and the largest layer whole while it computes), as much gradient, one velocity per parameter it updates
+      assert.equal(run.reports!.holds!.length, run.ranks, `${what}: every rank says what it holds`);
+      for (const [r, rank] of ranks.entries()) {
+        const held = run.reports!.holds![r];
+        const part = rank.params.length + (run.strategy === fsdp ? Math.max(...LAYER_PARAMS) : 0);
+        assert.deepEqual([held.parameters, held.gradients, held.optimizer], [4 * part, 4 * part, 4 * rank.params.length], `${what}: rank ${r} holds ${JSON.stringify(held)}`);
+        assert.ok(held.activations > 0, `${what}: rank ${r}'s activations`);
+      }
+      // fsdp and tensor plan one schedule for every rank; rank 0 reports it, and holds its arena
+      if (run.recompute && run.strategy !== pipeline) {
+        const report = run.reports!.activations!;
+        assert.equal(report.schedule, 'sqrt', what);
+        assert.ok(report.recomputed > 0 && report.recomputed < report.units, `${what}: ${report.recomputed} of ${report.units} units recomputed`);
+        assert.equal(run.reports!.holds![0].activations, report.bytes, `${what}: rank 0's activations are the arena`);
+      } else assert.equal(run.reports!.activations, undefined, `${what}: no schedule reported`);
       // the test split scored by the whole model, every sample once, whichever rank scores it: as the model scores it, sample by sample
       // (17 samples: with 2 ranks, one share of 8 takes a second round with nothing left to score, and still gathers with the other)
       for (const count of [TEST_COUNT, 17]) {
