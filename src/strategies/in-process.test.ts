@@ -118,10 +118,11 @@ async function build(run: Run): Promise<{ comms: ProcessCommunicator[]; ranks: S
       hook: run.compress ? parseCompress(run.compress)({ size, seed: comm.rank, momentum: 0 }) : null,
       optimizer: (range) => restored(config, run.resume, range), replica: (maxBatch) => (run.ownModels ? createModel('mlp', { ...spec, maxBatch }) : model),
       reportUpdates: (workers, versions, staleness) => void run.updates?.push({ workers, versions, staleness }),
-      reportPipeline: (stages) => void (run.reports && (run.reports.stages = stages)),
-      reportTensorParallel: (report) => void (run.reports && (run.reports.tensor = report)),
+      // what a group did is rank 0's to report
+      reportPipeline: (stages) => void (assert.equal(comm.rank, 0, 'a pipeline report'), run.reports && (run.reports.stages = stages)),
+      reportTensorParallel: (report) => void (assert.equal(comm.rank, 0, 'a tensor-parallel report'), run.reports && (run.reports.tensor = report)),
       recompute: run.recompute && { spec: run.recompute },
-      reportActivations: (report) => void (run.reports && (run.reports.activations = report)),
+      reportActivations: (report) => void (assert.equal(comm.rank, 0, 'an activation report'), run.reports && (run.reports.activations = report)),
       holds: (parts) => void (run.reports && ((run.reports.holds ??= [])[comm.rank] = parts)),
     })));
     return { comms, ranks };
@@ -813,6 +814,7 @@ test('the strategies that split the model (fsdp: 2 and 3 ranks; tensor: 1 and 2 
       return Promise.all(ranks.map((rank) => rank.snapshot()));
     });
     assertClose(ranks[0].params, expected.params, 2e-6, `${what}: the parameters rank 0 gathers`);
+    for (const [r, rank] of ranks.entries()) if (r > 0) assert.ok(rank.params.length < size, `${what}: rank ${r} holds ${rank.params.length} parameters after rank 0 gathered the whole`);
     assert.equal(finished![0]!.optimizerSteps, run.steps, `${what}: steps counted`);
     assertClose(finished![0]!.optimizerState.velocity, expected.velocity, 2e-6, `${what}: the velocity rank 0 saves`);
     for (const other of finished!.slice(1)) assert.equal(other, null, `${what}: only rank 0 saves`);
