@@ -5,7 +5,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Random } from '../tensor/random.js';
+import { createModel } from '../models/index.js';
+import { layerChainOf } from '../models/stage.js';
+import { activationMessageFloats, checkPipeline, cutsFor, layerCosts, stageCosts } from './pipeline.js';
 import { balancedCuts, checkCuts, stageRange } from './pipeline-partition.js';
+import { EVAL_BATCH } from './strategy.js';
 import { peakStored, pipelinePrograms, simulate, stageProgram, type PipelineAction } from './pipeline-schedule.js';
 
 const schedules = ['gpipe', '1f1b'] as const;
@@ -118,4 +122,54 @@ test('pipeline partition: the balanced cut minimises the slowest stage (brute fo
   for (const bad of [[2], [4, 2], [0, 3], [2, 5]]) assert.throws(() => checkCuts(bad, 5, 3), /^ConvergeError: --stage-cuts: got "[\d,]+"; expected 2 increasing layer indices between 1 and 4, where stages 2..3 begin \(the model has 5 layers\)/);
   assert.throws(() => checkCuts([5], 5, 2), /expected 1 increasing layer indices between 1 and 4, where stage 2 begins \(the model has 5 layers\)/);
   assert.deepEqual([0, 1, 2].map((s) => stageRange([2, 4], 6, s)), [[0, 2], [2, 4], [4, 6]]);
+});
+
+test('pipeline stages\' costs: a stage costs the sums of its layers\' forward and backward times, the measured cut balances forward + backward, and checkPipeline refuses a model too short or a cut that does not fit before any rank starts', () => {
+  const random = new Random(5);
+  for (let trial = 0; trial < 100; trial++) {
+    const layers = 2 + random.below(7);
+    const stages = 1 + random.below(Math.min(layers, 4));
+    const costs = Array.from({ length: layers }, () => ({ forward: random.next(), backward: 3 * random.next() }));
+    const cuts = balancedCuts(costs.map(() => random.next()), stages);
+    const summed = stageCosts(costs, cuts);
+    assert.equal(summed.length, stages);
+    // each layer once, in the stage whose range holds it (written out here)
+    const bounds = [0, ...cuts, layers];
+    for (let s = 0; s < stages; s++) {
+      let forward = 0;
+      let backward = 0;
+      for (let i = bounds[s]; i < bounds[s + 1]; i++) {
+        forward += costs[i].forward;
+        backward += costs[i].backward;
+      }
+      assert.ok(Math.abs(summed[s].forward - forward) < 1e-12 && Math.abs(summed[s].backward - backward) < 1e-12, `stage ${s} of ${cuts}: ${JSON.stringify(summed[s])}`);
+    }
+    // the measured cut is the balanced cut of each layer's whole time
+    assert.deepEqual(cutsFor(costs, stages), balancedCuts(costs.map((c) => c.forward + c.backward), stages));
+  }
+  // forward and backward both count: the backward-heavy last layer gets a stage of its own
+  assert.deepEqual(cutsFor([{ forward: 3, backward: 0 }, { forward: 3, backward: 0 }, { forward: 0, backward: 6 }], 2), [2]);
+  assert.deepEqual(cutsFor([{ forward: 0, backward: 6 }, { forward: 3, backward: 0 }, { forward: 3, backward: 0 }], 2), [1]);
+
+  // a chain of 7 layers (4 linear, 3 ReLU): 16 inputs, hidden 5, 6, 4, 3 classes
+  const mlp = createModel('mlp', { inputShape: [1, 4, 4], classes: 3, hidden: [5, 6, 4], maxBatch: 8 });
+  checkPipeline(mlp, 7, undefined);
+  checkPipeline(mlp, 3, [2, 5]);
+  assert.throws(() => checkPipeline(mlp, 8, undefined), /--stages: got 8; expected 1 to 7 \(the model has 7 layers/);
+  assert.throws(() => checkPipeline(mlp, 3, [2, 7]), /--stage-cuts: got "2,7"; expected 2 increasing layer indices between 1 and 6/);
+  assert.throws(() => checkPipeline(mlp, 3, [2]), /--stage-cuts: got "2"/);
+  // the largest message between stages: the widest of the input and the layers' outputs, for a batch or an evaluation batch, whichever is larger
+  assert.equal(activationMessageFloats(mlp, 8), 16 * EVAL_BATCH);
+  assert.equal(activationMessageFloats(mlp, EVAL_BATCH + 7), 16 * (EVAL_BATCH + 7));
+  const wide = createModel('mlp', { inputShape: [1, 2, 2], classes: 3, hidden: [40, 6], maxBatch: 8 });
+  assert.equal(activationMessageFloats(wide, EVAL_BATCH * 2), 40 * EVAL_BATCH * 2);
+
+  // the costs measured: one per layer, each a time (finite, not negative), the parameters left as they were
+  const params = new Float32Array(mlp.layout.size);
+  mlp.init(params, new Random(3));
+  const before = Float32Array.from(params);
+  const measured = layerCosts(layerChainOf(mlp), params, 4);
+  assert.equal(measured.length, 7);
+  for (const cost of measured) assert.ok(Number.isFinite(cost.forward) && cost.forward >= 0 && Number.isFinite(cost.backward) && cost.backward >= 0 && cost.forward < 1 && cost.backward < 1, JSON.stringify(cost));
+  assert.deepEqual(params, before);
 });
