@@ -48,9 +48,15 @@ export function bufferShare(n: number, rank: number, size: number): [number, num
   return [Math.floor((n * rank) / size), Math.floor((n * (rank + 1)) / size)];
 }
 
-/** A collective as mismatch messages name it: "allreduce of 8 floats (sum)"; root −1 is sum, −2 mean. */
+/**
+ * A collective as mismatch messages name it: "allreduce of 8 floats (sum)", "broadcast of 8
+ * floats (root 0)", "allgather of 8 floats", "barrier". A reduction's root is its operation
+ * (−1 sum, −2 mean); only gather and broadcast have a root; `detail` (", …") follows either.
+ */
 export function describeCollective(operation: string, count: number, root: number, detail = ''): string {
-  return `${operation} of ${count} floats (${root === -2 ? 'mean' : root === -1 ? 'sum' : `root ${root}`}${detail})`;
+  const how = operation === 'allreduce' || operation === 'reduceScatter' ? (root === -2 ? 'mean' : 'sum') : operation === 'gather' || operation === 'broadcast' ? `root ${root}` : '';
+  const said = how + (how ? detail : detail.replace(/^, /, ''));
+  return `${operation}${operation === 'barrier' ? '' : ` of ${count} floats`}${said ? ` (${said})` : ''}`;
 }
 
 export const operations = ['idle', 'allreduce', 'reduceScatter', 'allgatherShares', 'allgather', 'gather', 'broadcast', 'barrier', 'send', 'recv'] as const;

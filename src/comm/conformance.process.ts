@@ -1,17 +1,18 @@
 // One rank of a conformance or failure case in its own process (tcp and mpi backends; see
 // tcp.test.ts): `node conformance.process.js BACKEND CASE [failure]` (CASE `all`: every
-// conformance case in turn, on one communicator). Prints one JSON line: {ok} or {error}, then
+// conformance case and every process case in turn, on one communicator). Prints one JSON line: {ok} or {error}, then
 // exits 0 or 1.
-import { capacityFor, conformanceCases, failureCases } from './conformance.js';
+import { capacityFor, conformanceCases, failureCases, processCases } from './conformance.js';
 import { createProcessCommunicator } from '../launch/communicator.js';
 
 const [backend, name, mode] = process.argv.slice(2);
-const names = name === 'all' ? Object.keys(conformanceCases) : [name];
+const cases = { ...conformanceCases, ...processCases };
+const names = name === 'all' ? Object.keys(cases) : [name];
 const comm = await createProcessCommunicator(backend, { capacity: Math.max(...names.map(capacityFor)), timeoutMs: Number(process.env.CONVERGE_TEST_TIMEOUT_MS ?? 20_000) });
 let reported = '';
 try {
   if (mode === 'failure') await failureCases[name](comm, (message) => (reported = message));
-  else for (const each of names) await conformanceCases[each](comm);
+  else for (const each of names) await cases[each](comm);
   console.log(JSON.stringify({ ok: true, bytes: comm.bytesSent }));
   await comm.close();
   process.exit(0);

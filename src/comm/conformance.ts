@@ -25,7 +25,7 @@ const LENGTHS = [1, 2, 7, 1000, 65537];
 /** The largeMessages case's length (4.4 MB): its group needs this capacity. */
 export const LARGE_MESSAGE = 1_100_003;
 /** The capacity (floats) a group needs for a case. */
-export const capacityFor = (name: string) => (name === 'largeMessages' ? LARGE_MESSAGE : 70_000);
+export const capacityFor = (name: string) => (name === 'largeMessages' || name === 'lateLargePeer' ? LARGE_MESSAGE : 70_000);
 
 export const conformanceCases: Record<string, (comm: Communicator) => Promise<void>> = {
   async allreduceSum(comm) {
@@ -296,6 +296,43 @@ export const conformanceCases: Record<string, (comm: Communicator) => Promise<vo
 };
 
 /**
+ * What holds on the backends whose ranks are processes (tcp, mpi), not on shm's threads (which
+ * block in Atomics.wait): a rank waiting in a large operation for a late peer keeps its event
+ * loop turning, so timers, heartbeats and logs go on (mpi hands operations past 1 MiB to its
+ * progress thread; tcp never blocks).
+ */
+export const processCases: Record<string, (comm: Communicator) => Promise<void>> = {
+  async lateLargePeer(comm) {
+    if (comm.size < 2) return;
+    const n = 300_001; // 1.2 MB; an allgather's or gather's share is 1/P of it, the whole it moves past 1 MiB
+    const share = Math.ceil(n / comm.size);
+    const kinds: Record<string, () => Promise<unknown>> = {
+      allreduce: () => comm.allreduce(new Float32Array(n)),
+      reduceScatter: () => comm.reduceScatter(new Float32Array(n)),
+      allgatherShares: () => comm.allgatherShares(new Float32Array(n)),
+      allgather: () => comm.allgather(new Float32Array(share), new Float32Array(share * comm.size)),
+      gather: () => comm.gather(new Float32Array(share), comm.rank === 0 ? new Float32Array(share * comm.size) : null, 0),
+      broadcast: () => comm.broadcast(new Float32Array(n), 1),
+      'send and recv': () => (comm.rank === 1 ? comm.send(new Float32Array(n), 0) : comm.rank === 0 ? comm.recv(new Float32Array(n), 1) : Promise.resolve()),
+    };
+    for (const [name, call] of Object.entries(kinds)) {
+      if (comm.rank === 1) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        await call();
+        continue;
+      }
+      let turned = false;
+      const immediate = setImmediate(() => (turned = true));
+      await call();
+      clearImmediate(immediate);
+      // (a gather's other ranks, and a third rank in the send, need not wait for rank 1)
+      const waits = name === 'gather' || name === 'send and recv' ? comm.rank === 0 : true;
+      if (!turned && waits) throw new Error(`rank ${comm.rank}: the event loop stood still while its ${name} of ${4 * n} bytes waited for a late rank 1`);
+    }
+  },
+};
+
+/**
  * Failure scenarios: rank 1 misbehaves after a first barrier; every other rank enters an
  * all-reduce and must fail fast with an error naming rank 1. Survivors report their error
  * through `report` before rethrowing, so a test can check every rank's message.
@@ -341,6 +378,32 @@ export const failureCases: Record<string, (comm: Communicator, report: (message:
     await comm.barrier();
     await survive(comm, report, () => (comm.rank === 1 ? comm.broadcast(new Float32Array(8), 0) : comm.allreduce(new Float32Array(8))));
   },
+  // mpi only: rank 1 calls each other kind of collective in turn where the others all-reduce 8 floats. Its fingerprint check fails
+  // every rank before any data moves, so the group goes on to the next kind; every rank reports its messages, one a line
+  async everyKind(comm, report) {
+    await comm.barrier();
+    const said: string[] = [];
+    for (const call of Object.values(otherKinds)) {
+      try {
+        await (comm.rank === 1 ? call(comm) : comm.allreduce(new Float32Array(8)));
+        said.push('no error');
+      } catch (error) {
+        said.push((error as Error).message);
+      }
+    }
+    report(said.join('\n'));
+    throw new Error(said.join('\n'));
+  },
+};
+
+/** everyKind: what rank 1 calls, by how mismatch messages describe it, while the others call "allreduce of 8 floats (sum)". */
+export const otherKinds: Record<string, (comm: Communicator) => Promise<unknown>> = {
+  'barrier': (comm) => comm.barrier(),
+  'broadcast of 8 floats (root 0)': (comm) => comm.broadcast(new Float32Array(8), 0),
+  'allgather of 8 floats': (comm) => comm.allgather(new Float32Array(8), new Float32Array(8 * comm.size)),
+  'gather of 8 floats (root 2)': (comm) => comm.gather(new Float32Array(8), null, 2),
+  'allgatherShares of 8 floats': (comm) => comm.allgatherShares(new Float32Array(8)),
+  'reduceScatter of 8 floats (mean)': (comm) => comm.reduceScatter(new Float32Array(8), 'mean'),
 };
 
 /**
@@ -367,6 +430,7 @@ export function failureDescription(name: string): string {
   const described: Record<string, string> = {
     mismatch: 'calls the wrong collective', messageSizeMismatch: 'sends a message of the wrong size',
     allocatedVersusPrivate: 'passes a private buffer where peers pass shared ones', sendBlocked: 'sends to a full mailbox while its receiver waits elsewhere',
+    everyKind: 'calls each other kind of collective in turn where the others all-reduce',
   };
   return described[name] ?? (name in failureCases && name.endsWith('Mismatch') ? `calls a collective that differs in its ${name.slice(0, -'Mismatch'.length)} alone` : name);
 }

@@ -109,19 +109,23 @@ export class MpiCommunicator implements ProcessCommunicator {
     return new CommunicationError(`rank ${this.rank}: ${where} failed in MPI: ${this.mpi.errorText(code)}.`, 'MPI');
   }
 
-  /** The fingerprint check before collective `seq`: every rank called the same operation? */
-  private begin(operation: Operation, count: number, root: number): Promise<void> | null {
+  /**
+   * The fingerprint check before collective `seq`: every rank called the same operation? It waits
+   * for the slowest rank, so it runs where the operation of `bytes` will: a large one's on the
+   * progress thread, or a late peer would stop this rank's event loop in the check.
+   */
+  private begin(operation: Operation, count: number, root: number, bytes: number): Promise<void> | null {
     this.seq++;
     if (count > this.options.capacity) throw capacityExceeded(`mpi ${operation}`, count, this.options.capacity);
-    return this.checks && this.size > 1 ? this.check(operation, count, root) : null;
+    return this.checks && this.size > 1 ? this.check(operation, count, root, bytes) : null;
   }
 
-  private async check(operation: Operation, count: number, root: number): Promise<void> {
+  private async check(operation: Operation, count: number, root: number, bytes: number): Promise<void> {
     const code = operations.indexOf(operation);
     const seq = this.seq % 16777216;
     const f = this.fingerprint;
     f[0] = code; f[1] = -code; f[2] = count; f[3] = -count; f[4] = root; f[5] = -root; f[6] = seq; f[7] = -seq;
-    await this.exec(CHECK, f, null, 0, operation, 0);
+    await this.exec(CHECK, f, null, 0, operation, bytes);
     if (f[0] === -f[1] && f[2] === -f[3] && f[4] === -f[5] && f[6] === -f[7]) return;
     // someone differs: find out who, and say what each called
     this.descriptor.set([code, count, root, seq]);
@@ -161,16 +165,17 @@ export class MpiCommunicator implements ProcessCommunicator {
   }
 
   async allreduce(buffer: Float32Array, op: ReduceOp = 'sum'): Promise<void> {
-    const check = this.begin('allreduce', buffer.length, op === 'mean' ? -2 : -1);
+    const bytes = 4 * buffer.length;
+    const check = this.begin('allreduce', buffer.length, op === 'mean' ? -2 : -1, bytes);
     if (check) await check;
-    await this.exec(ALLREDUCE, buffer, null, 0, 'allreduce', 4 * buffer.length);
+    await this.exec(ALLREDUCE, buffer, null, 0, 'allreduce', bytes);
     if (op === 'mean') this.scale(buffer, 0, buffer.length);
     this.bytesSent += Math.round((8 * buffer.length * (this.size - 1)) / this.size);
   }
 
   async reduceScatter(buffer: Float32Array, op: ReduceOp = 'sum'): Promise<[number, number]> {
     const n = buffer.length;
-    const check = this.begin('reduceScatter', n, op === 'mean' ? -2 : -1);
+    const check = this.begin('reduceScatter', n, op === 'mean' ? -2 : -1, 4 * n);
     if (check) await check;
     const [start, end] = bufferShare(n, this.rank, this.size);
     await this.exec(REDUCE_SCATTER, buffer, this.sharesOf(n), 0, 'reduceScatter', 4 * n);
@@ -183,7 +188,7 @@ export class MpiCommunicator implements ProcessCommunicator {
 
   async allgatherShares(buffer: Float32Array): Promise<void> {
     const n = buffer.length;
-    const check = this.begin('allgatherShares', n, -1);
+    const check = this.begin('allgatherShares', n, -1, 4 * n);
     if (check) await check;
     await this.exec(ALLGATHER_SHARES, buffer, this.sharesOf(n), 0, 'allgatherShares', 4 * n);
     this.bytesSent += Math.round((4 * n * (this.size - 1)) / this.size);
@@ -192,7 +197,7 @@ export class MpiCommunicator implements ProcessCommunicator {
   async allgather(send: Float32Array, recv: Float32Array): Promise<void> {
     const n = send.length;
     if (recv.length !== n * this.size) throw receiveBufferSize(this.rank, 'allgather', n * this.size, recv.length);
-    const check = this.begin('allgather', n, -1);
+    const check = this.begin('allgather', n, -1, 4 * n * this.size);
     if (check) await check;
     await this.exec(ALLGATHER, send, recv, 0, 'allgather', 4 * n * this.size);
     this.bytesSent += 4 * n * (this.size - 1);
@@ -203,21 +208,21 @@ export class MpiCommunicator implements ProcessCommunicator {
     if (this.rank === root && (!recv || recv.length !== n * this.size)) {
       throw receiveBufferSize(this.rank, 'gather at the root', n * this.size, recv?.length ?? 'none');
     }
-    const check = this.begin('gather', n, root);
+    const check = this.begin('gather', n, root, 4 * n * this.size);
     if (check) await check;
     await this.exec(GATHER, send, this.rank === root ? recv : null, root, 'gather', 4 * n * this.size);
     if (this.rank !== root) this.bytesSent += 4 * n;
   }
 
   async broadcast(buffer: Float32Array, root: number): Promise<void> {
-    const check = this.begin('broadcast', buffer.length, root);
+    const check = this.begin('broadcast', buffer.length, root, 4 * buffer.length);
     if (check) await check;
     await this.exec(BROADCAST, buffer, null, root, 'broadcast', 4 * buffer.length);
     if (this.rank === root) this.bytesSent += 4 * buffer.length * (this.size - 1);
   }
 
   async barrier(): Promise<void> {
-    const check = this.begin('barrier', 0, -1);
+    const check = this.begin('barrier', 0, -1, 0);
     if (check) await check;
     await this.exec(BARRIER, null, null, 0, 'barrier', 0);
   }
