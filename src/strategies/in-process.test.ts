@@ -827,6 +827,12 @@ test('the strategies that split the model (fsdp: 2 and 3 ranks; tensor: 1 and 2 
           // GPipe holds every micro-batch before the first backward; 1F1B at most the stages from here to the last
           schedule === 'gpipe' ? microbatches : Math.min(microbatches, stages - s)]), what);
       for (const stage of run.reports.stages!) assert.ok(stage.computeSeconds > 0 && stage.idleSeconds >= 0, `${what}: ${JSON.stringify(stage)}`);
+      // with --recompute each stage reports its micro-batches' arenas, which are among what its rank holds
+      for (const stage of run.reports.stages!) {
+        // (whole bytes, at least a float of each sample of a micro-batch in flight)
+        if (run.recompute) assert.ok(Number.isInteger(stage.activationBytes) && stage.activationBytes! >= 4 * (BATCH / microbatches) && stage.activationBytes! <= run.reports.holds![stage.stage].activations, `${what}: ${JSON.stringify(stage)} and ${JSON.stringify(run.reports.holds![stage.stage])}`);
+        else assert.equal(stage.activationBytes, undefined, what);
+      }
     }
     if (run.tensorParallel) {
       // one split block (layers 2 and 4): an all-reduce of its partial outputs forward, and of its input's partial gradient backward;
