@@ -80,6 +80,15 @@ export function messageSizeMismatch(rank: number, expected: number, got: number,
   return new CommunicationError(`rank ${rank}: recv of ${expected} floats got a message of ${got} floats from rank ${from}; sender and receiver must agree on message sizes.`, 'MESSAGE_MISMATCH');
 }
 
+/**
+ * A root, destination or source that is no rank of the group (for send and recv, nor this rank
+ * itself): the caller's bug, refused before anything moves, on every backend alike.
+ */
+export function notAPeer(rank: number, size: number, what: 'broadcast root' | 'gather root' | 'send to' | 'recv from', peer: number): CommunicationError {
+  const p2p = what === 'send to' || what === 'recv from';
+  return new CommunicationError(`rank ${rank}: ${what} ${peer}: no such ${p2p ? 'peer' : 'rank'} in a group of ${size} (ranks 0 to ${size - 1}${p2p ? `, not ${rank} itself` : ''}).`, 'BAD_ARGUMENT');
+}
+
 /** allgather (everywhere) and gather (at the root) need recv of size × send floats. */
 export function receiveBufferSize(rank: number, operation: 'allgather' | 'gather at the root', expected: number, got: number | string): CommunicationError {
   return new CommunicationError(`rank ${rank}: ${operation} needs recv of ${expected} floats (size × send), got ${got}.`, 'BAD_ARGUMENT');

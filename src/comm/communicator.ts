@@ -2,6 +2,8 @@
 // called by every rank in the same order; each carries a sequence number and a fingerprint
 // (operation, element count, root) that backends check, so a mismatch is an error, not a hang.
 
+import { notAPeer } from '../errors.js';
+
 export type ReduceOp = 'sum' | 'mean';
 
 export interface Communicator {
@@ -41,6 +43,12 @@ export interface Communicator {
 /** A communicator of a process that is one rank of a job (tcp, mpi): it holds sockets or MPI, so it is closed. */
 export interface ProcessCommunicator extends Communicator {
   close(): void | Promise<void>;
+}
+
+/** Throws unless `peer` is a rank of the group (for send and recv, another than `rank`; recv's −1, any rank, is checked by the caller). */
+export function checkPeer(rank: number, size: number, what: 'broadcast root' | 'gather root' | 'send to' | 'recv from', peer: number): void {
+  const p2p = what === 'send to' || what === 'recv from';
+  if (!Number.isInteger(peer) || peer < 0 || peer >= size || (p2p && peer === rank)) throw notAPeer(rank, size, what, peer);
 }
 
 /** Rank `rank`'s share of n elements split among `size` ranks, as [start, end): reduceScatter's partition on every backend. */

@@ -255,6 +255,16 @@ export const conformanceCases: Record<string, (comm: Communicator) => Promise<vo
       await refused('gather at the root without a buffer', `rank 0: gather at the root needs recv of ${3 * P} floats (size × send), got none.`, () => comm.gather(new Float32Array(3), null, 0));
       await refused('gather at the root into a long buffer', `rank 0: gather at the root needs recv of ${3 * P} floats (size × send), got ${3 * P + 1}.`, () => comm.gather(new Float32Array(3), new Float32Array(3 * P + 1), 0));
     }
+    // a root, destination or source that is no rank of the group (or, for send and recv, this rank itself), every rank alike
+    const none = (what: string, peer: number, p2p: boolean) => `rank ${comm.rank}: ${what} ${peer}: no such ${p2p ? 'peer' : 'rank'} in a group of ${P} (ranks 0 to ${P - 1}${p2p ? `, not ${comm.rank} itself` : ''}).`;
+    for (const root of [P, -1, 0.5]) {
+      await refused(`broadcast from root ${root}`, none('broadcast root', root, false), () => comm.broadcast(new Float32Array(3), root));
+      await refused(`gather at root ${root}`, none('gather root', root, false), () => comm.gather(new Float32Array(3), new Float32Array(3 * P), root));
+    }
+    for (const peer of [P, -2, comm.rank]) {
+      await refused(`send to ${peer}`, none('send to', peer, true), () => comm.send(new Float32Array(3), peer));
+      await refused(`recv from ${peer}`, none('recv from', peer, true), () => comm.recv(new Float32Array(3), peer));
+    }
     const buffer = Float32Array.from({ length: 5 }, (_, i) => value(comm.rank, i));
     await comm.allreduce(buffer);
     expectEqual(comm, 'allreduce after refusals', buffer, (i) => sumOver(P, i));

@@ -10,7 +10,7 @@
 // groups reduce after it).
 
 import { ConvergeError } from '../errors.js';
-import { bufferShare, type Communicator, type ReduceOp } from './communicator.js';
+import { bufferShare, checkPeer, type Communicator, type ReduceOp } from './communicator.js';
 
 /**
  * The group of ranks that passed the same colour (a non-negative integer), ordered by key. A
@@ -126,6 +126,7 @@ export class GroupCommunicator implements Communicator {
 
   async gather(send: Float32Array, recv: Float32Array | null, root: number): Promise<void> {
     const n = send.length;
+    checkPeer(this.rank, this.size, 'gather root', root);
     if (this.rank !== root) return this.sendTo(send, root);
     if (!recv || recv.length < n * this.size) throw new ConvergeError(`rank ${this.rank} of a group of ${this.size}: gather needs a receive buffer of ${n * this.size} floats at the root.`, 'BAD_ARGUMENT');
     recv.set(send, root * n);
@@ -133,6 +134,7 @@ export class GroupCommunicator implements Communicator {
   }
 
   async broadcast(buffer: Float32Array, root: number): Promise<void> {
+    checkPeer(this.rank, this.size, 'broadcast root', root);
     if (this.rank !== root) return this.recvFrom(buffer, root);
     for (let r = 0; r < this.size; r++) if (r !== root) await this.sendTo(buffer, r);
   }
@@ -142,12 +144,13 @@ export class GroupCommunicator implements Communicator {
   }
 
   send(buffer: Float32Array, dest: number): Promise<void> {
-    if (!Number.isInteger(dest) || dest < 0 || dest >= this.size || dest === this.rank) throw new ConvergeError(`rank ${this.rank} of a group of ${this.size}: send to ${dest}: no such peer in the group.`, 'BAD_ARGUMENT');
+    checkPeer(this.rank, this.size, 'send to', dest);
     return this.sendTo(buffer, dest);
   }
 
   async recv(buffer: Float32Array, source = -1): Promise<number> {
     if (source !== -1) {
+      checkPeer(this.rank, this.size, 'recv from', source);
       await this.recvFrom(buffer, source);
       return source;
     }

@@ -12,7 +12,7 @@ import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { CommunicationError, ConvergeError, capacityExceeded, collectiveMismatch, messageSizeMismatch, receiveBufferSize } from '../errors.js';
 import { kernel } from '../kernels/registry.js';
-import { bufferShare, describeCollective, operations, type Operation, type ProcessCommunicator, type ReduceOp } from './communicator.js';
+import { bufferShare, checkPeer, describeCollective, operations, type Operation, type ProcessCommunicator, type ReduceOp } from './communicator.js';
 
 const bindingPath = new URL('../../native/mpi/build/Release/converge_mpi.node', import.meta.url).pathname;
 
@@ -205,6 +205,7 @@ export class MpiCommunicator implements ProcessCommunicator {
 
   async gather(send: Float32Array, recv: Float32Array | null, root: number): Promise<void> {
     const n = send.length;
+    checkPeer(this.rank, this.size, 'gather root', root);
     if (this.rank === root && (!recv || recv.length !== n * this.size)) {
       throw receiveBufferSize(this.rank, 'gather at the root', n * this.size, recv?.length ?? 'none');
     }
@@ -215,6 +216,7 @@ export class MpiCommunicator implements ProcessCommunicator {
   }
 
   async broadcast(buffer: Float32Array, root: number): Promise<void> {
+    checkPeer(this.rank, this.size, 'broadcast root', root);
     const check = this.begin('broadcast', buffer.length, root, 4 * buffer.length);
     if (check) await check;
     await this.exec(BROADCAST, buffer, null, root, 'broadcast', 4 * buffer.length);
@@ -228,11 +230,13 @@ export class MpiCommunicator implements ProcessCommunicator {
   }
 
   async send(buffer: Float32Array, dest: number): Promise<void> {
+    checkPeer(this.rank, this.size, 'send to', dest);
     await this.exec(SEND, buffer, null, dest, `send to rank ${dest} (after operation #${this.seq})`, 4 * buffer.length);
     this.bytesSent += 4 * buffer.length;
   }
 
   async recv(buffer: Float32Array, source = -1): Promise<number> {
+    if (source !== -1) checkPeer(this.rank, this.size, 'recv from', source);
     const what = `recv from ${source < 0 ? 'any rank' : `rank ${source}`} (after operation #${this.seq})`;
     const code = await this.exec(RECV, buffer, null, source, what, 4 * buffer.length);
     if (code === -1) {

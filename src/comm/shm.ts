@@ -11,7 +11,7 @@ import { availableParallelism } from 'node:os';
 import { capacityExceeded, collectiveMismatch, commTimeout, CommunicationError, messageSizeMismatch, peerFailed, receiveBufferSize } from '../errors.js';
 import { kernel } from '../kernels/registry.js';
 import type { KernelSet } from '../kernels/types.js';
-import { bufferShare, describeCollective, operations, type Communicator, type Operation, type ReduceOp } from './communicator.js';
+import { bufferShare, checkPeer, describeCollective, operations, type Communicator, type Operation, type ReduceOp } from './communicator.js';
 
 // control words
 const COUNT = 0; // ranks arrived at the current barrier
@@ -250,9 +250,10 @@ export class ShmCommunicator implements Communicator {
     return { state: 2 * box, data: box * this.handle.mailCapacity };
   }
 
-  private checkPointToPoint(operation: string, peer: number, n: number): void {
+  private checkPointToPoint(operation: 'send' | 'recv', peer: number, n: number): void {
     if (this.handle.mailCapacity === 0) throw new CommunicationError(`rank ${this.rank}: ${operation} needs a group made with point-to-point mailboxes (createShmHandle's mailCapacity).`, 'NO_MAILBOXES');
-    if (!Number.isInteger(peer) || peer < 0 || peer >= this.size || peer === this.rank) throw new CommunicationError(`rank ${this.rank}: ${operation} to/from rank ${peer}: no such peer in a group of ${this.size}.`, 'BAD_ARGUMENT');
+    // (a receive from any rank, −1, needs a peer: a group of one has none)
+    if (operation === 'send' || peer !== -1 || this.size === 1) checkPeer(this.rank, this.size, operation === 'send' ? 'send to' : 'recv from', peer);
     if (n + 1 > this.handle.mailCapacity) throw capacityExceeded(`shm ${operation}`, n, this.handle.mailCapacity - 1);
   }
 
@@ -283,8 +284,7 @@ export class ShmCommunicator implements Communicator {
   /** Receives one message into `buffer` from `source`, or from any peer when source is −1; returns the sender. */
   async recv(buffer: Float32Array, source = -1): Promise<number> {
     const n = buffer.length;
-    if (source !== -1) this.checkPointToPoint('recv', source, n);
-    else this.checkPointToPoint('recv', this.rank === 0 ? 1 % this.size : 0, n);
+    this.checkPointToPoint('recv', source, n);
     const control = this.mailControl;
     const operation = source === -1 ? 'recv from any rank' : `recv from rank ${source}`;
     Atomics.store(this.control, STATUS + 2 * this.rank, operations.indexOf('recv'));
@@ -460,6 +460,7 @@ export class ShmCommunicator implements Communicator {
 
   async gather(send: Float32Array, recv: Float32Array | null, root: number): Promise<void> {
     const n = send.length;
+    checkPeer(this.rank, this.size, 'gather root', root);
     if (this.rank === root && (!recv || recv.length !== n * this.size)) {
       throw receiveBufferSize(this.rank, 'gather at the root', n * this.size, recv?.length ?? 'none');
     }
@@ -485,6 +486,7 @@ export class ShmCommunicator implements Communicator {
 
   async broadcast(buffer: Float32Array, root: number): Promise<void> {
     const n = buffer.length;
+    checkPeer(this.rank, this.size, 'broadcast root', root);
     const offset = this.regionOffset(buffer);
     const set = this.begin('broadcast', n, root, offset);
     const inPlace = offset >= 0;

@@ -9,7 +9,7 @@
 
 import { CommunicationError, capacityExceeded, collectiveMismatch, commTimeout, messageSizeMismatch, peerFailed, receiveBufferSize } from '../errors.js';
 import { kernel } from '../kernels/registry.js';
-import { bufferShare, describeCollective, operations, type Communicator, type Operation, type ReduceOp } from './communicator.js';
+import { bufferShare, checkPeer, describeCollective, operations, type Communicator, type Operation, type ReduceOp } from './communicator.js';
 import type { Server } from 'node:net';
 import type { Link } from './tcp-link.js';
 
@@ -386,6 +386,7 @@ export class TcpCommunicator implements Communicator {
 
   async gather(send: Float32Array, recv: Float32Array | null, root: number): Promise<void> {
     const n = send.length;
+    checkPeer(this.rank, this.size, 'gather root', root);
     if (this.rank === root && (!recv || recv.length !== n * this.size)) {
       throw receiveBufferSize(this.rank, 'gather at the root', n * this.size, recv?.length ?? 'none');
     }
@@ -402,6 +403,7 @@ export class TcpCommunicator implements Communicator {
 
   async broadcast(buffer: Float32Array, root: number): Promise<void> {
     const n = buffer.length;
+    checkPeer(this.rank, this.size, 'broadcast root', root);
     const seq = this.begin('broadcast', n);
     const operation = operations.indexOf('broadcast');
     if (this.rank === root) {
@@ -430,6 +432,7 @@ export class TcpCommunicator implements Communicator {
   }
 
   async send(buffer: Float32Array, dest: number): Promise<void> {
+    checkPeer(this.rank, this.size, 'send to', dest);
     this.check('send', buffer.length);
     this.operation = 'send';
     const number = this.p2pSent[dest]++;
@@ -438,6 +441,7 @@ export class TcpCommunicator implements Communicator {
   }
 
   async recv(buffer: Float32Array, source = -1): Promise<number> {
+    if (source !== -1) checkPeer(this.rank, this.size, 'recv from', source);
     this.check('recv', buffer.length);
     this.operation = 'recv';
     const started = Date.now();
