@@ -14,6 +14,7 @@ import { tcpGroup } from '../comm/tcp-group.test.fixture.js';
 import { parseCompress } from '../compress/parse.js';
 import type { Batcher } from '../data/batches.js';
 import { createModel, type Batch } from '../models/index.js';
+import { layerChainOf } from '../models/stage.js';
 import { defaultOptimizer, Optimizer, type OptimizerConfig } from '../optim/optimizers.js';
 import { INT8_BLOCK, type ParamPrecision } from '../tensor/precision.js';
 import { restoreOptimizer } from '../train/hook-state.js';
@@ -784,6 +785,9 @@ test('the strategies that split the model (fsdp: 2 and 3 ranks; tensor: 1 and 2 
         const again = run.recompute ? LAYER_PARAMS[0] + LAYER_PARAMS[2] : 0;
         assert.equal(sent, run.steps * 4 * (run.ranks - 1) * (3 * size + again + 4), `${what}: bytes sent`);
       }
+      // 2 stages cut after layer 2 (16 → 5, ReLU): stage 0 sends each micro-batch's activations forward, stage 1 its gradient back,
+      // BATCH samples of 5 floats a step either way, and each all-reduces the step's 2 scalars (8 bytes a rank on a ring of 2)
+      if (run.pipeline?.stages === 2 && run.ranks === 2 && run.pipeline.cuts?.[0] === 2) for (const [r, rank] of ranks.entries()) assert.equal(rank.bytesSent(), run.steps * (BATCH * 5 * 4 + 8), `${what}: rank ${r}'s bytes sent`);
       // each rank holds a part of the model between steps, not all of it
       for (const [r, rank] of ranks.entries()) assert.ok(rank.params.length < size, `${what}: rank ${r} holds ${rank.params.length} of ${size} parameters`);
       // and says so: its part (fsdp: its shards, and the largest layer whole while it computes), as much gradient, one velocity per parameter it updates
@@ -793,6 +797,8 @@ test('the strategies that split the model (fsdp: 2 and 3 ranks; tensor: 1 and 2 
         const part = rank.params.length + (run.strategy === fsdp ? Math.max(...LAYER_PARAMS) : 0);
         assert.deepEqual([held.parameters, held.gradients, held.optimizer], [4 * part, 4 * part, 4 * rank.params.length], `${what}: rank ${r} holds ${JSON.stringify(held)}`);
         assert.ok(held.activations > 0, `${what}: rank ${r}'s activations`);
+        // fsdp without a schedule: the model's stored activations, and two buffers for the gradient between layers, each as wide as the widest hidden layer (8 samples × 6 floats)
+        if (run.strategy === fsdp && !run.recompute) assert.equal(held.activations, layerChainOf(model).activations.storeAllBytes + 2 * 8 * 6 * 4, `${what}: rank ${r}'s activations`);
       }
       // fsdp and tensor plan one schedule for every rank; rank 0 reports it, and holds its arena
       if (run.recompute && run.strategy !== pipeline) {
