@@ -76,10 +76,10 @@ export const modules = {
   },
   // the Open MPI backend's TypeScript side: the conformance suite under mpirun, every case in one job on 2 and 3 processes, and the
   // failures a rank names itself (it throws, calls the wrong collective, sends a message of the wrong size; not a rank that dies or
-  // stalls, which mpirun names, nor the jobs per case: 40 s a run)
+  // stalls, which mpirun names, nor the jobs per case: 40 s a run); and the layer against a stand-in binding (mpi-layer.test)
   mpi: {
     mutate: ['src/comm/mpi.ts'],
-    tests: ['--test-name-pattern="every case in one job|failure handling: a rank that (throws|calls|sends)"', 'dist/comm/mpi.test.js'],
+    tests: ['--test-name-pattern="every case in one job|failure handling: a rank that (throws|calls|sends)|mpi layer"', 'dist/comm/mpi.test.js', 'dist/comm/mpi-layer.test.js'],
   },
   // the shared-memory backend: the conformance suite on 1–4 threads (every collective against its closed form, messages past the
   // capacity's segments) and its failure cases (a rank that throws, dies, stalls or calls the wrong collective ends every rank fast)
