@@ -80,12 +80,17 @@ export function messageSizeMismatch(rank: number, expected: number, got: number,
   return new CommunicationError(`rank ${rank}: recv of ${expected} floats got a message of ${got} floats from rank ${from}; sender and receiver must agree on message sizes.`, 'MESSAGE_MISMATCH');
 }
 
+/** A destination or source (not a root): it may not be the rank itself. */
+export const isPointToPoint = (what: PeerRole) => what === 'send to' || what === 'recv from';
+
 /**
  * A root, destination or source that is no rank of the group (for send and recv, nor this rank
  * itself): the caller's bug, refused before anything moves, on every backend alike.
  */
-export function notAPeer(rank: number, size: number, what: 'broadcast root' | 'gather root' | 'send to' | 'recv from', peer: number): CommunicationError {
-  const p2p = what === 'send to' || what === 'recv from';
+export type PeerRole = 'broadcast root' | 'gather root' | 'send to' | 'recv from';
+
+export function notAPeer(rank: number, size: number, what: PeerRole, peer: number): CommunicationError {
+  const p2p = isPointToPoint(what);
   return new CommunicationError(`rank ${rank}: ${what} ${peer}: no such ${p2p ? 'peer' : 'rank'} in a group of ${size} (ranks 0 to ${size - 1}${p2p ? `, not ${rank} itself` : ''}).`, 'BAD_ARGUMENT');
 }
 

@@ -2,7 +2,7 @@
 // called by every rank in the same order; each carries a sequence number and a fingerprint
 // (operation, element count, root) that backends check, so a mismatch is an error, not a hang.
 
-import { notAPeer } from '../errors.js';
+import { isPointToPoint, notAPeer, type PeerRole } from '../errors.js';
 
 export type ReduceOp = 'sum' | 'mean';
 
@@ -46,9 +46,8 @@ export interface ProcessCommunicator extends Communicator {
 }
 
 /** Throws unless `peer` is a rank of the group (for send and recv, another than `rank`; recv's −1, any rank, is checked by the caller). */
-export function checkPeer(rank: number, size: number, what: 'broadcast root' | 'gather root' | 'send to' | 'recv from', peer: number): void {
-  const p2p = what === 'send to' || what === 'recv from';
-  if (!Number.isInteger(peer) || peer < 0 || peer >= size || (p2p && peer === rank)) throw notAPeer(rank, size, what, peer);
+export function checkPeer(rank: number, size: number, what: PeerRole, peer: number): void {
+  if (!Number.isInteger(peer) || peer < 0 || peer >= size || (isPointToPoint(what) && peer === rank)) throw notAPeer(rank, size, what, peer);
 }
 
 /** Rank `rank`'s share of n elements split among `size` ranks, as [start, end): reduceScatter's partition on every backend. */
