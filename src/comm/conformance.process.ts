@@ -2,11 +2,10 @@
 // tcp.test.ts): `node conformance.process.js BACKEND CASE [failure]` (CASE `all`: every
 // conformance case and every process case in turn, on one communicator). Prints one JSON line: {ok} or {error}, then
 // exits 0 or 1.
-import { capacityFor, conformanceCases, failureCases, processCases } from './conformance.js';
+import { capacityFor, failureCases, processBackendCases as cases } from './conformance.js';
 import { createProcessCommunicator } from '../launch/communicator.js';
 
 const [backend, name, mode] = process.argv.slice(2);
-const cases = { ...conformanceCases, ...processCases };
 const names = name === 'all' ? Object.keys(cases) : [name];
 const comm = await createProcessCommunicator(backend, { capacity: Math.max(...names.map(capacityFor)), timeoutMs: Number(process.env.CONVERGE_TEST_TIMEOUT_MS ?? 20_000) });
 let reported = '';

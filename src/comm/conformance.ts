@@ -342,6 +342,9 @@ export const processCases: Record<string, (comm: Communicator) => Promise<void>>
   },
 };
 
+/** Every case a process backend (tcp, mpi) must pass: the conformance suite and the process cases. */
+export const processBackendCases = { ...conformanceCases, ...processCases };
+
 /**
  * Failure scenarios: rank 1 misbehaves after a first barrier; every other rank enters an
  * all-reduce and must fail fast with an error naming rank 1. Survivors report their error
