@@ -29,6 +29,7 @@ import type { RecomputeSpec } from '../models/checkpointing.js';
 import type { ActivationReport } from '../models/recompute.js';
 import { EVAL_BATCH, type MemoryParts, type StepInput, type StepOutcome, type Strategy, type StrategyRank } from './strategy.js';
 import { tensorParallel, type TensorParallelReport } from './tensor.js';
+import { assertClose, momentum, sgdStep } from './sgd.test.fixture.js';
 
 const spec = { inputShape: [1, 4, 4], classes: 3, hidden: [5, 6, 4], maxBatch: 8 };
 const model = createModel('mlp', spec);
@@ -93,7 +94,6 @@ interface Run {
 }
 
 const sgd: OptimizerConfig = { ...defaultOptimizer, name: 'sgd' };
-const momentum: OptimizerConfig = { ...defaultOptimizer, name: 'momentum', momentum: 0.9, weightDecay: 0.01 };
 /** The learning rate of a run's i-th step: it changes every step, so that a rate applied to another step shows. */
 const rate = (i: number) => 0.1 * (1 + i / 8);
 
@@ -195,16 +195,6 @@ function input(i: number, run: Run, worker: number, rank: number): StepInput {
   };
 }
 
-/** SGD with momentum and weight decay as PyTorch writes it: v ← μ·v + g + λ·p; p ← p − lr·v (plain SGD without μ). */
-function sgdStep(params: Float32Array, grad: Float32Array, velocity: Float32Array, lr: number, config: OptimizerConfig): void {
-  const mu = config.name === 'momentum' ? config.momentum : 0;
-  for (let i = 0; i < params.length; i++) {
-    const g = grad[i] + config.weightDecay * params[i];
-    velocity[i] = mu * velocity[i] + g;
-    params[i] -= lr * (mu ? velocity[i] : g);
-  }
-}
-
 /** Each worker's gradient and loss at `params` on its minibatch of the step. */
 function gradients(params: Float32Array, step: number, workers: number): { grads: Float32Array[]; losses: number[] } {
   const grads = Array.from({ length: workers }, () => new Float32Array(size));
@@ -219,13 +209,6 @@ const isBf16 = (x: number) => ((float[0] = x), (bits[0] & 0xffff) === 0);
 const truncatedToBf16 = (x: number) => ((float[0] = x), (bits[0] &= 0xffff0000), float[0]);
 
 const mean = (arrays: Float32Array[]) => arrays[0].map((_, i) => arrays.reduce((sum, a) => sum + a[i], 0) / arrays.length);
-
-function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tolerance: number, what: string): void {
-  assert.equal(actual.length, expected.length, what);
-  for (let i = 0; i < expected.length; i++) {
-    if (!(Math.abs(actual[i] - expected[i]) <= tolerance)) assert.fail(`${what}: element ${i} is ${actual[i]}, expected ${expected[i]}`);
-  }
-}
 
 /** Synchronous SGD by hand: the mean gradient of every worker's minibatch, one update a step; the losses' means. From `start`, or from where another run ended. */
 function synchronousByHand(workers: number, steps: number, config: OptimizerConfig, from?: { params: Float32Array; velocity: Float32Array }) {
