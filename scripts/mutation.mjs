@@ -51,8 +51,12 @@ export const modules = {
   strategies: { mutate: ['src/strategies/{allreduce,ps,local-sgd,async-ps,precision,exchange}.ts'], tests: ['dist/strategies/in-process.test.js'] },
   // the strategies that split the model: sharded parameters (fsdp), tensor parallelism, pipelines (every rank in one process over
   // tcp, each step's loss, the parameters and velocity rank 0 gathers against SGD written out, the test split scored sample by sample,
-  // a resume, a stop; not the threaded runs bit-equal to all-reduce, 45 s a run, nor --recompute's passes)
-  'model-parallel': { mutate: ['src/strategies/{fsdp,tensor,pipeline}.ts'], tests: ['--test-name-pattern="split the model|pipeline stages\' costs"', 'dist/strategies/in-process.test.js', 'dist/strategies/pipeline.test.js'] },
+  // a resume, a stop; a pipeline of a regression model with batch norm and dropout against the whole model run serially; not the threaded
+  // runs bit-equal to all-reduce, 45 s a run, nor --recompute's passes)
+  'model-parallel': {
+    mutate: ['src/strategies/{fsdp,tensor,pipeline}.ts'],
+    tests: ['--test-name-pattern="split the model|pipeline stages\' costs|a regression model with batch norm"', 'dist/strategies/in-process.test.js', 'dist/strategies/pipeline.test.js', 'dist/strategies/pipeline-regression.test.js'],
+  },
   // the tcp record layer: session keys, sealing and opening, its counters (the record tests judge it: any chunking, replays,
   // reorderings, drops, the other direction's key, a changed length; not the relay tests between processes, 10 s a run)
   seal: { mutate: ['src/comm/tcp-seal.ts'], tests: ['dist/comm/tcp-seal.test.js'] },
