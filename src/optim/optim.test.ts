@@ -85,6 +85,9 @@ test('each optimiser keeps only the state it uses (what a checkpoint saves)', ()
   const stateOf = (name: OptimizerConfig['name']) => Object.keys(new Optimizer({ ...defaultOptimizer, name }, 4).state).sort();
   assert.deepEqual([stateOf('sgd'), stateOf('momentum'), stateOf('nesterov'), stateOf('adam')], [[], ['velocity'], ['velocity'], ['m', 'v']]);
   assert.deepEqual(stateOf(defaultOptimizer.name), ['velocity'], 'the default is SGD with momentum');
+  // and counts it for --memory-limit: 4 bytes a float, per parameter of its range (7 here)
+  const bytesOf = (name: OptimizerConfig['name']) => new Optimizer({ ...defaultOptimizer, name }, 7).stateBytes;
+  assert.deepEqual([bytesOf('sgd'), bytesOf('momentum'), bytesOf('nesterov'), bytesOf('adam')], [0, 28, 28, 56]);
 });
 
 test('an unknown schedule is refused by name', () => {
