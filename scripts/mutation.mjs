@@ -5,8 +5,11 @@
 // that command: the whole suite per mutant would take days on 2 cores). Writes
 // reports/mutation/MODULE.json (the mutation-testing-report schema, survivors included) and
 // prints each module's score. Not part of `npm test`: it takes minutes to an hour per module.
+//   npm run test:mutation -- --again [module ...]
+// reruns only the survivors of each module's last report and the code changed since (mutation-again.mjs), and writes the report whole.
 import { Stryker } from '@stryker-mutator/core';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { merge, plan } from './mutation-again.mjs';
 
 /** Sources mutated, and the tests that judge them (compiled, run by node --test). */
 export const modules = {
@@ -92,14 +95,26 @@ export const modules = {
   groups: { mutate: ['src/comm/group.ts'], tests: ['--test-name-pattern=subgroups', 'dist/comm/shm.test.js', 'dist/comm/group.test.js'] },
 };
 
+const again = process.argv.includes('--again');
 const chosen = process.argv.slice(2).filter((a) => !a.startsWith('-'));
 const names = chosen.length > 0 ? chosen : Object.keys(modules);
 for (const name of names) if (!modules[name]) throw new Error(`unknown module ${name}; modules: ${Object.keys(modules).join(', ')}`);
 mkdirSync('reports/mutation', { recursive: true });
 const scores = {};
 for (const name of names) {
-  const { mutate, tests } = modules[name];
-  const stryker = new Stryker({
+  const { tests } = modules[name];
+  let { mutate } = modules[name];
+  const reportFile = `reports/mutation/${name}.json`;
+  let previous = null;
+  let rerun = null;
+  if (again) {
+    if (!existsSync(reportFile)) throw new Error(`--again ${name}: no last report ${reportFile}; run the module whole first`);
+    previous = JSON.parse(readFileSync(reportFile, 'utf8'));
+    rerun = plan(previous);
+    mutate = rerun.mutate;
+    console.log(`${name}: ${rerun.keptCount} killed mutants kept, ${rerun.reopened} survivors and the changed code run again (${mutate.length} line ranges)`);
+  }
+  const results = mutate.length === 0 ? [] : await new Stryker({
     testRunner: 'command',
     commandRunner: { command: `node --test --test-concurrency=1 ${tests.join(' ')}` },
     // the sandbox sits two folders down (.stryker-tmp/sandbox-…): the compiler is the project's own
@@ -108,18 +123,23 @@ for (const name of names) {
     coverageAnalysis: 'off',
     concurrency: 2,
     reporters: ['clear-text', 'json', 'progress'],
-    jsonReporter: { fileName: `reports/mutation/${name}.json` },
+    jsonReporter: { fileName: again ? `reports/mutation/${name}.again.json` : reportFile },
     tempDirName: '.stryker-tmp',
     ignorePatterns: ['dist', 'runs', 'examples/dist', 'bench/results', 'reports', '.stryker-tmp'],
     timeoutMS: 10_000, // beyond 1.5× the unmutated run: a mutant that loops forever costs this much
     cleanTempDir: true,
-  });
-  const results = await stryker.runMutationTest();
-  const count = (...statuses) => results.filter((m) => statuses.includes(m.status)).length;
+  }).runMutationTest();
+  let statuses = results.map((m) => m.status);
+  if (again) {
+    const merged = merge(mutate.length === 0 ? null : JSON.parse(readFileSync(`reports/mutation/${name}.again.json`, 'utf8')), rerun.kept, rerun.sources, previous);
+    writeFileSync(reportFile, JSON.stringify(merged));
+    statuses = Object.values(merged.files).flatMap((file) => file.mutants.map((m) => m.status));
+  }
+  const count = (...wanted) => statuses.filter((status) => wanted.includes(status)).length;
   const killed = count('Killed', 'Timeout');
   const survived = count('Survived', 'NoCoverage');
   const invalid = count('CompileError', 'RuntimeError');
-  scores[name] = { mutants: results.length, killed, survived, invalid, score: +(100 * killed / Math.max(1, killed + survived)).toFixed(1) };
+  scores[name] = { mutants: statuses.length, killed, survived, invalid, score: +(100 * killed / Math.max(1, killed + survived)).toFixed(1) };
   console.log(`${name}: ${scores[name].score}% of ${killed + survived} valid mutants killed (${survived} survived, ${invalid} did not compile or run)`);
 }
 writeFileSync('reports/mutation/scores.json', JSON.stringify(scores, null, 2) + '\n');
