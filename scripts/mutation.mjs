@@ -11,6 +11,8 @@ import { Stryker } from '@stryker-mutator/core';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { merge, plan } from './mutation-again.mjs';
 
+const tcpTests = ['--test-name-pattern="^(tcp in one process|tcp \\((none|encrypt|integrity)\\): |tcp: (a rank without|once the group|idle strangers))"', 'dist/comm/tcp-in-process.test.js', 'dist/comm/tcp.test.js'];
+
 /** Sources mutated, and the tests that judge them (compiled, run by node --test). */
 export const modules = {
   optim: { mutate: ['src/optim/optimizers.ts', 'src/optim/schedules.ts'], tests: ['dist/optim/optim.test.js', 'dist/train/updates.test.js'] },
@@ -74,13 +76,12 @@ export const modules = {
     mutate: ['src/train/loop.ts'],
     tests: ['--test-name-pattern="P workers with batch b|parameter server with one worker|interrupted run resumed|resumes on another number|JSONL log|eval-every|--target|--global-batch|where a step.s time went|learning-rate schedules|a loss that is not finite|buffers|checkpoint|an epoch reports|per-step breakdown|pipelines side by side|fsdp on threads ends bit-equal"', 'dist/train/*.test.js', 'dist/launch/threads.test.js', 'dist/launch/pipeline.test.js', 'dist/launch/fsdp.test.js'],
   },
-  // the tcp backend: framing, links, rendezvous, the ring collectives (the conformance suite with every rank in this process, 2 and 3
-  // ranks in each transport-security mode; failures in-process; garbage frames, forged records, altered bytes and strangers; not the
-  // ranks in their own processes, a minute a run)
-  tcp: {
-    mutate: ['src/comm/{tcp,tcp-link,tcp-rendezvous,tcp-wire}.ts'],
-    tests: ['--test-name-pattern="^(tcp in one process|tcp \\((none|encrypt|integrity)\\): |tcp: (a rank without|once the group|idle strangers))"', 'dist/comm/tcp-in-process.test.js', 'dist/comm/tcp.test.js'],
-  },
+  // the tcp backend, in two modules of about an hour each (a module's report is written only at its end): its collectives (the ring,
+  // the segments, the fingerprints, failures) and its transport (frames, links, the rendezvous). The tests are the same: the conformance
+  // suite with every rank in this process, 2 and 3 ranks in each transport-security mode; failures in-process; garbage frames, forged
+  // records, altered bytes and strangers; not the ranks in their own processes, a minute a run
+  tcp: { mutate: ['src/comm/tcp.ts'], tests: tcpTests },
+  'tcp-transport': { mutate: ['src/comm/{tcp-link,tcp-rendezvous,tcp-wire}.ts'], tests: tcpTests },
   // the Open MPI backend's TypeScript side: the conformance suite under mpirun, every case in one job on 2 and 3 processes, and the
   // failures a rank names itself (it throws, calls the wrong collective, sends a message of the wrong size; not a rank that dies or
   // stalls, which mpirun names, nor the jobs per case: 40 s a run); and the layer against a stand-in binding (mpi-layer.test)
