@@ -116,8 +116,9 @@ async function drive<T>(workers: number, steps: number, resume: { params: Float3
       each(i, outcomes.map((outcome) => outcome.loss!));
     }
     const result = await finish(ranks);
+    const before = comms.map((comm) => comm.bytesSent);
     const snapshots = await Promise.all(ranks.map((rank) => rank.snapshot()));
-    return { ranks, snapshots, result };
+    return { ranks, snapshots, result, snapshotBytes: comms.map((comm, r) => comm.bytesSent - before[r]) };
   } finally {
     await Promise.all(comms.map((comm) => comm.close()));
   }
@@ -163,12 +164,23 @@ test('a pipeline of a regression model with batch norm and dropout (2 pipelines 
   assertClose(buffers, expected.models[0].buffers!, 1e-6, 'the running statistics rank 0 gathers');
   assert.ok(buffers.some((v, i) => Math.abs(v - expected.models[1].buffers![i]) > 1e-3), 'the second pipeline\'s running statistics differ (else the test could not tell them apart)');
   for (const other of run.snapshots.slice(1)) assert.equal(other, null, 'only rank 0 saves');
+  // what a snapshot sends: the first pipeline's last stage its parameters, velocity and running statistics (6 + 2·5 + 5 + 2 + 2·5 floats), and
+  // every rank but 0 its report (5 floats); the second pipeline, whose state is the first's, nothing more
+  assert.deepEqual(run.snapshotBytes.slice(1), [4 * (2 * (6 * 5 + 5 + 2 * 5 + 5 * 2 + 2) + 2 * 5 + 5), 4 * 5, 4 * 5], 'bytes each rank sends in a snapshot');
   // the test split: every rank's figures those of the whole model with the first pipeline's statistics (as the loop makes every replica's before it evaluates)
   const scored = scoredByHand(expected.params, expected.models[0].buffers!);
   for (const [r, figures] of run.result.entries()) {
     assert.ok(Math.abs(figures.loss - scored.loss) < 1e-5 && Math.abs(figures.rmse - scored.rmse) < 1e-5, `rank ${r}'s test figures ${JSON.stringify(figures)}, by hand ${JSON.stringify(scored)}`);
     assert.ok(Number.isNaN(figures.accuracy), 'a regression has no accuracy');
   }
+  // one pipeline: its statistics its own, nothing to agree on
+  const alone = byHand(1, 3);
+  const single = await drive(1, 3, null, (i, losses) => {
+    for (const loss of losses) assert.ok(Math.abs(loss - alone.losses[i]) < 1e-6, `one pipeline's loss at step ${i}: ${loss}, by hand ${alone.losses[i]}`);
+  }, (ranks) => Promise.all(ranks.map((rank) => rank.evaluate!(testSet, TEST_COUNT))));
+  assertClose(single.snapshots[0]!.optimizerState[MODEL_BUFFERS], alone.models[0].buffers!, 1e-6, 'one pipeline\'s running statistics');
+  const scoredAlone = scoredByHand(alone.params, alone.models[0].buffers!);
+  for (const figures of single.result) assert.ok(Math.abs(figures.rmse - scoredAlone.rmse) < 1e-5, `one pipeline's test RMSE ${figures.rmse}, by hand ${scoredAlone.rmse}`);
   // resumed after 3 steps from rank 0's checkpoint (parameters, velocity, steps, running statistics), 2 more steps end where 5 did
   const first = await drive(2, 3, null, () => {}, async () => {});
   const checkpoint = { params: Float32Array.from(first.ranks[0].params), snapshot: first.snapshots[0]! };

@@ -275,7 +275,7 @@ export const pipeline: Strategy = async (setup) => {
     async evaluate(batcher: Batcher, count: number) {
       const slot = slots[0];
       // batch norm: every pipeline scores with the first one's running statistics, those a checkpoint saves (as the loop makes every replica's the first worker's)
-      if (buffers && replicas && bufferHigh > bufferLow) await replicas.broadcast(buffers.subarray(bufferLow, bufferHigh), 0);
+      if (replicas && bufferHigh > bufferLow) await replicas.broadcast(buffers!.subarray(bufferLow, bufferHigh), 0);
       const inputs = first ? null : new Float32Array(evalBatch * inputWidth);
       const totals = new Float32Array(4);
       // each pipeline evaluates its share of the test split
