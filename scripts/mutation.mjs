@@ -97,6 +97,9 @@ export const modules = {
 };
 
 const again = process.argv.includes('--again');
+// --concurrency=N: test runs at once (default 2, one a core); a module whose tests mostly wait (tcp's) can take 3
+const concurrency = Number(process.argv.find((a) => a.startsWith('--concurrency='))?.slice('--concurrency='.length) ?? 2);
+if (!Number.isInteger(concurrency) || concurrency < 1) throw new Error(`--concurrency: a positive integer, got ${concurrency}`);
 const chosen = process.argv.slice(2).filter((a) => !a.startsWith('-'));
 const names = chosen.length > 0 ? chosen : Object.keys(modules);
 for (const name of names) if (!modules[name]) throw new Error(`unknown module ${name}; modules: ${Object.keys(modules).join(', ')}`);
@@ -122,7 +125,7 @@ for (const name of names) {
     buildCommand: 'node ../../node_modules/typescript/bin/tsc -p tsconfig.json',
     mutate,
     coverageAnalysis: 'off',
-    concurrency: 2,
+    concurrency,
     reporters: ['clear-text', 'json', 'progress'],
     jsonReporter: { fileName: again ? `reports/mutation/${name}.again.json` : reportFile },
     tempDirName: '.stryker-tmp',
