@@ -90,6 +90,7 @@ export const isPointToPoint = (what: PeerRole) => what === 'send to' || what ===
 export type PeerRole = 'broadcast root' | 'gather root' | 'send to' | 'recv from';
 
 export function notAPeer(rank: number, size: number, what: PeerRole, peer: number): CommunicationError {
+  if (what === 'recv from' && peer === -1) return new CommunicationError(`rank ${rank}: recv from any rank (-1): a group of ${size} has no other rank to send.`, 'BAD_ARGUMENT');
   const p2p = isPointToPoint(what);
   return new CommunicationError(`rank ${rank}: ${what} ${peer}: no such ${p2p ? 'peer' : 'rank'} in a group of ${size} (ranks 0 to ${size - 1}${p2p ? `, not ${rank} itself` : ''}).`, 'BAD_ARGUMENT');
 }

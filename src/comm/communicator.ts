@@ -45,9 +45,10 @@ export interface ProcessCommunicator extends Communicator {
   close(): void | Promise<void>;
 }
 
-/** Throws unless `peer` is a rank of the group (for send and recv, another than `rank`; recv's −1, any rank, is checked by the caller). */
+/** Throws unless `peer` is a rank of the group (for send and recv, another than `rank`); recv's −1, any rank, needs a group with another rank. */
 export function checkPeer(rank: number, size: number, what: PeerRole, peer: number): void {
-  if (!Number.isInteger(peer) || peer < 0 || peer >= size || (isPointToPoint(what) && peer === rank)) throw notAPeer(rank, size, what, peer);
+  const ok = what === 'recv from' && peer === -1 ? size > 1 : Number.isInteger(peer) && peer >= 0 && peer < size && !(isPointToPoint(what) && peer === rank);
+  if (!ok) throw notAPeer(rank, size, what, peer);
 }
 
 /** Rank `rank`'s share of n elements split among `size` ranks, as [start, end): reduceScatter's partition on every backend. */

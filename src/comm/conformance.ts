@@ -242,6 +242,25 @@ export const conformanceCases: Record<string, (comm: Communicator) => Promise<vo
     expectEqual(comm, 'allreduce after the groups', buffer, (i) => sumOver(comm.size, i));
   },
 
+  // a receive from a named rank takes that rank's message, while the others' wait beside it
+  async namedSource(comm) {
+    if (comm.size === 1) return;
+    const buffer = new Float32Array(7);
+    if (comm.rank > 0) {
+      for (let i = 0; i < buffer.length; i++) buffer[i] = value(comm.rank, i);
+      await comm.send(buffer, 0);
+      await comm.barrier();
+    } else {
+      await comm.barrier(); // every other rank's message has been sent
+      for (let r = comm.size - 1; r >= 1; r--) {
+        const from = await comm.recv(buffer, r);
+        if (from !== r) throw new Error(`rank 0: recv from rank ${r} says it came from rank ${from}`);
+        expectEqual(comm, `the message received from rank ${r}`, buffer, (i) => value(r, i));
+      }
+    }
+    await comm.barrier();
+  },
+
   async refusals(comm) {
     // a receive buffer of the wrong size is refused before anything is sent, and the group goes on
     const refused = async (what: string, expected: string, call: () => Promise<unknown>) => {
@@ -265,6 +284,8 @@ export const conformanceCases: Record<string, (comm: Communicator) => Promise<vo
       await refused(`send to ${peer}`, none('send to', peer, true), () => comm.send(new Float32Array(3), peer));
       await refused(`recv from ${peer}`, none('recv from', peer, true), () => comm.recv(new Float32Array(3), peer));
     }
+    // a receive from any rank where there is none to send (a group of one)
+    if (P === 1) await refused('recv from any rank', `rank 0: recv from any rank (-1): a group of 1 has no other rank to send.`, () => comm.recv(new Float32Array(3)));
     const buffer = Float32Array.from({ length: 5 }, (_, i) => value(comm.rank, i));
     await comm.allreduce(buffer);
     expectEqual(comm, 'allreduce after refusals', buffer, (i) => sumOver(P, i));

@@ -149,8 +149,8 @@ export class GroupCommunicator implements Communicator {
   }
 
   async recv(buffer: Float32Array, source = -1): Promise<number> {
+    checkPeer(this.rank, this.size, 'recv from', source);
     if (source !== -1) {
-      checkPeer(this.rank, this.size, 'recv from', source);
       await this.recvFrom(buffer, source);
       return source;
     }

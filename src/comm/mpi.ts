@@ -278,7 +278,7 @@ export class MpiCommunicator implements ProcessCommunicator {
   }
 
   async recv(buffer: Float32Array, source = -1): Promise<number> {
-    if (source !== -1) checkPeer(this.rank, this.size, 'recv from', source);
+    checkPeer(this.rank, this.size, 'recv from', source);
     const what = `recv from ${source < 0 ? 'any rank' : `rank ${source}`} (after operation #${this.seq})`;
     const code = await this.exec(RECV, buffer, null, source, what, 4 * buffer.length);
     if (code === -1) {

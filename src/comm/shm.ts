@@ -252,8 +252,7 @@ export class ShmCommunicator implements Communicator {
 
   private checkPointToPoint(operation: 'send' | 'recv', peer: number, n: number): void {
     if (this.handle.mailCapacity === 0) throw new CommunicationError(`rank ${this.rank}: ${operation} needs a group made with point-to-point mailboxes (createShmHandle's mailCapacity).`, 'NO_MAILBOXES');
-    // (a receive from any rank, −1, needs a peer: a group of one has none)
-    if (operation === 'send' || peer !== -1 || this.size === 1) checkPeer(this.rank, this.size, operation === 'send' ? 'send to' : 'recv from', peer);
+    checkPeer(this.rank, this.size, operation === 'send' ? 'send to' : 'recv from', peer);
     if (n + 1 > this.handle.mailCapacity) throw capacityExceeded(`shm ${operation}`, n, this.handle.mailCapacity - 1);
   }
 

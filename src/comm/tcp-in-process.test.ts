@@ -1,5 +1,5 @@
 // The tcp backend with every rank a communicator of this one process, over loopback: the
-// conformance suite on 2 and 3 ranks in each transport-security mode, and the failures a rank can
+// conformance suite on 1, 2 and 3 ranks in each transport-security mode, and the failures a rank can
 // show without leaving the process (it throws, calls the wrong collective, sends a message of the
 // wrong size). Seconds, where tcp.test's ranks in their own processes take a minute: this is what
 // mutation testing of comm/tcp*.ts reruns for each mutant. tcp.test stays the judge of processes
@@ -10,8 +10,8 @@ import { capacityFor, failureCases, failureDescription, LARGE_MESSAGE, processBa
 import { transportSecurities, type TransportSecurity } from './tcp-seal.js';
 import { tcpGroup } from './tcp-group.test.fixture.js';
 
-for (const size of [2, 3]) for (const security of transportSecurities) {
-  test(`tcp in one process, ${size} ranks, ${security}: every conformance case`, async () => {
+for (const size of [1, 2, 3]) for (const security of transportSecurities) {
+  test(`tcp in one process, ${size} rank${size > 1 ? 's' : ''}, ${security}: every conformance case`, async () => {
     const comms = await tcpGroup(size, { security, capacity: LARGE_MESSAGE });
     try {
       for (const [name, run] of Object.entries(processBackendCases)) {

@@ -441,7 +441,7 @@ export class TcpCommunicator implements Communicator {
   }
 
   async recv(buffer: Float32Array, source = -1): Promise<number> {
-    if (source !== -1) checkPeer(this.rank, this.size, 'recv from', source);
+    checkPeer(this.rank, this.size, 'recv from', source);
     this.check('recv', buffer.length);
     this.operation = 'recv';
     const started = Date.now();
