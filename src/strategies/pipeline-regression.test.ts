@@ -88,7 +88,7 @@ function byHand(workers: number, steps: number, from?: { trained: Trained; buffe
 /** Every rank of `workers` pipelines of 2 stages on tcp communicators of this process, `steps` steps from `firstStep` of epoch 1; the ranks' snapshots and what `finish` returns. */
 async function drive<T>(workers: number, steps: number, resume: { params: Float32Array; snapshot: OptimizerSnapshot } | null, each: (i: number, losses: number[]) => void,
   finish: (ranks: StrategyRank[]) => Promise<T>, firstStep = 0) {
-  const comms = await tcpGroup(workers * STAGES);
+  const comms = await tcpGroup(workers * STAGES, { timeoutMs: 2_000 }); // a rank that fails leaves the others waiting this long
   try {
     const ranks = await Promise.all(comms.map((comm) => {
       const build = (maxBatch: number) => definition.build(options(maxBatch, comm.rank));
