@@ -52,3 +52,21 @@ for (const security of transportSecurities) for (const [name, expected] of Objec
     for (const rank of [0, 2]) assert.match(reports[rank], expected.survivor, `rank ${rank}`);
   });
 }
+
+test('tcp in one process: a rank that stalls (computing, its connections still answered) times the others out after --timeout, each naming it and what it does; it hears why at its next operation', async () => {
+  const comms = await tcpGroup(3, { capacity: 1000, timeoutMs: 500 });
+  try {
+    await Promise.all(comms.map((comm) => comm.barrier()));
+    // ranks 0 and 2 all-reduce; rank 1 does not come. Each asks every peer where it is: rank 1 answers that it computes
+    const messages = await Promise.all([0, 2].map((r) => comms[r].allreduce(new Float32Array(8)).then(() => 'no error', (error: Error) => error.message)));
+    for (const [i, r] of [0, 2].entries()) {
+      assert.match(messages[i], new RegExp(`^rank ${r}: allreduce #2 (timed out after 0\\.5 s waiting for rank 1 \\(computing after operation #1\\); a rank is stalled or dead|aborted: rank [02]: allreduce #2 timed out after 0\\.5 s waiting for rank 1 \\(computing)`), `rank ${r}`);
+    }
+    assert.ok(messages.some((message) => /timed out after 0\.5 s waiting for rank 1 \(computing after operation #1\)/.test(message)), 'a rank names rank 1 and what it does');
+    // rank 1 computes on a while the others' abort reaches it (sent as they fail: let the event loop deliver it)
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await assert.rejects(comms[1].barrier(), /^CommunicationError: rank 1: operation after #1 aborted: rank [02]: allreduce #2 timed out after 0\.5 s waiting for rank 1 \(computing after operation #1\)/);
+  } finally {
+    await Promise.all(comms.map((comm) => comm.close()));
+  }
+});
