@@ -70,3 +70,19 @@ test('tcp in one process: a rank that stalls (computing, its connections still a
     await Promise.all(comms.map((comm) => comm.close()));
   }
 });
+
+test('tcp in one process: a rank that finishes its job early fails every rank at once, whether or not it waits for that rank, naming it', async () => {
+  // (the timeout is the test's only bound: the ranks fail on rank 1's goodbye, or on the abort of a rank that waited for it)
+  const comms = await tcpGroup(3, { capacity: 1000, timeoutMs: 3_000 });
+  try {
+    await Promise.all(comms.map((comm) => comm.barrier()));
+    await comms[1].close();
+    // rank 2 receives from rank 1 in the ring; rank 0 does not, and hears it from rank 2
+    const messages = await Promise.all([0, 2].map((r) => comms[r].allreduce(new Float32Array(8)).then(() => 'no error', (error: Error) => error.message)));
+    for (const [i, r] of [0, 2].entries()) {
+      assert.match(messages[i], new RegExp(`^rank ${r}: allreduce #2 aborted: rank 1 \\(last seen in [^)]+\\) finished its job and left while rank [02] waits for it; the ranks ran different numbers of collectives\\.$`), `rank ${r}`);
+    }
+  } finally {
+    await Promise.all(comms.map((comm) => comm.close()));
+  }
+});

@@ -85,6 +85,8 @@ export class TcpCommunicator implements Communicator {
     if (link.finished && !link.receive) return;
     if (link.finished) how = `finished its job and left while rank ${this.rank} waits for it; the ranks ran different numbers of collectives`;
     this.rootCause ??= `rank ${link.peer} (last seen in ${link.lastSeen}) ${how}.`;
+    // the others may not be waiting for that peer (a rank that finished early closed only its own connections): they hear it from here
+    this.tellPeers();
     this.fail(peerFailed(this.rank, this.describeCurrent(), this.rootCause));
   }
 
@@ -480,12 +482,17 @@ export class TcpCommunicator implements Communicator {
 
   abort(reason: string): void {
     this.rootCause ??= reason;
-    const body = Buffer.from(this.rootCause);
+    this.tellPeers();
+    this.fail(new CommunicationError(reason, 'ABORTED'));
+  }
+
+  /** Sends the root cause to every peer still connected: each fails with it at once, wherever it waits. */
+  private tellPeers(): void {
+    const body = Buffer.from(this.rootCause!);
     for (const link of this.links) {
       if (!link || link.closed) continue;
       link.send([header(Type.Abort, 0, 0, this.seq, 0, 0, body.length), body]);
     }
-    this.fail(new CommunicationError(reason, 'ABORTED'));
   }
 
   /** Closes every connection (after the job, or after a failure). */
