@@ -6,7 +6,7 @@
 // that die, stall or never knew the secret.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { capacityFor, failureCases, failureDescription, LARGE_MESSAGE, processBackendCases } from './conformance.js';
+import { capacityFor, failureCases, failureDescription, LARGE_MESSAGE, mismatchCases, namesBothSides, processBackendCases } from './conformance.js';
 import { transportSecurities, type TransportSecurity } from './tcp-seal.js';
 import { tcpGroup } from './tcp-group.test.fixture.js';
 
@@ -86,3 +86,24 @@ test('tcp in one process: a rank that finishes its job early fails every rank at
     await Promise.all(comms.map((comm) => comm.close()));
   }
 });
+
+// a collective that differs from the others' in one field alone (kind, length, sum against mean): every rank fails, and each that names the mismatch names both sides.
+// Not the root: a broadcast's root only sends, so tcp finds that mismatch at the next collective (rank 1's frames, marked root 1, wait there), not in the broadcast itself
+for (const name of Object.keys(mismatchCases).filter((field) => field !== 'root').map((field) => `${field}Mismatch`)) {
+  test(`tcp in one process: a rank that ${failureDescription(name)} fails every rank, the mismatch named`, async () => {
+    const comms = await tcpGroup(3, { capacity: 1000, timeoutMs: 2_000 });
+    const reports = await Promise.all(comms.map(async (comm) => {
+      let reported = '';
+      try {
+        await failureCases[name](comm, (message) => (reported = message));
+        return 'finished without an error';
+      } catch (error) {
+        comm.abort((error as Error).message);
+        return reported || (error as Error).message;
+      }
+    }));
+    await Promise.all(comms.map(async (comm) => comm.close()));
+    assert.ok(reports.some((report) => namesBothSides(name, report)), `no rank names both sides: ${reports.join(' | ')}`);
+    for (const [rank, report] of reports.entries()) assert.ok(/aborted/.test(report) || namesBothSides(name, report), `rank ${rank}: ${report}`);
+  });
+}

@@ -161,9 +161,9 @@ export class TcpCommunicator implements Communicator {
     const name = (operation: number) => operations[operation] ?? `operation ${operation}`;
     const mine = describeCollective(name(expect.operation), expect.count, expect.root);
     const theirs = describeCollective(name(frame.operation), frame.count, frame.root);
-    const error = collectiveMismatch(this.rank, expect.seq, frame.seq === expect.seq && frame.part === expect.part && frame.bytes !== expect.bytes && frame.operation === expect.operation
+    const error = collectiveMismatch(this.rank, expect.seq, frame.seq === expect.seq && frame.part === expect.part && frame.bytes !== expect.bytes && frame.operation === expect.operation && frame.count === expect.count && frame.root === expect.root
       ? `rank ${this.rank} expected ${expect.bytes} bytes of ${mine} from rank ${link.peer}, which sent ${frame.bytes}`
-      : `rank ${this.rank} called ${mine} but rank ${link.peer} called ${theirs} (its #${frame.seq})`);
+      : `rank ${this.rank} called ${mine} but rank ${link.peer} called ${theirs} as its #${frame.seq}`);
     this.abort(error.message);
     this.fail(error);
   }
