@@ -32,22 +32,28 @@ const failures: Record<string, { failed: RegExp; survivor: RegExp }> = {
   messageSizeMismatch: { failed: /^rank 1: barrier #2 aborted: rank 0: recv of 8 floats got a message of 5 floats from rank 1/, survivor: /recv of 8 floats got a message of 5 floats from rank 1; sender and receiver must agree on message sizes\.$/ },
 };
 
+/** Failure case `name` on 3 ranks, each as its own process runs it (its own failure, named, goes to the others): what each reports. */
+async function failureReports(name: string, security: TransportSecurity = 'none'): Promise<string[]> {
+  const comms = await tcpGroup(3, { security, capacity: 1000, timeoutMs: 2_000 });
+  const reports = await Promise.all(comms.map(async (comm) => {
+    let reported = '';
+    try {
+      await failureCases[name](comm, (message) => (reported = message));
+      return 'finished without an error';
+    } catch (error) {
+      const text = (error as Error).message;
+      // as a rank's process does (conformance.process)
+      comm.abort(text.startsWith(`rank ${comm.rank}:`) ? text : `rank ${comm.rank} failed: ${text}`);
+      return reported || text;
+    }
+  }));
+  await Promise.all(comms.map(async (comm) => comm.close()));
+  return reports;
+}
+
 for (const security of transportSecurities) for (const [name, expected] of Object.entries(failures)) {
   test(`tcp in one process (${security}): a rank that ${failureDescription(name)} fails the other two, naming it`, async () => {
-    const comms = await tcpGroup(3, { security, capacity: 1000, timeoutMs: 2_000 });
-    const reports = await Promise.all(comms.map(async (comm) => {
-      let reported = '';
-      try {
-        await failureCases[name](comm, (message) => (reported = message));
-        return 'finished without an error';
-      } catch (error) {
-        const text = (error as Error).message;
-        // as a rank's process does (conformance.process): its own failure, named, goes to the others
-        comm.abort(text.startsWith(`rank ${comm.rank}:`) ? text : `rank ${comm.rank} failed: ${text}`);
-        return reported || text;
-      }
-    }));
-    await Promise.all(comms.map(async (comm) => comm.close()));
+    const reports = await failureReports(name, security);
     assert.match(reports[1], expected.failed);
     for (const rank of [0, 2]) assert.match(reports[rank], expected.survivor, `rank ${rank}`);
   });
@@ -91,18 +97,7 @@ test('tcp in one process: a rank that finishes its job early fails every rank at
 // Not the root: a broadcast's root only sends, so tcp finds that mismatch at the next collective (rank 1's frames, marked root 1, wait there), not in the broadcast itself
 for (const name of Object.keys(mismatchCases).filter((field) => field !== 'root').map((field) => `${field}Mismatch`)) {
   test(`tcp in one process: a rank that ${failureDescription(name)} fails every rank, the mismatch named`, async () => {
-    const comms = await tcpGroup(3, { capacity: 1000, timeoutMs: 2_000 });
-    const reports = await Promise.all(comms.map(async (comm) => {
-      let reported = '';
-      try {
-        await failureCases[name](comm, (message) => (reported = message));
-        return 'finished without an error';
-      } catch (error) {
-        comm.abort((error as Error).message);
-        return reported || (error as Error).message;
-      }
-    }));
-    await Promise.all(comms.map(async (comm) => comm.close()));
+    const reports = await failureReports(name);
     assert.ok(reports.some((report) => namesBothSides(name, report)), `no rank names both sides: ${reports.join(' | ')}`);
     for (const [rank, report] of reports.entries()) assert.ok(/aborted/.test(report) || namesBothSides(name, report), `rank ${rank}: ${report}`);
   });
