@@ -80,6 +80,9 @@ export function messageSizeMismatch(rank: number, expected: number, got: number,
   return new CommunicationError(`rank ${rank}: recv of ${expected} floats got a message of ${got} floats from rank ${from}; sender and receiver must agree on message sizes.`, 'MESSAGE_MISMATCH');
 }
 
+/** What a failed rank tells the others: a communication error already names the rank; anything else is the rank's own failure. */
+export const rankFailure = (rank: number, text: string) => (text.startsWith(`rank ${rank}:`) ? text : `rank ${rank} failed: ${text}`);
+
 /** A destination or source (not a root): it may not be the rank itself. */
 export const isPointToPoint = (what: PeerRole) => what === 'send to' || what === 'recv from';
 

@@ -4,6 +4,7 @@
 // exits 0 or 1.
 import { capacityFor, failureCases, processBackendCases as cases } from './conformance.js';
 import { createProcessCommunicator } from '../launch/communicator.js';
+import { rankFailure } from '../errors.js';
 
 const [backend, name, mode] = process.argv.slice(2);
 const names = name === 'all' ? Object.keys(cases) : [name];
@@ -18,8 +19,7 @@ try {
 } catch (error) {
   const text = (error as Error).message;
   console.log(JSON.stringify({ error: reported || text }));
-  // a communication error already names this rank; anything else is this rank's own failure
-  comm.abort(text.startsWith(`rank ${comm.rank}:`) ? text : `rank ${comm.rank} failed: ${text}`);
+  comm.abort(rankFailure(comm.rank, text));
   // leave the abort frames time to reach the peers before the sockets close
   setTimeout(() => process.exit(1), 200);
 }

@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { capacityFor, failureCases, failureDescription, LARGE_MESSAGE, mismatchCases, namesBothSides, processBackendCases } from './conformance.js';
 import { transportSecurities, type TransportSecurity } from './tcp-seal.js';
 import { tcpGroup } from './tcp-group.test.fixture.js';
+import { rankFailure } from '../errors.js';
 
 for (const size of [1, 2, 3]) for (const security of transportSecurities) {
   test(`tcp in one process, ${size} rank${size > 1 ? 's' : ''}, ${security}: every conformance case`, async () => {
@@ -43,7 +44,7 @@ async function failureReports(name: string, security: TransportSecurity = 'none'
     } catch (error) {
       const text = (error as Error).message;
       // as a rank's process does (conformance.process)
-      comm.abort(text.startsWith(`rank ${comm.rank}:`) ? text : `rank ${comm.rank} failed: ${text}`);
+      comm.abort(rankFailure(comm.rank, text));
       return reported || text;
     }
   }));

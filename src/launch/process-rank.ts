@@ -3,7 +3,7 @@
 // read by every rank, and rank 0's copy is what the strategies broadcast), joins the
 // communicator, and runs the strategy. Rank 0 owns the log, the progress and the checkpoints.
 
-import { ConvergeError, badOption } from '../errors.js';
+import { ConvergeError, badOption, rankFailure } from '../errors.js';
 import { ranksFor, strategy } from '../strategies/index.js';
 import { validate, type TrainConfig } from '../train/config.js';
 import { Monitor } from '../train/monitor.js';
@@ -68,8 +68,7 @@ export async function trainOnProcess(requested: TrainConfig, hooks: LaunchHooks 
     return { rank: comm.rank, size: comm.size, summary, params: output.params ?? undefined, resumedFrom };
   } catch (error) {
     const text = (error as Error).message;
-    // a communication error already names this rank; anything else is this rank's own failure
-    comm.abort(text.startsWith(`rank ${comm.rank}:`) ? text : `rank ${comm.rank} failed: ${text}`);
+    comm.abort(rankFailure(comm.rank, text));
     monitor.fail(text);
     throw error;
   } finally {
