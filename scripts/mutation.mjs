@@ -78,8 +78,9 @@ export const modules = {
   },
   // the tcp backend, in two modules of about an hour each (a module's report is written only at its end): its collectives (the ring,
   // the segments, the fingerprints, failures) and its transport (frames, links, the rendezvous). The tests are the same: the conformance
-  // suite with every rank in this process, 2 and 3 ranks in each transport-security mode; failures in-process; garbage frames, forged
-  // records, altered bytes and strangers; not the ranks in their own processes, a minute a run
+  // suite with every rank in this process, 1 to 3 ranks in each transport-security mode; failures in-process (a rank that throws, stalls,
+  // leaves early, calls another collective); garbage frames, forged records, altered bytes and strangers; not the ranks in their own
+  // processes, a minute a run
   tcp: { mutate: ['src/comm/tcp.ts'], tests: tcpTests },
   'tcp-transport': { mutate: ['src/comm/{tcp-link,tcp-rendezvous,tcp-wire}.ts'], tests: tcpTests },
   // the Open MPI backend's TypeScript side: the conformance suite under mpirun, every case in one job on 2 and 3 processes, and the
