@@ -10,6 +10,10 @@ import { capacityFor, failureCases, failureDescription, LARGE_MESSAGE, mismatchC
 import { transportSecurities, type TransportSecurity } from './tcp-seal.js';
 import { tcpGroup } from './tcp-group.test.fixture.js';
 import { rankFailure } from '../errors.js';
+import { operations, type ProcessCommunicator } from './communicator.js';
+import type { TcpCommunicator } from './tcp.js';
+import type { Link } from './tcp-link.js';
+import { header, Type } from './tcp-wire.js';
 
 for (const size of [1, 2, 3]) for (const security of transportSecurities) {
   test(`tcp in one process, ${size} rank${size > 1 ? 's' : ''}, ${security}: every conformance case`, async () => {
@@ -87,7 +91,7 @@ test('tcp in one process: a rank that finishes its job early fails every rank at
     // rank 2 receives from rank 1 in the ring; rank 0 does not, and hears it from rank 2
     const messages = await Promise.all([0, 2].map((r) => comms[r].allreduce(new Float32Array(8)).then(() => 'no error', (error: Error) => error.message)));
     for (const [i, r] of [0, 2].entries()) {
-      assert.match(messages[i], new RegExp(`^rank ${r}: allreduce #2 aborted: rank 1 \\(last seen in [^)]+\\) finished its job and left while rank [02] waits for it; the ranks ran different numbers of collectives\\.$`), `rank ${r}`);
+      assert.match(messages[i], new RegExp(`^rank ${r}: allreduce #2 aborted: rank 1 \\(last seen in [^)]+\\) finished its job and left while rank [02] still needs it; the ranks ran different numbers of operations\\.$`), `rank ${r}`);
     }
   } finally {
     await Promise.all(comms.map((comm) => comm.close()));
@@ -101,5 +105,136 @@ for (const name of Object.keys(mismatchCases).filter((field) => field !== 'root'
     const reports = await failureReports(name);
     assert.ok(reports.some((report) => namesBothSides(name, report)), `no rank names both sides: ${reports.join(' | ')}`);
     for (const [rank, report] of reports.entries()) assert.ok(/aborted/.test(report) || namesBothSides(name, report), `rank ${rank}: ${report}`);
+  });
+}
+
+/** A rank's connections, for the tests that break one or write to it by hand as a faulty peer would. */
+const linksOf = (comm: ProcessCommunicator) => (comm as unknown as { links: (Link | null)[] }).links;
+const messageOf = (promise: Promise<unknown>) => promise.then(() => 'no error', (error: Error) => error.message);
+
+test('tcp in one process: a receive that times out names the rank it waits for: its source, or for a receive from any rank, the next rank', async () => {
+  // each case a group of its own (the timeout ends it); the others idle after the same barrier, so none is behind and the waited-for rank is named
+  const cases = [{ rank: 1, source: 0, waits: 0 }, { rank: 1, source: -1, waits: 2 }, { rank: 2, source: -1, waits: 0 }];
+  await Promise.all(cases.map(async ({ rank, source, waits }) => {
+    const comms = await tcpGroup(3, { capacity: 1000, timeoutMs: 400 });
+    try {
+      await Promise.all(comms.map((comm) => comm.barrier()));
+      const message = await messageOf(comms[rank].recv(new Float32Array(4), source));
+      assert.equal(message, `rank ${rank}: recv timed out after 0.4 s waiting for rank ${waits}; a rank is stalled or dead — check its output, or raise --timeout.`, `rank ${rank} from ${source}`);
+      // the others hear it at their next operation
+      const other = (rank + 1) % 3;
+      assert.equal(await messageOf(comms[other].barrier()), `rank ${other}: barrier #2 aborted: ${message}`);
+    } finally {
+      await Promise.all(comms.map((comm) => comm.close()));
+    }
+  }));
+});
+
+test('tcp in one process: a collective that times out names each rank behind and where it is: in a receive, computing, or not answering', async () => {
+  const comms = await tcpGroup(3, { capacity: 1000, timeoutMs: 600 });
+  try {
+    await Promise.all(comms.map((comm) => comm.barrier()));
+    // rank 1 answers no inquiry (as a rank whose event loop is blocked)
+    const silent = comms[1] as unknown as TcpCommunicator;
+    const onFrame = silent.onFrame.bind(silent);
+    silent.onFrame = (link, frame, payload) => (frame.type === Type.StatusRequest ? undefined : onFrame(link, frame, payload));
+    const reduced = messageOf(comms[0].allreduce(new Float32Array(8)));
+    // rank 2 waits in a receive from rank 1 before rank 0 gives up
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    void messageOf(comms[2].recv(new Float32Array(4), 1));
+    assert.equal(await reduced, 'rank 0: allreduce #2 timed out after 0.6 s waiting for rank 1 (not answering), rank 2 (recv); a rank is stalled or dead — check its output, or raise --timeout.');
+  } finally {
+    await Promise.all(comms.map((comm) => comm.close()));
+  }
+});
+
+test('tcp in one process: a send to, or a receive from, a rank that finished its job fails at once, naming it; the others hear it', async () => {
+  for (const call of ['send', 'recv', 'recv from any rank'] as const) {
+    const comms = await tcpGroup(3, { capacity: 1000, timeoutMs: 5_000 });
+    try {
+      await Promise.all(comms.map((comm) => comm.barrier()));
+      // for a receive from any rank, every other rank has left
+      for (const r of call === 'recv from any rank' ? [1, 2] : [1]) await comms[r].close();
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const started = Date.now();
+      const message = await messageOf(call === 'send' ? comms[0].send(new Float32Array(4), 1) : comms[0].recv(new Float32Array(4), call === 'recv' ? 1 : -1));
+      assert.equal(message, `rank 0: ${call === 'send' ? 'send' : 'recv'} aborted: rank 1 (last seen in barrier #1) finished its job and left while rank 0 still needs it; the ranks ran different numbers of operations.`, call);
+      assert.ok(Date.now() - started < 4_000, `${call}: failed at once, not after --timeout`);
+      if (call !== 'recv from any rank') assert.match(await messageOf(comms[2].barrier()), /^rank 2: barrier #2 aborted: rank 1 \(last seen in barrier #1\) finished its job and left while rank 0 still needs it/, call);
+    } finally {
+      await Promise.all(comms.map((comm) => comm.close()));
+    }
+  }
+});
+
+test('tcp in one process: a connection that breaks (a socket error) fails the rank at once, naming the peer and the error; the others hear it', async () => {
+  const comms = await tcpGroup(3, { capacity: 1000, timeoutMs: 5_000 });
+  try {
+    await Promise.all(comms.map((comm) => comm.barrier()));
+    // for each of rank 0's sockets to rank 1: the one it writes, and the one it reads
+    linksOf(comms[0])[1]!.socket.destroy(new Error('injected reset'));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(await messageOf(comms[0].barrier()), 'rank 0: operation after #1 aborted: rank 1 (last seen in barrier #1) broke its connection (injected reset).');
+    // rank 2 hears of it from rank 0, or from rank 1 (whose reader rank 0 closed)
+    assert.match(await messageOf(comms[2].allreduce(new Float32Array(4))), /^rank 2: (operation after #1|allreduce #2) aborted: rank [01] \(last seen in barrier #1\) (broke its connection \(injected reset\)|closed its connection: it exited or was killed)\.$/);
+  } finally {
+    await Promise.all(comms.map((comm) => comm.close()));
+  }
+  const again = await tcpGroup(2, { capacity: 1000, timeoutMs: 5_000 });
+  try {
+    await Promise.all(again.map((comm) => comm.barrier()));
+    linksOf(again[0])[1]!.reader.socket.destroy(new Error('injected reset'));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(await messageOf(again[0].barrier()), 'rank 0: operation after #1 aborted: rank 1 (last seen in barrier #1) broke its connection (injected reset).');
+  } finally {
+    await Promise.all(again.map((comm) => comm.close()));
+  }
+});
+
+test('tcp in one process: a message over the capacity is refused before anything is sent, and the group goes on', async () => {
+  const comms = await tcpGroup(2, { capacity: 10, timeoutMs: 5_000 });
+  try {
+    for (const comm of comms) await assert.rejects(comm.allreduce(new Float32Array(11)), /^CommunicationError: tcp allreduce of 11 elements exceeds the communicator's capacity of 10; create the group with a larger capacity\.$/);
+    await assert.rejects(comms[0].send(new Float32Array(11), 1), /^CommunicationError: tcp send of 11 elements exceeds the communicator's capacity of 10/);
+    await assert.rejects(comms[1].recv(new Float32Array(11), 0), /^CommunicationError: tcp recv of 11 elements exceeds the communicator's capacity of 10/);
+    const buffers = comms.map((comm) => Float32Array.from({ length: 10 }, (_, i) => comm.rank * 10 + i));
+    await Promise.all(comms.map((comm, r) => comm.allreduce(buffers[r])));
+    for (const buffer of buffers) assert.deepEqual(Array.from(buffer), Array.from({ length: 10 }, (_, i) => 10 + 2 * i));
+  } finally {
+    await Promise.all(comms.map((comm) => comm.close()));
+  }
+});
+
+// A peer that sends a frame of the collective rank 0 waits for with one field wrong (a faulty or foreign implementation):
+// rank 0's allreduce of 8 floats on 2 ranks expects, from rank 1, part 0 of allreduce #2, count 8, root -1 (sum), 16 bytes
+const wrongFrames: Record<string, { fields: Partial<Record<'operation' | 'part' | 'seq' | 'count' | 'root' | 'bytes', number>>; names: string }> = {
+  length: { fields: { bytes: 12 }, names: 'rank 0 expected 16 bytes of allreduce of 8 floats (sum) from rank 1, which sent 12' },
+  collective: { fields: { operation: operations.indexOf('broadcast') }, names: 'rank 0 called allreduce of 8 floats (sum) but rank 1 called broadcast of 8 floats (root -1) as its #2' },
+  count: { fields: { count: 9 }, names: 'rank 0 called allreduce of 8 floats (sum) but rank 1 called allreduce of 9 floats (sum) as its #2' },
+  root: { fields: { root: -2 }, names: 'rank 0 called allreduce of 8 floats (sum) but rank 1 called allreduce of 8 floats (mean) as its #2' },
+  sequence: { fields: { seq: 3 }, names: 'rank 0 called allreduce of 8 floats (sum) but rank 1 called allreduce of 8 floats (sum) as its #3' },
+  part: { fields: { part: 1 }, names: 'rank 0 called allreduce of 8 floats (sum) but rank 1 called allreduce of 8 floats (sum) as its #2' },
+};
+
+for (const [field, { fields, names }] of Object.entries(wrongFrames)) for (const early of [true, false]) {
+  test(`tcp in one process: a frame with the wrong ${field}, arrived ${early ? 'before' : 'while'} rank 0 waits for it, fails the collective, named, and the peer hears it`, async () => {
+    const comms = await tcpGroup(2, { capacity: 1000, timeoutMs: 5_000 });
+    try {
+      await Promise.all(comms.map((comm) => comm.barrier()));
+      const frame = { operation: operations.indexOf('allreduce'), part: 0, seq: 2, count: 8, root: -1, bytes: 16, ...fields };
+      const sendFrame = () => linksOf(comms[1])[0]!.send([header(Type.Data, frame.operation, frame.part, frame.seq, frame.count, frame.root, frame.bytes), new Uint8Array(frame.bytes)]);
+      // (the message is the same either way; the delays only choose which path of rank 0's finds the mismatch)
+      if (early) {
+        sendFrame();
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      const reduced = messageOf(comms[0].allreduce(new Float32Array(8)));
+      if (!early) setTimeout(sendFrame, 10);
+      assert.equal(await reduced, `rank 0: collective #2 mismatch: ${names}; every rank must call the same collectives in the same order.`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.equal(await messageOf(comms[1].barrier()), `rank 1: operation after #1 aborted: rank 0: collective #2 mismatch: ${names}; every rank must call the same collectives in the same order.`);
+    } finally {
+      await Promise.all(comms.map((comm) => comm.close()));
+    }
   });
 }

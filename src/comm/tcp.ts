@@ -83,11 +83,23 @@ export class TcpCommunicator implements Communicator {
     if (this.failure) return;
     // a peer that said goodbye may close; only waiting for it is an error
     if (link.finished && !link.receive) return;
-    if (link.finished) how = `finished its job and left while rank ${this.rank} waits for it; the ranks ran different numbers of collectives`;
-    this.rootCause ??= `rank ${link.peer} (last seen in ${link.lastSeen}) ${how}.`;
+    this.rootCause ??= link.finished ? this.leftEarly(link) : `rank ${link.peer} (last seen in ${link.lastSeen}) ${how}.`;
     // the others may not be waiting for that peer (a rank that finished early closed only its own connections): they hear it from here
     this.tellPeers();
     this.fail(peerFailed(this.rank, this.describeCurrent(), this.rootCause));
+  }
+
+  /** What a peer that said goodbye did, once this rank needs it (waits for it, or sends to it). */
+  private leftEarly(link: Link): string {
+    return `rank ${link.peer} (last seen in ${link.lastSeen}) finished its job and left while rank ${this.rank} still needs it; the ranks ran different numbers of operations.`;
+  }
+
+  /** The job is over for this rank: `link`'s peer left, and this rank needs it. */
+  private failLeftEarly(link: Link): Error {
+    this.rootCause ??= this.leftEarly(link);
+    this.tellPeers();
+    this.fail(peerFailed(this.rank, this.describeCurrent(), this.rootCause));
+    return this.failure!;
   }
 
   /** Fails everything pending and everything to come with `error`. */
@@ -161,7 +173,8 @@ export class TcpCommunicator implements Communicator {
     const name = (operation: number) => operations[operation] ?? `operation ${operation}`;
     const mine = describeCollective(name(expect.operation), expect.count, expect.root);
     const theirs = describeCollective(name(frame.operation), frame.count, frame.root);
-    const error = collectiveMismatch(this.rank, expect.seq, frame.seq === expect.seq && frame.part === expect.part && frame.bytes !== expect.bytes && frame.operation === expect.operation && frame.count === expect.count && frame.root === expect.root
+    // (a frame that matches in everything but its length)
+    const error = collectiveMismatch(this.rank, expect.seq, frame.seq === expect.seq && frame.part === expect.part && frame.operation === expect.operation && frame.count === expect.count && frame.root === expect.root
       ? `rank ${this.rank} expected ${expect.bytes} bytes of ${mine} from rank ${link.peer}, which sent ${frame.bytes}`
       : `rank ${this.rank} called ${mine} but rank ${link.peer} called ${theirs} as its #${frame.seq}`);
     this.abort(error.message);
@@ -188,12 +201,14 @@ export class TcpCommunicator implements Communicator {
   }
 
   /** Writes one frame; resolves once the socket has taken the bytes (the caller may then reuse them). */
-  private write(peer: number, frameHeader: Buffer, payload: Uint8Array | null): Promise<void> {
+  private write(peer: number, frameHeader: Buffer, payload: Uint8Array): Promise<void> {
     const link = this.links[peer]!;
-    if (link.closed) return Promise.reject(this.failure ?? peerFailed(this.rank, this.describeCurrent(), `rank ${peer} is gone.`));
-    if (payload) this.bytesSent += payload.length;
+    // closed without a failure: the peer said goodbye and left
+    if (link.closed) return Promise.reject(this.failure ?? this.failLeftEarly(link));
+    this.bytesSent += payload.length;
     return new Promise((resolve, reject) => {
-      link.send(payload && payload.length > 0 ? [frameHeader, payload] : [frameHeader], (error) => (error ? reject(this.writeFailed(link, error)) : resolve()));
+      // (an empty payload adds nothing to the frame)
+      link.send([frameHeader, payload], (error) => (error ? reject(this.writeFailed(link, error)) : resolve()));
     });
   }
 
@@ -233,11 +248,7 @@ export class TcpCommunicator implements Communicator {
       return Promise.resolve();
     }
     if (this.failure) return Promise.reject(this.failure);
-    if (link.finished) {
-      const error = peerFailed(this.rank, this.describeCurrent(), `rank ${peer} (last seen in ${link.lastSeen}) finished its job and left while rank ${this.rank} waits for it; the ranks ran different numbers of collectives.`);
-      this.fail(error);
-      return Promise.reject(error);
-    }
+    if (link.finished) return Promise.reject(this.failLeftEarly(link));
     let target: Uint8Array;
     if (sum) {
       if (this.scratch.length < length) this.scratch = new Float32Array(Math.max(length, 2 * this.scratch.length));
@@ -462,6 +473,9 @@ export class TcpCommunicator implements Communicator {
         this.operation = 'idle';
         return r;
       }
+      // no message can come any more: every rank it may come from said goodbye
+      const from = source >= 0 ? [this.links[source]!] : this.links.filter((link): link is Link => link !== null);
+      if (from.every((link) => link.finished)) throw this.failLeftEarly(from[0]);
       const waited = Date.now() - started;
       if (waited >= this.options.timeoutMs) {
         throw await this.timedOut(source >= 0 ? source : (this.rank + 1) % this.size);
