@@ -11,7 +11,7 @@ import { Stryker } from '@stryker-mutator/core';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { merge, plan } from './mutation-again.mjs';
 
-const tcpTests = ['--test-name-pattern="^(tcp in one process|tcp \\((none|encrypt|integrity)\\): |tcp: (a rank without|once the group|idle strangers))"', 'dist/comm/tcp-in-process.test.js', 'dist/comm/tcp.test.js'];
+const tcpTests = ['--test-name-pattern="^(tcp in one process|tcp \\((none|encrypt|integrity)\\): |tcp: (a rank without|once the group|idle strangers)|a link |a frame that came before its receive)"', 'dist/comm/tcp-link.test.js', 'dist/comm/tcp-in-process.test.js', 'dist/comm/tcp.test.js'];
 
 /** Sources mutated, and the tests that judge them (compiled, run by node --test). */
 export const modules = {
@@ -79,8 +79,8 @@ export const modules = {
   // the tcp backend, in two modules of about an hour each (a module's report is written only at its end): its collectives (the ring,
   // the segments, the fingerprints, failures) and its transport (frames, links, the rendezvous). The tests are the same: the conformance
   // suite with every rank in this process, 1 to 3 ranks in each transport-security mode; failures in-process (a rank that throws, stalls,
-  // leaves early, calls another collective); garbage frames, forged records, altered bytes and strangers; not the ranks in their own
-  // processes, a minute a run
+  // leaves early, calls another collective, breaks a socket, sends a frame wrong in one field); a link's parser fed by hand, cut anywhere;
+  // garbage frames, forged records, altered bytes and strangers; not the ranks in their own processes, a minute a run
   tcp: { mutate: ['src/comm/tcp.ts'], tests: tcpTests },
   'tcp-transport': { mutate: ['src/comm/{tcp-link,tcp-rendezvous,tcp-wire}.ts'], tests: tcpTests },
   // the Open MPI backend's TypeScript side: the conformance suite under mpirun, every case in one job on 2 and 3 processes, and the

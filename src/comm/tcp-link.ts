@@ -57,7 +57,13 @@ export class Link {
     }
     reader.listen((chunk) => this.push(chunk));
     // nothing may arrive where this rank only writes
-    writer.listen(() => this.onGarbage(this, 'bytes on the connection it only reads from'));
+    writer.listen(() => this.refuse('bytes on the connection it only reads from'));
+  }
+
+  /** Garbage from the peer: nothing after it is parsed. */
+  private refuse(what: string): void {
+    this.closed = true;
+    this.onGarbage(this, what);
   }
 
   /** Writes one frame's pieces to the peer (sealed, if the job seals); `done` once the socket took them. */
@@ -80,9 +86,9 @@ export class Link {
         const header = this.take(HEADER);
         const frame = readHeader(header);
         const magic = header.readUInt32LE(0);
-        if (magic !== MAGIC) return this.onGarbage(this, `a frame with magic 0x${magic.toString(16)} (expected 0x${MAGIC.toString(16)})`);
-        if (frame.type < 1 || frame.type > TYPES) return this.onGarbage(this, `a frame of unknown type ${frame.type}`);
-        if (frame.bytes > this.limit()) return this.onGarbage(this, `a frame of ${frame.bytes} bytes, more than the ${this.limit()} allowed`);
+        if (magic !== MAGIC) return this.refuse(`a frame with magic 0x${magic.toString(16)} (expected 0x${MAGIC.toString(16)})`);
+        if (frame.type < 1 || frame.type > TYPES) return this.refuse(`a frame of unknown type ${frame.type}`);
+        if (frame.bytes > this.limit()) return this.refuse(`a frame of ${frame.bytes} bytes, more than the ${this.limit()} allowed`);
         this.frame = frame;
         this.payloadTaken = 0;
         this.earlyPayload = null;
