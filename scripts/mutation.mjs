@@ -12,7 +12,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { merge, plan } from './mutation-again.mjs';
 
 /** The tcp tests that run in this process, and `more` of tcp.test's (a regular expression's alternatives). */
-const tcpTests = (more = '') => [`--test-name-pattern="^(tcp in one process|tcp \\((none|encrypt|integrity)\\): |tcp: (a rank without|once the group|idle strangers${more})|a link |a frame that came before its receive)"`, 'dist/comm/tcp-link.test.js', 'dist/comm/tcp-in-process.test.js', 'dist/comm/tcp.test.js'];
+const tcpTests = (more = '') => [`--test-name-pattern="^(tcp in one process|tcp \\((none|encrypt|integrity)\\): |tcp: (a rank without|once the group|idle strangers${more})|tcp handshake: |a link |a frame that came before its receive)"`, 'dist/comm/tcp-link.test.js', 'dist/comm/tcp-handshake.test.js', 'dist/comm/tcp-in-process.test.js', 'dist/comm/tcp.test.js'];
 
 /** Sources mutated, and the tests that judge them (compiled, run by node --test). */
 export const modules = {
@@ -81,7 +81,8 @@ export const modules = {
   // the segments, the fingerprints, failures) and its transport (frames, links, the rendezvous). The tests are the same: the conformance
   // suite with every rank in this process, 1 to 3 ranks in each transport-security mode; failures in-process (a rank that throws, stalls,
   // leaves early, calls another collective, breaks a socket, sends a frame wrong in one field); a link's parser fed by hand, cut anywhere;
-  // garbage frames, forged records, altered bytes and strangers; not the ranks in their own processes, a minute a run
+  // hand-made handshakes (garbage, replayed or malformed proofs, impossible ranks, a fake rank 0); garbage frames, forged records,
+  // altered bytes and strangers; not the ranks in their own processes, a minute a run
   tcp: { mutate: ['src/comm/tcp.ts'], tests: tcpTests() },
   // (and the rendezvous' refusals of a peer that knows the secret: 6 s a run, of no use to tcp.ts)
   'tcp-transport': { mutate: ['src/comm/{tcp-link,tcp-rendezvous,tcp-wire}.ts'], tests: tcpTests('|a peer that knows the secret') },

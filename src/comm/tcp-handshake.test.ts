@@ -1,0 +1,160 @@
+// The tcp handshake against hand-made peers: a stranger at rank 0's port that sends garbage, an
+// oversized or malformed proof, a proof replayed from another connection, or nothing; a peer that
+// knows the secret but claims a rank it cannot have; and a fake rank 0 that does not know the
+// secret (its acceptance and its refusals are not believed, and it gets no data). Each is refused
+// with a line naming what was wrong, and the job forms anyway.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, connect, type Socket } from 'node:net';
+import { hmac, connectTcp } from './tcp-rendezvous.js';
+import { transportSecurities } from './tcp-seal.js';
+import { header, HEADER, Type } from './tcp-wire.js';
+import { freePort } from '../launch/local-job.js';
+
+const secret = 'a-job-secret-123';
+
+/** A connection's frames, read whole one at a time (null once it closes). */
+function frameReader(socket: Socket): () => Promise<{ type: number; payload: Buffer } | null> {
+  let data = Buffer.alloc(0);
+  let closed = false;
+  let wake: (() => void) | null = null;
+  socket.on('data', (chunk: Buffer) => {
+    data = Buffer.concat([data, chunk]);
+    wake?.();
+  });
+  socket.on('close', () => {
+    closed = true;
+    wake?.();
+  });
+  return () => new Promise((resolve) => {
+    const check = () => {
+      if (data.length >= HEADER && data.length >= HEADER + data.readUInt32LE(20)) {
+        const type = data.readUInt8(4);
+        const payload = Buffer.from(data.subarray(HEADER, HEADER + data.readUInt32LE(20)));
+        data = data.subarray(HEADER + payload.length);
+        wake = null;
+        resolve({ type, payload });
+      } else if (closed) resolve(null);
+    };
+    wake = check;
+    check();
+  });
+}
+
+/** A connection to `port`, dialed again while nobody listens there yet. */
+async function dialed(port: number): Promise<Socket> {
+  for (;;) {
+    const socket = connect({ host: '127.0.0.1', port });
+    const error = await new Promise<Error | null>((resolve) => socket.once('connect', () => resolve(null)).once('error', resolve));
+    if (!error) return socket;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+const frame = (type: number, payload: Buffer, bytes = payload.length) => Buffer.concat([header(type, 0, 0, 0, 0, 0, bytes), payload]);
+
+/** Who a peer says it is (tcp-rendezvous' identityOf, written out). */
+function identity(rank: number, size: number, job = ''): Buffer {
+  const bytes = Buffer.alloc(12 + job.length);
+  bytes.writeInt32LE(rank, 0);
+  bytes.writeInt32LE(size, 4);
+  bytes.writeUInt8(transportSecurities.indexOf('encrypt'), 8);
+  bytes.writeUInt16LE(job.length, 10);
+  bytes.write(job, 12);
+  return bytes;
+}
+
+/** A genuine proof of `who` for the challenge `challenge`, with the dialer's nonce `nonce`. */
+const auth = (challenge: Buffer, who: Buffer, nonce = Buffer.alloc(16, 7)) => frame(Type.Auth, Buffer.concat([who, nonce, hmac(secret, 'converge-connect', challenge, who)]));
+
+/** Resolves once `lines`, from `from` on, has a line matching `pattern` (polled: the test's own timeout bounds it). */
+async function logged(lines: string[], from: number, pattern: RegExp): Promise<string> {
+  for (;;) {
+    const line = lines.slice(from).find((l) => pattern.test(l));
+    if (line) return line;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+test('tcp handshake: a stranger at rank 0 that sends garbage, a proof too long, malformed, replayed or without the secret, or nothing, is refused, each named in one line; one with the secret that claims an impossible rank is told why; the job forms', async () => {
+  const port = await freePort();
+  const logs: string[] = [];
+  const zero = connectTcp({ rank: 0, size: 2, masterAddr: '127.0.0.1', masterPort: port, secret, timeoutMs: 8_000, handshakeMs: 300, capacity: 100, log: (line) => logs.push(line) });
+  let replayable: Buffer | null = null;
+  const cases: [string, (challenge: Buffer) => Buffer | null, RegExp, string?][] = [
+    ['garbage', () => Buffer.alloc(24, 0xab), /: garbage instead of the handshake \(magic 0xabababab, type 171, 2880154539 bytes\)\.$/],
+    ['a proof over the handshake limit', () => frame(Type.Auth, Buffer.alloc(0), 65537), /: garbage instead of the handshake \(magic 0x31475643, type 6, 65537 bytes\)\.$/],
+    ['a proof at the handshake limit', () => frame(Type.Auth, Buffer.alloc(65536)), /: a malformed authentication of 65536 bytes\.$/],
+    ['a frame of another type', () => frame(Type.Data, Buffer.alloc(8)), /: garbage instead of the handshake \(magic 0x31475643, type 1, 8 bytes\)\.$/],
+    ['a proof shorter than an identity', () => frame(Type.Auth, Buffer.alloc(10)), /: a malformed authentication of 10 bytes\.$/],
+    ['a proof whose identity claims a longer job name', () => { const who = identity(1, 2); who.writeUInt16LE(5, 10); return frame(Type.Auth, Buffer.concat([who, Buffer.alloc(48)])); }, /: a malformed authentication of 60 bytes\.$/],
+    ['a proof without the secret', () => frame(Type.Auth, Buffer.concat([identity(1, 2), Buffer.alloc(48, 1)])), /: refused: the peer does not know the job secret \(CONVERGE_SECRET\)\.$/],
+    // a genuine proof of an earlier connection (seen on the wire) does not answer this connection's challenge
+    ['a proof replayed from another connection', () => replayable, /: refused: the peer does not know the job secret \(CONVERGE_SECRET\)\.$/],
+    ['nothing', () => null, /: no handshake within 0\.3 s\.$/],
+    ['the secret, and rank 5 of 2', (c) => auth(c, identity(5, 2)), /: refused: it claims rank 5, outside 0…1\.$/, 'it claims rank 5, outside 0…1'],
+    ['the secret, and rank -1 of 2', (c) => auth(c, identity(-1, 2)), /: refused: it claims rank -1, outside 0…1\.$/, 'it claims rank -1, outside 0…1'],
+    ['the secret, and rank 0, rank 0\'s own', (c) => auth(c, identity(0, 2)), /: refused: it claims rank 0, which is this rank \(two ranks were given RANK=0\)\.$/, 'it claims rank 0, which is this rank (two ranks were given RANK=0)'],
+  ];
+  try {
+    for (const [what, answer, expected, told] of cases) {
+      const before = logs.length;
+      const socket = await dialed(port);
+      const next = frameReader(socket);
+      const challenge = await next();
+      assert.equal(challenge?.type, Type.Challenge, what);
+      assert.equal(challenge!.payload.length, 16, `${what}: a 16-byte nonce`);
+      // (the replay case answers with the proof of the case before it, made for another challenge)
+      replayable = auth(Buffer.alloc(16, 9), identity(1, 2));
+      const bytes = answer(challenge!.payload);
+      if (bytes) socket.write(bytes);
+      const line = await logged(logs, before, new RegExp(`^rank 0: connection from 127\\.0\\.0\\.1:\\d+${expected.source}`));
+      assert.equal(logs.length, before + 1, `${what}: one line (${line})`);
+      // a peer that proved the secret is told why, with rank 0's proof of it; the others hear nothing
+      const reply = await next();
+      if (told) {
+        assert.equal(reply?.type, Type.Refused, what);
+        const reason = reply!.payload.subarray(32);
+        assert.equal(reason.toString('utf8'), told);
+        assert.ok(reply!.payload.subarray(0, 32).equals(hmac(secret, 'converge-refuse', Buffer.alloc(16, 7), reason)), `${what}: the refusal is proven`);
+        assert.equal(await next(), null, `${what}: then closed`);
+      } else assert.equal(reply, null, `${what}: closed without a word`);
+    }
+    // the job forms with its real rank 1, and works
+    const comms = await Promise.all([zero, connectTcp({ rank: 1, size: 2, masterAddr: '127.0.0.1', masterPort: port, secret, timeoutMs: 20_000, capacity: 100 })]);
+    const buffers = [Float32Array.of(1, 2), Float32Array.of(10, 20)];
+    await Promise.all(comms.map((comm, r) => comm.allreduce(buffers[r])));
+    assert.deepEqual(buffers.map((b) => Array.from(b)), [[11, 22], [11, 22]]);
+    for (const comm of comms) comm.close();
+  } catch (error) {
+    void zero.then((comm) => comm.close(), () => {});
+    throw error;
+  }
+});
+
+/** A fake rank 0 at a port of its own that answers rank 1's connection with `reply(challenge's answer)`. */
+async function fakeRankZero(reply: (auth: Buffer, socket: Socket) => void): Promise<number> {
+  const server = createServer((socket) => {
+    server.close();
+    const next = frameReader(socket);
+    socket.write(frame(Type.Challenge, Buffer.alloc(16, 3)));
+    void next().then((answer) => answer && reply(answer.payload, socket));
+  });
+  await new Promise<void>((resolve) => server.listen({ host: '127.0.0.1', port: 0 }, () => resolve()));
+  return (server.address() as { port: number }).port;
+}
+
+test('tcp handshake: rank 1 believes neither the acceptance nor the refusal of a rank 0 that does not know the secret, and sends it nothing', async () => {
+  const nonceOf = (answer: Buffer) => answer.subarray(answer.length - 48, answer.length - 32);
+  for (const [what, reply, expected] of [
+    ['an acceptance without the secret', (answer: Buffer, socket: Socket) => socket.write(frame(Type.AuthOk, hmac('another-secret!!', 'converge-accept', nonceOf(answer)))), /the peer failed to prove the job secret; refusing to send it data\.$/],
+    ['an acceptance of another length', (answer: Buffer, socket: Socket) => socket.write(frame(Type.AuthOk, Buffer.concat([hmac(secret, 'converge-accept', nonceOf(answer)), Buffer.alloc(1)]))), /the peer failed to prove the job secret; refusing to send it data\.$/],
+    ['a refusal without the secret', (answer: Buffer, socket: Socket) => { const text = Buffer.from('go away'); socket.write(frame(Type.Refused, Buffer.concat([hmac('another-secret!!', 'converge-refuse', nonceOf(answer), text), text]))); }, /the peer failed to prove the job secret; refusing to send it data\.$/],
+    ['a genuine refusal', (answer: Buffer, socket: Socket) => { const text = Buffer.from('no room'); socket.write(frame(Type.Refused, Buffer.concat([hmac(secret, 'converge-refuse', nonceOf(answer), text), text]))); }, /refused this rank: no room\.$/],
+    ['garbage', (_: Buffer, socket: Socket) => socket.write(Buffer.alloc(30, 0x55)), /garbage instead of the handshake \(magic 0x55555555, type 85, 1431655765 bytes\)\.$/],
+  ] as const) {
+    const port = await fakeRankZero(reply);
+    const message = await connectTcp({ rank: 1, size: 2, masterAddr: '127.0.0.1', masterPort: port, secret, timeoutMs: 3000, capacity: 100 }).then(() => 'joined', (error: Error) => error.message);
+    assert.match(message, new RegExp(`^rank 1: rank 0 at 127\\.0\\.0\\.1:${port}: ${expected.source}`), what);
+  }
+});
