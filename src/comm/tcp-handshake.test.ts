@@ -158,3 +158,28 @@ test('tcp handshake: rank 1 believes neither the acceptance nor the refusal of a
     assert.match(message, new RegExp(`^rank 1: rank 0 at 127\\.0\\.0\\.1:${port}: ${expected.source}`), what);
   }
 });
+
+test('tcp handshake: nobody at rank 0\'s port, a port already taken, ranks that never come: each fails within --timeout, naming what to check', async () => {
+  const base = { masterAddr: '127.0.0.1', secret, timeoutMs: 400, capacity: 100 };
+  const nobody = await freePort();
+  assert.equal(await connectTcp({ ...base, rank: 1, size: 2, masterPort: nobody }).then(() => 'joined', (error: Error) => error.message),
+    `rank 1: cannot connect to 127.0.0.1:${nobody} (ECONNREFUSED) within 0.4 s; check MASTER_ADDR/MASTER_PORT and that rank 0 runs.`);
+  // a rank 0 that comes later (within --timeout) is dialed again until it listens
+  const later = await freePort();
+  const one = connectTcp({ ...base, timeoutMs: 3000, rank: 1, size: 2, masterPort: later });
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  const comms = await Promise.all([connectTcp({ ...base, timeoutMs: 3000, rank: 0, size: 2, masterPort: later }), one]);
+  for (const comm of comms) comm.close();
+  const taken = createServer();
+  await new Promise<void>((resolve) => taken.listen({ host: '127.0.0.1', port: 0 }, () => resolve()));
+  const port = (taken.address() as { port: number }).port;
+  try {
+    assert.equal(await connectTcp({ ...base, rank: 0, size: 2, masterPort: port }).then(() => 'joined', (error: Error) => error.message), `rank 0: cannot listen on 127.0.0.1:${port} (EADDRINUSE); is the port taken?`);
+  } finally {
+    taken.close();
+  }
+  for (const [size, missing] of [[2, 'rank 1'], [3, 'ranks 1, 2']] as const) {
+    assert.equal(await connectTcp({ ...base, rank: 0, size, masterPort: await freePort() }).then(() => 'joined', (error: Error) => error.message),
+      `rank 0: rendezvous timed out after 0.4 s; ${missing} never connected — were all ${size} ranks started with the same MASTER_ADDR, MASTER_PORT and secret?`);
+  }
+});

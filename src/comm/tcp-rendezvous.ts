@@ -158,7 +158,7 @@ async function connectHandshake(source: Source, options: TcpOptions, where: stri
 async function join(host: string, port: number, options: TcpOptions, where: string, what: string, opened: Socket[]): Promise<Source> {
   const deadline = Date.now() + options.timeoutMs;
   for (;;) {
-    const source = await dial(host, port, Math.max(1, deadline - Date.now()), where, opened);
+    const source = await dial(host, port, deadline, options.timeoutMs, where, opened);
     try {
       await connectHandshake(source, options, `${where}: ${what} at ${host}:${port}`);
       return source;
@@ -170,9 +170,8 @@ async function join(host: string, port: number, options: TcpOptions, where: stri
   }
 }
 
-/** Connects (retrying while nobody listens yet), reading into one reused buffer. */
-function dial(host: string, port: number, timeoutMs: number, where: string, opened: Socket[]): Promise<Source> {
-  const deadline = Date.now() + timeoutMs;
+/** Connects (retrying while nobody listens yet, until `deadline`: --timeout after the first try), reading into one reused buffer. */
+function dial(host: string, port: number, deadline: number, timeoutMs: number, where: string, opened: Socket[]): Promise<Source> {
   return new Promise((resolve, reject) => {
     const attempt = () => {
       const source = new Source();
