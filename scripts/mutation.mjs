@@ -11,8 +11,9 @@ import { Stryker } from '@stryker-mutator/core';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { merge, plan } from './mutation-again.mjs';
 
-/** The tcp tests that run in this process, and `more` of tcp.test's (a regular expression's alternatives). */
-const tcpTests = (more = '') => [`--test-name-pattern="^(tcp in one process|tcp \\((none|encrypt|integrity)\\): |tcp: (a rank without|once the group|idle strangers${more})|tcp handshake: |a link |a frame that came before its receive)"`, 'dist/comm/tcp-link.test.js', 'dist/comm/tcp-handshake.test.js', 'dist/comm/tcp-in-process.test.js', 'dist/comm/tcp.test.js'];
+/** tcp.test's tests whose ranks are in this process (garbage, forged records, altered bytes, strangers), by name. */
+const tcpAttacks = 'tcp \\((none|encrypt|integrity)\\): |tcp: (a rank without|once the group|idle strangers)';
+const tcpFiles = ['dist/comm/tcp-link.test.js', 'dist/comm/tcp-handshake.test.js', 'dist/comm/tcp-in-process.test.js', 'dist/comm/tcp.test.js'];
 
 /** Sources mutated, and the tests that judge them (compiled, run by node --test). */
 export const modules = {
@@ -77,15 +78,17 @@ export const modules = {
     mutate: ['src/train/loop.ts'],
     tests: ['--test-name-pattern="P workers with batch b|parameter server with one worker|interrupted run resumed|resumes on another number|JSONL log|eval-every|--target|--global-batch|where a step.s time went|learning-rate schedules|a loss that is not finite|buffers|checkpoint|an epoch reports|per-step breakdown|pipelines side by side|fsdp on threads ends bit-equal"', 'dist/train/*.test.js', 'dist/launch/threads.test.js', 'dist/launch/pipeline.test.js', 'dist/launch/fsdp.test.js'],
   },
-  // the tcp backend, in two modules of about an hour each (a module's report is written only at its end): its collectives (the ring,
-  // the segments, the fingerprints, failures) and its transport (frames, links, the rendezvous). The tests are the same: the conformance
-  // suite with every rank in this process, 1 to 3 ranks in each transport-security mode; failures in-process (a rank that throws, stalls,
-  // leaves early, calls another collective, breaks a socket, sends a frame wrong in one field); a link's parser fed by hand, cut anywhere;
-  // hand-made handshakes (garbage, replayed or malformed proofs, impossible ranks, a fake rank 0); garbage frames, forged records,
-  // altered bytes and strangers; not the ranks in their own processes, a minute a run
-  tcp: { mutate: ['src/comm/tcp.ts'], tests: tcpTests() },
-  // (and the rendezvous' refusals of a peer that knows the secret: 6 s a run, of no use to tcp.ts)
-  'tcp-transport': { mutate: ['src/comm/{tcp-link,tcp-rendezvous,tcp-wire}.ts'], tests: tcpTests('|a peer that knows the secret') },
+  // the tcp backend, in three modules (a module's report is written only at its end, and its tests mostly wait: run them with
+  // --concurrency=3). Its collectives (the ring, the segments, the fingerprints, failures): the conformance suite with every rank in this
+  // process, 1 to 3 ranks in each transport-security mode; failures in-process (a rank that throws, stalls, leaves early, calls another
+  // collective, breaks a socket, sends a frame wrong in one field); and everything below. Not the ranks in their own processes, a minute a run
+  tcp: { mutate: ['src/comm/tcp.ts'], tests: [`--test-name-pattern="^(tcp in one process|${tcpAttacks}|tcp handshake: |a link |a frame that came before its receive)"`, ...tcpFiles] },
+  // its links (frames and how they are parsed): a link's parser fed by hand, cut anywhere; the in-process suite above; garbage frames,
+  // forged records and altered bytes from a hand-made rank
+  'tcp-link': { mutate: ['src/comm/{tcp-link,tcp-wire}.ts'], tests: ['--test-name-pattern="^(a link |a frame that came before its receive|tcp in one process|tcp \\((none|encrypt|integrity)\\): )"', ...tcpFiles] },
+  // how ranks meet: hand-made handshakes (garbage, replayed, malformed or oversized proofs, impossible ranks, another job, size or
+  // security mode, a rank taken twice, a fake rank 0), a rank 0 that comes late or never, a port taken; strangers; 3 ranks forming in each mode
+  'tcp-rendezvous': { mutate: ['src/comm/tcp-rendezvous.ts'], tests: [`--test-name-pattern="^(tcp handshake: |tcp in one process, 3 ranks|${tcpAttacks})"`, ...tcpFiles] },
   // the Open MPI backend's TypeScript side: the conformance suite under mpirun, every case in one job on 2 and 3 processes, and the
   // failures a rank names itself (it throws, calls the wrong collective, sends a message of the wrong size; not a rank that dies or
   // stalls, which mpirun names, nor the jobs per case: 40 s a run); and the layer against a stand-in binding (mpi-layer.test)

@@ -54,11 +54,11 @@ async function dialed(port: number): Promise<Socket> {
 const frame = (type: number, payload: Buffer, bytes = payload.length) => Buffer.concat([header(type, 0, 0, 0, 0, 0, bytes), payload]);
 
 /** Who a peer says it is (tcp-rendezvous' identityOf, written out). */
-function identity(rank: number, size: number, job = ''): Buffer {
+function identity(rank: number, size: number, job = '', mode = transportSecurities.indexOf('encrypt')): Buffer {
   const bytes = Buffer.alloc(12 + job.length);
   bytes.writeInt32LE(rank, 0);
   bytes.writeInt32LE(size, 4);
-  bytes.writeUInt8(transportSecurities.indexOf('encrypt'), 8);
+  bytes.writeUInt8(mode, 8);
   bytes.writeUInt16LE(job.length, 10);
   bytes.write(job, 12);
   return bytes;
@@ -94,6 +94,10 @@ test('tcp handshake: a stranger at rank 0 that sends garbage, a proof too long, 
     ['nothing', () => null, /: no handshake within 0\.3 s\.$/],
     ['the secret, and rank 5 of 2', (c) => auth(c, identity(5, 2)), /: refused: it claims rank 5, outside 0…1\.$/, 'it claims rank 5, outside 0…1'],
     ['the secret, and rank -1 of 2', (c) => auth(c, identity(-1, 2)), /: refused: it claims rank -1, outside 0…1\.$/, 'it claims rank -1, outside 0…1'],
+    ['the secret, and another job', (c) => auth(c, identity(1, 2, 'job-b')), /: refused: it belongs to job "job-b", this rank to job "" \(CONVERGE_JOB_ID differs: two jobs share a port and a secret\)\.$/, 'it belongs to job "job-b", this rank to job "" (CONVERGE_JOB_ID differs: two jobs share a port and a secret)'],
+    ['the secret, and another world size', (c) => auth(c, identity(1, 3)), /: refused: it claims to be rank 1 of 3, but this job has 2 ranks \(WORLD_SIZE differs\)\.$/, 'it claims to be rank 1 of 3, but this job has 2 ranks (WORLD_SIZE differs)'],
+    ['the secret, and no transport security', (c) => auth(c, identity(1, 2, '', transportSecurities.indexOf('none'))), /: refused: it runs with --transport-security none, this rank with encrypt\.$/, 'it runs with --transport-security none, this rank with encrypt'],
+    ['the secret, and a transport security that does not exist', (c) => auth(c, identity(1, 2, '', 7)), /: refused: it runs with --transport-security mode 7, this rank with encrypt\.$/, 'it runs with --transport-security mode 7, this rank with encrypt'],
     ['the secret, and rank 0, rank 0\'s own', (c) => auth(c, identity(0, 2)), /: refused: it claims rank 0, which is this rank \(two ranks were given RANK=0\)\.$/, 'it claims rank 0, which is this rank (two ranks were given RANK=0)'],
   ];
   try {
@@ -182,4 +186,24 @@ test('tcp handshake: nobody at rank 0\'s port, a port already taken, ranks that 
     assert.equal(await connectTcp({ ...base, rank: 0, size, masterPort: await freePort() }).then(() => 'joined', (error: Error) => error.message),
       `rank 0: rendezvous timed out after 0.4 s; ${missing} never connected — were all ${size} ranks started with the same MASTER_ADDR, MASTER_PORT and secret?`);
   }
+});
+
+test('tcp handshake: a second peer with the secret that claims a rank already joined is told so, and rank 0 logs it', async () => {
+  const port = await freePort();
+  const logs: string[] = [];
+  const zero = connectTcp({ rank: 0, size: 3, masterAddr: '127.0.0.1', masterPort: port, secret, timeoutMs: 600, capacity: 100, log: (line) => logs.push(line) }).then(() => 'joined', (error: Error) => error.message);
+  const replies: ({ type: number; payload: Buffer } | null)[] = [];
+  for (let i = 0; i < 2; i++) {
+    const socket = await dialed(port);
+    const next = frameReader(socket);
+    const challenge = await next();
+    socket.write(auth(challenge!.payload, identity(2, 3)));
+    replies.push(await next());
+  }
+  assert.equal(replies[0]?.type, Type.AuthOk, 'the first is rank 2');
+  assert.equal(replies[1]?.type, Type.Refused);
+  assert.equal(replies[1]!.payload.subarray(32).toString('utf8'), 'rank 2 has already joined (two ranks were given RANK=2)');
+  assert.ok(logs.some((line) => /^rank 0: connection from 127\.0\.0\.1:\d+: refused: rank 2 has already joined \(two ranks were given RANK=2\)\.$/.test(line)), logs.join('\n'));
+  // rank 1 never came
+  assert.equal(await zero, 'rank 0: rendezvous timed out after 0.6 s; rank 1 never connected — were all 3 ranks started with the same MASTER_ADDR, MASTER_PORT and secret?');
 });
