@@ -19,6 +19,7 @@ for (const size of [1, 2, 3]) for (const security of transportSecurities) {
   test(`tcp in one process, ${size} rank${size > 1 ? 's' : ''}, ${security}: every conformance case`, async () => {
     const comms = await tcpGroup(size, { security, capacity: LARGE_MESSAGE });
     try {
+      for (const comm of comms) assert.equal(comm.backend, 'tcp');
       for (const [name, run] of Object.entries(processBackendCases)) {
         assert.ok(capacityFor(name) <= LARGE_MESSAGE);
         await Promise.all(comms.map((comm) => run(comm))).catch((error: Error) => assert.fail(`${name}: ${error.message}`));
