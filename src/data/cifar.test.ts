@@ -72,7 +72,7 @@ test('CIFAR-10 binary batches: records in order across files, planes as written,
   const lacking = mkdtempSync(join(tmpdir(), 'converge-cifar-'));
   assert.throws(() => loadCifar10(lacking), /CIFAR-10 training batches \(data_batch_1\.bin …\) not found at .*; give the folder of the binary version of CIFAR-10\./);
   writeFileSync(join(lacking, 'data_batch_1.bin'), nine);
-  assert.throws(() => loadCifar10(lacking), /CIFAR-10 test batch \(test_batch\.bin\) not found at/);
+  assert.throws(() => loadCifar10(lacking), /CIFAR-10 test batch \(test_batch\.bin\) not found at .*; give the folder of the binary version of CIFAR-10\.$/);
 });
 
 test('CIFAR-10 folders: every data_batch_N.bin in the order of N and nothing else; a folder with only its test batch is one (and says what it lacks); label 10 refused', () => {

@@ -41,7 +41,7 @@ test('bad IDX input gives one clear error each', () => {
   assert.throws(() => parseIdx(good.subarray(0, 9), 'head.idx'), /truncated in its header/);
   const gz = gzipSync(good);
   assert.throws(() => parseIdx(gz.subarray(0, gz.length - 10), 'bad.gz'), /bad\.gz: gzip data is damaged/);
-  assert.throws(() => readIdx('/nonexistent/file.idx'), /IDX file not found at \/nonexistent\/file\.idx/);
+  assert.throws(() => readIdx('/nonexistent/file.idx'), /^ConvergeError: IDX file not found at \/nonexistent\/file\.idx; check --data-dir \(for Fashion-MNIST: apt-get install dataset-fashion-mnist\)\.$/);
   const dir = mkdtempSync(join(tmpdir(), 'converge-idx-'));
   writeSet(dir, 9, 8);
   assert.throws(() => loadIdxDataset('tiny', dir), /train-labels-idx1-ubyte against .*train-images-idx3-ubyte: expected one label per image \(9\), got 8 labels/);

@@ -6,8 +6,8 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseCsv } from './csv.js';
-import { formatNpy, parseNpy } from './npy.js';
+import { parseCsv, readCsv } from './csv.js';
+import { formatNpy, parseNpy, readNpy } from './npy.js';
 import { datasetFromArrays, encodeLabels } from './dense.js';
 
 const bytes = (text: string) => Buffer.from(text, 'utf8');
@@ -323,4 +323,18 @@ test('labels: up to 100 distinct integers are classes by default, 101 a regressi
   assert.throws(() => encodeLabels({ numbers: Float64Array.of(1, 2, 3, 4), width: 2 }, 'f.csv', 'classification'), /^ConvergeError: f\.csv: its labels have 2 columns; a classifier takes one class label per sample; use --task regression for several targets$/);
   assert.throws(() => encodeLabels({ numbers: Float64Array.of(1, 2.5), width: 1 }, 'f.csv', 'classification'), /^ConvergeError: f\.csv: label 2\.5 is not a class \(an integer\); leave --task out \(or give --task regression\) to fit it as a number$/);
   assert.throws(() => encodeLabels({ names: ['a'], width: 1 }, 'f.csv', 'regression'), /^ConvergeError: f\.csv: its label column holds names, not numbers; a regression target must be numeric; leave --task out to train a classifier$/);
+});
+
+test('CSV and NPY files read from disk are what their bytes parse to; a missing one is named, with what to do', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'converge-files-'));
+  const csv = join(dir, 'data.csv');
+  writeFileSync(csv, 'a,b,label\n1,2,x\n3,4.5,y\n');
+  const read = readCsv(csv, { labelColumn: 'label' });
+  assert.deepEqual(Array.from(read.features), [1, 2, 3, 4.5]);
+  assert.deepEqual(read, parseCsv(readFileSync(csv), csv, { labelColumn: 'label' }));
+  const npy = join(dir, 'x.npy');
+  writeFileSync(npy, formatNpy(Float32Array.of(1, 2, 3, 4, 5, 6), [2, 3]));
+  assert.deepEqual(readNpy(npy), { shape: [2, 3], dtype: '<f4', values: Float64Array.of(1, 2, 3, 4, 5, 6) });
+  assert.throws(() => readCsv(join(dir, 'none.csv')), (error: Error) => error.message === `CSV file not found at ${join(dir, 'none.csv')}; check the --dataset / --test-dataset path.`);
+  assert.throws(() => readNpy(join(dir, 'none.npy')), (error: Error) => error.message === `.npy file not found at ${join(dir, 'none.npy')}; check the path (a folder of NPY data holds train_x.npy and train_y.npy, and optionally test_x.npy and test_y.npy).`);
 });
