@@ -12,3 +12,13 @@ export async function tcpGroup(P: number, options: { security?: TransportSecurit
     timeoutMs: options.timeoutMs ?? 5_000, capacity: options.capacity ?? 1 << 16, security: options.security ?? 'none',
   })));
 }
+
+/** Runs `body` with a group of P ranks, and closes every rank after it, whether it passed or threw. */
+export async function withTcpGroup<T>(P: number, options: Parameters<typeof tcpGroup>[1], body: (comms: ProcessCommunicator[]) => Promise<T>): Promise<T> {
+  const comms = await tcpGroup(P, options);
+  try {
+    return await body(comms);
+  } finally {
+    await Promise.all(comms.map((comm) => comm.close()));
+  }
+}

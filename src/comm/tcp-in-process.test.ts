@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { capacityFor, failureCases, failureDescription, LARGE_MESSAGE, mismatchCases, namesBothSides, processBackendCases } from './conformance.js';
 import { transportSecurities, type TransportSecurity } from './tcp-seal.js';
-import { tcpGroup } from './tcp-group.test.fixture.js';
+import { tcpGroup, withTcpGroup } from './tcp-group.test.fixture.js';
 import { rankFailure } from '../errors.js';
 import { operations, type ProcessCommunicator } from './communicator.js';
 import type { TcpCommunicator } from './tcp.js';
@@ -17,16 +17,13 @@ import { header, Type } from './tcp-wire.js';
 
 for (const size of [1, 2, 3]) for (const security of transportSecurities) {
   test(`tcp in one process, ${size} rank${size > 1 ? 's' : ''}, ${security}: every conformance case`, async () => {
-    const comms = await tcpGroup(size, { security, capacity: LARGE_MESSAGE });
-    try {
+    await withTcpGroup(size, { security, capacity: LARGE_MESSAGE }, async (comms) => {
       for (const comm of comms) assert.equal(comm.backend, 'tcp');
       for (const [name, run] of Object.entries(processBackendCases)) {
         assert.ok(capacityFor(name) <= LARGE_MESSAGE);
         await Promise.all(comms.map((comm) => run(comm))).catch((error: Error) => assert.fail(`${name}: ${error.message}`));
       }
-    } finally {
-      await Promise.all(comms.map((comm) => comm.close()));
-    }
+    });
   });
 }
 
@@ -66,8 +63,7 @@ for (const security of transportSecurities) for (const [name, expected] of Objec
 }
 
 test('tcp in one process: a rank that stalls (computing, its connections still answered) times the others out after --timeout, each naming it and what it does; it hears why at its next operation', async () => {
-  const comms = await tcpGroup(3, { capacity: 1000, timeoutMs: 500 });
-  try {
+  await withTcpGroup(3, { capacity: 1000, timeoutMs: 500 }, async (comms) => {
     await Promise.all(comms.map((comm) => comm.barrier()));
     // ranks 0 and 2 all-reduce; rank 1 does not come. Each asks every peer where it is: rank 1 answers that it computes
     const messages = await Promise.all([0, 2].map((r) => comms[r].allreduce(new Float32Array(8)).then(() => 'no error', (error: Error) => error.message)));
@@ -78,15 +74,12 @@ test('tcp in one process: a rank that stalls (computing, its connections still a
     // rank 1 computes on a while the others' abort reaches it (sent as they fail: let the event loop deliver it)
     await new Promise((resolve) => setTimeout(resolve, 200));
     await assert.rejects(comms[1].barrier(), /^CommunicationError: rank 1: operation after #1 aborted: rank [02]: allreduce #2 timed out after 0\.5 s waiting for rank 1 \(computing after operation #1\)/);
-  } finally {
-    await Promise.all(comms.map((comm) => comm.close()));
-  }
+  });
 });
 
 test('tcp in one process: a rank that finishes its job early fails every rank at once, whether or not it waits for that rank, naming it', async () => {
   // (the timeout is the test's only bound: the ranks fail on rank 1's goodbye, or on the abort of a rank that waited for it)
-  const comms = await tcpGroup(3, { capacity: 1000, timeoutMs: 3_000 });
-  try {
+  await withTcpGroup(3, { capacity: 1000, timeoutMs: 3_000 }, async (comms) => {
     await Promise.all(comms.map((comm) => comm.barrier()));
     await comms[1].close();
     // rank 2 receives from rank 1 in the ring; rank 0 does not, and hears it from rank 2
@@ -94,9 +87,7 @@ test('tcp in one process: a rank that finishes its job early fails every rank at
     for (const [i, r] of [0, 2].entries()) {
       assert.match(messages[i], new RegExp(`^rank ${r}: allreduce #2 aborted: rank 1 \\(last seen in [^)]+\\) finished its job and left while rank [02] still needs it; the ranks ran different numbers of operations\\.$`), `rank ${r}`);
     }
-  } finally {
-    await Promise.all(comms.map((comm) => comm.close()));
-  }
+  });
 });
 
 // a collective that differs from the others' in one field alone (kind, length, sum against mean): every rank fails, and each that names the mismatch names both sides.
@@ -117,23 +108,19 @@ test('tcp in one process: a receive that times out names the rank it waits for: 
   // each case a group of its own (the timeout ends it); the others idle after the same barrier, so none is behind and the waited-for rank is named
   const cases = [{ rank: 1, source: 0, waits: 0 }, { rank: 1, source: -1, waits: 2 }, { rank: 2, source: -1, waits: 0 }];
   await Promise.all(cases.map(async ({ rank, source, waits }) => {
-    const comms = await tcpGroup(3, { capacity: 1000, timeoutMs: 400 });
-    try {
+    await withTcpGroup(3, { capacity: 1000, timeoutMs: 400 }, async (comms) => {
       await Promise.all(comms.map((comm) => comm.barrier()));
       const message = await messageOf(comms[rank].recv(new Float32Array(4), source));
       assert.equal(message, `rank ${rank}: recv timed out after 0.4 s waiting for rank ${waits}; a rank is stalled or dead — check its output, or raise --timeout.`, `rank ${rank} from ${source}`);
       // the others hear it at their next operation
       const other = (rank + 1) % 3;
       assert.equal(await messageOf(comms[other].barrier()), `rank ${other}: barrier #2 aborted: ${message}`);
-    } finally {
-      await Promise.all(comms.map((comm) => comm.close()));
-    }
+    });
   }));
 });
 
 test('tcp in one process: a collective that times out names each rank behind and where it is: in a receive, computing, or not answering', async () => {
-  const comms = await tcpGroup(3, { capacity: 1000, timeoutMs: 600 });
-  try {
+  await withTcpGroup(3, { capacity: 1000, timeoutMs: 600 }, async (comms) => {
     await Promise.all(comms.map((comm) => comm.barrier()));
     // rank 1 answers no inquiry (as a rank whose event loop is blocked)
     const silent = comms[1] as unknown as TcpCommunicator;
@@ -144,15 +131,12 @@ test('tcp in one process: a collective that times out names each rank behind and
     await new Promise((resolve) => setTimeout(resolve, 200));
     void messageOf(comms[2].recv(new Float32Array(4), 1));
     assert.equal(await reduced, 'rank 0: allreduce #2 timed out after 0.6 s waiting for rank 1 (not answering), rank 2 (recv); a rank is stalled or dead — check its output, or raise --timeout.');
-  } finally {
-    await Promise.all(comms.map((comm) => comm.close()));
-  }
+  });
 });
 
 test('tcp in one process: a send to, or a receive from, a rank that finished its job fails at once, naming it; the others hear it', async () => {
   for (const call of ['send', 'recv', 'recv from any rank'] as const) {
-    const comms = await tcpGroup(3, { capacity: 1000, timeoutMs: 5_000 });
-    try {
+    await withTcpGroup(3, { capacity: 1000, timeoutMs: 5_000 }, async (comms) => {
       await Promise.all(comms.map((comm) => comm.barrier()));
       // for a receive from any rank, every other rank has left
       for (const r of call === 'recv from any rank' ? [1, 2] : [1]) await comms[r].close();
@@ -162,15 +146,12 @@ test('tcp in one process: a send to, or a receive from, a rank that finished its
       assert.equal(message, `rank 0: ${call === 'send' ? 'send' : 'recv'} aborted: rank 1 (last seen in barrier #1) finished its job and left while rank 0 still needs it; the ranks ran different numbers of operations.`, call);
       assert.ok(Date.now() - started < 4_000, `${call}: failed at once, not after --timeout`);
       if (call !== 'recv from any rank') assert.match(await messageOf(comms[2].barrier()), /^rank 2: barrier #2 aborted: rank 1 \(last seen in barrier #1\) finished its job and left while rank 0 still needs it/, call);
-    } finally {
-      await Promise.all(comms.map((comm) => comm.close()));
-    }
+    });
   }
 });
 
 test('tcp in one process: a connection that breaks (a socket error) fails the rank at once, naming the peer and the error; the others hear it', async () => {
-  const comms = await tcpGroup(3, { capacity: 1000, timeoutMs: 5_000 });
-  try {
+  await withTcpGroup(3, { capacity: 1000, timeoutMs: 5_000 }, async (comms) => {
     await Promise.all(comms.map((comm) => comm.barrier()));
     // for each of rank 0's sockets to rank 1: the one it writes, and the one it reads
     linksOf(comms[0])[1]!.socket.destroy(new Error('injected reset'));
@@ -178,32 +159,24 @@ test('tcp in one process: a connection that breaks (a socket error) fails the ra
     assert.equal(await messageOf(comms[0].barrier()), 'rank 0: operation after #1 aborted: rank 1 (last seen in barrier #1) broke its connection (injected reset).');
     // rank 2 hears of it from rank 0, or from rank 1 (whose reader rank 0 closed)
     assert.match(await messageOf(comms[2].allreduce(new Float32Array(4))), /^rank 2: (operation after #1|allreduce #2) aborted: rank [01] \(last seen in barrier #1\) (broke its connection \(injected reset\)|closed its connection: it exited or was killed)\.$/);
-  } finally {
-    await Promise.all(comms.map((comm) => comm.close()));
-  }
-  const again = await tcpGroup(2, { capacity: 1000, timeoutMs: 5_000 });
-  try {
-    await Promise.all(again.map((comm) => comm.barrier()));
-    linksOf(again[0])[1]!.reader.socket.destroy(new Error('injected reset'));
+  });
+  await withTcpGroup(2, { capacity: 1000, timeoutMs: 5_000 }, async (comms) => {
+    await Promise.all(comms.map((comm) => comm.barrier()));
+    linksOf(comms[0])[1]!.reader.socket.destroy(new Error('injected reset'));
     await new Promise((resolve) => setTimeout(resolve, 100));
-    assert.equal(await messageOf(again[0].barrier()), 'rank 0: operation after #1 aborted: rank 1 (last seen in barrier #1) broke its connection (injected reset).');
-  } finally {
-    await Promise.all(again.map((comm) => comm.close()));
-  }
+    assert.equal(await messageOf(comms[0].barrier()), 'rank 0: operation after #1 aborted: rank 1 (last seen in barrier #1) broke its connection (injected reset).');
+  });
 });
 
 test('tcp in one process: a message over the capacity is refused before anything is sent, and the group goes on', async () => {
-  const comms = await tcpGroup(2, { capacity: 10, timeoutMs: 5_000 });
-  try {
+  await withTcpGroup(2, { capacity: 10, timeoutMs: 5_000 }, async (comms) => {
     for (const comm of comms) await assert.rejects(comm.allreduce(new Float32Array(11)), /^CommunicationError: tcp allreduce of 11 elements exceeds the communicator's capacity of 10; create the group with a larger capacity\.$/);
     await assert.rejects(comms[0].send(new Float32Array(11), 1), /^CommunicationError: tcp send of 11 elements exceeds the communicator's capacity of 10/);
     await assert.rejects(comms[1].recv(new Float32Array(11), 0), /^CommunicationError: tcp recv of 11 elements exceeds the communicator's capacity of 10/);
     const buffers = comms.map((comm) => Float32Array.from({ length: 10 }, (_, i) => comm.rank * 10 + i));
     await Promise.all(comms.map((comm, r) => comm.allreduce(buffers[r])));
     for (const buffer of buffers) assert.deepEqual(Array.from(buffer), Array.from({ length: 10 }, (_, i) => 10 + 2 * i));
-  } finally {
-    await Promise.all(comms.map((comm) => comm.close()));
-  }
+  });
 });
 
 // A peer that sends a frame of the collective rank 0 waits for with one field wrong (a faulty or foreign implementation):
@@ -219,8 +192,7 @@ const wrongFrames: Record<string, { fields: Partial<Record<'operation' | 'part' 
 
 for (const [field, { fields, names }] of Object.entries(wrongFrames)) for (const early of [true, false]) {
   test(`tcp in one process: a frame with the wrong ${field}, arrived ${early ? 'before' : 'while'} rank 0 waits for it, fails the collective, named, and the peer hears it`, async () => {
-    const comms = await tcpGroup(2, { capacity: 1000, timeoutMs: 5_000 });
-    try {
+    await withTcpGroup(2, { capacity: 1000, timeoutMs: 5_000 }, async (comms) => {
       await Promise.all(comms.map((comm) => comm.barrier()));
       const frame = { operation: operations.indexOf('allreduce'), part: 0, seq: 2, count: 8, root: -1, bytes: 16, ...fields };
       const sendFrame = () => linksOf(comms[1])[0]!.send([header(Type.Data, frame.operation, frame.part, frame.seq, frame.count, frame.root, frame.bytes), new Uint8Array(frame.bytes)]);
@@ -234,8 +206,6 @@ for (const [field, { fields, names }] of Object.entries(wrongFrames)) for (const
       assert.equal(await reduced, `rank 0: collective #2 mismatch: ${names}; every rank must call the same collectives in the same order.`);
       await new Promise((resolve) => setTimeout(resolve, 50));
       assert.equal(await messageOf(comms[1].barrier()), `rank 1: operation after #1 aborted: rank 0: collective #2 mismatch: ${names}; every rank must call the same collectives in the same order.`);
-    } finally {
-      await Promise.all(comms.map((comm) => comm.close()));
-    }
+    });
   });
 }
