@@ -83,23 +83,23 @@ export class TcpCommunicator implements Communicator {
     if (this.failure) return;
     // a peer that said goodbye may close; only waiting for it is an error
     if (link.finished && !link.receive) return;
-    this.rootCause ??= link.finished ? this.leftEarly(link) : `rank ${link.peer} (last seen in ${link.lastSeen}) ${how}.`;
-    // the others may not be waiting for that peer (a rank that finished early closed only its own connections): they hear it from here
+    this.failBecause(link.finished ? this.leftEarly(link) : `rank ${link.peer} (last seen in ${link.lastSeen}) ${how}.`);
+  }
+
+  /**
+   * Fails this rank with `cause` (unless it heard of another first), and tells its peers: they may
+   * not be waiting for the peer that caused it (a rank that finished early closed only its own connections).
+   */
+  private failBecause(cause: string): Error {
+    this.rootCause ??= cause;
     this.tellPeers();
     this.fail(peerFailed(this.rank, this.describeCurrent(), this.rootCause));
+    return this.failure!;
   }
 
   /** What a peer that said goodbye did, once this rank needs it (waits for it, or sends to it). */
   private leftEarly(link: Link): string {
     return `rank ${link.peer} (last seen in ${link.lastSeen}) finished its job and left while rank ${this.rank} still needs it; the ranks ran different numbers of operations.`;
-  }
-
-  /** The job is over for this rank: `link`'s peer left, and this rank needs it. */
-  private failLeftEarly(link: Link): Error {
-    this.rootCause ??= this.leftEarly(link);
-    this.tellPeers();
-    this.fail(peerFailed(this.rank, this.describeCurrent(), this.rootCause));
-    return this.failure!;
   }
 
   /** Fails everything pending and everything to come with `error`. */
@@ -204,7 +204,7 @@ export class TcpCommunicator implements Communicator {
   private write(peer: number, frameHeader: Buffer, payload: Uint8Array): Promise<void> {
     const link = this.links[peer]!;
     // closed without a failure: the peer said goodbye and left
-    if (link.closed) return Promise.reject(this.failure ?? this.failLeftEarly(link));
+    if (link.closed) return Promise.reject(this.failure ?? this.failBecause(this.leftEarly(link)));
     this.bytesSent += payload.length;
     return new Promise((resolve, reject) => {
       // (an empty payload adds nothing to the frame)
@@ -248,7 +248,7 @@ export class TcpCommunicator implements Communicator {
       return Promise.resolve();
     }
     if (this.failure) return Promise.reject(this.failure);
-    if (link.finished) return Promise.reject(this.failLeftEarly(link));
+    if (link.finished) return Promise.reject(this.failBecause(this.leftEarly(link)));
     let target: Uint8Array;
     if (sum) {
       if (this.scratch.length < length) this.scratch = new Float32Array(Math.max(length, 2 * this.scratch.length));
@@ -475,7 +475,7 @@ export class TcpCommunicator implements Communicator {
       }
       // no message can come any more: every rank it may come from said goodbye
       const from = source >= 0 ? [this.links[source]!] : this.links.filter((link): link is Link => link !== null);
-      if (from.every((link) => link.finished)) throw this.failLeftEarly(from[0]);
+      if (from.every((link) => link.finished)) throw this.failBecause(this.leftEarly(from[0]));
       const waited = Date.now() - started;
       if (waited >= this.options.timeoutMs) {
         throw await this.timedOut(source >= 0 ? source : (this.rank + 1) % this.size);
