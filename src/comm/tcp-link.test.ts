@@ -5,7 +5,9 @@
 // copied or summed in, in pieces as it arrives, to the place the receive names.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createServer, connect, type Socket } from 'node:net';
 import { operations } from './communicator.js';
+import { transportSecurities } from './tcp-seal.js';
 import { Link, Source, type Receive } from './tcp-link.js';
 import { header, type Frame, Type } from './tcp-wire.js';
 
@@ -165,3 +167,53 @@ test('a link refuses a frame over its limit, of no known type, or without the ma
     }
   }
 });
+
+/** Two ends of a loopback connection: `dialer` (its Source, secured as `security` says) and the accepted end, paused. */
+async function connectionPair(): Promise<{ dialer: Socket; acceptor: Socket; close: () => void }> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen({ host: '127.0.0.1', port: 0 }, () => resolve()));
+  const accepted = new Promise<Socket>((resolve) => server.once('connection', resolve));
+  const dialer = connect({ host: '127.0.0.1', port: (server.address() as { port: number }).port });
+  await new Promise<void>((resolve) => dialer.once('connect', () => resolve()));
+  const acceptor = await accepted;
+  acceptor.pause();
+  return { dialer, acceptor, close: () => { dialer.destroy(); acceptor.destroy(); server.close(); } };
+}
+
+for (const security of transportSecurities) {
+  test(`a link writer (${security}) delivers every write whole and in order through backpressure, each done once after the socket took it; a write after the connection closed fails, named`, { timeout: 30_000 }, async () => {
+    const { dialer, acceptor, close } = await connectionPair();
+    try {
+      const keys = { read: Buffer.alloc(32, 1), write: Buffer.alloc(32, 2) };
+      const writer = new Source();
+      writer.socket = dialer;
+      const reader = Source.accepted(acceptor);
+      if (security !== 'none') {
+        writer.secure(keys, security === 'encrypt');
+        reader.secure({ read: keys.write, write: keys.read }, security === 'encrypt');
+      }
+      const received: Buffer[] = [];
+      reader.listen((chunk) => void received.push(Buffer.from(chunk)));
+      // more than the kernel holds while nobody reads (so writes wait for it to drain), and more than IN_FLIGHT sealed records;
+      // a write whose first piece alone passes the socket's high-water mark (once, that hung the writer: it waited for a drain with the socket corked)
+      const random = generator(5);
+      const writes = [0, 1, 24, (1 << 20) + 7, 5 << 20, 3, 1 << 18, 0, 2 << 20].map((n) => [randomBytes(n, random), randomBytes(n % 5, random)]);
+      const done: number[] = [];
+      const errors: (Error | null | undefined)[] = [];
+      for (const [i, pieces] of writes.entries()) writer.write(pieces, (error) => { done.push(i); errors.push(error); });
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      assert.ok(done.length < writes.length, `the socket took all ${writes.length} writes while nothing was read`);
+      acceptor.resume();
+      const total = writes.flat().reduce((sum, piece) => sum + piece.length, 0);
+      while (received.reduce((sum, chunk) => sum + chunk.length, 0) < total || done.length < writes.length) await new Promise((resolve) => setTimeout(resolve, 10));
+      assert.deepEqual(done, writes.map((_, i) => i), 'each done once, in order');
+      assert.ok(errors.every((error) => !error), String(errors.find((error) => error)));
+      assert.ok(Buffer.concat(received).equals(Buffer.concat(writes.flat())), 'the bytes, whole and in order');
+      dialer.destroy();
+      const failed = await new Promise<Error | null | undefined>((resolve) => writer.write([Buffer.alloc(10)], resolve));
+      assert.match(String(failed?.message), security === 'none' ? /destroyed/ : /^the connection is closed$/);
+    } finally {
+      close();
+    }
+  });
+}

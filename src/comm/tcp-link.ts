@@ -308,6 +308,10 @@ export class Source {
       const job = this.queue[0];
       while (job.next < job.segments.length) {
         if (socket.destroyed) return this.failQueued(new Error('the connection is closed'));
+        // a corked socket writes nothing, so neither its records nor a drain would ever come back: a
+        // frame's header waits for its first segment only while neither waits (it hung a frame whose
+        // header took the socket past its high-water mark)
+        if ((this.inFlight >= IN_FLIGHT || socket.writableNeedDrain) && socket.writableCorked > 0) socket.uncork();
         if (this.inFlight >= IN_FLIGHT) {
           // the socket still holds IN_FLIGHT sealed records: go on as it finishes with them (their buffers come back for the next ones)
           this.waitingForRecords = true;
@@ -351,7 +355,8 @@ export class Source {
         }
         if (i === 1 || (i === 0 && !first)) socket.uncork();
       }
-      if (job.segments.length === 0) job.done();
+      // (nothing to seal: done once the socket has taken what came before, as an unsealed write is)
+      if (job.segments.length === 0) socket.write(Buffer.alloc(0), (error) => job.done(error));
       this.queue.shift();
     }
   }
