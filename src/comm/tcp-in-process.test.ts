@@ -134,20 +134,61 @@ test('tcp in one process: a collective that times out names each rank behind and
   });
 });
 
-test('tcp in one process: a send to, or a receive from, a rank that finished its job fails at once, naming it; the others hear it', async () => {
-  for (const call of ['send', 'recv', 'recv from any rank'] as const) {
+test('tcp in one process: a send to, a receive from, or a collective with a rank that finished its job fails at once, naming it; the others hear it', async () => {
+  // [who calls, what, the rank that left]
+  // (a gather's root only receives: nothing but the goodbye tells it that rank 1 will not send)
+  const cases = [[0, 'send', 1], [0, 'recv', 1], [1, 'recv', 0], [0, 'recv from any rank', 1], [0, 'allreduce', 1], [0, 'gather', 1]] as const;
+  for (const [rank, call, left] of cases) {
     await withTcpGroup(3, { capacity: 1000, timeoutMs: 5_000 }, async (comms) => {
       await Promise.all(comms.map((comm) => comm.barrier()));
       // for a receive from any rank, every other rank has left
-      for (const r of call === 'recv from any rank' ? [1, 2] : [1]) await comms[r].close();
+      for (const r of call === 'recv from any rank' ? [1, 2] : [left]) await comms[r].close();
       await new Promise((resolve) => setTimeout(resolve, 100));
       const started = Date.now();
-      const message = await messageOf(call === 'send' ? comms[0].send(new Float32Array(4), 1) : comms[0].recv(new Float32Array(4), call === 'recv' ? 1 : -1));
-      assert.equal(message, `rank 0: ${call === 'send' ? 'send' : 'recv'} aborted: rank 1 (last seen in barrier #1) finished its job and left while rank 0 still needs it; the ranks ran different numbers of operations.`, call);
+      const other = 3 - rank - left;
+      const message = await messageOf(
+        call === 'send' ? comms[rank].send(new Float32Array(4), left)
+        : call === 'allreduce' ? Promise.all([rank, other].map((r) => comms[r].allreduce(new Float32Array(4)))).then(() => undefined)
+        : call === 'gather' ? Promise.all([rank, other].map((r) => comms[r].gather(new Float32Array(4), r === 0 ? new Float32Array(12) : null, 0))).then(() => undefined)
+        : comms[rank].recv(new Float32Array(4), call === 'recv' ? left : -1));
+      const operation = call === 'allreduce' || call === 'gather' ? `${call} #2` : call === 'send' ? 'send' : 'recv';
+      assert.match(message, new RegExp(`^rank ${rank}: ${operation} aborted: rank ${left} \\(last seen in barrier #1\\) finished its job and left while rank ${call === 'allreduce' ? '[02]' : rank} still needs it; the ranks ran different numbers of operations\\.$`), `rank ${rank}, ${call}`);
       assert.ok(Date.now() - started < 4_000, `${call}: failed at once, not after --timeout`);
-      if (call !== 'recv from any rank') assert.match(await messageOf(comms[2].barrier()), /^rank 2: barrier #2 aborted: rank 1 \(last seen in barrier #1\) finished its job and left while rank 0 still needs it/, call);
+      if (call === 'send' || call === 'recv') assert.match(await messageOf(comms[other].barrier()), new RegExp(`^rank ${other}: barrier #2 aborted: rank ${left} \\(last seen in barrier #1\\) finished its job and left while rank [${rank}${other}] still needs it`), call);
     });
   }
+});
+
+test('tcp in one process: a receive from a named rank takes that rank\'s message though another\'s came first; a receive from any rank takes any, and goes on while one of several peers has left', async () => {
+  await withTcpGroup(3, { capacity: 1000, timeoutMs: 5_000 }, async (comms) => {
+    await comms[2].send(Float32Array.of(2, 2), 1);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    await comms[0].send(Float32Array.of(0, 0), 1);
+    const buffer = new Float32Array(2);
+    assert.equal(await comms[1].recv(buffer, 0), 0);
+    assert.deepEqual(Array.from(buffer), [0, 0]);
+    assert.equal(await comms[1].recv(buffer), 2);
+    assert.deepEqual(Array.from(buffer), [2, 2]);
+    await comms[0].close();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const received = comms[1].recv(buffer);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    await comms[2].send(Float32Array.of(3, 3), 1);
+    assert.equal(await received, 2);
+    assert.deepEqual(Array.from(buffer), [3, 3]);
+  });
+});
+
+test('tcp in one process: a receive that waits fails at once when another rank aborts the job', async () => {
+  await withTcpGroup(3, { capacity: 1000, timeoutMs: 5_000 }, async (comms) => {
+    await Promise.all(comms.map((comm) => comm.barrier()));
+    const started = Date.now();
+    const received = messageOf(comms[0].recv(new Float32Array(4), 1));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    comms[2].abort('rank 2 failed: boom');
+    assert.equal(await received, 'rank 0: recv aborted: rank 2 failed: boom');
+    assert.ok(Date.now() - started < 4_000, 'at once, not after --timeout');
+  });
 });
 
 test('tcp in one process: a connection that breaks (a socket error) fails the rank at once, naming the peer and the error; the others hear it', async () => {
@@ -166,12 +207,30 @@ test('tcp in one process: a connection that breaks (a socket error) fails the ra
     await new Promise((resolve) => setTimeout(resolve, 100));
     assert.equal(await messageOf(comms[0].barrier()), 'rank 0: operation after #1 aborted: rank 1 (last seen in barrier #1) broke its connection (injected reset).');
   });
+  // the connection rank 0 reads closed without a goodbye (the peer died), and a write to a connection already gone
+  await withTcpGroup(2, { capacity: 1000, timeoutMs: 5_000 }, async (comms) => {
+    await Promise.all(comms.map((comm) => comm.barrier()));
+    linksOf(comms[0])[1]!.reader.socket.destroy();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(await messageOf(comms[0].barrier()), 'rank 0: operation after #1 aborted: rank 1 (last seen in barrier #1) closed its connection: it exited or was killed.');
+  });
+  await withTcpGroup(2, { capacity: 1000, timeoutMs: 5_000 }, async (comms) => {
+    await Promise.all(comms.map((comm) => comm.barrier()));
+    linksOf(comms[0])[1]!.socket.destroy();
+    assert.equal(await messageOf(comms[0].send(new Float32Array(4), 1)), 'rank 0: send aborted: rank 1 (last seen in barrier #1) broke its connection (Cannot call write after a stream was destroyed).');
+  });
 });
 
 test('tcp in one process: a message over the capacity is refused before anything is sent, and the group goes on', async () => {
   await withTcpGroup(2, { capacity: 10, timeoutMs: 5_000 }, async (comms) => {
     for (const comm of comms) await assert.rejects(comm.allreduce(new Float32Array(11)), /^CommunicationError: tcp allreduce of 11 elements exceeds the communicator's capacity of 10; create the group with a larger capacity\.$/);
-    await assert.rejects(comms[0].send(new Float32Array(11), 1), /^CommunicationError: tcp send of 11 elements exceeds the communicator's capacity of 10/);
+    const over = new Float32Array(11);
+    const refusals: [string, () => Promise<unknown>][] = [
+      ['reduceScatter', () => comms[0].reduceScatter(over)], ['allgatherShares', () => comms[0].allgatherShares(over)],
+      ['allgather', () => comms[0].allgather(over, new Float32Array(22))], ['gather', () => comms[0].gather(over, new Float32Array(22), 0)],
+      ['broadcast', () => comms[0].broadcast(over, 0)], ['send', () => comms[0].send(over, 1)],
+    ];
+    for (const [name, call] of refusals) await assert.rejects(call(), new RegExp(`^CommunicationError: tcp ${name} of 11 elements exceeds the communicator's capacity of 10; create the group with a larger capacity\\.$`), name);
     await assert.rejects(comms[1].recv(new Float32Array(11), 0), /^CommunicationError: tcp recv of 11 elements exceeds the communicator's capacity of 10/);
     const buffers = comms.map((comm) => Float32Array.from({ length: 10 }, (_, i) => comm.rank * 10 + i));
     await Promise.all(comms.map((comm, r) => comm.allreduce(buffers[r])));
@@ -209,3 +268,12 @@ for (const [field, { fields, names }] of Object.entries(wrongFrames)) for (const
     });
   });
 }
+
+test('tcp in one process: a frame of a handshake type after the handshake is garbage: the connection is dropped, named, and the job fails', async () => {
+  await withTcpGroup(2, { capacity: 1000, timeoutMs: 5_000 }, async (comms) => {
+    await Promise.all(comms.map((comm) => comm.barrier()));
+    linksOf(comms[1])[0]!.send([header(Type.Hello, 0, 0, 0, 0, 0, 0)]);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(await messageOf(comms[0].barrier()), 'rank 0: rank 1 sent garbage: a frame of type 3 after the handshake; the connection is dropped — check that only converge ranks of this job reach this port.');
+  });
+});

@@ -44,7 +44,6 @@ export class TcpCommunicator implements Communicator {
   readonly backend = 'tcp';
   bytesSent = 0;
   private seq = 0;
-  private p2pSent: number[];
   private operation: Operation = 'idle';
   private failure: Error | null = null;
   private readonly waiters = new Set<(error: Error) => void>();
@@ -60,9 +59,7 @@ export class TcpCommunicator implements Communicator {
     private readonly links: (Link | null)[],
     private readonly server: Server | null,
     private readonly options: TcpOptions,
-  ) {
-    this.p2pSent = new Array(size).fill(0);
-  }
+  ) {}
 
   /** Wires the links' events to this communicator (called once every link is authenticated). */
   attach(): void {
@@ -448,8 +445,8 @@ export class TcpCommunicator implements Communicator {
     checkPeer(this.rank, this.size, 'send to', dest);
     this.check('send', buffer.length);
     this.operation = 'send';
-    const number = this.p2pSent[dest]++;
-    await this.sendData(dest, operations.indexOf('send'), 0, number, buffer.length, -1, buffer, 0, buffer.length);
+    // (a message's place is its place on the connection: receives take whole messages in order, and read no number)
+    await this.sendData(dest, operations.indexOf('send'), 0, 0, buffer.length, -1, buffer, 0, buffer.length);
     this.operation = 'idle';
   }
 
