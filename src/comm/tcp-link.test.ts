@@ -168,7 +168,7 @@ test('a link refuses a frame over its limit, of no known type, or without the ma
   }
 });
 
-/** Two ends of a loopback connection: `dialer` (its Source, secured as `security` says) and the accepted end, paused. */
+/** Two ends of a loopback connection: the dialed socket, and the accepted one, paused (nothing is read until the test resumes it). */
 async function connectionPair(): Promise<{ dialer: Socket; acceptor: Socket; close: () => void }> {
   const server = createServer();
   await new Promise<void>((resolve) => server.listen({ host: '127.0.0.1', port: 0 }, () => resolve()));
