@@ -88,7 +88,7 @@ export const modules = {
   'tcp-link': { mutate: ['src/comm/{tcp-link,tcp-wire}.ts'], tests: ['--test-name-pattern="^(a link |a frame that came before its receive|tcp in one process|tcp \\((none|encrypt|integrity)\\): )"', ...tcpFiles] },
   // how ranks meet: hand-made handshakes (garbage, replayed, malformed or oversized proofs, impossible ranks, another job, size or
   // security mode, a rank taken twice, a fake rank 0), a rank 0 that comes late or never, a port taken; strangers; 3 ranks forming in each mode
-  'tcp-rendezvous': { mutate: ['src/comm/tcp-rendezvous.ts'], tests: [`--test-name-pattern="^(tcp handshake: |tcp in one process, 3 ranks|${tcpAttacks})"`, ...tcpFiles] },
+  'tcp-rendezvous': { mutate: ['src/comm/tcp-rendezvous.ts'], tests: [`--test-name-pattern="^(tcp handshake: |tcp rendezvous: |tcp in one process, 3 ranks|${tcpAttacks})"`, ...tcpFiles] },
   // the Open MPI backend's TypeScript side: the conformance suite under mpirun, every case in one job on 2 and 3 processes, and the
   // failures a rank names itself (it throws, calls the wrong collective, sends a message of the wrong size; not a rank that dies or
   // stalls, which mpirun names, nor the jobs per case: 40 s a run); and the layer against a stand-in binding (mpi-layer.test)

@@ -137,19 +137,21 @@ test('tcp handshake: a stranger at rank 0 that sends garbage, a proof too long, 
 });
 
 /** A fake rank 0 at a port of its own that answers rank 1's connection with `reply(challenge's answer)`. */
-async function fakeRankZero(reply: (auth: Buffer, socket: Socket) => void): Promise<number> {
+async function fakeRankZero(reply: (auth: Buffer, socket: Socket, next: () => Promise<{ type: number; payload: Buffer } | null>) => void): Promise<number> {
   const server = createServer((socket) => {
     server.close();
     const next = frameReader(socket);
     socket.write(frame(Type.Challenge, Buffer.alloc(16, 3)));
-    void next().then((answer) => answer && reply(answer.payload, socket));
+    void next().then((answer) => answer && reply(answer.payload, socket, next));
   });
   await new Promise<void>((resolve) => server.listen({ host: '127.0.0.1', port: 0 }, () => resolve()));
   return (server.address() as { port: number }).port;
 }
 
+/** The dialer's nonce in its proof (identity, nonce, HMAC). */
+const nonceOf = (answer: Buffer) => answer.subarray(answer.length - 48, answer.length - 32);
+
 test('tcp handshake: rank 1 believes neither the acceptance nor the refusal of a rank 0 that does not know the secret, and sends it nothing', async () => {
-  const nonceOf = (answer: Buffer) => answer.subarray(answer.length - 48, answer.length - 32);
   for (const [what, reply, expected] of [
     ['an acceptance without the secret', (answer: Buffer, socket: Socket) => socket.write(frame(Type.AuthOk, hmac('another-secret!!', 'converge-accept', nonceOf(answer)))), /the peer failed to prove the job secret; refusing to send it data\.$/],
     ['an acceptance of another length', (answer: Buffer, socket: Socket) => socket.write(frame(Type.AuthOk, Buffer.concat([hmac(secret, 'converge-accept', nonceOf(answer)), Buffer.alloc(1)]))), /the peer failed to prove the job secret; refusing to send it data\.$/],
@@ -206,4 +208,38 @@ test('tcp handshake: a second peer with the secret that claims a rank already jo
   assert.ok(logs.some((line) => /^rank 0: connection from 127\.0\.0\.1:\d+: refused: rank 2 has already joined \(two ranks were given RANK=2\)\.$/.test(line)), logs.join('\n'));
   // rank 1 never came
   assert.equal(await zero, 'rank 0: rendezvous timed out after 0.6 s; rank 1 never connected — were all 3 ranks started with the same MASTER_ADDR, MASTER_PORT and secret?');
+});
+
+/** Whether a connection to host:port is taken (true) or refused (false). */
+const answers = (host: string, port: number) => new Promise<boolean>((resolve) => {
+  const socket = connect({ host, port });
+  socket.once('connect', () => { socket.destroy(); resolve(true); }).once('error', () => resolve(false));
+});
+
+test('tcp rendezvous: a rank listens on the address it reaches rank 0 from, or on --bind\'s, and tells rank 0 that address; --bind 0.0.0.0 listens on every interface but tells the reached one', async () => {
+  // (every 127/8 address is loopback on Linux: rank 1 reaches rank 0 from 127.0.0.1, whatever it binds)
+  for (const [bind, told, taken, refused] of [
+    [undefined, '127.0.0.1', '127.0.0.1', '127.0.0.2'],
+    ['127.0.0.2', '127.0.0.2', '127.0.0.2', '127.0.0.1'],
+    ['0.0.0.0', '127.0.0.1', '127.0.0.3', null],
+  ] as const) {
+    let hello: (frame: { type: number; payload: Buffer } | null) => void = () => {};
+    const said = new Promise<{ type: number; payload: Buffer } | null>((resolve) => (hello = resolve));
+    let fake: Socket | null = null;
+    const port = await fakeRankZero((answer, socket, next) => {
+      fake = socket;
+      socket.write(frame(Type.AuthOk, hmac(secret, 'converge-accept', nonceOf(answer))));
+      void next().then(hello);
+    });
+    // security none: the address rank 1 sends after the handshake can be read here
+    const one = connectTcp({ rank: 1, size: 2, masterAddr: '127.0.0.1', masterPort: port, secret, timeoutMs: 3000, capacity: 100, security: 'none', bind }).then(() => 'joined', (error: Error) => error.message);
+    const address = await said;
+    assert.equal(address?.type, Type.Hello, `bind ${bind}`);
+    const [host, listening] = address!.payload.toString('utf8').split(' ');
+    assert.equal(host, told, `bind ${bind}: the address rank 0 is told`);
+    assert.ok(await answers(taken, Number(listening)), `bind ${bind}: rank 1 listens on ${taken}:${listening}`);
+    if (refused) assert.equal(await answers(refused, Number(listening)), false, `bind ${bind}: rank 1 does not listen on ${refused}`);
+    fake!.destroy();
+    assert.match(await one, /^rank 1: the rank table from rank 0: the connection closed during the handshake/, `bind ${bind}`);
+  }
 });
