@@ -21,7 +21,7 @@ export interface Receive {
 
 /** A connection to one peer: frame parsing, the receive it is waiting on, and what arrived early. */
 export class Link {
-  peer = -1;
+  readonly peer: number;
   private chunks: Buffer[] = [];
   private buffered = 0;
   private frame: Frame | null = null; // header parsed, payload pending
@@ -139,10 +139,9 @@ export class Link {
 
   /** Whether a frame is the one a receive waits for: same sequence number, fingerprint and part. */
   private matches(receive: Receive, frame: Frame): boolean {
-    if (frame.type !== Type.Data) return false;
-    const p2p = frame.operation === operations.indexOf('send');
-    if (receive.expect === null) return false; // any-source receives take whole messages from the mail
-    if (p2p !== (receive.expect.operation === operations.indexOf('send'))) return false;
+    // (any-source receives take whole messages from the mail; a point-to-point message and a
+    // collective differ in their operation, so neither completes a receive for the other)
+    if (frame.type !== Type.Data || receive.expect === null) return false;
     const e = receive.expect;
     return frame.seq === e.seq && frame.operation === e.operation && frame.count === e.count && frame.root === e.root && frame.part === e.part && frame.bytes === e.bytes;
   }
