@@ -85,7 +85,7 @@ export const modules = {
   tcp: { mutate: ['src/comm/tcp.ts'], tests: [`--test-name-pattern="^(tcp in one process|${tcpAttacks}|tcp handshake: |a link |a frame that came before its receive)"`, ...tcpFiles] },
   // its links (frames, how they are parsed and written): a link's parser fed by hand, cut anywhere; its writer through backpressure over
   // a real connection, sealed and not; the in-process suite above; garbage frames, forged records and altered bytes from a hand-made rank
-  'tcp-link': { mutate: ['src/comm/{tcp-link,tcp-wire}.ts'], tests: ['--test-name-pattern="^(a link |a frame that came before its receive|tcp in one process|tcp \\((none|encrypt|integrity)\\): )"', ...tcpFiles] },
+  'tcp-link': { mutate: ['src/comm/{tcp-link,tcp-wire}.ts'], tests: ['--test-name-pattern="^(a link |a source |a frame that came before its receive|tcp in one process|tcp \\((none|encrypt|integrity)\\): )"', ...tcpFiles] },
   // how ranks meet: hand-made handshakes (garbage, replayed, malformed or oversized proofs, impossible ranks, another job, size or
   // security mode, a rank taken twice, a fake rank 0), a rank 0 that comes late or never, a port taken; strangers; 3 ranks forming in each mode
   'tcp-rendezvous': { mutate: ['src/comm/tcp-rendezvous.ts'], tests: [`--test-name-pattern="^(tcp handshake: |tcp rendezvous: |tcp in one process, 3 ranks|${tcpAttacks})"`, ...tcpFiles] },

@@ -7,9 +7,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, connect, type Socket } from 'node:net';
 import { operations } from './communicator.js';
-import { transportSecurities } from './tcp-seal.js';
+import { Sealer, transportSecurities } from './tcp-seal.js';
 import { Link, Source, type Receive } from './tcp-link.js';
-import { header, type Frame, Type } from './tcp-wire.js';
+import { header, SEGMENT, type Frame, Type } from './tcp-wire.js';
 
 interface Sent { frame: Frame; payload: Buffer }
 
@@ -65,6 +65,8 @@ test('a link parses a stream of frames cut anywhere: every frame and payload com
     [Type.Data, send, 0, 5, 2, -1, 8],
     [Type.Data, operations.indexOf('broadcast'), 65535, 0xfffffffe, 7, 2, 28],
     [Type.StatusRequest, 0, 0, 3, 0, 0, 0],
+    [Type.Refused, 0, 0, 0, 0, 0, 5], // the highest type there is
+    [Type.Data, send, 0, 6, 1, -1, 4],
   ].map(([type, operation, part, seq, count, root, bytes]) => ({ frame: frameOf(type, operation, part, seq, count, root, bytes), payload: randomBytes(bytes, random) }));
   const bytes = wire(sent);
   const chunkings: Record<string, () => number> = {
@@ -72,14 +74,17 @@ test('a link parses a stream of frames cut anywhere: every frame and payload com
     'random sizes': () => Math.floor(random() * 70_000), 'the whole stream': () => bytes.length,
   };
   for (const [name, size] of Object.entries(chunkings)) {
-    const { reader, got } = linkCollecting();
+    const { link, reader, got } = linkCollecting();
     feed(reader, bytes, size);
     assert.equal(got.length, sent.length, name);
     for (const [i, { frame, payload }] of sent.entries()) {
       assert.deepEqual(got[i].frame, frame, `${name}: frame ${i}`);
       assert.ok(got[i].payload.equals(payload), `${name}: payload ${i}`);
     }
+    // what a failure message names as the peer's last collective: the last data frame of one (not a point-to-point message, not a status)
+    assert.equal(link.lastSeen, 'broadcast #4294967294', name);
   }
+  assert.equal(linkCollecting().link.lastSeen, 'the rendezvous', 'before any frame');
 });
 
 /** A receive as tcp.ts posts one: `sum` adds the payload into data[at …], else copies it there. */
@@ -141,6 +146,8 @@ test('a frame that came before its receive completes it whole (summed or copied)
   }
   link.receive = { ...receiveInto(data, 0, frame, false, () => assert.fail('an any-source receive completed by a collective frame')), expect: null };
   assert.equal(link.completeFrom(frame, Buffer.from(payload)), false, 'any-source');
+  link.receive = receiveInto(data, 0, frame, false, () => assert.fail('completed by a frame that is not data'));
+  assert.equal(link.completeFrom({ ...frame, type: Type.Status }, Buffer.from(payload)), false, 'a status frame with the fields awaited');
   const message = frameOf(Type.Data, send, 0, 3, 10, -1, 20);
   link.receive = receiveInto(data, 0, frame, false, () => assert.fail('a collective receive completed by a point-to-point message'));
   assert.equal(link.completeFrom(message, Buffer.from(payload)), false, 'point-to-point');
@@ -166,6 +173,97 @@ test('a link refuses a frame over its limit, of no known type, or without the ma
       assert.deepEqual(garbage, [expected], `${what}, chunks of ${size}`);
     }
   }
+});
+
+test('a link is told of a connection already broken when it takes it over, and refuses any byte on the connection it only writes to, parsing nothing after', () => {
+  const keys = { read: Buffer.alloc(32, 1), write: Buffer.alloc(32, 2) };
+  const broken = new Source();
+  broken.secure(keys, true);
+  broken.feed(Buffer.alloc(40, 0x01), false); // no record: its length field claims far more than a record holds
+  assert.ok(broken.broken, 'the source is broken');
+  const tampered: string[] = [];
+  new Link(1, broken, new Source(), () => 1000, () => assert.fail('a frame'), () => assert.fail('garbage'), (_, what) => void tampered.push(what));
+  assert.deepEqual(tampered, [broken.broken]);
+
+  const reader = new Source();
+  const writer = new Source();
+  const garbage: string[] = [];
+  const got: Frame[] = [];
+  new Link(1, reader, writer, () => 1000, (_, frame) => void got.push(frame), (_, what) => void garbage.push(what), () => assert.fail('tampered'));
+  writer.feed(Buffer.from('x'), false);
+  assert.deepEqual(garbage, ['bytes on the connection it only reads from']);
+  reader.feed(header(Type.Bye, 0, 0, 1, 0, 0, 0), false);
+  assert.deepEqual(got, [], 'nothing is parsed after it');
+});
+
+test('a source keeps what arrives while nobody listens (a copy where the memory is reused: the read buffer, or the opened plaintext), hands it over in order to the next listener, first whatever the last one gave back, and keeps the rest for the next when a listener leaves mid-way', () => {
+  const got: string[] = [];
+  const source = new Source();
+  const reused = Buffer.from('ab');
+  source.feed(reused, true);
+  reused.fill(0x7a);
+  source.feed(Buffer.from('cd'), false);
+  source.listen((chunk) => void got.push(chunk.toString()));
+  assert.deepEqual(got, ['ab', 'cd']);
+  source.feed(Buffer.from('ef'), false);
+  assert.deepEqual(got, ['ab', 'cd', 'ef'], 'delivered at once to a listener');
+  source.unlisten();
+  source.feed(Buffer.from('gh'), true);
+  source.giveBack(Buffer.from('GB'));
+  source.giveBack(Buffer.alloc(0));
+  assert.equal(got.length, 3, 'nothing while nobody listens');
+  // a listener that leaves after its first chunk (as the handshake does) leaves the rest for the next
+  const first: string[] = [];
+  source.listen((chunk) => {
+    first.push(chunk.toString());
+    source.unlisten();
+  });
+  assert.deepEqual(first, ['GB']);
+  const second: string[] = [];
+  source.listen((chunk) => void second.push(chunk.toString()));
+  assert.deepEqual(second, ['gh']);
+
+  // sealed records that arrive before anyone listens: each record's plaintext kept whole, though the next is opened into the same memory
+  const keys = { read: Buffer.alloc(32, 3), write: Buffer.alloc(32, 4) };
+  const sealer = new Sealer(keys.write, true);
+  const records: Buffer[] = [];
+  for (const text of ['first record', 'second']) sealer.seal(Buffer.from(text), (piece) => void records.push(Buffer.from(piece)));
+  const opened = new Source();
+  opened.secure({ read: keys.write, write: keys.read }, true);
+  for (const record of records) opened.feed(record, false);
+  const plain: string[] = [];
+  opened.listen((chunk) => void plain.push(chunk.toString()));
+  assert.deepEqual(plain, ['first record', 'second']);
+});
+
+test('a link reuses the memory of the early payloads it was given back for the next ones (a fresh buffer a frame costs page faults), and keeps at most 4', () => {
+  const reader = new Source();
+  const payloads: Buffer[] = [];
+  const link = new Link(1, reader, new Source(), () => 1 << 20, (_, __, payload) => void payloads.push(payload!), () => assert.fail('garbage'), () => assert.fail('tampered'));
+  const frames = (n: number, bytes: number) => Buffer.concat(Array.from({ length: n }, (_, i) => Buffer.concat([header(Type.Data, allreduce, 0, i, bytes / 4, -1, bytes), Buffer.alloc(bytes, i + 1)])));
+  // one at a time, each given back before the next: one buffer for them all, though the second asks for no less than the first had
+  for (let i = 0; i < 3; i++) {
+    reader.feed(frames(1, 100), false);
+    assert.ok(payloads[i].equals(Buffer.alloc(100, 1)), 'the payload itself');
+    link.release(payloads[i]);
+  }
+  assert.equal(new Set(payloads.map((p) => p.buffer)).size, 1, 'one buffer, reused');
+  // six held at once, then all given back: the next six get four of them again, and two new ones
+  payloads.length = 0;
+  reader.feed(frames(6, 100), false);
+  const held = new Set(payloads.map((p) => p.buffer));
+  assert.equal(held.size, 6);
+  for (const payload of payloads) link.release(payload);
+  payloads.length = 0;
+  reader.feed(frames(6, 100), false);
+  assert.equal(payloads.filter((p) => held.has(p.buffer)).length, 4, 'four kept');
+  // a smaller payload fits a kept buffer; a larger one does not
+  for (const payload of payloads) link.release(payload);
+  payloads.length = 0;
+  reader.feed(frames(1, 40), false);
+  reader.feed(frames(1, 400), false);
+  assert.ok(held.has(payloads[0].buffer) && !held.has(payloads[1].buffer));
+  assert.ok(payloads[1].equals(Buffer.alloc(400, 1)));
 });
 
 /** Two ends of a loopback connection: the dialed socket, and the accepted one, paused (nothing is read until the test resumes it). */
@@ -200,16 +298,32 @@ for (const security of transportSecurities) {
       const writes = [0, 1, 24, (1 << 20) + 7, 5 << 20, 3, 1 << 18, 0, 2 << 20].map((n) => [randomBytes(n, random), randomBytes(n % 5, random)]);
       const done: number[] = [];
       const errors: (Error | null | undefined)[] = [];
+      const listeners = () => [dialer.listenerCount('drain'), dialer.listenerCount('close')];
+      const before = listeners();
       for (const [i, pieces] of writes.entries()) writer.write(pieces, (error) => { done.push(i); errors.push(error); });
       await new Promise((resolve) => setTimeout(resolve, 100));
       assert.ok(done.length < writes.length, `the socket took all ${writes.length} writes while nothing was read`);
+      if (security !== 'none') {
+        // sealed copies wait for the socket: beyond its high-water mark, at most the segment sealed last
+        assert.ok(dialer.writableLength <= dialer.writableHighWaterMark + SEGMENT + 1024, `${dialer.writableLength} bytes sealed ahead of a peer that reads nothing`);
+        assert.ok(dialer.listenerCount('drain') <= before[0] + 1, 'one wait for the drain, however many writes came meanwhile');
+      }
       acceptor.resume();
       const total = writes.flat().reduce((sum, piece) => sum + piece.length, 0);
       while (received.reduce((sum, chunk) => sum + chunk.length, 0) < total || done.length < writes.length) await new Promise((resolve) => setTimeout(resolve, 10));
       assert.deepEqual(done, writes.map((_, i) => i), 'each done once, in order');
       assert.ok(errors.every((error) => !error), String(errors.find((error) => error)));
       assert.ok(Buffer.concat(received).equals(Buffer.concat(writes.flat())), 'the bytes, whole and in order');
+      assert.deepEqual(listeners(), before, 'no listener left behind');
+      // writes waiting for a peer that reads nothing when the connection closes: each is done (what the
+      // kernel took, without error), and the last, more than the kernel's buffers hold, fails
+      acceptor.pause();
+      const pending: Promise<Error | null | undefined>[] = [];
+      for (let i = 0; i < 3; i++) pending.push(new Promise((resolve) => writer.write([Buffer.alloc(16 << 20)], resolve)));
+      await new Promise((resolve) => setTimeout(resolve, 100));
       dialer.destroy();
+      const outcomes = await Promise.all(pending);
+      assert.match(String(outcomes[2]?.message), security === 'none' ? /destroyed/ : /^the connection is closed$/);
       const failed = await new Promise<Error | null | undefined>((resolve) => writer.write([Buffer.alloc(10)], resolve));
       assert.match(String(failed?.message), security === 'none' ? /destroyed/ : /^the connection is closed$/);
     } finally {
