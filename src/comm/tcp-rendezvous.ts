@@ -102,8 +102,8 @@ async function acceptHandshake(source: Source, options: TcpOptions, admit: (peer
   const nonce = randomBytes(16);
   sendFrame(source, Type.Challenge, nonce);
   const { payload } = await readHandshakeFrame(source, Type.Auth, Math.min(options.timeoutMs, options.handshakeMs ?? HANDSHAKE_MS), where);
-  const identityLength = payload.length >= 12 ? 12 + payload.readUInt16LE(10) : 0;
-  if (identityLength === 0 || payload.length !== identityLength + 16 + 32) throw new CommunicationError(`${where}: a malformed authentication of ${payload.length} bytes.`, 'HANDSHAKE');
+  const identityLength = 12 + (payload.length >= 12 ? payload.readUInt16LE(10) : 0);
+  if (payload.length !== identityLength + 16 + 32) throw new CommunicationError(`${where}: a malformed authentication of ${payload.length} bytes.`, 'HANDSHAKE');
   const identity = payload.subarray(0, identityLength);
   const peer = identity.readInt32LE(0);
   const size = identity.readInt32LE(4);
@@ -249,8 +249,7 @@ async function rendezvous(options: TcpOptions, opened: { servers: Server[]; sock
         return;
       }
       pending.add(socket);
-      opened.sockets.push(socket);
-      socket.setNoDelay(true);
+      opened.sockets.push(socket); // (without Nagle's delay: the server says so for every socket it accepts)
       const source = Source.accepted(socket);
       acceptHandshake(source, options, (peer) => (accepted.has(peer) ? `rank ${peer} has already joined (two ranks were given RANK=${peer})` : null)).then(
         (peer) => {
@@ -293,8 +292,8 @@ async function rendezvous(options: TcpOptions, opened: { servers: Server[]; sock
     acceptAll(server);
     await waitForAccepts(size - 1);
     // every rank says where it listens; rank 0 answers with the whole table, then dials everyone
-    const table: { host: string; port: number }[] = new Array(size);
-    table[0] = { host: options.masterAddr, port: options.masterPort };
+    // (rank 0's own entry stays empty: every rank has dialed it already)
+    const table: ({ host: string; port: number } | null)[] = new Array(size).fill(null);
     await Promise.all(
       [...accepted.entries()].map(async ([peer, source]) => {
         const { payload } = await readHandshakeFrame(source, Type.Hello, options.timeoutMs, `${where}: rank ${peer}'s address`);
@@ -305,7 +304,8 @@ async function rendezvous(options: TcpOptions, opened: { servers: Server[]; sock
     const body = Buffer.from(JSON.stringify(table)); // once, at start-up: not the data path
     for (const source of accepted.values()) sendFrame(source, Type.Table, body);
     await Promise.all(
-      table.slice(1).map(async ({ host, port }, i) => {
+      table.slice(1).map(async (entry, i) => {
+        const { host, port } = entry!;
         dialed.set(i + 1, await join(host, port, options, where, `rank ${i + 1}`, opened.sockets));
       }),
     );
@@ -322,23 +322,25 @@ async function rendezvous(options: TcpOptions, opened: { servers: Server[]; sock
     const port = (server.address() as { port: number }).port;
     sendFrame(master, Type.Hello, Buffer.from(`${host} ${port}`));
     const { payload } = await readHandshakeFrame(master, Type.Table, options.timeoutMs, `${where}: the rank table from rank 0`);
-    const table = JSON.parse(payload.toString('utf8')) as { host: string; port: number }[];
+    const table = JSON.parse(payload.toString('utf8')) as ({ host: string; port: number } | null)[];
     await Promise.all(
-      table.map(async ({ host: h, port: p }, peer) => {
+      table.map(async (entry, peer) => {
         if (peer === 0 || peer === rank) return;
-        dialed.set(peer, await join(h, p, options, where, `rank ${peer}`, opened.sockets));
+        dialed.set(peer, await join(entry!.host, entry!.port, options, where, `rank ${peer}`, opened.sockets));
       }),
     );
   }
   await waitForAccepts(size - 1);
-  // the rank-0 connection of a rank carried the table: the Link reads it from here on
+  // the rank-0 connection of a rank carried the table: the Link reads it from here on. What a peer
+  // sent before this rank's communicator exists (frames, garbage, a record that does not open) is
+  // held since the handshake and parsed as its Link is made: it reaches the communicator once it is there.
   let comm: TcpCommunicator | null = null;
-  const early: { link: Link; frame: Frame; payload: Buffer }[] = [];
-  const tamperedEarly: { link: Link; what: string }[] = [];
+  const before: ((comm: TcpCommunicator) => void)[] = [];
+  const event = (what: (comm: TcpCommunicator) => void) => (comm ? what(comm) : before.push(what));
   const limit = () => HEADER + 4 * options.capacity + 1024;
   for (let peer = 0; peer < size; peer++) {
     if (peer === rank) continue;
-    links[peer] = new Link(peer, dialed.get(peer)!, accepted.get(peer)!, limit, (l, f, p) => (comm ? comm.onFrame(l, f, p!) : early.push({ link: l, frame: f, payload: p! })), (l, what) => comm?.garbage(l, what), (l, what) => (comm ? comm.tampered(l, what) : tamperedEarly.push({ link: l, what })));
+    links[peer] = new Link(peer, dialed.get(peer)!, accepted.get(peer)!, limit, (l, f, p) => event((c) => c.onFrame(l, f, p!)), (l, what) => event((c) => c.garbage(l, what)), (l, what) => event((c) => c.tampered(l, what)));
   }
   // the group is complete: the listener closes, so a later connection is refused by the kernel —
   // no challenge, no log line, no memory (kept open, each one cost ≈1 KiB and two lines)
@@ -348,7 +350,6 @@ async function rendezvous(options: TcpOptions, opened: { servers: Server[]; sock
   for (const socket of pending) socket.destroy(); // strangers still in their handshake: nothing holds the job for them
   comm = new TcpCommunicator(rank, size, links, null, options);
   comm.attach();
-  for (const { link, what } of tamperedEarly) comm.tampered(link, what);
-  for (const { link, frame, payload } of early) comm.onFrame(link, frame, payload);
+  for (const what of before) what(comm);
   return comm;
 }
