@@ -9,6 +9,7 @@ import { createServer, connect, type Socket } from 'node:net';
 import { hmac, connectTcp } from './tcp-rendezvous.js';
 import { transportSecurities } from './tcp-seal.js';
 import { header, HEADER, Type } from './tcp-wire.js';
+import type { CommunicationError } from '../errors.js';
 import { freePort } from '../launch/local-job.js';
 
 const secret = 'a-job-secret-123';
@@ -81,11 +82,13 @@ test('tcp handshake: a stranger at rank 0 that sends garbage, a proof too long, 
   const logs: string[] = [];
   const zero = connectTcp({ rank: 0, size: 2, masterAddr: '127.0.0.1', masterPort: port, secret, timeoutMs: 8_000, handshakeMs: 300, capacity: 100, log: (line) => logs.push(line) });
   let replayable: Buffer | null = null;
-  const cases: [string, (challenge: Buffer) => Buffer | null, RegExp, string?][] = [
+  const cases: [string, (challenge: Buffer, socket: Socket) => Buffer | null | Promise<null>, RegExp, string?][] = [
     ['garbage', () => Buffer.alloc(24, 0xab), /: garbage instead of the handshake \(magic 0xabababab, type 171, 2880154539 bytes\)\.$/],
     ['a proof over the handshake limit', () => frame(Type.Auth, Buffer.alloc(0), 65537), /: garbage instead of the handshake \(magic 0x31475643, type 6, 65537 bytes\)\.$/],
     ['a proof at the handshake limit', () => frame(Type.Auth, Buffer.alloc(65536)), /: a malformed authentication of 65536 bytes\.$/],
     ['a frame of another type', () => frame(Type.Data, Buffer.alloc(8)), /: garbage instead of the handshake \(magic 0x31475643, type 1, 8 bytes\)\.$/],
+    ['a proof without the magic', (c) => { const bytes = auth(c, identity(1, 2)); bytes.writeUInt32LE(0x12345678, 0); return bytes; }, /: garbage instead of the handshake \(magic 0x12345678, type 6, 60 bytes\)\.$/],
+    ['a reset', async (_, socket) => { socket.resetAndDestroy(); return null; }, /: the connection closed during the handshake \(wrong secret, or not a converge rank\)\.$/],
     ['a proof shorter than an identity', () => frame(Type.Auth, Buffer.alloc(10)), /: a malformed authentication of 10 bytes\.$/],
     ['a proof whose identity claims a longer job name', () => { const who = identity(1, 2); who.writeUInt16LE(5, 10); return frame(Type.Auth, Buffer.concat([who, Buffer.alloc(48)])); }, /: a malformed authentication of 60 bytes\.$/],
     ['a proof without the secret', () => frame(Type.Auth, Buffer.concat([identity(1, 2), Buffer.alloc(48, 1)])), /: refused: the peer does not know the job secret \(CONVERGE_SECRET\)\.$/],
@@ -93,6 +96,9 @@ test('tcp handshake: a stranger at rank 0 that sends garbage, a proof too long, 
     ['a proof replayed from another connection', () => replayable, /: refused: the peer does not know the job secret \(CONVERGE_SECRET\)\.$/],
     ['nothing', () => null, /: no handshake within 0\.3 s\.$/],
     ['the secret, and rank 5 of 2', (c) => auth(c, identity(5, 2)), /: refused: it claims rank 5, outside 0…1\.$/, 'it claims rank 5, outside 0…1'],
+    ['the secret, and rank 2 of 2', (c) => auth(c, identity(2, 2)), /: refused: it claims rank 2, outside 0…1\.$/, 'it claims rank 2, outside 0…1'],
+    // (its first piece shorter than a header, read apart from the rest)
+    ['the secret, and rank 5 of 2, in two pieces', async (c, socket) => { const bytes = auth(c, identity(5, 2)); socket.write(bytes.subarray(0, 10)); await new Promise((resolve) => setTimeout(resolve, 50)); socket.write(bytes.subarray(10)); return null; }, /: refused: it claims rank 5, outside 0…1\.$/, 'it claims rank 5, outside 0…1'],
     ['the secret, and rank -1 of 2', (c) => auth(c, identity(-1, 2)), /: refused: it claims rank -1, outside 0…1\.$/, 'it claims rank -1, outside 0…1'],
     ['the secret, and another job', (c) => auth(c, identity(1, 2, 'job-b')), /: refused: it belongs to job "job-b", this rank to job "" \(CONVERGE_JOB_ID differs: two jobs share a port and a secret\)\.$/, 'it belongs to job "job-b", this rank to job "" (CONVERGE_JOB_ID differs: two jobs share a port and a secret)'],
     ['the secret, and another world size', (c) => auth(c, identity(1, 3)), /: refused: it claims to be rank 1 of 3, but this job has 2 ranks \(WORLD_SIZE differs\)\.$/, 'it claims to be rank 1 of 3, but this job has 2 ranks (WORLD_SIZE differs)'],
@@ -110,7 +116,7 @@ test('tcp handshake: a stranger at rank 0 that sends garbage, a proof too long, 
       assert.equal(challenge!.payload.length, 16, `${what}: a 16-byte nonce`);
       // (the replay case answers with the proof of the case before it, made for another challenge)
       replayable = auth(Buffer.alloc(16, 9), identity(1, 2));
-      const bytes = answer(challenge!.payload);
+      const bytes = await answer(challenge!.payload, socket);
       if (bytes) socket.write(bytes);
       const line = await logged(logs, before, new RegExp(`^rank 0: connection from 127\\.0\\.0\\.1:\\d+${expected.source}`));
       assert.equal(logs.length, before + 1, `${what}: one line (${line})`);
@@ -137,11 +143,11 @@ test('tcp handshake: a stranger at rank 0 that sends garbage, a proof too long, 
 });
 
 /** A fake rank 0 at a port of its own that answers rank 1's connection with `reply(challenge's answer)`. */
-async function fakeRankZero(reply: (auth: Buffer, socket: Socket, next: () => Promise<{ type: number; payload: Buffer } | null>) => void): Promise<number> {
+async function fakeRankZero(reply: (auth: Buffer, socket: Socket, next: () => Promise<{ type: number; payload: Buffer } | null>) => void, first = frame(Type.Challenge, Buffer.alloc(16, 3))): Promise<number> {
   const server = createServer((socket) => {
     server.close();
     const next = frameReader(socket);
-    socket.write(frame(Type.Challenge, Buffer.alloc(16, 3)));
+    socket.write(first);
     void next().then((answer) => answer && reply(answer.payload, socket, next));
   });
   await new Promise<void>((resolve) => server.listen({ host: '127.0.0.1', port: 0 }, () => resolve()));
@@ -152,24 +158,62 @@ async function fakeRankZero(reply: (auth: Buffer, socket: Socket, next: () => Pr
 const nonceOf = (answer: Buffer) => answer.subarray(answer.length - 48, answer.length - 32);
 
 test('tcp handshake: rank 1 believes neither the acceptance nor the refusal of a rank 0 that does not know the secret, and sends it nothing', async () => {
-  for (const [what, reply, expected] of [
-    ['an acceptance without the secret', (answer: Buffer, socket: Socket) => socket.write(frame(Type.AuthOk, hmac('another-secret!!', 'converge-accept', nonceOf(answer)))), /the peer failed to prove the job secret; refusing to send it data\.$/],
-    ['an acceptance of another length', (answer: Buffer, socket: Socket) => socket.write(frame(Type.AuthOk, Buffer.concat([hmac(secret, 'converge-accept', nonceOf(answer)), Buffer.alloc(1)]))), /the peer failed to prove the job secret; refusing to send it data\.$/],
-    ['a refusal without the secret', (answer: Buffer, socket: Socket) => { const text = Buffer.from('go away'); socket.write(frame(Type.Refused, Buffer.concat([hmac('another-secret!!', 'converge-refuse', nonceOf(answer), text), text]))); }, /the peer failed to prove the job secret; refusing to send it data\.$/],
-    ['a genuine refusal', (answer: Buffer, socket: Socket) => { const text = Buffer.from('no room'); socket.write(frame(Type.Refused, Buffer.concat([hmac(secret, 'converge-refuse', nonceOf(answer), text), text]))); }, /refused this rank: no room\.$/],
-    ['garbage', (_: Buffer, socket: Socket) => socket.write(Buffer.alloc(30, 0x55)), /garbage instead of the handshake \(magic 0x55555555, type 85, 1431655765 bytes\)\.$/],
+  const failedProof = /the peer failed to prove the job secret; refusing to send it data\.$/;
+  const refusal = (answer: Buffer, text: Buffer, key = secret) => frame(Type.Refused, Buffer.concat([hmac(key, 'converge-refuse', nonceOf(answer), text), text]));
+  // (a record that does not open: its length, 4 bytes, and a tag that is not theirs)
+  const forged = Buffer.concat([Buffer.from([4, 0, 0, 0]), Buffer.alloc(20, 9)]);
+  const broken = /^rank 1: the rank table from rank 0: record #0 does not authenticate\.$/;
+  for (const [what, reply, expected, code, first] of [
+    ['an acceptance without the secret', (answer: Buffer, socket: Socket) => socket.write(frame(Type.AuthOk, hmac('another-secret!!', 'converge-accept', nonceOf(answer)))), failedProof, 'BAD_SECRET'],
+    ['an acceptance of another length', (answer: Buffer, socket: Socket) => socket.write(frame(Type.AuthOk, Buffer.concat([hmac(secret, 'converge-accept', nonceOf(answer)), Buffer.alloc(1)]))), failedProof, 'BAD_SECRET'],
+    ['a refusal without the secret', (answer: Buffer, socket: Socket) => socket.write(refusal(answer, Buffer.from('go away'), 'another-secret!!')), failedProof, 'BAD_SECRET'],
+    ['a refusal shorter than a proof', (_: Buffer, socket: Socket) => socket.write(frame(Type.Refused, Buffer.alloc(10, 1))), failedProof, 'BAD_SECRET'],
+    ['a refusal that carries the acceptance proof', (answer: Buffer, socket: Socket) => socket.write(frame(Type.Refused, hmac(secret, 'converge-accept', nonceOf(answer)))), failedProof, 'BAD_SECRET'],
+    ['a genuine refusal', (answer: Buffer, socket: Socket) => socket.write(refusal(answer, Buffer.from('no room'))), /refused this rank: no room\.$/, 'REFUSED'],
+    ['a genuine refusal without a reason', (answer: Buffer, socket: Socket) => socket.write(refusal(answer, Buffer.alloc(0))), /refused this rank: \.$/, 'REFUSED'],
+    ['garbage', (_: Buffer, socket: Socket) => socket.write(Buffer.alloc(30, 0x55)), /garbage instead of the handshake \(magic 0x55555555, type 85, 1431655765 bytes\)\.$/, 'HANDSHAKE'],
+    ['garbage instead of the challenge', () => {}, /garbage instead of the handshake \(magic 0x66666666, type 102, 1717986918 bytes\)\.$/, 'HANDSHAKE', Buffer.alloc(30, 0x66)],
+    // a genuine acceptance, then a record that does not open: sent with it (the connection breaks as rank 1 begins to open records), or once rank 1 waits for the table
+    ['an acceptance and a forged record with it', (answer: Buffer, socket: Socket) => socket.write(Buffer.concat([frame(Type.AuthOk, hmac(secret, 'converge-accept', nonceOf(answer))), forged])), broken, 'TAMPERED'],
+    ['an acceptance, then a forged record', (answer: Buffer, socket: Socket) => { socket.once('data', () => socket.write(forged)); socket.write(frame(Type.AuthOk, hmac(secret, 'converge-accept', nonceOf(answer)))); }, broken, 'TAMPERED'],
   ] as const) {
-    const port = await fakeRankZero(reply);
-    const message = await connectTcp({ rank: 1, size: 2, masterAddr: '127.0.0.1', masterPort: port, secret, timeoutMs: 3000, capacity: 100 }).then(() => 'joined', (error: Error) => error.message);
-    assert.match(message, new RegExp(`^rank 1: rank 0 at 127\\.0\\.0\\.1:${port}: ${expected.source}`), what);
+    const port = await fakeRankZero(reply, first);
+    const error = await connectTcp({ rank: 1, size: 2, masterAddr: '127.0.0.1', masterPort: port, secret, timeoutMs: 3000, capacity: 100 }).then(() => null, (e: CommunicationError) => e);
+    const where = code === 'TAMPERED' ? '' : `^rank 1: rank 0 at 127\\.0\\.0\\.1:${port}: `;
+    assert.match(String(error?.message), new RegExp(`${where}${expected.source}`), what);
+    assert.equal(error?.code, code, what);
   }
+});
+
+test('tcp handshake: rank 1 proves who it is: its rank, the world size, its transport security and its job, bound to rank 0\'s challenge', async () => {
+  let proof = null as Buffer | null;
+  const port = await fakeRankZero((answer, socket) => {
+    proof = answer;
+    socket.destroy();
+  });
+  await connectTcp({ rank: 1, size: 3, masterAddr: '127.0.0.1', masterPort: port, secret, timeoutMs: 3000, capacity: 100, job: 'job-7', security: 'integrity' }).catch(() => {});
+  const who = identity(1, 3, 'job-7', transportSecurities.indexOf('integrity'));
+  assert.ok(proof, 'rank 1 answered');
+  assert.ok(proof!.subarray(0, who.length).equals(who), 'its identity');
+  assert.equal(proof!.length, who.length + 16 + 32);
+  assert.ok(proof!.subarray(who.length + 16).equals(hmac(secret, 'converge-connect', Buffer.alloc(16, 3), who)), 'proven for this challenge');
 });
 
 test('tcp handshake: nobody at rank 0\'s port, a port already taken, ranks that never come: each fails within --timeout, naming what to check', async () => {
   const base = { masterAddr: '127.0.0.1', secret, timeoutMs: 400, capacity: 100 };
+  const failure = (joining: Promise<{ close(): void }>) => joining.then((comm) => { comm.close(); return 'joined'; }, (error: CommunicationError) => `${error.code}: ${error.message}`);
   const nobody = await freePort();
-  assert.equal(await connectTcp({ ...base, rank: 1, size: 2, masterPort: nobody }).then(() => 'joined', (error: Error) => error.message),
-    `rank 1: cannot connect to 127.0.0.1:${nobody} (ECONNREFUSED) within 0.4 s; check MASTER_ADDR/MASTER_PORT and that rank 0 runs.`);
+  assert.equal(await failure(connectTcp({ ...base, rank: 1, size: 2, masterPort: nobody })),
+    `CONNECT: rank 1: cannot connect to 127.0.0.1:${nobody} (ECONNREFUSED) within 0.4 s; check MASTER_ADDR/MASTER_PORT and that rank 0 runs.`);
+  // a rank 0 that closes every connection before its challenge: dialed again until --timeout
+  const closing = createServer((socket) => socket.end());
+  await new Promise<void>((resolve) => closing.listen({ host: '127.0.0.1', port: 0 }, () => resolve()));
+  const closes = (closing.address() as { port: number }).port;
+  try {
+    assert.equal(await failure(connectTcp({ ...base, rank: 1, size: 2, masterPort: closes })), `NO_CHALLENGE: rank 1: rank 0 at 127.0.0.1:${closes}: the connection was closed before the handshake began.`);
+  } finally {
+    closing.close();
+  }
   // a rank 0 that comes later (within --timeout) is dialed again until it listens
   const later = await freePort();
   const one = connectTcp({ ...base, timeoutMs: 3000, rank: 1, size: 2, masterPort: later });
@@ -180,13 +224,15 @@ test('tcp handshake: nobody at rank 0\'s port, a port already taken, ranks that 
   await new Promise<void>((resolve) => taken.listen({ host: '127.0.0.1', port: 0 }, () => resolve()));
   const port = (taken.address() as { port: number }).port;
   try {
-    assert.equal(await connectTcp({ ...base, rank: 0, size: 2, masterPort: port }).then(() => 'joined', (error: Error) => error.message), `rank 0: cannot listen on 127.0.0.1:${port} (EADDRINUSE); is the port taken?`);
+    assert.equal(await failure(connectTcp({ ...base, rank: 0, size: 2, masterPort: port })), `LISTEN: rank 0: cannot listen on 127.0.0.1:${port} (EADDRINUSE); is the port taken?`);
+    // a job of one rank listens nowhere
+    assert.equal(await failure(connectTcp({ ...base, rank: 0, size: 1, masterPort: port })), 'joined');
   } finally {
     taken.close();
   }
   for (const [size, missing] of [[2, 'rank 1'], [3, 'ranks 1, 2']] as const) {
-    assert.equal(await connectTcp({ ...base, rank: 0, size, masterPort: await freePort() }).then(() => 'joined', (error: Error) => error.message),
-      `rank 0: rendezvous timed out after 0.4 s; ${missing} never connected — were all ${size} ranks started with the same MASTER_ADDR, MASTER_PORT and secret?`);
+    assert.equal(await failure(connectTcp({ ...base, rank: 0, size, masterPort: await freePort() })),
+      `RENDEZVOUS: rank 0: rendezvous timed out after 0.4 s; ${missing} never connected — were all ${size} ranks started with the same MASTER_ADDR, MASTER_PORT and secret?`);
   }
 });
 
@@ -242,4 +288,114 @@ test('tcp rendezvous: a rank listens on the address it reaches rank 0 from, or o
     fake!.destroy();
     assert.match(await one, /^rank 1: the rank table from rank 0: the connection closed during the handshake/, `bind ${bind}`);
   }
+});
+
+/** Plays a rank that dials `port` with the secret at security none and is accepted: the connection, its frames after the acceptance. */
+async function fakeRank(port: number, rank: number, size: number): Promise<{ socket: Socket; next: ReturnType<typeof frameReader> }> {
+  const socket = await dialed(port);
+  const next = frameReader(socket);
+  const challenge = await next();
+  socket.write(auth(challenge!.payload, identity(rank, size, '', transportSecurities.indexOf('none'))));
+  assert.equal((await next())?.type, Type.AuthOk);
+  return { socket, next };
+}
+
+/** A port where whoever connects is sent garbage. */
+async function garbageServer(): Promise<{ port: number; close: () => void }> {
+  const server = createServer((socket) => socket.end(Buffer.alloc(30, 0x44)));
+  await new Promise<void>((resolve) => server.listen({ host: '127.0.0.1', port: 0 }, () => resolve()));
+  return { port: (server.address() as { port: number }).port, close: () => server.close() };
+}
+
+test('tcp rendezvous: a rank that never says where it listens, or gives an address where something else answers, fails rank 0 naming that rank; a table that sends rank 1 to such an address fails rank 1 naming the rank it dialed', async () => {
+  const none = { secret, capacity: 100, masterAddr: '127.0.0.1', security: 'none' as const };
+  const garbage = await garbageServer();
+  const said = /garbage instead of the handshake \(magic 0x44444444, type 68, 1145324612 bytes\)\.$/;
+  try {
+    // silent: no address within --timeout
+    let port = await freePort();
+    let zero = connectTcp({ ...none, rank: 0, size: 2, masterPort: port, timeoutMs: 500 }).then(() => 'joined', (error: Error) => error.message);
+    let one = await fakeRank(port, 1, 2);
+    assert.equal(await zero, "rank 0: rank 1's address: no handshake within 0.5 s.");
+    one.socket.destroy();
+    // an address where something else answers
+    port = await freePort();
+    zero = connectTcp({ ...none, rank: 0, size: 2, masterPort: port, timeoutMs: 3000 }).then(() => 'joined', (error: Error) => error.message);
+    one = await fakeRank(port, 1, 2);
+    one.socket.write(frame(Type.Hello, Buffer.from(`127.0.0.1 ${garbage.port}`)));
+    assert.match(await zero, new RegExp(`^rank 0: rank 1 at 127\\.0\\.0\\.1:${garbage.port}: ${said.source}`));
+    one.socket.destroy();
+    // rank 0's table sends rank 1 to rank 2 there
+    const fake = await fakeRankZero((answer, socket, next) => {
+      socket.write(frame(Type.AuthOk, hmac(secret, 'converge-accept', nonceOf(answer))));
+      void next().then((hello) => {
+        const [host, listening] = hello!.payload.toString('utf8').split(' ');
+        socket.write(frame(Type.Table, Buffer.from(JSON.stringify([null, { host, port: Number(listening) }, { host: '127.0.0.1', port: garbage.port }]))));
+      });
+    });
+    const message = await connectTcp({ ...none, rank: 1, size: 3, masterPort: fake, timeoutMs: 3000 }).then(() => 'joined', (error: Error) => error.message);
+    assert.match(message, new RegExp(`^rank 1: rank 2 at 127\\.0\\.0\\.1:${garbage.port}: ${said.source}`));
+  } finally {
+    garbage.close();
+  }
+});
+
+test('tcp rendezvous: what rank 0 sends before rank 1\'s group has formed reaches rank 1\'s communicator: a goodbye (rank 1\'s first receive from it fails at once), or garbage (its first operation fails, naming it)', async () => {
+  for (const [what, early, expected] of [
+    ['a goodbye', header(Type.Bye, 0, 0, 0, 0, 0, 0), /rank 0 \(last seen in the rendezvous\) finished its job and left while rank 1 still needs it/],
+    ['garbage', Buffer.alloc(24, 0x33), /^rank 1: rank 0 sent garbage: a frame with magic 0x33333333 \(expected 0x31475643\); the connection is dropped/],
+  ] as const) {
+    const dialer: { socket: Socket | null } = { socket: null };
+    const port = await fakeRankZero((answer, socket, next) => {
+      socket.write(frame(Type.AuthOk, hmac(secret, 'converge-accept', nonceOf(answer))));
+      void next().then(async (hello) => {
+        const [host, listening] = hello!.payload.toString('utf8').split(' ');
+        socket.write(Buffer.concat([frame(Type.Table, Buffer.from(JSON.stringify([null, { host, port: Number(listening) }]))), early]));
+        // then dial rank 1 as rank 0 does: with this, its group is complete
+        const back = connect({ host, port: Number(listening) });
+        dialer.socket = back;
+        const frames = frameReader(back);
+        const challenge = await frames();
+        back.write(auth(challenge!.payload, identity(0, 2, '', transportSecurities.indexOf('none'))));
+      });
+    });
+    const comm = await connectTcp({ rank: 1, size: 2, masterAddr: '127.0.0.1', masterPort: port, secret, timeoutMs: 3000, capacity: 100, security: 'none' });
+    try {
+      const message = await comm.recv(new Float32Array(2), 0).then(() => 'received', (error: Error) => error.message);
+      assert.match(message, expected, what);
+    } finally {
+      comm.close();
+      dialer.socket?.destroy();
+    }
+  }
+});
+
+test('tcp rendezvous: a rank 0 without a log (a library caller) goes on past strangers that send garbage or come beyond the cap', async () => {
+  const port = await freePort();
+  const base = { size: 2, masterAddr: '127.0.0.1', masterPort: port, secret, timeoutMs: 5000, handshakeMs: 5000, capacity: 100 };
+  const zero = connectTcp({ ...base, rank: 0 });
+  const strangers: Socket[] = [];
+  // four idle strangers fill the quota (2 a rank); the fifth is turned away, the sixth sends garbage once one has left
+  for (let i = 0; i < 5; i++) {
+    const socket = await dialed(port);
+    strangers.push(socket);
+    if (i < 4) await frameReader(socket)();
+    else await new Promise((resolve) => socket.once('close', resolve));
+  }
+  strangers[0].destroy();
+  // (turned away too until rank 0 has seen the first one leave)
+  let sixth: Socket;
+  for (;;) {
+    sixth = await dialed(port);
+    strangers.push(sixth);
+    if (await frameReader(sixth)()) break;
+  }
+  sixth.write(Buffer.alloc(24, 0x22));
+  await new Promise((resolve) => sixth.once('close', resolve));
+  for (const socket of strangers) socket.destroy();
+  const comms = await Promise.all([zero, connectTcp({ ...base, rank: 1 })]);
+  const buffers = [Float32Array.of(1), Float32Array.of(2)];
+  await Promise.all(comms.map((comm, r) => comm.allreduce(buffers[r])));
+  assert.deepEqual(buffers.map((b) => b[0]), [3, 3]);
+  for (const comm of comms) comm.close();
 });
