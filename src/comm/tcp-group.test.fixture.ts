@@ -1,5 +1,7 @@
 // P ranks of one tcp job as communicators of this one process, over loopback: for tests that
-// drive every rank at once (tcp-in-process.test, strategies/in-process.test).
+// drive every rank at once (tcp-in-process.test, strategies/in-process.test); and the tcp tests'
+// hand-made servers, listening on a free loopback port.
+import type { Server } from 'node:net';
 import type { ProcessCommunicator } from './communicator.js';
 import { connectTcp } from './tcp-rendezvous.js';
 import type { TransportSecurity } from './tcp-seal.js';
@@ -21,4 +23,10 @@ export async function withTcpGroup<T>(P: number, options: Parameters<typeof tcpG
   } finally {
     await Promise.all(comms.map((comm) => comm.close()));
   }
+}
+
+/** Starts `server` on a free port of 127.0.0.1; resolves with that port. */
+export async function listenOnLoopback(server: Server): Promise<number> {
+  await new Promise<void>((resolve) => server.listen({ host: '127.0.0.1', port: 0 }, () => resolve()));
+  return (server.address() as { port: number }).port;
 }

@@ -11,6 +11,7 @@ import { transportSecurities } from './tcp-seal.js';
 import { header, HEADER, Type } from './tcp-wire.js';
 import type { CommunicationError } from '../errors.js';
 import { freePort } from '../launch/local-job.js';
+import { listenOnLoopback } from './tcp-group.test.fixture.js';
 
 const secret = 'a-job-secret-123';
 
@@ -150,8 +151,7 @@ async function fakeRankZero(reply: (auth: Buffer, socket: Socket, next: () => Pr
     socket.write(first);
     void next().then((answer) => answer && reply(answer.payload, socket, next));
   });
-  await new Promise<void>((resolve) => server.listen({ host: '127.0.0.1', port: 0 }, () => resolve()));
-  return (server.address() as { port: number }).port;
+  return listenOnLoopback(server);
 }
 
 /** The dialer's nonce in its proof (identity, nonce, HMAC). */
@@ -207,8 +207,7 @@ test('tcp handshake: nobody at rank 0\'s port, a port already taken, ranks that 
     `CONNECT: rank 1: cannot connect to 127.0.0.1:${nobody} (ECONNREFUSED) within 0.4 s; check MASTER_ADDR/MASTER_PORT and that rank 0 runs.`);
   // a rank 0 that closes every connection before its challenge: dialed again until --timeout
   const closing = createServer((socket) => socket.end());
-  await new Promise<void>((resolve) => closing.listen({ host: '127.0.0.1', port: 0 }, () => resolve()));
-  const closes = (closing.address() as { port: number }).port;
+  const closes = await listenOnLoopback(closing);
   try {
     assert.equal(await failure(connectTcp({ ...base, rank: 1, size: 2, masterPort: closes })), `NO_CHALLENGE: rank 1: rank 0 at 127.0.0.1:${closes}: the connection was closed before the handshake began.`);
   } finally {
@@ -221,8 +220,7 @@ test('tcp handshake: nobody at rank 0\'s port, a port already taken, ranks that 
   const comms = await Promise.all([connectTcp({ ...base, timeoutMs: 3000, rank: 0, size: 2, masterPort: later }), one]);
   for (const comm of comms) comm.close();
   const taken = createServer();
-  await new Promise<void>((resolve) => taken.listen({ host: '127.0.0.1', port: 0 }, () => resolve()));
-  const port = (taken.address() as { port: number }).port;
+  const port = await listenOnLoopback(taken);
   try {
     assert.equal(await failure(connectTcp({ ...base, rank: 0, size: 2, masterPort: port })), `LISTEN: rank 0: cannot listen on 127.0.0.1:${port} (EADDRINUSE); is the port taken?`);
     // a job of one rank listens nowhere
@@ -303,8 +301,7 @@ async function fakeRank(port: number, rank: number, size: number): Promise<{ soc
 /** A port where whoever connects is sent garbage. */
 async function garbageServer(): Promise<{ port: number; close: () => void }> {
   const server = createServer((socket) => socket.end(Buffer.alloc(30, 0x44)));
-  await new Promise<void>((resolve) => server.listen({ host: '127.0.0.1', port: 0 }, () => resolve()));
-  return { port: (server.address() as { port: number }).port, close: () => server.close() };
+  return { port: await listenOnLoopback(server), close: () => server.close() };
 }
 
 test('tcp rendezvous: a rank that never says where it listens, or gives an address where something else answers, fails rank 0 naming that rank; a table that sends rank 1 to such an address fails rank 1 naming the rank it dialed', async () => {

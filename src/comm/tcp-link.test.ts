@@ -10,6 +10,7 @@ import { operations } from './communicator.js';
 import { Sealer, transportSecurities } from './tcp-seal.js';
 import { Link, Source, type Receive } from './tcp-link.js';
 import { header, SEGMENT, type Frame, Type } from './tcp-wire.js';
+import { listenOnLoopback } from './tcp-group.test.fixture.js';
 
 interface Sent { frame: Frame; payload: Buffer }
 
@@ -269,9 +270,9 @@ test('a link reuses the memory of the early payloads it was given back for the n
 /** Two ends of a loopback connection: the dialed socket, and the accepted one, paused (nothing is read until the test resumes it). */
 async function connectionPair(): Promise<{ dialer: Socket; acceptor: Socket; close: () => void }> {
   const server = createServer();
-  await new Promise<void>((resolve) => server.listen({ host: '127.0.0.1', port: 0 }, () => resolve()));
+  const port = await listenOnLoopback(server);
   const accepted = new Promise<Socket>((resolve) => server.once('connection', resolve));
-  const dialer = connect({ host: '127.0.0.1', port: (server.address() as { port: number }).port });
+  const dialer = connect({ host: '127.0.0.1', port });
   await new Promise<void>((resolve) => dialer.once('connect', () => resolve()));
   const acceptor = await accepted;
   acceptor.pause();

@@ -11,6 +11,7 @@ import { conformanceCases, failureDescription } from './conformance.js';
 import { connectTcp } from './tcp-rendezvous.js';
 import { Sealer, sessionKeys, transportSecurities, type TransportSecurity } from './tcp-seal.js';
 import { freePort, launchProcesses } from '../launch/local-job.js';
+import { listenOnLoopback } from './tcp-group.test.fixture.js';
 
 const script = new URL('./conformance.process.js', import.meta.url).pathname;
 setFlagsFromString('--expose-gc'); // the churn test measures the heap after collecting
@@ -235,8 +236,7 @@ async function flippingRelay(target: number): Promise<{ port: number; flipped: (
     });
     for (const socket of [inbound, outbound]) socket.on('error', () => {}).on('close', () => { inbound.destroy(); outbound.destroy(); });
   });
-  await new Promise<void>((resolve) => server.listen({ host: '127.0.0.1', port: 0 }, resolve));
-  return { port: (server.address() as { port: number }).port, flipped: () => flipped, close: () => { server.close(); for (const s of sockets) s.destroy(); } };
+  return { port: await listenOnLoopback(server), flipped: () => flipped, close: () => { server.close(); for (const s of sockets) s.destroy(); } };
 }
 
 for (const security of transportSecurities) {
