@@ -1,7 +1,7 @@
 // One rank of a conformance or failure case in its own process (tcp and mpi backends; see
 // tcp.test.ts): `node conformance.process.js BACKEND CASE [failure]` (CASE `all`: every
-// conformance case and every process case in turn, on one communicator). Prints one JSON line: {ok} or {error}, then
-// exits 0 or 1.
+// conformance case and every process case in turn, on one communicator). Prints one JSON line: {ok} (with what a failure case
+// that ends normally said) or {error}, then exits 0 or 1.
 import { capacityFor, failureCases, processBackendCases as cases } from './conformance.js';
 import { createProcessCommunicator } from '../launch/communicator.js';
 import { rankFailure } from '../errors.js';
@@ -13,7 +13,7 @@ let reported = '';
 try {
   if (mode === 'failure') await failureCases[name](comm, (message) => (reported = message));
   else for (const each of names) await cases[each](comm);
-  console.log(JSON.stringify({ ok: true, bytes: comm.bytesSent }));
+  console.log(JSON.stringify({ ok: true, bytes: comm.bytesSent, ...(reported ? { said: reported } : {}) }));
   await comm.close();
   process.exit(0);
 } catch (error) {

@@ -16,7 +16,7 @@ async function runCase(size: number, name: string, failure = false, env: Record<
   const job = await mpiJob(size, [process.execPath, script, 'mpi', name, failure ? 'failure' : ''], { CONVERGE_TEST_TIMEOUT_MS: failure ? '1000' : '20000', ...env });
   const reports = job.lines.map((lines) => {
     const json = lines.find((line) => line.startsWith('{'));
-    return json ? (JSON.parse(json) as { ok?: boolean; error?: string }) : { error: 'nothing printed' };
+    return json ? (JSON.parse(json) as { ok?: boolean; error?: string; said?: string }) : { error: 'nothing printed' };
   });
   return { ...job, reports, all: job.lines.flat().join('\n') };
 }
@@ -89,15 +89,16 @@ for (const name of Object.keys(mismatchCases).map((field) => `${field}Mismatch`)
   });
 }
 
-// the fingerprint check fails every rank before any data moves, so one job tries every kind: each rank names both collectives each time
-test(`mpi failure handling: a rank that ${failureDescription('everyKind')} is refused each time, every rank naming both collectives`, { skip: mpiMissing || false }, async () => {
+// the fingerprint check fails every rank before any data moves, so one job tries every kind: each rank names both collectives
+// each time, and the group still all-reduces afterwards (the job ends normally, so no rank's output is lost to a teardown)
+test(`mpi failure handling: a rank that ${failureDescription('everyKind')} is refused each time, every rank naming both collectives, and the group goes on`, { skip: mpiMissing || false }, async () => {
   const { exitCode, all, reports } = await runCase(3, 'everyKind', true);
-  assert.notEqual(exitCode, 0);
+  assert.equal(exitCode, 0, all);
   const kinds = Object.keys(otherKinds);
   const others = 'allreduce of 8 floats (sum)';
   for (const [r, report] of reports.entries()) {
-    const lines = report.error?.split('\n') ?? [];
-    assert.equal(lines.length, kinds.length, `rank ${r}: ${report.error ?? all}`);
+    const lines = report.said?.split('\n') ?? [];
+    assert.equal(lines.length, kinds.length, `rank ${r}: ${report.said ?? all}`);
     for (const [i, kind] of kinds.entries()) {
       const n = i + 2; // after the first barrier, the i-th collective
       const [mine, theirs] = r === 1 ? [kind, others] : [others, kind];
