@@ -240,6 +240,22 @@ test('converge launch: N ranks with their places and a job secret, output prefix
   failsWith(['launch', '-n', '2'], /the command/);
 });
 
+test('converge launch prints every line a rank wrote, also those still on their way when it exited; a child the rank left behind does not hold the job', () => {
+  // a line written after the rank exited (by a process it started) is still the rank's output: a launcher that ended at the ranks' exit lost it
+  const late = converge('launch', '-n', '2', '--', 'bash', '-c', '(sleep 0.5; echo "rank $RANK, late") & echo "rank $RANK, on time"');
+  assert.equal(late.code, 0, late.stderr);
+  assert.deepEqual(late.stdout.trim().split('\n').sort(), ['[rank 0] rank 0, late', '[rank 0] rank 0, on time', '[rank 1] rank 1, late', '[rank 1] rank 1, on time']);
+  // a child that keeps the rank's output open and says nothing is given up a few seconds after the rank exits
+  const pids = join(mkdtempSync(join(tmpdir(), 'converge-launch-')), 'pids');
+  const started = performance.now();
+  const held = converge('launch', '-n', '1', '--', 'bash', '-c', `sleep 60 & echo $! >> ${pids}; echo done`);
+  const seconds = (performance.now() - started) / 1000;
+  for (const pid of readFileSync(pids, 'utf8').trim().split('\n')) process.kill(Number(pid));
+  assert.equal(held.code, 0, held.stderr);
+  assert.equal(held.stdout, '[rank 0] done\n');
+  assert.ok(seconds < 30, `launch waited ${seconds} s for a child of the rank`);
+});
+
 test('--stop-at-target ends the run (threads, and every rank of a tcp job) at the evaluation that first reached --target', () => {
   const args = ['train', '--dataset', 'synthetic', '--model', 'mlp', '--hidden', '32,16', '--epochs', '5', '--target', '0.8', '--eval-every', '0.25', '--json'];
   const full = JSON.parse(converge(...args).stdout.trim().split('\n').pop()!);

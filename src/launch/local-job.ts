@@ -39,6 +39,26 @@ export function freePort(host = '127.0.0.1'): Promise<number> {
   });
 }
 
+/**
+ * Resolves once `child` has exited and its output pipes are read to their end ('close'), so the
+ * lines a caller collected are all there: ending at 'exit' lost a process's last lines, its error
+ * message among them. Pipes that a process it started still holds open are given up 5 s after it
+ * exits (that process then writes into nothing).
+ */
+export function outputRead(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    child.once('close', () => resolve());
+    child.once('exit', () => {
+      setTimeout(() => {
+        child.stdout?.destroy();
+        child.stderr?.destroy();
+        resolve();
+      }, 5000).unref();
+    });
+    child.once('error', () => resolve());
+  });
+}
+
 export async function launchProcesses(options: LaunchOptions): Promise<LaunchResult> {
   const { processes, command } = options;
   const masterAddr = options.masterAddr ?? '127.0.0.1';
@@ -63,6 +83,9 @@ export async function launchProcesses(options: LaunchOptions): Promise<LaunchRes
       for (const stream of ['stdout', 'stderr'] as const) {
         createInterface({ input: child[stream]! }).on('line', (line) => onLine(rank, line, stream));
       }
+      void outputRead(child).then(() => {
+        if (--remaining === 0) resolve();
+      });
       const finish = (code: number | string) => {
         if (codes[rank] !== undefined) return;
         codes[rank] = code;
@@ -75,7 +98,6 @@ export async function launchProcesses(options: LaunchOptions): Promise<LaunchRes
             for (const other of children) if (other.exitCode === null && other.signalCode === null) other.kill('SIGKILL');
           }, 1000 * (options.graceSeconds ?? 15));
         }
-        if (--remaining === 0) resolve();
       };
       child.on('exit', (code, signal) => finish(code ?? signal ?? 1));
       child.on('error', (error) => {

@@ -4,6 +4,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
+import { outputRead } from './local-job.js';
 
 /** Whether mpirun is installed (Debian's openmpi-bin). */
 export function mpirunAvailable(): boolean {
@@ -34,7 +35,9 @@ export async function mpiJob(processes: number, command: string[], env: NodeJS.P
       else other.push(line);
     });
   }
-  const exitCode = await new Promise<number>((resolve) => child.on('exit', (code, signal) => resolve(code ?? (signal ? 128 : 1))));
+  const exited = new Promise<number>((resolve) => child.on('exit', (code, signal) => resolve(code ?? (signal ? 128 : 1))));
+  await outputRead(child);
+  const exitCode = await exited;
   // mpirun's own report (which rank died, and how) belongs to every rank's story
   for (const rankLines of lines) rankLines.push(...other);
   // mpirun returns one code for the job: a rank that did not finish is counted as failed
