@@ -183,14 +183,26 @@ export class Link {
   private readonly pool: Buffer[] = [];
 
   private borrow(bytes: number): Buffer {
-    const i = this.pool.findIndex((buffer) => buffer.length >= bytes);
-    const whole = i >= 0 ? this.pool.splice(i, 1)[0] : Buffer.allocUnsafeSlow(Math.max(bytes, 64));
+    // the smallest that fits: a large buffer is kept for a large payload
+    let best = -1;
+    for (let i = 0; i < this.pool.length; i++) if (this.pool[i].length >= bytes && (best < 0 || this.pool[i].length < this.pool[best].length)) best = i;
+    const whole = best >= 0 ? this.pool.splice(best, 1)[0] : Buffer.allocUnsafeSlow(Math.max(bytes, 64));
     return whole.subarray(0, bytes);
   }
 
-  /** Gives a payload's memory back for the next early frame (keeps a few). */
+  /**
+   * Gives a payload's memory back for the next early frame. The 4 largest are kept: keeping the
+   * first 4 given back held on to the small ones of a job's first collectives, and every 32 MiB
+   * payload after them that came early paid for a fresh buffer (a 64 MiB all-reduce on 2 ranks,
+   * after smaller ones: 120–140 ms instead of 33 in about one run of three).
+   */
   release(payload: Buffer): void {
-    if (this.pool.length < 4) this.pool.push(Buffer.from(payload.buffer, 0, payload.buffer.byteLength));
+    this.pool.push(Buffer.from(payload.buffer, 0, payload.buffer.byteLength));
+    if (this.pool.length > 4) {
+      let smallest = 0;
+      for (let i = 1; i < this.pool.length; i++) if (this.pool[i].length < this.pool[smallest].length) smallest = i;
+      this.pool.splice(smallest, 1);
+    }
   }
 
   /** An early collective frame, if the peer ran ahead. */
