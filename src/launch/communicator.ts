@@ -6,7 +6,7 @@ import type { ProcessCommunicator } from '../comm/communicator.js';
 import { connectTcp } from '../comm/tcp-rendezvous.js';
 import { unknownName } from '../errors.js';
 import type { TransportSecurity } from '../comm/tcp-seal.js';
-import { masterFromEnvironment, placeFromEnvironment, tcpSettingsFromEnvironment, weakSecretWarning } from './environment.js';
+import { mallocArenaNote, masterFromEnvironment, placeFromEnvironment, tcpSettingsFromEnvironment, weakSecretWarning } from './environment.js';
 
 export type { ProcessCommunicator } from '../comm/communicator.js';
 
@@ -31,7 +31,10 @@ export async function createProcessCommunicator(backend: string, options: { capa
   }
   if (backend === 'mpi') {
     const { connectMpi } = await import('../comm/mpi.js');
-    return connectMpi(options);
+    const comm = await connectMpi(options);
+    const note = mallocArenaNote(process.env, comm.threads);
+    if (note && comm.rank === 0) (options.log ?? ((line: string) => console.error(line)))(`converge: ${note}`);
+    return comm;
   }
   throw unknownName('process backend', backend, backends.filter((b) => b.processes).map((b) => b.name));
 }

@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { masterFromEnvironment, placeFromEnvironment, secretBits, tcpSettingsFromEnvironment, weakSecretWarning } from './environment.js';
+import { mallocArenaNote, masterFromEnvironment, placeFromEnvironment, secretBits, tcpSettingsFromEnvironment, weakSecretWarning } from './environment.js';
 
 test('the rank and size from torchrun, Open MPI, PMIx and Slurm variables, torchrun\'s first', () => {
   assert.deepEqual(placeFromEnvironment({ SLURM_PROCID: '5', SLURM_NTASKS: '8' }), { rank: 5, size: 8, source: 'SLURM_PROCID/SLURM_NTASKS' });
@@ -46,4 +46,11 @@ test('a secret worth fewer than 64 bits gets a warning; what converge launch mak
   assert.match(weakSecretWarning('job-secret-0001') ?? 'no warning', /^CONVERGE_SECRET is weak \(about 5\d bits\): whoever records a handshake can guess it offline/);
   assert.match(weakSecretWarning('a-job-secret-123') ?? 'no warning', /is weak/);
   for (let i = 0; i < 20; i++) assert.equal(weakSecretWarning(randomBytes(16).toString('hex')), null); // converge launch's
+});
+
+test('an mpi rank with a progress thread is told to start with MALLOC_ARENA_MAX=1 when it was not (any value set by the user is theirs); without the thread nothing is said', () => {
+  assert.match(mallocArenaNote({}, true) ?? 'no note', /^MALLOC_ARENA_MAX is not set: .*`mpirun -x MALLOC_ARENA_MAX=1 …`\.$/);
+  assert.equal(mallocArenaNote({ MALLOC_ARENA_MAX: '1' }, true), null);
+  assert.equal(mallocArenaNote({ MALLOC_ARENA_MAX: '4' }, true), null);
+  assert.equal(mallocArenaNote({}, false), null);
 });

@@ -15,9 +15,9 @@ const binding = new URL('../../native/mpi/build/Release/converge_mpi.node', impo
 /** Why mpi jobs cannot run here ('' when they can). */
 export const mpiMissing = !mpirunAvailable() ? 'mpirun is not installed (Debian: openmpi-bin libopenmpi-dev)' : !existsSync(binding) ? 'the Open MPI binding is not built (npm run build:native)' : '';
 
-/** Flags every converge job under mpirun needs on these machines (see the README). */
+/** Flags every converge job under mpirun needs on these machines (see the README): MALLOC_ARENA_MAX=1, see mallocArenaNote. */
 export function mpirunFlags(): string[] {
-  const flags = ['--oversubscribe', '--tag-output', '--mca', 'btl', 'self,vader'];
+  const flags = ['--oversubscribe', '--tag-output', '--mca', 'btl', 'self,vader', '-x', 'MALLOC_ARENA_MAX=1'];
   if (process.getuid?.() === 0) flags.unshift('--allow-run-as-root');
   return flags;
 }
