@@ -241,7 +241,8 @@ test('converge launch: N ranks with their places and a job secret, output prefix
 });
 
 test('converge launch prints every line a rank wrote, also those still on their way when it exited; a child the rank left behind does not hold the job', () => {
-  // a line written after the rank exited (by a process it started) is still the rank's output: a launcher that ended at the ranks' exit lost it
+  // a line written after the rank exited (by a process it started) is still the rank's output, printed before launch ends
+  // (launchProcesses itself, which returned at the ranks' exit, is checked in local-job.test.ts)
   const late = converge('launch', '-n', '2', '--', 'bash', '-c', '(sleep 0.5; echo "rank $RANK, late") & echo "rank $RANK, on time"');
   assert.equal(late.code, 0, late.stderr);
   assert.deepEqual(late.stdout.trim().split('\n').sort(), ['[rank 0] rank 0, late', '[rank 0] rank 0, on time', '[rank 1] rank 1, late', '[rank 1] rank 1, on time']);
