@@ -17,6 +17,7 @@ import type { RankResults, ServerStart, SurrogateResults } from './server.js';
 import { finishStatistics, finishSurrogate, type RankReply, type StudySummary } from './results.js';
 import type { StudySpec } from './spec.js';
 import { routeOf } from './surrogate.js';
+import { outputRead } from '../launch/local-job.js';
 
 export type { StudySummary, SurrogateSummary } from './results.js';
 
@@ -231,6 +232,8 @@ export async function runStudy(spec: StudySpec, options: StudyOptions): Promise<
     child.once('exit', () => running.delete(child));
     let stderr = '';
     child.stderr!.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-2000)));
+    // a failed run is named with its last words: what it wrote just before it exited may still be in the pipe then
+    const read = outputRead(child);
     const outcome = await new Promise<string | null>((resolve) => {
       const timer = setTimeout(() => {
         kill();
@@ -239,7 +242,7 @@ export async function runStudy(spec: StudySpec, options: StudyOptions): Promise<
       child.once('error', (error) => (clearTimeout(timer), resolve(`could not start ${program}: ${error.message}`)));
       child.once('exit', (code, signal) => {
         clearTimeout(timer);
-        resolve(code === 0 ? null : `exited with ${signal ?? `code ${code}`}${lastWords(stderr)}`);
+        void read.then(() => resolve(code === 0 ? null : `exited with ${signal ?? `code ${code}`}${lastWords(stderr)}`));
       });
     });
     await recovering;
@@ -279,7 +282,7 @@ export async function runStudy(spec: StudySpec, options: StudyOptions): Promise<
         }
         if (stopping) return;
         const tries = (attempts.get(run) ?? 0) + (failed.blame ? 1 : 0);
-        if (tries > spec.retries) throw new ConvergeError(`study: run ${run} failed ${tries} times (last: ${failed.why}); the study stops. Fix the simulation, or raise "retries".`, 'RUN_FAILED');
+        if (tries > spec.retries) throw new ConvergeError(`study: run ${run} failed ${tries} time${tries === 1 ? '' : 's'} (last: ${failed.why}); the study stops. Fix the simulation, or raise "retries".`, 'RUN_FAILED');
         attempts.set(run, tries);
         restarts++;
         log(`run ${run} ${failed.why}; starting it again${failed.blame ? ` (attempt ${tries + 1} of ${spec.retries + 1})` : ''}`);

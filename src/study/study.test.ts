@@ -184,6 +184,12 @@ test('a parallel simulation\'s command: behind mpirun -np or srun -n with the st
   assert.match(message({ command: ['./sim'], ranks: 2 }), /study: simulation\.ranks is not known/);
 });
 
+test('a run that fails is named with its last words, also those that reach the pipe after it exited', async () => {
+  // the words come from a process the run started, 0.3 s after the run itself exited: judged at the exit, they were not there yet
+  await assert.rejects(study({ simulation: { command: ['bash', '-c', '(sleep 0.3; echo "no input deck found" >&2) & exit 3'] }, design: 'monte-carlo', runs: 1, concurrency: 1, retries: 0 }),
+    /study: run 0 failed 1 time \(last: exited with code 3: no input deck found\); the study stops/);
+});
+
 test('a simulation that disagrees with its study is stopped with a message naming the run and what to fix', async () => {
   // sends too few cells: the client refuses before sending; the run fails each attempt and the study names it
   await assert.rejects(study({ design: 'monte-carlo', runs: 2, concurrency: 1, retries: 1 }, { CONVERGE_TEST_CELLS: '5' }),
