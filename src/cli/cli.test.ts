@@ -159,7 +159,7 @@ test('Ctrl-C stops at the next step, saves the checkpoint and exits 130 (128 + S
     // the first epoch line means training is under way
     if (/epoch 1\//.test(stderr) && !child.killed) child.kill('SIGINT');
   });
-  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve)); // 'close': its output read to the end, not only exited
   assert.equal(code, 130, stderr);
   assert.match(stderr, /stopping after this step and saving/);
   assert.match(stdout, /stopped early after [\d.]+ s; resume with --resume .*interrupted\.ckpt/);

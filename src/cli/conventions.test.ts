@@ -52,7 +52,7 @@ test('Ctrl-C stops after the step, saves, says how to resume, and exits 130', as
     // interrupt once training is under way (an epoch has been reported)
     if (/epoch 1\/500/.test(stderr) && !child.killed) child.kill('SIGINT');
   });
-  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve)); // 'close': its output read to the end, not only exited
   assert.equal(code, 130, stderr);
   assert.match(stderr, /stopping after this step and saving/);
   assert.match(stdout, /stopped early after [\d.]+ s; resume with --resume .*run\.ckpt/);
