@@ -49,11 +49,12 @@ export function outputRead(child: ChildProcess): Promise<void> {
   return new Promise((resolve) => {
     child.once('close', () => resolve());
     child.once('exit', () => {
-      setTimeout(() => {
+      const giveUp = setTimeout(() => {
         child.stdout?.destroy();
         child.stderr?.destroy();
         resolve();
       }, 5000).unref();
+      child.once('close', () => clearTimeout(giveUp));
     });
     child.once('error', () => resolve());
   });
