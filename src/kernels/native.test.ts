@@ -269,6 +269,42 @@ test('native AES-256-GCM gives the reference\'s (OpenSSL through node:crypto) ci
   }
 });
 
+/** 0 … n − 1 in a seeded random order (Fisher–Yates). */
+function shuffled(n: number, random: Random): Uint32Array {
+  const order = Uint32Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = random.below(i + 1);
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  return order;
+}
+
+test('native sparseLinearSteps takes the reference\'s per-example steps: logistic and hinge, with and without L2, rows of 0 to 60 entries, repeated features across rows', { skip }, () => {
+  const rows = 300;
+  const features = 500;
+  const rowPtr = new Int32Array(rows + 1);
+  const indices: number[] = [];
+  const values: number[] = [];
+  for (let r = 0; r < rows; r++) {
+    const length = random.below(61); // 0…60, some rows empty
+    const chosen = new Set<number>();
+    while (chosen.size < length) chosen.add(random.below(features));
+    for (const j of [...chosen].sort((a, b) => a - b)) {
+      indices.push(j);
+      values.push(random.next() * 4 - 2);
+    }
+    rowPtr[r + 1] = indices.length;
+  }
+  const y = Float32Array.from({ length: rows }, () => random.below(2));
+  const order = shuffled(rows, new Random(11));
+  for (const hinge of [false, true]) {
+    for (const l2 of [0, 1e-3]) {
+      same(`sparseLinearSteps ${hinge ? 'hinge' : 'logistic'}, l2 ${l2}`, [rand(features + 1)], (k, [params]) =>
+        k.sparseLinearSteps(rowPtr, Int32Array.from(indices), Float32Array.from(values), y, order, 7, 250, params, features, 0.5, l2, 0.01, hinge));
+    }
+  }
+});
+
 test('native topkIndices chooses what the reference chooses: random, tied and signed values, every density', { skip }, () => {
   for (const n of [1, 17, 4096, 536_714]) {
     for (const density of [0.001, 0.01, 0.25, 0.5, 1]) {

@@ -48,6 +48,7 @@ interface Addon {
   sgdUpdate: KernelSet['sgdUpdate'];
   momentumUpdate: KernelSet['momentumUpdate'];
   adamUpdate: KernelSet['adamUpdate'];
+  sparseLinearSteps: KernelSet['sparseLinearSteps'];
   info(): { blas: string; core: string };
 }
 
@@ -126,6 +127,8 @@ export function loadNativeKernels(): { kernels: KernelSet; info: { blas: string;
     // a sparse row has ~40 entries: the loop costs less in JavaScript than one call into the addon
     sparseDot: referenceKernels.sparseDot,
     sparseAxpy: referenceKernels.sparseAxpy,
+    // but a minibatch of whole per-example steps is worth one call
+    sparseLinearSteps: addon.sparseLinearSteps,
   };
   return { kernels, info: { ...addon.info(), conv: dnnl ? dnnl.info() : 'im2col + sgemm' } };
 }

@@ -437,6 +437,35 @@ export const referenceKernels: KernelSet = {
     for (let k = start; k < end; k++) dense[offset + indices[k]] += alpha * values[k];
   },
 
+  sparseLinearSteps(rowPtr, indices, values, y, order, first, count, params, features, lr, l2, interceptRate, hinge) {
+    let total = 0;
+    for (let e = 0; e < count; e++) {
+      const i = order[first + e];
+      const start = rowPtr[i];
+      const end = rowPtr[i + 1];
+      let z = 0;
+      for (let k = start; k < end; k++) z += values[k] * params[indices[k]];
+      z += params[features];
+      let loss: number;
+      let slope: number;
+      if (!hinge) {
+        loss = (z > 0 ? z + Math.log1p(Math.exp(-z)) : Math.log1p(Math.exp(z))) - y[i] * z;
+        slope = 1 / (1 + Math.exp(-z)) - y[i];
+      } else {
+        const s = 2 * y[i] - 1;
+        loss = s * z < 1 ? 1 - s * z : 0;
+        slope = s * z < 1 ? -s : 0;
+      }
+      for (let k = start; k < end; k++) {
+        const j = indices[k];
+        params[j] -= lr * (slope * values[k] + l2 * params[j]);
+      }
+      params[features] -= lr * interceptRate * slope;
+      total += loss;
+    }
+    return total;
+  },
+
   sgdUpdate(params, grad, length, lr, weightDecay) {
     for (let i = 0; i < length; i++) params[i] -= lr * (grad[i] + weightDecay * params[i]);
   },

@@ -93,6 +93,15 @@ export interface KernelSet {
   sparseDot(indices: Int32Array, values: Float32Array, start: number, end: number, dense: Float32Array, offset: number): number;
   /** dense[offset + indices[k]] += alpha · values[k] for k in [start, end) */
   sparseAxpy(indices: Int32Array, values: Float32Array, start: number, end: number, alpha: number, dense: Float32Array, offset: number): void;
+  /**
+   * Per-example SGD on a sparse linear model (Hogwild!'s inner loop, models/sparse.ts), one example
+   * after another: for each i = order[first + e], e < count, with z = x_i · w + b (accumulated in
+   * float64), the loss and its slope in z (logistic: softplus(z) − y·z and σ(z) − y; hinge on s = 2y − 1:
+   * 1 − s·z and −s where s·z < 1, else 0), then w_j −= lr·(slope·x_ij + l2·w_j) on the row's features
+   * and b −= lr·interceptRate·slope, in params = [w, b] (b at params[features]). Returns the summed loss.
+   */
+  sparseLinearSteps(rowPtr: Int32Array, indices: Int32Array, values: Float32Array, y: Float32Array, order: Uint32Array, first: number, count: number,
+    params: Float32Array, features: number, lr: number, l2: number, interceptRate: number, hinge: boolean): number;
   /** p −= lr·(g + wd·p) over the first `length` elements */
   sgdUpdate(params: Float32Array, grad: Float32Array, length: number, lr: number, weightDecay: number): void;
   /** v = μ·v + g′; p −= lr·v (Nesterov: p −= lr·(g′ + μ·v)), g′ = g + wd·p */

@@ -75,6 +75,8 @@ export interface Model<B extends AnyBatch = AnyBatch> {
    * (the update Hogwild! races on). Sparse models have it; dense ones do not.
    */
   exampleStep?(params: Float32Array, batch: B, i: number, lr: number): number;
+  /** exampleStep on examples order[first], …, order[first + count − 1] in turn, in one call where the model has a kernel for it; the summed loss. */
+  exampleSteps?(params: Float32Array, batch: B, order: Uint32Array, first: number, count: number, lr: number): number;
   /**
    * The coordinates exampleStep(…, i, …) reads and writes, written to `out`; returns how many.
    * Low-precision Hogwild! decodes these before the step and writes back their changes after.

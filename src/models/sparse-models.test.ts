@@ -112,3 +112,30 @@ test('multinomial logreg (more than two classes) gradient matches finite differe
   finiteDifferences(model, params, batch, Array.from({ length: model.layout.size }, (_, i) => i).filter((i) => i % 3 === 0 || i >= 160));
   assert.throws(() => createModel('svm', { features: 40, classes: 3, maxBatch: 1 }), /model svm: expected binary labels \(two classes\), got 3 classes; use --model logreg/);
 });
+
+/** 0 … n − 1 in a seeded random order (Fisher–Yates). */
+function shuffled(n: number, random: Random): Uint32Array {
+  const order = Uint32Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = random.below(i + 1);
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  return order;
+}
+
+test('exampleSteps over an order is exampleStep on each of those examples in turn, bit for bit (logreg and svm, with L2): the kernel Hogwild! calls a minibatch at a time', () => {
+  const whole = new SparseBatchMaker(sparse.train, 64).range(0, 64);
+  const order = shuffled(64, new Random(9));
+  for (const name of ['logreg', 'svm']) {
+    const model = createModel(name, { features: 40, maxBatch: 64, l2: 0.01 }) as Model<SparseBatch>;
+    const start = new Random(3).fillUniform(model.layout.allocate(), -0.5, 0.5);
+    const one = start.slice();
+    let expected = 0;
+    for (let e = 5; e < 5 + 40; e++) expected += model.exampleStep!(one, whole, order[e], 0.3);
+    const batched = start.slice();
+    const loss = model.exampleSteps!(batched, whole, order, 5, 40, 0.3);
+    assert.deepEqual(batched, one, name);
+    assert.equal(loss, expected, name);
+    assert.ok(!one.every((v, i) => v === start[i]), 'the steps moved something');
+  }
+});

@@ -28,6 +28,7 @@ export class SparseLinear implements Model<SparseBatch> {
   readonly task = 'classification' as const;
   private readonly dot = kernel('sparseDot');
   private readonly axpy = kernel('sparseAxpy');
+  private readonly steps = kernel('sparseLinearSteps');
   private readonly bias: number; // offset of the bias in the flat buffer
 
   constructor(readonly name: string, private readonly loss: Loss, readonly features: number, readonly l2: number, readonly maxBatch: number) {
@@ -78,6 +79,10 @@ export class SparseLinear implements Model<SparseBatch> {
     }
     params[this.bias] -= lr * INTERCEPT_RATE * slope;
     return loss;
+  }
+
+  exampleSteps(params: Float32Array, batch: SparseBatch, order: Uint32Array, first: number, count: number, lr: number): number {
+    return this.steps(batch.rowPtr, batch.indices, batch.values, batch.y, order, first, count, params, this.bias, lr, this.l2, INTERCEPT_RATE, this.loss === 'hinge');
   }
 
   exampleCoordinates(batch: SparseBatch, i: number, out: Int32Array): number {

@@ -118,7 +118,9 @@ export const hogwild: Strategy = async (setup) => {
       if (sparse && whole) {
         if (direct && !roomForAll) room(whole);
         roomForAll = true;
-        for (let i = first; i < first + setup.batch; i++) loss += exampleStep(whole, order[i], lr);
+        // a model's kernel for a minibatch of steps, where nothing is rounded example by example
+        if (!direct && model.exampleSteps) loss = model.exampleSteps(params, whole as never, order, first, setup.batch, lr);
+        else for (let i = first; i < first + setup.batch; i++) loss += exampleStep(whole, order[i], lr);
         loss /= setup.batch;
       } else if (sparse) {
         const batch = input.batch();
