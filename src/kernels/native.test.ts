@@ -3,6 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Random } from '../tensor/random.js';
+import { epochOrder } from '../data/batches.js';
 import { referenceKernels as R } from './reference.js';
 import { loadNativeKernels } from './native.js';
 import { convGeometry, poolGeometry, type KernelSet } from './types.js';
@@ -269,15 +270,6 @@ test('native AES-256-GCM gives the reference\'s (OpenSSL through node:crypto) ci
   }
 });
 
-/** 0 … n − 1 in a seeded random order (Fisher–Yates). */
-function shuffled(n: number, random: Random): Uint32Array {
-  const order = Uint32Array.from({ length: n }, (_, i) => i);
-  for (let i = n - 1; i > 0; i--) {
-    const j = random.below(i + 1);
-    [order[i], order[j]] = [order[j], order[i]];
-  }
-  return order;
-}
 
 test('native sparseLinearSteps takes the reference\'s per-example steps: logistic and hinge, with and without L2, rows of 0 to 60 entries, repeated features across rows', { skip }, () => {
   const rows = 300;
@@ -296,7 +288,7 @@ test('native sparseLinearSteps takes the reference\'s per-example steps: logisti
     rowPtr[r + 1] = indices.length;
   }
   const y = Float32Array.from({ length: rows }, () => random.below(2));
-  const order = shuffled(rows, new Random(11));
+  const order = epochOrder(new Uint32Array(rows), 11, 0);
   for (const hinge of [false, true]) {
     for (const l2 of [0, 1e-3]) {
       same(`sparseLinearSteps ${hinge ? 'hinge' : 'logistic'}, l2 ${l2}`, [rand(features + 1)], (k, [params]) =>

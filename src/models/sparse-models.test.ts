@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { Random } from '../tensor/random.js';
 import { generateRcv1Like } from '../data/sparse.js';
 import { generateNetflixLike } from '../data/ratings.js';
-import { SparseBatchMaker, RatingBatchMaker } from '../data/batches.js';
+import { epochOrder, SparseBatchMaker, RatingBatchMaker } from '../data/batches.js';
 import { createModel, type AnyBatch, type Model, type SparseBatch } from './index.js';
 
 function finiteDifferences(model: Model, params: Float32Array, batch: AnyBatch, coordinates: number[]): void {
@@ -113,19 +113,10 @@ test('multinomial logreg (more than two classes) gradient matches finite differe
   assert.throws(() => createModel('svm', { features: 40, classes: 3, maxBatch: 1 }), /model svm: expected binary labels \(two classes\), got 3 classes; use --model logreg/);
 });
 
-/** 0 … n − 1 in a seeded random order (Fisher–Yates). */
-function shuffled(n: number, random: Random): Uint32Array {
-  const order = Uint32Array.from({ length: n }, (_, i) => i);
-  for (let i = n - 1; i > 0; i--) {
-    const j = random.below(i + 1);
-    [order[i], order[j]] = [order[j], order[i]];
-  }
-  return order;
-}
 
 test('exampleSteps over an order is exampleStep on each of those examples in turn, bit for bit (logreg and svm, with L2): the kernel Hogwild! calls a minibatch at a time', () => {
   const whole = new SparseBatchMaker(sparse.train, 64).range(0, 64);
-  const order = shuffled(64, new Random(9));
+  const order = epochOrder(new Uint32Array(64), 9, 0);
   for (const name of ['logreg', 'svm']) {
     const model = createModel(name, { features: 40, maxBatch: 64, l2: 0.01 }) as Model<SparseBatch>;
     const start = new Random(3).fillUniform(model.layout.allocate(), -0.5, 0.5);
