@@ -270,7 +270,6 @@ test('native AES-256-GCM gives the reference\'s (OpenSSL through node:crypto) ci
   }
 });
 
-
 test('native sparseLinearSteps takes the reference\'s per-example steps: logistic and hinge, with and without L2, rows of 0 to 60 entries, repeated features across rows', { skip }, () => {
   const rows = 300;
   const features = 500;
